@@ -1,0 +1,210 @@
+//! NumPy input views. Arrays that are already float32, C-contiguous and
+//! aligned are borrowed without a copy; anything else that is an ndarray is
+//! refused with a message saying how to convert it, so a silent copy never
+//! hides in a hot loop. Plain Python sequences are accepted for one-shot
+//! calls and converted once (documented as the slower path).
+
+use numpy::{
+    PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyAnyMethods;
+
+use crate::errors::Error;
+
+fn shape_text(shape: &[usize]) -> String {
+    match shape {
+        [one] => format!("({one},)"),
+        _ => format!(
+            "({})",
+            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Returns `obj` as an ndarray: itself if it is one, else `numpy.asarray(obj,
+/// dtype=float32)` for plain sequences.
+fn to_float_ndarray<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, PyUntypedArray>> {
+    if let Ok(arr) = obj.cast::<PyUntypedArray>() {
+        return Ok(arr.clone());
+    }
+    let py = obj.py();
+    let np = py.import("numpy")?;
+    let converted = np
+        .call_method1("asarray", (obj, np.getattr("float32")?))
+        .map_err(|e| {
+            PyErr::from(Error::invalid(format!(
+                "{what} must be a float32 NumPy array or a sequence of numbers, \
+                 got {} that NumPy cannot convert ({})",
+                obj.get_type().name().map(|n| n.to_string()).unwrap_or_default(),
+                e.value(py)
+            )))
+        })?;
+    Ok(converted.cast_into::<PyUntypedArray>()?)
+}
+
+fn check_layout(arr: &Bound<'_, PyUntypedArray>, what: &str, ndim: usize, shape_hint: &str) -> PyResult<()> {
+    let py = arr.py();
+    let dtype = arr.dtype();
+    if !dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
+        return Err(Error::invalid(format!(
+            "{what} must have dtype float32, got {}; convert it with {what}.astype(numpy.float32)",
+            dtype.str()?.to_string_lossy()
+        ))
+        .into());
+    }
+    if arr.ndim() != ndim {
+        return Err(Error::invalid(format!(
+            "{what} must be a {ndim}-D array of shape {shape_hint}, got shape {}",
+            shape_text(arr.shape())
+        ))
+        .into());
+    }
+    if !arr.is_c_contiguous() {
+        return Err(Error::invalid(format!(
+            "{what} must be C-contiguous, got a strided view; pass numpy.ascontiguousarray({what})"
+        ))
+        .into());
+    }
+    let aligned: bool = arr.getattr("flags")?.getattr("aligned")?.extract()?;
+    if !aligned {
+        return Err(Error::invalid(format!(
+            "{what} must be aligned to 4 bytes, got a misaligned buffer; pass {what}.copy()"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Borrows a `(n, dim)` float32 matrix without copying.
+pub fn matrix_f32<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<PyReadonlyArray2<'py, f32>> {
+    let arr = to_float_ndarray(obj, what)?;
+    check_layout(&arr, what, 2, "(n, dim)")?;
+    let typed = arr.cast_into::<numpy::PyArray2<f32>>()?;
+    Ok(typed.try_readonly().map_err(|e| Error::invalid(format!("{what}: {e}")))?)
+}
+
+/// Borrows a `(dim,)` float32 vector without copying.
+pub fn vector_f32<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<PyReadonlyArray1<'py, f32>> {
+    let arr = to_float_ndarray(obj, what)?;
+    if arr.ndim() == 2 && arr.shape().first() == Some(&1) {
+        return Err(Error::invalid(format!(
+            "{what} must be a 1-D array of shape (dim,), got shape {}; \
+             pass {what}[0], or use search_batch for several queries",
+            shape_text(arr.shape())
+        ))
+        .into());
+    }
+    check_layout(&arr, what, 1, "(dim,)")?;
+    let typed = arr.cast_into::<PyArray1<f32>>()?;
+    Ok(typed.try_readonly().map_err(|e| Error::invalid(format!("{what}: {e}")))?)
+}
+
+/// Reads ids as u64: `None` gives `default_start..default_start + n`; an
+/// integer array or a sequence of ints must hold exactly `n` non-negative
+/// values. Floats and bools are refused rather than truncated.
+pub fn ids_u64(obj: Option<&Bound<'_, PyAny>>, n: usize, default_start: u64, what: &str) -> PyResult<Vec<u64>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok((0..n as u64).map(|i| default_start + i).collect());
+    };
+    let py = obj.py();
+    let np = py.import("numpy")?;
+    let arr = np.call_method1("asarray", (obj,)).map_err(|e| {
+        PyErr::from(Error::invalid(format!("{what} must be a sequence of integers ({})", e.value(py))))
+    })?;
+    let arr = arr.cast_into::<PyUntypedArray>()?;
+    let kind = arr.dtype().kind();
+    if kind != b'i' && kind != b'u' {
+        return Err(Error::invalid(format!(
+            "{what} must hold integers, got dtype {}",
+            arr.dtype().str()?.to_string_lossy()
+        ))
+        .into());
+    }
+    if arr.ndim() != 1 || arr.shape()[0] != n {
+        return Err(Error::invalid(format!(
+            "{what} must be a 1-D sequence of {n} ids (one per vector), got shape {}",
+            shape_text(arr.shape())
+        ))
+        .into());
+    }
+    if kind == b'i' {
+        let signed = np
+            .call_method1("ascontiguousarray", (arr, np.getattr("int64")?))?
+            .cast_into::<PyArrayDyn<i64>>()?;
+        let ro = signed.readonly();
+        let values = ro.as_slice().map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                u64::try_from(v).map_err(|_| {
+                    Error::invalid(format!("{what}[{i}] = {v} is negative: ids must be >= 0")).into()
+                })
+            })
+            .collect()
+    } else {
+        let unsigned = np
+            .call_method1("ascontiguousarray", (arr, np.getattr("uint64")?))?
+            .cast_into::<PyArrayDyn<u64>>()?;
+        let ro = unsigned.readonly();
+        Ok(ro
+            .as_slice()
+            .map_err(|e| Error::invalid(format!("{what}: {e}")))?
+            .to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shape_text;
+
+    #[test]
+    fn shapes_print_like_numpy() {
+        assert_eq!(shape_text(&[3]), "(3,)");
+        assert_eq!(shape_text(&[2, 5]), "(2, 5)");
+        assert_eq!(shape_text(&[]), "()");
+    }
+}
+
+/// Keeps a shared float buffer alive for as long as NumPy views of it exist.
+#[pyclass(frozen, module = "ruvector_common", name = "_SharedBuffer")]
+pub struct SharedBuffer {
+    data: std::sync::Arc<Vec<f32>>,
+}
+
+/// A read-only NumPy view of `data[offset .. offset + rows*cols]` shaped
+/// `(rows, cols)`, or `(cols,)` when `rows` is `None`. No copy: the view
+/// holds a reference to the buffer, which therefore never moves or changes
+/// under it (writers copy a shared buffer first, see `Arc::make_mut`).
+pub fn readonly_view<'py>(
+    py: Python<'py>,
+    data: std::sync::Arc<Vec<f32>>,
+    offset: usize,
+    rows: Option<usize>,
+    cols: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let len = rows.unwrap_or(1) * cols;
+    assert!(offset + len <= data.len(), "view out of bounds");
+    let owner = Bound::new(py, SharedBuffer { data })?;
+    let slice: &[f32] = &owner.get().data[offset..offset + len];
+    let view = match rows {
+        Some(r) => {
+            let a = numpy::ndarray::ArrayView2::from_shape((r, cols), slice)
+                .map_err(|e| Error::Index(format!("view shape: {e}")))?;
+            // SAFETY: the array keeps `owner` alive, and the buffer it owns is
+            // never mutated while shared (copy-on-write in every writer).
+            unsafe { numpy::PyArray2::borrow_from_array(&a, owner.clone().into_any()) }.into_any()
+        }
+        None => {
+            let a = numpy::ndarray::ArrayView1::from(slice);
+            // SAFETY: as above.
+            unsafe { numpy::PyArray1::borrow_from_array(&a, owner.clone().into_any()) }.into_any()
+        }
+    };
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("write", false)?;
+    view.call_method("setflags", (), Some(&kwargs))?;
+    Ok(view)
+}

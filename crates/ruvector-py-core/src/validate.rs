@@ -1,0 +1,159 @@
+//! Pure-Rust checks on vector data, shared by every wheel. They run before
+//! anything reaches an upstream crate, because the crates do not check: a NaN
+//! or an overflowing norm there gives a silently wrong ranking.
+
+use crate::errors::{Error, Result};
+
+/// Largest squared L2 norm accepted for a stored vector or a query. Above it
+/// the f32 arithmetic of a squared distance can overflow to infinity (and
+/// `inf - inf` to NaN), which would rank that row first for every query.
+pub const MAX_SQUARED_NORM: f64 = 1e36;
+
+/// Largest dimension any index accepts (the `.rbpx` format's limit).
+pub const MAX_DIM: usize = 8192;
+
+/// Checks that `dim` is usable: at least 1 (the upstream crate reads out of
+/// bounds on 0) and at most [`MAX_DIM`].
+pub fn check_dim(dim: usize) -> Result<()> {
+    if dim == 0 || dim > MAX_DIM {
+        return Err(Error::invalid(format!(
+            "dim must be between 1 and {MAX_DIM}, got {dim}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a row-major `(n, dim)` block: every value finite, every row's
+/// squared norm below [`MAX_SQUARED_NORM`]. `what` names the argument in the
+/// message (`"vectors"`, `"query"`).
+pub fn check_rows(data: &[f32], dim: usize, what: &str) -> Result<()> {
+    debug_assert!(dim > 0 && data.len() % dim == 0);
+    for (row, chunk) in data.chunks_exact(dim).enumerate() {
+        let mut sq = 0.0f64;
+        for (col, &x) in chunk.iter().enumerate() {
+            if !x.is_finite() {
+                let place = if data.len() == dim {
+                    format!("{what}[{col}]")
+                } else {
+                    format!("{what}[{row}, {col}]")
+                };
+                return Err(Error::invalid(format!(
+                    "{what} must hold only finite values, got {x} at {place}"
+                )));
+            }
+            sq += f64::from(x) * f64::from(x);
+        }
+        if sq > MAX_SQUARED_NORM {
+            let place = if data.len() == dim {
+                what.to_string()
+            } else {
+                format!("{what}[{row}]")
+            };
+            return Err(Error::invalid(format!(
+                "{place} has squared L2 norm {sq:.3e}, above the supported maximum \
+                 {MAX_SQUARED_NORM:.0e} (values must stay below about 1e17 in magnitude)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `k` for a search over `n` vectors: 1 ≤ k ≤ n.
+pub fn check_k(k: i64, n: usize) -> Result<usize> {
+    if k < 1 {
+        return Err(Error::invalid(format!("k must be at least 1, got {k}")));
+    }
+    if n == 0 {
+        return Err(Error::EmptyIndex(
+            "the index is empty: add vectors before searching".into(),
+        ));
+    }
+    if k as u64 > n as u64 {
+        return Err(Error::invalid(format!(
+            "k must be at most the number of vectors in the index ({n}), got {k}"
+        )));
+    }
+    Ok(k as usize)
+}
+
+/// Checks ids against the largest id an index can store, and against each
+/// other and `existing` for duplicates. Returns them unchanged.
+pub fn check_ids(
+    ids: &[u64],
+    max_id: u64,
+    existing: impl Fn(u64) -> bool,
+) -> Result<()> {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    for (i, &id) in ids.iter().enumerate() {
+        if id > max_id {
+            return Err(Error::invalid(format!(
+                "ids[{i}] = {id} does not fit this index: ids must be between 0 and {max_id}"
+            )));
+        }
+        if !seen.insert(id) {
+            return Err(Error::invalid(format!(
+                "ids[{i}] = {id} appears more than once: ids must be unique"
+            )));
+        }
+        if existing(id) {
+            return Err(Error::invalid(format!(
+                "ids[{i}] = {id} is already in the index: ids must be unique"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dim_bounds() {
+        assert!(check_dim(0).is_err());
+        assert!(check_dim(1).is_ok());
+        assert!(check_dim(MAX_DIM).is_ok());
+        assert_eq!(
+            check_dim(MAX_DIM + 1).unwrap_err().to_string(),
+            "dim must be between 1 and 8192, got 8193"
+        );
+    }
+
+    #[test]
+    fn rows_reject_nan_with_position() {
+        let data = [1.0, 2.0, 3.0, f32::NAN];
+        let e = check_rows(&data, 2, "vectors").unwrap_err().to_string();
+        assert_eq!(e, "vectors must hold only finite values, got NaN at vectors[1, 1]");
+        let e = check_rows(&[f32::NEG_INFINITY], 1, "query").unwrap_err().to_string();
+        assert_eq!(e, "query must hold only finite values, got -inf at query[0]");
+    }
+
+    #[test]
+    fn rows_reject_overflowing_norm() {
+        let data = [1e19f32, 0.0];
+        let e = check_rows(&data, 2, "query").unwrap_err().to_string();
+        assert!(e.starts_with("query has squared L2 norm 1.000e38"), "{e}");
+        assert!(check_rows(&[1e17, 1e17], 2, "q").is_ok());
+    }
+
+    #[test]
+    fn k_bounds() {
+        assert!(check_k(0, 5).is_err());
+        assert!(check_k(-3, 5).is_err());
+        assert_eq!(check_k(5, 5).unwrap(), 5);
+        assert!(check_k(6, 5).is_err());
+        assert!(matches!(check_k(1, 0), Err(Error::EmptyIndex(_))));
+    }
+
+    #[test]
+    fn ids_checked_for_range_and_duplicates() {
+        assert!(check_ids(&[0, 1, u32::MAX as u64], u32::MAX as u64, |_| false).is_ok());
+        let e = check_ids(&[1, 1 << 32], u32::MAX as u64, |_| false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ids[1] = 4294967296 does not fit this index: ids must be between 0 and 4294967295"
+        );
+        assert!(check_ids(&[3, 4, 3], 10, |_| false).is_err());
+        assert!(check_ids(&[3], 10, |id| id == 3).is_err());
+    }
+}

@@ -1,0 +1,73 @@
+"""RaBitQ vector indexes for Python, backed by the Rust crate ``ruvector-rabitq``.
+
+Four index kinds share one protocol (:class:`AnyIndex`):
+
+* :class:`FlatF32Index` — exact brute force over float32 vectors.
+* :class:`RabitqIndex` — 1-bit codes only: smallest, fastest, low recall.
+* :class:`RabitqPlusIndex` — 1-bit scan, then exact rerank: the default.
+* :class:`RabitqAsymIndex` — float query against 1-bit codes: slower scan,
+  better estimates; optional rerank.
+
+>>> import numpy as np, ruvector_rabitq as rr
+>>> x = np.random.default_rng(0).standard_normal((1000, 32), dtype=np.float32)
+>>> idx = rr.RabitqPlusIndex.build(x, seed=42, rerank_factor=20)
+>>> idx.search(x[3], k=1)[0].id
+3
+
+Errors are the shared classes of ``ruvector_common.errors`` (also exported
+here), so ``except ruvector.RuVectorError`` catches every one of them.
+"""
+
+# The native module first: if ruvector-common is missing, its import error
+# names the distribution to install.
+from . import _native
+from ._native import (
+    FlatF32Index,
+    RabitqAsymIndex,
+    RabitqIndex,
+    RabitqPlusIndex,
+    __version__,
+    cpu_features,
+    runtime_info,
+)
+from ._recommend import Recommendation, recommend
+from ._types import AnyIndex, SearchHit
+from ruvector_common.errors import (
+    DimensionMismatch,
+    EmptyIndex,
+    InvalidArgument,
+    NotFound,
+    PersistError,
+    RuVectorError,
+    VectorIndexError,
+)
+
+MAX_DIM: int = _native.MAX_DIM
+MAX_HAAR_DIM: int = _native.MAX_HAAR_DIM
+MAX_RERANK_FACTOR: int = _native.MAX_RERANK_FACTOR
+MAX_VECTORS: int = _native.MAX_VECTORS
+
+__all__ = [
+    "AnyIndex",
+    "DimensionMismatch",
+    "EmptyIndex",
+    "FlatF32Index",
+    "InvalidArgument",
+    "MAX_DIM",
+    "MAX_HAAR_DIM",
+    "MAX_RERANK_FACTOR",
+    "MAX_VECTORS",
+    "NotFound",
+    "PersistError",
+    "RabitqAsymIndex",
+    "RabitqIndex",
+    "RabitqPlusIndex",
+    "Recommendation",
+    "RuVectorError",
+    "SearchHit",
+    "VectorIndexError",
+    "__version__",
+    "cpu_features",
+    "recommend",
+    "runtime_info",
+]

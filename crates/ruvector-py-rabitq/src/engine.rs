@@ -1,0 +1,440 @@
+//! The four index kinds over the upstream crate, with the crate's defects
+//! kept out of reach:
+//!
+//! * inputs are validated before any crate call (dim 0, NaN, overflowing
+//!   norms, ids above u32, duplicates, `RabitqAsymIndex::add` desync);
+//! * the original vectors live once, in the SDK's [`Store`], so they can be
+//!   viewed from NumPy and saved with their real ids; the crate holds only
+//!   the 1-bit codes (`RabitqIndex`, or `RabitqAsymIndex` without rerank),
+//!   and the exact rerank runs here with the crate's own semantics.
+//!
+//! Results are identical to the crate's `FlatF32Index`, `RabitqIndex`,
+//! `RabitqPlusIndex` and `RabitqAsymIndex` on the same inputs (tested).
+
+use ruvector_py_core::{validate, Error, Result};
+use ruvector_rabitq::{AnnIndex, RabitqAsymIndex, RabitqIndex, RandomRotationKind};
+
+use crate::store::Store;
+use crate::topk::{sq_l2, TopK};
+
+/// Largest dimension for the dense Haar rotation, whose construction costs
+/// O(dim³) time (≈1.3 s at 1024, ≈11 s at 2048, minutes beyond).
+pub const MAX_HAAR_DIM: usize = 2048;
+/// Largest rerank factor (the `.rbpx` format's limit).
+pub const MAX_RERANK_FACTOR: usize = 1024;
+/// Largest number of vectors in one index (the `.rbpx` format's limit).
+pub const MAX_VECTORS: usize = 100_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Flat,
+    Rabitq,
+    Plus,
+    Asym,
+}
+
+impl Kind {
+    pub fn class_name(self) -> &'static str {
+        match self {
+            Kind::Flat => "FlatF32Index",
+            Kind::Rabitq => "RabitqIndex",
+            Kind::Plus => "RabitqPlusIndex",
+            Kind::Asym => "RabitqAsymIndex",
+        }
+    }
+
+    /// Largest id the kind can store: the crate keeps RaBitQ ids as u32.
+    pub fn max_id(self) -> u64 {
+        match self {
+            Kind::Flat => i64::MAX as u64,
+            _ => u32::MAX as u64,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    Haar,
+    Hadamard,
+}
+
+impl Rotation {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "haar" => Ok(Rotation::Haar),
+            "hadamard" => Ok(Rotation::Hadamard),
+            _ => Err(Error::invalid(format!(
+                "rotation must be \"haar\" or \"hadamard\", got {s:?}"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Rotation::Haar => "haar",
+            Rotation::Hadamard => "hadamard",
+        }
+    }
+
+    fn upstream(self) -> RandomRotationKind {
+        match self {
+            Rotation::Haar => RandomRotationKind::HaarDense,
+            Rotation::Hadamard => RandomRotationKind::HadamardSigned,
+        }
+    }
+}
+
+/// Everything that, with the data, determines an index's results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    pub kind: Kind,
+    pub dim: usize,
+    pub seed: u64,
+    pub rerank_factor: usize,
+    pub rotation: Rotation,
+}
+
+impl Params {
+    pub fn check(&self) -> Result<()> {
+        validate::check_dim(self.dim)?;
+        if self.rerank_factor < 1 || self.rerank_factor > MAX_RERANK_FACTOR {
+            return Err(Error::invalid(format!(
+                "rerank_factor must be between 1 and {MAX_RERANK_FACTOR}, got {}",
+                self.rerank_factor
+            )));
+        }
+        if self.kind == Kind::Asym && self.rotation != Rotation::Haar {
+            return Err(Error::invalid(
+                "RabitqAsymIndex supports only rotation=\"haar\"",
+            ));
+        }
+        if self.kind != Kind::Flat && self.rotation == Rotation::Haar && self.dim > MAX_HAAR_DIM {
+            return Err(Error::invalid(format!(
+                "rotation=\"haar\" builds a dense dim×dim rotation in O(dim³) time and is limited \
+                 to dim <= {MAX_HAAR_DIM}, got dim {}; use rotation=\"hadamard\"",
+                self.dim
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the kind keeps the original vectors.
+    pub fn keeps_vectors(&self) -> bool {
+        match self.kind {
+            Kind::Flat | Kind::Plus => true,
+            Kind::Rabitq => false,
+            Kind::Asym => self.rerank_factor > 1,
+        }
+    }
+}
+
+enum Codes {
+    None,
+    Symmetric(Box<RabitqIndex>),
+    Asymmetric(Box<RabitqAsymIndex>),
+}
+
+pub struct Engine {
+    params: Params,
+    store: Store,
+    codes: Codes,
+}
+
+fn crate_err(e: ruvector_rabitq::RabitqError) -> Error {
+    Error::Index(format!("ruvector-rabitq: {e}"))
+}
+
+impl Engine {
+    pub fn new(params: Params) -> Result<Self> {
+        params.check()?;
+        let codes = match params.kind {
+            Kind::Flat => Codes::None,
+            Kind::Rabitq | Kind::Plus => Codes::Symmetric(Box::new(RabitqIndex::new_with_rotation(
+                params.dim,
+                params.seed,
+                params.rotation.upstream(),
+            ))),
+            // Rerank runs here on the Store's vectors, so the crate index is
+            // built without originals (rerank factor 1).
+            Kind::Asym => Codes::Asymmetric(Box::new(RabitqAsymIndex::new(params.dim, params.seed, 1))),
+        };
+        Ok(Self {
+            params,
+            store: Store::new(params.dim, params.keeps_vectors()),
+            codes,
+        })
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    pub fn set_rerank_factor(&mut self, rf: usize) -> Result<()> {
+        let mut p = self.params;
+        p.rerank_factor = rf;
+        p.check()?;
+        if p.keeps_vectors() != self.params.keeps_vectors() {
+            return Err(Error::invalid(format!(
+                "{} built with rerank_factor {} cannot switch to {rf}: whether the original \
+                 vectors are kept is fixed at build time",
+                self.params.kind.class_name(),
+                self.params.rerank_factor
+            )));
+        }
+        self.params = p;
+        Ok(())
+    }
+
+    /// Checks a block of rows and ids without changing anything.
+    pub fn check_add(&self, ids: &[u64], data: &[f32]) -> Result<()> {
+        let dim = self.params.dim;
+        if data.len() != ids.len() * dim {
+            return Err(Error::invalid(format!(
+                "got {} ids for {} vectors",
+                ids.len(),
+                data.len() / dim
+            )));
+        }
+        if self.store.len() + ids.len() > MAX_VECTORS {
+            return Err(Error::invalid(format!(
+                "an index holds at most {MAX_VECTORS} vectors; adding {} to {} exceeds it",
+                ids.len(),
+                self.store.len()
+            )));
+        }
+        validate::check_ids(ids, self.params.kind.max_id(), |id| self.store.contains(id))?;
+        validate::check_rows(data, dim, "vectors")
+    }
+
+    /// Adds validated rows. All checks run first, so a failure changes nothing.
+    pub fn add(&mut self, ids: &[u64], data: &[f32]) -> Result<()> {
+        self.check_add(ids, data)?;
+        let dim = self.params.dim;
+        match &mut self.codes {
+            Codes::None => {}
+            Codes::Symmetric(idx) => {
+                for (&id, row) in ids.iter().zip(data.chunks_exact(dim)) {
+                    idx.add(id as usize, row.to_vec()).map_err(crate_err)?;
+                }
+            }
+            Codes::Asymmetric(idx) => {
+                for (&id, row) in ids.iter().zip(data.chunks_exact(dim)) {
+                    idx.add(id as usize, row.to_vec()).map_err(crate_err)?;
+                }
+            }
+        }
+        self.store.append(ids, data);
+        Ok(())
+    }
+
+    /// Top-`k` `(id, squared L2)` for a validated query, ascending.
+    /// `rerank_factor` overrides the index's own for this call.
+    pub fn search(&self, query: &[f32], k: usize, rerank_factor: Option<usize>) -> Result<Vec<(u64, f32)>> {
+        let n = self.store.len();
+        let k = k.min(n);
+        let rf = rerank_factor.unwrap_or(self.params.rerank_factor);
+        match &self.codes {
+            Codes::None => {
+                let mut top = TopK::new(k);
+                for (pos, &id) in self.store.ids().iter().enumerate() {
+                    top.push(id, sq_l2(query, self.store.vector(pos)));
+                }
+                Ok(top.into_sorted())
+            }
+            Codes::Symmetric(idx) if self.params.kind == Kind::Rabitq => Ok(idx
+                .search(query, k)
+                .map_err(crate_err)?
+                .into_iter()
+                .map(|r| (r.id as u64, r.score))
+                .collect()),
+            Codes::Symmetric(idx) => {
+                let candidates = k.saturating_mul(rf).max(k).min(n);
+                let cand = idx.search(query, candidates).map_err(crate_err)?;
+                Ok(self.rerank(query, k, cand))
+            }
+            Codes::Asymmetric(idx) => {
+                if !self.store.keeps_vectors() || rf <= 1 {
+                    return Ok(idx
+                        .search(query, k)
+                        .map_err(crate_err)?
+                        .into_iter()
+                        .map(|r| (r.id as u64, r.score))
+                        .collect());
+                }
+                let candidates = k.saturating_mul(rf).max(k).min(n);
+                let cand = idx.search(query, candidates).map_err(crate_err)?;
+                Ok(self.rerank(query, k, cand))
+            }
+        }
+    }
+
+    fn rerank(&self, query: &[f32], k: usize, cand: Vec<ruvector_rabitq::SearchResult>) -> Vec<(u64, f32)> {
+        let mut top = TopK::new(k.min(cand.len()));
+        for c in &cand {
+            let id = c.id as u64;
+            let pos = self.store.row_of(id).expect("every indexed id has a row");
+            top.push(id, sq_l2(query, self.store.vector(pos)));
+        }
+        top.into_sorted()
+    }
+
+    /// Honest byte count: codes, rotation (the crate's Haar rotation keeps two
+    /// copies of its matrix and reports one), kept vectors, ids and id map.
+    pub fn memory_bytes(&self) -> usize {
+        let codes = match &self.codes {
+            Codes::None => 0,
+            Codes::Symmetric(idx) => {
+                let extra = if self.params.rotation == Rotation::Haar {
+                    idx.rotation().bytes()
+                } else {
+                    0
+                };
+                idx.memory_bytes() + extra + idx.cos_lut().len() * 4
+            }
+            // Always Haar: a second dim×dim copy and the cos table are unreported.
+            Codes::Asymmetric(idx) => {
+                let d = self.params.dim;
+                idx.memory_bytes() + d * d * 4 + (d + 1) * 4
+            }
+        };
+        codes + self.store.memory_bytes()
+    }
+
+    /// Structural equality: same parameters, ids in the same order, and the
+    /// same vectors (or, when vectors are not kept, the same codes).
+    pub fn same_as(&self, other: &Engine) -> bool {
+        if self.params != other.params || self.store.ids() != other.store.ids() {
+            return false;
+        }
+        match (&self.codes, &other.codes) {
+            (Codes::Symmetric(a), Codes::Symmetric(b)) if !self.store.keeps_vectors() => {
+                a.packed() == b.packed() && a.norms() == b.norms()
+            }
+            _ => self.store.vectors() == other.store.vectors(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ruvector_rabitq::{FlatF32Index, RabitqPlusIndex};
+
+    fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
+        // Small deterministic generator (xorshift) with a few clusters.
+        let mut s = seed | 1;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 10_000) as f32 / 10_000.0 - 0.5
+        };
+        let centres: Vec<f32> = (0..8 * d).map(|_| next() * 4.0).collect();
+        (0..n)
+            .flat_map(|i| {
+                let c = (i % 8) * d;
+                (0..d).map(|j| centres[c + j] + next() * 0.3).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn params(kind: Kind, dim: usize, rf: usize, rotation: Rotation) -> Params {
+        Params {
+            kind,
+            dim,
+            seed: 7,
+            rerank_factor: rf,
+            rotation,
+        }
+    }
+
+    fn ids(n: usize) -> Vec<u64> {
+        // Non-dense ids, so that an id/row mix-up would show.
+        (0..n as u64).map(|i| i * 3 + 11).collect()
+    }
+
+    #[test]
+    fn plus_matches_the_crate_for_both_rotations() {
+        let (n, d) = (600, 48);
+        let x = data(n, d, 3);
+        let ids = ids(n);
+        for rotation in [Rotation::Haar, Rotation::Hadamard] {
+            let mut ours = Engine::new(params(Kind::Plus, d, 5, rotation)).unwrap();
+            ours.add(&ids, &x).unwrap();
+            let mut theirs = RabitqPlusIndex::new_with_rotation(d, 7, 5, rotation.upstream());
+            for (id, row) in ids.iter().zip(x.chunks_exact(d)) {
+                theirs.add(*id as usize, row.to_vec()).unwrap();
+            }
+            for q in x.chunks_exact(d).step_by(37) {
+                for k in [1, 10, 50] {
+                    let want: Vec<(u64, f32)> =
+                        theirs.search(q, k).unwrap().into_iter().map(|r| (r.id as u64, r.score)).collect();
+                    assert_eq!(ours.search(q, k, None).unwrap(), want);
+                }
+                let want: Vec<(u64, f32)> = theirs
+                    .search_with_rerank(q, 10, 2)
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r.id as u64, r.score))
+                    .collect();
+                assert_eq!(ours.search(q, 10, Some(2)).unwrap(), want);
+            }
+        }
+    }
+
+    #[test]
+    fn flat_and_asym_match_the_crate() {
+        let (n, d) = (300, 32);
+        let x = data(n, d, 5);
+        let ids = ids(n);
+        let mut flat = Engine::new(params(Kind::Flat, d, 1, Rotation::Haar)).unwrap();
+        flat.add(&ids, &x).unwrap();
+        let mut crate_flat = FlatF32Index::new(d);
+        let mut asym = Engine::new(params(Kind::Asym, d, 4, Rotation::Haar)).unwrap();
+        asym.add(&ids, &x).unwrap();
+        let mut crate_asym = RabitqAsymIndex::new(d, 7, 4);
+        for (id, row) in ids.iter().zip(x.chunks_exact(d)) {
+            crate_flat.add(*id as usize, row.to_vec()).unwrap();
+            crate_asym.add(*id as usize, row.to_vec()).unwrap();
+        }
+        for q in x.chunks_exact(d).step_by(29) {
+            let f: Vec<(u64, f32)> = crate_flat.search(q, 7).unwrap().into_iter().map(|r| (r.id as u64, r.score)).collect();
+            assert_eq!(flat.search(q, 7, None).unwrap(), f);
+            let a: Vec<(u64, f32)> = crate_asym.search(q, 7).unwrap().into_iter().map(|r| (r.id as u64, r.score)).collect();
+            assert_eq!(asym.search(q, 7, None).unwrap(), a);
+        }
+    }
+
+    #[test]
+    fn failed_add_changes_nothing() {
+        let d = 8;
+        let mut e = Engine::new(params(Kind::Asym, d, 3, Rotation::Haar)).unwrap();
+        let x = data(10, d, 1);
+        e.add(&ids(10), &x).unwrap();
+        let before = e.search(&x[..d], 3, None).unwrap();
+        let mut bad = x[..2 * d].to_vec();
+        bad[d + 2] = f32::NAN;
+        assert!(e.add(&[1000, 1001], &bad).is_err());
+        assert!(e.add(&[11], &x[..d]).is_err(), "duplicate id");
+        assert!(e.add(&[1 << 32], &x[..d]).is_err(), "id above u32");
+        assert_eq!(e.len(), 10);
+        assert_eq!(e.search(&x[..d], 3, None).unwrap(), before);
+    }
+
+    #[test]
+    fn params_refuse_crashing_shapes() {
+        assert!(Engine::new(params(Kind::Plus, 0, 1, Rotation::Haar)).is_err());
+        assert!(Engine::new(params(Kind::Plus, 4096, 1, Rotation::Haar)).is_err());
+        assert!(Engine::new(params(Kind::Plus, 4096, 1, Rotation::Hadamard)).is_ok());
+        assert!(Engine::new(params(Kind::Plus, 8, 0, Rotation::Haar)).is_err());
+        assert!(Engine::new(params(Kind::Asym, 8, 1, Rotation::Hadamard)).is_err());
+    }
+}

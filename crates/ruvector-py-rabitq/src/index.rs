@@ -1,0 +1,643 @@
+//! The Python classes: `FlatF32Index`, `RabitqIndex`, `RabitqPlusIndex`,
+//! `RabitqAsymIndex`. They share one base class (`_IndexBase`) that owns the
+//! engine behind a read-write lock: searches from many threads run together
+//! with the GIL released; an add waits for them and excludes them.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use numpy::{PyArray1, PyArrayMethods};
+use pyo3::prelude::*;
+use pyo3::pyclass::CompareOp;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyList, PyTuple};
+use rayon::prelude::*;
+
+use ruvector_py_core::args::int_in_range;
+use ruvector_py_core::arrays::{ids_u64, matrix_f32, readonly_view, vector_f32};
+use ruvector_py_core::errors::py as pyerr;
+use ruvector_py_core::{parallel, runtime, validate, Error, Result};
+
+use crate::engine::{Engine, Kind, Params, Rotation, MAX_RERANK_FACTOR};
+use crate::persist;
+
+static SEARCH_HIT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn hits_to_list(py: Python<'_>, hits: Vec<(u64, f32)>) -> PyResult<Py<PyAny>> {
+    let cls = SEARCH_HIT
+        .get_or_try_init(py, || Ok::<_, PyErr>(py.import("ruvector_rabitq._types")?.getattr("SearchHit")?.unbind()))?
+        .bind(py);
+    let list = PyList::empty(py);
+    for (id, score) in hits {
+        list.append(cls.call1((id, score))?)?;
+    }
+    Ok(list.into_any().unbind())
+}
+
+/// Squared L2 distances of the hits, ascending; ids of the hits.
+type Batch = (Vec<i64>, Vec<f32>);
+
+#[pyclass(subclass, frozen, module = "ruvector_rabitq", name = "_IndexBase")]
+pub struct IndexBase {
+    engine: Arc<RwLock<Engine>>,
+    kind: Kind,
+    dim: usize,
+}
+
+impl IndexBase {
+    fn from_engine(engine: Engine) -> Self {
+        let p = *engine.params();
+        Self {
+            engine: Arc::new(RwLock::new(engine)),
+            kind: p.kind,
+            dim: p.dim,
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Engine> {
+        self.engine.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Engine> {
+        self.engine.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_query(&self, query: &[f32], what: &str) -> Result<()> {
+        if query.len() % self.dim != 0 || query.is_empty() {
+            return Err(Error::dimension(what, self.dim, query.len()));
+        }
+        validate::check_rows(query, self.dim, what)
+    }
+
+    fn rerank_arg(&self, rerank_factor: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+        let Some(obj) = rerank_factor.filter(|o| !o.is_none()) else {
+            return Ok(None);
+        };
+        if matches!(self.kind, Kind::Flat | Kind::Rabitq) {
+            return Err(Error::invalid(format!(
+                "{} does not rerank; rerank_factor applies to RabitqPlusIndex and RabitqAsymIndex",
+                self.kind.class_name()
+            ))
+            .into());
+        }
+        Ok(Some(int_in_range(obj, "rerank_factor", 1, MAX_RERANK_FACTOR as i128)? as usize))
+    }
+
+    fn search_many(engine: &Engine, queries: &[f32], dim: usize, k: i64, rf: Option<usize>) -> Result<Batch> {
+        let k = validate::check_k(k, engine.len())?;
+        let nq = queries.len() / dim;
+        let mut ids = vec![-1i64; nq * k];
+        let mut scores = vec![f32::INFINITY; nq * k];
+        let mut run = || {
+            ids.par_chunks_mut(k)
+                .zip(scores.par_chunks_mut(k))
+                .zip(queries.par_chunks(dim))
+                .try_for_each(|((ids, scores), q)| -> Result<()> {
+                    for (i, (id, score)) in engine.search(q, k, rf)?.into_iter().enumerate() {
+                        ids[i] = id as i64;
+                        scores[i] = score;
+                    }
+                    Ok(())
+                })
+        };
+        if nq > 1 {
+            parallel::pool()?.install(run)?;
+        } else {
+            run()?;
+        }
+        Ok((ids, scores))
+    }
+
+    fn batch_to_numpy(py: Python<'_>, nq: usize, k: usize, (ids, scores): Batch) -> PyResult<Py<PyAny>> {
+        let ids = PyArray1::from_vec(py, ids).reshape([nq, k])?;
+        let scores = PyArray1::from_vec(py, scores).reshape([nq, k])?;
+        Ok(PyTuple::new(py, [ids.into_any(), scores.into_any()])?.into_any().unbind())
+    }
+
+    fn add_rows(&self, py: Python<'_>, ids: &[u64], data: &[f32]) -> PyResult<()> {
+        validate::check_rows(data, self.dim, "vectors")?;
+        Ok(py.detach(|| self.write().add(ids, data))?)
+    }
+}
+
+#[pymethods]
+impl IndexBase {
+    /// The `k` nearest stored vectors to `query`, as a list of
+    /// `SearchHit(id, score)` ascending by score (squared L2 distance).
+    #[pyo3(signature = (query, k, *, rerank_factor=None))]
+    fn search(
+        &self,
+        py: Python<'_>,
+        query: &Bound<'_, PyAny>,
+        k: &Bound<'_, PyAny>,
+        rerank_factor: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let q = vector_f32(query, "query")?;
+        let q = q.as_slice()?;
+        let k = int_in_range(k, "k", i64::MIN as i128, i64::MAX as i128)? as i64;
+        let rf = self.rerank_arg(rerank_factor)?;
+        if q.len() != self.dim {
+            return Err(Error::dimension("query", self.dim, q.len()).into());
+        }
+        self.check_query(q, "query")?;
+        let hits = py.detach(|| -> Result<_> {
+            let engine = self.read();
+            let k = validate::check_k(k, engine.len())?;
+            engine.search(q, k, rf)
+        })?;
+        hits_to_list(py, hits)
+    }
+
+    /// Searches every row of `queries` (shape `(nq, dim)`) in parallel with
+    /// the GIL released. Returns `(ids, scores)`: int64 and float32 arrays
+    /// of shape `(nq, k)`, each row ascending by score.
+    #[pyo3(signature = (queries, k, *, rerank_factor=None))]
+    fn search_batch(
+        &self,
+        py: Python<'_>,
+        queries: &Bound<'_, PyAny>,
+        k: &Bound<'_, PyAny>,
+        rerank_factor: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let m = matrix_f32(queries, "queries")?;
+        let cols = m.as_array().ncols();
+        let q = m.as_slice()?;
+        let k = int_in_range(k, "k", i64::MIN as i128, i64::MAX as i128)? as i64;
+        let rf = self.rerank_arg(rerank_factor)?;
+        if cols != self.dim {
+            return Err(Error::dimension("queries", self.dim, cols).into());
+        }
+        let nq = q.len() / self.dim;
+        if nq > 0 {
+            self.check_query(q, "queries")?;
+        }
+        let dim = self.dim;
+        let batch = py.detach(|| -> Result<_> {
+            let engine = self.read();
+            Self::search_many(&engine, q, dim, k, rf)
+        })?;
+        let k = batch.0.len().checked_div(nq).unwrap_or(k.max(0) as usize);
+        Self::batch_to_numpy(py, nq, k, batch)
+    }
+
+    /// Awaitable form of `search`, run on the wheel's runtime (the query is
+    /// copied, so the caller may reuse its array at once).
+    #[pyo3(signature = (query, k, *, rerank_factor=None))]
+    fn search_async<'py>(
+        &self,
+        py: Python<'py>,
+        query: &Bound<'py, PyAny>,
+        k: &Bound<'py, PyAny>,
+        rerank_factor: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let q = vector_f32(query, "query")?;
+        let q = q.as_slice()?.to_vec();
+        let k = int_in_range(k, "k", i64::MIN as i128, i64::MAX as i128)? as i64;
+        let rf = self.rerank_arg(rerank_factor)?;
+        if q.len() != self.dim {
+            return Err(Error::dimension("query", self.dim, q.len()).into());
+        }
+        self.check_query(&q, "query")?;
+        let engine = Arc::clone(&self.engine);
+        runtime::awaitable(
+            py,
+            move || {
+                let engine = engine.read().unwrap_or_else(|p| p.into_inner());
+                let k = validate::check_k(k, engine.len())?;
+                engine.search(&q, k, rf)
+            },
+            Box::new(hits_to_list),
+        )
+    }
+
+    /// Awaitable form of `search_batch` (the queries are copied).
+    #[pyo3(signature = (queries, k, *, rerank_factor=None))]
+    fn search_batch_async<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+        k: &Bound<'py, PyAny>,
+        rerank_factor: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let m = matrix_f32(queries, "queries")?;
+        let cols = m.as_array().ncols();
+        let q = m.as_slice()?.to_vec();
+        let k = int_in_range(k, "k", i64::MIN as i128, i64::MAX as i128)? as i64;
+        let rf = self.rerank_arg(rerank_factor)?;
+        if cols != self.dim {
+            return Err(Error::dimension("queries", self.dim, cols).into());
+        }
+        let nq = q.len() / self.dim;
+        if nq > 0 {
+            self.check_query(&q, "queries")?;
+        }
+        let (engine, dim) = (Arc::clone(&self.engine), self.dim);
+        runtime::awaitable(
+            py,
+            move || {
+                let engine = engine.read().unwrap_or_else(|p| p.into_inner());
+                Self::search_many(&engine, &q, dim, k, rf)
+            },
+            Box::new(move |py, batch: Batch| {
+                let k = batch.0.len().checked_div(nq).unwrap_or(0);
+                Self::batch_to_numpy(py, nq, k, batch)
+            }),
+        )
+    }
+
+    /// Adds one vector under `id`. The index is unchanged if anything is wrong.
+    fn add(&self, py: Python<'_>, id: &Bound<'_, PyAny>, vector: &Bound<'_, PyAny>) -> PyResult<()> {
+        let id = int_in_range(id, "id", 0, self.kind.max_id() as i128)? as u64;
+        let v = vector_f32(vector, "vector")?;
+        let v = v.as_slice()?;
+        if v.len() != self.dim {
+            return Err(Error::dimension("vector", self.dim, v.len()).into());
+        }
+        self.add_rows(py, &[id], v)
+    }
+
+    /// Adds the rows of `vectors` (shape `(n, dim)`) under `ids`, by default
+    /// `len(self) .. len(self) + n`. All or nothing.
+    #[pyo3(signature = (vectors, ids=None))]
+    fn add_batch(&self, py: Python<'_>, vectors: &Bound<'_, PyAny>, ids: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let m = matrix_f32(vectors, "vectors")?;
+        let (n, cols) = m.as_array().dim();
+        if cols != self.dim {
+            return Err(Error::dimension("vectors", self.dim, cols).into());
+        }
+        let start = self.read().len() as u64;
+        let ids = ids_u64(ids, n, start, "ids")?;
+        self.add_rows(py, &ids, m.as_slice()?)
+    }
+
+    fn __len__(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Dimension of the stored vectors.
+    #[getter]
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Bytes held by the index: codes, rotation, kept vectors, ids.
+    #[getter]
+    fn memory_bytes(&self) -> usize {
+        self.read().memory_bytes()
+    }
+
+    /// Seed of the random rotation.
+    #[getter]
+    fn seed(&self) -> u64 {
+        self.read().params().seed
+    }
+
+    /// Candidates per result that are reranked exactly (1 = no rerank).
+    #[getter]
+    fn rerank_factor(&self) -> usize {
+        self.read().params().rerank_factor
+    }
+
+    #[setter]
+    fn set_rerank_factor(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        if matches!(self.kind, Kind::Flat | Kind::Rabitq) {
+            return Err(Error::invalid(format!("{} has no rerank_factor to set", self.kind.class_name())).into());
+        }
+        let rf = int_in_range(value, "rerank_factor", 1, MAX_RERANK_FACTOR as i128)? as usize;
+        Ok(self.write().set_rerank_factor(rf)?)
+    }
+
+    /// `"haar"` or `"hadamard"` (`None` for `FlatF32Index`, which rotates nothing).
+    #[getter]
+    fn rotation(&self) -> Option<&'static str> {
+        (self.kind != Kind::Flat).then(|| self.read().params().rotation.name())
+    }
+
+    /// Whether the original vectors are kept (for `idx[id]`, iteration,
+    /// `numpy.asarray(idx)`, exact rerank and `save`).
+    #[getter]
+    fn keeps_vectors(&self) -> bool {
+        self.read().store().keeps_vectors()
+    }
+
+    /// The stored ids in insertion order (an int64 copy).
+    #[getter]
+    fn ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        let ids: Vec<i64> = self.read().store().ids().iter().map(|&i| i as i64).collect();
+        PyArray1::from_vec(py, ids)
+    }
+
+    fn __contains__(&self, id: &Bound<'_, PyAny>) -> bool {
+        match int_in_range(id, "id", 0, u64::MAX as i128) {
+            Ok(id) => self.read().store().contains(id as u64),
+            Err(_) => false,
+        }
+    }
+
+    /// The stored vector of `id` as a read-only float32 view (no copy).
+    fn __getitem__<'py>(&self, py: Python<'py>, id: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let id = int_in_range(id, "id", 0, u64::MAX as i128)? as u64;
+        let engine = self.read();
+        let store = engine.store();
+        if !store.keeps_vectors() {
+            return Err(pyerr::NotFound::new_err((
+                format!(
+                    "{} keeps only 1-bit codes, not the original vectors; use RabitqPlusIndex \
+                     (or RabitqAsymIndex with rerank_factor > 1) to read vectors back",
+                    self.kind.class_name()
+                ),
+                id,
+            )));
+        }
+        let pos = store
+            .row_of(id)
+            .ok_or_else(|| Error::NotFound { message: format!("id {id} is not in the index"), key: Some(id) })?;
+        let data = store.shared_vectors();
+        drop(engine);
+        readonly_view(py, data, pos * self.dim, None, self.dim)
+    }
+
+    /// Iterates `(id, vector)` pairs in insertion order over a snapshot.
+    fn __iter__(&self) -> PyResult<VectorIter> {
+        let engine = self.read();
+        let store = engine.store();
+        if !store.keeps_vectors() {
+            return Err(Error::invalid(format!(
+                "{} keeps only 1-bit codes and cannot iterate over vectors; iterate over idx.ids",
+                self.kind.class_name()
+            ))
+            .into());
+        }
+        Ok(VectorIter {
+            ids: store.ids().to_vec(),
+            data: store.shared_vectors(),
+            dim: self.dim,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// `numpy.asarray(idx)`: the `(n, dim)` float32 matrix, read-only, no copy.
+    #[pyo3(signature = (dtype=None, copy=None))]
+    fn __array__<'py>(
+        &self,
+        py: Python<'py>,
+        dtype: Option<&Bound<'py, PyAny>>,
+        copy: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.read();
+        let store = engine.store();
+        if !store.keeps_vectors() {
+            return Err(Error::invalid(format!(
+                "{} keeps only 1-bit codes, not the original vectors, so it has no array form",
+                self.kind.class_name()
+            ))
+            .into());
+        }
+        let (n, data) = (store.len(), store.shared_vectors());
+        drop(engine);
+        let view = readonly_view(py, data, 0, Some(n), self.dim)?;
+        let np = py.import("numpy")?;
+        let dtype_differs = match dtype.filter(|d| !d.is_none()) {
+            Some(d) => !np.call_method1("dtype", (d,))?.eq(np.getattr("float32")?.call0()?.getattr("dtype")?)?,
+            None => false,
+        };
+        if copy == Some(false) && dtype_differs {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "a dtype other than float32 needs a copy, but copy=False was given",
+            ));
+        }
+        if copy == Some(true) || dtype_differs {
+            let kwargs = pyo3::types::PyDict::new(py);
+            kwargs.set_item("dtype", dtype.unwrap_or(&np.getattr("float32")?))?;
+            return np.call_method("array", (view,), Some(&kwargs));
+        }
+        Ok(view)
+    }
+
+    fn __repr__(&self) -> String {
+        let engine = self.read();
+        let p = engine.params();
+        let mut s = format!("{}(n={}, dim={}", self.kind.class_name(), engine.len(), p.dim);
+        if self.kind != Kind::Flat {
+            s.push_str(&format!(", seed={}, rotation='{}'", p.seed, p.rotation.name()));
+        }
+        if matches!(self.kind, Kind::Plus | Kind::Asym) {
+            s.push_str(&format!(", rerank_factor={}", p.rerank_factor));
+        }
+        s.push_str(&format!(", memory_bytes={})", engine.memory_bytes()));
+        s
+    }
+
+    fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
+        let py = other.py();
+        let Ok(other) = other.cast::<IndexBase>() else {
+            return Ok(py.NotImplemented());
+        };
+        let equal = || -> bool {
+            let other = other.get();
+            if Arc::ptr_eq(&self.engine, &other.engine) {
+                return true;
+            }
+            self.read().same_as(&other.read())
+        };
+        match op {
+            CompareOp::Eq => Ok(equal().into_pyobject(py)?.to_owned().into_any().unbind()),
+            CompareOp::Ne => Ok((!equal()).into_pyobject(py)?.to_owned().into_any().unbind()),
+            _ => Ok(py.NotImplemented()),
+        }
+    }
+
+    /// Saves atomically to `path` (see the package docs for the format).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        Ok(py.detach(|| persist::save(&self.read(), &path))?)
+    }
+}
+
+/// Iterator over `(id, vector)` pairs of an index snapshot.
+#[pyclass(frozen, module = "ruvector_rabitq")]
+pub struct VectorIter {
+    ids: Vec<u64>,
+    data: Arc<Vec<f32>>,
+    dim: usize,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+#[pymethods]
+impl VectorIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<(u64, Bound<'py, PyAny>)>> {
+        let pos = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(&id) = self.ids.get(pos) else {
+            return Ok(None);
+        };
+        Ok(Some((id, readonly_view(py, Arc::clone(&self.data), pos * self.dim, None, self.dim)?)))
+    }
+}
+
+// ── the four concrete classes ───────────────────────────────────────────────
+
+fn params_from(
+    kind: Kind,
+    dim: &Bound<'_, PyAny>,
+    seed: &Bound<'_, PyAny>,
+    rerank_factor: &Bound<'_, PyAny>,
+    rotation: &str,
+) -> PyResult<Params> {
+    let dim = int_in_range(dim, "dim", 1, validate::MAX_DIM as i128)? as usize;
+    let seed = int_in_range(seed, "seed", 0, u64::MAX as i128)? as u64;
+    let rerank_factor = int_in_range(rerank_factor, "rerank_factor", 1, MAX_RERANK_FACTOR as i128)? as usize;
+    let p = Params {
+        kind,
+        dim,
+        seed,
+        rerank_factor,
+        rotation: Rotation::parse(rotation)?,
+    };
+    p.check()?;
+    Ok(p)
+}
+
+/// Default seed of every index.
+pub const DEFAULT_SEED: u64 = 42;
+
+/// Fills in defaults and refuses options that the kind does not have.
+fn defaults<'py>(
+    py: Python<'py>,
+    kind: Kind,
+    seed: Option<&Bound<'py, PyAny>>,
+    rerank_factor: Option<&Bound<'py, PyAny>>,
+    rotation: Option<&str>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, &'static str)> {
+    let name = kind.class_name();
+    let given = |o: Option<&Bound<'py, PyAny>>| o.is_some_and(|o| !o.is_none());
+    if matches!(kind, Kind::Flat | Kind::Rabitq) && given(rerank_factor) {
+        return Err(Error::invalid(format!("{name} does not rerank and takes no rerank_factor")).into());
+    }
+    if kind == Kind::Flat && (given(seed) || rotation.is_some()) {
+        return Err(Error::invalid(format!("{name} is exact and takes no seed or rotation")).into());
+    }
+    let rotation = Rotation::parse(rotation.unwrap_or("haar"))?.name();
+    let default_rf: u64 = if kind == Kind::Plus { 20 } else { 1 };
+    let seed = match seed.filter(|s| !s.is_none()) {
+        Some(s) => s.clone(),
+        None => DEFAULT_SEED.into_pyobject(py)?.into_any(),
+    };
+    let rf = match rerank_factor.filter(|r| !r.is_none()) {
+        Some(r) => r.clone(),
+        None => default_rf.into_pyobject(py)?.into_any(),
+    };
+    Ok((seed, rf, rotation))
+}
+
+fn new_base(py: Python<'_>, params: Params) -> PyResult<IndexBase> {
+    // The Haar rotation is O(dim³) to build: release the GIL meanwhile.
+    Ok(IndexBase::from_engine(py.detach(|| Engine::new(params))?))
+}
+
+fn build_base(
+    py: Python<'_>,
+    vectors: &Bound<'_, PyAny>,
+    ids: Option<&Bound<'_, PyAny>>,
+    kind: Kind,
+    seed: &Bound<'_, PyAny>,
+    rerank_factor: &Bound<'_, PyAny>,
+    rotation: &str,
+) -> PyResult<IndexBase> {
+    let m = matrix_f32(vectors, "vectors")?;
+    let (n, cols) = m.as_array().dim();
+    let dim_obj = cols.into_pyobject(py)?.into_any();
+    let params = params_from(kind, &dim_obj, seed, rerank_factor, rotation)?;
+    let ids = ids_u64(ids, n, 0, "ids")?;
+    let data = m.as_slice()?;
+    let engine = py.detach(|| -> Result<Engine> {
+        let mut engine = Engine::new(params)?;
+        engine.add(&ids, data)?;
+        Ok(engine)
+    })?;
+    Ok(IndexBase::from_engine(engine))
+}
+
+fn load_base(py: Python<'_>, path: PathBuf, kind: Kind) -> PyResult<IndexBase> {
+    let engine = py.detach(|| -> Result<Engine> {
+        let loaded = persist::load(&path, Some(kind))?;
+        persist::rebuild(&path, loaded)
+    })?;
+    Ok(IndexBase::from_engine(engine))
+}
+
+macro_rules! index_class {
+    ($name:ident, $kind:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[pyclass(extends = IndexBase, frozen, module = "ruvector_rabitq")]
+        pub struct $name;
+
+        #[pymethods]
+        impl $name {
+            /// An empty index of dimension `dim`.
+            #[new]
+            #[pyo3(signature = (dim, *, seed=None, rerank_factor=None, rotation=None))]
+            fn new(
+                py: Python<'_>,
+                dim: &Bound<'_, PyAny>,
+                seed: Option<&Bound<'_, PyAny>>,
+                rerank_factor: Option<&Bound<'_, PyAny>>,
+                rotation: Option<&str>,
+            ) -> PyResult<PyClassInitializer<Self>> {
+                let (seed, rf, rotation) = defaults(py, $kind, seed, rerank_factor, rotation)?;
+                let params = params_from($kind, dim, &seed, &rf, rotation)?;
+                Ok(PyClassInitializer::from(new_base(py, params)?).add_subclass($name))
+            }
+
+            /// Builds an index from the rows of an `(n, dim)` float32 array;
+            /// `ids` defaults to `0..n`.
+            #[classmethod]
+            #[pyo3(signature = (vectors, ids=None, *, seed=None, rerank_factor=None, rotation=None))]
+            fn build(
+                cls: &Bound<'_, pyo3::types::PyType>,
+                vectors: &Bound<'_, PyAny>,
+                ids: Option<&Bound<'_, PyAny>>,
+                seed: Option<&Bound<'_, PyAny>>,
+                rerank_factor: Option<&Bound<'_, PyAny>>,
+                rotation: Option<&str>,
+            ) -> PyResult<Py<$name>> {
+                let py = cls.py();
+                let (seed, rf, rotation) = defaults(py, $kind, seed, rerank_factor, rotation)?;
+                let base = build_base(py, vectors, ids, $kind, &seed, &rf, rotation)?;
+                Py::new(py, PyClassInitializer::from(base).add_subclass($name))
+            }
+
+            /// Loads an index saved by `save` (or, for `RabitqPlusIndex`,
+            /// by the Rust crate's `persist::save_index`).
+            #[classmethod]
+            fn load(cls: &Bound<'_, pyo3::types::PyType>, path: PathBuf) -> PyResult<Py<$name>> {
+                let py = cls.py();
+                let base = load_base(py, path, $kind)?;
+                Py::new(py, PyClassInitializer::from(base).add_subclass($name))
+            }
+        }
+    };
+}
+
+index_class!(
+    FlatF32Index,
+    Kind::Flat,
+    "Exact brute-force search over float32 vectors."
+);
+index_class!(
+    RabitqIndex,
+    Kind::Rabitq,
+    "1-bit RaBitQ codes only, no rerank."
+);
+index_class!(
+    RabitqPlusIndex,
+    Kind::Plus,
+    "1-bit RaBitQ scan plus exact rerank."
+);
+index_class!(
+    RabitqAsymIndex,
+    Kind::Asym,
+    "Asymmetric RaBitQ estimator."
+);

@@ -1,0 +1,448 @@
+//! Saving and loading indexes in the upstream `.rbpx` layout, made safe.
+//!
+//! A file is the crate's layout — a 32-byte header (magic, version, dim,
+//! seed, rerank factor, n) and n rows of `u32 id, dim × f32` — followed by a
+//! 16-byte SDK trailer that the crate ignores:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8·n (optional) | u64 ids, when an id does not fit the u32 column (`FlatF32Index` only) |
+//! | 1 | index kind (0 Plus, 1 Flat, 2 Rabitq-never-saved, 3 Asym) |
+//! | 1 | rotation (0 Haar, 1 Hadamard) |
+//! | 1 | flags (bit 0: the u64 id block is present) |
+//! | 1 | reserved, 0 |
+//! | 4 | CRC-32 of every byte before it |
+//! | 8 | `b"RVPYTRL1"` |
+//!
+//! Only a `RabitqPlusIndex` with the Haar rotation means the same thing to
+//! the crate, so only it is written with the crate's magic `rbpx0001` (the
+//! crate reads it and returns identical results). Every other kind is
+//! written with the magic `rvpx0001`, which the crate refuses instead of
+//! loading it as a different index.
+//!
+//! Loading checks the file size against the header before allocating, so a
+//! hostile header cannot reserve gigabytes or build a huge rotation; checks
+//! the CRC when the trailer is there (files written by the crate have none),
+//! and validates every value as `add` would. Saves go to a unique temporary
+//! file in the same directory, are fsynced, then renamed over the target.
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ruvector_py_core::{Error, Result};
+
+use crate::engine::{Engine, Kind, Params, Rotation, MAX_RERANK_FACTOR, MAX_VECTORS};
+
+pub const CRATE_MAGIC: &[u8; 8] = b"rbpx0001";
+pub const SDK_MAGIC: &[u8; 8] = b"rvpx0001";
+pub const TRAILER_MAGIC: &[u8; 8] = b"RVPYTRL1";
+pub const VERSION: u32 = 1;
+const HEADER_LEN: u64 = 32;
+const TRAILER_LEN: u64 = 16;
+const FLAG_IDS64: u8 = 1;
+
+fn kind_code(kind: Kind) -> u8 {
+    match kind {
+        Kind::Plus => 0,
+        Kind::Flat => 1,
+        Kind::Rabitq => 2,
+        Kind::Asym => 3,
+    }
+}
+
+fn kind_from_code(code: u8) -> Option<Kind> {
+    match code {
+        0 => Some(Kind::Plus),
+        1 => Some(Kind::Flat),
+        2 => Some(Kind::Rabitq),
+        3 => Some(Kind::Asym),
+        _ => None,
+    }
+}
+
+/// A writer that feeds a CRC as it goes.
+struct CrcWriter<W: Write> {
+    inner: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Whether an index of this kind can be saved (it needs its vectors).
+pub fn check_savable(engine: &Engine) -> Result<()> {
+    if !engine.store().keeps_vectors() {
+        let p = engine.params();
+        let hint = if p.kind == Kind::Rabitq {
+            "use RabitqPlusIndex, which keeps them"
+        } else {
+            "build it with rerank_factor > 1 to keep them"
+        };
+        return Err(Error::Persist {
+            message: format!(
+                "{} keeps only 1-bit codes, not the original vectors it would be rebuilt \
+                 from, so it cannot be saved; {hint}",
+                p.kind.class_name()
+            ),
+            path: None,
+        });
+    }
+    Ok(())
+}
+
+fn write_index<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
+    let p = engine.params();
+    let store = engine.store();
+    let ids64 = store.ids().iter().any(|&id| id > u32::MAX as u64);
+    let magic = if p.kind == Kind::Plus && p.rotation == Rotation::Haar {
+        CRATE_MAGIC
+    } else {
+        SDK_MAGIC
+    };
+    let mut w = CrcWriter {
+        inner: w,
+        crc: crc32fast::Hasher::new(),
+    };
+    w.write_all(magic)?;
+    w.write_all(&VERSION.to_le_bytes())?;
+    w.write_all(&(p.dim as u32).to_le_bytes())?;
+    w.write_all(&p.seed.to_le_bytes())?;
+    w.write_all(&(p.rerank_factor as u32).to_le_bytes())?;
+    w.write_all(&(store.len() as u32).to_le_bytes())?;
+    let mut row = Vec::with_capacity(4 + 4 * p.dim);
+    for (pos, &id) in store.ids().iter().enumerate() {
+        row.clear();
+        row.extend_from_slice(&(if ids64 { 0 } else { id as u32 }).to_le_bytes());
+        for x in store.vector(pos) {
+            row.extend_from_slice(&x.to_le_bytes());
+        }
+        w.write_all(&row)?;
+    }
+    if ids64 {
+        for &id in store.ids() {
+            w.write_all(&id.to_le_bytes())?;
+        }
+    }
+    let rotation = match p.rotation {
+        Rotation::Haar => 0u8,
+        Rotation::Hadamard => 1u8,
+    };
+    let flags = if ids64 { FLAG_IDS64 } else { 0 };
+    w.write_all(&[kind_code(p.kind), rotation, flags, 0])?;
+    let crc = w.crc.clone().finalize();
+    let mut inner = w.inner;
+    inner.write_all(&crc.to_le_bytes())?;
+    inner.write_all(TRAILER_MAGIC)?;
+    Ok(inner)
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn temp_path_for(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let unique = format!(
+        ".{name}.tmp-{}-{}-{}",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    path.with_file_name(unique)
+}
+
+/// Writes `engine` to `path` atomically: a reader sees the old file or the
+/// complete new one, never a partial write.
+pub fn save(engine: &Engine, path: &Path) -> Result<()> {
+    check_savable(engine).map_err(|e| match e {
+        Error::Persist { message, .. } => Error::persist(path.display(), message),
+        other => other,
+    })?;
+    let io = |e: std::io::Error| Error::persist(path.display(), format!("cannot write: {e}"));
+    if path.file_name().is_none() {
+        return Err(Error::persist(path.display(), "the path names no file"));
+    }
+    let tmp = temp_path_for(path);
+    let result = (|| -> std::io::Result<()> {
+        let file = File::create(&tmp)?;
+        let w = write_index(engine, BufWriter::with_capacity(1 << 20, file))?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+/// What a load found in the file, before vectors are added to an index.
+pub struct Loaded {
+    pub params: Params,
+    pub ids: Vec<u64>,
+    pub vectors: Vec<f32>,
+    /// Whether the SDK trailer (and so a CRC) was present.
+    pub checked: bool,
+}
+
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// Reads and checks a file written by [`save`] or by the crate's
+/// `persist::save_index`. `expected` restricts the kind (a class's `load`).
+pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
+    let shown = path.display();
+    let fail = |msg: String| Error::persist(&shown, msg);
+    let file = File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
+    let file_len = file.metadata().map_err(|e| fail(format!("cannot stat: {e}")))?.len();
+    if file_len < HEADER_LEN {
+        return Err(fail(format!(
+            "not an index file: {file_len} bytes, shorter than the {HEADER_LEN}-byte header"
+        )));
+    }
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut crc = crc32fast::Hasher::new();
+    let mut header = [0u8; HEADER_LEN as usize];
+    r.read_exact(&mut header).map_err(|e| fail(format!("cannot read the header: {e}")))?;
+    crc.update(&header);
+    let magic = &header[0..8];
+    let sdk_magic = magic == SDK_MAGIC;
+    if magic != CRATE_MAGIC && !sdk_magic {
+        return Err(fail(format!(
+            "not an index file: expected the magic bytes \"rbpx0001\" or \"rvpx0001\", got {:?}",
+            String::from_utf8_lossy(magic)
+        )));
+    }
+    let version = read_u32(&header, 8);
+    if version != VERSION {
+        return Err(fail(format!("unsupported format version: expected {VERSION}, got {version}")));
+    }
+    let dim = read_u32(&header, 12) as usize;
+    let seed = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+    let rerank_factor = read_u32(&header, 24) as usize;
+    let n = read_u32(&header, 28) as u64;
+    if dim == 0 || dim > ruvector_py_core::validate::MAX_DIM {
+        return Err(fail(format!(
+            "corrupt header: dim must be between 1 and {}, got {dim}",
+            ruvector_py_core::validate::MAX_DIM
+        )));
+    }
+    if rerank_factor == 0 || rerank_factor > MAX_RERANK_FACTOR {
+        return Err(fail(format!(
+            "corrupt header: rerank_factor must be between 1 and {MAX_RERANK_FACTOR}, got {rerank_factor}"
+        )));
+    }
+    if n > MAX_VECTORS as u64 {
+        return Err(fail(format!("corrupt header: n must be at most {MAX_VECTORS}, got {n}")));
+    }
+    // Every size below is bounded by n ≤ 1e8 and dim ≤ 8192: no overflow in u64.
+    let rows_len = n * (4 + 4 * dim as u64);
+    let body = file_len - HEADER_LEN;
+    let trailer = if body == rows_len {
+        None
+    } else if body == rows_len + TRAILER_LEN {
+        Some(false)
+    } else if body == rows_len + 8 * n + TRAILER_LEN {
+        Some(true)
+    } else {
+        return Err(fail(format!(
+            "file is {file_len} bytes, but its header (n={n}, dim={dim}) needs {} bytes \
+             (or {} with the SDK trailer): truncated or corrupt",
+            HEADER_LEN + rows_len,
+            HEADER_LEN + rows_len + TRAILER_LEN
+        )));
+    };
+    if sdk_magic && trailer.is_none() {
+        return Err(fail("corrupt file: the SDK trailer is missing".into()));
+    }
+
+    // The size matched, so these allocations are backed by real bytes.
+    let n = n as usize;
+    let mut ids = Vec::with_capacity(n);
+    let mut vectors = Vec::with_capacity(n * dim);
+    let mut row = vec![0u8; 4 + 4 * dim];
+    for _ in 0..n {
+        r.read_exact(&mut row).map_err(|e| fail(format!("cannot read: {e}")))?;
+        crc.update(&row);
+        ids.push(u64::from(read_u32(&row, 0)));
+        vectors.extend(row[4..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))));
+    }
+    let mut kind = Kind::Plus;
+    let mut rotation = Rotation::Haar;
+    if let Some(has_ids64) = trailer {
+        if has_ids64 {
+            let mut b = [0u8; 8];
+            for id in ids.iter_mut() {
+                r.read_exact(&mut b).map_err(|e| fail(format!("cannot read: {e}")))?;
+                crc.update(&b);
+                *id = u64::from_le_bytes(b);
+            }
+        }
+        let mut t = [0u8; TRAILER_LEN as usize];
+        r.read_exact(&mut t).map_err(|e| fail(format!("cannot read the trailer: {e}")))?;
+        crc.update(&t[..4]);
+        if &t[8..16] != TRAILER_MAGIC {
+            return Err(fail("corrupt file: bad trailer magic".into()));
+        }
+        let stored = read_u32(&t, 4);
+        let actual = crc.finalize();
+        if stored != actual {
+            return Err(fail(format!(
+                "checksum mismatch: the file says CRC-32 {stored:08x}, its bytes give {actual:08x}; \
+                 the file is corrupt"
+            )));
+        }
+        kind = kind_from_code(t[0]).ok_or_else(|| fail(format!("unknown index kind code {}", t[0])))?;
+        rotation = match t[1] {
+            0 => Rotation::Haar,
+            1 => Rotation::Hadamard,
+            other => return Err(fail(format!("unknown rotation code {other}"))),
+        };
+        if t[2] & !FLAG_IDS64 != 0 || t[3] != 0 || ((t[2] & FLAG_IDS64) != 0) != has_ids64 {
+            return Err(fail("corrupt trailer flags".into()));
+        }
+        let crate_readable = kind == Kind::Plus && rotation == Rotation::Haar && !has_ids64;
+        if crate_readable == sdk_magic {
+            return Err(fail("corrupt file: magic and trailer disagree".into()));
+        }
+    }
+    if let Some(want) = expected {
+        if want != kind {
+            return Err(fail(format!(
+                "this file holds a {}, not a {}; load it with {}.load",
+                kind.class_name(),
+                want.class_name(),
+                kind.class_name()
+            )));
+        }
+    }
+    Ok(Loaded {
+        params: Params {
+            kind,
+            dim,
+            seed,
+            rerank_factor,
+            rotation,
+        },
+        ids,
+        vectors,
+        checked: trailer.is_some(),
+    })
+}
+
+/// Builds the engine from a loaded file, validating every value like `add`.
+pub fn rebuild(path: &Path, loaded: Loaded) -> Result<Engine> {
+    let shown = path.display();
+    let mut engine = Engine::new(loaded.params).map_err(|e| Error::persist(&shown, e.to_string()))?;
+    engine
+        .add(&loaded.ids, &loaded.vectors)
+        .map_err(|e| Error::persist(&shown, format!("invalid contents: {e}")))?;
+    Ok(engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(kind: Kind, rotation: Rotation, ids: &[u64]) -> Engine {
+        let dim = 4;
+        let mut e = Engine::new(Params {
+            kind,
+            dim,
+            seed: 9,
+            rerank_factor: 3,
+            rotation,
+        })
+        .unwrap();
+        let data: Vec<f32> = (0..ids.len() * dim).map(|i| (i as f32 * 0.37).sin()).collect();
+        e.add(ids, &data).unwrap();
+        e
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rvpy-persist-{}-{name}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        d.join("x.rbpx")
+    }
+
+    #[test]
+    fn round_trips_every_savable_kind() {
+        for (kind, rotation, ids) in [
+            (Kind::Plus, Rotation::Haar, vec![5u64, 9, 1]),
+            (Kind::Plus, Rotation::Hadamard, vec![5, 9, 1]),
+            (Kind::Flat, Rotation::Haar, vec![1 << 40, 2, 3]),
+            (Kind::Asym, Rotation::Haar, vec![7, 8, 9]),
+        ] {
+            let path = tmp(&format!("{kind:?}{rotation:?}"));
+            let e = engine(kind, rotation, &ids);
+            save(&e, &path).unwrap();
+            let bytes = fs::read(&path).unwrap();
+            let crate_magic = kind == Kind::Plus && rotation == Rotation::Haar;
+            assert_eq!(&bytes[..8], if crate_magic { CRATE_MAGIC } else { SDK_MAGIC });
+            let back = rebuild(&path, load(&path, Some(kind)).unwrap()).unwrap();
+            assert!(back.same_as(&e), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_most_flips_are_refused() {
+        let path = tmp("fuzz");
+        let original = engine(Kind::Plus, Rotation::Haar, &[1, 2, 3]);
+        save(&original, &path).unwrap();
+        let good = fs::read(&path).unwrap();
+        let without_trailer = good.len() - TRAILER_LEN as usize;
+        for cut in 0..good.len() {
+            fs::write(&path, &good[..cut]).unwrap();
+            let loaded = load(&path, None);
+            if cut == without_trailer {
+                // Exactly the crate's own layout: the data is whole, only the
+                // CRC is gone, and it loads as the same index.
+                let back = rebuild(&path, loaded.unwrap()).unwrap();
+                assert!(back.same_as(&original));
+                continue;
+            }
+            assert!(loaded.is_err(), "truncated at {cut}");
+        }
+        for at in 0..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            fs::write(&path, &bad).unwrap();
+            assert!(load(&path, None).is_err(), "flip at {at} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_huge_header_fails_before_allocating() {
+        let path = tmp("huge");
+        let mut h = Vec::new();
+        h.extend_from_slice(CRATE_MAGIC);
+        h.extend_from_slice(&1u32.to_le_bytes());
+        h.extend_from_slice(&8192u32.to_le_bytes());
+        h.extend_from_slice(&0u64.to_le_bytes());
+        h.extend_from_slice(&20u32.to_le_bytes());
+        h.extend_from_slice(&100_000_000u32.to_le_bytes());
+        fs::write(&path, &h).unwrap();
+        let e = load(&path, None).err().unwrap().to_string();
+        assert!(e.contains("truncated or corrupt"), "{e}");
+    }
+}
