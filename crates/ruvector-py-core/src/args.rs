@@ -9,13 +9,23 @@ use crate::errors::Error;
 
 /// Reads `obj` as an integer in `lo..=hi`, naming `name` in errors.
 pub fn int_in_range(obj: &Bound<'_, PyAny>, name: &str, lo: i128, hi: i128) -> PyResult<i128> {
-    let type_name = || obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+    let type_name = || {
+        obj.get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    };
     if obj.is_instance_of::<PyBool>() {
         return Err(Error::invalid(format!("{name} must be an integer, got bool")).into());
     }
     let index = obj.call_method0("__index__").map_err(|e| {
-        if e.is_instance_of::<PyTypeError>(obj.py()) || e.is_instance_of::<pyo3::exceptions::PyAttributeError>(obj.py()) {
-            PyErr::from(Error::invalid(format!("{name} must be an integer, got {}", type_name())))
+        if e.is_instance_of::<PyTypeError>(obj.py())
+            || e.is_instance_of::<pyo3::exceptions::PyAttributeError>(obj.py())
+        {
+            PyErr::from(Error::invalid(format!(
+                "{name} must be an integer, got {}",
+                type_name()
+            )))
         } else {
             e
         }
@@ -32,7 +42,9 @@ pub fn int_in_range(obj: &Bound<'_, PyAny>, name: &str, lo: i128, hi: i128) -> P
         .into());
     };
     if value < lo || value > hi {
-        return Err(Error::invalid(format!("{name} must be between {lo} and {hi}, got {value}")).into());
+        return Err(
+            Error::invalid(format!("{name} must be between {lo} and {hi}, got {value}")).into(),
+        );
     }
     Ok(value)
 }

@@ -18,14 +18,21 @@ fn shape_text(shape: &[usize]) -> String {
         [one] => format!("({one},)"),
         _ => format!(
             "({})",
-            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
 
 /// Returns `obj` as an ndarray: itself if it is one, else `numpy.asarray(obj,
 /// dtype=float32)` for plain sequences.
-fn to_float_ndarray<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, PyUntypedArray>> {
+fn to_float_ndarray<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
     if let Ok(arr) = obj.cast::<PyUntypedArray>() {
         return Ok(arr.clone());
     }
@@ -37,14 +44,22 @@ fn to_float_ndarray<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Bound<
             PyErr::from(Error::invalid(format!(
                 "{what} must be a float32 NumPy array or a sequence of numbers, \
                  got {} that NumPy cannot convert ({})",
-                obj.get_type().name().map(|n| n.to_string()).unwrap_or_default(),
+                obj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
                 e.value(py)
             )))
         })?;
     Ok(converted.cast_into::<PyUntypedArray>()?)
 }
 
-fn check_layout(arr: &Bound<'_, PyUntypedArray>, what: &str, ndim: usize, shape_hint: &str) -> PyResult<()> {
+fn check_layout(
+    arr: &Bound<'_, PyUntypedArray>,
+    what: &str,
+    ndim: usize,
+    shape_hint: &str,
+) -> PyResult<()> {
     let py = arr.py();
     let dtype = arr.dtype();
     if !dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
@@ -78,15 +93,23 @@ fn check_layout(arr: &Bound<'_, PyUntypedArray>, what: &str, ndim: usize, shape_
 }
 
 /// Borrows a `(n, dim)` float32 matrix without copying.
-pub fn matrix_f32<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<PyReadonlyArray2<'py, f32>> {
+pub fn matrix_f32<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<PyReadonlyArray2<'py, f32>> {
     let arr = to_float_ndarray(obj, what)?;
     check_layout(&arr, what, 2, "(n, dim)")?;
     let typed = arr.cast_into::<numpy::PyArray2<f32>>()?;
-    Ok(typed.try_readonly().map_err(|e| Error::invalid(format!("{what}: {e}")))?)
+    Ok(typed
+        .try_readonly()
+        .map_err(|e| Error::invalid(format!("{what}: {e}")))?)
 }
 
 /// Borrows a `(dim,)` float32 vector without copying.
-pub fn vector_f32<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<PyReadonlyArray1<'py, f32>> {
+pub fn vector_f32<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<PyReadonlyArray1<'py, f32>> {
     let arr = to_float_ndarray(obj, what)?;
     if arr.ndim() == 2 && arr.shape().first() == Some(&1) {
         return Err(Error::invalid(format!(
@@ -98,20 +121,30 @@ pub fn vector_f32<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<PyReadon
     }
     check_layout(&arr, what, 1, "(dim,)")?;
     let typed = arr.cast_into::<PyArray1<f32>>()?;
-    Ok(typed.try_readonly().map_err(|e| Error::invalid(format!("{what}: {e}")))?)
+    Ok(typed
+        .try_readonly()
+        .map_err(|e| Error::invalid(format!("{what}: {e}")))?)
 }
 
 /// Reads ids as u64: `None` gives `default_start..default_start + n`; an
 /// integer array or a sequence of ints must hold exactly `n` non-negative
 /// values. Floats and bools are refused rather than truncated.
-pub fn ids_u64(obj: Option<&Bound<'_, PyAny>>, n: usize, default_start: u64, what: &str) -> PyResult<Vec<u64>> {
+pub fn ids_u64(
+    obj: Option<&Bound<'_, PyAny>>,
+    n: usize,
+    default_start: u64,
+    what: &str,
+) -> PyResult<Vec<u64>> {
     let Some(obj) = obj.filter(|o| !o.is_none()) else {
         return Ok((0..n as u64).map(|i| default_start + i).collect());
     };
     let py = obj.py();
     let np = py.import("numpy")?;
     let arr = np.call_method1("asarray", (obj,)).map_err(|e| {
-        PyErr::from(Error::invalid(format!("{what} must be a sequence of integers ({})", e.value(py))))
+        PyErr::from(Error::invalid(format!(
+            "{what} must be a sequence of integers ({})",
+            e.value(py)
+        )))
     })?;
     let arr = arr.cast_into::<PyUntypedArray>()?;
     let kind = arr.dtype().kind();
@@ -134,13 +167,16 @@ pub fn ids_u64(obj: Option<&Bound<'_, PyAny>>, n: usize, default_start: u64, wha
             .call_method1("ascontiguousarray", (arr, np.getattr("int64")?))?
             .cast_into::<PyArrayDyn<i64>>()?;
         let ro = signed.readonly();
-        let values = ro.as_slice().map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+        let values = ro
+            .as_slice()
+            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
         values
             .iter()
             .enumerate()
             .map(|(i, &v)| {
                 u64::try_from(v).map_err(|_| {
-                    Error::invalid(format!("{what}[{i}] = {v} is negative: ids must be >= 0")).into()
+                    Error::invalid(format!("{what}[{i}] = {v} is negative: ids must be >= 0"))
+                        .into()
                 })
             })
             .collect()

@@ -6,7 +6,9 @@ use crate::errors::{Error, Result};
 
 /// Number of CPUs this process may use (at least 1).
 pub fn available_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Parses a positive thread count from the environment (see module docs).
@@ -46,6 +48,9 @@ mod tests {
 
     #[test]
     fn default_when_unset() {
-        assert_eq!(thread_count("nosuchcomponent", "NOSUCH_SETTING_XYZ", 7).unwrap(), 7);
+        assert_eq!(
+            thread_count("nosuchcomponent", "NOSUCH_SETTING_XYZ", 7).unwrap(),
+            7
+        );
     }
 }

@@ -13,7 +13,10 @@ pub fn features() -> Vec<(&'static str, bool)> {
             ("fma", std::is_x86_feature_detected!("fma")),
             ("avx512f", std::is_x86_feature_detected!("avx512f")),
             ("avx512bw", std::is_x86_feature_detected!("avx512bw")),
-            ("avx512vpopcntdq", std::is_x86_feature_detected!("avx512vpopcntdq")),
+            (
+                "avx512vpopcntdq",
+                std::is_x86_feature_detected!("avx512vpopcntdq"),
+            ),
         ]
     }
     #[cfg(target_arch = "aarch64")]

@@ -52,7 +52,10 @@ pub enum Error {
     /// A search on an index holding no vectors.
     EmptyIndex(String),
     /// Saving or loading failed: I/O, format, checksum, limits.
-    Persist { message: String, path: Option<String> },
+    Persist {
+        message: String,
+        path: Option<String>,
+    },
     /// A failure inside a vector index that is none of the above.
     Index(String),
 }

@@ -63,7 +63,12 @@ fn runtime_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 /// Sets up a wheel's native module: checks the shared exceptions, adds
 /// `__version__`, `cpu_features`, `runtime_info`, and registers the exit and
 /// fork hooks of the runtime bridge. Starts no threads.
-pub fn init_module(m: &Bound<'_, PyModule>, component: &'static str, dist: &str, version: &str) -> PyResult<()> {
+pub fn init_module(
+    m: &Bound<'_, PyModule>,
+    component: &'static str,
+    dist: &str,
+    version: &str,
+) -> PyResult<()> {
     let py = m.py();
     errors::check_errors_module(py, dist)?;
     py.import("ruvector_common._aio")?;
@@ -77,6 +82,7 @@ pub fn init_module(m: &Bound<'_, PyModule>, component: &'static str, dist: &str,
     let reset = wrap_pyfunction!(runtime::reset_after_fork, m)?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("after_in_child", reset)?;
-    py.import("os")?.call_method("register_at_fork", (), Some(&kwargs))?;
+    py.import("os")?
+        .call_method("register_at_fork", (), Some(&kwargs))?;
     Ok(())
 }

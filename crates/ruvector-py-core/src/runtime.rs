@@ -43,8 +43,10 @@ pub fn default_worker_threads() -> usize {
 pub fn runtime() -> Result<&'static Runtime> {
     RUNTIME.get_or_try_init(|| {
         let component = crate::component();
-        let workers = crate::config::thread_count(component, "WORKER_THREADS", default_worker_threads())?;
-        let blocking = crate::config::thread_count(component, "MAX_BLOCKING_THREADS", workers.max(2))?;
+        let workers =
+            crate::config::thread_count(component, "WORKER_THREADS", default_worker_threads())?;
+        let blocking =
+            crate::config::thread_count(component, "MAX_BLOCKING_THREADS", workers.max(2))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .max_blocking_threads(blocking)
@@ -52,8 +54,10 @@ pub fn runtime() -> Result<&'static Runtime> {
             .enable_all()
             .build()
             .map_err(|e| Error::Index(format!("could not start the tokio runtime: {e}")))?;
-        *WORKERS.get_or_init(|| Mutex::new((0, 0))).lock().unwrap_or_else(|p| p.into_inner()) =
-            (workers, blocking);
+        *WORKERS
+            .get_or_init(|| Mutex::new((0, 0)))
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = (workers, blocking);
         Ok(rt)
     })
 }
@@ -117,9 +121,15 @@ pub fn reset_after_fork() {
 static AIO_RUN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static AIO_DELIVER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-fn aio_attr<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyAny>>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    cell.get_or_try_init(py, || Ok(py.import("ruvector_common._aio")?.getattr(name)?.unbind()))
-        .map(|f| f.bind(py).clone())
+fn aio_attr<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    cell.get_or_try_init(py, || {
+        Ok(py.import("ruvector_common._aio")?.getattr(name)?.unbind())
+    })
+    .map(|f| f.bind(py).clone())
 }
 
 /// Converts the Rust result into a Python value, with the GIL held.
@@ -128,7 +138,11 @@ pub type Convert<T> = Box<dyn FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Sen
 /// Returns a coroutine that runs `work` on the runtime's blocking pool
 /// (GIL released) and resolves to `convert(result)`. Cancelling the awaiting
 /// task drops the result; work that already started runs to completion.
-pub fn awaitable<'py, T, W>(py: Python<'py>, work: W, convert: Convert<T>) -> PyResult<Bound<'py, PyAny>>
+pub fn awaitable<'py, T, W>(
+    py: Python<'py>,
+    work: W,
+    convert: Convert<T>,
+) -> PyResult<Bound<'py, PyAny>>
 where
     T: Send + 'static,
     W: FnOnce() -> Result<T> + Send + 'static,
@@ -139,7 +153,9 @@ where
         py,
         None,
         None,
-        move |args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>| -> PyResult<Py<PyAny>> {
+        move |args: &Bound<'_, PyTuple>,
+              _kwargs: Option<&Bound<'_, PyDict>>|
+              -> PyResult<Py<PyAny>> {
             let py = args.py();
             let loop_: Py<PyAny> = args.get_item(0)?.unbind();
             let fut: Py<PyAny> = args.get_item(1)?.unbind();

@@ -78,11 +78,7 @@ pub fn check_k(k: i64, n: usize) -> Result<usize> {
 
 /// Checks ids against the largest id an index can store, and against each
 /// other and `existing` for duplicates. Returns them unchanged.
-pub fn check_ids(
-    ids: &[u64],
-    max_id: u64,
-    existing: impl Fn(u64) -> bool,
-) -> Result<()> {
+pub fn check_ids(ids: &[u64], max_id: u64, existing: impl Fn(u64) -> bool) -> Result<()> {
     let mut seen = std::collections::HashSet::with_capacity(ids.len());
     for (i, &id) in ids.iter().enumerate() {
         if id > max_id {
@@ -123,9 +119,17 @@ mod tests {
     fn rows_reject_nan_with_position() {
         let data = [1.0, 2.0, 3.0, f32::NAN];
         let e = check_rows(&data, 2, "vectors").unwrap_err().to_string();
-        assert_eq!(e, "vectors must hold only finite values, got NaN at vectors[1, 1]");
-        let e = check_rows(&[f32::NEG_INFINITY], 1, "query").unwrap_err().to_string();
-        assert_eq!(e, "query must hold only finite values, got -inf at query[0]");
+        assert_eq!(
+            e,
+            "vectors must hold only finite values, got NaN at vectors[1, 1]"
+        );
+        let e = check_rows(&[f32::NEG_INFINITY], 1, "query")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "query must hold only finite values, got -inf at query[0]"
+        );
     }
 
     #[test]

@@ -149,14 +149,14 @@ impl Engine {
         params.check()?;
         let codes = match params.kind {
             Kind::Flat => Codes::None,
-            Kind::Rabitq | Kind::Plus => Codes::Symmetric(Box::new(RabitqIndex::new_with_rotation(
-                params.dim,
-                params.seed,
-                params.rotation.upstream(),
-            ))),
+            Kind::Rabitq | Kind::Plus => Codes::Symmetric(Box::new(
+                RabitqIndex::new_with_rotation(params.dim, params.seed, params.rotation.upstream()),
+            )),
             // Rerank runs here on the Store's vectors, so the crate index is
             // built without originals (rerank factor 1).
-            Kind::Asym => Codes::Asymmetric(Box::new(RabitqAsymIndex::new(params.dim, params.seed, 1))),
+            Kind::Asym => {
+                Codes::Asymmetric(Box::new(RabitqAsymIndex::new(params.dim, params.seed, 1)))
+            }
         };
         Ok(Self {
             params,
@@ -175,6 +175,10 @@ impl Engine {
 
     pub fn len(&self) -> usize {
         self.store.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn set_rerank_factor(&mut self, rf: usize) -> Result<()> {
@@ -237,15 +241,20 @@ impl Engine {
 
     /// Top-`k` `(id, squared L2)` for a validated query, ascending.
     /// `rerank_factor` overrides the index's own for this call.
-    pub fn search(&self, query: &[f32], k: usize, rerank_factor: Option<usize>) -> Result<Vec<(u64, f32)>> {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        rerank_factor: Option<usize>,
+    ) -> Result<Vec<(u64, f32)>> {
         let n = self.store.len();
         let k = k.min(n);
         let rf = rerank_factor.unwrap_or(self.params.rerank_factor);
         match &self.codes {
             Codes::None => {
                 let mut top = TopK::new(k);
-                for (pos, &id) in self.store.ids().iter().enumerate() {
-                    top.push(id, sq_l2(query, self.store.vector(pos)));
+                for pos in 0..n {
+                    top.push(self.store.id_at(pos), sq_l2(query, self.store.vector(pos)));
                 }
                 Ok(top.into_sorted())
             }
@@ -276,7 +285,12 @@ impl Engine {
         }
     }
 
-    fn rerank(&self, query: &[f32], k: usize, cand: Vec<ruvector_rabitq::SearchResult>) -> Vec<(u64, f32)> {
+    fn rerank(
+        &self,
+        query: &[f32],
+        k: usize,
+        cand: Vec<ruvector_rabitq::SearchResult>,
+    ) -> Vec<(u64, f32)> {
         let mut top = TopK::new(k.min(cand.len()));
         for c in &cand {
             let id = c.id as u64;
@@ -341,7 +355,9 @@ mod tests {
         (0..n)
             .flat_map(|i| {
                 let c = (i % 8) * d;
-                (0..d).map(|j| centres[c + j] + next() * 0.3).collect::<Vec<_>>()
+                (0..d)
+                    .map(|j| centres[c + j] + next() * 0.3)
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -375,8 +391,12 @@ mod tests {
             }
             for q in x.chunks_exact(d).step_by(37) {
                 for k in [1, 10, 50] {
-                    let want: Vec<(u64, f32)> =
-                        theirs.search(q, k).unwrap().into_iter().map(|r| (r.id as u64, r.score)).collect();
+                    let want: Vec<(u64, f32)> = theirs
+                        .search(q, k)
+                        .unwrap()
+                        .into_iter()
+                        .map(|r| (r.id as u64, r.score))
+                        .collect();
                     assert_eq!(ours.search(q, k, None).unwrap(), want);
                 }
                 let want: Vec<(u64, f32)> = theirs
@@ -406,9 +426,19 @@ mod tests {
             crate_asym.add(*id as usize, row.to_vec()).unwrap();
         }
         for q in x.chunks_exact(d).step_by(29) {
-            let f: Vec<(u64, f32)> = crate_flat.search(q, 7).unwrap().into_iter().map(|r| (r.id as u64, r.score)).collect();
+            let f: Vec<(u64, f32)> = crate_flat
+                .search(q, 7)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.id as u64, r.score))
+                .collect();
             assert_eq!(flat.search(q, 7, None).unwrap(), f);
-            let a: Vec<(u64, f32)> = crate_asym.search(q, 7).unwrap().into_iter().map(|r| (r.id as u64, r.score)).collect();
+            let a: Vec<(u64, f32)> = crate_asym
+                .search(q, 7)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.id as u64, r.score))
+                .collect();
             assert_eq!(asym.search(q, 7, None).unwrap(), a);
         }
     }

@@ -103,7 +103,8 @@ pub fn check_savable(engine: &Engine) -> Result<()> {
 fn write_index<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
     let p = engine.params();
     let store = engine.store();
-    let ids64 = store.ids().iter().any(|&id| id > u32::MAX as u64);
+    let ids = store.ids();
+    let ids64 = ids.iter().any(|&id| id > u32::MAX as u64);
     let magic = if p.kind == Kind::Plus && p.rotation == Rotation::Haar {
         CRATE_MAGIC
     } else {
@@ -120,7 +121,7 @@ fn write_index<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
     w.write_all(&(p.rerank_factor as u32).to_le_bytes())?;
     w.write_all(&(store.len() as u32).to_le_bytes())?;
     let mut row = Vec::with_capacity(4 + 4 * p.dim);
-    for (pos, &id) in store.ids().iter().enumerate() {
+    for (pos, &id) in ids.iter().enumerate() {
         row.clear();
         row.extend_from_slice(&(if ids64 { 0 } else { id as u32 }).to_le_bytes());
         for x in store.vector(pos) {
@@ -129,7 +130,7 @@ fn write_index<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
         w.write_all(&row)?;
     }
     if ids64 {
-        for &id in store.ids() {
+        for &id in ids.iter() {
             w.write_all(&id.to_le_bytes())?;
         }
     }
@@ -149,7 +150,10 @@ fn write_index<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn temp_path_for(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let unique = format!(
         ".{name}.tmp-{}-{}-{}",
         std::process::id(),
@@ -214,7 +218,10 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
     let shown = path.display();
     let fail = |msg: String| Error::persist(&shown, msg);
     let file = File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-    let file_len = file.metadata().map_err(|e| fail(format!("cannot stat: {e}")))?.len();
+    let file_len = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot stat: {e}")))?
+        .len();
     if file_len < HEADER_LEN {
         return Err(fail(format!(
             "not an index file: {file_len} bytes, shorter than the {HEADER_LEN}-byte header"
@@ -223,7 +230,8 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
     let mut r = BufReader::with_capacity(1 << 20, file);
     let mut crc = crc32fast::Hasher::new();
     let mut header = [0u8; HEADER_LEN as usize];
-    r.read_exact(&mut header).map_err(|e| fail(format!("cannot read the header: {e}")))?;
+    r.read_exact(&mut header)
+        .map_err(|e| fail(format!("cannot read the header: {e}")))?;
     crc.update(&header);
     let magic = &header[0..8];
     let sdk_magic = magic == SDK_MAGIC;
@@ -235,7 +243,9 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
     }
     let version = read_u32(&header, 8);
     if version != VERSION {
-        return Err(fail(format!("unsupported format version: expected {VERSION}, got {version}")));
+        return Err(fail(format!(
+            "unsupported format version: expected {VERSION}, got {version}"
+        )));
     }
     let dim = read_u32(&header, 12) as usize;
     let seed = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
@@ -253,7 +263,9 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
         )));
     }
     if n > MAX_VECTORS as u64 {
-        return Err(fail(format!("corrupt header: n must be at most {MAX_VECTORS}, got {n}")));
+        return Err(fail(format!(
+            "corrupt header: n must be at most {MAX_VECTORS}, got {n}"
+        )));
     }
     // Every size below is bounded by n ≤ 1e8 and dim ≤ 8192: no overflow in u64.
     let rows_len = n * (4 + 4 * dim as u64);
@@ -282,10 +294,15 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
     let mut vectors = Vec::with_capacity(n * dim);
     let mut row = vec![0u8; 4 + 4 * dim];
     for _ in 0..n {
-        r.read_exact(&mut row).map_err(|e| fail(format!("cannot read: {e}")))?;
+        r.read_exact(&mut row)
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
         crc.update(&row);
         ids.push(u64::from(read_u32(&row, 0)));
-        vectors.extend(row[4..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))));
+        vectors.extend(
+            row[4..]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))),
+        );
     }
     let mut kind = Kind::Plus;
     let mut rotation = Rotation::Haar;
@@ -293,13 +310,15 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
         if has_ids64 {
             let mut b = [0u8; 8];
             for id in ids.iter_mut() {
-                r.read_exact(&mut b).map_err(|e| fail(format!("cannot read: {e}")))?;
+                r.read_exact(&mut b)
+                    .map_err(|e| fail(format!("cannot read: {e}")))?;
                 crc.update(&b);
                 *id = u64::from_le_bytes(b);
             }
         }
         let mut t = [0u8; TRAILER_LEN as usize];
-        r.read_exact(&mut t).map_err(|e| fail(format!("cannot read the trailer: {e}")))?;
+        r.read_exact(&mut t)
+            .map_err(|e| fail(format!("cannot read the trailer: {e}")))?;
         crc.update(&t[..4]);
         if &t[8..16] != TRAILER_MAGIC {
             return Err(fail("corrupt file: bad trailer magic".into()));
@@ -312,7 +331,8 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
                  the file is corrupt"
             )));
         }
-        kind = kind_from_code(t[0]).ok_or_else(|| fail(format!("unknown index kind code {}", t[0])))?;
+        kind = kind_from_code(t[0])
+            .ok_or_else(|| fail(format!("unknown index kind code {}", t[0])))?;
         rotation = match t[1] {
             0 => Rotation::Haar,
             1 => Rotation::Hadamard,
@@ -353,7 +373,8 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
 /// Builds the engine from a loaded file, validating every value like `add`.
 pub fn rebuild(path: &Path, loaded: Loaded) -> Result<Engine> {
     let shown = path.display();
-    let mut engine = Engine::new(loaded.params).map_err(|e| Error::persist(&shown, e.to_string()))?;
+    let mut engine =
+        Engine::new(loaded.params).map_err(|e| Error::persist(&shown, e.to_string()))?;
     engine
         .add(&loaded.ids, &loaded.vectors)
         .map_err(|e| Error::persist(&shown, format!("invalid contents: {e}")))?;
@@ -374,7 +395,9 @@ mod tests {
             rotation,
         })
         .unwrap();
-        let data: Vec<f32> = (0..ids.len() * dim).map(|i| (i as f32 * 0.37).sin()).collect();
+        let data: Vec<f32> = (0..ids.len() * dim)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
         e.add(ids, &data).unwrap();
         e
     }
@@ -398,7 +421,10 @@ mod tests {
             save(&e, &path).unwrap();
             let bytes = fs::read(&path).unwrap();
             let crate_magic = kind == Kind::Plus && rotation == Rotation::Haar;
-            assert_eq!(&bytes[..8], if crate_magic { CRATE_MAGIC } else { SDK_MAGIC });
+            assert_eq!(
+                &bytes[..8],
+                if crate_magic { CRATE_MAGIC } else { SDK_MAGIC }
+            );
             let back = rebuild(&path, load(&path, Some(kind)).unwrap()).unwrap();
             assert!(back.same_as(&e), "{kind:?}");
         }

@@ -7,14 +7,24 @@
 //! the buffer shared copies it first (`Arc::make_mut`), so a view never
 //! sees memory move or change under it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Ids and their rows. The common case — ids `0..n` in insertion order — is
+/// kept as a count, with no per-vector memory.
+enum Ids {
+    Dense(usize),
+    Sparse {
+        ids: Vec<u64>,
+        rows: HashMap<u64, usize>,
+    },
+}
 
 pub struct Store {
     dim: usize,
     keep_vectors: bool,
-    ids: Vec<u64>,
-    rows: HashMap<u64, usize>,
+    ids: Ids,
     vectors: Arc<Vec<f32>>,
 }
 
@@ -23,30 +33,52 @@ impl Store {
         Self {
             dim,
             keep_vectors,
-            ids: Vec::new(),
-            rows: HashMap::new(),
+            ids: Ids::Dense(0),
             vectors: Arc::new(Vec::new()),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.ids.len()
+        match &self.ids {
+            Ids::Dense(n) => *n,
+            Ids::Sparse { ids, .. } => ids.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn keeps_vectors(&self) -> bool {
         self.keep_vectors
     }
 
-    pub fn ids(&self) -> &[u64] {
-        &self.ids
+    /// All ids in insertion order (materialized for dense ids).
+    pub fn ids(&self) -> Cow<'_, [u64]> {
+        match &self.ids {
+            Ids::Dense(n) => Cow::Owned((0..*n as u64).collect()),
+            Ids::Sparse { ids, .. } => Cow::Borrowed(ids),
+        }
+    }
+
+    #[inline]
+    pub fn id_at(&self, pos: usize) -> u64 {
+        match &self.ids {
+            Ids::Dense(_) => pos as u64,
+            Ids::Sparse { ids, .. } => ids[pos],
+        }
     }
 
     pub fn contains(&self, id: u64) -> bool {
-        self.rows.contains_key(&id)
+        self.row_of(id).is_some()
     }
 
+    #[inline]
     pub fn row_of(&self, id: u64) -> Option<usize> {
-        self.rows.get(&id).copied()
+        match &self.ids {
+            Ids::Dense(n) => (id < *n as u64).then_some(id as usize),
+            Ids::Sparse { rows, .. } => rows.get(&id).copied(),
+        }
     }
 
     /// Row `pos` of the original vectors (only when they are kept).
@@ -65,13 +97,31 @@ impl Store {
     }
 
     /// Appends already validated rows (`data.len() == ids.len() * dim`).
-    pub fn append(&mut self, ids: &[u64], data: &[f32]) {
-        debug_assert_eq!(data.len(), ids.len() * self.dim);
-        self.rows.reserve(ids.len());
-        for (i, &id) in ids.iter().enumerate() {
-            self.rows.insert(id, self.ids.len() + i);
+    pub fn append(&mut self, new_ids: &[u64], data: &[f32]) {
+        debug_assert_eq!(data.len(), new_ids.len() * self.dim);
+        let n = self.len();
+        let stays_dense = matches!(self.ids, Ids::Dense(_))
+            && new_ids
+                .iter()
+                .enumerate()
+                .all(|(i, &id)| id == (n + i) as u64);
+        if stays_dense {
+            self.ids = Ids::Dense(n + new_ids.len());
+        } else {
+            if let Ids::Dense(n) = self.ids {
+                self.ids = Ids::Sparse {
+                    ids: (0..n as u64).collect(),
+                    rows: (0..n).map(|i| (i as u64, i)).collect(),
+                };
+            }
+            if let Ids::Sparse { ids, rows } = &mut self.ids {
+                rows.reserve(new_ids.len());
+                for (i, &id) in new_ids.iter().enumerate() {
+                    rows.insert(id, n + i);
+                }
+                ids.extend_from_slice(new_ids);
+            }
         }
-        self.ids.extend_from_slice(ids);
         if self.keep_vectors {
             Arc::make_mut(&mut self.vectors).extend_from_slice(data);
         }
@@ -79,7 +129,33 @@ impl Store {
 
     /// Bytes held: ids, the id map, and the vectors.
     pub fn memory_bytes(&self) -> usize {
-        let map_entry = std::mem::size_of::<(u64, usize)>() + 1;
-        self.ids.capacity() * 8 + self.rows.capacity() * map_entry + self.vectors.capacity() * 4
+        let ids = match &self.ids {
+            Ids::Dense(_) => 0,
+            Ids::Sparse { ids, rows } => {
+                ids.capacity() * 8 + rows.capacity() * (std::mem::size_of::<(u64, usize)>() + 1)
+            }
+        };
+        ids + self.vectors.capacity() * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dense_ids_turn_sparse_when_needed() {
+        let mut s = Store::new(1, true);
+        s.append(&[0, 1, 2], &[0.0, 1.0, 2.0]);
+        assert!(matches!(s.ids, Ids::Dense(3)));
+        assert_eq!(s.row_of(2), Some(2));
+        assert_eq!(s.row_of(3), None);
+        s.append(&[10], &[5.0]);
+        assert_eq!(&*s.ids(), &[0, 1, 2, 10]);
+        assert_eq!(
+            (s.row_of(10), s.row_of(1), s.id_at(3)),
+            (Some(3), Some(1), 10)
+        );
+        assert_eq!(s.vector(3), &[5.0]);
     }
 }

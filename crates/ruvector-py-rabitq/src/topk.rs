@@ -68,7 +68,10 @@ impl TopK {
 /// Squared L2 distance, summed left to right like the upstream crate.
 #[inline]
 pub fn sq_l2(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b.iter()).map(|(&x, &y)| (x - y) * (x - y)).sum()
+    a.iter()
+        .zip(b.iter())
+        .map(|(&x, &y)| (x - y) * (x - y))
+        .sum()
 }
 
 #[cfg(test)]

@@ -20,6 +20,16 @@ here), so ``except ruvector.RuVectorError`` catches every one of them.
 
 # The native module first: if ruvector-common is missing, its import error
 # names the distribution to install.
+from ruvector_common.errors import (
+    DimensionMismatch,
+    EmptyIndex,
+    InvalidArgument,
+    NotFound,
+    PersistError,
+    RuVectorError,
+    VectorIndexError,
+)
+
 from . import _native
 from ._native import (
     FlatF32Index,
@@ -32,15 +42,6 @@ from ._native import (
 )
 from ._recommend import Recommendation, recommend
 from ._types import AnyIndex, SearchHit
-from ruvector_common.errors import (
-    DimensionMismatch,
-    EmptyIndex,
-    InvalidArgument,
-    NotFound,
-    PersistError,
-    RuVectorError,
-    VectorIndexError,
-)
 
 MAX_DIM: int = _native.MAX_DIM
 MAX_HAAR_DIM: int = _native.MAX_HAAR_DIM

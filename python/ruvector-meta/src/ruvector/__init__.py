@@ -1,0 +1,252 @@
+"""RuVector for Python: one namespace for every RuVector component.
+
+The ``ruvector`` distribution is a thin, pure-Python front door. The actual
+work is done by separately installed compiled components, chosen with extras::
+
+    pip install 'ruvector[rabitq]'     # RaBitQ-quantised vector indexes
+    pip install 'ruvector[all]'        # every component
+
+Usage::
+
+    import numpy as np
+    import ruvector
+
+    vectors = np.random.default_rng(0).standard_normal((10_000, 128)).astype(np.float32)
+    index = ruvector.RabitqPlusIndex.build(vectors, seed=42, rerank_factor=20)
+    try:
+        for hit in index.search(vectors[0], k=5):
+            print(hit.id, hit.score)
+    except ruvector.RuVectorError as error:   # any RuVector failure
+        print("search failed:", error)
+
+    ruvector.available()   # {'rabitq': True}: which components are installed
+    ruvector.versions()    # {'ruvector': '0.2.0', 'ruvector-common': '0.1.0', ...}
+
+(See ``help(ruvector.RabitqPlusIndex)`` for the index API itself.)
+
+Importing ``ruvector`` is cheap: it loads neither numpy nor any component.
+A component is imported the first time one of its names (``ruvector.RabitqIndex``,
+``ruvector.rabitq``, ...) is used. If that component is not installed, a
+:class:`MissingComponentError` (an :class:`ImportError`) says which extra to
+install. Every exception class of :mod:`ruvector_common.errors` is available
+here directly, so ``except ruvector.RuVectorError`` works whichever components
+are installed.
+"""
+
+import importlib as _importlib
+import importlib.util as _importlib_util
+import sys as _sys
+import typing as _typing
+
+# Every exception class, eagerly: listed in __all__ below, so re-exported.
+from ruvector_common.errors import (
+    A2aError,
+    BackendError,
+    BudgetExceeded,
+    CacheMissError,
+    CardSignatureInvalid,
+    DimensionMismatch,
+    EmbedError,
+    EmptyIndex,
+    InvalidArgument,
+    LakeError,
+    MissingComponentError,
+    NotFound,
+    PersistError,
+    PolicyViolation,
+    RuVectorError,
+    TransportError,
+    VectorIndexError,
+    WitnessMismatch,
+)
+
+# Names that exist as soon as ``ruvector`` is imported. The lazily imported
+# component names are deliberately not listed: ``from ruvector import *`` must
+# work with any subset of the components installed.
+__all__: list[str] = [
+    "RuVectorError",
+    "InvalidArgument",
+    "DimensionMismatch",
+    "NotFound",
+    "VectorIndexError",
+    "EmptyIndex",
+    "PersistError",
+    "LakeError",
+    "BackendError",
+    "CacheMissError",
+    "WitnessMismatch",
+    "EmbedError",
+    "A2aError",
+    "CardSignatureInvalid",
+    "PolicyViolation",
+    "BudgetExceeded",
+    "TransportError",
+    "MissingComponentError",
+    "available",
+    "versions",
+]
+
+_DIST_NAME = "ruvector"
+_COMMON_DIST_NAME = "ruvector-common"
+_UNKNOWN_VERSION = "0+unknown"
+
+
+class _Component(_typing.NamedTuple):
+    """One optional compiled component re-exported by ``ruvector``."""
+
+    module: str
+    """The component's import name, e.g. ``"ruvector_rabitq"``."""
+    dist: str
+    """The component's distribution name, e.g. ``"ruvector-rabitq"``."""
+    names: tuple[str, ...]
+    """The component's names re-exported as ``ruvector.<name>``."""
+
+
+# The lazy re-export table. Each key is both the ``ruvector`` extra that
+# installs the component and the attribute under which the component module
+# itself is reachable (``ruvector.rabitq`` is ``ruvector_rabitq``). Adding a
+# component means adding one entry here (and its names to the TYPE_CHECKING
+# block at the end of this file).
+_COMPONENTS: dict[str, _Component] = {
+    "rabitq": _Component(
+        module="ruvector_rabitq",
+        dist="ruvector-rabitq",
+        names=(
+            "FlatF32Index",
+            "RabitqIndex",
+            "RabitqPlusIndex",
+            "RabitqAsymIndex",
+            "SearchHit",
+            "AnyIndex",
+            "recommend",
+            "Recommendation",
+            "cpu_features",
+        ),
+    ),
+}
+
+# Re-exported name -> key of the component in _COMPONENTS that provides it.
+_LAZY_NAMES: dict[str, str] = {name: key for key, component in _COMPONENTS.items() for name in component.names}
+
+
+def _import_component(key: str, requested: str) -> object:
+    """Import component ``key`` and return its module.
+
+    Raises :class:`MissingComponentError` naming ``requested`` if the
+    component's own module is not installed. A ``ModuleNotFoundError`` for
+    any other module (a dependency of an installed component) is re-raised
+    unchanged, so a broken installation is not mistaken for a missing one.
+    """
+    component = _COMPONENTS[key]
+    try:
+        return _importlib.import_module(component.module)
+    except ModuleNotFoundError as error:
+        if error.name != component.module:
+            raise
+        raise MissingComponentError(f"{__name__}.{requested}", key, component.dist, component.module) from error
+
+
+def _distribution_version(dist: str) -> str:
+    """Return the installed version of ``dist``, or ``"0+unknown"``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return _UNKNOWN_VERSION
+
+
+def _is_importable(module: str) -> bool:
+    """Tell whether top-level ``module`` can be imported, without importing it."""
+    if module in _sys.modules:
+        # A None entry in sys.modules blocks the import on purpose.
+        return _sys.modules.get(module) is not None
+    try:
+        return _importlib_util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def available() -> dict[str, bool]:
+    """Report which optional components are installed.
+
+    Returns:
+        A mapping from each component's extra name (``"rabitq"``, ...) to
+        whether its module can be imported. Nothing is imported to find out.
+    """
+    return {key: _is_importable(c.module) for key, c in _COMPONENTS.items()}
+
+
+def versions() -> dict[str, str]:
+    """Report the versions of the installed RuVector distributions.
+
+    Returns:
+        A mapping from distribution name (``"ruvector"``,
+        ``"ruvector-common"``, ``"ruvector-rabitq"``, ...) to its installed
+        version. Distributions that are not installed are left out.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str] = {}
+    for dist in (_DIST_NAME, _COMMON_DIST_NAME, *(c.dist for c in _COMPONENTS.values())):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+if _typing.TYPE_CHECKING:
+    # What static type checkers see: plain imports, no module __getattr__.
+    # Keep this block in step with _COMPONENTS above.
+    import ruvector_rabitq as rabitq
+    from ruvector_rabitq import AnyIndex as AnyIndex
+    from ruvector_rabitq import FlatF32Index as FlatF32Index
+    from ruvector_rabitq import RabitqAsymIndex as RabitqAsymIndex
+    from ruvector_rabitq import RabitqIndex as RabitqIndex
+    from ruvector_rabitq import RabitqPlusIndex as RabitqPlusIndex
+    from ruvector_rabitq import Recommendation as Recommendation
+    from ruvector_rabitq import SearchHit as SearchHit
+    from ruvector_rabitq import cpu_features as cpu_features
+    from ruvector_rabitq import recommend as recommend
+
+    __version__: str
+    """The installed version of the ``ruvector`` distribution."""
+
+    # Declares the module alias as public for type checkers (an
+    # ``import a as b`` is otherwise private). Not done at run time, where
+    # ``from ruvector import *`` must not import components.
+    __all__ += ["rabitq"]
+else:
+    # What runs: names of components resolve lazily on first use.
+
+    def __getattr__(name: str) -> object:
+        """Resolve component names on first use (PEP 562).
+
+        The value is cached in the module namespace, so this runs once per
+        name.
+        """
+        if name in _LAZY_NAMES:
+            key = _LAZY_NAMES[name]
+            module = _import_component(key, name)
+            try:
+                value = getattr(module, name)
+            except AttributeError:
+                dist = _COMPONENTS[key].dist
+                raise AttributeError(
+                    f"module {__name__!r} has no attribute {name!r}: the installed "
+                    f"{dist} does not provide it; upgrade it with: "
+                    f"pip install -U {dist}"
+                ) from None
+        elif name in _COMPONENTS:
+            value = _import_component(name, name)
+        elif name == "__version__":
+            value = _distribution_version(_DIST_NAME)
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        """List the module's names, including components not yet imported."""
+        return sorted({*globals(), *_LAZY_NAMES, *_COMPONENTS, "__version__"})

@@ -1,0 +1,61 @@
+"""Typed use of the public API: mypy --strict and pyright (strict) must pass.
+
+Run by the nox ``typecheck`` session; also executed by pytest so it cannot rot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import List, Tuple
+
+import numpy as np
+import numpy.typing as npt
+
+import ruvector
+import ruvector_rabitq as rr
+
+
+def build_and_search() -> Tuple[List[rr.SearchHit], npt.NDArray[np.int64]]:
+    x = np.random.default_rng(0).standard_normal((500, 16)).astype(np.float32)
+    idx: rr.RabitqPlusIndex = rr.RabitqPlusIndex.build(x, seed=1, rerank_factor=10)
+    hits = idx.search(x[0], 5)
+    first_id: int = hits[0].id
+    score: float = hits[0].score
+    assert first_id == 0 and score == 0.0
+    ids, scores = idx.search_batch(x[:3], 2)
+    assert scores.dtype == np.float32
+    flat = ruvector.FlatF32Index.build(x)
+    any_index: rr.AnyIndex = flat
+    assert len(any_index) == 500 and any_index.dim == 16
+    vec: npt.NDArray[np.float32] = idx[3]
+    assert vec.shape == (16,)
+    return hits, ids
+
+
+async def search_async() -> List[rr.SearchHit]:
+    x = np.ones((4, 8), dtype=np.float32) * np.arange(4, dtype=np.float32)[:, None]
+    idx = rr.FlatF32Index.build(x)
+    return await idx.search_async(x[2], 1)
+
+
+def errors_are_shared() -> str:
+    try:
+        rr.RabitqPlusIndex(0)
+    except ruvector.RuVectorError as err:
+        assert isinstance(err, ruvector.InvalidArgument)
+        return str(err)
+    raise AssertionError("dim=0 was accepted")
+
+
+def recommend() -> str:
+    rec: rr.Recommendation = rr.recommend(10_000, 64, 0.9)
+    return rec.index
+
+
+def test_typed_usage_runs() -> None:
+    hits, ids = build_and_search()
+    assert ids.shape == (3, 2)
+    assert asyncio.run(search_async())[0].id == 2
+    assert "dim" in errors_are_shared()
+    assert recommend() == "FlatF32Index"
+    assert hits[0] == rr.SearchHit(0, 0.0)
