@@ -30,8 +30,13 @@ pub mod py {
     pyo3::import_exception!(ruvector_common.errors, PersistError);
     pyo3::import_exception!(ruvector_common.errors, LakeError);
     pyo3::import_exception!(ruvector_common.errors, BackendError);
+    pyo3::import_exception!(ruvector_common.errors, CacheMissError);
+    pyo3::import_exception!(ruvector_common.errors, WitnessMismatch);
     pyo3::import_exception!(ruvector_common.errors, EmbedError);
     pyo3::import_exception!(ruvector_common.errors, A2aError);
+    pyo3::import_exception!(ruvector_common.errors, CardSignatureInvalid);
+    pyo3::import_exception!(ruvector_common.errors, PolicyViolation);
+    pyo3::import_exception!(ruvector_common.errors, BudgetExceeded);
     pyo3::import_exception!(ruvector_common.errors, TransportError);
 }
 
@@ -58,6 +63,26 @@ pub enum Error {
     },
     /// A failure inside a vector index that is none of the above.
     Index(String),
+    /// ruLake: a failure that is none of the more specific ones below.
+    Lake(String),
+    /// ruLake: a backend (adapter) failed; names the backend.
+    Backend { message: String, backend: String },
+    /// ruLake: a required cache entry was missing.
+    CacheMiss(String),
+    /// ruLake: a bundle witness did not match.
+    WitnessMismatch(String),
+    /// Embeddings: model resolution, verification or inference failed.
+    Embed(String),
+    /// A2A: a failure that is none of the more specific ones below.
+    A2a(String),
+    /// A2A: an agent card signature is missing, malformed or wrong.
+    CardSignatureInvalid(String),
+    /// A2A: a task policy was violated before sending.
+    PolicyViolation(String),
+    /// A2A: the client-wide budget is spent.
+    BudgetExceeded(String),
+    /// A2A: HTTP / SSE transport failure (including hostile peers).
+    Transport(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -89,6 +114,16 @@ impl fmt::Display for Error {
             Error::InvalidArgument(m)
             | Error::EmptyIndex(m)
             | Error::Index(m)
+            | Error::Lake(m)
+            | Error::Backend { message: m, .. }
+            | Error::CacheMiss(m)
+            | Error::WitnessMismatch(m)
+            | Error::Embed(m)
+            | Error::A2a(m)
+            | Error::CardSignatureInvalid(m)
+            | Error::PolicyViolation(m)
+            | Error::BudgetExceeded(m)
+            | Error::Transport(m)
             | Error::NotFound { message: m, .. }
             | Error::Persist { message: m, .. } => f.write_str(m),
             Error::DimensionMismatch {
@@ -117,6 +152,16 @@ impl From<Error> for PyErr {
             Error::EmptyIndex(_) => py::EmptyIndex::new_err(msg),
             Error::Persist { path, .. } => py::PersistError::new_err((msg, path)),
             Error::Index(_) => py::VectorIndexError::new_err(msg),
+            Error::Lake(_) => py::LakeError::new_err(msg),
+            Error::Backend { backend, .. } => py::BackendError::new_err((msg, backend)),
+            Error::CacheMiss(_) => py::CacheMissError::new_err(msg),
+            Error::WitnessMismatch(_) => py::WitnessMismatch::new_err(msg),
+            Error::Embed(_) => py::EmbedError::new_err(msg),
+            Error::A2a(_) => py::A2aError::new_err(msg),
+            Error::CardSignatureInvalid(_) => py::CardSignatureInvalid::new_err(msg),
+            Error::PolicyViolation(_) => py::PolicyViolation::new_err(msg),
+            Error::BudgetExceeded(_) => py::BudgetExceeded::new_err(msg),
+            Error::Transport(_) => py::TransportError::new_err(msg),
         }
     }
 }
@@ -152,8 +197,13 @@ pub fn check_errors_module(py: Python<'_>, dist: &str) -> PyResult<()> {
         "PersistError",
         "LakeError",
         "BackendError",
+        "CacheMissError",
+        "WitnessMismatch",
         "EmbedError",
         "A2aError",
+        "CardSignatureInvalid",
+        "PolicyViolation",
+        "BudgetExceeded",
         "TransportError",
     ] {
         module.getattr(name)?;

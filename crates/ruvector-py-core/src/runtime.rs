@@ -184,6 +184,68 @@ where
     aio_attr(py, &AIO_RUN, "run")?.call1((start,))
 }
 
+/// Like [`awaitable`], for async Rust work (HTTP, timers): `fut` runs on the
+/// runtime's workers; cancelling the awaiting task aborts it.
+pub fn awaitable_future<'py, T, F>(
+    py: Python<'py>,
+    fut: F,
+    convert: Convert<T>,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T>> + Send + 'static,
+{
+    let rt = runtime()?;
+    let job = Mutex::new(Some((fut, convert)));
+    let start = PyCFunction::new_closure(
+        py,
+        None,
+        None,
+        move |args: &Bound<'_, PyTuple>,
+              _kwargs: Option<&Bound<'_, PyDict>>|
+              -> PyResult<Py<PyAny>> {
+            let py = args.py();
+            let loop_: Py<PyAny> = args.get_item(0)?.unbind();
+            let pyfut: Py<PyAny> = args.get_item(1)?.unbind();
+            let (fut, convert) = job
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .ok_or_else(|| Error::invalid("this awaitable was already awaited"))?;
+            let handle = rt.spawn(async move {
+                let outcome = fut.await;
+                // Converting needs the GIL: leave the async worker for it.
+                let _ =
+                    tokio::task::spawn_blocking(move || hand_off(loop_, pyfut, outcome, convert))
+                        .await;
+            });
+            let abort = handle.abort_handle();
+            let cancel = PyCFunction::new_closure(
+                py,
+                None,
+                None,
+                move |_a: &Bound<'_, PyTuple>, _k: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
+                    abort.abort();
+                    Ok(())
+                },
+            )?;
+            Ok(cancel.into_any().unbind())
+        },
+    )?;
+    aio_attr(py, &AIO_RUN, "run")?.call1((start,))
+}
+
+/// Runs async Rust work to completion from synchronous Python, with the GIL
+/// released (for the sync siblings of async methods).
+pub fn block_on<T, F>(py: Python<'_>, fut: F) -> Result<T>
+where
+    T: Send,
+    F: std::future::Future<Output = Result<T>> + Send,
+{
+    let rt = runtime()?;
+    py.detach(|| rt.block_on(fut))
+}
+
 fn hand_off<T>(loop_: Py<PyAny>, fut: Py<PyAny>, outcome: Result<T>, convert: Convert<T>) {
     let Some(_guard) = InflightGuard::enter() else {
         // Interpreter is exiting: nobody will read this result. The Py
