@@ -7,7 +7,7 @@ use pyo3::types::PyBool;
 
 use crate::errors::Error;
 
-/// Reads `obj` as an integer in `lo..=hi`, naming `name` in errors.
+/// Reads `obj` as an integer in `lo..=hi`, naming `name` and the value in errors.
 pub fn int_in_range(obj: &Bound<'_, PyAny>, name: &str, lo: i128, hi: i128) -> PyResult<i128> {
     let type_name = || {
         obj.get_type()

@@ -105,16 +105,18 @@ pub fn matrix_f32<'py>(
         .map_err(|e| Error::invalid(format!("{what}: {e}")))?)
 }
 
-/// Borrows a `(dim,)` float32 vector without copying.
+/// Borrows a `(dim,)` float32 vector without copying. `batch_method` names
+/// the method that takes several at once, for the hint on a `(1, dim)` input.
 pub fn vector_f32<'py>(
     obj: &Bound<'py, PyAny>,
     what: &str,
+    batch_method: &str,
 ) -> PyResult<PyReadonlyArray1<'py, f32>> {
     let arr = to_float_ndarray(obj, what)?;
     if arr.ndim() == 2 && arr.shape().first() == Some(&1) {
         return Err(Error::invalid(format!(
             "{what} must be a 1-D array of shape (dim,), got shape {}; \
-             pass {what}[0], or use search_batch for several queries",
+             pass {what}[0], or use {batch_method} for several at once",
             shape_text(arr.shape())
         ))
         .into());
@@ -126,27 +128,52 @@ pub fn vector_f32<'py>(
         .map_err(|e| Error::invalid(format!("{what}: {e}")))?)
 }
 
-/// Reads ids as u64: `None` gives `default_start..default_start + n`; an
-/// integer array or a sequence of ints must hold exactly `n` non-negative
-/// values. Floats and bools are refused rather than truncated.
-pub fn ids_u64(
-    obj: Option<&Bound<'_, PyAny>>,
-    n: usize,
-    default_start: u64,
-    what: &str,
-) -> PyResult<Vec<u64>> {
-    let Some(obj) = obj.filter(|o| !o.is_none()) else {
-        return Ok((0..n as u64).map(|i| default_start + i).collect());
-    };
+/// Reads ids as u64: an integer ndarray, or any sequence of Python / NumPy
+/// integers, holding exactly `n` non-negative values. Floats and bools are
+/// refused rather than truncated; values above 2**64-1 are named.
+pub fn ids_u64(obj: &Bound<'_, PyAny>, n: usize, what: &str) -> PyResult<Vec<u64>> {
     let py = obj.py();
     let np = py.import("numpy")?;
-    let arr = np.call_method1("asarray", (obj,)).map_err(|e| {
-        PyErr::from(Error::invalid(format!(
-            "{what} must be a sequence of integers ({})",
-            e.value(py)
-        )))
-    })?;
-    let arr = arr.cast_into::<PyUntypedArray>()?;
+    let arr = match obj.cast::<PyUntypedArray>() {
+        Ok(arr) => arr.clone(),
+        Err(_) => np
+            .call_method1("asarray", (obj,))
+            .map_err(|e| {
+                PyErr::from(Error::invalid(format!(
+                    "{what} must be a sequence of integers ({})",
+                    e.value(py)
+                )))
+            })?
+            .cast_into::<PyUntypedArray>()?,
+    };
+    if arr.ndim() == 1 && arr.shape()[0] == 0 && n == 0 {
+        return Ok(Vec::new());
+    }
+    let kind = arr.dtype().kind();
+    let from_sequence = !obj.is_instance_of::<PyUntypedArray>();
+    if from_sequence && (kind == b'f' || kind == b'O') && arr.ndim() == 1 && arr.shape()[0] == n {
+        // Python ints beyond int64 make NumPy pick float64 or object: read
+        // them one by one so the message names the value, not a dtype.
+        let items: Vec<Bound<'_, PyAny>> = obj.try_iter()?.collect::<PyResult<_>>()?;
+        if items
+            .iter()
+            .all(|i| i.is_exact_instance_of::<pyo3::types::PyInt>())
+        {
+            return items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let v = crate::args::int_in_range(
+                        item,
+                        &format!("{what}[{i}]"),
+                        0,
+                        u64::MAX as i128,
+                    )?;
+                    Ok(v as u64)
+                })
+                .collect();
+        }
+    }
     let kind = arr.dtype().kind();
     if kind != b'i' && kind != b'u' {
         return Err(Error::invalid(format!(
@@ -243,4 +270,22 @@ pub fn readonly_view<'py>(
     kwargs.set_item("write", false)?;
     view.call_method("setflags", (), Some(&kwargs))?;
     Ok(view)
+}
+
+/// `(ids, scores)` of a batch search as NumPy arrays of shape `(nq, k)`
+/// (int64 and float32), moving the buffers without a copy.
+pub fn batch_to_numpy(
+    py: Python<'_>,
+    nq: usize,
+    k: usize,
+    ids: Vec<i64>,
+    scores: Vec<f32>,
+) -> PyResult<Py<PyAny>> {
+    let ids = PyArray1::from_vec(py, ids).reshape([nq, k])?;
+    let scores = PyArray1::from_vec(py, scores).reshape([nq, k])?;
+    Ok(
+        pyo3::types::PyTuple::new(py, [ids.into_any(), scores.into_any()])?
+            .into_any()
+            .unbind(),
+    )
 }

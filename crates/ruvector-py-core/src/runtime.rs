@@ -135,20 +135,14 @@ fn aio_attr<'py>(
 /// Converts the Rust result into a Python value, with the GIL held.
 pub type Convert<T> = Box<dyn FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send>;
 
-/// Returns a coroutine that runs `work` on the runtime's blocking pool
-/// (GIL released) and resolves to `convert(result)`. Cancelling the awaiting
-/// task drops the result; work that already started runs to completion.
-pub fn awaitable<'py, T, W>(
-    py: Python<'py>,
-    work: W,
-    convert: Convert<T>,
-) -> PyResult<Bound<'py, PyAny>>
+/// Builds the coroutine `ruvector_common._aio.run(start)`, where
+/// `start(loop, future)` calls `spawn(loop, future)` once and returns a
+/// `cancel()` callable that aborts the spawned task.
+fn coroutine<'py, S>(py: Python<'py>, spawn: S) -> PyResult<Bound<'py, PyAny>>
 where
-    T: Send + 'static,
-    W: FnOnce() -> Result<T> + Send + 'static,
+    S: FnOnce(Py<PyAny>, Py<PyAny>) -> tokio::task::AbortHandle + Send + 'static,
 {
-    let rt = runtime()?;
-    let job = Mutex::new(Some((work, convert)));
+    let job = Mutex::new(Some(spawn));
     let start = PyCFunction::new_closure(
         py,
         None,
@@ -159,16 +153,12 @@ where
             let py = args.py();
             let loop_: Py<PyAny> = args.get_item(0)?.unbind();
             let fut: Py<PyAny> = args.get_item(1)?.unbind();
-            let (work, convert) = job
+            let spawn = job
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .take()
                 .ok_or_else(|| Error::invalid("this awaitable was already awaited"))?;
-            let handle = rt.spawn_blocking(move || {
-                let outcome = work();
-                hand_off(loop_, fut, outcome, convert);
-            });
-            let abort = handle.abort_handle();
+            let abort = spawn(loop_, fut);
             let cancel = PyCFunction::new_closure(
                 py,
                 None,
@@ -184,6 +174,25 @@ where
     aio_attr(py, &AIO_RUN, "run")?.call1((start,))
 }
 
+/// Returns a coroutine that runs `work` on the runtime's blocking pool
+/// (GIL released) and resolves to `convert(result)`. Cancelling the awaiting
+/// task drops the result; work that already started runs to completion.
+pub fn awaitable<'py, T, W>(
+    py: Python<'py>,
+    work: W,
+    convert: Convert<T>,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    T: Send + 'static,
+    W: FnOnce() -> Result<T> + Send + 'static,
+{
+    let rt = runtime()?;
+    coroutine(py, move |loop_, fut| {
+        rt.spawn_blocking(move || hand_off(loop_, fut, work(), convert))
+            .abort_handle()
+    })
+}
+
 /// Like [`awaitable`], for async Rust work (HTTP, timers): `fut` runs on the
 /// runtime's workers; cancelling the awaiting task aborts it.
 pub fn awaitable_future<'py, T, F>(
@@ -196,43 +205,15 @@ where
     F: std::future::Future<Output = Result<T>> + Send + 'static,
 {
     let rt = runtime()?;
-    let job = Mutex::new(Some((fut, convert)));
-    let start = PyCFunction::new_closure(
-        py,
-        None,
-        None,
-        move |args: &Bound<'_, PyTuple>,
-              _kwargs: Option<&Bound<'_, PyDict>>|
-              -> PyResult<Py<PyAny>> {
-            let py = args.py();
-            let loop_: Py<PyAny> = args.get_item(0)?.unbind();
-            let pyfut: Py<PyAny> = args.get_item(1)?.unbind();
-            let (fut, convert) = job
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-                .ok_or_else(|| Error::invalid("this awaitable was already awaited"))?;
-            let handle = rt.spawn(async move {
-                let outcome = fut.await;
-                // Converting needs the GIL: leave the async worker for it.
-                let _ =
-                    tokio::task::spawn_blocking(move || hand_off(loop_, pyfut, outcome, convert))
-                        .await;
-            });
-            let abort = handle.abort_handle();
-            let cancel = PyCFunction::new_closure(
-                py,
-                None,
-                None,
-                move |_a: &Bound<'_, PyTuple>, _k: Option<&Bound<'_, PyDict>>| -> PyResult<()> {
-                    abort.abort();
-                    Ok(())
-                },
-            )?;
-            Ok(cancel.into_any().unbind())
-        },
-    )?;
-    aio_attr(py, &AIO_RUN, "run")?.call1((start,))
+    coroutine(py, move |loop_, pyfut| {
+        rt.spawn(async move {
+            let outcome = fut.await;
+            // Converting needs the GIL: leave the async worker for it.
+            let _ =
+                tokio::task::spawn_blocking(move || hand_off(loop_, pyfut, outcome, convert)).await;
+        })
+        .abort_handle()
+    })
 }
 
 /// Runs async Rust work to completion from synchronous Python, with the GIL

@@ -25,14 +25,15 @@ pub fn check_dim(dim: usize) -> Result<()> {
 
 /// Checks a row-major `(n, dim)` block: every value finite, every row's
 /// squared norm below [`MAX_SQUARED_NORM`]. `what` names the argument in the
-/// message (`"vectors"`, `"query"`).
-pub fn check_rows(data: &[f32], dim: usize, what: &str) -> Result<()> {
+/// message (`"vectors"`, `"query"`); `matrix` says whether it is 2-D, so
+/// positions read `what[row, col]` or `what[col]`.
+pub fn check_rows(data: &[f32], dim: usize, what: &str, matrix: bool) -> Result<()> {
     debug_assert!(dim > 0 && data.len() % dim == 0);
     for (row, chunk) in data.chunks_exact(dim).enumerate() {
         let mut sq = 0.0f64;
         for (col, &x) in chunk.iter().enumerate() {
             if !x.is_finite() {
-                let place = if data.len() == dim {
+                let place = if !matrix {
                     format!("{what}[{col}]")
                 } else {
                     format!("{what}[{row}, {col}]")
@@ -44,7 +45,7 @@ pub fn check_rows(data: &[f32], dim: usize, what: &str) -> Result<()> {
             sq += f64::from(x) * f64::from(x);
         }
         if sq > MAX_SQUARED_NORM {
-            let place = if data.len() == dim {
+            let place = if !matrix {
                 what.to_string()
             } else {
                 format!("{what}[{row}]")
@@ -118,12 +119,14 @@ mod tests {
     #[test]
     fn rows_reject_nan_with_position() {
         let data = [1.0, 2.0, 3.0, f32::NAN];
-        let e = check_rows(&data, 2, "vectors").unwrap_err().to_string();
+        let e = check_rows(&data, 2, "vectors", true)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "vectors must hold only finite values, got NaN at vectors[1, 1]"
         );
-        let e = check_rows(&[f32::NEG_INFINITY], 1, "query")
+        let e = check_rows(&[f32::NEG_INFINITY], 1, "query", false)
             .unwrap_err()
             .to_string();
         assert_eq!(
@@ -135,9 +138,15 @@ mod tests {
     #[test]
     fn rows_reject_overflowing_norm() {
         let data = [1e19f32, 0.0];
-        let e = check_rows(&data, 2, "query").unwrap_err().to_string();
+        let e1 = check_rows(&[0.0, 0.0, 1e19, 0.0], 2, "vectors", true)
+            .unwrap_err()
+            .to_string();
+        assert!(e1.starts_with("vectors[1] has squared L2 norm"), "{e1}");
+        let e = check_rows(&data, 2, "query", false)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("query has squared L2 norm 1.000e38"), "{e}");
-        assert!(check_rows(&[1e17, 1e17], 2, "q").is_ok());
+        assert!(check_rows(&[1e17, 1e17], 2, "q", false).is_ok());
     }
 
     #[test]

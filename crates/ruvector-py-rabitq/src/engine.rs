@@ -197,8 +197,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Checks a block of rows and ids without changing anything.
-    pub fn check_add(&self, ids: &[u64], data: &[f32]) -> Result<()> {
+    /// Checks a block of rows and ids without changing anything. `what` and
+    /// `matrix` name the caller's argument in messages (see `check_rows`).
+    pub fn check_add(&self, ids: &[u64], data: &[f32], what: &str, matrix: bool) -> Result<()> {
         let dim = self.params.dim;
         if data.len() != ids.len() * dim {
             return Err(Error::invalid(format!(
@@ -215,12 +216,17 @@ impl Engine {
             )));
         }
         validate::check_ids(ids, self.params.kind.max_id(), |id| self.store.contains(id))?;
-        validate::check_rows(data, dim, "vectors")
+        validate::check_rows(data, dim, what, matrix)
     }
 
-    /// Adds validated rows. All checks run first, so a failure changes nothing.
+    /// Adds rows. All checks run first, so a failure changes nothing.
     pub fn add(&mut self, ids: &[u64], data: &[f32]) -> Result<()> {
-        self.check_add(ids, data)?;
+        self.add_named(ids, data, "vectors", true)
+    }
+
+    /// [`Engine::add`] with the caller's argument name for messages.
+    pub fn add_named(&mut self, ids: &[u64], data: &[f32], what: &str, matrix: bool) -> Result<()> {
+        self.check_add(ids, data, what, matrix)?;
         let dim = self.params.dim;
         match &mut self.codes {
             Codes::None => {}
@@ -323,7 +329,9 @@ impl Engine {
     }
 
     /// Structural equality: same parameters, ids in the same order, and the
-    /// same vectors (or, when vectors are not kept, the same codes).
+    /// same vectors (when vectors are not kept: the same codes for
+    /// `RabitqIndex`; the same CRC-32 of the added rows for an asymmetric
+    /// index, whose codes the crate does not expose).
     pub fn same_as(&self, other: &Engine) -> bool {
         if self.params != other.params || self.store.ids() != other.store.ids() {
             return false;
@@ -331,6 +339,9 @@ impl Engine {
         match (&self.codes, &other.codes) {
             (Codes::Symmetric(a), Codes::Symmetric(b)) if !self.store.keeps_vectors() => {
                 a.packed() == b.packed() && a.norms() == b.norms()
+            }
+            (Codes::Asymmetric(_), Codes::Asymmetric(_)) if !self.store.keeps_vectors() => {
+                self.store.fingerprint() == other.store.fingerprint()
             }
             _ => self.store.vectors() == other.store.vectors(),
         }

@@ -6,15 +6,15 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use numpy::{PyArray1, PyArrayMethods};
+use numpy::PyArray1;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::PyList;
 use rayon::prelude::*;
 
 use ruvector_py_core::args::int_in_range;
-use ruvector_py_core::arrays::{ids_u64, matrix_f32, readonly_view, vector_f32};
+use ruvector_py_core::arrays::{self, ids_u64, matrix_f32, readonly_view, vector_f32};
 use ruvector_py_core::errors::py as pyerr;
 use ruvector_py_core::{parallel, runtime, validate, Error, Result};
 
@@ -40,8 +40,8 @@ fn hits_to_list(py: Python<'_>, hits: Vec<(u64, f32)>) -> PyResult<Py<PyAny>> {
     Ok(list.into_any().unbind())
 }
 
-/// Squared L2 distances of the hits, ascending; ids of the hits.
-type Batch = (Vec<i64>, Vec<f32>);
+/// `(ids, squared L2 scores, k)` of a batch search, rows ascending.
+type Batch = (Vec<i64>, Vec<f32>, usize);
 
 #[pyclass(subclass, frozen, module = "ruvector_rabitq", name = "_IndexBase")]
 pub struct IndexBase {
@@ -68,11 +68,11 @@ impl IndexBase {
         self.engine.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn check_query(&self, query: &[f32], what: &str) -> Result<()> {
+    fn check_query(&self, query: &[f32], what: &str, matrix: bool) -> Result<()> {
         if query.len() % self.dim != 0 || query.is_empty() {
             return Err(Error::dimension(what, self.dim, query.len()));
         }
-        validate::check_rows(query, self.dim, what)
+        validate::check_rows(query, self.dim, what, matrix)
     }
 
     fn rerank_arg(&self, rerank_factor: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
@@ -86,9 +86,16 @@ impl IndexBase {
             ))
             .into());
         }
-        Ok(Some(
-            int_in_range(obj, "rerank_factor", 1, MAX_RERANK_FACTOR as i128)? as usize,
-        ))
+        let rf = int_in_range(obj, "rerank_factor", 1, MAX_RERANK_FACTOR as i128)? as usize;
+        if rf > 1 && !self.read().store().keeps_vectors() {
+            return Err(Error::invalid(format!(
+                "this {} was built with rerank_factor 1 and keeps no vectors to rerank with; \
+                 got rerank_factor {rf} (build it with rerank_factor > 1)",
+                self.kind.class_name()
+            ))
+            .into());
+        }
+        Ok(Some(rf))
     }
 
     fn search_many(
@@ -119,25 +126,34 @@ impl IndexBase {
         } else {
             run()?;
         }
-        Ok((ids, scores))
+        Ok((ids, scores, k))
     }
 
-    fn batch_to_numpy(
+    fn batch_to_numpy(py: Python<'_>, nq: usize, (ids, scores, k): Batch) -> PyResult<Py<PyAny>> {
+        arrays::batch_to_numpy(py, nq, k, ids, scores)
+    }
+
+    fn add_rows(
+        &self,
         py: Python<'_>,
-        nq: usize,
-        k: usize,
-        (ids, scores): Batch,
-    ) -> PyResult<Py<PyAny>> {
-        let ids = PyArray1::from_vec(py, ids).reshape([nq, k])?;
-        let scores = PyArray1::from_vec(py, scores).reshape([nq, k])?;
-        Ok(PyTuple::new(py, [ids.into_any(), scores.into_any()])?
-            .into_any()
-            .unbind())
-    }
-
-    fn add_rows(&self, py: Python<'_>, ids: &[u64], data: &[f32]) -> PyResult<()> {
-        validate::check_rows(data, self.dim, "vectors")?;
-        Ok(py.detach(|| self.write().add(ids, data))?)
+        ids: Option<&[u64]>,
+        data: &[f32],
+        what: &str,
+        matrix: bool,
+    ) -> PyResult<()> {
+        Ok(py.detach(|| {
+            let mut engine = self.write();
+            match ids {
+                Some(ids) => engine.add_named(ids, data, what, matrix),
+                // Default ids are taken under the write lock, so concurrent
+                // add_batch calls never pick the same ones.
+                None => {
+                    let start = engine.len() as u64;
+                    let ids: Vec<u64> = (start..start + (data.len() / self.dim) as u64).collect();
+                    engine.add_named(&ids, data, what, matrix)
+                }
+            }
+        })?)
     }
 }
 
@@ -153,14 +169,14 @@ impl IndexBase {
         k: &Bound<'_, PyAny>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let q = vector_f32(query, "query")?;
+        let q = vector_f32(query, "query", "search_batch")?;
         let q = q.as_slice()?;
         let k = int_in_range(k, "k", i64::MIN as i128, i64::MAX as i128)? as i64;
         let rf = self.rerank_arg(rerank_factor)?;
         if q.len() != self.dim {
             return Err(Error::dimension("query", self.dim, q.len()).into());
         }
-        self.check_query(q, "query")?;
+        self.check_query(q, "query", false)?;
         let hits = py.detach(|| -> Result<_> {
             let engine = self.read();
             let k = validate::check_k(k, engine.len())?;
@@ -190,15 +206,14 @@ impl IndexBase {
         }
         let nq = q.len() / self.dim;
         if nq > 0 {
-            self.check_query(q, "queries")?;
+            self.check_query(q, "queries", true)?;
         }
         let dim = self.dim;
         let batch = py.detach(|| -> Result<_> {
             let engine = self.read();
             Self::search_many(&engine, q, dim, k, rf)
         })?;
-        let k = batch.0.len().checked_div(nq).unwrap_or(k.max(0) as usize);
-        Self::batch_to_numpy(py, nq, k, batch)
+        Self::batch_to_numpy(py, nq, batch)
     }
 
     /// Awaitable form of `search`, run on the wheel's runtime (the query is
@@ -211,14 +226,14 @@ impl IndexBase {
         k: &Bound<'py, PyAny>,
         rerank_factor: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let q = vector_f32(query, "query")?;
+        let q = vector_f32(query, "query", "search_batch")?;
         let q = q.as_slice()?.to_vec();
         let k = int_in_range(k, "k", i64::MIN as i128, i64::MAX as i128)? as i64;
         let rf = self.rerank_arg(rerank_factor)?;
         if q.len() != self.dim {
             return Err(Error::dimension("query", self.dim, q.len()).into());
         }
-        self.check_query(&q, "query")?;
+        self.check_query(&q, "query", false)?;
         let engine = Arc::clone(&self.engine);
         runtime::awaitable(
             py,
@@ -250,7 +265,7 @@ impl IndexBase {
         }
         let nq = q.len() / self.dim;
         if nq > 0 {
-            self.check_query(&q, "queries")?;
+            self.check_query(&q, "queries", true)?;
         }
         let (engine, dim) = (Arc::clone(&self.engine), self.dim);
         runtime::awaitable(
@@ -259,10 +274,7 @@ impl IndexBase {
                 let engine = engine.read().unwrap_or_else(|p| p.into_inner());
                 Self::search_many(&engine, &q, dim, k, rf)
             },
-            Box::new(move |py, batch: Batch| {
-                let k = batch.0.len().checked_div(nq).unwrap_or(0);
-                Self::batch_to_numpy(py, nq, k, batch)
-            }),
+            Box::new(move |py, batch: Batch| Self::batch_to_numpy(py, nq, batch)),
         )
     }
 
@@ -274,12 +286,12 @@ impl IndexBase {
         vector: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let id = int_in_range(id, "id", 0, self.kind.max_id() as i128)? as u64;
-        let v = vector_f32(vector, "vector")?;
+        let v = vector_f32(vector, "vector", "add_batch")?;
         let v = v.as_slice()?;
         if v.len() != self.dim {
             return Err(Error::dimension("vector", self.dim, v.len()).into());
         }
-        self.add_rows(py, &[id], v)
+        self.add_rows(py, Some(&[id]), v, "vector", false)
     }
 
     /// Adds the rows of `vectors` (shape `(n, dim)`) under `ids`, by default
@@ -296,9 +308,11 @@ impl IndexBase {
         if cols != self.dim {
             return Err(Error::dimension("vectors", self.dim, cols).into());
         }
-        let start = self.read().len() as u64;
-        let ids = ids_u64(ids, n, start, "ids")?;
-        self.add_rows(py, &ids, m.as_slice()?)
+        let ids = ids
+            .filter(|i| !i.is_none())
+            .map(|i| ids_u64(i, n, "ids"))
+            .transpose()?;
+        self.add_rows(py, ids.as_deref(), m.as_slice()?, "vectors", true)
     }
 
     fn __len__(&self) -> usize {
@@ -317,10 +331,10 @@ impl IndexBase {
         self.read().memory_bytes()
     }
 
-    /// Seed of the random rotation.
+    /// Seed of the random rotation (`None` for `FlatF32Index`).
     #[getter]
-    fn seed(&self) -> u64 {
-        self.read().params().seed
+    fn seed(&self) -> Option<u64> {
+        (self.kind != Kind::Flat).then(|| self.read().params().seed)
     }
 
     /// Candidates per result that are reranked exactly (1 = no rerank).
@@ -381,7 +395,13 @@ impl IndexBase {
         py: Python<'py>,
         id: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let id = int_in_range(id, "id", 0, u64::MAX as i128)? as u64;
+        let id = int_in_range(id, "id", i64::MIN as i128, u64::MAX as i128)?;
+        let Ok(id) = u64::try_from(id) else {
+            return Err(pyerr::NotFound::new_err((
+                format!("id {id} is not in the index: ids are >= 0"),
+                id as i64,
+            )));
+        };
         let engine = self.read();
         let store = engine.store();
         if !store.keeps_vectors() {
@@ -570,7 +590,7 @@ fn defaults<'py>(
     kind: Kind,
     seed: Option<&Bound<'py, PyAny>>,
     rerank_factor: Option<&Bound<'py, PyAny>>,
-    rotation: Option<&str>,
+    rotation: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, &'static str)> {
     let name = kind.class_name();
     let given = |o: Option<&Bound<'py, PyAny>>| o.is_some_and(|o| !o.is_none());
@@ -579,12 +599,23 @@ fn defaults<'py>(
             Error::invalid(format!("{name} does not rerank and takes no rerank_factor")).into(),
         );
     }
-    if kind == Kind::Flat && (given(seed) || rotation.is_some()) {
+    if kind == Kind::Flat && (given(seed) || given(rotation)) {
         return Err(
             Error::invalid(format!("{name} is exact and takes no seed or rotation")).into(),
         );
     }
-    let rotation = Rotation::parse(rotation.unwrap_or("haar"))?.name();
+    let rotation = match rotation.filter(|r| !r.is_none()) {
+        None => "haar",
+        Some(r) => {
+            let text: String = r.extract().map_err(|_| {
+                Error::invalid(format!(
+                    "rotation must be \"haar\" or \"hadamard\", got {}",
+                    r.repr().map(|x| x.to_string()).unwrap_or_default()
+                ))
+            })?;
+            Rotation::parse(&text)?.name()
+        }
+    };
     let default_rf: u64 = if kind == Kind::Plus { 20 } else { 1 };
     let seed = match seed.filter(|s| !s.is_none()) {
         Some(s) => s.clone(),
@@ -615,7 +646,10 @@ fn build_base(
     let (n, cols) = m.as_array().dim();
     let dim_obj = cols.into_pyobject(py)?.into_any();
     let params = params_from(kind, &dim_obj, seed, rerank_factor, rotation)?;
-    let ids = ids_u64(ids, n, 0, "ids")?;
+    let ids = match ids.filter(|i| !i.is_none()) {
+        Some(i) => ids_u64(i, n, "ids")?,
+        None => (0..n as u64).collect(),
+    };
     let data = m.as_slice()?;
     let engine = py.detach(|| -> Result<Engine> {
         let mut engine = Engine::new(params)?;
@@ -649,7 +683,7 @@ macro_rules! index_class {
                 dim: &Bound<'_, PyAny>,
                 seed: Option<&Bound<'_, PyAny>>,
                 rerank_factor: Option<&Bound<'_, PyAny>>,
-                rotation: Option<&str>,
+                rotation: Option<&Bound<'_, PyAny>>,
             ) -> PyResult<PyClassInitializer<Self>> {
                 let (seed, rf, rotation) = defaults(py, $kind, seed, rerank_factor, rotation)?;
                 let params = params_from($kind, dim, &seed, &rf, rotation)?;
@@ -666,7 +700,7 @@ macro_rules! index_class {
                 ids: Option<&Bound<'_, PyAny>>,
                 seed: Option<&Bound<'_, PyAny>>,
                 rerank_factor: Option<&Bound<'_, PyAny>>,
-                rotation: Option<&str>,
+                rotation: Option<&Bound<'_, PyAny>>,
             ) -> PyResult<Py<$name>> {
                 let py = cls.py();
                 let (seed, rf, rotation) = defaults(py, $kind, seed, rerank_factor, rotation)?;

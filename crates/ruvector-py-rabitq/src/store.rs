@@ -26,6 +26,9 @@ pub struct Store {
     keep_vectors: bool,
     ids: Ids,
     vectors: Arc<Vec<f32>>,
+    /// CRC-32 of every id and row added, in order: lets indexes that keep no
+    /// vectors still be compared for equality.
+    fingerprint: u32,
 }
 
 impl Store {
@@ -35,6 +38,7 @@ impl Store {
             keep_vectors,
             ids: Ids::Dense(0),
             vectors: Arc::new(Vec::new()),
+            fingerprint: 0,
         }
     }
 
@@ -96,6 +100,10 @@ impl Store {
         &self.vectors
     }
 
+    pub fn fingerprint(&self) -> u32 {
+        self.fingerprint
+    }
+
     /// Appends already validated rows (`data.len() == ids.len() * dim`).
     pub fn append(&mut self, new_ids: &[u64], data: &[f32]) {
         debug_assert_eq!(data.len(), new_ids.len() * self.dim);
@@ -124,6 +132,15 @@ impl Store {
         }
         if self.keep_vectors {
             Arc::make_mut(&mut self.vectors).extend_from_slice(data);
+        } else {
+            let mut h = crc32fast::Hasher::new_with_initial(self.fingerprint);
+            for id in new_ids {
+                h.update(&id.to_le_bytes());
+            }
+            for x in data {
+                h.update(&x.to_bits().to_le_bytes());
+            }
+            self.fingerprint = h.finalize();
         }
     }
 

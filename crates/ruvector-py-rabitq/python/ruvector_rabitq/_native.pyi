@@ -61,8 +61,8 @@ class _IndexBase:
     def memory_bytes(self) -> int:
         """Bytes held: codes, rotation, kept vectors, ids."""
     @property
-    def seed(self) -> int:
-        """Seed of the random rotation."""
+    def seed(self) -> Optional[int]:
+        """Seed of the random rotation (``None`` for :class:`FlatF32Index`)."""
     @property
     def rerank_factor(self) -> int:
         """Candidates per result reranked exactly (1 = none); settable on Plus/Asym."""

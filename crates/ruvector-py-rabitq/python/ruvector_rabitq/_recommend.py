@@ -10,6 +10,7 @@ budgets that accept low recall.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import TYPE_CHECKING, Any, Dict, NamedTuple, Optional
 
 from ruvector_common.errors import InvalidArgument
@@ -72,7 +73,7 @@ def recommend(n: int, dim: int, recall_target: float = 0.95) -> Recommendation:
 
     n = _check_int("n", n, 1, _native.MAX_VECTORS)
     dim = _check_int("dim", dim, 1, _native.MAX_DIM)
-    if isinstance(recall_target, bool) or not isinstance(recall_target, (int, float)):
+    if isinstance(recall_target, bool) or not isinstance(recall_target, numbers.Real):
         raise InvalidArgument(f"recall_target must be a number, got {type(recall_target).__name__}")
     target = float(recall_target)
     if not (math.isfinite(target) and 0.0 < target <= 1.0):

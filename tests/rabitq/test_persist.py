@@ -1,0 +1,475 @@
+"""Saving and loading ``.rbpx`` files.
+
+The layout (all integers little-endian)::
+
+    header   32 bytes  magic (8) | version u32 = 1 | dim u32 | seed u64 | rerank u32 | n u32
+    rows     n * (u32 id, dim * f32)
+    [ids64]  n * u64   only when flags bit 0 is set (FlatF32Index ids above u32)
+    trailer  16 bytes  kind u8 | rotation u8 | flags u8 | reserved u8 = 0 | crc32 u32 | b"RVPYTRL1"
+
+The magic is ``b"rbpx0001"`` (the Rust crate's own) for a RabitqPlusIndex
+with the Haar rotation and ``b"rvpx0001"`` for everything else. The CRC-32
+covers every byte before it. Without the trailer, a file is exactly the Rust
+crate's layout, which loads as a RabitqPlusIndex.
+
+Every malformed file must raise PersistError (an OSError) naming the path;
+none may crash, hang or allocate what the header claims before checking it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import zlib
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pytest
+
+import ruvector_rabitq as rr
+
+HEADER = struct.Struct("<8sIIQII")
+TRAILER = struct.Struct("<BBBBI8s")
+CRATE_MAGIC, SDK_MAGIC, TRAILER_MAGIC = b"rbpx0001", b"rvpx0001", b"RVPYTRL1"
+KIND_CODE = {rr.RabitqPlusIndex: 0, rr.FlatF32Index: 1, rr.RabitqIndex: 2, rr.RabitqAsymIndex: 3}
+ROTATION_CODE = {"haar": 0, "hadamard": 1, None: 0}
+SAVABLE_CLASSES = [rr.FlatF32Index, rr.RabitqPlusIndex, rr.RabitqAsymIndex]
+
+
+def rbpx(
+    *,
+    dim: int,
+    ids: Sequence[int],
+    vectors: np.ndarray,
+    seed: int = 7,
+    rerank: int = 3,
+    kind: int = 0,
+    rotation: int = 0,
+    flags: Optional[int] = None,
+    reserved: int = 0,
+    magic: Optional[bytes] = None,
+    version: int = 1,
+    n: Optional[int] = None,
+    trailer: bool = True,
+    crc: Optional[int] = None,
+) -> bytes:
+    """The bytes of an ``.rbpx`` file, with every field overridable."""
+    ids64 = any(i > 2**32 - 1 for i in ids)
+    if magic is None:
+        magic = CRATE_MAGIC if (kind, rotation, ids64) == (0, 0, False) else SDK_MAGIC
+    body = bytearray(HEADER.pack(magic, version, dim, seed, rerank, len(ids) if n is None else n))
+    for i, row in zip(ids, np.asarray(vectors, dtype="<f4").reshape(len(ids), dim)):
+        body += struct.pack("<I", 0 if ids64 else i) + row.tobytes()
+    if ids64:
+        body += np.asarray(ids, dtype="<u8").tobytes()
+    if not trailer:
+        return bytes(body)
+    body += bytes([kind, rotation, int(ids64) if flags is None else flags, reserved])
+    body += struct.pack("<I", zlib.crc32(body) if crc is None else crc) + TRAILER_MAGIC
+    return bytes(body)
+
+
+def small(n: int = 3, dim: int = 4, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+def assert_same_results(a: Any, b: Any, queries: np.ndarray, k: int = 10) -> None:
+    for x, y in zip(a.search_batch(queries, k), b.search_batch(queries, k)):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)  # bit-identical, not merely close
+    assert a.search(queries[0], k) == b.search(queries[0], k)
+
+
+def load_error(cls: Any, path: Path) -> rr.PersistError:
+    with pytest.raises(rr.PersistError) as err:
+        cls.load(path)
+    e = err.value
+    assert isinstance(e, OSError)
+    assert e.path == str(path)
+    assert str(e).startswith(f"{path}: ")
+    return e
+
+
+# ── round trips ─────────────────────────────────────────────────────────────
+
+
+def test_round_trip_gives_an_equal_index_with_bit_identical_results(data, build_with_vectors, index_dir):
+    x, q = data
+    ids = np.arange(len(x), dtype=np.int64)[::-1] * 7 + 3  # not 0..n-1, not sorted
+    idx = build_with_vectors(x, ids)
+    path = index_dir / "index.rbpx"
+    idx.save(path)
+    back = type(idx).load(path)
+    assert back == idx
+    assert repr(back) == repr(idx)
+    assert (back.seed, back.rotation, back.rerank_factor, back.keeps_vectors) == (
+        idx.seed,
+        idx.rotation,
+        idx.rerank_factor,
+        idx.keeps_vectors,
+    )
+    np.testing.assert_array_equal(back.ids, ids)
+    np.testing.assert_array_equal(np.asarray(back), x)
+    assert_same_results(back, idx, q)
+
+
+@pytest.mark.parametrize("rotation", ["haar", "hadamard"])
+def test_plus_round_trip_at_20k_vectors_is_bit_identical(clustered, rotation, index_dir):
+    x, q = clustered(20_000, 48, seed=3, queries=50)
+    idx = rr.RabitqPlusIndex.build(x, seed=11, rerank_factor=8, rotation=rotation)
+    idx.save(index_dir / "big.rbpx")
+    back = rr.RabitqPlusIndex.load(index_dir / "big.rbpx")
+    assert back == idx
+    assert_same_results(back, idx, q)
+
+
+def test_flat_ids_above_u32_survive_a_round_trip(index_dir):
+    x = small(4)
+    ids = [0, 2**32, 2**40 + 5, 2**63 - 1]
+    idx = rr.FlatF32Index.build(x, ids)
+    path = index_dir / "flat.rbpx"
+    idx.save(path)
+    raw = path.read_bytes()
+    assert len(raw) == 32 + 4 * (4 + 4 * 4) + 8 * 4 + 16
+    assert raw[-14] == 1, "flags bit 0 marks the u64 id block"
+    back = rr.FlatF32Index.load(path)
+    assert back == idx and back.ids.tolist() == ids
+    assert back.search(x[3], 1)[0].id == 2**63 - 1
+
+
+def test_an_empty_index_round_trips(index_dir):
+    idx = rr.RabitqPlusIndex(6, seed=3, rerank_factor=2)
+    idx.save(index_dir / "empty.rbpx")
+    back = rr.RabitqPlusIndex.load(index_dir / "empty.rbpx")
+    assert back == idx and len(back) == 0 and back.dim == 6
+
+
+def test_a_loaded_index_keeps_growing_and_saves_again(data, index_dir):
+    x, q = data
+    rr.RabitqPlusIndex.build(x[:300], seed=4).save(index_dir / "a.rbpx")
+    back = rr.RabitqPlusIndex.load(index_dir / "a.rbpx")
+    back.add_batch(x[300:])
+    assert back == rr.RabitqPlusIndex.build(x, seed=4)
+    back.save(index_dir / "a.rbpx")
+    assert_same_results(rr.RabitqPlusIndex.load(index_dir / "a.rbpx"), rr.RabitqPlusIndex.build(x, seed=4), q)
+
+
+@pytest.mark.parametrize(
+    "as_path",
+    [str, Path, lambda p: type("P", (), {"__fspath__": lambda self: str(p)})()],
+    ids=["str", "Path", "PathLike"],
+)
+def test_paths_may_be_str_or_path_like(as_path, index_dir):
+    idx = rr.RabitqPlusIndex.build(small())
+    target = index_dir / "p.rbpx"
+    idx.save(as_path(target))
+    assert target.exists()
+    assert rr.RabitqPlusIndex.load(as_path(target)) == idx
+
+
+# ── the file layout ─────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize(
+    "make, magic",
+    [
+        (lambda x, ids: rr.RabitqPlusIndex.build(x, ids, seed=9, rerank_factor=3), CRATE_MAGIC),
+        (lambda x, ids: rr.RabitqPlusIndex.build(x, ids, seed=9, rerank_factor=3, rotation="hadamard"), SDK_MAGIC),
+        (lambda x, ids: rr.FlatF32Index.build(x, ids), SDK_MAGIC),
+        (lambda x, ids: rr.RabitqAsymIndex.build(x, ids, seed=9, rerank_factor=3), SDK_MAGIC),
+    ],
+    ids=["plus-haar", "plus-hadamard", "flat", "asym"],
+)
+def test_the_file_layout_is_as_documented(make, magic, index_dir):
+    x, ids = small(3, 5), [5, 9, 1]
+    idx = make(x, ids)
+    path = index_dir / "layout.rbpx"
+    idx.save(path)
+    raw = path.read_bytes()
+    assert len(raw) == 32 + 3 * (4 + 4 * 5) + 16
+    got_magic, version, dim, seed, rerank, n = HEADER.unpack_from(raw)
+    # FlatF32Index has no seed; its header carries the unused default, 42.
+    file_seed = 42 if idx.seed is None else idx.seed
+    assert (got_magic, version, dim, seed, rerank, n) == (magic, 1, 5, file_seed, idx.rerank_factor, 3)
+    for r in range(3):
+        at = 32 + r * 24
+        assert struct.unpack_from("<I", raw, at)[0] == ids[r]
+        np.testing.assert_array_equal(np.frombuffer(raw, dtype="<f4", count=5, offset=at + 4), x[r])
+    kind, rotation, flags, reserved, crc, tail = TRAILER.unpack_from(raw, len(raw) - 16)
+    assert (kind, rotation, flags, reserved, tail) == (
+        KIND_CODE[type(idx)],
+        ROTATION_CODE[idx.rotation],
+        0,
+        0,
+        TRAILER_MAGIC,
+    )
+    assert crc == zlib.crc32(raw[:-12])
+    assert raw == rbpx(
+        dim=5, ids=ids, vectors=x, seed=file_seed, rerank=idx.rerank_factor, kind=kind, rotation=rotation
+    )
+
+
+def test_a_handwritten_file_loads_as_the_index_it_describes(index_dir):
+    x = small(6, 8, seed=5)
+    path = index_dir / "hand.rbpx"
+    path.write_bytes(rbpx(dim=8, ids=[10, 11, 12, 13, 14, 15], vectors=x, seed=123, rerank=4, kind=3))
+    assert rr.RabitqAsymIndex.load(path) == rr.RabitqAsymIndex.build(
+        x, [10, 11, 12, 13, 14, 15], seed=123, rerank_factor=4
+    )
+
+
+def test_a_file_in_the_rust_crate_layout_loads_as_a_plus_index(data, index_dir):
+    x, q = data
+    path = index_dir / "crate.rbpx"
+    path.write_bytes(rbpx(dim=32, ids=range(len(x)), vectors=x, seed=77, rerank=6, trailer=False))
+    back = rr.RabitqPlusIndex.load(path)
+    want = rr.RabitqPlusIndex.build(x, seed=77, rerank_factor=6)
+    assert back == want
+    assert_same_results(back, want, q)
+
+
+# ── what save refuses, and how it writes ────────────────────────────────────
+
+
+def test_codes_only_kinds_cannot_be_saved(data, build_codes_only, index_dir):
+    idx = build_codes_only(data[0])
+    path = index_dir / "codes.rbpx"
+    with pytest.raises(rr.PersistError) as err:
+        idx.save(path)
+    assert err.value.path == str(path)
+    msg = str(err.value)
+    assert f"{type(idx).__name__} keeps only 1-bit codes" in msg and "cannot be saved" in msg
+    assert ("use RabitqPlusIndex" in msg) or ("rerank_factor > 1" in msg)
+    assert list(index_dir.iterdir()) == []
+
+
+def test_save_replaces_the_file_by_rename_and_leaves_no_temporary_files(data, index_dir):
+    x, _ = data
+    path = index_dir / "index.rbpx"
+    old = rr.RabitqPlusIndex.build(x[:100])
+    new = rr.RabitqPlusIndex.build(x)
+    old.save(path)
+    os.link(path, index_dir / "old-link.rbpx")
+    inode = path.stat().st_ino
+    new.save(path)
+    # A new file was renamed into place: the old inode, still reachable
+    # through the hard link, was never written to.
+    assert path.stat().st_ino != inode
+    assert rr.RabitqPlusIndex.load(index_dir / "old-link.rbpx") == old
+    assert rr.RabitqPlusIndex.load(path) == new
+    assert sorted(p.name for p in index_dir.iterdir()) == ["index.rbpx", "old-link.rbpx"]
+
+
+@pytest.mark.parametrize(
+    "target, fragment",
+    [
+        (lambda d: d / "missing-dir" / "x.rbpx", "cannot write"),
+        (lambda d: d, "cannot write"),  # a directory
+        (lambda d: d / "..", "the path names no file"),
+    ],
+    ids=["missing directory", "onto a directory", "no file name"],
+)
+def test_save_failures_raise_persist_error_and_leave_nothing_behind(target, fragment, index_dir):
+    (index_dir / "keep.txt").write_text("untouched")
+    path = target(index_dir)
+    with pytest.raises(rr.PersistError) as err:
+        rr.RabitqPlusIndex.build(small()).save(path)
+    assert isinstance(err.value, OSError)
+    assert err.value.path == str(path)
+    assert fragment in str(err.value)
+    assert [p.name for p in index_dir.iterdir()] == ["keep.txt"]
+    assert (index_dir / "keep.txt").read_text() == "untouched"
+
+
+# ── what load refuses ───────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize("saved", SAVABLE_CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("loader", [*SAVABLE_CLASSES, rr.RabitqIndex], ids=lambda c: c.__name__)
+def test_loading_with_the_wrong_class_names_the_right_one(saved, loader, index_dir):
+    kwargs = {"rerank_factor": 2} if saved is rr.RabitqAsymIndex else {}
+    idx = saved.build(small(), **kwargs)
+    path = index_dir / "kind.rbpx"
+    idx.save(path)
+    if loader is saved:
+        assert loader.load(path) == idx
+        return
+    e = load_error(loader, path)
+    assert f"this file holds a {saved.__name__}, not a {loader.__name__}; load it with {saved.__name__}.load" in str(e)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rr.RabitqPlusIndex.build(small(), [5, 9, 1], seed=9, rerank_factor=3),
+        lambda: rr.RabitqPlusIndex.build(small(), [5, 9, 1], rotation="hadamard"),
+        lambda: rr.FlatF32Index.build(small(), [5, 2**40, 1]),
+        lambda: rr.RabitqAsymIndex.build(small(), [5, 9, 1], rerank_factor=3),
+    ],
+    ids=["plus-haar", "plus-hadamard", "flat-ids64", "asym"],
+)
+def test_every_truncation_is_refused(make, index_dir):
+    idx = make()
+    path = index_dir / "t.rbpx"
+    idx.save(path)
+    good = path.read_bytes()
+    crate_layout = idx.rotation == "haar" and isinstance(idx, rr.RabitqPlusIndex)
+    for cut in range(len(good)):
+        path.write_bytes(good[:cut])
+        if crate_layout and cut == len(good) - 16:
+            # Exactly the Rust crate's layout: the same index, without a CRC.
+            assert type(idx).load(path) == idx
+            continue
+        load_error(type(idx), path)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rr.RabitqPlusIndex.build(small(), [5, 9, 1], seed=9, rerank_factor=3),
+        lambda: rr.FlatF32Index.build(small(), [5, 2**40, 1]),
+        lambda: rr.RabitqAsymIndex.build(small(), [5, 9, 1], rerank_factor=3),
+    ],
+    ids=["plus-haar", "flat-ids64", "asym"],
+)
+def test_every_single_bit_flip_is_refused(make, index_dir):
+    idx = make()
+    path = index_dir / "f.rbpx"
+    idx.save(path)
+    good = path.read_bytes()
+    for at in range(len(good)):
+        for bit in range(8):
+            bad = bytearray(good)
+            bad[at] ^= 1 << bit
+            path.write_bytes(bytes(bad))
+            load_error(type(idx), path)
+
+
+def test_a_wrong_crc_is_reported_as_a_checksum_mismatch(index_dir):
+    x = small()
+    path = index_dir / "crc.rbpx"
+    right = zlib.crc32(rbpx(dim=4, ids=[0, 1, 2], vectors=x)[:-12])
+    path.write_bytes(rbpx(dim=4, ids=[0, 1, 2], vectors=x, crc=right ^ 1))
+    e = load_error(rr.RabitqPlusIndex, path)
+    assert "checksum mismatch" in str(e) and f"{right ^ 1:08x}" in str(e) and f"{right:08x}" in str(e)
+
+
+# Each file below has a correct size and CRC, so only the named field is wrong.
+X3 = small()
+CORRUPT_HEADERS = {
+    "magic": (dict(magic=b"RBPX0001"), 'expected the magic bytes "rbpx0001" or "rvpx0001"'),
+    "version 0": (dict(version=0), "unsupported format version: expected 1, got 0"),
+    "version 2": (dict(version=2), "unsupported format version: expected 1, got 2"),
+    "dim 0": (dict(dim=0), "dim must be between 1 and 8192, got 0"),
+    "dim 9000": (dict(dim=9000), "dim must be between 1 and 8192, got 9000"),
+    "rerank 0": (dict(rerank=0), "rerank_factor must be between 1 and 1024, got 0"),
+    "rerank 1025": (dict(rerank=1025), "rerank_factor must be between 1 and 1024, got 1025"),
+    "n above the limit": (dict(n=2**32 - 1), "n must be at most 100000000, got 4294967295"),
+    "n larger than the file": (dict(n=4), "truncated or corrupt"),
+    "n smaller than the file": (dict(n=2), "truncated or corrupt"),
+}
+
+
+@pytest.mark.parametrize("field", list(CORRUPT_HEADERS))
+def test_a_corrupt_header_is_refused(field, index_dir):
+    overrides, fragment = CORRUPT_HEADERS[field]
+    fields = dict(dim=4, ids=[0, 1, 2], vectors=X3)
+    fields.update(overrides)
+    if fields["dim"] != 4:
+        fields["vectors"] = np.zeros((3, fields["dim"]), dtype=np.float32)
+    path = index_dir / "h.rbpx"
+    path.write_bytes(rbpx(**fields))
+    assert fragment in str(load_error(rr.RabitqPlusIndex, path))
+
+
+def with_value(at: int, value: float) -> np.ndarray:
+    bad = X3.copy()
+    bad.reshape(-1)[at] = value
+    return bad
+
+
+# (fields that differ from a good 3-row Plus file, class it claims, message)
+CORRUPT_CONTENTS = {
+    "NaN in a vector": (dict(vectors=with_value(6, np.nan)), rr.RabitqPlusIndex, "got NaN at"),
+    "inf in a vector": (dict(vectors=with_value(0, np.inf)), rr.RabitqPlusIndex, "got inf at"),
+    "overflowing norm": (dict(vectors=with_value(5, 1e19)), rr.RabitqPlusIndex, "squared L2 norm"),
+    "duplicate ids": (dict(ids=[4, 8, 4]), rr.RabitqPlusIndex, "ids[2] = 4 appears more than once"),
+    "unknown kind": (dict(kind=9, magic=SDK_MAGIC), rr.RabitqPlusIndex, "unknown index kind code 9"),
+    "unknown rotation": (dict(rotation=2, magic=SDK_MAGIC), rr.RabitqPlusIndex, "unknown rotation code 2"),
+    "unknown flag": (dict(flags=2), rr.RabitqPlusIndex, "corrupt trailer flags"),
+    "id block flag without the block": (dict(flags=1), rr.RabitqPlusIndex, "corrupt trailer flags"),
+    "reserved byte": (dict(reserved=1), rr.RabitqPlusIndex, "corrupt trailer flags"),
+    "crate magic on a flat file": (dict(kind=1, magic=CRATE_MAGIC), rr.FlatF32Index, "magic and trailer disagree"),
+    "sdk magic on a plus/haar file": (dict(kind=0, magic=SDK_MAGIC), rr.RabitqPlusIndex, "magic and trailer disagree"),
+    "asym with hadamard": (dict(kind=3, rotation=1), rr.RabitqAsymIndex, 'supports only rotation="haar"'),
+    "sdk magic without a trailer": (
+        dict(magic=SDK_MAGIC, trailer=False),
+        rr.RabitqPlusIndex,
+        "the SDK trailer is missing",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPT_CONTENTS))
+def test_valid_looking_files_with_invalid_contents_are_refused(case, index_dir):
+    overrides, cls, fragment = CORRUPT_CONTENTS[case]
+    fields: dict = dict(dim=4, ids=[0, 1, 2], vectors=X3)
+    fields.update(overrides)
+    path = index_dir / "c.rbpx"
+    path.write_bytes(rbpx(**fields))
+    assert fragment in str(load_error(cls, path))
+    for other in SAVABLE_CLASSES:
+        load_error(other, path)
+
+
+def test_rabitq_ids_above_u32_in_a_file_are_refused(index_dir):
+    path = index_dir / "big-ids.rbpx"
+    path.write_bytes(rbpx(dim=4, ids=[0, 1, 2**32], vectors=X3, kind=0))  # u64 id block on a Plus file
+    assert "does not fit this index" in str(load_error(rr.RabitqPlusIndex, path))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"rbpx", b"x" * 31, bytes(32), bytes(range(256)) * 4, CRATE_MAGIC + bytes(24), b"PK\x03\x04" + bytes(100)],
+    ids=["empty", "4 bytes", "31 bytes", "32 zero bytes", "1 KiB garbage", "magic then zeros", "zip header"],
+)
+def test_garbage_files_are_refused(content, index_dir):
+    path = index_dir / "garbage.rbpx"
+    path.write_bytes(content)
+    for cls in SAVABLE_CLASSES:
+        load_error(cls, path)
+
+
+def test_missing_paths_and_directories_are_refused(index_dir):
+    assert "cannot open" in str(load_error(rr.RabitqPlusIndex, index_dir / "nope.rbpx"))
+    load_error(rr.FlatF32Index, index_dir)
+
+
+def test_a_header_claiming_a_huge_index_fails_without_allocating(index_dir):
+    # 100 million rows of dim 8192 would be 3.3 TB. The loader must compare the
+    # header with the file size first; in a child limited to 2 GiB of address
+    # space, an attempt to allocate it would abort the process.
+    path = index_dir / "huge.rbpx"
+    path.write_bytes(HEADER.pack(CRATE_MAGIC, 1, 8192, 0, 20, 100_000_000) + bytes(64))
+    script = textwrap.dedent(
+        f"""
+        import resource, sys
+        import ruvector_rabitq as rr
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        for cls in (rr.RabitqPlusIndex, rr.FlatF32Index):
+            try:
+                cls.load({str(path)!r})
+            except rr.PersistError as e:
+                print(e)
+            else:
+                sys.exit("loaded")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all("truncated or corrupt" in line for line in lines), done.stdout

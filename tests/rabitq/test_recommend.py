@@ -1,0 +1,135 @@
+"""``recommend(n, dim, recall_target)``: which index to build, and how.
+
+Up to 20 000 vectors an exact ``FlatF32Index`` is recommended; above that a
+``RabitqPlusIndex`` whose rerank factor grows with the recall target; a
+target above what reranking reaches gets the exact index again, and a very
+low one gets the codes-only ``RabitqIndex``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import ruvector_rabitq as rr
+
+BIG = 1_000_000
+
+
+def test_a_recommendation_is_a_named_tuple():
+    rec = rr.recommend(5_000, 64)
+    assert isinstance(rec, rr.Recommendation) and isinstance(rec, tuple)
+    index, params, memory_bytes, reason = rec
+    assert (index, params, memory_bytes, reason) == (rec.index, rec.params, rec.memory_bytes, rec.reason)
+    assert isinstance(reason, str) and reason
+
+
+@pytest.mark.parametrize("n", [1, 100, 19_999, 20_000])
+@pytest.mark.parametrize("target", [0.1, 0.5, 0.95, 1.0])
+def test_small_collections_get_the_exact_flat_index(n, target):
+    rec = rr.recommend(n, 128, target)
+    assert (rec.index, rec.params) == ("FlatF32Index", {})
+    assert str(n) in rec.reason
+
+
+def test_large_collections_get_plus_with_a_rerank_that_grows_with_the_target():
+    targets = [0.4, 0.6, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995]
+    recs = [rr.recommend(BIG, 384, t) for t in targets]
+    assert {r.index for r in recs} == {"RabitqPlusIndex"}
+    factors = [r.params["rerank_factor"] for r in recs]
+    assert factors == sorted(factors)
+    assert factors[0] < factors[-1]
+    assert rr.recommend(BIG, 384, 0.95).params["rerank_factor"] == 20  # the documented example
+    assert all(1 <= f <= rr.MAX_RERANK_FACTOR for f in factors)
+    assert rr.recommend(20_001, 384).index == "RabitqPlusIndex"
+
+
+def test_the_default_target_is_0_95():
+    assert rr.recommend(BIG, 256) == rr.recommend(BIG, 256, 0.95)
+
+
+def test_targets_beyond_what_rerank_reaches_get_the_exact_index():
+    for target in [0.996, 0.999, 1.0, 1]:
+        rec = rr.recommend(BIG, 128, target)
+        assert (rec.index, rec.params) == ("FlatF32Index", {}), target
+        assert "exact" in rec.reason
+
+
+def test_very_low_targets_get_codes_only():
+    rec = rr.recommend(BIG, 128, 0.2)
+    assert rec.index == "RabitqIndex"
+    assert "rerank_factor" not in rec.params
+    assert rec.memory_bytes < rr.recommend(BIG, 128, 0.9).memory_bytes / 4
+
+
+@pytest.mark.parametrize(
+    "dim, rotation", [(64, "haar"), (1024, "haar"), (1025, "hadamard"), (4096, "hadamard"), (8192, "hadamard")]
+)
+def test_high_dimensions_get_the_hadamard_rotation(dim, rotation):
+    assert rr.recommend(BIG, dim).params["rotation"] == rotation
+
+
+def test_memory_estimate_grows_with_n_and_dim():
+    assert rr.recommend(2 * BIG, 128).memory_bytes > rr.recommend(BIG, 128).memory_bytes
+    assert rr.recommend(BIG, 256).memory_bytes > rr.recommend(BIG, 128).memory_bytes
+    assert rr.recommend(BIG, 128).memory_bytes >= BIG * 128 * 4  # Plus keeps the float vectors
+    assert rr.recommend(1000, 16).memory_bytes >= 1000 * 16 * 4
+
+
+@pytest.mark.parametrize("n, dim", [(5_000, 32), (30_000, 32)])
+def test_memory_estimate_is_close_to_the_built_index(clustered, n, dim):
+    x = clustered(n, dim, seed=6)
+    rec = rr.recommend(n, dim)
+    idx = rec.build(x)
+    assert 0.5 <= idx.memory_bytes / rec.memory_bytes <= 2.0
+
+
+def test_build_makes_the_recommended_index_with_its_parameters(data):
+    x, _ = data
+    small = rr.recommend(len(x), x.shape[1]).build(x)
+    assert type(small) is rr.FlatF32Index and len(small) == len(x)
+    rec = rr.recommend(BIG, x.shape[1], 0.99)
+    big = rec.build(x, ids=np.arange(len(x)) + 100)
+    assert type(big) is rr.RabitqPlusIndex
+    assert (big.rerank_factor, big.rotation) == (rec.params["rerank_factor"], rec.params["rotation"])
+    assert big.ids[0] == 100
+    assert big == rr.RabitqPlusIndex.build(x, np.arange(len(x)) + 100, **rec.params)
+    codes = rr.recommend(BIG, x.shape[1], 0.1).build(x)
+    assert type(codes) is rr.RabitqIndex
+
+
+def test_numpy_integers_and_floats_are_accepted():
+    assert rr.recommend(np.int64(BIG), np.int32(128), np.float64(0.9)) == rr.recommend(BIG, 128, 0.9)
+    for target in [np.float32(0.9), np.float16(0.9)]:
+        rec = rr.recommend(BIG, 128, target)
+        assert (rec.index, rec.params) == ("RabitqPlusIndex", {"rerank_factor": 20, "rotation": "haar"})
+
+
+@pytest.mark.parametrize(
+    "n, dim, target, fragment",
+    [
+        (0, 128, 0.9, "n must be between 1 and 100000000, got 0"),
+        (-5, 128, 0.9, "n must be between 1 and 100000000, got -5"),
+        (100_000_001, 128, 0.9, "n must be between 1 and 100000000, got 100000001"),
+        (1.5, 128, 0.9, "n must be an integer, got float"),
+        (True, 128, 0.9, "n must be an integer, got bool"),
+        ("10", 128, 0.9, "n must be an integer, got str"),
+        (1000, 0, 0.9, "dim must be between 1 and 8192, got 0"),
+        (1000, 8193, 0.9, "dim must be between 1 and 8192, got 8193"),
+        (1000, 128.0, 0.9, "dim must be an integer, got float"),
+        (1000, 128, 0, "recall_target must be in (0, 1], got 0"),
+        (1000, 128, -0.5, "recall_target must be in (0, 1], got -0.5"),
+        (1000, 128, 1.01, "recall_target must be in (0, 1], got 1.01"),
+        (1000, 128, math.nan, "recall_target must be in (0, 1], got nan"),
+        (1000, 128, math.inf, "recall_target must be in (0, 1], got inf"),
+        (1000, 128, "0.9", "recall_target must be a number, got str"),
+        (1000, 128, True, "recall_target must be a number, got bool"),
+        (1000, 128, None, "recall_target must be a number, got NoneType"),
+    ],
+)
+def test_invalid_arguments_are_refused(n, dim, target, fragment):
+    with pytest.raises(rr.InvalidArgument) as err:
+        rr.recommend(n, dim, target)
+    assert str(err.value) == fragment
