@@ -12,8 +12,9 @@
 //! `RabitqPlusIndex` and `RabitqAsymIndex` on the same inputs (tested).
 
 use ruvector_py_core::{validate, Error, Result};
-use ruvector_rabitq::{AnnIndex, RabitqAsymIndex, RabitqIndex, RandomRotationKind};
+use ruvector_rabitq::{AnnIndex, RabitqAsymIndex, RandomRotationKind};
 
+use crate::codes::SymmetricCodes;
 use crate::store::Store;
 use crate::topk::{sq_l2, TopK};
 
@@ -130,7 +131,7 @@ impl Params {
 
 enum Codes {
     None,
-    Symmetric(Box<RabitqIndex>),
+    Symmetric(Box<SymmetricCodes>),
     Asymmetric(Box<RabitqAsymIndex>),
 }
 
@@ -149,9 +150,11 @@ impl Engine {
         params.check()?;
         let codes = match params.kind {
             Kind::Flat => Codes::None,
-            Kind::Rabitq | Kind::Plus => Codes::Symmetric(Box::new(
-                RabitqIndex::new_with_rotation(params.dim, params.seed, params.rotation.upstream()),
-            )),
+            Kind::Rabitq | Kind::Plus => Codes::Symmetric(Box::new(SymmetricCodes::new(
+                params.dim,
+                params.seed,
+                params.rotation.upstream(),
+            ))),
             // Rerank runs here on the Store's vectors, so the crate index is
             // built without originals (rerank factor 1).
             Kind::Asym => {
@@ -230,11 +233,7 @@ impl Engine {
         let dim = self.params.dim;
         match &mut self.codes {
             Codes::None => {}
-            Codes::Symmetric(idx) => {
-                for (&id, row) in ids.iter().zip(data.chunks_exact(dim)) {
-                    idx.add(id as usize, row.to_vec()).map_err(crate_err)?;
-                }
-            }
+            Codes::Symmetric(codes) => codes.add_rows(data)?,
             Codes::Asymmetric(idx) => {
                 for (&id, row) in ids.iter().zip(data.chunks_exact(dim)) {
                     idx.add(id as usize, row.to_vec()).map_err(crate_err)?;
@@ -264,16 +263,19 @@ impl Engine {
                 }
                 Ok(top.into_sorted())
             }
-            Codes::Symmetric(idx) if self.params.kind == Kind::Rabitq => Ok(idx
-                .search(query, k)
-                .map_err(crate_err)?
+            Codes::Symmetric(codes) if self.params.kind == Kind::Rabitq => Ok(codes
+                .scan_topk(&self.store, query, k)
                 .into_iter()
-                .map(|r| (r.id as u64, r.score))
+                .map(|(_, id, score)| (id, score))
                 .collect()),
-            Codes::Symmetric(idx) => {
+            Codes::Symmetric(codes) => {
                 let candidates = k.saturating_mul(rf).max(k).min(n);
-                let cand = idx.search(query, candidates).map_err(crate_err)?;
-                Ok(self.rerank(query, k, cand))
+                let cand = codes.scan_topk(&self.store, query, candidates);
+                Ok(self.rerank(
+                    query,
+                    k,
+                    cand.into_iter().map(|(pos, id, _)| (pos as usize, id)),
+                ))
             }
             Codes::Asymmetric(idx) => {
                 if !self.store.keeps_vectors() || rf <= 1 {
@@ -286,21 +288,28 @@ impl Engine {
                 }
                 let candidates = k.saturating_mul(rf).max(k).min(n);
                 let cand = idx.search(query, candidates).map_err(crate_err)?;
-                Ok(self.rerank(query, k, cand))
+                let rows = cand.iter().map(|c| {
+                    let id = c.id as u64;
+                    (
+                        self.store.row_of(id).expect("every indexed id has a row"),
+                        id,
+                    )
+                });
+                Ok(self.rerank(query, k, rows.collect::<Vec<_>>().into_iter()))
             }
         }
     }
 
+    /// Exact rerank of `(row, id)` candidates given best first, with the
+    /// crate's rules (so results equal `RabitqPlusIndex::search`).
     fn rerank(
         &self,
         query: &[f32],
         k: usize,
-        cand: Vec<ruvector_rabitq::SearchResult>,
+        cand: impl ExactSizeIterator<Item = (usize, u64)>,
     ) -> Vec<(u64, f32)> {
         let mut top = TopK::new(k.min(cand.len()));
-        for c in &cand {
-            let id = c.id as u64;
-            let pos = self.store.row_of(id).expect("every indexed id has a row");
+        for (pos, id) in cand {
             top.push(id, sq_l2(query, self.store.vector(pos)));
         }
         top.into_sorted()
@@ -311,14 +320,7 @@ impl Engine {
     pub fn memory_bytes(&self) -> usize {
         let codes = match &self.codes {
             Codes::None => 0,
-            Codes::Symmetric(idx) => {
-                let extra = if self.params.rotation == Rotation::Haar {
-                    idx.rotation().bytes()
-                } else {
-                    0
-                };
-                idx.memory_bytes() + extra + idx.cos_lut().len() * 4
-            }
+            Codes::Symmetric(codes) => codes.memory_bytes(),
             // Always Haar: a second dim×dim copy and the cos table are unreported.
             Codes::Asymmetric(idx) => {
                 let d = self.params.dim;
@@ -338,7 +340,7 @@ impl Engine {
         }
         match (&self.codes, &other.codes) {
             (Codes::Symmetric(a), Codes::Symmetric(b)) if !self.store.keeps_vectors() => {
-                a.packed() == b.packed() && a.norms() == b.norms()
+                a.same_codes(b)
             }
             (Codes::Asymmetric(_), Codes::Asymmetric(_)) if !self.store.keeps_vectors() => {
                 self.store.fingerprint() == other.store.fingerprint()
@@ -390,7 +392,9 @@ mod tests {
 
     #[test]
     fn plus_matches_the_crate_for_both_rotations() {
-        let (n, d) = (600, 48);
+        // Above the parallel-encode threshold, so both encode paths are covered
+        // (the 1-bit-only test below stays under it).
+        let (n, d) = (1500, 48);
         let x = data(n, d, 3);
         let ids = ids(n);
         for rotation in [Rotation::Haar, Rotation::Hadamard] {
@@ -418,6 +422,28 @@ mod tests {
                     .collect();
                 assert_eq!(ours.search(q, 10, Some(2)).unwrap(), want);
             }
+        }
+    }
+
+    #[test]
+    fn rabitq_matches_the_crate() {
+        let (n, d) = (700, 100);
+        let x = data(n, d, 9);
+        let ids = ids(n);
+        let mut ours = Engine::new(params(Kind::Rabitq, d, 1, Rotation::Haar)).unwrap();
+        ours.add(&ids, &x).unwrap();
+        let mut theirs = ruvector_rabitq::RabitqIndex::new(d, 7);
+        for (id, row) in ids.iter().zip(x.chunks_exact(d)) {
+            theirs.add(*id as usize, row.to_vec()).unwrap();
+        }
+        for q in x.chunks_exact(d).step_by(41) {
+            let want: Vec<(u64, f32)> = theirs
+                .search(q, 20)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.id as u64, r.score))
+                .collect();
+            assert_eq!(ours.search(q, 20, None).unwrap(), want);
         }
     }
 

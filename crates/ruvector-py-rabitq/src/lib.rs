@@ -6,6 +6,7 @@
 //! * [`persist`] — `.rbpx` files, checked and atomic;
 //! * [`index`] — the Python classes.
 
+pub mod codes;
 pub mod engine;
 pub mod index;
 pub mod persist;

@@ -11,6 +11,8 @@ use std::collections::BinaryHeap;
 struct Entry {
     id: u64,
     score: f32,
+    /// Row of the candidate; carried along, not part of the ordering.
+    pos: u32,
 }
 
 impl PartialEq for Entry {
@@ -46,14 +48,20 @@ impl TopK {
 
     #[inline]
     pub fn push(&mut self, id: u64, score: f32) {
+        self.push_at(id, score, 0);
+    }
+
+    /// [`TopK::push`] carrying the candidate's row.
+    #[inline]
+    pub fn push_at(&mut self, id: u64, score: f32, pos: u32) {
         if self.heap.len() < self.k {
-            self.heap.push(Entry { id, score });
+            self.heap.push(Entry { id, score, pos });
             return;
         }
         let worst = self.heap.peek().map(|e| e.score).unwrap_or(f32::INFINITY);
         if score.total_cmp(&worst) == Ordering::Less {
             self.heap.pop();
-            self.heap.push(Entry { id, score });
+            self.heap.push(Entry { id, score, pos });
         }
     }
 
@@ -61,6 +69,17 @@ impl TopK {
     pub fn into_sorted(self) -> Vec<(u64, f32)> {
         let mut v: Vec<(u64, f32)> = self.heap.into_iter().map(|e| (e.id, e.score)).collect();
         v.sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
+        v
+    }
+
+    /// `(row, id, score)` triples, ascending by score.
+    pub fn into_sorted_with_rows(self) -> Vec<(u32, u64, f32)> {
+        let mut v: Vec<(u32, u64, f32)> = self
+            .heap
+            .into_iter()
+            .map(|e| (e.pos, e.id, e.score))
+            .collect();
+        v.sort_unstable_by(|a, b| a.2.total_cmp(&b.2));
         v
     }
 }

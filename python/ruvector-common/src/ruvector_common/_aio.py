@@ -13,14 +13,20 @@ the public API.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["run", "deliver"]
 
 
 async def run(start: Callable[[asyncio.AbstractEventLoop, asyncio.Future[Any]], Callable[[], None]]) -> Any:
     """Start native work and await its result on the running loop."""
+    # Imported here, not at module level, so importing a wheel stays cheap;
+    # whoever awaits this has loaded asyncio already.
+    import asyncio
+
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
     cancel = start(loop, future)
