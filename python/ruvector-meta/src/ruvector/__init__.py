@@ -123,6 +123,24 @@ _COMPONENTS: dict[str, _Component] = {
             "cpu_features",
         ),
     ),
+    "lake": _Component(
+        module="ruvector_lake",
+        dist="ruvector-lake",
+        names=(
+            "RuLake",
+            "RuLakeBuilder",
+            "LocalBackend",
+            "FsBackend",
+            "BackendAdapter",
+            "Consistency",
+            "RefreshResult",
+            "Bundle",
+            "LakeHit",
+            "LakeSession",
+            "CacheStats",
+            "BackendStats",
+        ),
+    ),
 }
 
 # Re-exported name -> key of the component in _COMPONENTS that provides it.
@@ -199,7 +217,20 @@ def versions() -> dict[str, str]:
 if _typing.TYPE_CHECKING:
     # What static type checkers see: plain imports, no module __getattr__.
     # Keep this block in step with _COMPONENTS above.
+    import ruvector_lake as lake
     import ruvector_rabitq as rabitq
+    from ruvector_lake import BackendAdapter as BackendAdapter
+    from ruvector_lake import BackendStats as BackendStats
+    from ruvector_lake import Bundle as Bundle
+    from ruvector_lake import CacheStats as CacheStats
+    from ruvector_lake import Consistency as Consistency
+    from ruvector_lake import FsBackend as FsBackend
+    from ruvector_lake import LakeHit as LakeHit
+    from ruvector_lake import LakeSession as LakeSession
+    from ruvector_lake import LocalBackend as LocalBackend
+    from ruvector_lake import RefreshResult as RefreshResult
+    from ruvector_lake import RuLake as RuLake
+    from ruvector_lake import RuLakeBuilder as RuLakeBuilder
     from ruvector_rabitq import AnyIndex as AnyIndex
     from ruvector_rabitq import FlatF32Index as FlatF32Index
     from ruvector_rabitq import RabitqAsymIndex as RabitqAsymIndex
@@ -216,7 +247,7 @@ if _typing.TYPE_CHECKING:
     # Declares the module alias as public for type checkers (an
     # ``import a as b`` is otherwise private). Not done at run time, where
     # ``from ruvector import *`` must not import components.
-    __all__ += ["rabitq"]
+    __all__ += ["rabitq", "lake"]
 else:
     # What runs: names of components resolve lazily on first use.
 

@@ -1,0 +1,233 @@
+"""Type stubs for the compiled module ``ruvector_lake._native``."""
+
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, final
+
+import numpy as np
+import numpy.typing as npt
+
+from ._adapter import BackendAdapter
+from ._builder import RuLakeBuilder
+from ._types import BackendStats, CacheStats, Consistency, LakeHit, RefreshResult
+
+__version__: str
+MAX_DIM: int
+MAX_RERANK_FACTOR: int
+MAX_K: int
+
+_Path = Union[str, "os.PathLike[str]"]
+_Int = Union[int, np.integer[Any]]
+_Targets = Union[str, Sequence[Tuple[str, str]]]
+_Batch = Tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]
+
+def cpu_features() -> Dict[str, Union[bool, str]]:
+    """CPU architecture and SIMD features detected at run time."""
+
+def runtime_info() -> Dict[str, Any]:
+    """State of this wheel's tokio runtime and thread pool (started lazily)."""
+
+def _crate_read_bundle(dir: _Path) -> str:
+    """Test hook: verify a sidecar with the crate's own reader; its witness."""
+
+def _crate_write_bundle(
+    dir: _Path, data_ref: str, dim: int, rotation_seed: int, rerank_factor: int, generation: int
+) -> str:
+    """Test hook: write a sidecar with the crate's own writer; its witness."""
+
+@final
+class LocalBackend:
+    """An in-memory backend; every ``upsert`` bumps the collection's generation."""
+
+    def __init__(self, name: str) -> None: ...
+    def upsert(self, collection: str, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
+        """Insert or replace rows (``(n, dim)`` float32, ``n`` unique u64 ids); all or nothing."""
+    @property
+    def name(self) -> str: ...
+    def collections(self) -> List[str]: ...
+    def count(self, collection: str) -> int:
+        """Vectors in ``collection`` (``NotFound`` if absent)."""
+
+@final
+class FsBackend:
+    """A backend over ``ruvec1`` files in ``root`` (the crate's format)."""
+
+    def __init__(self, name: str, root: _Path) -> None: ...
+    def write(
+        self, collection: str, ids: npt.ArrayLike, vectors: npt.ArrayLike, *, filename: Optional[str] = None
+    ) -> str:
+        """Write ``root/filename`` (default ``<collection>.ruvec``) atomically and register it."""
+    def register(self, collection: str, filename: str) -> None:
+        """Map ``collection`` to an existing file inside ``root``."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def root(self) -> str: ...
+    def collections(self) -> List[str]: ...
+
+@final
+class Bundle:
+    """A ruLake bundle (``table.rulake.json``) and its SHAKE-256 witness."""
+
+    @staticmethod
+    def read(dir: _Path) -> Bundle:
+        """Read and verify ``dir/table.rulake.json``."""
+    @staticmethod
+    def from_json(text: str) -> Bundle:
+        """Parse (the witness is not checked; see :meth:`verify`)."""
+    def to_json(self) -> str: ...
+    def write(self, dir: _Path) -> str:
+        """Write ``dir/table.rulake.json`` atomically; its path."""
+    def verify(self) -> bool:
+        """Whether the witness matches the other fields."""
+    @property
+    def witness(self) -> str: ...
+    @property
+    def data_ref(self) -> str: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def rotation_seed(self) -> int: ...
+    @property
+    def rerank_factor(self) -> int: ...
+    @property
+    def format_version(self) -> int: ...
+    @property
+    def generation(self) -> Union[int, str]: ...
+    @property
+    def pii_policy(self) -> Optional[str]: ...
+    @property
+    def lineage_id(self) -> Optional[str]: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __ne__(self, other: object) -> bool: ...
+
+@final
+class LakeSession:
+    """A consistent view: each pair is resolved once, then served from that entry."""
+
+    def search_one(
+        self,
+        backend: str,
+        collection: str,
+        query: npt.ArrayLike,
+        k: _Int = 10,
+        *,
+        rerank_factor: Optional[_Int] = None,
+    ) -> List[LakeHit]: ...
+    def search_federated(
+        self, targets: _Targets, query: npt.ArrayLike, k: _Int = 10, *, rerank_factor: Optional[_Int] = None
+    ) -> List[LakeHit]: ...
+    def search_batch(
+        self,
+        backend: str,
+        collection: str,
+        queries: npt.ArrayLike,
+        k: _Int = 10,
+        *,
+        rerank_factor: Optional[_Int] = None,
+    ) -> _Batch: ...
+    def witness(self, backend: str, collection: str) -> Optional[str]: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> LakeSession: ...
+    def __exit__(self, *args: object) -> bool: ...
+
+@final
+class RuLake:
+    """A cache-first vector fabric over registered backends."""
+
+    def __init__(
+        self,
+        *,
+        rerank_factor: Optional[_Int] = None,
+        rotation_seed: Optional[_Int] = None,
+        max_cache_entries: Optional[_Int] = None,
+        consistency: Optional[Consistency] = None,
+        ttl_ms: Optional[_Int] = None,
+    ) -> None: ...
+    @staticmethod
+    def builder() -> RuLakeBuilder: ...
+    def register_backend(self, backend: Union[LocalBackend, FsBackend, BackendAdapter]) -> None: ...
+    @property
+    def backends(self) -> List[str]: ...
+    @property
+    def rerank_factor(self) -> int: ...
+    @property
+    def rotation_seed(self) -> int: ...
+    @property
+    def max_cache_entries(self) -> Optional[int]: ...
+    @property
+    def consistency(self) -> Consistency: ...
+    @property
+    def ttl_ms(self) -> Optional[int]: ...
+    def search_one(
+        self,
+        backend: str,
+        collection: str,
+        query: npt.ArrayLike,
+        k: _Int = 10,
+        *,
+        rerank_factor: Optional[_Int] = None,
+    ) -> List[LakeHit]:
+        """The ``k`` nearest vectors of one collection, ascending by squared L2."""
+    async def search_one_async(
+        self,
+        backend: str,
+        collection: str,
+        query: npt.ArrayLike,
+        k: _Int = 10,
+        *,
+        rerank_factor: Optional[_Int] = None,
+    ) -> List[LakeHit]:
+        """Awaitable :meth:`search_one`, on the wheel's tokio runtime."""
+    def search_federated(
+        self, targets: _Targets, query: npt.ArrayLike, k: _Int = 10, *, rerank_factor: Optional[_Int] = None
+    ) -> List[LakeHit]:
+        """Search several ``(backend, collection)`` pairs in parallel and merge by score."""
+    async def search_federated_async(
+        self, targets: _Targets, query: npt.ArrayLike, k: _Int = 10, *, rerank_factor: Optional[_Int] = None
+    ) -> List[LakeHit]:
+        """Awaitable :meth:`search_federated`."""
+    def search_batch(
+        self,
+        backend: str,
+        collection: str,
+        queries: npt.ArrayLike,
+        k: _Int = 10,
+        *,
+        rerank_factor: Optional[_Int] = None,
+    ) -> _Batch:
+        """``(ids uint64, scores float32)`` of shape ``(nq, min(k, n))``; one coherence check."""
+    async def search_batch_async(
+        self,
+        backend: str,
+        collection: str,
+        queries: npt.ArrayLike,
+        k: _Int = 10,
+        *,
+        rerank_factor: Optional[_Int] = None,
+    ) -> _Batch:
+        """Awaitable :meth:`search_batch`."""
+    def current_bundle(self, backend: str, collection: str) -> Bundle:
+        """The backend's current bundle."""
+    def publish_bundle(self, backend: str, collection: str, dir: _Path) -> Bundle:
+        """Write the backend's current bundle to ``dir/table.rulake.json``."""
+    def refresh_from_bundle_dir(self, backend: str, collection: str, dir: _Path) -> RefreshResult:
+        """Drop the cached entry if the bundle published in ``dir`` differs."""
+    def witness(self, backend: str, collection: str) -> Optional[str]:
+        """Witness of the cached entry, or ``None``."""
+    def cached_bundle(self, backend: str, collection: str) -> Optional[Bundle]:
+        """Bundle the cached entry was built from, or ``None``."""
+    def invalidate_cache(self, backend: str, collection: str) -> bool:
+        """Drop the cached entry; whether there was one."""
+    def cache_stats(self) -> CacheStats: ...
+    def cache_stats_by_backend(self) -> Dict[str, BackendStats]: ...
+    def cache_stats_by_collection(self) -> Dict[Tuple[str, str], BackendStats]: ...
+    @property
+    def cache_entry_count(self) -> int: ...
+    def save_cache_to_dir(self, backend: str, collection: str, dir: _Path) -> str:
+        """Save the cached entry (ids, vectors, its own bundle) atomically; the cache file's path."""
+    def warm_from_dir(self, backend: str, collection: str, dir: _Path) -> int:
+        """Install a saved entry after checking it; the number of vectors."""
+    def session(self) -> LakeSession: ...
+    def __contains__(self, key: object) -> bool: ...

@@ -1,0 +1,235 @@
+//! A backend implemented in Python (a subclass of
+//! `ruvector_lake.BackendAdapter`), called back from Rust threads.
+//!
+//! Every call re-acquires the GIL only for the duration of the Python call
+//! and the conversion of its result; no lake lock is held meanwhile, so an
+//! adapter may itself call the lake. A Python exception, a wrong return type
+//! or shape becomes `BackendError` naming the backend, with the original
+//! exception as `__cause__`.
+//!
+//! The adapter supplies `generation(collection)`; the engine builds the
+//! bundle from it and never pulls just to learn the dimension (the crate's
+//! default `current_bundle` pulled every vector on every search). The
+//! dimension is remembered per `(collection, generation)`; only the first
+//! check of a new generation pulls, and that pull is reused for the prime.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use numpy::PyUntypedArrayMethods;
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple};
+use ruvector_py_core::arrays::{ids_u64, matrix_f32};
+use ruvector_py_core::runtime::InflightGuard;
+use ruvector_py_core::Error;
+use ruvector_rulake::{Generation, RuLakeBundle};
+
+use crate::source::{check_name, Failure, LResult, Pulled, Source, MAX_LAKE_DIM};
+
+pub struct PySource {
+    name: String,
+    obj: Py<PyAny>,
+    dims: Mutex<HashMap<String, (Generation, usize)>>,
+}
+
+impl PySource {
+    pub fn new(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let name: String = obj.getattr("name")?.extract().map_err(|_| {
+            PyErr::from(Error::invalid(
+                "a BackendAdapter's name must be a str (pass it to BackendAdapter.__init__)",
+            ))
+        })?;
+        check_name("backend name", &name)?;
+        Ok(Self {
+            name,
+            obj: obj.clone().unbind(),
+            dims: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn fail(&self, method: &str, collection: &str, msg: String, cause: Option<PyErr>) -> Failure {
+        let err = Error::Backend {
+            message: format!(
+                "backend {:?} failed in {method}({collection:?}): {msg}",
+                self.name
+            ),
+            backend: self.name.clone(),
+        };
+        Failure::new(err, cause)
+    }
+
+    /// Calls `method(collection)` with the GIL held only for this call and
+    /// `convert`.
+    fn call<T>(
+        &self,
+        method: &str,
+        collection: &str,
+        convert: impl FnOnce(&Bound<'_, PyAny>) -> Result<T, (String, Option<PyErr>)>,
+    ) -> LResult<T> {
+        let Some(_guard) = InflightGuard::enter() else {
+            return Err(self.fail(
+                method,
+                collection,
+                "the interpreter is exiting".into(),
+                None,
+            ));
+        };
+        Python::attach(|py| {
+            let out = self
+                .obj
+                .bind(py)
+                .call_method1(method, (collection,))
+                .map_err(|e| {
+                    let text = e.to_string();
+                    self.fail(method, collection, format!("raised {text}"), Some(e))
+                })?;
+            convert(&out).map_err(|(m, c)| self.fail(method, collection, m, c))
+        })
+    }
+
+    fn pull_now(&self, collection: &str) -> LResult<Pulled> {
+        self.call("pull", collection, |out| {
+            let pair = out
+                .cast::<PyTuple>()
+                .ok()
+                .filter(|t| t.len() == 2)
+                .ok_or_else(|| {
+                    (
+                        format!(
+                            "pull must return a tuple (ids, vectors), got {}",
+                            type_name(out)
+                        ),
+                        None,
+                    )
+                })?;
+            let vectors = pair.get_item(1).map_err(|e| (e.to_string(), None))?;
+            let m = matrix_f32(&vectors, "vectors")
+                .map_err(|e| (format!("it returned bad vectors: {e}"), Some(e)))?;
+            let shape = m.shape().to_vec();
+            let (n, dim) = (shape[0], shape[1]);
+            if dim == 0 || dim > MAX_LAKE_DIM {
+                return Err((
+                    format!("vectors must have between 1 and {MAX_LAKE_DIM} columns, got {dim}"),
+                    None,
+                ));
+            }
+            let data = m.as_slice().map_err(|e| (e.to_string(), None))?.to_vec();
+            let ids_obj = pair.get_item(0).map_err(|e| (e.to_string(), None))?;
+            let ids = ids_u64(&ids_obj, n, "ids")
+                .map_err(|e| (format!("it returned bad ids: {e}"), Some(e)))?;
+            Ok(Pulled { ids, data, dim })
+        })
+    }
+
+    fn generation(&self, collection: &str) -> LResult<Generation> {
+        self.call("generation", collection, |out| {
+            if out.is_instance_of::<pyo3::types::PyBool>() {
+                return Err((
+                    "generation must return an int or a str, got bool".into(),
+                    None,
+                ));
+            }
+            if let Ok(s) = out.cast::<PyString>() {
+                let s = s.to_string();
+                if s.len() > 1024 {
+                    return Err(("a str generation must be at most 1024 bytes".into(), None));
+                }
+                return Ok(Generation::Opaque(s));
+            }
+            if let Ok(n) = out.extract::<u64>() {
+                return Ok(Generation::Num(n));
+            }
+            Err((
+                format!(
+                    "generation must return an int in 0..2**64 or a str, got {}",
+                    out.repr()
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|_| type_name(out))
+                ),
+                None,
+            ))
+        })
+    }
+
+    fn data_ref(&self, collection: &str) -> LResult<String> {
+        self.call("data_ref", collection, |out| {
+            let s: String = out.extract().map_err(|_| {
+                (
+                    format!("data_ref must return a str, got {}", type_name(out)),
+                    None,
+                )
+            })?;
+            if s.is_empty() || s.len() > 4096 {
+                return Err(("data_ref must be 1 to 4096 bytes long".into(), None));
+            }
+            Ok(s)
+        })
+    }
+}
+
+fn type_name(o: &Bound<'_, PyAny>) -> String {
+    o.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+impl Source for PySource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn current(
+        &self,
+        collection: &str,
+        seed: u64,
+        rf: usize,
+    ) -> LResult<(RuLakeBundle, Option<Pulled>)> {
+        let generation = self.generation(collection)?;
+        let data_ref = self.data_ref(collection)?;
+        let known = self
+            .dims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(collection)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, d)| *d);
+        let (dim, pulled) = match known {
+            Some(d) => (d, None),
+            None => {
+                let p = self.pull_now(collection)?;
+                self.dims
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(collection.to_string(), (generation.clone(), p.dim));
+                (p.dim, Some(p))
+            }
+        };
+        let bundle = RuLakeBundle::new(data_ref, dim, seed, rf, generation);
+        Ok((bundle, pulled))
+    }
+
+    fn pull(&self, collection: &str) -> LResult<Pulled> {
+        self.pull_now(collection)
+    }
+
+    fn collections(&self) -> LResult<Vec<String>> {
+        let Some(_guard) = InflightGuard::enter() else {
+            return Err(self.fail("collections", "", "the interpreter is exiting".into(), None));
+        };
+        Python::attach(|py| {
+            let out = self.obj.bind(py).call_method0("collections").map_err(|e| {
+                let text = e.to_string();
+                self.fail("collections", "", format!("raised {text}"), Some(e))
+            })?;
+            out.extract::<Vec<String>>().map_err(|e| {
+                self.fail(
+                    "collections",
+                    "",
+                    "it must return a list of str".into(),
+                    Some(e),
+                )
+            })
+        })
+    }
+}

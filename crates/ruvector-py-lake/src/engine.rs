@@ -1,0 +1,868 @@
+//! The SDK's ruLake engine: a witness-addressed cache of `RabitqPlusIndex`
+//! entries in front of registered [`Source`]s, with the crate's coherence
+//! rules (`Fresh`, `Eventual { ttl }`, `Frozen`), federation formula and
+//! statistics, and without its defects:
+//!
+//! * `max_cache_entries` really bounds the number of entries: the least
+//!   recently used entry is evicted (its pointers dropped, so the next
+//!   search re-primes); the crate never evicted a pinned entry, and every
+//!   entry was pinned;
+//! * each entry keeps the bundle it was built from, so a saved snapshot is
+//!   always paired with the witness of the data it holds (see `persist.rs`);
+//! * a Python adapter never needs `current_bundle`: the engine asks for the
+//!   generation only and pulls on a miss (the crate pulled on every search);
+//! * pulled data is validated (dimension, ids unique, finite values) before
+//!   anything is built; an empty collection answers with no hits.
+//!
+//! Indexes are built exactly as the crate builds them (row positions as ids,
+//! serial `add` below 1024 rows, `from_vectors_parallel` above), so results
+//! are identical to `ruvector_rulake::RuLake` on the same data (tested).
+//! Locks are never held while a backend is called or an index is scanned.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use ruvector_py_core::{parallel, Error};
+use ruvector_rabitq::{AnnIndex, RabitqPlusIndex};
+use ruvector_rulake::RuLakeBundle;
+
+use crate::source::{check_pulled, LResult, Pulled, Source};
+
+pub const MAX_RERANK_FACTOR: usize = 1024;
+pub const MAX_K: usize = 100_000_000;
+const PARALLEL_PRIME_THRESHOLD: usize = 1024;
+const MIN_PER_SHARD_RERANK: usize = 5;
+
+pub type Key = (String, String);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    Fresh,
+    Eventual { ttl_ms: u64 },
+    Frozen,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub rerank_factor: usize,
+    pub rotation_seed: u64,
+    pub max_entries: Option<usize>,
+    pub consistency: Consistency,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub hits: u64,
+    pub misses: u64,
+    pub primes: u64,
+    pub invalidations: u64,
+    pub shared_hits: u64,
+    pub evictions: u64,
+    pub warm_installs: u64,
+    pub total_prime_ms: f64,
+    pub last_prime_ms: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PerStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub primes: u64,
+    pub invalidations: u64,
+    pub shared_hits: u64,
+}
+
+/// An immutable cache entry: the index (ids are row positions), the real
+/// ids by row, and the bundle it was built from.
+pub struct EntryData {
+    pub index: RabitqPlusIndex,
+    pub ids: Vec<u64>,
+    pub dim: usize,
+    pub bundle: RuLakeBundle,
+}
+
+/// A handle on one entry, valid for as long as it is held.
+#[derive(Clone)]
+pub struct Snapshot {
+    pub key: Key,
+    pub data: Arc<EntryData>,
+}
+
+struct Slot {
+    data: Arc<EntryData>,
+    refcount: u32,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<String, Slot>,
+    pointers: HashMap<Key, String>,
+    last_checked: HashMap<Key, Instant>,
+    stats: Stats,
+    per_backend: HashMap<String, PerStats>,
+    per_collection: HashMap<Key, PerStats>,
+    tick: u64,
+}
+
+impl State {
+    fn count(&mut self, key: &Key, f: impl Fn(&mut PerStats)) {
+        f(self.per_backend.entry(key.0.clone()).or_default());
+        f(self.per_collection.entry(key.clone()).or_default());
+    }
+
+    fn snapshot(&mut self, key: &Key) -> Option<Snapshot> {
+        let w = self.pointers.get(key)?;
+        self.tick += 1;
+        let tick = self.tick;
+        let slot = self.entries.get_mut(w)?;
+        slot.last_used = tick;
+        Some(Snapshot {
+            key: key.clone(),
+            data: Arc::clone(&slot.data),
+        })
+    }
+
+    /// Drops `key`'s pointer; its entry goes when no pointer is left.
+    fn drop_pointer(&mut self, key: &Key) -> bool {
+        let Some(old) = self.pointers.remove(key) else {
+            return false;
+        };
+        if let Some(slot) = self.entries.get_mut(&old) {
+            slot.refcount = slot.refcount.saturating_sub(1);
+            if slot.refcount == 0 {
+                self.entries.remove(&old);
+                self.stats.invalidations += 1;
+                self.count(key, |s| s.invalidations += 1);
+            }
+        }
+        true
+    }
+
+    fn point(&mut self, key: &Key, witness: &str, shared: bool) -> Snapshot {
+        if self.pointers.get(key).map(String::as_str) != Some(witness) {
+            self.drop_pointer(key);
+            self.pointers.insert(key.clone(), witness.to_string());
+            if let Some(slot) = self.entries.get_mut(witness) {
+                slot.refcount += 1;
+            }
+        }
+        self.last_checked.insert(key.clone(), Instant::now());
+        if shared {
+            self.stats.shared_hits += 1;
+            self.count(key, |s| s.shared_hits += 1);
+        }
+        self.snapshot(key).expect("pointer just installed")
+    }
+
+    /// Evicts least recently used entries (never `keep`) above `cap`.
+    fn evict(&mut self, cap: usize, keep: &str) {
+        while self.entries.len() > cap {
+            let Some(victim) = self
+                .entries
+                .iter()
+                .filter(|(w, _)| w.as_str() != keep)
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(w, _)| w.clone())
+            else {
+                break;
+            };
+            self.entries.remove(&victim);
+            let keys: Vec<Key> = self
+                .pointers
+                .iter()
+                .filter(|(_, w)| **w == victim)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in keys {
+                self.pointers.remove(&k);
+                self.last_checked.remove(&k);
+            }
+            self.stats.evictions += 1;
+        }
+    }
+}
+
+/// Builds the index exactly as the crate's cache does.
+pub fn build_index(p: &Pulled, seed: u64, rf: usize) -> LResult<RabitqPlusIndex> {
+    let to_err = |e: ruvector_rabitq::RabitqError| Error::Lake(format!("ruvector-rabitq: {e}"));
+    let n = p.ids.len();
+    if n >= PARALLEL_PRIME_THRESHOLD {
+        let items: Vec<(usize, Vec<f32>)> = p
+            .data
+            .chunks_exact(p.dim)
+            .map(|r| r.to_vec())
+            .enumerate()
+            .collect();
+        let dim = p.dim;
+        parallel::pool()?
+            .install(|| RabitqPlusIndex::from_vectors_parallel(dim, seed, rf, items))
+            .map_err(|e| to_err(e).into())
+    } else {
+        let mut idx = RabitqPlusIndex::new(p.dim, seed, rf);
+        for (pos, row) in p.data.chunks_exact(p.dim).enumerate() {
+            idx.add(pos, row.to_vec()).map_err(to_err)?;
+        }
+        Ok(idx)
+    }
+}
+
+pub struct Engine {
+    cfg: Config,
+    backends: RwLock<Vec<Arc<dyn Source>>>,
+    state: Mutex<State>,
+}
+
+/// Per-shard over-request of federated search (the crate's formula).
+fn over_request_k(k: usize, shards: usize) -> usize {
+    if shards <= 1 || k == 0 {
+        return k;
+    }
+    let bonus = ((k as f64) * (shards as f64).ln()).sqrt().ceil() as usize;
+    (k + bonus).min(k.saturating_mul(4))
+}
+
+impl Engine {
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            cfg,
+            backends: RwLock::new(Vec::new()),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn register(&self, source: Arc<dyn Source>) -> LResult<()> {
+        let mut b = self.backends.write().unwrap_or_else(|p| p.into_inner());
+        if b.iter().any(|s| s.name() == source.name()) {
+            return Err(Error::Lake(format!(
+                "a backend named {:?} is already registered; backend names must be unique",
+                source.name()
+            ))
+            .into());
+        }
+        b.push(source);
+        Ok(())
+    }
+
+    pub fn backend_names(&self) -> Vec<String> {
+        self.backends
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect()
+    }
+
+    pub fn backend(&self, name: &str) -> LResult<Arc<dyn Source>> {
+        let b = self.backends.read().unwrap_or_else(|p| p.into_inner());
+        b.iter().find(|s| s.name() == name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = b.iter().map(|s| s.name()).collect();
+            Error::Lake(format!(
+                "unknown backend {name:?}; registered backends: {known:?}"
+            ))
+            .into()
+        })
+    }
+
+    fn can_skip(&self, st: &State, key: &Key) -> bool {
+        match self.cfg.consistency {
+            Consistency::Fresh => false,
+            Consistency::Eventual { ttl_ms } => st
+                .last_checked
+                .get(key)
+                .is_some_and(|t| t.elapsed().as_millis() < u128::from(ttl_ms)),
+            Consistency::Frozen => st.pointers.contains_key(key),
+        }
+    }
+
+    /// The backend's current bundle for `key`.
+    pub fn current_bundle(&self, key: &Key) -> LResult<RuLakeBundle> {
+        let src = self.backend(&key.0)?;
+        Ok(src
+            .current(&key.1, self.cfg.rotation_seed, self.cfg.rerank_factor)?
+            .0)
+    }
+
+    /// Makes sure `key` is cached as the consistency mode demands and returns
+    /// a snapshot of its entry.
+    pub fn ensure(&self, key: &Key) -> LResult<Snapshot> {
+        {
+            let mut st = self.lock();
+            if self.can_skip(&st, key) {
+                if let Some(s) = st.snapshot(key) {
+                    st.stats.hits += 1;
+                    st.count(key, |s| s.hits += 1);
+                    return Ok(s);
+                }
+            }
+        }
+        let src = self.backend(&key.0)?;
+        let (bundle, prepulled) =
+            src.current(&key.1, self.cfg.rotation_seed, self.cfg.rerank_factor)?;
+        let witness = bundle.rvf_witness.clone();
+        {
+            let mut st = self.lock();
+            if st.pointers.get(key) == Some(&witness) {
+                if let Some(s) = st.snapshot(key) {
+                    st.stats.hits += 1;
+                    st.count(key, |s| s.hits += 1);
+                    st.last_checked.insert(key.clone(), Instant::now());
+                    return Ok(s);
+                }
+            }
+            st.stats.misses += 1;
+            st.count(key, |s| s.misses += 1);
+            if st.entries.contains_key(&witness) {
+                return Ok(st.point(key, &witness, true));
+            }
+        }
+        let pulled = match prepulled {
+            Some(p) => p,
+            None => src.pull(&key.1)?,
+        };
+        check_pulled(&key.0, &key.1, &pulled, bundle.dim)?;
+        let start = Instant::now();
+        let index = build_index(&pulled, self.cfg.rotation_seed, self.cfg.rerank_factor)?;
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        let data = EntryData {
+            index,
+            dim: pulled.dim,
+            ids: pulled.ids,
+            bundle,
+        };
+        Ok(self.install(key, witness, data, Some(ms)))
+    }
+
+    /// Installs a built entry (a prime when `prime_ms` is set, else a warm
+    /// install) and points `key` at it.
+    pub fn install(
+        &self,
+        key: &Key,
+        witness: String,
+        data: EntryData,
+        prime_ms: Option<f64>,
+    ) -> Snapshot {
+        let mut st = self.lock();
+        if st.entries.contains_key(&witness) {
+            return st.point(key, &witness, prime_ms.is_some());
+        }
+        st.entries.insert(
+            witness.clone(),
+            Slot {
+                data: Arc::new(data),
+                refcount: 0,
+                last_used: 0,
+            },
+        );
+        match prime_ms {
+            Some(ms) => {
+                st.stats.primes += 1;
+                st.stats.total_prime_ms += ms;
+                st.stats.last_prime_ms = ms;
+                st.count(key, |s| s.primes += 1);
+            }
+            None => st.stats.warm_installs += 1,
+        }
+        let snap = st.point(key, &witness, false);
+        if let Some(cap) = self.cfg.max_entries {
+            st.evict(cap, &witness);
+        }
+        snap
+    }
+
+    /// The cached entry of `key`, with no coherence check.
+    pub fn cached(&self, key: &Key) -> Option<Snapshot> {
+        self.lock().snapshot(key)
+    }
+
+    pub fn witness_of(&self, key: &Key) -> Option<String> {
+        self.lock().pointers.get(key).cloned()
+    }
+
+    pub fn invalidate(&self, key: &Key) -> bool {
+        let mut st = self.lock();
+        st.last_checked.remove(key);
+        st.drop_pointer(key)
+    }
+
+    pub fn entry_count(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.lock().stats.clone()
+    }
+
+    pub fn stats_by_backend(&self) -> Vec<(String, PerStats)> {
+        let mut v: Vec<_> = self
+            .lock()
+            .per_backend
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    pub fn stats_by_collection(&self) -> Vec<(Key, PerStats)> {
+        let mut v: Vec<_> = self
+            .lock()
+            .per_collection
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Top-`k` `(id, score)` of one query on a snapshot.
+    pub fn search_snapshot(
+        snap: &Snapshot,
+        query: &[f32],
+        k: usize,
+        rf: Option<usize>,
+    ) -> LResult<Vec<(u64, f32)>> {
+        let d = &snap.data;
+        if query.len() != d.dim {
+            return Err(Error::dimension(
+                format!("query for ({:?}, {:?})", snap.key.0, snap.key.1),
+                d.dim,
+                query.len(),
+            )
+            .into());
+        }
+        let n = d.index.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let k = k.min(n);
+        let hits = match rf {
+            None => d.index.search(query, k),
+            Some(rf) => d.index.search_with_rerank(query, k, rf),
+        }
+        .map_err(|e| Error::Lake(format!("ruvector-rabitq: {e}")))?;
+        Ok(hits.into_iter().map(|r| (d.ids[r.id], r.score)).collect())
+    }
+
+    pub fn search_one(
+        &self,
+        key: &Key,
+        query: &[f32],
+        k: usize,
+        rf: Option<usize>,
+    ) -> LResult<Vec<(u64, f32)>> {
+        let snap = self.ensure(key)?;
+        Self::search_snapshot(&snap, query, k, rf)
+    }
+
+    /// Federated search with the crate's per-shard `k` and rerank rules;
+    /// `resolve` gives the snapshot of each target (fresh, or a session's).
+    pub fn federated_with(
+        targets: &[Key],
+        query: &[f32],
+        k: usize,
+        rf: Option<usize>,
+        global_rf: usize,
+        resolve: &(dyn Fn(&Key) -> LResult<Snapshot> + Sync),
+    ) -> LResult<Vec<(Key, u64, f32)>> {
+        let shards = targets.len().max(1);
+        let rf =
+            rf.or_else(|| (shards > 1).then(|| (global_rf / shards).max(MIN_PER_SHARD_RERANK)));
+        let kp = over_request_k(k, shards);
+        let one = |t: &Key| -> LResult<Vec<(Key, u64, f32)>> {
+            let snap = resolve(t)?;
+            Ok(Self::search_snapshot(&snap, query, kp, rf)?
+                .into_iter()
+                .map(|(id, s)| (t.clone(), id, s))
+                .collect())
+        };
+        let per: Vec<LResult<Vec<(Key, u64, f32)>>> = if targets.len() > 1 {
+            parallel::pool()?.install(|| targets.par_iter().map(one).collect())
+        } else {
+            targets.iter().map(one).collect()
+        };
+        let mut merged = Vec::new();
+        for r in per {
+            merged.extend(r?);
+        }
+        merged.sort_by(|a, b| a.2.total_cmp(&b.2));
+        merged.truncate(k);
+        Ok(merged)
+    }
+
+    pub fn search_federated(
+        &self,
+        targets: &[Key],
+        query: &[f32],
+        k: usize,
+        rf: Option<usize>,
+    ) -> LResult<Vec<(Key, u64, f32)>> {
+        Self::federated_with(targets, query, k, rf, self.cfg.rerank_factor, &|t| {
+            self.ensure(t)
+        })
+    }
+
+    /// Searches every row of `queries` (one coherence check), in parallel.
+    /// Returns `(ids, scores, k_eff)`, row-major `(nq, k_eff)`.
+    pub fn search_batch_snapshot(
+        snap: &Snapshot,
+        queries: &[f32],
+        cols: usize,
+        k: usize,
+        rf: Option<usize>,
+    ) -> LResult<(Vec<u64>, Vec<f32>, usize)> {
+        let d = &snap.data;
+        if cols != d.dim || queries.len() % d.dim != 0 {
+            return Err(Error::dimension(
+                format!("queries for ({:?}, {:?})", snap.key.0, snap.key.1),
+                d.dim,
+                cols,
+            )
+            .into());
+        }
+        let nq = queries.len() / d.dim;
+        let ke = k.min(d.index.len());
+        let mut ids = vec![0u64; nq * ke];
+        let mut scores = vec![0f32; nq * ke];
+        if ke == 0 {
+            return Ok((ids, scores, 0));
+        }
+        let run = |((i, s), q): ((&mut [u64], &mut [f32]), &[f32])| -> LResult<()> {
+            for (j, (id, sc)) in Self::search_snapshot(snap, q, ke, rf)?
+                .into_iter()
+                .enumerate()
+            {
+                i[j] = id;
+                s[j] = sc;
+            }
+            Ok(())
+        };
+        if nq > 1 {
+            parallel::pool()?.install(|| {
+                ids.par_chunks_mut(ke)
+                    .zip(scores.par_chunks_mut(ke))
+                    .zip(queries.par_chunks(d.dim))
+                    .try_for_each(run)
+            })?;
+        } else {
+            ids.chunks_mut(ke)
+                .zip(scores.chunks_mut(ke))
+                .zip(queries.chunks(d.dim))
+                .try_for_each(run)?;
+        }
+        Ok((ids, scores, ke))
+    }
+
+    pub fn search_batch(
+        &self,
+        key: &Key,
+        queries: &[f32],
+        cols: usize,
+        k: usize,
+        rf: Option<usize>,
+    ) -> LResult<(Vec<u64>, Vec<f32>, usize)> {
+        let snap = self.ensure(key)?;
+        Self::search_batch_snapshot(&snap, queries, cols, k, rf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::LocalSource;
+    use ruvector_rulake::{LocalBackend, RuLake};
+
+    fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n * d)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s % 10_000) as f32 / 10_000.0 - 0.5) + ((i / d) % 5) as f32
+            })
+            .collect()
+    }
+
+    fn cfg(c: Consistency, max: Option<usize>) -> Config {
+        Config {
+            rerank_factor: 20,
+            rotation_seed: 42,
+            max_entries: max,
+            consistency: c,
+        }
+    }
+
+    fn key(b: &str, c: &str) -> Key {
+        (b.to_string(), c.to_string())
+    }
+
+    /// Same data in the crate's RuLake and in the engine: same results.
+    #[test]
+    fn results_equal_the_crate() {
+        let d = 16;
+        let ours = Engine::new(cfg(Consistency::Fresh, None));
+        let theirs = RuLake::new(20, 42);
+        for (name, n, seed) in [("a", 1500usize, 1u64), ("b", 300, 2)] {
+            let x = data(n, d, seed);
+            let ids: Vec<u64> = (0..n as u64).map(|i| i * 7 + (1 << 40)).collect();
+            let src = LocalSource::new(name).unwrap();
+            src.upsert("c", &ids, &x, d).unwrap();
+            ours.register(Arc::new(src)).unwrap();
+            let lb = LocalBackend::new(name);
+            lb.put_collection(
+                "c",
+                d,
+                ids.clone(),
+                x.chunks(d).map(|r| r.to_vec()).collect(),
+            )
+            .unwrap();
+            theirs.register_backend(Arc::new(lb)).unwrap();
+        }
+        let q = data(20, d, 9);
+        for qv in q.chunks(d) {
+            for k in [1, 10, 40] {
+                let want: Vec<(u64, f32)> = theirs
+                    .search_one("a", "c", qv, k)
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| (h.id, h.score))
+                    .collect();
+                assert_eq!(ours.search_one(&key("a", "c"), qv, k, None).unwrap(), want);
+                let want: Vec<(String, u64, f32)> = theirs
+                    .search_federated(&[("a", "c"), ("b", "c")], qv, k)
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| (h.backend, h.id, h.score))
+                    .collect();
+                let got: Vec<(String, u64, f32)> = ours
+                    .search_federated(&[key("a", "c"), key("b", "c")], qv, k, None)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(t, id, s)| (t.0, id, s))
+                    .collect();
+                assert_eq!(got, want);
+            }
+        }
+        let qs: Vec<Vec<f32>> = q.chunks(d).map(|r| r.to_vec()).collect();
+        let want = theirs.search_batch("b", "c", &qs, 5).unwrap();
+        let (ids, scores, ke) = ours.search_batch(&key("b", "c"), &q, d, 5, None).unwrap();
+        assert_eq!(ke, 5);
+        for (i, row) in want.iter().enumerate() {
+            let w: Vec<(u64, f32)> = row.iter().map(|h| (h.id, h.score)).collect();
+            let g: Vec<(u64, f32)> = (0..5)
+                .map(|j| (ids[i * 5 + j], scores[i * 5 + j]))
+                .collect();
+            assert_eq!(g, w);
+        }
+    }
+
+    #[test]
+    fn max_entries_really_evicts() {
+        let e = Engine::new(cfg(Consistency::Fresh, Some(1)));
+        let src = LocalSource::new("l").unwrap();
+        for c in ["x", "y", "z"] {
+            src.upsert(c, &[1, 2], &[0.0, 1.0, 1.0, 0.0], 2).unwrap();
+        }
+        e.register(Arc::new(src)).unwrap();
+        for c in ["x", "y", "z"] {
+            e.search_one(&key("l", c), &[0.0, 1.0], 1, None).unwrap();
+            assert_eq!(e.entry_count(), 1);
+        }
+        assert_eq!(e.stats().evictions, 2);
+        assert!(e.witness_of(&key("l", "x")).is_none());
+        assert!(e.witness_of(&key("l", "z")).is_some());
+        // The crate keeps all three.
+        let theirs = RuLake::new(20, 42).with_max_cache_entries(1);
+        let lb = LocalBackend::new("l");
+        for c in ["x", "y", "z"] {
+            lb.put_collection(c, 2, vec![1, 2], vec![vec![0.0, 1.0], vec![1.0, 0.0]])
+                .unwrap();
+        }
+        theirs.register_backend(Arc::new(lb)).unwrap();
+        for c in ["x", "y", "z"] {
+            theirs.search_one("l", c, &[0.0, 1.0], 1).unwrap();
+        }
+        assert_eq!(theirs.cache_entry_count(), 3);
+    }
+
+    #[test]
+    fn consistency_modes_follow_the_crate() {
+        for (mode, expect_new) in [
+            (Consistency::Fresh, true),
+            (Consistency::Eventual { ttl_ms: 60_000 }, false),
+            (Consistency::Frozen, false),
+        ] {
+            let e = Engine::new(cfg(mode, None));
+            let src = Arc::new(LocalSource::new("l").unwrap());
+            src.upsert("c", &[1], &[0.0, 0.0], 2).unwrap();
+            e.register(src.clone()).unwrap();
+            let k = key("l", "c");
+            assert_eq!(e.search_one(&k, &[5.0, 5.0], 1, None).unwrap()[0].0, 1);
+            src.upsert("c", &[2], &[5.0, 5.0], 2).unwrap();
+            let top = e.search_one(&k, &[5.0, 5.0], 1, None).unwrap()[0].0;
+            assert_eq!(top == 2, expect_new, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn empty_collection_gives_no_hits() {
+        let e = Engine::new(cfg(Consistency::Fresh, None));
+        let src = LocalSource::new("l").unwrap();
+        src.upsert("c", &[], &[], 3).unwrap();
+        e.register(Arc::new(src)).unwrap();
+        assert!(e
+            .search_one(&key("l", "c"), &[0.0; 3], 5, None)
+            .unwrap()
+            .is_empty());
+    }
+}
+
+/// The crate's own behaviour on the defects the SDK fixes, shown on the bare
+/// crate. If an upstream release fixes one, its test here fails and says so.
+#[cfg(test)]
+mod crate_defects {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use ruvector_rulake::cache::Consistency as CrateConsistency;
+    use ruvector_rulake::{
+        BackendAdapter, FsBackend, LocalBackend, PulledBatch, Result as CrateResult, RuLake,
+    };
+
+    fn tmpdir(tag: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "rvlake-defect-{tag}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    fn local(ids: Vec<u64>, rows: Vec<Vec<f32>>) -> LocalBackend {
+        let b = LocalBackend::new("l");
+        b.put_collection("c", rows[0].len(), ids, rows).unwrap();
+        b
+    }
+
+    #[test]
+    fn crate_warm_restart_answers_with_row_positions() {
+        let dir = tmpdir("ids");
+        let b = local(
+            vec![100, 200, 300],
+            vec![vec![0.0, 0.0], vec![1.0, 1.0], vec![2.0, 2.0]],
+        );
+        let lake = RuLake::new(4, 7);
+        lake.register_backend(Arc::new(b.clone())).unwrap();
+        assert_eq!(
+            lake.search_one("l", "c", &[2.0, 2.0], 1).unwrap()[0].id,
+            300
+        );
+        let key = ("l".to_string(), "c".to_string());
+        lake.save_cache_to_dir(&key, &dir).unwrap();
+        let warmed = RuLake::new(4, 7);
+        warmed.register_backend(Arc::new(b)).unwrap();
+        warmed.warm_from_dir(&key, &dir).unwrap();
+        assert_eq!(
+            warmed.search_one("l", "c", &[2.0, 2.0], 1).unwrap()[0].id,
+            2
+        );
+    }
+
+    #[test]
+    fn crate_pairs_an_old_index_with_a_new_bundle() {
+        let dir = tmpdir("stale");
+        let b = local(vec![1], vec![vec![0.0, 0.0]]);
+        let lake =
+            RuLake::new(4, 7).with_consistency(CrateConsistency::Eventual { ttl_ms: 3_600_000 });
+        lake.register_backend(Arc::new(b.clone())).unwrap();
+        lake.search_one("l", "c", &[5.0, 5.0], 1).unwrap();
+        b.append("c", 777, vec![5.0, 5.0]).unwrap();
+        let key = ("l".to_string(), "c".to_string());
+        lake.save_cache_to_dir(&key, &dir).unwrap();
+        let fresh = RuLake::new(4, 7);
+        fresh.register_backend(Arc::new(b)).unwrap();
+        fresh.warm_from_dir(&key, &dir).unwrap();
+        // The backend's truth is 777; the crate serves the stale row as fresh.
+        assert_eq!(fresh.search_one("l", "c", &[5.0, 5.0], 1).unwrap()[0].id, 0);
+        assert_eq!(fresh.cache_stats().primes, 0);
+    }
+
+    struct Counting {
+        pulls: AtomicUsize,
+    }
+
+    impl BackendAdapter for Counting {
+        fn id(&self) -> &str {
+            "counting"
+        }
+        fn list_collections(&self) -> CrateResult<Vec<String>> {
+            Ok(vec!["c".into()])
+        }
+        fn pull_vectors(&self, collection: &str) -> CrateResult<PulledBatch> {
+            self.pulls.fetch_add(1, Ordering::SeqCst);
+            Ok(PulledBatch {
+                collection: collection.into(),
+                ids: vec![1, 2],
+                vectors: vec![vec![0.0, 1.0], vec![1.0, 0.0]],
+                dim: 2,
+                generation: 1,
+            })
+        }
+        fn generation(&self, _: &str) -> CrateResult<u64> {
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn crate_pulls_an_adapter_on_every_search() {
+        let a = Arc::new(Counting {
+            pulls: AtomicUsize::new(0),
+        });
+        let lake = RuLake::new(4, 7);
+        lake.register_backend(a.clone()).unwrap();
+        for _ in 0..10 {
+            lake.search_one("counting", "c", &[0.0, 1.0], 1).unwrap();
+        }
+        assert_eq!(a.pulls.load(Ordering::SeqCst), 11);
+    }
+
+    #[test]
+    fn crate_fs_backend_misses_a_rewrite_within_the_same_second() {
+        for attempt in 0..20 {
+            let dir = tmpdir(&format!("fs{attempt}"));
+            let fs = Arc::new(FsBackend::new("fs", &dir).unwrap());
+            let lake = RuLake::new(4, 7);
+            lake.register_backend(fs.clone()).unwrap();
+            let secs = || {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs()
+            };
+            let start = secs();
+            fs.write("c", "c.ruvec", 2, &[1], &[vec![0.0, 0.0]])
+                .unwrap();
+            lake.search_one("fs", "c", &[0.0, 0.0], 1).unwrap();
+            fs.write("c", "c.ruvec", 2, &[2], &[vec![0.0, 0.0]])
+                .unwrap();
+            let id = lake.search_one("fs", "c", &[0.0, 0.0], 1).unwrap()[0].id;
+            if secs() == start {
+                assert_eq!(id, 1, "the crate served the stale file");
+                return;
+            }
+        }
+        panic!("could not do two writes within one second");
+    }
+}

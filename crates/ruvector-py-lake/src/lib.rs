@@ -1,0 +1,36 @@
+//! `ruvector_lake._native`: ruLake, the cache-first vector fabric, for Python.
+//!
+//! * [`source`] — backends as the engine sees them (`LocalBackend`,
+//!   `FsBackend` over the crate's formats) and the shared error carrier;
+//! * [`adapter`] — backends implemented in Python, called back from Rust
+//!   threads;
+//! * [`engine`] — the witness-addressed cache, coherence and search;
+//! * [`persist`] — bundles and cache snapshots on disk, checked and atomic;
+//! * [`backends`], [`bundle`], [`lake`] — the Python classes.
+
+pub mod adapter;
+pub mod backends;
+pub mod bundle;
+pub mod engine;
+pub mod lake;
+pub mod persist;
+pub mod source;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    ruvector_py_core::init_module(m, "lake", "ruvector-lake", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<lake::RuLake>()?;
+    m.add_class::<lake::LakeSession>()?;
+    m.add_class::<backends::LocalBackend>()?;
+    m.add_class::<backends::FsBackend>()?;
+    m.add_class::<bundle::Bundle>()?;
+    m.add_function(wrap_pyfunction!(bundle::crate_read_bundle, m)?)?;
+    m.add_function(wrap_pyfunction!(bundle::crate_write_bundle, m)?)?;
+    m.add("MAX_DIM", source::MAX_LAKE_DIM)?;
+    m.add("MAX_RERANK_FACTOR", engine::MAX_RERANK_FACTOR)?;
+    m.add("MAX_K", engine::MAX_K)?;
+    Ok(())
+}

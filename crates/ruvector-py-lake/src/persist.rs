@@ -1,0 +1,357 @@
+//! Bundles and cache snapshots on disk.
+//!
+//! * Bundle sidecars (`table.rulake.json`) use the crate's own JSON and
+//!   witness code (`RuLakeBundle`), so files move both ways between Python
+//!   and the Rust crate. The SDK reads at most 64 KiB (checked before the
+//!   read) and writes through a unique temporary name (the crate's name was
+//!   the process id only, so two threads saving into one directory raced).
+//! * Cache snapshots (`save_cache_to_dir` / `warm_from_dir`) use the SDK's
+//!   own file, `lake.cache`, next to the sidecar, because the crate's pair
+//!   (`index.rbpx` + sidecar) lost the real ids (a warmed cache answered
+//!   with row positions), paired the index with the backend's *newer*
+//!   bundle (stale data served as fresh), and reserved memory from header
+//!   claims before checking the file. `lake.cache` stores full u64 ids, the
+//!   witness of the data it holds (checked against the sidecar: a stale
+//!   pairing is refused), and a CRC-32; its size is checked against the
+//!   header before anything is allocated.
+//!
+//! Layout of `lake.cache` (little-endian):
+//! `b"rvlake01"`, version u32 = 1, dim u32, rotation_seed u64,
+//! rerank_factor u32, reserved u32 = 0, n u64, witness [u8; 64] (hex),
+//! ids n × u64, vectors n × dim × f32, CRC-32 of everything before it (u32).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ruvector_py_core::Error;
+use ruvector_rabitq::AnnIndex;
+use ruvector_rulake::RuLakeBundle;
+
+use crate::engine::{build_index, EntryData, Key, Snapshot};
+use crate::source::{write_atomic, Failure, LResult, Pulled, MAX_COLLECTION_VECTORS, MAX_LAKE_DIM};
+
+pub const SIDECAR: &str = RuLakeBundle::SIDECAR_FILENAME;
+pub const CACHE_FILE: &str = "lake.cache";
+const MAGIC: [u8; 8] = *b"rvlake01";
+const VERSION: u32 = 1;
+const HEADER: usize = 8 + 4 + 4 + 8 + 4 + 4 + 8 + 64;
+const MAX_SIDECAR_BYTES: u64 = 64 * 1024;
+
+/// Saves are serialized process-wide, so a sidecar and its cache file are
+/// always written by the same save.
+static SAVE_LOCK: Mutex<()> = Mutex::new(());
+
+fn lake_io(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Lake(format!("{what} {}: {e}", path.display()))
+}
+
+/// Reads and witness-checks `dir/table.rulake.json`; `None` if absent.
+pub fn read_bundle(dir: &Path) -> LResult<Option<RuLakeBundle>> {
+    let path = dir.join(SIDECAR);
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(lake_io(&path, "cannot read", e).into()),
+    };
+    if meta.len() > MAX_SIDECAR_BYTES {
+        return Err(Error::Lake(format!(
+            "{} is {} bytes, above the {MAX_SIDECAR_BYTES}-byte limit of a bundle sidecar",
+            path.display(),
+            meta.len()
+        ))
+        .into());
+    }
+    let mut text = String::new();
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(MAX_SIDECAR_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| lake_io(&path, "cannot read", e))?;
+    let bundle = parse_bundle(&text).map_err(|e| match e.into_err() {
+        Error::Lake(m) => Failure::from(Error::Lake(format!("{}: {m}", path.display()))),
+        other => Failure::from(other),
+    })?;
+    if !bundle.verify_witness() {
+        return Err(Error::WitnessMismatch(format!(
+            "{}: the bundle's witness {} does not match its fields (the file was altered)",
+            path.display(),
+            bundle.rvf_witness
+        ))
+        .into());
+    }
+    Ok(Some(bundle))
+}
+
+/// Parses a bundle's JSON without verifying its witness.
+pub fn parse_bundle(text: &str) -> LResult<RuLakeBundle> {
+    RuLakeBundle::from_json(text)
+        .map_err(|e| Error::Lake(format!("not a valid ruLake bundle: {e}")).into())
+}
+
+/// Writes `bundle` to `dir/table.rulake.json` atomically.
+pub fn write_bundle(bundle: &RuLakeBundle, dir: &Path) -> LResult<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| lake_io(dir, "cannot create", e))?;
+    let body = bundle
+        .to_json()
+        .map_err(|e| Error::Lake(format!("cannot serialize the bundle: {e}")))?;
+    let path = dir.join(SIDECAR);
+    write_atomic(&path, |w| w.write_all(body.as_bytes()), |_| Ok(()))
+        .map_err(|e| lake_io(&path, "cannot write", e))?;
+    Ok(path)
+}
+
+/// Writes the snapshot's vectors, ids and witness to `dir/lake.cache`, then
+/// its own bundle (not the backend's current one) to the sidecar.
+pub fn save_snapshot(snap: &Snapshot, dir: &Path) -> LResult<PathBuf> {
+    let _guard = SAVE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    std::fs::create_dir_all(dir).map_err(|e| lake_io(dir, "cannot create", e))?;
+    let d = &snap.data;
+    let b = &d.bundle;
+    let witness = b.rvf_witness.as_bytes();
+    if witness.len() != 64 {
+        return Err(Error::Lake(format!("unexpected witness length {}", witness.len())).into());
+    }
+    let items = d.index.export_items();
+    let path = dir.join(CACHE_FILE);
+    write_atomic(
+        &path,
+        |w| {
+            let mut crc = crc32fast::Hasher::new();
+            let mut put = |w: &mut dyn Write, bytes: &[u8]| -> std::io::Result<()> {
+                crc.update(bytes);
+                w.write_all(bytes)
+            };
+            put(w, &MAGIC)?;
+            put(w, &VERSION.to_le_bytes())?;
+            put(w, &(d.dim as u32).to_le_bytes())?;
+            put(w, &b.rotation_seed.to_le_bytes())?;
+            put(w, &(b.rerank_factor as u32).to_le_bytes())?;
+            put(w, &0u32.to_le_bytes())?;
+            put(w, &(d.ids.len() as u64).to_le_bytes())?;
+            put(w, witness)?;
+            for id in &d.ids {
+                put(w, &id.to_le_bytes())?;
+            }
+            for (_, v) in &items {
+                let mut row = Vec::with_capacity(v.len() * 4);
+                for x in v {
+                    row.extend_from_slice(&x.to_le_bytes());
+                }
+                put(w, &row)?;
+            }
+            let sum = crc.finalize();
+            w.write_all(&sum.to_le_bytes())
+        },
+        |_| Ok(()),
+    )
+    .map_err(|e| lake_io(&path, "cannot write", e))?;
+    write_bundle(b, dir)?;
+    Ok(path)
+}
+
+/// Reads a snapshot written by [`save_snapshot`], checks it completely and
+/// builds its entry. `seed`/`rf` are the lake's: a snapshot built with other
+/// settings is refused.
+pub fn load_snapshot(dir: &Path, seed: u64, rf: usize) -> LResult<(String, EntryData)> {
+    let bundle = read_bundle(dir)?.ok_or_else(|| {
+        Error::Lake(format!(
+            "{} has no {SIDECAR}: not a saved ruLake cache",
+            dir.display()
+        ))
+    })?;
+    if bundle.rotation_seed != seed || bundle.rerank_factor != rf {
+        return Err(Error::invalid(format!(
+            "the snapshot in {} was built with rotation_seed {} and rerank_factor {}, but this \
+             lake uses rotation_seed {seed} and rerank_factor {rf}",
+            dir.display(),
+            bundle.rotation_seed,
+            bundle.rerank_factor
+        ))
+        .into());
+    }
+    let path = dir.join(CACHE_FILE);
+    let mut f = std::fs::File::open(&path).map_err(|e| lake_io(&path, "cannot open", e))?;
+    let len = f
+        .metadata()
+        .map_err(|e| lake_io(&path, "cannot stat", e))?
+        .len();
+    let corrupt = |m: String| -> Failure {
+        Error::Lake(format!(
+            "{} is not a valid ruLake cache file: {m}",
+            path.display()
+        ))
+        .into()
+    };
+    if len < (HEADER + 4) as u64 {
+        return Err(corrupt(format!("{len} bytes is shorter than its header")));
+    }
+    let mut h = [0u8; HEADER];
+    f.read_exact(&mut h)
+        .map_err(|e| lake_io(&path, "cannot read", e))?;
+    if h[..8] != MAGIC {
+        return Err(corrupt("bad magic".into()));
+    }
+    let u32_at = |o: usize| u32::from_le_bytes(h[o..o + 4].try_into().expect("4 bytes"));
+    let u64_at = |o: usize| u64::from_le_bytes(h[o..o + 8].try_into().expect("8 bytes"));
+    let (version, dim, fseed, frf, reserved, n) = (
+        u32_at(8),
+        u32_at(12) as usize,
+        u64_at(16),
+        u32_at(24) as usize,
+        u32_at(28),
+        u64_at(32),
+    );
+    if version != VERSION {
+        return Err(corrupt(format!("version {version}, expected {VERSION}")));
+    }
+    if reserved != 0 || dim == 0 || dim > MAX_LAKE_DIM || n > MAX_COLLECTION_VECTORS as u64 {
+        return Err(corrupt(format!(
+            "header fields out of range (dim {dim}, n {n}, reserved {reserved})"
+        )));
+    }
+    let expected = HEADER as u128 + n as u128 * (8 + 4 * dim as u128) + 4;
+    if expected != len as u128 {
+        return Err(corrupt(format!(
+            "the header claims {n} vectors of dimension {dim} ({expected} bytes) but the file \
+             has {len} bytes"
+        )));
+    }
+    // The size matches the header: this allocation is backed by the file.
+    let mut body = Vec::with_capacity(len as usize - HEADER);
+    f.read_to_end(&mut body)
+        .map_err(|e| lake_io(&path, "cannot read", e))?;
+    if body.len() as u64 != len - HEADER as u64 {
+        return Err(corrupt("the file changed size while being read".into()));
+    }
+    let (payload, trailer) = body.split_at(body.len() - 4);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&h);
+    crc.update(payload);
+    if crc.finalize() != u32::from_le_bytes(trailer.try_into().expect("4 bytes")) {
+        return Err(Error::WitnessMismatch(format!(
+            "{}: checksum mismatch (the file is corrupted)",
+            path.display()
+        ))
+        .into());
+    }
+    let file_witness = String::from_utf8_lossy(&h[40..104]).into_owned();
+    if file_witness != bundle.rvf_witness {
+        return Err(Error::WitnessMismatch(format!(
+            "{} holds data of witness {file_witness} but its sidecar names witness {}: the two \
+             files come from different saves",
+            path.display(),
+            bundle.rvf_witness
+        ))
+        .into());
+    }
+    if fseed != bundle.rotation_seed || frf != bundle.rerank_factor || dim != bundle.dim {
+        return Err(Error::WitnessMismatch(format!(
+            "{}: dim/seed/rerank_factor ({dim}, {fseed}, {frf}) differ from the sidecar's \
+             ({}, {}, {})",
+            path.display(),
+            bundle.dim,
+            bundle.rotation_seed,
+            bundle.rerank_factor
+        ))
+        .into());
+    }
+    let n = n as usize;
+    let (id_bytes, vec_bytes) = payload.split_at(n * 8);
+    let ids: Vec<u64> = id_bytes
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    let data: Vec<f32> = vec_bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect();
+    let pulled = Pulled { ids, data, dim };
+    crate::source::check_pulled("(snapshot)", "(snapshot)", &pulled, dim)
+        .map_err(|e| corrupt(e.err().to_string()))?;
+    let index = build_index(&pulled, seed, rf)?;
+    let witness = bundle.rvf_witness.clone();
+    Ok((
+        witness,
+        EntryData {
+            index,
+            ids: pulled.ids,
+            dim,
+            bundle,
+        },
+    ))
+}
+
+/// Saves `key`'s cached entry; `CacheMiss` if nothing is cached.
+pub fn save(engine: &crate::engine::Engine, key: &Key, dir: &Path) -> LResult<PathBuf> {
+    let snap = engine.cached(key).ok_or_else(|| {
+        Error::CacheMiss(format!(
+            "nothing is cached for ({:?}, {:?}); search it (or warm it) before saving",
+            key.0, key.1
+        ))
+    })?;
+    save_snapshot(&snap, dir)
+}
+
+/// Loads a snapshot into `engine` under `key`; returns the vector count.
+pub fn warm(engine: &crate::engine::Engine, key: &Key, dir: &Path) -> LResult<usize> {
+    let cfg = engine.config();
+    let (witness, data) = load_snapshot(dir, cfg.rotation_seed, cfg.rerank_factor)?;
+    let n = data.ids.len();
+    // One search through the fresh index pages in its rotation, codes and
+    // lookup tables, so the first real query runs at steady-state speed.
+    if n > 0 {
+        let _ = data.index.search(&vec![0.0; data.dim], n.min(10));
+    }
+    engine.install(key, witness, data, None);
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Config, Consistency, Engine};
+    use crate::source::LocalSource;
+    use std::sync::Arc;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "rvlake-persist-{tag}-{}-{:?}",
+            std::process::id(),
+            std::time::Instant::now()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    fn engine(c: Consistency) -> (Engine, Arc<LocalSource>) {
+        let e = Engine::new(Config {
+            rerank_factor: 4,
+            rotation_seed: 7,
+            max_entries: None,
+            consistency: c,
+        });
+        let s = Arc::new(LocalSource::new("l").unwrap());
+        e.register(s.clone()).unwrap();
+        (e, s)
+    }
+
+    #[test]
+    fn warm_restart_keeps_ids_and_refuses_stale_pairs() {
+        let dir = tmpdir("warm");
+        let (e, s) = engine(Consistency::Fresh);
+        let ids = [u64::MAX, 1 << 40, 17];
+        s.upsert("c", &ids, &[0.0, 0.0, 1.0, 1.0, 2.0, 2.0], 2)
+            .unwrap();
+        let k = ("l".to_string(), "c".to_string());
+        let before = e.search_one(&k, &[2.0, 2.0], 3, None).unwrap();
+        save(&e, &k, &dir).unwrap();
+        let (e2, _) = engine(Consistency::Frozen);
+        assert_eq!(warm(&e2, &k, &dir).unwrap(), 3);
+        assert_eq!(e2.search_one(&k, &[2.0, 2.0], 3, None).unwrap(), before);
+        assert_eq!(before[0].0, 17);
+        // A sidecar from another save: refused.
+        let other = RuLakeBundle::new("x", 2, 7, 4, ruvector_rulake::Generation::Num(1));
+        write_bundle(&other, &dir).unwrap();
+        let err = warm(&e2, &k, &dir).unwrap_err().into_err();
+        assert!(matches!(err, Error::WitnessMismatch(_)), "{err:?}");
+    }
+}

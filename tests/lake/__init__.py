@@ -1,0 +1,1 @@
+"""Tests of the ruvector-lake wheel (run against the installed wheel)."""

@@ -1,0 +1,200 @@
+"""Bad input: each a clear ruvector exception, and nothing changed."""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ruvector_lake as rl
+
+DIM = 16
+
+
+def fixture_lake() -> Tuple[rl.RuLake, rl.LocalBackend]:
+    hot = rl.LocalBackend("hot")
+    rng = np.random.default_rng(0)
+    hot.upsert("docs", np.arange(50, dtype=np.uint64), rng.standard_normal((50, DIM)).astype(np.float32))
+    lake = rl.RuLake()
+    lake.register_backend(hot)
+    return lake, hot
+
+
+LAKE, HOT = fixture_lake()
+GOOD = np.ones(DIM, dtype=np.float32)
+
+
+def test_unknown_backend_and_collection() -> None:
+    with pytest.raises(rl.LakeError, match=r'unknown backend "nope"; registered backends: \["hot"\]'):
+        LAKE.search_one("nope", "docs", GOOD)
+    with pytest.raises(rl.LakeError, match='backend "hot" has no collection "nope"'):
+        LAKE.search_one("hot", "nope", GOOD)
+    with pytest.raises(rl.LakeError):
+        LAKE.search_batch("nope", "docs", GOOD[None, :])
+    with pytest.raises(rl.LakeError):
+        LAKE.search_federated([("hot", "docs"), ("nope", "docs")], GOOD)
+    with pytest.raises(rl.LakeError, match="no backend"):
+        rl.RuLake().search_federated("docs", GOOD)
+    with pytest.raises(rl.NotFound):
+        HOT.count("nope")
+
+
+def test_dimension_mismatch_names_expected_and_got() -> None:
+    with pytest.raises(rl.DimensionMismatch, match="has dimension 8, but the index has dimension 16") as info:
+        LAKE.search_one("hot", "docs", np.ones(8, dtype=np.float32))
+    assert (info.value.expected, info.value.got) == (16, 8)
+    with pytest.raises(rl.DimensionMismatch) as info:
+        LAKE.search_batch("hot", "docs", np.ones((3, 4), dtype=np.float32))
+    assert (info.value.expected, info.value.got) == (16, 4)
+    with pytest.raises(rl.DimensionMismatch):
+        HOT.upsert("docs", [1000], np.ones((1, 8), dtype=np.float32))
+    assert HOT.count("docs") == 50
+
+
+def test_dimension_mismatch_between_federated_backends() -> None:
+    small = rl.LocalBackend("small")
+    small.upsert("docs", [1], np.ones((1, 8), dtype=np.float32))
+    lake = rl.RuLake()
+    lake.register_backend(HOT)
+    lake.register_backend(small)
+    with pytest.raises(rl.DimensionMismatch, match="small") as info:
+        lake.search_federated("docs", GOOD)
+    assert (info.value.expected, info.value.got) == (8, 16)
+
+
+def test_duplicate_targets_and_bad_target_shapes() -> None:
+    with pytest.raises(rl.InvalidArgument, match="more than once"):
+        LAKE.search_federated([("hot", "docs"), ("hot", "docs")], GOOD)
+    for bad in ([], [("hot",)], [("hot", 1)], 5, [["hot", "docs", "x"]]):
+        with pytest.raises(rl.InvalidArgument, match="targets"):
+            LAKE.search_federated(bad, GOOD)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("query", "needle"),
+    [
+        (np.ones(DIM, dtype=np.float64), "dtype float32"),
+        (np.ones((1, DIM), dtype=np.float32), "search_batch"),
+        (np.ones((2, DIM), dtype=np.float32), "1-D"),
+        (np.ones(2 * DIM, dtype=np.float32)[::2], "C-contiguous"),
+        (np.array([], dtype=np.float32), "at least one"),
+        (np.full(DIM, np.nan, dtype=np.float32), "finite"),
+        (np.full(DIM, -np.inf, dtype=np.float32), "finite"),
+        (np.full(DIM, 1e19, dtype=np.float32), "squared L2 norm"),
+        ("not a vector", "float32"),
+    ],
+)
+def test_bad_queries(query: Any, needle: str) -> None:
+    with pytest.raises(rl.InvalidArgument, match=needle):
+        LAKE.search_one("hot", "docs", query)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    k=st.one_of(
+        st.integers(max_value=0), st.integers(min_value=100_000_001), st.floats(), st.booleans(), st.text(max_size=3)
+    )
+)
+def test_bad_k(k: Any) -> None:
+    with pytest.raises(rl.InvalidArgument, match="k must"):
+        LAKE.search_one("hot", "docs", GOOD, k)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rf=st.one_of(st.integers(max_value=0), st.integers(min_value=1025), st.floats(), st.booleans()))
+def test_bad_rerank_factor(rf: Any) -> None:
+    with pytest.raises(rl.InvalidArgument, match="rerank_factor"):
+        LAKE.search_one("hot", "docs", GOOD, 5, rerank_factor=rf)
+    with pytest.raises(rl.InvalidArgument, match="rerank_factor"):
+        rl.RuLake(rerank_factor=rf)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=DIM, max_size=DIM),
+)
+def test_queries_with_any_floats(values: Any) -> None:
+    q = np.array(values, dtype=np.float32)
+    ok = bool(np.isfinite(q).all()) and float((q.astype(np.float64) ** 2).sum()) <= 1e36
+    if ok:
+        hits = LAKE.search_one("hot", "docs", q, 3)
+        assert len(hits) == 3 and all(np.isfinite(h.score) for h in hits)
+    else:
+        with pytest.raises(rl.InvalidArgument):
+            LAKE.search_one("hot", "docs", q, 3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(min_value=1, max_value=4),
+    bad_row=st.integers(min_value=0, max_value=3),
+    bad_value=st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e30]),
+)
+def test_upsert_with_a_bad_value_changes_nothing(rows: int, bad_row: int, bad_value: float) -> None:
+    hot = rl.LocalBackend("h")
+    hot.upsert("c", [1], np.ones((1, 4), dtype=np.float32))
+    v = np.ones((rows, 4), dtype=np.float32)
+    v[min(bad_row, rows - 1), 2] = bad_value
+    with pytest.raises(rl.InvalidArgument):
+        hot.upsert("c", np.arange(10, 10 + rows, dtype=np.uint64), v)
+    assert hot.count("c") == 1
+
+
+@pytest.mark.parametrize(
+    ("ids", "needle"),
+    [
+        ([1, 1], "more than once"),
+        ([-1, 2], "negative|between 0 and"),
+        ([1.5, 2.0], "integer"),
+        ([1], "2"),
+        ([2**64, 1], "2\\*\\*64|18446744073709551616"),
+        ([True, False], "integer|bool"),
+    ],
+)
+def test_bad_ids(ids: Any, needle: str) -> None:
+    hot = rl.LocalBackend("h")
+    with pytest.raises(rl.InvalidArgument, match=needle):
+        hot.upsert("c", ids, np.ones((2, 4), dtype=np.float32))
+    assert hot.collections() == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"consistency": "fresh"}, "Consistency member"),
+        ({"consistency": rl.Consistency.EVENTUAL}, "needs ttl_ms"),
+        ({"consistency": rl.Consistency.FRESH, "ttl_ms": 5}, "only to Consistency.EVENTUAL"),
+        ({"ttl_ms": 5}, "only to Consistency.EVENTUAL"),
+        ({"consistency": rl.Consistency.EVENTUAL, "ttl_ms": 0}, "ttl_ms"),
+        ({"max_cache_entries": 0}, "max_cache_entries"),
+        ({"rotation_seed": -1}, "rotation_seed"),
+        ({"rotation_seed": 2**64}, "rotation_seed"),
+    ],
+)
+def test_bad_lake_settings(kwargs: Any, needle: str) -> None:
+    with pytest.raises(rl.InvalidArgument, match=needle):
+        rl.RuLake(**kwargs)
+    builder = rl.RuLake.builder()
+    if "consistency" in kwargs:
+        builder.consistency(kwargs["consistency"], ttl_ms=kwargs.get("ttl_ms"))
+    for key in ("max_cache_entries", "rotation_seed"):
+        if key in kwargs:
+            getattr(builder, key)(kwargs[key])
+    if "ttl_ms" in kwargs and "consistency" not in kwargs:
+        builder.consistency(rl.Consistency.FRESH, ttl_ms=kwargs["ttl_ms"])
+    with pytest.raises(rl.InvalidArgument, match=needle):
+        builder.build()
+
+
+def test_upsert_limits() -> None:
+    hot = rl.LocalBackend("h")
+    with pytest.raises(rl.InvalidArgument, match="between 1 and 2048"):
+        hot.upsert("c", [1], np.ones((1, 4096), dtype=np.float32))
+    with pytest.raises(rl.InvalidArgument, match="between 1 and 2048"):
+        hot.upsert("c", np.zeros(0, dtype=np.uint64), np.ones((0, 0), dtype=np.float32))
+    with pytest.raises(rl.InvalidArgument, match="float32"):
+        hot.upsert("c", [1], np.ones((1, 4)))
+    assert hot.collections() == []
