@@ -69,6 +69,8 @@ def rust(session: nox.Session) -> None:
         "ruvector-py-core",
         "-p",
         "ruvector-py-rabitq",
+        "-p",
+        "ruvector-py-lake",
         "--lib",
         external=True,
     )
