@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import List, Tuple
+from typing import Callable, List, Tuple, Union
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 import ruvector_rabitq as rr
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.skipif(not BIN, reason="RUVECTOR_INTEROP_BIN is not set
 Hits = List[List[Tuple[int, float]]]
 
 
-def clustered(n: int, dim: int, seed: int) -> np.ndarray:
+def clustered(n: int, dim: int, seed: int) -> npt.NDArray[np.float32]:
     rng = np.random.default_rng(seed)
     centres = rng.uniform(-2, 2, size=(16, dim)).astype(np.float32)
     rows = centres[rng.integers(0, 16, size=n)]
@@ -37,12 +38,12 @@ def rust(*args: str) -> str:
     return done.stdout
 
 
-def rust_search(path: Path, queries: np.ndarray, k: int, tmp: Path) -> Hits:
+def rust_search(path: Path, queries: npt.NDArray[np.float32], k: int, tmp: Path) -> Hits:
     qfile = tmp / "queries.f32"
     queries.astype("<f4").tofile(qfile)
     out: Hits = []
     for line in rust("search", str(path), str(qfile), str(k)).splitlines():
-        row = []
+        row: List[Tuple[int, float]] = []
         for pair in line.split():
             id_, bits = pair.split(":")
             row.append((int(id_), float(np.array(int(bits), dtype=np.uint32).view(np.float32))))
@@ -50,7 +51,7 @@ def rust_search(path: Path, queries: np.ndarray, k: int, tmp: Path) -> Hits:
     return out
 
 
-def py_search(idx: rr.RabitqPlusIndex, queries: np.ndarray, k: int) -> Hits:
+def py_search(idx: rr.RabitqPlusIndex, queries: npt.NDArray[np.float32], k: int) -> Hits:
     return [[(h.id, h.score) for h in idx.search(q, k)] for q in queries]
 
 
@@ -82,20 +83,24 @@ def test_python_writes_rust_reads_identically(tmp_path: Path) -> None:
     assert rust_search(path, queries, 10, tmp_path) == py_search(idx, queries, 10)
 
 
+MakeIndex = Callable[[npt.NDArray[np.float32]], Union[rr.RabitqPlusIndex, rr.FlatF32Index, rr.RabitqAsymIndex]]
+MISREAD_MAKERS: List[MakeIndex] = [
+    lambda x: rr.RabitqPlusIndex.build(x, rotation="hadamard"),
+    lambda x: rr.FlatF32Index.build(x),
+    lambda x: rr.RabitqAsymIndex.build(x, rerank_factor=4),
+]
+
+
 @pytest.mark.parametrize(
     "make",
-    [
-        lambda x: rr.RabitqPlusIndex.build(x, rotation="hadamard"),
-        lambda x: rr.FlatF32Index.build(x),
-        lambda x: rr.RabitqAsymIndex.build(x, rerank_factor=4),
-    ],
+    MISREAD_MAKERS,
     ids=["plus-hadamard", "flat", "asym"],
 )
-def test_rust_refuses_files_it_would_misread(tmp_path: Path, make: object) -> None:
+def test_rust_refuses_files_it_would_misread(tmp_path: Path, make: MakeIndex) -> None:
     """Only a Haar RabitqPlusIndex means the same thing to the crate; other
     kinds get a magic the crate refuses instead of loading a different index."""
     x = clustered(200, 32, seed=1)
-    idx = make(x)  # type: ignore[operator]
+    idx = make(x)
     path = tmp_path / "other.rbpx"
     idx.save(path)
     qfile = tmp_path / "q.f32"

@@ -130,15 +130,11 @@ def test_every_exception_is_reexported_identically() -> None:
     assert len(EXCEPTION_NAMES) == 18
     for name in EXCEPTION_NAMES:
         assert getattr(ruvector, name) is getattr(ruvector_common.errors, name), name
-        # pyright sees ruvector.__all__ as unknown: the wheel extends it with an
-        # undeclared ``__all__ += [...]`` (see the report); not a test problem.
-        assert name in ruvector.__all__  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+        assert name in ruvector.__all__
 
 
 def test_all_is_the_eager_surface() -> None:
-    assert sorted(ruvector.__all__) == sorted(  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
-        [*EXCEPTION_NAMES, "available", "versions"]
-    )
+    assert sorted(ruvector.__all__) == sorted([*EXCEPTION_NAMES, "available", "versions"])
     for name in [*RABITQ_NAMES, "rabitq"]:
         assert name not in ruvector.__all__
 
@@ -442,4 +438,4 @@ def test_lazy_table_has_no_duplicates_or_clashes() -> None:
     names = _names_in_table()
     assert set(RABITQ_NAMES) <= set(names)
     assert len(names) == len(set(names))
-    assert not set(names) & set(ruvector.__all__)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+    assert not set(names) & set(ruvector.__all__)

@@ -16,40 +16,88 @@ every kind it applies to:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Literal, Optional, Protocol, Tuple, Type, Union, overload
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 import ruvector_rabitq as rr
 
-Builder = Callable[..., "rr.AnyIndex"]
+#: A float32 matrix or vector, as the suite's data generators return.
+F32 = npt.NDArray[np.float32]
+#: A float64 array (reference distances computed by NumPy).
+F64 = npt.NDArray[np.float64]
+#: Row positions, as ``np.argsort`` returns them.
+Rows = npt.NDArray[np.intp]
+#: ``(ids, scores)`` as ``search_batch`` returns them.
+Batch = Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
+#: ``(stored rows, query rows)``.
+Data = Tuple[F32, F32]
+#: Any of the four concrete index classes (all share ``_IndexBase``).
+Index = Union[rr.FlatF32Index, rr.RabitqIndex, rr.RabitqPlusIndex, rr.RabitqAsymIndex]
+#: Any of the four index classes.
+IndexClass = Type[Index]
+#: Any of the three seeded (RaBitQ) index classes.
+SeededIndexClass = Type[Union[rr.RabitqIndex, rr.RabitqPlusIndex, rr.RabitqAsymIndex]]
+
+
+class Builder(Protocol):
+    """``build(x, ids=None)`` of one index configuration."""
+
+    def __call__(self, x: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> Index: ...
+
+
+class Clustered(Protocol):
+    """The signature of :func:`make_clustered`."""
+
+    @overload
+    def __call__(
+        self, n: int, dim: int, *, seed: int = ..., clusters: int = ..., spread: float = ..., queries: int
+    ) -> Tuple[F32, F32]: ...
+    @overload
+    def __call__(
+        self, n: int, dim: int, *, seed: int = ..., clusters: int = ..., spread: float = ..., queries: Literal[0] = ...
+    ) -> F32: ...
+
+
+class BruteForce(Protocol):
+    """The signature of :func:`exact_knn`."""
+
+    def __call__(self, x: npt.NDArray[Any], query: npt.NDArray[Any], k: int) -> Tuple[Rows, F64]: ...
+
+
+class SqDist(Protocol):
+    """The signature of :func:`squared_distances`."""
+
+    def __call__(self, x: npt.NDArray[Any], query: npt.NDArray[Any]) -> F64: ...
+
 
 #: Seed given to every seeded index in the suite (the wheel's default is 42).
 SEED = 7
 
 
-def _flat(x: np.ndarray, ids: Optional[object] = None) -> rr.AnyIndex:
+def _flat(x: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> Index:
     return rr.FlatF32Index.build(x, ids)
 
 
-def _rabitq(x: np.ndarray, ids: Optional[object] = None) -> rr.AnyIndex:
+def _rabitq(x: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> Index:
     return rr.RabitqIndex.build(x, ids, seed=SEED)
 
 
-def _plus(x: np.ndarray, ids: Optional[object] = None) -> rr.AnyIndex:
+def _plus(x: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> Index:
     return rr.RabitqPlusIndex.build(x, ids, seed=SEED, rerank_factor=5)
 
 
-def _plus_hadamard(x: np.ndarray, ids: Optional[object] = None) -> rr.AnyIndex:
+def _plus_hadamard(x: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> Index:
     return rr.RabitqPlusIndex.build(x, ids, seed=SEED, rerank_factor=5, rotation="hadamard")
 
 
-def _asym(x: np.ndarray, ids: Optional[object] = None) -> rr.AnyIndex:
+def _asym(x: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> Index:
     return rr.RabitqAsymIndex.build(x, ids, seed=SEED)
 
 
-def _asym_rerank(x: np.ndarray, ids: Optional[object] = None) -> rr.AnyIndex:
+def _asym_rerank(x: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> Index:
     return rr.RabitqAsymIndex.build(x, ids, seed=SEED, rerank_factor=4)
 
 
@@ -84,6 +132,14 @@ def build_codes_only(request: pytest.FixtureRequest) -> Builder:
     return CODES_ONLY[request.param]
 
 
+@overload
+def make_clustered(
+    n: int, dim: int, *, seed: int = ..., clusters: int = ..., spread: float = ..., queries: int
+) -> Tuple[F32, F32]: ...
+@overload
+def make_clustered(
+    n: int, dim: int, *, seed: int = ..., clusters: int = ..., spread: float = ..., queries: Literal[0] = ...
+) -> F32: ...
 def make_clustered(
     n: int,
     dim: int,
@@ -92,7 +148,7 @@ def make_clustered(
     clusters: int = 16,
     spread: float = 0.3,
     queries: int = 0,
-) -> np.ndarray | Tuple[np.ndarray, np.ndarray]:
+) -> Union[F32, Tuple[F32, F32]]:
     """``n`` float32 rows around ``clusters`` random centres in ``[-2, 2]^dim``,
     with Gaussian noise of standard deviation ``spread``.
 
@@ -111,13 +167,13 @@ def make_clustered(
 
 
 @pytest.fixture(scope="session")
-def clustered() -> Callable[..., np.ndarray | Tuple[np.ndarray, np.ndarray]]:
+def clustered() -> Clustered:
     """The deterministic clustered-data generator :func:`make_clustered`."""
     return make_clustered
 
 
 @pytest.fixture(scope="session")
-def data() -> Tuple[np.ndarray, np.ndarray]:
+def data() -> Data:
     """A small read-only dataset: 400 stored rows and 25 queries, dim 32."""
     x, q = make_clustered(400, 32, seed=1, queries=25)
     x.setflags(write=False)
@@ -125,7 +181,7 @@ def data() -> Tuple[np.ndarray, np.ndarray]:
     return x, q
 
 
-def exact_knn(x: np.ndarray, query: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+def exact_knn(x: npt.NDArray[Any], query: npt.NDArray[Any], k: int) -> Tuple[Rows, F64]:
     """Brute-force ``(rows, squared distances)`` of the ``k`` nearest rows of
     ``x`` to ``query``, computed in float64."""
     d = ((x.astype(np.float64) - query.astype(np.float64)) ** 2).sum(axis=1)
@@ -134,18 +190,19 @@ def exact_knn(x: np.ndarray, query: np.ndarray, k: int) -> Tuple[np.ndarray, np.
 
 
 @pytest.fixture(scope="session")
-def brute_force() -> Callable[[np.ndarray, np.ndarray, int], Tuple[np.ndarray, np.ndarray]]:
+def brute_force() -> BruteForce:
     """NumPy brute force :func:`exact_knn`."""
     return exact_knn
 
 
-def squared_distances(x: np.ndarray, query: np.ndarray) -> np.ndarray:
+def squared_distances(x: npt.NDArray[Any], query: npt.NDArray[Any]) -> F64:
     """Squared L2 distances of every row of ``x`` to ``query`` in float64."""
-    return ((np.atleast_2d(x).astype(np.float64) - query.astype(np.float64)) ** 2).sum(axis=1)
+    d: F64 = ((np.atleast_2d(x).astype(np.float64) - query.astype(np.float64)) ** 2).sum(axis=1)
+    return d
 
 
 @pytest.fixture(scope="session")
-def sq_dist() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def sq_dist() -> SqDist:
     """:func:`squared_distances`, float64 reference distances."""
     return squared_distances
 

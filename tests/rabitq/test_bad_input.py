@@ -21,14 +21,18 @@ operation          argument    ndim
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Dict, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Set, Tuple, Type, Union, cast
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import ruvector_rabitq as rr
+
+if TYPE_CHECKING:
+    from conftest import Builder, IndexClass, SeededIndexClass
 
 FUZZ = settings(
     derandomize=True,
@@ -49,20 +53,29 @@ def resolve(result: Any) -> Any:
     return result
 
 
+OpCall = Callable[[rr.RabitqPlusIndex, npt.ArrayLike], object]
+
+
+def op_call(call: OpCall) -> OpCall:
+    """Returns ``call`` unchanged; gives pyright the lambda's parameter types,
+    which it does not infer from a NamedTuple field."""
+    return call
+
+
 class Op(NamedTuple):
     arg: str
     ndim: int
-    call: Callable[[Any, Any], Any]
+    call: OpCall
 
 
 OPS: Dict[str, Op] = {
-    "build": Op("vectors", 2, lambda idx, a: rr.RabitqPlusIndex.build(a)),
-    "add_batch": Op("vectors", 2, lambda idx, a: idx.add_batch(a)),
-    "search_batch": Op("queries", 2, lambda idx, a: idx.search_batch(a, 1)),
-    "search_batch_async": Op("queries", 2, lambda idx, a: resolve(idx.search_batch_async(a, 1))),
-    "search": Op("query", 1, lambda idx, a: idx.search(a, 1)),
-    "search_async": Op("query", 1, lambda idx, a: resolve(idx.search_async(a, 1))),
-    "add": Op("vector", 1, lambda idx, a: idx.add(10_000, a)),
+    "build": Op("vectors", 2, op_call(lambda idx, a: rr.RabitqPlusIndex.build(a))),
+    "add_batch": Op("vectors", 2, op_call(lambda idx, a: idx.add_batch(a))),
+    "search_batch": Op("queries", 2, op_call(lambda idx, a: idx.search_batch(a, 1))),
+    "search_batch_async": Op("queries", 2, op_call(lambda idx, a: resolve(idx.search_batch_async(a, 1)))),
+    "search": Op("query", 1, op_call(lambda idx, a: idx.search(a, 1))),
+    "search_async": Op("query", 1, op_call(lambda idx, a: resolve(idx.search_async(a, 1)))),
+    "add": Op("vector", 1, op_call(lambda idx, a: idx.add(10_000, a))),
 }
 ONE_D = [name for name, op in OPS.items() if op.ndim == 1]
 TWO_D = [name for name, op in OPS.items() if op.ndim == 2]
@@ -73,12 +86,12 @@ def small_index() -> rr.RabitqPlusIndex:
     return rr.RabitqPlusIndex.build(x, seed=1)
 
 
-def good_input(op: Op, rows: int = 3, dim: int = DIM) -> np.ndarray:
+def good_input(op: Op, rows: int = 3, dim: int = DIM) -> npt.NDArray[np.float32]:
     a = np.random.default_rng(4).standard_normal((rows, dim)).astype(np.float32)
     return a[0].copy() if op.ndim == 1 else a
 
 
-def snapshot(idx: Any) -> tuple:
+def snapshot(idx: Any) -> Tuple[object, ...]:
     """Everything observable about an index's contents."""
     q = np.random.default_rng(9).standard_normal((4, idx.dim)).astype(np.float32)
     k = min(5, len(idx))
@@ -106,7 +119,7 @@ BAD_DTYPES = [
 
 @FUZZ
 @given(op_name=st.sampled_from(list(OPS)), dtype=st.sampled_from(BAD_DTYPES))
-def test_only_float32_is_accepted(op_name, dtype):
+def test_only_float32_is_accepted(op_name: str, dtype: npt.DTypeLike) -> None:
     op = OPS[op_name]
     bad = good_input(op).astype(dtype)
     with pytest.raises(rr.InvalidArgument) as err:
@@ -116,13 +129,14 @@ def test_only_float32_is_accepted(op_name, dtype):
     assert f"{op.arg}.astype(numpy.float32)" in msg
 
 
-def strided_2d(a: np.ndarray, how: str) -> np.ndarray:
+def strided_2d(a: npt.NDArray[np.float32], how: str) -> npt.NDArray[np.float32]:
     if how == "every other column":
         return np.repeat(a, 2, axis=1)[:, ::2]
     if how == "every other row":
         return np.repeat(a, 2, axis=0)[::2]
     if how == "transposed":
-        return np.ascontiguousarray(a.T).T
+        transposed: npt.NDArray[np.float32] = np.ascontiguousarray(a.T).T
+        return transposed
     if how == "fortran order":
         return np.asfortranarray(a)
     if how == "reversed rows":
@@ -134,7 +148,7 @@ def strided_2d(a: np.ndarray, how: str) -> np.ndarray:
     "how", ["every other column", "every other row", "transposed", "fortran order", "reversed rows"]
 )
 @pytest.mark.parametrize("op_name", TWO_D)
-def test_a_strided_matrix_is_refused(op_name, how):
+def test_a_strided_matrix_is_refused(op_name: str, how: str) -> None:
     op = OPS[op_name]
     bad = strided_2d(good_input(op), how)
     assert bad.shape == (3, DIM) and not bad.flags.c_contiguous
@@ -146,7 +160,7 @@ def test_a_strided_matrix_is_refused(op_name, how):
 
 @pytest.mark.parametrize("how", ["every other value", "reversed"])
 @pytest.mark.parametrize("op_name", ONE_D)
-def test_a_strided_vector_is_refused(op_name, how):
+def test_a_strided_vector_is_refused(op_name: str, how: str) -> None:
     op = OPS[op_name]
     v = good_input(op)
     bad = np.repeat(v, 2)[::2] if how == "every other value" else v[::-1]
@@ -156,7 +170,7 @@ def test_a_strided_vector_is_refused(op_name, how):
 
 
 @pytest.mark.parametrize("op_name", list(OPS))
-def test_a_misaligned_buffer_is_refused(op_name):
+def test_a_misaligned_buffer_is_refused(op_name: str) -> None:
     op = OPS[op_name]
     shape = (DIM,) if op.ndim == 1 else (3, DIM)
     raw = np.zeros(4 * int(np.prod(shape)) + 1, dtype=np.uint8)
@@ -169,7 +183,7 @@ def test_a_misaligned_buffer_is_refused(op_name):
 
 @FUZZ
 @given(op_name=st.sampled_from(TWO_D), shape=st.sampled_from([(), (DIM,), (0,), (2, 3, DIM), (1, 1, 1, DIM)]))
-def test_matrix_arguments_must_be_two_dimensional(op_name, shape):
+def test_matrix_arguments_must_be_two_dimensional(op_name: str, shape: Tuple[int, ...]) -> None:
     op = OPS[op_name]
     bad = np.ones(shape, dtype=np.float32)
     with pytest.raises(rr.InvalidArgument) as err:
@@ -180,7 +194,7 @@ def test_matrix_arguments_must_be_two_dimensional(op_name, shape):
 
 @FUZZ
 @given(op_name=st.sampled_from(ONE_D), shape=st.sampled_from([(), (2, DIM), (DIM, 1), (2, 2, DIM)]))
-def test_vector_arguments_must_be_one_dimensional(op_name, shape):
+def test_vector_arguments_must_be_one_dimensional(op_name: str, shape: Tuple[int, ...]) -> None:
     op = OPS[op_name]
     with pytest.raises(rr.InvalidArgument) as err:
         op.call(small_index(), np.ones(shape, dtype=np.float32))
@@ -189,7 +203,7 @@ def test_vector_arguments_must_be_one_dimensional(op_name, shape):
 
 
 @pytest.mark.parametrize("op_name", ["search", "search_async"])
-def test_a_single_row_matrix_query_points_to_search_batch(op_name):
+def test_a_single_row_matrix_query_points_to_search_batch(op_name: str) -> None:
     op = OPS[op_name]
     with pytest.raises(rr.InvalidArgument) as err:
         op.call(small_index(), np.ones((1, DIM), dtype=np.float32))
@@ -198,7 +212,7 @@ def test_a_single_row_matrix_query_points_to_search_batch(op_name):
     assert "pass query[0]" in msg and "search_batch" in msg
 
 
-def test_a_single_row_matrix_given_to_add_points_to_add_batch():
+def test_a_single_row_matrix_given_to_add_points_to_add_batch() -> None:
     with pytest.raises(rr.InvalidArgument) as err:
         small_index().add(10_000, np.ones((1, DIM), dtype=np.float32))
     msg = str(err.value)
@@ -210,7 +224,7 @@ def test_a_single_row_matrix_given_to_add_points_to_add_batch():
 
 @FUZZ
 @given(op_name=st.sampled_from([n for n in OPS if n != "build"]), got=st.integers(1, 40))
-def test_a_wrong_dimension_is_a_dimension_mismatch(op_name, got):
+def test_a_wrong_dimension_is_a_dimension_mismatch(op_name: str, got: int) -> None:
     assume(got != DIM)
     op = OPS[op_name]
     with pytest.raises(rr.DimensionMismatch) as err:
@@ -232,7 +246,7 @@ def test_a_wrong_dimension_is_a_dimension_mismatch(op_name, got):
         ([], "got shape (0,)"),
     ],
 )
-def test_sequences_numpy_cannot_turn_into_a_matrix_are_refused(bad, fragment):
+def test_sequences_numpy_cannot_turn_into_a_matrix_are_refused(bad: Any, fragment: str) -> None:
     with pytest.raises(rr.InvalidArgument) as err:
         rr.RabitqPlusIndex.build(bad)
     assert fragment in str(err.value)
@@ -250,7 +264,9 @@ NON_FINITE = {"nan": (np.nan, "NaN"), "inf": (np.inf, "inf"), "-inf": (-np.inf, 
     dim_pos=st.data(),
     value=st.sampled_from(list(NON_FINITE)),
 )
-def test_a_non_finite_value_in_a_matrix_is_refused_with_its_position(op_name, rows, dim_pos, value):
+def test_a_non_finite_value_in_a_matrix_is_refused_with_its_position(
+    op_name: str, rows: int, dim_pos: st.DataObject, value: str
+) -> None:
     op = OPS[op_name]
     row = dim_pos.draw(st.integers(0, rows - 1), label="row")
     col = dim_pos.draw(st.integers(0, DIM - 1), label="col")
@@ -264,7 +280,7 @@ def test_a_non_finite_value_in_a_matrix_is_refused_with_its_position(op_name, ro
 
 @FUZZ
 @given(op_name=st.sampled_from(ONE_D), col=st.integers(0, DIM - 1), value=st.sampled_from(list(NON_FINITE)))
-def test_a_non_finite_value_in_a_vector_is_refused_with_its_position(op_name, col, value):
+def test_a_non_finite_value_in_a_vector_is_refused_with_its_position(op_name: str, col: int, value: str) -> None:
     op = OPS[op_name]
     bad = good_input(op)
     bad[col], shown = NON_FINITE[value]
@@ -273,7 +289,7 @@ def test_a_non_finite_value_in_a_vector_is_refused_with_its_position(op_name, co
     assert f"{op.arg} must hold only finite values, got {shown} at {op.arg}[{col}]" in str(err.value)
 
 
-def test_a_one_row_matrix_reports_the_row_and_the_column():
+def test_a_one_row_matrix_reports_the_row_and_the_column() -> None:
     # vectors[3] would mean row 3; for a (1, dim) matrix the place is vectors[0, 3].
     wrong = {}
     for name in TWO_D:
@@ -287,7 +303,7 @@ def test_a_one_row_matrix_reports_the_row_and_the_column():
     assert wrong == {}
 
 
-def test_add_names_its_own_argument_in_value_errors():
+def test_add_names_its_own_argument_in_value_errors() -> None:
     idx = small_index()
     v = good_input(OPS["add"])
     v[3] = np.nan
@@ -302,7 +318,7 @@ def test_add_names_its_own_argument_in_value_errors():
 
 @FUZZ
 @given(op_name=st.sampled_from(list(OPS)), data=st.data(), magnitude=st.sampled_from([1e19, -1e19, 3e38, 1e18 * 1.5]))
-def test_a_row_whose_squared_norm_overflows_is_refused(op_name, data, magnitude):
+def test_a_row_whose_squared_norm_overflows_is_refused(op_name: str, data: st.DataObject, magnitude: float) -> None:
     op = OPS[op_name]
     bad = good_input(op, rows=4)
     if op.ndim == 1:
@@ -319,7 +335,7 @@ def test_a_row_whose_squared_norm_overflows_is_refused(op_name, data, magnitude)
     assert "above the supported maximum 1e36" in msg
 
 
-def test_large_but_safe_values_are_accepted():
+def test_large_but_safe_values_are_accepted() -> None:
     x = np.full((3, DIM), 1e17, dtype=np.float32)  # squared norm 8e34 < 1e36
     x[1] *= -1
     x[2] = 0
@@ -335,10 +351,10 @@ def test_large_but_safe_values_are_accepted():
 
 @FUZZ
 @given(k=st.integers(-(2**70), 2**70), how=st.sampled_from(["search", "search_batch", "search_async"]))
-def test_k_must_be_between_1_and_len(k, how):
+def test_k_must_be_between_1_and_len(k: int, how: str) -> None:
     idx = small_index()  # 20 vectors
     q = good_input(OPS["search"])
-    call = {
+    call: Callable[[], Any] = {
         "search": lambda: idx.search(q, k),
         "search_batch": lambda: idx.search_batch(q[None, :], k),
         "search_async": lambda: resolve(idx.search_async(q, k)),
@@ -369,23 +385,24 @@ def test_k_must_be_between_1_and_len(k, how):
         ([3], "list"),
     ],
 )
-def test_k_must_be_an_integer(k, type_name):
+def test_k_must_be_an_integer(k: Any, type_name: str) -> None:
     idx = small_index()
     q = good_input(OPS["search"])
-    for call in [
+    calls: List[Callable[[], object]] = [
         lambda: idx.search(q, k),
         lambda: idx.search_batch(q[None, :], k),
         lambda: resolve(idx.search_async(q, k)),
-    ]:
+    ]
+    for call in calls:
         with pytest.raises(rr.InvalidArgument) as err:
             call()
         assert str(err.value) == f"k must be an integer, got {type_name}"
 
 
-def test_searching_an_empty_index_raises_empty_index(build_any):
+def test_searching_an_empty_index_raises_empty_index(build_any: Builder) -> None:
     idx = build_any(np.zeros((0, DIM), dtype=np.float32))
     q = np.ones(DIM, dtype=np.float32)
-    calls = {
+    calls: Dict[str, Callable[[], object]] = {
         "search": lambda: idx.search(q, 1),
         "search_batch": lambda: idx.search_batch(q[None, :], 1),
         "search_batch with no queries": lambda: idx.search_batch(q[:0].reshape(0, DIM), 1),
@@ -406,7 +423,7 @@ RABITQ_MAX_ID = 2**32 - 1
 FLAT_MAX_ID = 2**63 - 1
 
 
-def expected_id_error(ids: list, max_id: int) -> str | None:
+def expected_id_error(ids: List[int], max_id: int) -> str | None:
     """The message the first offending id must produce, or None if all are fine.
 
     Negative ids are found while converting the ids to unsigned integers, so
@@ -415,7 +432,7 @@ def expected_id_error(ids: list, max_id: int) -> str | None:
     for i, v in enumerate(ids):
         if v < 0:
             return f"ids[{i}] = {v} is negative: ids must be >= 0"
-    seen = set()
+    seen: Set[int] = set()
     for i, v in enumerate(ids):
         if v > max_id:
             return f"ids[{i}] = {v} does not fit this index: ids must be between 0 and {max_id}"
@@ -438,7 +455,7 @@ def interesting_ids(max_id: int) -> st.SearchStrategy[int]:
 
 @FUZZ
 @given(data=st.data(), kind=st.sampled_from(["RabitqIndex", "RabitqPlusIndex", "RabitqAsymIndex", "FlatF32Index"]))
-def test_build_checks_every_id(data, kind):
+def test_build_checks_every_id(data: st.DataObject, kind: str) -> None:
     cls = getattr(rr, kind)
     max_id = FLAT_MAX_ID if cls is rr.FlatF32Index else RABITQ_MAX_ID
     ids = data.draw(st.lists(interesting_ids(max_id), min_size=1, max_size=6), label="ids")
@@ -454,7 +471,7 @@ def test_build_checks_every_id(data, kind):
 
 
 @pytest.mark.parametrize("cls", [rr.RabitqIndex, rr.RabitqPlusIndex, rr.RabitqAsymIndex])
-def test_rabitq_ids_stop_at_u32_max_and_are_never_truncated(cls):
+def test_rabitq_ids_stop_at_u32_max_and_are_never_truncated(cls: SeededIndexClass) -> None:
     x = np.eye(2, DIM, dtype=np.float32)
     idx = cls.build(x, ids=[0, 2**32 - 1])
     assert idx.ids.tolist() == [0, 2**32 - 1]
@@ -467,7 +484,7 @@ def test_rabitq_ids_stop_at_u32_max_and_are_never_truncated(cls):
     assert 0 not in cls.build(x, ids=[1, 2]) and 2**32 not in idx
 
 
-def test_flat_ids_go_up_to_i64_max():
+def test_flat_ids_go_up_to_i64_max() -> None:
     x = np.eye(3, DIM, dtype=np.float32)
     idx = rr.FlatF32Index.build(x, ids=[0, 2**40, 2**63 - 1])
     assert idx.ids.tolist() == [0, 2**40, 2**63 - 1]
@@ -480,7 +497,7 @@ def test_flat_ids_go_up_to_i64_max():
         idx.add(2**63, x[0])
 
 
-def test_an_out_of_range_id_in_a_python_list_is_named_in_the_message():
+def test_an_out_of_range_id_in_a_python_list_is_named_in_the_message() -> None:
     # A list mixing small and huge ints is not an int64 array to NumPy (it
     # becomes float64 or object); the message must still say which id is out
     # of range rather than claim that the ids are not integers.
@@ -494,7 +511,7 @@ def test_an_out_of_range_id_in_a_python_list_is_named_in_the_message():
     assert wrong == {}
 
 
-def test_an_empty_id_list_goes_with_an_empty_batch():
+def test_an_empty_id_list_goes_with_an_empty_batch() -> None:
     empty = np.zeros((0, DIM), dtype=np.float32)
     assert len(rr.RabitqPlusIndex.build(empty, ids=np.array([], dtype=np.int64))) == 0
     assert len(rr.RabitqPlusIndex.build(empty, ids=[])) == 0
@@ -517,15 +534,19 @@ def test_an_empty_id_list_goes_with_an_empty_batch():
         (7, "ids must be a 1-D sequence of 3 ids (one per vector), got shape ()"),
     ],
 )
-def test_ids_must_be_one_integer_per_vector(ids, fragment):
+def test_ids_must_be_one_integer_per_vector(ids: Any, fragment: str) -> None:
     x = np.eye(3, DIM, dtype=np.float32)
-    for call in [lambda: rr.RabitqPlusIndex.build(x, ids), lambda: rr.FlatF32Index(DIM).add_batch(x, ids)]:
+    calls: List[Callable[[], object]] = [
+        lambda: rr.RabitqPlusIndex.build(x, ids),
+        lambda: rr.FlatF32Index(DIM).add_batch(x, ids),
+    ]
+    for call in calls:
         with pytest.raises(rr.InvalidArgument) as err:
             call()
         assert fragment in str(err.value)
 
 
-def test_unsigned_and_narrow_integer_id_arrays_are_accepted():
+def test_unsigned_and_narrow_integer_id_arrays_are_accepted() -> None:
     x = np.eye(3, DIM, dtype=np.float32)
     for dtype in [np.uint8, np.int16, np.uint32, np.int64, np.uint64]:
         assert rr.RabitqPlusIndex.build(x, np.array([5, 6, 7], dtype=dtype)).ids.tolist() == [5, 6, 7]
@@ -540,14 +561,14 @@ def test_unsigned_and_narrow_integer_id_arrays_are_accepted():
         ("1", "id must be an integer, got str"),
     ],
 )
-def test_add_checks_its_id(bad_id, fragment):
+def test_add_checks_its_id(bad_id: Any, fragment: str) -> None:
     idx = small_index()
     with pytest.raises(rr.InvalidArgument) as err:
         idx.add(bad_id, good_input(OPS["add"]))
     assert fragment in str(err.value)
 
 
-def test_ids_already_in_the_index_are_refused():
+def test_ids_already_in_the_index_are_refused() -> None:
     idx = small_index()  # ids 0..19
     v = good_input(OPS["add"])
     with pytest.raises(rr.InvalidArgument, match="ids\\[0\\] = 5 is already in the index: ids must be unique"):
@@ -557,7 +578,7 @@ def test_ids_already_in_the_index_are_refused():
     assert len(idx) == 20
 
 
-def test_default_ids_of_add_batch_collide_with_explicit_ids():
+def test_default_ids_of_add_batch_collide_with_explicit_ids() -> None:
     idx = rr.RabitqPlusIndex.build(np.eye(2, DIM, dtype=np.float32), ids=[2, 3])
     with pytest.raises(rr.InvalidArgument, match="ids\\[0\\] = 2 is already in the index"):
         idx.add_batch(np.ones((2, DIM), dtype=np.float32))  # defaults 2, 3
@@ -582,10 +603,10 @@ BAD_BATCHES = [
 ]
 
 
-def bad_batch(kind: str, idx: Any, draw: Any) -> tuple:
+def bad_batch(kind: str, idx: Any, draw: Any) -> Tuple[npt.NDArray[Any], Any]:
     n = draw(st.integers(1, 5), label="rows")
     x = np.random.default_rng(n).standard_normal((n, idx.dim)).astype(np.float32) + 3
-    ids = list(range(1000, 1000 + n))
+    ids: List[Any] = list(range(1000, 1000 + n))  # ints, made bad below
     where = (draw(st.integers(0, n - 1), label="row"), draw(st.integers(0, idx.dim - 1), label="col"))
     if kind == "nan":
         x[where] = np.nan
@@ -619,7 +640,9 @@ def bad_batch(kind: str, idx: Any, draw: Any) -> tuple:
 
 @FUZZ
 @given(data=st.data(), kind=st.sampled_from(BAD_BATCHES), single=st.booleans())
-def test_a_failed_add_leaves_the_index_unchanged(build_any, data, kind, single):
+def test_a_failed_add_leaves_the_index_unchanged(
+    build_any: Builder, data: st.DataObject, kind: str, single: bool
+) -> None:
     x = np.random.default_rng(11).standard_normal((30, DIM)).astype(np.float32)
     idx, twin = build_any(x), build_any(x)
     before = snapshot(idx)
@@ -640,25 +663,27 @@ def test_a_failed_add_leaves_the_index_unchanged(build_any, data, kind, single):
     "dim, fragment", [(0, "got 0"), (-1, "got -1"), (8193, "got 8193"), (2**64, "got 18446744073709551616")]
 )
 @pytest.mark.parametrize("cls", [rr.FlatF32Index, rr.RabitqIndex, rr.RabitqPlusIndex, rr.RabitqAsymIndex])
-def test_dim_must_be_between_1_and_8192(cls, dim, fragment):
+def test_dim_must_be_between_1_and_8192(cls: IndexClass, dim: int, fragment: str) -> None:
     with pytest.raises(rr.InvalidArgument) as err:
         cls(dim)
     assert "dim must be between 1 and 8192" in str(err.value) and fragment in str(err.value)
 
 
-def test_the_largest_dims_are_accepted_where_cheap():
+def test_the_largest_dims_are_accepted_where_cheap() -> None:
     assert rr.FlatF32Index(8192).dim == 8192
     assert rr.RabitqPlusIndex(8192, rotation="hadamard").dim == 8192
     assert rr.RabitqIndex(3, rotation="hadamard").dim == 3  # not a power of two
 
 
-def test_dim_zero_from_an_n_by_0_matrix_is_refused():
+def test_dim_zero_from_an_n_by_0_matrix_is_refused() -> None:
     with pytest.raises(rr.InvalidArgument, match="dim must be between 1 and 8192, got 0"):
         rr.RabitqPlusIndex.build(np.zeros((3, 0), dtype=np.float32))
 
 
 @pytest.mark.parametrize("cls", [rr.RabitqIndex, rr.RabitqPlusIndex])
-def test_haar_rotation_stops_at_dim_2048_and_suggests_hadamard(cls):
+def test_haar_rotation_stops_at_dim_2048_and_suggests_hadamard(
+    cls: Type[Union[rr.RabitqIndex, rr.RabitqPlusIndex]],
+) -> None:
     for dim in [2049, 8192]:
         with pytest.raises(rr.InvalidArgument) as err:
             cls(dim)
@@ -669,19 +694,19 @@ def test_haar_rotation_stops_at_dim_2048_and_suggests_hadamard(cls):
 
 
 @pytest.mark.parametrize("dim", ["8", 8.0, True, None])
-def test_dim_must_be_an_integer(dim):
+def test_dim_must_be_an_integer(dim: Any) -> None:
     with pytest.raises(rr.InvalidArgument, match="dim must be an integer"):
         rr.RabitqPlusIndex(dim)
 
 
 @pytest.mark.parametrize("rotation", ["HAAR", "", "hadamard ", "random"])
-def test_rotation_must_be_haar_or_hadamard(rotation):
+def test_rotation_must_be_haar_or_hadamard(rotation: str) -> None:
     with pytest.raises(rr.InvalidArgument) as err:
         rr.RabitqPlusIndex(DIM, rotation=rotation)
     assert str(err.value) == f'rotation must be "haar" or "hadamard", got "{rotation}"'
 
 
-def test_asym_supports_only_the_haar_rotation():
+def test_asym_supports_only_the_haar_rotation() -> None:
     with pytest.raises(rr.InvalidArgument, match='RabitqAsymIndex supports only rotation="haar"'):
         rr.RabitqAsymIndex(DIM, rotation="hadamard")
     assert rr.RabitqAsymIndex(DIM, rotation="haar").rotation == "haar"
@@ -689,7 +714,7 @@ def test_asym_supports_only_the_haar_rotation():
 
 @FUZZ
 @given(seed=st.one_of(st.integers(-(2**65), 2**65), st.sampled_from([0, 2**64 - 1, 2**64, -1])))
-def test_seed_is_any_u64(seed):
+def test_seed_is_any_u64(seed: int) -> None:
     if 0 <= seed < 2**64:
         assert rr.RabitqIndex(DIM, seed=seed).seed == seed
         return
@@ -699,7 +724,7 @@ def test_seed_is_any_u64(seed):
 
 
 @pytest.mark.parametrize("seed", [1.0, True, "1"])
-def test_seed_must_be_an_integer(seed):
+def test_seed_must_be_an_integer(seed: Any) -> None:
     with pytest.raises(rr.InvalidArgument, match="seed must be an integer"):
         rr.RabitqPlusIndex(DIM, seed=seed)
 
@@ -710,7 +735,9 @@ def test_seed_must_be_an_integer(seed):
     where=st.sampled_from(["constructor", "build", "setter", "search", "search_batch"]),
     cls=st.sampled_from([rr.RabitqPlusIndex, rr.RabitqAsymIndex]),
 )
-def test_rerank_factor_is_between_1_and_1024(rf, where, cls):
+def test_rerank_factor_is_between_1_and_1024(
+    rf: int, where: str, cls: Type[Union[rr.RabitqPlusIndex, rr.RabitqAsymIndex]]
+) -> None:
     x = np.random.default_rng(0).standard_normal((30, DIM)).astype(np.float32)
 
     def apply() -> Any:
@@ -737,7 +764,7 @@ def test_rerank_factor_is_between_1_and_1024(rf, where, cls):
 
 
 @pytest.mark.parametrize("cls", [rr.FlatF32Index, rr.RabitqIndex])
-def test_kinds_without_rerank_refuse_a_rerank_factor(cls):
+def test_kinds_without_rerank_refuse_a_rerank_factor(cls: Any) -> None:
     x = np.random.default_rng(0).standard_normal((10, DIM)).astype(np.float32)
     idx = cls.build(x)
     name = cls.__name__
@@ -745,6 +772,7 @@ def test_kinds_without_rerank_refuse_a_rerank_factor(cls):
         cls.build(x, rerank_factor=2)
     with pytest.raises(rr.InvalidArgument, match=f"{name} does not rerank and takes no rerank_factor"):
         cls(DIM, rerank_factor=2)
+    call: Callable[[], object]
     for call in [
         lambda: idx.search(x[0], 2, rerank_factor=2),
         lambda: idx.search_batch(x, 2, rerank_factor=2),
@@ -761,17 +789,20 @@ def test_kinds_without_rerank_refuse_a_rerank_factor(cls):
     assert idx.search(x[0], 2, rerank_factor=None) == idx.search(x[0], 2)
 
 
-def test_flat_index_takes_no_seed_or_rotation():
+def test_flat_index_takes_no_seed_or_rotation() -> None:
     x = np.eye(2, DIM, dtype=np.float32)
-    for kwargs in [{"seed": 1}, {"rotation": "haar"}, {"rotation": "hadamard"}, {"seed": 0}]:
+    for kwargs in cast(
+        List[Dict[str, Any]], [{"seed": 1}, {"rotation": "haar"}, {"rotation": "hadamard"}, {"seed": 0}]
+    ):
         with pytest.raises(rr.InvalidArgument, match="FlatF32Index is exact and takes no seed or rotation"):
             rr.FlatF32Index.build(x, **kwargs)
         with pytest.raises(rr.InvalidArgument, match="FlatF32Index is exact and takes no seed or rotation"):
             rr.FlatF32Index(DIM, **kwargs)
-    assert rr.FlatF32Index.build(x, seed=None, rerank_factor=None) == rr.FlatF32Index.build(x)
+    # The stub omits FlatF32Index.build's ``seed``/``rerank_factor`` keywords, which the runtime takes (as None).
+    assert rr.FlatF32Index.build(x, seed=None, rerank_factor=None) == rr.FlatF32Index.build(x)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
 
 
-def test_a_negative_id_lookup_is_not_found_like_any_missing_key():
+def test_a_negative_id_lookup_is_not_found_like_any_missing_key() -> None:
     idx = rr.FlatF32Index.build(np.arange(6, dtype=np.float32).reshape(2, 3))
     with pytest.raises(rr.NotFound) as err:
         idx[-1]
@@ -780,8 +811,9 @@ def test_a_negative_id_lookup_is_not_found_like_any_missing_key():
     assert -1 not in idx
 
 
-def test_a_rotation_that_is_not_a_string_is_an_invalid_argument():
+def test_a_rotation_that_is_not_a_string_is_an_invalid_argument() -> None:
     with pytest.raises(rr.InvalidArgument, match=r'rotation must be "haar" or "hadamard", got 1'):
-        rr.RabitqPlusIndex(4, rotation=1)
+        rotation: Any = 1
+        rr.RabitqPlusIndex(4, rotation=rotation)
     with pytest.raises(rr.InvalidArgument, match='got "HAAR"'):
         rr.RabitqIndex(4, rotation="HAAR")

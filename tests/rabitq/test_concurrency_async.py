@@ -13,15 +13,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-from typing import Callable, List
+from typing import TYPE_CHECKING, Any, Callable, List, Sequence, Tuple, Type, Union
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 import ruvector_rabitq as rr
 
+if TYPE_CHECKING:
+    from conftest import Batch, Builder, Clustered, Data
 
-def hits_as_arrays(hits):
+
+def hits_as_arrays(hits: Sequence[rr.SearchHit]) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     return np.array([h.id for h in hits], dtype=np.int64), np.array([h.score for h in hits], dtype=np.float32)
 
 
@@ -49,7 +53,7 @@ def run_threads(targets: List[Callable[[], None]], timeout: float = 60.0) -> Lis
 # ── threads ─────────────────────────────────────────────────────────────────
 
 
-def test_concurrent_searches_agree_with_sequential_ones(data, build_any):
+def test_concurrent_searches_agree_with_sequential_ones(data: Data, build_any: Builder) -> None:
     x, q = data
     idx = build_any(x)
     want = idx.search_batch(q, 10)
@@ -68,7 +72,7 @@ def test_concurrent_searches_agree_with_sequential_ones(data, build_any):
     assert run_threads([searcher] * 6) == []
 
 
-def test_searches_during_add_batch_always_see_a_valid_index(clustered):
+def test_searches_during_add_batch_always_see_a_valid_index(clustered: Clustered) -> None:
     x, q = clustered(3000, 24, seed=8, queries=16)
     idx = rr.RabitqPlusIndex.build(x[:200], seed=3, rerank_factor=4)
     writing = threading.Event()
@@ -76,7 +80,7 @@ def test_searches_during_add_batch_always_see_a_valid_index(clustered):
     barrier = threading.Barrier(5)
     checked = [0]
 
-    def check(ids: np.ndarray, scores: np.ndarray, query: np.ndarray) -> None:
+    def check(ids: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], query: npt.NDArray[np.float32]) -> None:
         assert np.all(ids >= 0) and np.all(ids < len(x))
         assert len(set(ids.tolist())) == len(ids)
         assert np.all(np.diff(scores) >= 0)
@@ -119,7 +123,7 @@ def test_searches_during_add_batch_always_see_a_valid_index(clustered):
     assert idx == rr.RabitqPlusIndex.build(x, seed=3, rerank_factor=4)
 
 
-def test_failed_adds_from_many_threads_change_nothing(data):
+def test_failed_adds_from_many_threads_change_nothing(data: Data) -> None:
     x, q = data
     idx = rr.RabitqPlusIndex.build(x)
     want = idx.search_batch(q, 5)
@@ -139,7 +143,7 @@ def test_failed_adds_from_many_threads_change_nothing(data):
         np.testing.assert_array_equal(a, b)
 
 
-def test_distinct_adds_from_many_threads_all_land(data):
+def test_distinct_adds_from_many_threads_all_land(data: Data) -> None:
     x, _ = data
     idx = rr.FlatF32Index(x.shape[1])
 
@@ -157,13 +161,15 @@ def test_distinct_adds_from_many_threads_all_land(data):
 
 
 @pytest.mark.parametrize("cls", [rr.FlatF32Index, rr.RabitqPlusIndex])
-def test_concurrent_add_batch_with_default_ids_never_collides(cls):
+def test_concurrent_add_batch_with_default_ids_never_collides(
+    cls: Type[Union[rr.FlatF32Index, rr.RabitqPlusIndex]],
+) -> None:
     # Default ids are len(idx) .. len(idx) + n - 1 at the moment the batch is
     # added; reading len and adding must be one step, or two threads pick the
     # same ids and one add fails. (A race: repeated to make it show.)
     batches = [np.random.default_rng(s).standard_normal((5, 16)).astype(np.float32) for s in range(4)]
 
-    def adder(idx: rr.AnyIndex, barrier: threading.Barrier, batch: np.ndarray) -> Callable[[], None]:
+    def adder(idx: rr.AnyIndex, barrier: threading.Barrier, batch: npt.NDArray[np.float32]) -> Callable[[], None]:
         def run() -> None:
             barrier.wait()
             for _ in range(150):
@@ -183,7 +189,7 @@ def test_concurrent_add_batch_with_default_ids_never_collides(cls):
 # ── asyncio ─────────────────────────────────────────────────────────────────
 
 
-def test_search_async_returns_a_real_coroutine(data):
+def test_search_async_returns_a_real_coroutine(data: Data) -> None:
     idx = rr.RabitqPlusIndex.build(data[0])
     coro = idx.search_async(data[1][0], 3)
     assert asyncio.iscoroutine(coro)
@@ -195,11 +201,11 @@ def test_search_async_returns_a_real_coroutine(data):
     assert info["started"] is True and info["worker_threads"] >= 1
 
 
-def test_gathered_async_searches_equal_sync_results(data, build_any):
+def test_gathered_async_searches_equal_sync_results(data: Data, build_any: Builder) -> None:
     x, q = data
     idx = build_any(x)
 
-    async def main() -> list:
+    async def main() -> List[Any]:
         return await asyncio.gather(*[idx.search_async(query, 7) for query in q], idx.search_batch_async(q, 7))
 
     *singles, (ids, scores) = asyncio.run(main())
@@ -210,11 +216,11 @@ def test_gathered_async_searches_equal_sync_results(data, build_any):
     assert (ids.dtype, scores.dtype) == (np.int64, np.float32)
 
 
-def test_async_rerank_factor_matches_sync(data):
+def test_async_rerank_factor_matches_sync(data: Data) -> None:
     x, q = data
     idx = rr.RabitqPlusIndex.build(x, rerank_factor=1)
 
-    async def main() -> tuple:
+    async def main() -> Tuple[List[rr.SearchHit], Batch]:
         return await idx.search_async(q[0], 10, rerank_factor=40), await idx.search_batch_async(q, 10, rerank_factor=40)
 
     single, (ids, _) = asyncio.run(main())
@@ -222,22 +228,22 @@ def test_async_rerank_factor_matches_sync(data):
     np.testing.assert_array_equal(ids, idx.search_batch(q, 10, rerank_factor=40)[0])
 
 
-def test_search_batch_async_with_no_queries_has_k_columns(data):
+def test_search_batch_async_with_no_queries_has_k_columns(data: Data) -> None:
     x, _ = data
     idx = rr.RabitqPlusIndex.build(x)
     empty = np.zeros((0, x.shape[1]), dtype=np.float32)
     ids, scores = asyncio.run(idx.search_batch_async(empty, 4))
     assert (ids.shape, scores.shape) == ((0, 4), (0, 4))  # as search_batch gives
-    assert (ids.dtype, scores.dtype) == (np.int64, np.float32)
+    assert (ids.dtype, scores.dtype) == (np.dtype(np.int64), np.dtype(np.float32))
 
 
-def test_the_query_is_copied_when_search_async_is_called(data):
+def test_the_query_is_copied_when_search_async_is_called(data: Data) -> None:
     x, q = data
     idx = rr.RabitqPlusIndex.build(x)
     query = q[0].copy()
     batch = q.copy()
 
-    async def main() -> tuple:
+    async def main() -> Tuple[List[rr.SearchHit], Batch]:
         single = idx.search_async(query, 5)
         many = idx.search_batch_async(batch, 5)
         query[:] = 100.0  # the caller reuses its buffers at once
@@ -249,7 +255,7 @@ def test_the_query_is_copied_when_search_async_is_called(data):
     np.testing.assert_array_equal(ids, idx.search_batch(q, 5)[0])
 
 
-def test_a_pending_search_keeps_its_index_alive(data):
+def test_a_pending_search_keeps_its_index_alive(data: Data) -> None:
     x, q = data
     idx = rr.RabitqPlusIndex.build(x)
     want = idx.search(q[0], 5)
@@ -259,7 +265,7 @@ def test_a_pending_search_keeps_its_index_alive(data):
     assert asyncio.run(pending) == want
 
 
-def test_errors_inside_async_work_surface_at_await(data):
+def test_errors_inside_async_work_surface_at_await(data: Data) -> None:
     x, q = data
     idx = rr.RabitqPlusIndex.build(x[:10])
 
@@ -279,7 +285,7 @@ def test_errors_inside_async_work_surface_at_await(data):
     asyncio.run(main())
 
 
-def test_cancelling_a_pending_search_raises_cancelled_error_and_the_loop_stays_healthy(clustered):
+def test_cancelling_a_pending_search_raises_cancelled_error_and_the_loop_stays_healthy(clustered: Clustered) -> None:
     x, q = clustered(20_000, 32, seed=4, queries=200)
     idx = rr.RabitqPlusIndex.build(x, rerank_factor=50)
     want = idx.search(q[0], 5)
@@ -308,13 +314,13 @@ def test_cancelling_a_pending_search_raises_cancelled_error_and_the_loop_stays_h
     assert idx.search(q[0], 5) == want
 
 
-def test_async_searches_from_many_event_loops_in_threads(data):
+def test_async_searches_from_many_event_loops_in_threads(data: Data) -> None:
     x, q = data
     idx = rr.RabitqPlusIndex.build(x)
     want = [idx.search(query, 5) for query in q]
 
     def loop_in_thread() -> None:
-        async def main() -> list:
+        async def main() -> List[List[rr.SearchHit]]:
             return await asyncio.gather(*[idx.search_async(query, 5) for query in q])
 
         for _ in range(5):
@@ -323,12 +329,12 @@ def test_async_searches_from_many_event_loops_in_threads(data):
     assert run_threads([loop_in_thread] * 4) == []
 
 
-def test_async_search_works_under_uvloop(data):
+def test_async_search_works_under_uvloop(data: Data) -> None:
     uvloop = pytest.importorskip("uvloop")
     x, q = data
     idx = rr.RabitqPlusIndex.build(x)
 
-    async def main() -> tuple:
+    async def main() -> Tuple[List[List[rr.SearchHit]], Batch]:
         singles = await asyncio.gather(*[idx.search_async(query, 5) for query in q])
         batch = await idx.search_batch_async(q, 5)
         task = asyncio.ensure_future(idx.search_batch_async(q, 5))

@@ -25,12 +25,16 @@ import sys
 import textwrap
 import zlib
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 import ruvector_rabitq as rr
+
+if TYPE_CHECKING:
+    from conftest import Builder, Clustered, Data, Index, IndexClass
 
 HEADER = struct.Struct("<8sIIQII")
 TRAILER = struct.Struct("<BBBBI8s")
@@ -43,8 +47,8 @@ SAVABLE_CLASSES = [rr.FlatF32Index, rr.RabitqPlusIndex, rr.RabitqAsymIndex]
 def rbpx(
     *,
     dim: int,
-    ids: Sequence[int],
-    vectors: np.ndarray,
+    ids: Union[Sequence[int], npt.NDArray[np.integer[Any]]],
+    vectors: npt.NDArray[np.float32],
     seed: int = 7,
     rerank: int = 3,
     kind: int = 0,
@@ -73,11 +77,11 @@ def rbpx(
     return bytes(body)
 
 
-def small(n: int = 3, dim: int = 4, seed: int = 0) -> np.ndarray:
+def small(n: int = 3, dim: int = 4, seed: int = 0) -> npt.NDArray[np.float32]:
     return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
 
 
-def assert_same_results(a: Any, b: Any, queries: np.ndarray, k: int = 10) -> None:
+def assert_same_results(a: Any, b: Any, queries: npt.NDArray[np.float32], k: int = 10) -> None:
     for x, y in zip(a.search_batch(queries, k), b.search_batch(queries, k)):
         assert x.dtype == y.dtype
         np.testing.assert_array_equal(x, y)  # bit-identical, not merely close
@@ -97,7 +101,9 @@ def load_error(cls: Any, path: Path) -> rr.PersistError:
 # ── round trips ─────────────────────────────────────────────────────────────
 
 
-def test_round_trip_gives_an_equal_index_with_bit_identical_results(data, build_with_vectors, index_dir):
+def test_round_trip_gives_an_equal_index_with_bit_identical_results(
+    data: Data, build_with_vectors: Builder, index_dir: Path
+) -> None:
     x, q = data
     ids = np.arange(len(x), dtype=np.int64)[::-1] * 7 + 3  # not 0..n-1, not sorted
     idx = build_with_vectors(x, ids)
@@ -118,7 +124,7 @@ def test_round_trip_gives_an_equal_index_with_bit_identical_results(data, build_
 
 
 @pytest.mark.parametrize("rotation", ["haar", "hadamard"])
-def test_plus_round_trip_at_20k_vectors_is_bit_identical(clustered, rotation, index_dir):
+def test_plus_round_trip_at_20k_vectors_is_bit_identical(clustered: Clustered, rotation: str, index_dir: Path) -> None:
     x, q = clustered(20_000, 48, seed=3, queries=50)
     idx = rr.RabitqPlusIndex.build(x, seed=11, rerank_factor=8, rotation=rotation)
     idx.save(index_dir / "big.rbpx")
@@ -127,7 +133,7 @@ def test_plus_round_trip_at_20k_vectors_is_bit_identical(clustered, rotation, in
     assert_same_results(back, idx, q)
 
 
-def test_flat_ids_above_u32_survive_a_round_trip(index_dir):
+def test_flat_ids_above_u32_survive_a_round_trip(index_dir: Path) -> None:
     x = small(4)
     ids = [0, 2**32, 2**40 + 5, 2**63 - 1]
     idx = rr.FlatF32Index.build(x, ids)
@@ -141,14 +147,14 @@ def test_flat_ids_above_u32_survive_a_round_trip(index_dir):
     assert back.search(x[3], 1)[0].id == 2**63 - 1
 
 
-def test_an_empty_index_round_trips(index_dir):
+def test_an_empty_index_round_trips(index_dir: Path) -> None:
     idx = rr.RabitqPlusIndex(6, seed=3, rerank_factor=2)
     idx.save(index_dir / "empty.rbpx")
     back = rr.RabitqPlusIndex.load(index_dir / "empty.rbpx")
     assert back == idx and len(back) == 0 and back.dim == 6
 
 
-def test_a_loaded_index_keeps_growing_and_saves_again(data, index_dir):
+def test_a_loaded_index_keeps_growing_and_saves_again(data: Data, index_dir: Path) -> None:
     x, q = data
     rr.RabitqPlusIndex.build(x[:300], seed=4).save(index_dir / "a.rbpx")
     back = rr.RabitqPlusIndex.load(index_dir / "a.rbpx")
@@ -158,12 +164,21 @@ def test_a_loaded_index_keeps_growing_and_saves_again(data, index_dir):
     assert_same_results(rr.RabitqPlusIndex.load(index_dir / "a.rbpx"), rr.RabitqPlusIndex.build(x, seed=4), q)
 
 
+def path_like(p: Path) -> Any:
+    """An object of a fresh class whose only path protocol is ``__fspath__``."""
+    namespace: Dict[str, Callable[[object], str]] = {"__fspath__": lambda self: str(p)}
+    return type("P", (), namespace)()
+
+
+AS_PATH: List[Callable[[Path], Any]] = [str, Path, path_like]
+
+
 @pytest.mark.parametrize(
     "as_path",
-    [str, Path, lambda p: type("P", (), {"__fspath__": lambda self: str(p)})()],
+    AS_PATH,
     ids=["str", "Path", "PathLike"],
 )
-def test_paths_may_be_str_or_path_like(as_path, index_dir):
+def test_paths_may_be_str_or_path_like(as_path: Callable[[Path], Any], index_dir: Path) -> None:
     idx = rr.RabitqPlusIndex.build(small())
     target = index_dir / "p.rbpx"
     idx.save(as_path(target))
@@ -174,17 +189,22 @@ def test_paths_may_be_str_or_path_like(as_path, index_dir):
 # ── the file layout ─────────────────────────────────────────────────────────
 
 
+LAYOUT_MAKERS: List[Tuple[Callable[[npt.NDArray[np.float32], List[int]], Index], bytes]] = [
+    (lambda x, ids: rr.RabitqPlusIndex.build(x, ids, seed=9, rerank_factor=3), CRATE_MAGIC),
+    (lambda x, ids: rr.RabitqPlusIndex.build(x, ids, seed=9, rerank_factor=3, rotation="hadamard"), SDK_MAGIC),
+    (lambda x, ids: rr.FlatF32Index.build(x, ids), SDK_MAGIC),
+    (lambda x, ids: rr.RabitqAsymIndex.build(x, ids, seed=9, rerank_factor=3), SDK_MAGIC),
+]
+
+
 @pytest.mark.parametrize(
     "make, magic",
-    [
-        (lambda x, ids: rr.RabitqPlusIndex.build(x, ids, seed=9, rerank_factor=3), CRATE_MAGIC),
-        (lambda x, ids: rr.RabitqPlusIndex.build(x, ids, seed=9, rerank_factor=3, rotation="hadamard"), SDK_MAGIC),
-        (lambda x, ids: rr.FlatF32Index.build(x, ids), SDK_MAGIC),
-        (lambda x, ids: rr.RabitqAsymIndex.build(x, ids, seed=9, rerank_factor=3), SDK_MAGIC),
-    ],
+    LAYOUT_MAKERS,
     ids=["plus-haar", "plus-hadamard", "flat", "asym"],
 )
-def test_the_file_layout_is_as_documented(make, magic, index_dir):
+def test_the_file_layout_is_as_documented(
+    make: Callable[[npt.NDArray[np.float32], List[int]], Index], magic: bytes, index_dir: Path
+) -> None:
     x, ids = small(3, 5), [5, 9, 1]
     idx = make(x, ids)
     path = index_dir / "layout.rbpx"
@@ -213,7 +233,7 @@ def test_the_file_layout_is_as_documented(make, magic, index_dir):
     )
 
 
-def test_a_handwritten_file_loads_as_the_index_it_describes(index_dir):
+def test_a_handwritten_file_loads_as_the_index_it_describes(index_dir: Path) -> None:
     x = small(6, 8, seed=5)
     path = index_dir / "hand.rbpx"
     path.write_bytes(rbpx(dim=8, ids=[10, 11, 12, 13, 14, 15], vectors=x, seed=123, rerank=4, kind=3))
@@ -222,7 +242,7 @@ def test_a_handwritten_file_loads_as_the_index_it_describes(index_dir):
     )
 
 
-def test_a_file_in_the_rust_crate_layout_loads_as_a_plus_index(data, index_dir):
+def test_a_file_in_the_rust_crate_layout_loads_as_a_plus_index(data: Data, index_dir: Path) -> None:
     x, q = data
     path = index_dir / "crate.rbpx"
     path.write_bytes(rbpx(dim=32, ids=range(len(x)), vectors=x, seed=77, rerank=6, trailer=False))
@@ -235,7 +255,7 @@ def test_a_file_in_the_rust_crate_layout_loads_as_a_plus_index(data, index_dir):
 # ── what save refuses, and how it writes ────────────────────────────────────
 
 
-def test_codes_only_kinds_cannot_be_saved(data, build_codes_only, index_dir):
+def test_codes_only_kinds_cannot_be_saved(data: Data, build_codes_only: Builder, index_dir: Path) -> None:
     idx = build_codes_only(data[0])
     path = index_dir / "codes.rbpx"
     with pytest.raises(rr.PersistError) as err:
@@ -247,7 +267,7 @@ def test_codes_only_kinds_cannot_be_saved(data, build_codes_only, index_dir):
     assert list(index_dir.iterdir()) == []
 
 
-def test_save_replaces_the_file_by_rename_and_leaves_no_temporary_files(data, index_dir):
+def test_save_replaces_the_file_by_rename_and_leaves_no_temporary_files(data: Data, index_dir: Path) -> None:
     x, _ = data
     path = index_dir / "index.rbpx"
     old = rr.RabitqPlusIndex.build(x[:100])
@@ -264,16 +284,21 @@ def test_save_replaces_the_file_by_rename_and_leaves_no_temporary_files(data, in
     assert sorted(p.name for p in index_dir.iterdir()) == ["index.rbpx", "old-link.rbpx"]
 
 
+SAVE_FAILURES: List[Tuple[Callable[[Path], Path], str]] = [
+    (lambda d: d / "missing-dir" / "x.rbpx", "cannot write"),
+    (lambda d: d, "cannot write"),  # a directory
+    (lambda d: d / "..", "the path names no file"),
+]
+
+
 @pytest.mark.parametrize(
     "target, fragment",
-    [
-        (lambda d: d / "missing-dir" / "x.rbpx", "cannot write"),
-        (lambda d: d, "cannot write"),  # a directory
-        (lambda d: d / "..", "the path names no file"),
-    ],
+    SAVE_FAILURES,
     ids=["missing directory", "onto a directory", "no file name"],
 )
-def test_save_failures_raise_persist_error_and_leave_nothing_behind(target, fragment, index_dir):
+def test_save_failures_raise_persist_error_and_leave_nothing_behind(
+    target: Callable[[Path], Path], fragment: str, index_dir: Path
+) -> None:
     (index_dir / "keep.txt").write_text("untouched")
     path = target(index_dir)
     with pytest.raises(rr.PersistError) as err:
@@ -290,8 +315,10 @@ def test_save_failures_raise_persist_error_and_leave_nothing_behind(target, frag
 
 @pytest.mark.parametrize("saved", SAVABLE_CLASSES, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("loader", [*SAVABLE_CLASSES, rr.RabitqIndex], ids=lambda c: c.__name__)
-def test_loading_with_the_wrong_class_names_the_right_one(saved, loader, index_dir):
-    kwargs = {"rerank_factor": 2} if saved is rr.RabitqAsymIndex else {}
+def test_loading_with_the_wrong_class_names_the_right_one(
+    saved: IndexClass, loader: IndexClass, index_dir: Path
+) -> None:
+    kwargs: Dict[str, Any] = {"rerank_factor": 2} if saved is rr.RabitqAsymIndex else {}
     idx = saved.build(small(), **kwargs)
     path = index_dir / "kind.rbpx"
     idx.save(path)
@@ -312,7 +339,7 @@ def test_loading_with_the_wrong_class_names_the_right_one(saved, loader, index_d
     ],
     ids=["plus-haar", "plus-hadamard", "flat-ids64", "asym"],
 )
-def test_every_truncation_is_refused(make, index_dir):
+def test_every_truncation_is_refused(make: Callable[[], Index], index_dir: Path) -> None:
     idx = make()
     path = index_dir / "t.rbpx"
     idx.save(path)
@@ -336,7 +363,7 @@ def test_every_truncation_is_refused(make, index_dir):
     ],
     ids=["plus-haar", "flat-ids64", "asym"],
 )
-def test_every_single_bit_flip_is_refused(make, index_dir):
+def test_every_single_bit_flip_is_refused(make: Callable[[], Index], index_dir: Path) -> None:
     idx = make()
     path = index_dir / "f.rbpx"
     idx.save(path)
@@ -349,7 +376,7 @@ def test_every_single_bit_flip_is_refused(make, index_dir):
             load_error(type(idx), path)
 
 
-def test_a_wrong_crc_is_reported_as_a_checksum_mismatch(index_dir):
+def test_a_wrong_crc_is_reported_as_a_checksum_mismatch(index_dir: Path) -> None:
     x = small()
     path = index_dir / "crc.rbpx"
     right = zlib.crc32(rbpx(dim=4, ids=[0, 1, 2], vectors=x)[:-12])
@@ -360,7 +387,7 @@ def test_a_wrong_crc_is_reported_as_a_checksum_mismatch(index_dir):
 
 # Each file below has a correct size and CRC, so only the named field is wrong.
 X3 = small()
-CORRUPT_HEADERS = {
+CORRUPT_HEADERS: Dict[str, Tuple[Dict[str, Any], str]] = {
     "magic": (dict(magic=b"RBPX0001"), 'expected the magic bytes "rbpx0001" or "rvpx0001"'),
     "version 0": (dict(version=0), "unsupported format version: expected 1, got 0"),
     "version 2": (dict(version=2), "unsupported format version: expected 1, got 2"),
@@ -375,9 +402,9 @@ CORRUPT_HEADERS = {
 
 
 @pytest.mark.parametrize("field", list(CORRUPT_HEADERS))
-def test_a_corrupt_header_is_refused(field, index_dir):
+def test_a_corrupt_header_is_refused(field: str, index_dir: Path) -> None:
     overrides, fragment = CORRUPT_HEADERS[field]
-    fields = dict(dim=4, ids=[0, 1, 2], vectors=X3)
+    fields: Dict[str, Any] = dict(dim=4, ids=[0, 1, 2], vectors=X3)
     fields.update(overrides)
     if fields["dim"] != 4:
         fields["vectors"] = np.zeros((3, fields["dim"]), dtype=np.float32)
@@ -386,14 +413,14 @@ def test_a_corrupt_header_is_refused(field, index_dir):
     assert fragment in str(load_error(rr.RabitqPlusIndex, path))
 
 
-def with_value(at: int, value: float) -> np.ndarray:
-    bad = X3.copy()
+def with_value(at: int, value: float) -> npt.NDArray[np.float32]:
+    bad: npt.NDArray[np.float32] = X3.copy()
     bad.reshape(-1)[at] = value
     return bad
 
 
 # (fields that differ from a good 3-row Plus file, class it claims, message)
-CORRUPT_CONTENTS = {
+CORRUPT_CONTENTS: Dict[str, Tuple[Dict[str, Any], IndexClass, str]] = {
     "NaN in a vector": (dict(vectors=with_value(6, np.nan)), rr.RabitqPlusIndex, "got NaN at"),
     "inf in a vector": (dict(vectors=with_value(0, np.inf)), rr.RabitqPlusIndex, "got inf at"),
     "overflowing norm": (dict(vectors=with_value(5, 1e19)), rr.RabitqPlusIndex, "squared L2 norm"),
@@ -415,9 +442,9 @@ CORRUPT_CONTENTS = {
 
 
 @pytest.mark.parametrize("case", list(CORRUPT_CONTENTS))
-def test_valid_looking_files_with_invalid_contents_are_refused(case, index_dir):
+def test_valid_looking_files_with_invalid_contents_are_refused(case: str, index_dir: Path) -> None:
     overrides, cls, fragment = CORRUPT_CONTENTS[case]
-    fields: dict = dict(dim=4, ids=[0, 1, 2], vectors=X3)
+    fields: Dict[str, Any] = dict(dim=4, ids=[0, 1, 2], vectors=X3)
     fields.update(overrides)
     path = index_dir / "c.rbpx"
     path.write_bytes(rbpx(**fields))
@@ -426,7 +453,7 @@ def test_valid_looking_files_with_invalid_contents_are_refused(case, index_dir):
         load_error(other, path)
 
 
-def test_rabitq_ids_above_u32_in_a_file_are_refused(index_dir):
+def test_rabitq_ids_above_u32_in_a_file_are_refused(index_dir: Path) -> None:
     path = index_dir / "big-ids.rbpx"
     path.write_bytes(rbpx(dim=4, ids=[0, 1, 2**32], vectors=X3, kind=0))  # u64 id block on a Plus file
     assert "does not fit this index" in str(load_error(rr.RabitqPlusIndex, path))
@@ -437,19 +464,19 @@ def test_rabitq_ids_above_u32_in_a_file_are_refused(index_dir):
     [b"", b"rbpx", b"x" * 31, bytes(32), bytes(range(256)) * 4, CRATE_MAGIC + bytes(24), b"PK\x03\x04" + bytes(100)],
     ids=["empty", "4 bytes", "31 bytes", "32 zero bytes", "1 KiB garbage", "magic then zeros", "zip header"],
 )
-def test_garbage_files_are_refused(content, index_dir):
+def test_garbage_files_are_refused(content: bytes, index_dir: Path) -> None:
     path = index_dir / "garbage.rbpx"
     path.write_bytes(content)
     for cls in SAVABLE_CLASSES:
         load_error(cls, path)
 
 
-def test_missing_paths_and_directories_are_refused(index_dir):
+def test_missing_paths_and_directories_are_refused(index_dir: Path) -> None:
     assert "cannot open" in str(load_error(rr.RabitqPlusIndex, index_dir / "nope.rbpx"))
     load_error(rr.FlatF32Index, index_dir)
 
 
-def test_a_header_claiming_a_huge_index_fails_without_allocating(index_dir):
+def test_a_header_claiming_a_huge_index_fails_without_allocating(index_dir: Path) -> None:
     # 100 million rows of dim 8192 would be 3.3 TB. The loader must compare the
     # header with the file size first; in a child limited to 2 GiB of address
     # space, an attempt to allocate it would abort the process.

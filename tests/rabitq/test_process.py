@@ -16,12 +16,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 import numpy as np
 import pytest
 
 import ruvector_rabitq as rr
+
+if TYPE_CHECKING:
+    from conftest import Batch, Data
 
 CHILD_TIMEOUT = 60.0
 
@@ -64,10 +67,10 @@ asyncio.new_event_loop().run_until_complete(main())
 
 def run_children(
     scripts: List[str], env: Optional[Dict[str, str]] = None, parallel: int = 6
-) -> List[subprocess.CompletedProcess]:
+) -> List[subprocess.CompletedProcess[str]]:
     """Runs ``python -c script`` for every script, ``parallel`` at a time."""
     full_env = {**os.environ, **(env or {})}
-    done: List[subprocess.CompletedProcess] = []
+    done: List[subprocess.CompletedProcess[str]] = []
     for start in range(0, len(scripts), parallel):
         procs = [
             subprocess.Popen(
@@ -90,7 +93,7 @@ def describe(rc: int) -> str:
     return f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
 
 
-def test_exiting_right_after_an_await_never_crashes():
+def test_exiting_right_after_an_await_never_crashes() -> None:
     names = list(EXIT_SCRIPTS) * 10  # 30 children
     results = run_children([PRELUDE + EXIT_SCRIPTS[n] for n in names])
     failures = [(n, describe(r.returncode), r.stderr[-2000:]) for n, r in zip(names, results) if r.returncode != 0]
@@ -110,7 +113,7 @@ def wait_with_timeout(pid: int, timeout: float) -> int:
     pytest.fail("the forked child hung")
 
 
-def test_a_forked_child_can_search_batch_and_search_async(data):
+def test_a_forked_child_can_search_batch_and_search_async(data: Data) -> None:
     x, q = data
     idx = rr.RabitqPlusIndex.build(x, seed=2)
     # Start both the batch thread pool and the async runtime in the parent.
@@ -126,7 +129,7 @@ def test_a_forked_child_can_search_batch_and_search_async(data):
             os.close(read_end)
             got_batch = idx.search_batch(q, 10)
 
-            async def gathered() -> list:
+            async def gathered() -> Tuple[List[rr.SearchHit], Batch]:
                 return await asyncio.gather(idx.search_async(q[0], 5), idx.search_batch_async(q, 10))
 
             got_async, got_batch_async = asyncio.run(gathered())
@@ -138,7 +141,7 @@ def test_a_forked_child_can_search_batch_and_search_async(data):
             os._exit(code)
     os.close(write_end)
     status = wait_with_timeout(pid, CHILD_TIMEOUT)
-    chunks = []
+    chunks: List[bytes] = []
     while select.select([read_end], [], [], 0)[0]:
         chunk = os.read(read_end, 1 << 20)
         if not chunk:
@@ -157,7 +160,7 @@ def test_a_forked_child_can_search_batch_and_search_async(data):
     assert len(idx) == len(x), "the parent's index is unchanged"
 
 
-def test_a_multiprocessing_fork_child_gets_correct_results(data):
+def test_a_multiprocessing_fork_child_gets_correct_results(data: Data) -> None:
     import multiprocessing as mp
 
     x, q = data
@@ -211,7 +214,7 @@ print(json.dumps(report))
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
-def test_importing_starts_no_threads_and_the_runtime_starts_on_first_async_use():
+def test_importing_starts_no_threads_and_the_runtime_starts_on_first_async_use() -> None:
     env = {"RUVECTOR_RABITQ_NUM_THREADS": "3", "RUVECTOR_RABITQ_WORKER_THREADS": "2"}
     (result,) = run_children([LAZY_SCRIPT], env=env)
     assert result.returncode == 0, result.stderr
@@ -228,7 +231,7 @@ def test_importing_starts_no_threads_and_the_runtime_starts_on_first_async_use()
     assert report["after_async"]["component"] == "rabitq"
 
 
-def test_a_bad_thread_setting_is_an_invalid_argument_naming_the_variable():
+def test_a_bad_thread_setting_is_an_invalid_argument_naming_the_variable() -> None:
     (result,) = run_children([LAZY_SCRIPT], env={"RUVECTOR_RABITQ_WORKER_THREADS": "zero"})
     assert result.returncode == 0, result.stderr
     import json

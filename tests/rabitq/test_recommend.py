@@ -9,16 +9,20 @@ low one gets the codes-only ``RabitqIndex``.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
 import ruvector_rabitq as rr
 
+if TYPE_CHECKING:
+    from conftest import Clustered, Data
+
 BIG = 1_000_000
 
 
-def test_a_recommendation_is_a_named_tuple():
+def test_a_recommendation_is_a_named_tuple() -> None:
     rec = rr.recommend(5_000, 64)
     assert isinstance(rec, rr.Recommendation) and isinstance(rec, tuple)
     index, params, memory_bytes, reason = rec
@@ -28,13 +32,13 @@ def test_a_recommendation_is_a_named_tuple():
 
 @pytest.mark.parametrize("n", [1, 100, 19_999, 20_000])
 @pytest.mark.parametrize("target", [0.1, 0.5, 0.95, 1.0])
-def test_small_collections_get_the_exact_flat_index(n, target):
+def test_small_collections_get_the_exact_flat_index(n: int, target: float) -> None:
     rec = rr.recommend(n, 128, target)
     assert (rec.index, rec.params) == ("FlatF32Index", {})
     assert str(n) in rec.reason
 
 
-def test_large_collections_get_plus_with_a_rerank_that_grows_with_the_target():
+def test_large_collections_get_plus_with_a_rerank_that_grows_with_the_target() -> None:
     targets = [0.4, 0.6, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995]
     recs = [rr.recommend(BIG, 384, t) for t in targets]
     assert {r.index for r in recs} == {"RabitqPlusIndex"}
@@ -46,18 +50,18 @@ def test_large_collections_get_plus_with_a_rerank_that_grows_with_the_target():
     assert rr.recommend(20_001, 384).index == "RabitqPlusIndex"
 
 
-def test_the_default_target_is_0_95():
+def test_the_default_target_is_0_95() -> None:
     assert rr.recommend(BIG, 256) == rr.recommend(BIG, 256, 0.95)
 
 
-def test_targets_beyond_what_rerank_reaches_get_the_exact_index():
+def test_targets_beyond_what_rerank_reaches_get_the_exact_index() -> None:
     for target in [0.996, 0.999, 1.0, 1]:
         rec = rr.recommend(BIG, 128, target)
         assert (rec.index, rec.params) == ("FlatF32Index", {}), target
         assert "exact" in rec.reason
 
 
-def test_very_low_targets_get_codes_only():
+def test_very_low_targets_get_codes_only() -> None:
     rec = rr.recommend(BIG, 128, 0.2)
     assert rec.index == "RabitqIndex"
     assert "rerank_factor" not in rec.params
@@ -67,11 +71,11 @@ def test_very_low_targets_get_codes_only():
 @pytest.mark.parametrize(
     "dim, rotation", [(64, "haar"), (1024, "haar"), (1025, "hadamard"), (4096, "hadamard"), (8192, "hadamard")]
 )
-def test_high_dimensions_get_the_hadamard_rotation(dim, rotation):
+def test_high_dimensions_get_the_hadamard_rotation(dim: int, rotation: str) -> None:
     assert rr.recommend(BIG, dim).params["rotation"] == rotation
 
 
-def test_memory_estimate_grows_with_n_and_dim():
+def test_memory_estimate_grows_with_n_and_dim() -> None:
     assert rr.recommend(2 * BIG, 128).memory_bytes > rr.recommend(BIG, 128).memory_bytes
     assert rr.recommend(BIG, 256).memory_bytes > rr.recommend(BIG, 128).memory_bytes
     assert rr.recommend(BIG, 128).memory_bytes >= BIG * 128 * 4  # Plus keeps the float vectors
@@ -79,14 +83,14 @@ def test_memory_estimate_grows_with_n_and_dim():
 
 
 @pytest.mark.parametrize("n, dim", [(5_000, 32), (30_000, 32)])
-def test_memory_estimate_is_close_to_the_built_index(clustered, n, dim):
+def test_memory_estimate_is_close_to_the_built_index(clustered: Clustered, n: int, dim: int) -> None:
     x = clustered(n, dim, seed=6)
     rec = rr.recommend(n, dim)
     idx = rec.build(x)
     assert 0.5 <= idx.memory_bytes / rec.memory_bytes <= 2.0
 
 
-def test_build_makes_the_recommended_index_with_its_parameters(data):
+def test_build_makes_the_recommended_index_with_its_parameters(data: Data) -> None:
     x, _ = data
     small = rr.recommend(len(x), x.shape[1]).build(x)
     assert type(small) is rr.FlatF32Index and len(small) == len(x)
@@ -100,8 +104,13 @@ def test_build_makes_the_recommended_index_with_its_parameters(data):
     assert type(codes) is rr.RabitqIndex
 
 
-def test_numpy_integers_and_floats_are_accepted():
-    assert rr.recommend(np.int64(BIG), np.int32(128), np.float64(0.9)) == rr.recommend(BIG, 128, 0.9)
+def test_numpy_integers_and_floats_are_accepted() -> None:
+    # recommend() is annotated int/int/float but, as tested here, takes NumPy
+    # integers and floats at run time: the Any-typed names bridge that stub gap.
+    n: Any = np.int64(BIG)
+    dim: Any = np.int32(128)
+    assert rr.recommend(n, dim, np.float64(0.9)) == rr.recommend(BIG, 128, 0.9)
+    target: Any
     for target in [np.float32(0.9), np.float16(0.9)]:
         rec = rr.recommend(BIG, 128, target)
         assert (rec.index, rec.params) == ("RabitqPlusIndex", {"rerank_factor": 20, "rotation": "haar"})
@@ -129,7 +138,7 @@ def test_numpy_integers_and_floats_are_accepted():
         (1000, 128, None, "recall_target must be a number, got NoneType"),
     ],
 )
-def test_invalid_arguments_are_refused(n, dim, target, fragment):
+def test_invalid_arguments_are_refused(n: Any, dim: Any, target: Any, fragment: str) -> None:
     with pytest.raises(rr.InvalidArgument) as err:
         rr.recommend(n, dim, target)
     assert str(err.value) == fragment

@@ -166,7 +166,14 @@ class RabitqAsymIndex(_IndexBase):
     ``rerank_factor`` > 1 keeps the vectors and reranks exactly. Haar only.
     """
 
-    def __init__(self, dim: _Int, *, seed: Optional[_Int] = None, rerank_factor: Optional[_Int] = None) -> None: ...
+    def __init__(
+        self,
+        dim: _Int,
+        *,
+        seed: Optional[_Int] = None,
+        rerank_factor: Optional[_Int] = None,
+        rotation: Optional[str] = None,
+    ) -> None: ...
     @classmethod
     def build(
         cls,
@@ -175,6 +182,7 @@ class RabitqAsymIndex(_IndexBase):
         *,
         seed: Optional[_Int] = None,
         rerank_factor: Optional[_Int] = None,
+        rotation: Optional[str] = None,
     ) -> RabitqAsymIndex: ...
     @classmethod
     def load(cls, path: _Path) -> RabitqAsymIndex: ...

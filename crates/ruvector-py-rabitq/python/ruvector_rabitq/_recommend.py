@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import TYPE_CHECKING, Any, Dict, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Dict, NamedTuple, Optional, SupportsFloat, SupportsIndex
 
 from ruvector_common.errors import InvalidArgument
 
@@ -62,7 +62,7 @@ def _check_int(name: str, value: object, lo: int, hi: int) -> int:
     return int(v)
 
 
-def recommend(n: int, dim: int, recall_target: float = 0.95) -> Recommendation:
+def recommend(n: SupportsIndex, dim: SupportsIndex, recall_target: SupportsFloat = 0.95) -> Recommendation:
     """Recommends an index for ``n`` vectors of dimension ``dim`` that should
     find a ``recall_target`` share of the true 10 nearest neighbours.
 
