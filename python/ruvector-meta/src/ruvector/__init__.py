@@ -141,6 +141,11 @@ _COMPONENTS: dict[str, _Component] = {
             "BackendStats",
         ),
     ),
+    "embed": _Component(
+        module="ruvector_embed",
+        dist="ruvector-embed",
+        names=("Embedder", "resolve_model"),
+    ),
     "a2a": _Component(
         module="ruvector_a2a",
         dist="ruvector-a2a",
@@ -254,6 +259,7 @@ if _typing.TYPE_CHECKING:
     # What static type checkers see: plain imports, no module __getattr__.
     # Keep this block in step with _COMPONENTS above.
     import ruvector_a2a as a2a
+    import ruvector_embed as embed
     import ruvector_lake as lake
     import ruvector_rabitq as rabitq
     from ruvector_a2a import A2aClient as A2aClient
@@ -286,6 +292,8 @@ if _typing.TYPE_CHECKING:
     from ruvector_a2a import public_key_jwk as public_key_jwk
     from ruvector_a2a import sign_card as sign_card
     from ruvector_a2a import verify_card as verify_card
+    from ruvector_embed import Embedder as Embedder
+    from ruvector_embed import resolve_model as resolve_model
     from ruvector_lake import BackendAdapter as BackendAdapter
     from ruvector_lake import BackendStats as BackendStats
     from ruvector_lake import Bundle as Bundle
@@ -314,7 +322,7 @@ if _typing.TYPE_CHECKING:
     # Declares the module alias as public for type checkers (an
     # ``import a as b`` is otherwise private). Not done at run time, where
     # ``from ruvector import *`` must not import components.
-    __all__ += ["rabitq", "lake", "a2a"]
+    __all__ += ["rabitq", "lake", "embed", "a2a"]
 else:
     # What runs: names of components resolve lazily on first use.
 

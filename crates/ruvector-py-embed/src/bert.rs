@@ -1,0 +1,575 @@
+//! The BERT encoder forward pass (post-LayerNorm, absolute positions, exact
+//! GELU), written for inference on CPU.
+//!
+//! Sentences are *packed*, not padded: the token rows of every sentence in a
+//! chunk are stacked into one `(tokens, hidden)` matrix, so the dense layers
+//! run as a few large GEMMs with no work spent on padding, and attention runs
+//! per sentence and head on its own rows. Because nothing attends across
+//! sentences and no padding exists, the result equals the padded, masked
+//! computation of the reference implementation up to float rounding.
+
+use ruvector_py_core::{Error, Result};
+
+use crate::config::{BertConfig, Pooling};
+use crate::safetensors::SafeTensors;
+
+struct Layer {
+    /// Query, key and value weights stacked: `(3·hidden, hidden)`, row-major
+    /// as stored by PyTorch (`out × in`).
+    wqkv: Vec<f32>,
+    bqkv: Vec<f32>,
+    wo: Vec<f32>,
+    bo: Vec<f32>,
+    ln1: (Vec<f32>, Vec<f32>),
+    wi: Vec<f32>,
+    bi: Vec<f32>,
+    wo2: Vec<f32>,
+    bo2: Vec<f32>,
+    ln2: (Vec<f32>, Vec<f32>),
+}
+
+/// Weights of a BERT encoder.
+pub struct Bert {
+    cfg: BertConfig,
+    word: Vec<f32>,
+    pos: Vec<f32>,
+    typ: Vec<f32>,
+    ln: (Vec<f32>, Vec<f32>),
+    layers: Vec<Layer>,
+}
+
+/// Scratch buffers reused across the layers of one chunk.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    tmp: Vec<f32>,
+    inter: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+/// `y = x · Wᵀ + b` for `x` of shape `(t, k)`, `W` of shape `(n, k)`.
+fn linear(x: &[f32], t: usize, k: usize, w: &[f32], n: usize, b: &[f32], y: &mut [f32]) {
+    debug_assert!(x.len() >= t * k && w.len() == n * k && b.len() == n && y.len() >= t * n);
+    for row in y[..t * n].chunks_exact_mut(n) {
+        row.copy_from_slice(b);
+    }
+    if t == 0 {
+        return;
+    }
+    // SAFETY: the slices hold t·k, n·k and t·n elements (checked above in
+    // debug builds, guaranteed by the callers' buffer sizes); the strides
+    // describe exactly those row-major layouts (W read transposed).
+    unsafe {
+        matrixmultiply::sgemm(
+            t,
+            k,
+            n,
+            1.0,
+            x.as_ptr(),
+            k as isize,
+            1,
+            w.as_ptr(),
+            1,
+            k as isize,
+            1.0,
+            y.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// In-place LayerNorm of each `width`-wide row of `x`.
+fn layer_norm(x: &mut [f32], width: usize, (g, b): &(Vec<f32>, Vec<f32>), eps: f32) {
+    for row in x.chunks_exact_mut(width) {
+        let n = width as f64;
+        let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = row
+            .iter()
+            .map(|&v| {
+                let d = f64::from(v) - mean;
+                d * d
+            })
+            .sum::<f64>()
+            / n;
+        let inv = 1.0 / (var + f64::from(eps)).sqrt();
+        for ((v, &g), &b) in row.iter_mut().zip(g).zip(b) {
+            *v = ((f64::from(*v) - mean) * inv) as f32 * g + b;
+        }
+    }
+}
+
+/// erf(z) from the piecewise polynomial of [`crate::erf_table`] (fit error
+/// below 1e-11 on [0, 6); beyond, erf is 1 in double precision). Branch-light
+/// and about ten times faster than a libm call, which matters: the GELU of
+/// the intermediate layer evaluates erf for 1536 values per token and layer.
+#[cfg(test)]
+fn erf(z: f64) -> f64 {
+    use crate::erf_table::{ERF_COEF, ERF_INTERVALS, ERF_LIMIT, ERF_SCALE};
+    let a = z.abs();
+    let r = if a >= ERF_LIMIT {
+        1.0
+    } else {
+        let idx = ((a * ERF_SCALE) as usize).min(ERF_INTERVALS - 1);
+        let t = (a - (idx as f64 + 0.5) / ERF_SCALE) * (2.0 * ERF_SCALE);
+        let c = &ERF_COEF[idx];
+        let mut y = c[6];
+        for k in (0..6).rev() {
+            // Not mul_add: without a target FMA that is a slow libm call.
+            y = y * t + c[k];
+        }
+        y
+    };
+    r.copysign(z)
+}
+
+/// Exact (erf-based) GELU, as `hidden_act = "gelu"` means in BERT configs:
+/// `0.5·x·(1 + erf(x/√2))`, erf from the piecewise polynomial of
+/// [`crate::erf_table`]. Eight lanes at a time with AVX2+FMA where the CPU
+/// has them (the GELU of the intermediate layer would otherwise cost a
+/// quarter of the forward pass), scalar double precision elsewhere.
+fn gelu(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            let done = x.len() / 8 * 8;
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            unsafe { gelu_avx2(&mut x[..done]) };
+            gelu_scalar(&mut x[done..]);
+            return;
+        }
+    }
+    gelu_scalar(x);
+}
+
+fn gelu_scalar(x: &mut [f32]) {
+    use crate::erf_table::{ERF_COEF, ERF_INTERVALS, ERF_LIMIT, ERF_SCALE};
+    const INV_SQRT2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+    for v in x {
+        let f = f64::from(*v);
+        let z = f * INV_SQRT2;
+        let a = z.abs();
+        let e = if a >= ERF_LIMIT {
+            1.0
+        } else {
+            let idx = ((a * ERF_SCALE) as usize).min(ERF_INTERVALS - 1);
+            let t = (a - (idx as f64 + 0.5) / ERF_SCALE) * (2.0 * ERF_SCALE);
+            let c = &ERF_COEF[idx];
+            let mut y = c[6];
+            for k in (0..6).rev() {
+                y = y * t + c[k];
+            }
+            y
+        };
+        *v = (0.5 * f * (1.0 + e.copysign(z))) as f32;
+    }
+}
+
+/// The erf coefficients as f32, one row per power: `[power][interval]`.
+#[cfg(target_arch = "x86_64")]
+fn erf_coef_f32() -> &'static [[f32; crate::erf_table::ERF_INTERVALS]; 7] {
+    use crate::erf_table::{ERF_COEF, ERF_INTERVALS};
+    static TABLE: std::sync::OnceLock<[[f32; ERF_INTERVALS]; 7]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [[0.0f32; ERF_INTERVALS]; 7];
+        for (i, row) in ERF_COEF.iter().enumerate() {
+            for (k, &c) in row.iter().enumerate() {
+                t[k][i] = c as f32;
+            }
+        }
+        t
+    })
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA; `x.len()` must be a multiple of 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_avx2(x: &mut [f32]) {
+    use crate::erf_table::{ERF_LIMIT, ERF_SCALE};
+    use std::arch::x86_64::*;
+    let coef = erf_coef_f32();
+    let sign = _mm256_set1_ps(-0.0);
+    let inv_sqrt2 = _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2);
+    let limit = _mm256_set1_ps(ERF_LIMIT as f32);
+    let below_limit = _mm256_set1_ps(ERF_LIMIT as f32 * (1.0 - f32::EPSILON));
+    let scale = _mm256_set1_ps(ERF_SCALE as f32);
+    let one = _mm256_set1_ps(1.0);
+    let two = _mm256_set1_ps(2.0);
+    let half = _mm256_set1_ps(0.5);
+    for chunk in x.chunks_exact_mut(8) {
+        let p = chunk.as_mut_ptr();
+        let v = _mm256_loadu_ps(p);
+        let z = _mm256_mul_ps(v, inv_sqrt2);
+        let za = _mm256_andnot_ps(sign, z);
+        let a = _mm256_min_ps(za, below_limit);
+        let f = _mm256_mul_ps(a, scale);
+        let idx = _mm256_cvttps_epi32(f);
+        // t = 2·(a·scale − idx − 0.5) ∈ [−1, 1]
+        let t = _mm256_sub_ps(
+            _mm256_mul_ps(two, _mm256_sub_ps(f, _mm256_cvtepi32_ps(idx))),
+            one,
+        );
+        let mut y = _mm256_i32gather_ps::<4>(coef[6].as_ptr(), idx);
+        for k in (0..6).rev() {
+            y = _mm256_fmadd_ps(y, t, _mm256_i32gather_ps::<4>(coef[k].as_ptr(), idx));
+        }
+        let big = _mm256_cmp_ps::<_CMP_GE_OQ>(za, limit);
+        let e = _mm256_blendv_ps(y, one, big);
+        let e = _mm256_or_ps(e, _mm256_and_ps(z, sign));
+        let out = _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, e));
+        _mm256_storeu_ps(p, out);
+    }
+}
+
+fn softmax_rows(s: &mut [f32], width: usize) {
+    for row in s.chunks_exact_mut(width) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f32;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
+impl Bert {
+    /// Reads the encoder from a checkpoint, checking every tensor's shape
+    /// against `cfg`. Tensor names may carry a `bert.` prefix.
+    pub fn load(st: &SafeTensors, cfg: &BertConfig) -> Result<Self> {
+        let prefix = if st.contains("embeddings.word_embeddings.weight") {
+            ""
+        } else if st.contains("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            let mut some: Vec<&str> = st.names().take(5).collect();
+            some.sort_unstable();
+            return Err(Error::Embed(format!(
+                "the checkpoint has no embeddings.word_embeddings.weight tensor, so it is not \
+                 a BERT encoder (some of its tensors: {})",
+                some.join(", ")
+            )));
+        };
+        let (h, i) = (cfg.hidden, cfg.intermediate);
+        let get = |name: &str, shape: &[usize]| st.f32(&format!("{prefix}{name}"), shape);
+        let ln = |name: &str| -> Result<(Vec<f32>, Vec<f32>)> {
+            Ok((
+                get(&format!("{name}.weight"), &[h])?,
+                get(&format!("{name}.bias"), &[h])?,
+            ))
+        };
+        let mut layers = Vec::with_capacity(cfg.layers);
+        for l in 0..cfg.layers {
+            let p = format!("encoder.layer.{l}");
+            let mut wqkv = Vec::with_capacity(3 * h * h);
+            let mut bqkv = Vec::with_capacity(3 * h);
+            for part in ["query", "key", "value"] {
+                wqkv.extend(get(&format!("{p}.attention.self.{part}.weight"), &[h, h])?);
+                bqkv.extend(get(&format!("{p}.attention.self.{part}.bias"), &[h])?);
+            }
+            layers.push(Layer {
+                wqkv,
+                bqkv,
+                wo: get(&format!("{p}.attention.output.dense.weight"), &[h, h])?,
+                bo: get(&format!("{p}.attention.output.dense.bias"), &[h])?,
+                ln1: ln(&format!("{p}.attention.output.LayerNorm"))?,
+                wi: get(&format!("{p}.intermediate.dense.weight"), &[i, h])?,
+                bi: get(&format!("{p}.intermediate.dense.bias"), &[i])?,
+                wo2: get(&format!("{p}.output.dense.weight"), &[h, i])?,
+                bo2: get(&format!("{p}.output.dense.bias"), &[h])?,
+                ln2: ln(&format!("{p}.output.LayerNorm"))?,
+            });
+        }
+        if st.contains(&format!(
+            "{prefix}encoder.layer.{}.attention.self.query.weight",
+            cfg.layers
+        )) {
+            return Err(Error::Embed(format!(
+                "the checkpoint has more encoder layers than num_hidden_layers = {} in config.json",
+                cfg.layers
+            )));
+        }
+        Ok(Bert {
+            word: get("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?,
+            pos: get(
+                "embeddings.position_embeddings.weight",
+                &[cfg.max_positions, h],
+            )?,
+            typ: get(
+                "embeddings.token_type_embeddings.weight",
+                &[cfg.type_vocab, h],
+            )?,
+            ln: ln("embeddings.LayerNorm")?,
+            layers,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &BertConfig {
+        &self.cfg
+    }
+
+    /// Bytes of weights held.
+    pub fn weight_bytes(&self) -> usize {
+        let l: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.wqkv.len()
+                    + l.bqkv.len()
+                    + l.wo.len()
+                    + l.bo.len()
+                    + 2 * l.ln1.0.len()
+                    + l.wi.len()
+                    + l.bi.len()
+                    + l.wo2.len()
+                    + l.bo2.len()
+                    + 2 * l.ln2.0.len()
+            })
+            .sum();
+        4 * (l + self.word.len() + self.pos.len() + self.typ.len() + 2 * self.ln.0.len())
+    }
+
+    /// Embeds each token sequence of `seqs` (ids including `[CLS]`/`[SEP]`,
+    /// each at most `max_positions` long and non-empty) and writes one
+    /// pooled, optionally L2-normalised row per sequence into `out`.
+    pub fn embed_chunk(
+        &self,
+        seqs: &[&[u32]],
+        pooling: Pooling,
+        normalize: bool,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let c = &self.cfg;
+        let (h, inter, heads) = (c.hidden, c.intermediate, c.heads);
+        let d = h / heads;
+        debug_assert_eq!(out.len(), seqs.len() * h);
+        let total: usize = seqs.iter().map(|s| s.len()).sum();
+        let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        if longest > c.max_positions || seqs.iter().any(|s| s.is_empty()) {
+            return Err(Error::Embed(format!(
+                "token sequences must hold 1 to {} tokens, got one of {longest}",
+                c.max_positions
+            )));
+        }
+        let mut s = Scratch {
+            x: vec![0.0; total * h],
+            qkv: vec![0.0; total * 3 * h],
+            ctx: vec![0.0; total * h],
+            tmp: vec![0.0; total * h],
+            inter: vec![0.0; total * inter],
+            scores: vec![0.0; longest * longest],
+        };
+
+        // Embeddings: word + position + token type 0, then LayerNorm.
+        let mut row = 0;
+        for seq in seqs {
+            for (p, &id) in seq.iter().enumerate() {
+                let id = id as usize;
+                if id >= c.vocab_size {
+                    return Err(Error::Embed(format!(
+                        "token id {id} is outside the model's vocabulary of {} entries: \
+                         the tokenizer does not belong to this checkpoint",
+                        c.vocab_size
+                    )));
+                }
+                let dst = &mut s.x[row * h..(row + 1) * h];
+                let (w, ps, t) = (
+                    &self.word[id * h..(id + 1) * h],
+                    &self.pos[p * h..(p + 1) * h],
+                    &self.typ[..h],
+                );
+                for j in 0..h {
+                    dst[j] = w[j] + t[j] + ps[j];
+                }
+                row += 1;
+            }
+        }
+        layer_norm(&mut s.x, h, &self.ln, c.layer_norm_eps);
+
+        let scale = 1.0 / (d as f32).sqrt();
+        for layer in &self.layers {
+            linear(&s.x, total, h, &layer.wqkv, 3 * h, &layer.bqkv, &mut s.qkv);
+            let mut off = 0;
+            for seq in seqs {
+                let l = seq.len();
+                for head in 0..heads {
+                    let base = off * 3 * h + head * d;
+                    let scores = &mut s.scores[..l * l];
+                    // SAFETY: rows off..off+l of qkv (stride 3h) hold the
+                    // query, key and value columns base.., base+h..,
+                    // base+2h.. of width d; scores is l×l; ctx rows
+                    // off..off+l (stride h) columns head·d.. of width d.
+                    unsafe {
+                        let q = s.qkv.as_ptr().add(base);
+                        let k = s.qkv.as_ptr().add(base + h);
+                        let v = s.qkv.as_ptr().add(base + 2 * h);
+                        matrixmultiply::sgemm(
+                            l,
+                            d,
+                            l,
+                            scale,
+                            q,
+                            (3 * h) as isize,
+                            1,
+                            k,
+                            1,
+                            (3 * h) as isize,
+                            0.0,
+                            scores.as_mut_ptr(),
+                            l as isize,
+                            1,
+                        );
+                        softmax_rows(scores, l);
+                        matrixmultiply::sgemm(
+                            l,
+                            l,
+                            d,
+                            1.0,
+                            scores.as_ptr(),
+                            l as isize,
+                            1,
+                            v,
+                            (3 * h) as isize,
+                            1,
+                            0.0,
+                            s.ctx.as_mut_ptr().add(off * h + head * d),
+                            h as isize,
+                            1,
+                        );
+                    }
+                }
+                off += l;
+            }
+            linear(&s.ctx, total, h, &layer.wo, h, &layer.bo, &mut s.tmp);
+            for (x, t) in s.x.iter_mut().zip(&s.tmp) {
+                *x += *t;
+            }
+            layer_norm(&mut s.x, h, &layer.ln1, c.layer_norm_eps);
+            linear(&s.x, total, h, &layer.wi, inter, &layer.bi, &mut s.inter);
+            gelu(&mut s.inter[..total * inter]);
+            linear(
+                &s.inter, total, inter, &layer.wo2, h, &layer.bo2, &mut s.tmp,
+            );
+            for (x, t) in s.x.iter_mut().zip(&s.tmp) {
+                *x += *t;
+            }
+            layer_norm(&mut s.x, h, &layer.ln2, c.layer_norm_eps);
+        }
+
+        let mut off = 0;
+        for (seq, dst) in seqs.iter().zip(out.chunks_exact_mut(h)) {
+            let l = seq.len();
+            let rows = &s.x[off * h..(off + l) * h];
+            match pooling {
+                Pooling::Cls => dst.copy_from_slice(&rows[..h]),
+                Pooling::Mean => {
+                    let mut acc = vec![0.0f64; h];
+                    for r in rows.chunks_exact(h) {
+                        for (a, &v) in acc.iter_mut().zip(r) {
+                            *a += f64::from(v);
+                        }
+                    }
+                    for (o, a) in dst.iter_mut().zip(acc) {
+                        *o = (a / l as f64) as f32;
+                    }
+                }
+            }
+            if normalize {
+                let norm = dst
+                    .iter()
+                    .map(|&v| f64::from(v) * f64::from(v))
+                    .sum::<f64>()
+                    .sqrt();
+                let inv = 1.0 / norm.max(1e-12);
+                for v in dst.iter_mut() {
+                    *v = (f64::from(*v) * inv) as f32;
+                }
+            }
+            off += l;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_matches_naive() {
+        let (t, k, n) = (3, 4, 2);
+        let x: Vec<f32> = (0..t * k).map(|i| i as f32 * 0.5).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| 1.0 - i as f32 * 0.25).collect();
+        let b = vec![0.5, -1.0];
+        let mut y = vec![0.0; t * n];
+        linear(&x, t, k, &w, n, &b, &mut y);
+        for r in 0..t {
+            for c in 0..n {
+                let want: f32 = b[c] + (0..k).map(|j| x[r * k + j] * w[c * k + j]).sum::<f32>();
+                assert!((y[r * n + c] - want).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn gelu_and_softmax() {
+        let mut v = [0.0f32, 1.0, -1.0];
+        gelu(&mut v);
+        assert_eq!(v[0], 0.0);
+        assert!((v[1] - 0.841_344_7).abs() < 1e-6);
+        assert!((v[2] + 0.158_655_3).abs() < 1e-6);
+        let mut s = [1.0f32, 2.0, 3.0, 0.0];
+        softmax_rows(&mut s, 2);
+        assert!((s[0] + s[1] - 1.0).abs() < 1e-6 && s[1] > s[0]);
+        assert!((s[2] - 0.952_574_1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn erf_table_is_accurate() {
+        let mut worst = 0.0f64;
+        for i in -80_000..=80_000 {
+            let z = f64::from(i) * 1e-4;
+            worst = worst.max((erf(z) - libm::erf(z)).abs());
+        }
+        assert!(worst < 1e-9, "max |erf error| = {worst:e}");
+        assert!(erf(0.0).abs() < 1e-11);
+        assert_eq!(erf(9.0), 1.0);
+        assert_eq!(erf(-9.0), -1.0);
+    }
+
+    #[test]
+    fn gelu_matches_erf_definition() {
+        let mut v: Vec<f32> = (-1000..=1000).map(|i| i as f32 * 0.011).collect();
+        let want: Vec<f32> = v
+            .iter()
+            .map(|&x| {
+                let f = f64::from(x);
+                (0.5 * f * (1.0 + libm::erf(f * std::f64::consts::FRAC_1_SQRT_2))) as f32
+            })
+            .collect();
+        let mut scalar = v.clone();
+        gelu_scalar(&mut scalar);
+        gelu(&mut v);
+        for ((g, s), w) in v.iter().zip(&scalar).zip(&want) {
+            assert!((g - w).abs() <= 4e-7 * w.abs().max(1.0), "{g} vs {w}");
+            assert!((s - w).abs() <= 1e-7 * w.abs().max(1.0), "{s} vs {w}");
+        }
+    }
+
+    #[test]
+    fn layer_norm_centres_and_scales() {
+        let mut x = vec![1.0f32, 2.0, 3.0, 4.0];
+        layer_norm(&mut x, 4, &(vec![1.0; 4], vec![0.0; 4]), 1e-12);
+        let mean: f32 = x.iter().sum::<f32>() / 4.0;
+        let var: f32 = x.iter().map(|v| v * v).sum::<f32>() / 4.0;
+        assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5);
+    }
+}

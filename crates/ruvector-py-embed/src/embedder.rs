@@ -1,0 +1,308 @@
+//! The Python class `Embedder`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use numpy::{PyArray1, PyArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use ruvector_py_core::args::int_in_range;
+use ruvector_py_core::{runtime, Error};
+
+use crate::config::{Defaults, Pooling};
+use crate::files::ModelDir;
+use crate::model::{Overrides, TextModel};
+
+/// Where a model came from, as reported by the resolver.
+struct Origin {
+    name: String,
+    path: String,
+    source: String,
+    verified: bool,
+}
+
+/// Sentence embeddings computed in Rust.
+///
+/// Build one with :meth:`Embedder.from_pretrained`. Every method is
+/// thread-safe; batch calls run on the wheel's thread pool with the GIL
+/// released.
+#[pyclass(frozen, module = "ruvector_embed", name = "Embedder")]
+pub struct Embedder {
+    model: Arc<TextModel>,
+    origin: Origin,
+}
+
+fn texts_arg(texts: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if texts.is_instance_of::<PyString>() {
+        return Err(Error::invalid(
+            "texts must be a sequence of strings, got a single str; \
+             use embed(text) for one text or pass [text]",
+        )
+        .into());
+    }
+    let iter = texts.try_iter().map_err(|_| {
+        PyErr::from(Error::invalid(format!(
+            "texts must be a sequence of strings, got {}",
+            type_name(texts)
+        )))
+    })?;
+    let mut out = Vec::new();
+    for (i, item) in iter.enumerate() {
+        let item = item?;
+        let s = item.cast::<PyString>().map_err(|_| {
+            PyErr::from(Error::invalid(format!(
+                "texts[{i}] must be a str, got {}",
+                type_name(&item)
+            )))
+        })?;
+        out.push(s.to_cow()?.into_owned());
+    }
+    Ok(out)
+}
+
+fn text_arg(text: &Bound<'_, PyAny>) -> PyResult<String> {
+    let s = text.cast::<PyString>().map_err(|_| {
+        PyErr::from(Error::invalid(format!(
+            "text must be a str, got {}; use embed_batch for several texts",
+            type_name(text)
+        )))
+    })?;
+    Ok(s.to_cow()?.into_owned())
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+fn to_matrix(py: Python<'_>, data: Vec<f32>, dim: usize) -> PyResult<Py<PyAny>> {
+    let n = data.len() / dim;
+    Ok(PyArray1::from_vec(py, data)
+        .reshape([n, dim])?
+        .into_any()
+        .unbind())
+}
+
+fn to_vector(py: Python<'_>, data: Vec<f32>) -> PyResult<Py<PyAny>> {
+    Ok(PyArray1::from_vec(py, data).into_any().unbind())
+}
+
+#[pymethods]
+impl Embedder {
+    /// Resolves ``name`` offline first (see ``ruvector_embed.resolve_model``),
+    /// verifies the pinned SHA-256 digests of a known model, and loads it.
+    #[classmethod]
+    #[pyo3(signature = (name, *, cache_dir=None, download=None, sources=None, pooling=None, normalize=None, max_seq_length=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_pretrained(
+        _cls: &Bound<'_, pyo3::types::PyType>,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        cache_dir: Option<&Bound<'_, PyAny>>,
+        download: Option<&Bound<'_, PyAny>>,
+        sources: Option<&Bound<'_, PyAny>>,
+        pooling: Option<&str>,
+        normalize: Option<bool>,
+        max_seq_length: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let over = Overrides {
+            pooling: pooling.map(Pooling::parse).transpose()?,
+            normalize,
+            max_seq_length: max_seq_length
+                .filter(|o| !o.is_none())
+                .map(|o| int_in_range(o, "max_seq_length", 2, 1 << 20).map(|v| v as usize))
+                .transpose()?,
+        };
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("cache_dir", cache_dir)?;
+        kwargs.set_item("download", download)?;
+        kwargs.set_item("sources", sources)?;
+        let resolved = py
+            .import("ruvector_embed._models")?
+            .getattr("resolve_model")?
+            .call((name,), Some(&kwargs))?;
+        let path: String = resolved.getattr("path")?.str()?.to_cow()?.into_owned();
+        let digests: HashMap<String, String> = resolved.getattr("digests")?.extract()?;
+        let pooling_default: String = resolved.getattr("pooling")?.extract()?;
+        let defaults = Defaults {
+            pooling: Pooling::parse(&pooling_default)?,
+            normalize: resolved.getattr("normalize")?.extract()?,
+            max_seq_length: resolved.getattr("max_seq_length")?.extract()?,
+        };
+        let origin = Origin {
+            name: resolved.getattr("name")?.extract()?,
+            source: resolved.getattr("source")?.extract()?,
+            verified: !digests.is_empty(),
+            path: path.clone(),
+        };
+        let dir = ModelDir::new(path, digests);
+        let model = py.detach(|| TextModel::load(&dir, defaults, over))?;
+        Ok(Self {
+            model: Arc::new(model),
+            origin,
+        })
+    }
+
+    /// Embeds one text: a ``(dim,)`` float32 array.
+    fn embed(&self, py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let text = text_arg(text)?;
+        let v = py.detach(|| self.model.embed_one(&text))?;
+        to_vector(py, v)
+    }
+
+    /// Embeds every text: a ``(len(texts), dim)`` float32 array, computed on
+    /// the wheel's thread pool with the GIL released.
+    fn embed_batch(&self, py: Python<'_>, texts: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let texts = texts_arg(texts)?;
+        let dim = self.model.dim();
+        let m = py.detach(|| self.model.embed_many(&texts))?;
+        to_matrix(py, m, dim)
+    }
+
+    /// Awaitable :meth:`embed`, run on the wheel's runtime.
+    fn embed_async<'py>(
+        &self,
+        py: Python<'py>,
+        text: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let text = text_arg(text)?;
+        let model = Arc::clone(&self.model);
+        runtime::awaitable(
+            py,
+            move || model.embed_one(&text),
+            Box::new(|py, v: Vec<f32>| to_vector(py, v)),
+        )
+    }
+
+    /// Awaitable :meth:`embed_batch`, run on the wheel's runtime.
+    fn embed_batch_async<'py>(
+        &self,
+        py: Python<'py>,
+        texts: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let texts = texts_arg(texts)?;
+        let model = Arc::clone(&self.model);
+        let dim = model.dim();
+        runtime::awaitable(
+            py,
+            move || model.embed_many(&texts),
+            Box::new(move |py, m: Vec<f32>| to_matrix(py, m, dim)),
+        )
+    }
+
+    /// Token ids the model sees for ``text`` (with ``[CLS]``/``[SEP]``,
+    /// truncated to :attr:`max_seq_length`).
+    fn tokenize(&self, py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+        let text = text_arg(text)?;
+        Ok(py.detach(|| self.model.tokenize(&text))?)
+    }
+
+    /// Length of the embeddings (384 for all-MiniLM-L6-v2).
+    #[getter]
+    fn dim(&self) -> usize {
+        self.model.dim()
+    }
+
+    /// Tokens per text, special tokens included; longer texts are truncated.
+    #[getter]
+    fn max_seq_length(&self) -> usize {
+        self.model.cfg.max_seq_length
+    }
+
+    /// ``"mean"`` or ``"cls"``.
+    #[getter]
+    fn pooling(&self) -> &'static str {
+        self.model.cfg.pooling.name()
+    }
+
+    /// Whether embeddings are L2-normalised (unit length).
+    #[getter]
+    fn normalize(&self) -> bool {
+        self.model.cfg.normalize
+    }
+
+    /// The model's name (the known name, or the folder for a local path).
+    #[getter]
+    fn name(&self) -> &str {
+        &self.origin.name
+    }
+
+    /// The folder the model was loaded from.
+    #[getter]
+    fn path(&self) -> &str {
+        &self.origin.path
+    }
+
+    /// Where the resolver found the model: ``"directory"``, ``"env"``,
+    /// ``"hf-cache"``, ``"package"``, ``"cache"`` or ``"download"``.
+    #[getter]
+    fn source(&self) -> &str {
+        &self.origin.source
+    }
+
+    /// Whether pinned SHA-256 digests were checked while loading.
+    #[getter]
+    fn verified(&self) -> bool {
+        self.origin.verified
+    }
+
+    /// Number of encoder layers.
+    #[getter]
+    fn num_layers(&self) -> usize {
+        self.model.cfg.bert.layers
+    }
+
+    /// Tokenizer vocabulary size (added tokens included).
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+
+    /// Bytes of weights held in memory.
+    #[getter]
+    fn memory_bytes(&self) -> usize {
+        self.model.weight_bytes()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Embedder(name={}, kind='text', dim={}, max_seq_length={}, pooling='{}', \
+             normalize={}, source='{}', verified={})",
+            py_quote(&self.origin.name),
+            self.model.dim(),
+            self.model.cfg.max_seq_length,
+            self.model.cfg.pooling.name(),
+            py_bool(self.model.cfg.normalize),
+            self.origin.source,
+            py_bool(self.origin.verified),
+        )
+    }
+}
+
+fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// A Python-style single-quoted literal of `s`.
+fn py_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[pyfunction]
+/// SHA-256 of a file, as lower-case hex (used by the resolver for downloads
+/// and by tools that pin new models). Runs with the GIL released.
+pub fn sha256_file(py: Python<'_>, path: std::path::PathBuf) -> PyResult<String> {
+    py.detach(|| {
+        std::fs::read(&path)
+            .map(|d| crate::files::sha256_hex(&d))
+            .map_err(|e| Error::Embed(format!("cannot read {}: {e}", path.display())))
+    })
+    .map_err(PyErr::from)
+}

@@ -1,0 +1,29 @@
+//! `ruvector_embed._native`: sentence embeddings computed in Rust.
+//!
+//! * [`files`] — model files read with their SHA-256 digests checked;
+//! * [`safetensors`] — the checkpoint reader; [`config`] — the model
+//!   description of a sentence-transformers folder;
+//! * [`tokenize`] — text to token ids as sentence-transformers does it;
+//! * [`bert`] — the BERT encoder forward pass over packed sentences;
+//! * [`model`] — a loaded model and the parallel batch driver;
+//! * [`embedder`] — the Python class.
+
+pub mod bert;
+pub mod config;
+pub mod embedder;
+mod erf_table;
+pub mod files;
+pub mod model;
+pub mod safetensors;
+pub mod tokenize;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    ruvector_py_core::init_module(m, "embed", "ruvector-embed", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<embedder::Embedder>()?;
+    m.add_function(wrap_pyfunction!(embedder::sha256_file, m)?)?;
+    Ok(())
+}
