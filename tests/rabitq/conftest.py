@@ -6,7 +6,7 @@ every index is built with an explicit seed, so a failure reproduces exactly.
 The index-kind fixtures are parametrized so that one test body runs against
 every kind it applies to:
 
-* ``build_any``       — all six configurations below;
+* ``build_any``       — all seven configurations below;
 * ``build_with_vectors`` — the kinds that keep the original vectors (and so
   return exact squared L2 scores, support ``idx[id]``, iteration,
   ``numpy.asarray(idx)`` and ``save``);
@@ -34,9 +34,9 @@ Rows = npt.NDArray[np.intp]
 Batch = Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
 #: ``(stored rows, query rows)``.
 Data = Tuple[F32, F32]
-#: Any of the four concrete index classes (all share ``_IndexBase``).
-Index = Union[rr.FlatF32Index, rr.RabitqIndex, rr.RabitqPlusIndex, rr.RabitqAsymIndex]
-#: Any of the four index classes.
+#: Any of the five concrete index classes (all share ``_IndexBase``).
+Index = Union[rr.FlatF32Index, rr.RabitqIndex, rr.RabitqPlusIndex, rr.RabitqAsymIndex, rr.IvfRabitqIndex]
+#: Any of the five index classes.
 IndexClass = Type[Index]
 #: Any of the three seeded (RaBitQ) index classes.
 SeededIndexClass = Type[Union[rr.RabitqIndex, rr.RabitqPlusIndex, rr.RabitqAsymIndex]]
@@ -101,11 +101,16 @@ def _asym_rerank(x: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> Index
     return rr.RabitqAsymIndex.build(x, ids, seed=SEED, rerank_factor=4)
 
 
+def _ivf(x: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> Index:
+    return rr.IvfRabitqIndex.build(x, ids, seed=SEED, nlist=8, nprobe=4, rerank_factor=5)
+
+
 WITH_VECTORS: Dict[str, Builder] = {
     "flat": _flat,
     "plus-haar": _plus,
     "plus-hadamard": _plus_hadamard,
     "asym-rerank4": _asym_rerank,
+    "ivf": _ivf,
 }
 CODES_ONLY: Dict[str, Builder] = {
     "rabitq": _rabitq,
@@ -116,7 +121,7 @@ ALL_KINDS: Dict[str, Builder] = {**WITH_VECTORS, **CODES_ONLY}
 
 @pytest.fixture(scope="session", params=list(ALL_KINDS), ids=list(ALL_KINDS))
 def build_any(request: pytest.FixtureRequest) -> Builder:
-    """``build(x, ids=None)`` for each of the six index configurations."""
+    """``build(x, ids=None)`` for each of the seven index configurations."""
     return ALL_KINDS[request.param]
 
 

@@ -454,10 +454,13 @@ def interesting_ids(max_id: int) -> st.SearchStrategy[int]:
 
 
 @FUZZ
-@given(data=st.data(), kind=st.sampled_from(["RabitqIndex", "RabitqPlusIndex", "RabitqAsymIndex", "FlatF32Index"]))
+@given(
+    data=st.data(),
+    kind=st.sampled_from(["RabitqIndex", "RabitqPlusIndex", "RabitqAsymIndex", "FlatF32Index", "IvfRabitqIndex"]),
+)
 def test_build_checks_every_id(data: st.DataObject, kind: str) -> None:
     cls = getattr(rr, kind)
-    max_id = FLAT_MAX_ID if cls is rr.FlatF32Index else RABITQ_MAX_ID
+    max_id = FLAT_MAX_ID if cls in (rr.FlatF32Index, rr.IvfRabitqIndex) else RABITQ_MAX_ID
     ids = data.draw(st.lists(interesting_ids(max_id), min_size=1, max_size=6), label="ids")
     x = np.random.default_rng(0).standard_normal((len(ids), DIM)).astype(np.float32)
     expected = expected_id_error(ids, max_id)
@@ -622,7 +625,7 @@ def bad_batch(kind: str, idx: Any, draw: Any) -> Tuple[npt.NDArray[Any], Any]:
     elif kind == "id already present":
         ids[where[0]] = int(idx.ids[0])
     elif kind == "id too big":
-        ids[where[0]] = 2**63 if isinstance(idx, rr.FlatF32Index) else 2**32
+        ids[where[0]] = 2**63 if isinstance(idx, (rr.FlatF32Index, rr.IvfRabitqIndex)) else 2**32
     elif kind == "negative id":
         ids[where[0]] = -1
     elif kind == "float ids":
@@ -662,7 +665,9 @@ def test_a_failed_add_leaves_the_index_unchanged(
 @pytest.mark.parametrize(
     "dim, fragment", [(0, "got 0"), (-1, "got -1"), (8193, "got 8193"), (2**64, "got 18446744073709551616")]
 )
-@pytest.mark.parametrize("cls", [rr.FlatF32Index, rr.RabitqIndex, rr.RabitqPlusIndex, rr.RabitqAsymIndex])
+@pytest.mark.parametrize(
+    "cls", [rr.FlatF32Index, rr.RabitqIndex, rr.RabitqPlusIndex, rr.RabitqAsymIndex, rr.IvfRabitqIndex]
+)
 def test_dim_must_be_between_1_and_8192(cls: IndexClass, dim: int, fragment: str) -> None:
     with pytest.raises(rr.InvalidArgument) as err:
         cls(dim)
@@ -680,9 +685,9 @@ def test_dim_zero_from_an_n_by_0_matrix_is_refused() -> None:
         rr.RabitqPlusIndex.build(np.zeros((3, 0), dtype=np.float32))
 
 
-@pytest.mark.parametrize("cls", [rr.RabitqIndex, rr.RabitqPlusIndex])
+@pytest.mark.parametrize("cls", [rr.RabitqIndex, rr.RabitqPlusIndex, rr.IvfRabitqIndex])
 def test_haar_rotation_stops_at_dim_2048_and_suggests_hadamard(
-    cls: Type[Union[rr.RabitqIndex, rr.RabitqPlusIndex]],
+    cls: Type[Union[rr.RabitqIndex, rr.RabitqPlusIndex, rr.IvfRabitqIndex]],
 ) -> None:
     for dim in [2049, 8192]:
         with pytest.raises(rr.InvalidArgument) as err:

@@ -24,7 +24,13 @@ import ruvector_rabitq as rr
 if TYPE_CHECKING:
     from conftest import F32, BruteForce, Builder, Clustered, Data, Index, IndexClass, SeededIndexClass, SqDist
 
-INDEX_CLASSES: List[IndexClass] = [rr.FlatF32Index, rr.RabitqIndex, rr.RabitqPlusIndex, rr.RabitqAsymIndex]
+INDEX_CLASSES: List[IndexClass] = [
+    rr.FlatF32Index,
+    rr.RabitqIndex,
+    rr.RabitqPlusIndex,
+    rr.RabitqAsymIndex,
+    rr.IvfRabitqIndex,
+]
 
 
 def hits_as_arrays(hits: Sequence[rr.SearchHit]) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
@@ -44,11 +50,12 @@ def test_version_matches_the_installed_distribution() -> None:
 
 
 def test_limits_are_exported_as_documented() -> None:
-    assert (rr.MAX_DIM, rr.MAX_HAAR_DIM, rr.MAX_RERANK_FACTOR, rr.MAX_VECTORS) == (
+    assert (rr.MAX_DIM, rr.MAX_HAAR_DIM, rr.MAX_RERANK_FACTOR, rr.MAX_VECTORS, rr.MAX_NLIST) == (
         8192,
         2048,
         1024,
         100_000_000,
+        65_536,
     )
 
 

@@ -39,9 +39,9 @@ if TYPE_CHECKING:
 HEADER = struct.Struct("<8sIIQII")
 TRAILER = struct.Struct("<BBBBI8s")
 CRATE_MAGIC, SDK_MAGIC, TRAILER_MAGIC = b"rbpx0001", b"rvpx0001", b"RVPYTRL1"
-KIND_CODE = {rr.RabitqPlusIndex: 0, rr.FlatF32Index: 1, rr.RabitqIndex: 2, rr.RabitqAsymIndex: 3}
+KIND_CODE = {rr.RabitqPlusIndex: 0, rr.FlatF32Index: 1, rr.RabitqIndex: 2, rr.RabitqAsymIndex: 3, rr.IvfRabitqIndex: 4}
 ROTATION_CODE = {"haar": 0, "hadamard": 1, None: 0}
-SAVABLE_CLASSES = [rr.FlatF32Index, rr.RabitqPlusIndex, rr.RabitqAsymIndex]
+SAVABLE_CLASSES = [rr.FlatF32Index, rr.RabitqPlusIndex, rr.RabitqAsymIndex, rr.IvfRabitqIndex]
 
 
 def rbpx(
@@ -336,8 +336,9 @@ def test_loading_with_the_wrong_class_names_the_right_one(
         lambda: rr.RabitqPlusIndex.build(small(), [5, 9, 1], rotation="hadamard"),
         lambda: rr.FlatF32Index.build(small(), [5, 2**40, 1]),
         lambda: rr.RabitqAsymIndex.build(small(), [5, 9, 1], rerank_factor=3),
+        lambda: rr.IvfRabitqIndex.build(small(), [5, 2**40, 1], nlist=2),
     ],
-    ids=["plus-haar", "plus-hadamard", "flat-ids64", "asym"],
+    ids=["plus-haar", "plus-hadamard", "flat-ids64", "asym", "ivf-ids64"],
 )
 def test_every_truncation_is_refused(make: Callable[[], Index], index_dir: Path) -> None:
     idx = make()
@@ -360,8 +361,9 @@ def test_every_truncation_is_refused(make: Callable[[], Index], index_dir: Path)
         lambda: rr.RabitqPlusIndex.build(small(), [5, 9, 1], seed=9, rerank_factor=3),
         lambda: rr.FlatF32Index.build(small(), [5, 2**40, 1]),
         lambda: rr.RabitqAsymIndex.build(small(), [5, 9, 1], rerank_factor=3),
+        lambda: rr.IvfRabitqIndex.build(small(), [5, 9, 1], nlist=2, nprobe=1),
     ],
-    ids=["plus-haar", "flat-ids64", "asym"],
+    ids=["plus-haar", "flat-ids64", "asym", "ivf"],
 )
 def test_every_single_bit_flip_is_refused(make: Callable[[], Index], index_dir: Path) -> None:
     idx = make()

@@ -15,6 +15,7 @@ use ruvector_py_core::{validate, Error, Result};
 use ruvector_rabitq::{AnnIndex, RabitqAsymIndex, RandomRotationKind};
 
 use crate::codes::SymmetricCodes;
+use crate::ivf::{self, IvfCodes};
 use crate::store::Store;
 use crate::topk::{sq_l2, TopK};
 
@@ -32,6 +33,7 @@ pub enum Kind {
     Rabitq,
     Plus,
     Asym,
+    Ivf,
 }
 
 impl Kind {
@@ -41,15 +43,22 @@ impl Kind {
             Kind::Rabitq => "RabitqIndex",
             Kind::Plus => "RabitqPlusIndex",
             Kind::Asym => "RabitqAsymIndex",
+            Kind::Ivf => "IvfRabitqIndex",
         }
     }
 
-    /// Largest id the kind can store: the crate keeps RaBitQ ids as u32.
+    /// Largest id the kind can store: the crate keeps RaBitQ ids as u32;
+    /// the SDK's own kinds keep full ids (capped at i64 for NumPy results).
     pub fn max_id(self) -> u64 {
         match self {
-            Kind::Flat => i64::MAX as u64,
+            Kind::Flat | Kind::Ivf => i64::MAX as u64,
             _ => u32::MAX as u64,
         }
+    }
+
+    /// Whether the kind reranks candidates (and so takes a rerank factor).
+    pub fn reranks(self) -> bool {
+        matches!(self, Kind::Plus | Kind::Asym | Kind::Ivf)
     }
 }
 
@@ -93,6 +102,10 @@ pub struct Params {
     pub seed: u64,
     pub rerank_factor: usize,
     pub rotation: Rotation,
+    /// IVF only (0 elsewhere): lists requested, 0 = about √n at training.
+    pub nlist: usize,
+    /// IVF only (0 elsewhere): lists visited per query, 0 = automatic.
+    pub nprobe: usize,
 }
 
 impl Params {
@@ -109,6 +122,20 @@ impl Params {
                 "RabitqAsymIndex supports only rotation=\"haar\"",
             ));
         }
+        if self.kind != Kind::Ivf && (self.nlist != 0 || self.nprobe != 0) {
+            return Err(Error::invalid(format!(
+                "{} has no lists; nlist and nprobe apply to IvfRabitqIndex",
+                self.kind.class_name()
+            )));
+        }
+        if self.nlist > ivf::MAX_NLIST || self.nprobe > ivf::MAX_NLIST {
+            return Err(Error::invalid(format!(
+                "nlist and nprobe must be at most {}, got nlist {} and nprobe {}",
+                ivf::MAX_NLIST,
+                self.nlist,
+                self.nprobe
+            )));
+        }
         if self.kind != Kind::Flat && self.rotation == Rotation::Haar && self.dim > MAX_HAAR_DIM {
             return Err(Error::invalid(format!(
                 "rotation=\"haar\" builds a dense dim×dim rotation in O(dim³) time and is limited \
@@ -122,17 +149,26 @@ impl Params {
     /// Whether the kind keeps the original vectors.
     pub fn keeps_vectors(&self) -> bool {
         match self.kind {
-            Kind::Flat | Kind::Plus => true,
+            Kind::Flat | Kind::Plus | Kind::Ivf => true,
             Kind::Rabitq => false,
             Kind::Asym => self.rerank_factor > 1,
         }
     }
 }
 
+/// Per-call overrides of an index's search settings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SearchOpts {
+    pub rerank_factor: Option<usize>,
+    /// IVF only: lists to visit.
+    pub nprobe: Option<usize>,
+}
+
 enum Codes {
     None,
     Symmetric(Box<SymmetricCodes>),
     Asymmetric(Box<RabitqAsymIndex>),
+    Ivf(Box<IvfCodes>),
 }
 
 pub struct Engine {
@@ -160,6 +196,11 @@ impl Engine {
             Kind::Asym => {
                 Codes::Asymmetric(Box::new(RabitqAsymIndex::new(params.dim, params.seed, 1)))
             }
+            Kind::Ivf => Codes::Ivf(Box::new(IvfCodes::new(
+                params.dim,
+                params.seed,
+                params.rotation.upstream(),
+            ))),
         };
         Ok(Self {
             params,
@@ -197,6 +238,72 @@ impl Engine {
             )));
         }
         self.params = p;
+        Ok(())
+    }
+
+    /// Sets the lists an IVF search visits (0 = automatic).
+    pub fn set_nprobe(&mut self, nprobe: usize) -> Result<()> {
+        let mut p = self.params;
+        p.nprobe = nprobe;
+        p.check()?;
+        self.params = p;
+        Ok(())
+    }
+
+    /// The IVF lists, once trained.
+    pub fn ivf(&self) -> Option<&IvfCodes> {
+        match &self.codes {
+            Codes::Ivf(ivf) => Some(ivf),
+            _ => None,
+        }
+    }
+
+    /// Lists an IVF search visits: the set value, or by default 1/8 of the
+    /// lists (at least 8, at most all of them): recall@10 about 0.97 on
+    /// sentence embeddings with √n lists.
+    pub fn effective_nprobe(&self) -> usize {
+        let nlist = self.ivf().map_or(0, IvfCodes::nlist);
+        if self.params.nprobe != 0 {
+            return self.params.nprobe.min(nlist.max(1));
+        }
+        nlist.div_ceil(8).max(8).min(nlist.max(1))
+    }
+
+    /// Loads an IVF engine's lists from a file's centroids and labels, then
+    /// adds the rows (all validated like `add`).
+    pub fn restore_ivf(
+        &mut self,
+        ids: &[u64],
+        data: &[f32],
+        centroids: Vec<f32>,
+        labels: &[u32],
+    ) -> Result<()> {
+        self.check_add(ids, data, "vectors", true)?;
+        let Codes::Ivf(ivf) = &mut self.codes else {
+            return Err(Error::invalid("restore_ivf on a non-IVF index"));
+        };
+        validate::check_rows(&centroids, self.params.dim, "centroids", true)?;
+        let nlist = centroids.len() / self.params.dim;
+        if nlist == 0 && !ids.is_empty() {
+            return Err(Error::invalid("an IVF index with vectors has no centroids"));
+        }
+        if let Some(bad) = labels.iter().find(|&&l| l as usize >= nlist) {
+            return Err(Error::invalid(format!(
+                "list label {bad} is out of range for {nlist} lists"
+            )));
+        }
+        if labels.len() != ids.len() {
+            return Err(Error::invalid(format!(
+                "got {} list labels for {} vectors",
+                labels.len(),
+                ids.len()
+            )));
+        }
+        if nlist > 0 {
+            ivf.set_centroids(centroids);
+            ivf.add_assigned(data, labels, 0)?;
+        }
+        self.store.append(ids, data);
         Ok(())
     }
 
@@ -239,22 +346,18 @@ impl Engine {
                     idx.add(id as usize, row.to_vec()).map_err(crate_err)?;
                 }
             }
+            Codes::Ivf(ivf) => ivf.add_rows(data, self.params.nlist, self.store.len())?,
         }
         self.store.append(ids, data);
         Ok(())
     }
 
     /// Top-`k` `(id, squared L2)` for a validated query, ascending.
-    /// `rerank_factor` overrides the index's own for this call.
-    pub fn search(
-        &self,
-        query: &[f32],
-        k: usize,
-        rerank_factor: Option<usize>,
-    ) -> Result<Vec<(u64, f32)>> {
+    /// `opts` overrides the index's settings for this call.
+    pub fn search(&self, query: &[f32], k: usize, opts: SearchOpts) -> Result<Vec<(u64, f32)>> {
         let n = self.store.len();
         let k = k.min(n);
-        let rf = rerank_factor.unwrap_or(self.params.rerank_factor);
+        let rf = opts.rerank_factor.unwrap_or(self.params.rerank_factor);
         match &self.codes {
             Codes::None => {
                 let mut top = TopK::new(k);
@@ -297,6 +400,10 @@ impl Engine {
                 });
                 Ok(self.rerank(query, k, rows.collect::<Vec<_>>().into_iter()))
             }
+            Codes::Ivf(ivf) => {
+                let nprobe = opts.nprobe.unwrap_or_else(|| self.effective_nprobe());
+                Ok(ivf.search(&self.store, query, k, rf, nprobe))
+            }
         }
     }
 
@@ -326,6 +433,7 @@ impl Engine {
                 let d = self.params.dim;
                 idx.memory_bytes() + d * d * 4 + (d + 1) * 4
             }
+            Codes::Ivf(ivf) => ivf.memory_bytes(),
         };
         codes + self.store.memory_bytes()
     }
@@ -344,6 +452,11 @@ impl Engine {
             }
             (Codes::Asymmetric(_), Codes::Asymmetric(_)) if !self.store.keeps_vectors() => {
                 self.store.fingerprint() == other.store.fingerprint()
+            }
+            (Codes::Ivf(a), Codes::Ivf(b)) => {
+                a.centroids() == b.centroids()
+                    && a.labels() == b.labels()
+                    && self.store.vectors() == other.store.vectors()
             }
             _ => self.store.vectors() == other.store.vectors(),
         }
@@ -382,6 +495,15 @@ mod tests {
             seed: 7,
             rerank_factor: rf,
             rotation,
+            nlist: 0,
+            nprobe: 0,
+        }
+    }
+
+    fn rf(rerank_factor: usize) -> SearchOpts {
+        SearchOpts {
+            rerank_factor: Some(rerank_factor),
+            nprobe: None,
         }
     }
 
@@ -412,7 +534,7 @@ mod tests {
                         .into_iter()
                         .map(|r| (r.id as u64, r.score))
                         .collect();
-                    assert_eq!(ours.search(q, k, None).unwrap(), want);
+                    assert_eq!(ours.search(q, k, SearchOpts::default()).unwrap(), want);
                 }
                 let want: Vec<(u64, f32)> = theirs
                     .search_with_rerank(q, 10, 2)
@@ -420,7 +542,7 @@ mod tests {
                     .into_iter()
                     .map(|r| (r.id as u64, r.score))
                     .collect();
-                assert_eq!(ours.search(q, 10, Some(2)).unwrap(), want);
+                assert_eq!(ours.search(q, 10, rf(2)).unwrap(), want);
             }
         }
     }
@@ -443,7 +565,7 @@ mod tests {
                 .into_iter()
                 .map(|r| (r.id as u64, r.score))
                 .collect();
-            assert_eq!(ours.search(q, 20, None).unwrap(), want);
+            assert_eq!(ours.search(q, 20, SearchOpts::default()).unwrap(), want);
         }
     }
 
@@ -469,14 +591,14 @@ mod tests {
                 .into_iter()
                 .map(|r| (r.id as u64, r.score))
                 .collect();
-            assert_eq!(flat.search(q, 7, None).unwrap(), f);
+            assert_eq!(flat.search(q, 7, SearchOpts::default()).unwrap(), f);
             let a: Vec<(u64, f32)> = crate_asym
                 .search(q, 7)
                 .unwrap()
                 .into_iter()
                 .map(|r| (r.id as u64, r.score))
                 .collect();
-            assert_eq!(asym.search(q, 7, None).unwrap(), a);
+            assert_eq!(asym.search(q, 7, SearchOpts::default()).unwrap(), a);
         }
     }
 
@@ -486,14 +608,14 @@ mod tests {
         let mut e = Engine::new(params(Kind::Asym, d, 3, Rotation::Haar)).unwrap();
         let x = data(10, d, 1);
         e.add(&ids(10), &x).unwrap();
-        let before = e.search(&x[..d], 3, None).unwrap();
+        let before = e.search(&x[..d], 3, SearchOpts::default()).unwrap();
         let mut bad = x[..2 * d].to_vec();
         bad[d + 2] = f32::NAN;
         assert!(e.add(&[1000, 1001], &bad).is_err());
         assert!(e.add(&[11], &x[..d]).is_err(), "duplicate id");
         assert!(e.add(&[1 << 32], &x[..d]).is_err(), "id above u32");
         assert_eq!(e.len(), 10);
-        assert_eq!(e.search(&x[..d], 3, None).unwrap(), before);
+        assert_eq!(e.search(&x[..d], 3, SearchOpts::default()).unwrap(), before);
     }
 
     #[test]

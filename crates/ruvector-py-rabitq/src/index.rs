@@ -18,7 +18,8 @@ use ruvector_py_core::arrays::{self, ids_u64, matrix_f32, readonly_view, vector_
 use ruvector_py_core::errors::py as pyerr;
 use ruvector_py_core::{parallel, runtime, validate, Error, Result};
 
-use crate::engine::{Engine, Kind, Params, Rotation, MAX_RERANK_FACTOR};
+use crate::engine::{Engine, Kind, Params, Rotation, SearchOpts, MAX_RERANK_FACTOR};
+use crate::ivf::MAX_NLIST;
 use crate::persist;
 
 static SEARCH_HIT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -75,13 +76,36 @@ impl IndexBase {
         validate::check_rows(query, self.dim, what, matrix)
     }
 
-    fn rerank_arg(&self, rerank_factor: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
-        let Some(obj) = rerank_factor.filter(|o| !o.is_none()) else {
-            return Ok(None);
+    /// Checks the per-call search overrides against the index kind.
+    fn search_opts<'py>(
+        &self,
+        rerank_factor: Option<&Bound<'py, PyAny>>,
+        nprobe: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<SearchOpts> {
+        fn given<'a, 'py>(o: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
+            o.filter(|o| !o.is_none())
+        }
+        let nprobe = match given(nprobe) {
+            None => None,
+            Some(_) if self.kind != Kind::Ivf => {
+                return Err(Error::invalid(format!(
+                    "{} has no lists; nprobe applies to IvfRabitqIndex",
+                    self.kind.class_name()
+                ))
+                .into())
+            }
+            Some(obj) => Some(int_in_range(obj, "nprobe", 1, MAX_NLIST as i128)? as usize),
         };
-        if matches!(self.kind, Kind::Flat | Kind::Rabitq) {
+        let Some(obj) = given(rerank_factor) else {
+            return Ok(SearchOpts {
+                rerank_factor: None,
+                nprobe,
+            });
+        };
+        if !self.kind.reranks() {
             return Err(Error::invalid(format!(
-                "{} does not rerank; rerank_factor applies to RabitqPlusIndex and RabitqAsymIndex",
+                "{} does not rerank; rerank_factor applies to RabitqPlusIndex, \
+                 RabitqAsymIndex and IvfRabitqIndex",
                 self.kind.class_name()
             ))
             .into());
@@ -95,7 +119,10 @@ impl IndexBase {
             ))
             .into());
         }
-        Ok(Some(rf))
+        Ok(SearchOpts {
+            rerank_factor: Some(rf),
+            nprobe,
+        })
     }
 
     fn search_many(
@@ -103,7 +130,7 @@ impl IndexBase {
         queries: &[f32],
         dim: usize,
         k: i64,
-        rf: Option<usize>,
+        opts: SearchOpts,
     ) -> Result<Batch> {
         let k = validate::check_k(k, engine.len())?;
         let nq = queries.len() / dim;
@@ -114,7 +141,7 @@ impl IndexBase {
                 .zip(scores.par_chunks_mut(k))
                 .zip(queries.par_chunks(dim))
                 .try_for_each(|((ids, scores), q)| -> Result<()> {
-                    for (i, (id, score)) in engine.search(q, k, rf)?.into_iter().enumerate() {
+                    for (i, (id, score)) in engine.search(q, k, opts)?.into_iter().enumerate() {
                         ids[i] = id as i64;
                         scores[i] = score;
                     }
@@ -161,18 +188,19 @@ impl IndexBase {
 impl IndexBase {
     /// The `k` nearest stored vectors to `query`, as a list of
     /// `SearchHit(id, score)` ascending by score (squared L2 distance).
-    #[pyo3(signature = (query, k, *, rerank_factor=None))]
+    #[pyo3(signature = (query, k, *, rerank_factor=None, nprobe=None))]
     fn search(
         &self,
         py: Python<'_>,
         query: &Bound<'_, PyAny>,
         k: &Bound<'_, PyAny>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
+        nprobe: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let q = vector_f32(query, "query", "search_batch")?;
         let q = q.as_slice()?;
         let k = int_in_range(k, "k", i64::MIN as i128, i64::MAX as i128)? as i64;
-        let rf = self.rerank_arg(rerank_factor)?;
+        let opts = self.search_opts(rerank_factor, nprobe)?;
         if q.len() != self.dim {
             return Err(Error::dimension("query", self.dim, q.len()).into());
         }
@@ -180,7 +208,7 @@ impl IndexBase {
         let hits = py.detach(|| -> Result<_> {
             let engine = self.read();
             let k = validate::check_k(k, engine.len())?;
-            engine.search(q, k, rf)
+            engine.search(q, k, opts)
         })?;
         hits_to_list(py, hits)
     }
@@ -188,19 +216,20 @@ impl IndexBase {
     /// Searches every row of `queries` (shape `(nq, dim)`) in parallel with
     /// the GIL released. Returns `(ids, scores)`: int64 and float32 arrays
     /// of shape `(nq, k)`, each row ascending by score.
-    #[pyo3(signature = (queries, k, *, rerank_factor=None))]
+    #[pyo3(signature = (queries, k, *, rerank_factor=None, nprobe=None))]
     fn search_batch(
         &self,
         py: Python<'_>,
         queries: &Bound<'_, PyAny>,
         k: &Bound<'_, PyAny>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
+        nprobe: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let m = matrix_f32(queries, "queries")?;
         let cols = m.as_array().ncols();
         let q = m.as_slice()?;
         let k = int_in_range(k, "k", i64::MIN as i128, i64::MAX as i128)? as i64;
-        let rf = self.rerank_arg(rerank_factor)?;
+        let opts = self.search_opts(rerank_factor, nprobe)?;
         if cols != self.dim {
             return Err(Error::dimension("queries", self.dim, cols).into());
         }
@@ -211,25 +240,26 @@ impl IndexBase {
         let dim = self.dim;
         let batch = py.detach(|| -> Result<_> {
             let engine = self.read();
-            Self::search_many(&engine, q, dim, k, rf)
+            Self::search_many(&engine, q, dim, k, opts)
         })?;
         Self::batch_to_numpy(py, nq, batch)
     }
 
     /// Awaitable form of `search`, run on the wheel's runtime (the query is
     /// copied, so the caller may reuse its array at once).
-    #[pyo3(signature = (query, k, *, rerank_factor=None))]
+    #[pyo3(signature = (query, k, *, rerank_factor=None, nprobe=None))]
     fn search_async<'py>(
         &self,
         py: Python<'py>,
         query: &Bound<'py, PyAny>,
         k: &Bound<'py, PyAny>,
         rerank_factor: Option<&Bound<'py, PyAny>>,
+        nprobe: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let q = vector_f32(query, "query", "search_batch")?;
         let q = q.as_slice()?.to_vec();
         let k = int_in_range(k, "k", i64::MIN as i128, i64::MAX as i128)? as i64;
-        let rf = self.rerank_arg(rerank_factor)?;
+        let opts = self.search_opts(rerank_factor, nprobe)?;
         if q.len() != self.dim {
             return Err(Error::dimension("query", self.dim, q.len()).into());
         }
@@ -240,26 +270,27 @@ impl IndexBase {
             move || {
                 let engine = engine.read().unwrap_or_else(|p| p.into_inner());
                 let k = validate::check_k(k, engine.len())?;
-                engine.search(&q, k, rf)
+                engine.search(&q, k, opts)
             },
             Box::new(hits_to_list),
         )
     }
 
     /// Awaitable form of `search_batch` (the queries are copied).
-    #[pyo3(signature = (queries, k, *, rerank_factor=None))]
+    #[pyo3(signature = (queries, k, *, rerank_factor=None, nprobe=None))]
     fn search_batch_async<'py>(
         &self,
         py: Python<'py>,
         queries: &Bound<'py, PyAny>,
         k: &Bound<'py, PyAny>,
         rerank_factor: Option<&Bound<'py, PyAny>>,
+        nprobe: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = matrix_f32(queries, "queries")?;
         let cols = m.as_array().ncols();
         let q = m.as_slice()?.to_vec();
         let k = int_in_range(k, "k", i64::MIN as i128, i64::MAX as i128)? as i64;
-        let rf = self.rerank_arg(rerank_factor)?;
+        let opts = self.search_opts(rerank_factor, nprobe)?;
         if cols != self.dim {
             return Err(Error::dimension("queries", self.dim, cols).into());
         }
@@ -272,7 +303,7 @@ impl IndexBase {
             py,
             move || {
                 let engine = engine.read().unwrap_or_else(|p| p.into_inner());
-                Self::search_many(&engine, &q, dim, k, rf)
+                Self::search_many(&engine, &q, dim, k, opts)
             },
             Box::new(move |py, batch: Batch| Self::batch_to_numpy(py, nq, batch)),
         )
@@ -345,7 +376,7 @@ impl IndexBase {
 
     #[setter]
     fn set_rerank_factor(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        if matches!(self.kind, Kind::Flat | Kind::Rabitq) {
+        if !self.kind.reranks() {
             return Err(Error::invalid(format!(
                 "{} has no rerank_factor to set",
                 self.kind.class_name()
@@ -498,8 +529,15 @@ impl IndexBase {
                 p.rotation.name()
             ));
         }
-        if matches!(self.kind, Kind::Plus | Kind::Asym) {
+        if self.kind.reranks() {
             s.push_str(&format!(", rerank_factor={}", p.rerank_factor));
+        }
+        if let Some(ivf) = engine.ivf() {
+            s.push_str(&format!(
+                ", nlist={}, nprobe={}",
+                ivf.nlist(),
+                engine.effective_nprobe()
+            ));
         }
         s.push_str(&format!(", memory_bytes={})", engine.memory_bytes()));
         s
@@ -576,6 +614,8 @@ fn params_from(
         seed,
         rerank_factor,
         rotation: Rotation::parse(rotation)?,
+        nlist: 0,
+        nprobe: 0,
     };
     p.check()?;
     Ok(p)
@@ -583,6 +623,8 @@ fn params_from(
 
 /// Default seed of every index.
 pub const DEFAULT_SEED: u64 = 42;
+/// Default rerank factor of `IvfRabitqIndex`.
+pub const IVF_DEFAULT_RERANK_FACTOR: usize = 10;
 
 /// Fills in defaults and refuses options that the kind does not have.
 fn defaults<'py>(
@@ -594,7 +636,7 @@ fn defaults<'py>(
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, &'static str)> {
     let name = kind.class_name();
     let given = |o: Option<&Bound<'py, PyAny>>| o.is_some_and(|o| !o.is_none());
-    if matches!(kind, Kind::Flat | Kind::Rabitq) && given(rerank_factor) {
+    if !kind.reranks() && given(rerank_factor) {
         return Err(
             Error::invalid(format!("{name} does not rerank and takes no rerank_factor")).into(),
         );
@@ -616,7 +658,11 @@ fn defaults<'py>(
             Rotation::parse(&text)?.name()
         }
     };
-    let default_rf: u64 = if kind == Kind::Plus { 20 } else { 1 };
+    let default_rf: u64 = match kind {
+        Kind::Plus => 20,
+        Kind::Ivf => IVF_DEFAULT_RERANK_FACTOR as u64,
+        _ => 1,
+    };
     let seed = match seed.filter(|s| !s.is_none()) {
         Some(s) => s.clone(),
         None => DEFAULT_SEED.into_pyobject(py)?.into_any(),
@@ -628,24 +674,54 @@ fn defaults<'py>(
     Ok((seed, rf, rotation))
 }
 
+/// `nlist` and `nprobe` of an `IvfRabitqIndex` (0 = automatic).
+#[derive(Clone, Copy)]
+struct IvfArgs {
+    nlist: usize,
+    nprobe: usize,
+}
+
+impl IvfArgs {
+    fn parse(
+        nlist: Option<&Bound<'_, PyAny>>,
+        nprobe: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let get = |o: Option<&Bound<'_, PyAny>>, name: &str| -> PyResult<usize> {
+            match o.filter(|o| !o.is_none()) {
+                None => Ok(0),
+                Some(o) => Ok(int_in_range(o, name, 1, MAX_NLIST as i128)? as usize),
+            }
+        };
+        Ok(Self {
+            nlist: get(nlist, "nlist")?,
+            nprobe: get(nprobe, "nprobe")?,
+        })
+    }
+
+    fn apply(self, mut params: Params) -> PyResult<Params> {
+        params.nlist = self.nlist;
+        params.nprobe = self.nprobe;
+        params.check()?;
+        Ok(params)
+    }
+}
+
 fn new_base(py: Python<'_>, params: Params) -> PyResult<IndexBase> {
     // The Haar rotation is O(dim³) to build: release the GIL meanwhile.
     Ok(IndexBase::from_engine(py.detach(|| Engine::new(params))?))
 }
 
-fn build_base(
-    py: Python<'_>,
-    vectors: &Bound<'_, PyAny>,
-    ids: Option<&Bound<'_, PyAny>>,
-    kind: Kind,
-    seed: &Bound<'_, PyAny>,
-    rerank_factor: &Bound<'_, PyAny>,
-    rotation: &str,
+/// Builds an index from `vectors`; `params_for` turns the matrix's column
+/// count into the index parameters (so `dim` is checked like a given one).
+fn build_base<'py>(
+    py: Python<'py>,
+    vectors: &Bound<'py, PyAny>,
+    ids: Option<&Bound<'py, PyAny>>,
+    params_for: impl FnOnce(&Bound<'py, PyAny>) -> PyResult<Params>,
 ) -> PyResult<IndexBase> {
     let m = matrix_f32(vectors, "vectors")?;
     let (n, cols) = m.as_array().dim();
-    let dim_obj = cols.into_pyobject(py)?.into_any();
-    let params = params_from(kind, &dim_obj, seed, rerank_factor, rotation)?;
+    let params = params_for(&cols.into_pyobject(py)?.into_any())?;
     let ids = match ids.filter(|i| !i.is_none()) {
         Some(i) => ids_u64(i, n, "ids")?,
         None => (0..n as u64).collect(),
@@ -704,7 +780,9 @@ macro_rules! index_class {
             ) -> PyResult<Py<$name>> {
                 let py = cls.py();
                 let (seed, rf, rotation) = defaults(py, $kind, seed, rerank_factor, rotation)?;
-                let base = build_base(py, vectors, ids, $kind, &seed, &rf, rotation)?;
+                let base = build_base(py, vectors, ids, |dim| {
+                    params_from($kind, dim, &seed, &rf, rotation)
+                })?;
                 Py::new(py, PyClassInitializer::from(base).add_subclass($name))
             }
 
@@ -740,3 +818,112 @@ index_class!(
     Kind::Asym,
     "Float32 query against 1-bit codes (the asymmetric RaBitQ estimator). Trade-off: better estimates than the symmetric scan but O(dim) per candidate, about 100x slower than RabitqPlusIndex at n=100k; rerank_factor > 1 keeps the vectors and reranks exactly. Haar rotation only."
 );
+
+/// IVF partitioning over 1-bit RaBitQ codes of residuals, with exact rerank.
+/// Trade-off: sub-linear search (only the `nprobe` lists nearest the query
+/// are scanned, with a 4-bit query against 1-bit codes), so it is the index
+/// for hundreds of thousands to millions of vectors; it keeps the float32
+/// vectors for the exact rerank, ids up to 2**63-1, and trains k-means on
+/// the first vectors added (`build`), so later adds should look like them.
+/// Recall rises with `nprobe` and `rerank_factor`.
+///
+/// >>> index = IvfRabitqIndex.build(vectors, nlist=256, nprobe=16)
+/// >>> index.nprobe = 32          # more recall, more time
+#[pyclass(extends = IndexBase, frozen, module = "ruvector_rabitq")]
+pub struct IvfRabitqIndex;
+
+#[pymethods]
+impl IvfRabitqIndex {
+    /// An empty index of dimension `dim`; its lists are trained on the
+    /// first batch added.
+    #[new]
+    #[pyo3(signature = (dim, *, nlist=None, nprobe=None, seed=None, rerank_factor=None, rotation=None))]
+    fn new(
+        py: Python<'_>,
+        dim: &Bound<'_, PyAny>,
+        nlist: Option<&Bound<'_, PyAny>>,
+        nprobe: Option<&Bound<'_, PyAny>>,
+        seed: Option<&Bound<'_, PyAny>>,
+        rerank_factor: Option<&Bound<'_, PyAny>>,
+        rotation: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let lists = IvfArgs::parse(nlist, nprobe)?;
+        let (seed, rf, rotation) = defaults(py, Kind::Ivf, seed, rerank_factor, rotation)?;
+        let params = lists.apply(params_from(Kind::Ivf, dim, &seed, &rf, rotation)?)?;
+        Ok(PyClassInitializer::from(new_base(py, params)?).add_subclass(IvfRabitqIndex))
+    }
+
+    /// Trains `nlist` lists (default about sqrt(n)) on the rows of an
+    /// `(n, dim)` float32 array and adds them; `ids` defaults to `0..n`.
+    #[classmethod]
+    #[pyo3(signature = (vectors, ids=None, *, nlist=None, nprobe=None, seed=None, rerank_factor=None, rotation=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        cls: &Bound<'_, pyo3::types::PyType>,
+        vectors: &Bound<'_, PyAny>,
+        ids: Option<&Bound<'_, PyAny>>,
+        nlist: Option<&Bound<'_, PyAny>>,
+        nprobe: Option<&Bound<'_, PyAny>>,
+        seed: Option<&Bound<'_, PyAny>>,
+        rerank_factor: Option<&Bound<'_, PyAny>>,
+        rotation: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<IvfRabitqIndex>> {
+        let py = cls.py();
+        let lists = IvfArgs::parse(nlist, nprobe)?;
+        let (seed, rf, rotation) = defaults(py, Kind::Ivf, seed, rerank_factor, rotation)?;
+        let base = build_base(py, vectors, ids, |dim| {
+            lists.apply(params_from(Kind::Ivf, dim, &seed, &rf, rotation)?)
+        })?;
+        Py::new(
+            py,
+            PyClassInitializer::from(base).add_subclass(IvfRabitqIndex),
+        )
+    }
+
+    /// Loads an index saved by `save` (lists and all; nothing is retrained).
+    #[classmethod]
+    fn load(cls: &Bound<'_, pyo3::types::PyType>, path: PathBuf) -> PyResult<Py<IvfRabitqIndex>> {
+        let py = cls.py();
+        let base = load_base(py, path, Kind::Ivf)?;
+        Py::new(
+            py,
+            PyClassInitializer::from(base).add_subclass(IvfRabitqIndex),
+        )
+    }
+
+    /// Number of lists: trained lists, or before training the requested
+    /// count (`None` when it will be chosen from the first batch).
+    #[getter]
+    fn nlist(slf: &Bound<'_, Self>) -> Option<usize> {
+        let engine = slf.as_super().get().read();
+        match engine.ivf().map(|ivf| ivf.nlist()).filter(|&n| n > 0) {
+            Some(n) => Some(n),
+            None => Some(engine.params().nlist).filter(|&n| n > 0),
+        }
+    }
+
+    /// Lists visited per query (default: 1/8 of the lists, at least 8).
+    #[getter]
+    fn nprobe(slf: &Bound<'_, Self>) -> usize {
+        slf.as_super().get().read().effective_nprobe()
+    }
+
+    #[setter]
+    fn set_nprobe(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let nprobe = int_in_range(value, "nprobe", 1, MAX_NLIST as i128)? as usize;
+        Ok(slf.as_super().get().write().set_nprobe(nprobe)?)
+    }
+
+    /// Number of vectors in each list (int64, in list order).
+    #[getter]
+    fn list_sizes<'py>(slf: &Bound<'py, Self>) -> Bound<'py, PyArray1<i64>> {
+        let sizes: Vec<i64> = slf
+            .as_super()
+            .get()
+            .read()
+            .ivf()
+            .map(|ivf| ivf.list_sizes().into_iter().map(|n| n as i64).collect())
+            .unwrap_or_default();
+        PyArray1::from_vec(slf.py(), sizes)
+    }
+}

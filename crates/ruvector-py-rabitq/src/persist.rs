@@ -7,7 +7,8 @@
 //! | bytes | field |
 //! |---|---|
 //! | 8·n (optional) | u64 ids, when an id does not fit the u32 column (`FlatF32Index` only) |
-//! | 1 | index kind (0 Plus, 1 Flat, 2 Rabitq-never-saved, 3 Asym) |
+//! | 24 + 4·(nlist·dim + n) (IVF only) | `b"RVIVF001"`, u32 lists, u32 nlist and nprobe settings, u32 0, the centroids (f32), the list of every row (u32) |
+//! | 1 | index kind (0 Plus, 1 Flat, 2 Rabitq-never-saved, 3 Asym, 4 Ivf) |
 //! | 1 | rotation (0 Haar, 1 Hadamard) |
 //! | 1 | flags (bit 0: the u64 id block is present) |
 //! | 1 | reserved, 0 |
@@ -27,7 +28,7 @@
 //! file in the same directory, are fsynced, then renamed over the target.
 
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,6 +39,8 @@ use crate::engine::{Engine, Kind, Params, Rotation, MAX_RERANK_FACTOR, MAX_VECTO
 pub const CRATE_MAGIC: &[u8; 8] = b"rbpx0001";
 pub const SDK_MAGIC: &[u8; 8] = b"rvpx0001";
 pub const TRAILER_MAGIC: &[u8; 8] = b"RVPYTRL1";
+pub const IVF_MAGIC: &[u8; 8] = b"RVIVF001";
+const IVF_HEADER_LEN: u64 = 24;
 pub const VERSION: u32 = 1;
 const HEADER_LEN: u64 = 32;
 const TRAILER_LEN: u64 = 16;
@@ -49,6 +52,7 @@ fn kind_code(kind: Kind) -> u8 {
         Kind::Flat => 1,
         Kind::Rabitq => 2,
         Kind::Asym => 3,
+        Kind::Ivf => 4,
     }
 }
 
@@ -58,6 +62,7 @@ fn kind_from_code(code: u8) -> Option<Kind> {
         1 => Some(Kind::Flat),
         2 => Some(Kind::Rabitq),
         3 => Some(Kind::Asym),
+        4 => Some(Kind::Ivf),
         _ => None,
     }
 }
@@ -134,6 +139,27 @@ fn write_index<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
             w.write_all(&id.to_le_bytes())?;
         }
     }
+    if let Some(ivf) = engine.ivf() {
+        w.write_all(IVF_MAGIC)?;
+        for v in [ivf.nlist(), p.nlist, p.nprobe, 0] {
+            w.write_all(&(v as u32).to_le_bytes())?;
+        }
+        let mut buf = Vec::with_capacity(1 << 16);
+        for chunk in ivf.centroids().chunks(1 << 14) {
+            buf.clear();
+            chunk
+                .iter()
+                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+            w.write_all(&buf)?;
+        }
+        for chunk in ivf.labels().chunks(1 << 14) {
+            buf.clear();
+            chunk
+                .iter()
+                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+            w.write_all(&buf)?;
+        }
+    }
     let rotation = match p.rotation {
         Rotation::Haar => 0u8,
         Rotation::Hadamard => 1u8,
@@ -206,6 +232,36 @@ pub struct Loaded {
     pub vectors: Vec<f32>,
     /// Whether the SDK trailer (and so a CRC) was present.
     pub checked: bool,
+    /// IVF files: the centroids and the list of every row.
+    pub ivf: Option<(Vec<f32>, Vec<u32>)>,
+}
+
+/// The IVF block's `(lists, nlist setting, nprobe setting)` if the file's
+/// trailer says IVF: read by seeking, before anything is allocated, so the
+/// file size can be checked against the block's claims first.
+fn peek_ivf(
+    file: &mut File,
+    file_len: u64,
+    block_at: u64,
+) -> std::io::Result<Option<(u64, u32, u32)>> {
+    if file_len < block_at + IVF_HEADER_LEN + TRAILER_LEN {
+        return Ok(None);
+    }
+    let mut t = [0u8; TRAILER_LEN as usize];
+    file.seek(SeekFrom::Start(file_len - TRAILER_LEN))?;
+    file.read_exact(&mut t)?;
+    let mut h = [0u8; IVF_HEADER_LEN as usize];
+    file.seek(SeekFrom::Start(block_at))?;
+    file.read_exact(&mut h)?;
+    file.seek(SeekFrom::Start(0))?;
+    if kind_from_code(t[0]) != Some(Kind::Ivf) || &h[..8] != IVF_MAGIC {
+        return Ok(None);
+    }
+    Ok(Some((
+        u64::from(read_u32(&h, 8)),
+        read_u32(&h, 12),
+        read_u32(&h, 16),
+    )))
 }
 
 fn read_u32(b: &[u8], at: usize) -> u32 {
@@ -227,12 +283,12 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
             "not an index file: {file_len} bytes, shorter than the {HEADER_LEN}-byte header"
         )));
     }
-    let mut r = BufReader::with_capacity(1 << 20, file);
-    let mut crc = crc32fast::Hasher::new();
+    let mut file = file;
     let mut header = [0u8; HEADER_LEN as usize];
-    r.read_exact(&mut header)
+    file.read_exact(&mut header)
         .map_err(|e| fail(format!("cannot read the header: {e}")))?;
-    crc.update(&header);
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| fail(format!("cannot seek: {e}")))?;
     let magic = &header[0..8];
     let sdk_magic = magic == SDK_MAGIC;
     if magic != CRATE_MAGIC && !sdk_magic {
@@ -267,9 +323,37 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
             "corrupt header: n must be at most {MAX_VECTORS}, got {n}"
         )));
     }
-    // Every size below is bounded by n ≤ 1e8 and dim ≤ 8192: no overflow in u64.
+    // Every size below is bounded by n ≤ 1e8, dim ≤ 8192 and nlist ≤ 65536:
+    // no overflow in u64.
     let rows_len = n * (4 + 4 * dim as u64);
-    let body = file_len - HEADER_LEN;
+    let mut body = file_len - HEADER_LEN;
+    let mut ivf_header = None;
+    if sdk_magic {
+        // An IVF block sits after the rows (and the u64 ids, if any).
+        for ids_len in [0, 8 * n] {
+            let at = HEADER_LEN + rows_len + ids_len;
+            let peeked =
+                peek_ivf(&mut file, file_len, at).map_err(|e| fail(format!("cannot read: {e}")))?;
+            if let Some((lists, nlist, nprobe)) = peeked {
+                if lists > n.min(crate::ivf::MAX_NLIST as u64) || (lists == 0) != (n == 0) {
+                    return Err(fail(format!(
+                        "corrupt IVF block: {lists} lists for {n} vectors"
+                    )));
+                }
+                let block = IVF_HEADER_LEN + 4 * (lists * dim as u64 + n);
+                if body == rows_len + ids_len + block + TRAILER_LEN {
+                    body -= block;
+                    ivf_header = Some((lists as usize, nlist as usize, nprobe as usize));
+                    break;
+                }
+            }
+        }
+    }
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut crc = crc32fast::Hasher::new();
+    r.read_exact(&mut header)
+        .map_err(|e| fail(format!("cannot read the header: {e}")))?;
+    crc.update(&header);
     let trailer = if body == rows_len {
         None
     } else if body == rows_len + TRAILER_LEN {
@@ -306,6 +390,7 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
     }
     let mut kind = Kind::Plus;
     let mut rotation = Rotation::Haar;
+    let mut ivf = None;
     if let Some(has_ids64) = trailer {
         if has_ids64 {
             let mut b = [0u8; 8];
@@ -315,6 +400,20 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
                 crc.update(&b);
                 *id = u64::from_le_bytes(b);
             }
+        }
+        if let Some((lists, _, _)) = ivf_header {
+            let mut h = [0u8; IVF_HEADER_LEN as usize];
+            r.read_exact(&mut h)
+                .map_err(|e| fail(format!("cannot read: {e}")))?;
+            crc.update(&h);
+            if read_u32(&h, 20) != 0 {
+                return Err(fail("corrupt IVF block: reserved field is not 0".into()));
+            }
+            let centroids = read_le4(&mut r, &mut crc, lists * dim, f32::from_le_bytes)
+                .map_err(|e| fail(format!("cannot read: {e}")))?;
+            let labels = read_le4(&mut r, &mut crc, n, u32::from_le_bytes)
+                .map_err(|e| fail(format!("cannot read: {e}")))?;
+            ivf = Some((centroids, labels));
         }
         let mut t = [0u8; TRAILER_LEN as usize];
         r.read_exact(&mut t)
@@ -341,6 +440,11 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
         if t[2] & !FLAG_IDS64 != 0 || t[3] != 0 || ((t[2] & FLAG_IDS64) != 0) != has_ids64 {
             return Err(fail("corrupt trailer flags".into()));
         }
+        if (kind == Kind::Ivf) != ivf.is_some() {
+            return Err(fail(
+                "corrupt file: the IVF block and the index kind disagree".into(),
+            ));
+        }
         let crate_readable = kind == Kind::Plus && rotation == Rotation::Haar && !has_ids64;
         if crate_readable == sdk_magic {
             return Err(fail("corrupt file: magic and trailer disagree".into()));
@@ -363,11 +467,38 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
             seed,
             rerank_factor,
             rotation,
+            nlist: ivf_header.map_or(0, |h| h.1),
+            nprobe: ivf_header.map_or(0, |h| h.2),
         },
         ids,
         vectors,
         checked: trailer.is_some(),
+        ivf,
     })
+}
+
+/// `n` little-endian 4-byte values, decoded by `decode`.
+fn read_le4<R: Read, T>(
+    r: &mut R,
+    crc: &mut crc32fast::Hasher,
+    n: usize,
+    decode: fn([u8; 4]) -> T,
+) -> std::io::Result<Vec<T>> {
+    let mut out = Vec::with_capacity(n);
+    let mut buf = vec![0u8; 4 * n.min(1 << 16)];
+    let mut left = n;
+    while left > 0 {
+        let take = left.min(1 << 16);
+        let b = &mut buf[..4 * take];
+        r.read_exact(b)?;
+        crc.update(b);
+        out.extend(
+            b.chunks_exact(4)
+                .map(|c| decode(c.try_into().expect("4 bytes"))),
+        );
+        left -= take;
+    }
+    Ok(out)
 }
 
 /// Builds the engine from a loaded file, validating every value like `add`.
@@ -375,9 +506,13 @@ pub fn rebuild(path: &Path, loaded: Loaded) -> Result<Engine> {
     let shown = path.display();
     let mut engine =
         Engine::new(loaded.params).map_err(|e| Error::persist(&shown, e.to_string()))?;
-    engine
-        .add(&loaded.ids, &loaded.vectors)
-        .map_err(|e| Error::persist(&shown, format!("invalid contents: {e}")))?;
+    let added = match loaded.ivf {
+        Some((centroids, labels)) => {
+            engine.restore_ivf(&loaded.ids, &loaded.vectors, centroids, &labels)
+        }
+        None => engine.add(&loaded.ids, &loaded.vectors),
+    };
+    added.map_err(|e| Error::persist(&shown, format!("invalid contents: {e}")))?;
     Ok(engine)
 }
 
@@ -393,6 +528,8 @@ mod tests {
             seed: 9,
             rerank_factor: 3,
             rotation,
+            nlist: 0,
+            nprobe: 0,
         })
         .unwrap();
         let data: Vec<f32> = (0..ids.len() * dim)
@@ -415,6 +552,8 @@ mod tests {
             (Kind::Plus, Rotation::Hadamard, vec![5, 9, 1]),
             (Kind::Flat, Rotation::Haar, vec![1 << 40, 2, 3]),
             (Kind::Asym, Rotation::Haar, vec![7, 8, 9]),
+            (Kind::Ivf, Rotation::Haar, vec![1 << 40, 2, 3]),
+            (Kind::Ivf, Rotation::Hadamard, vec![5, 9, 1]),
         ] {
             let path = tmp(&format!("{kind:?}{rotation:?}"));
             let e = engine(kind, rotation, &ids);
@@ -448,6 +587,39 @@ mod tests {
                 continue;
             }
             assert!(loaded.is_err(), "truncated at {cut}");
+        }
+        for at in 0..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            fs::write(&path, &bad).unwrap();
+            assert!(load(&path, None).is_err(), "flip at {at} was accepted");
+        }
+    }
+
+    #[test]
+    fn ivf_files_keep_their_lists_and_refuse_every_truncation_and_flip() {
+        let path = tmp("ivf");
+        let original = engine(Kind::Ivf, Rotation::Haar, &[4, 5, 6]);
+        assert!(original.ivf().unwrap().nlist() >= 1);
+        save(&original, &path).unwrap();
+        let good = fs::read(&path).unwrap();
+        assert_eq!(&good[..8], SDK_MAGIC);
+        let back = rebuild(&path, load(&path, Some(Kind::Ivf)).unwrap()).unwrap();
+        assert!(back.same_as(&original));
+        assert_eq!(
+            back.ivf().unwrap().labels(),
+            original.ivf().unwrap().labels()
+        );
+        let q = [0.1f32, 0.2, 0.3, 0.4];
+        let opts = crate::engine::SearchOpts::default();
+        assert_eq!(
+            back.search(&q, 2, opts).unwrap(),
+            original.search(&q, 2, opts).unwrap()
+        );
+        assert!(load(&path, Some(Kind::Plus)).is_err(), "kind is checked");
+        for cut in 0..good.len() {
+            fs::write(&path, &good[..cut]).unwrap();
+            assert!(load(&path, None).is_err(), "truncated at {cut}");
         }
         for at in 0..good.len() {
             let mut bad = good.clone();

@@ -1,12 +1,14 @@
 """RaBitQ vector indexes for Python, backed by the Rust crate ``ruvector-rabitq``.
 
-Four index kinds share one protocol (:class:`AnyIndex`):
+Five index kinds share one protocol (:class:`AnyIndex`):
 
 * :class:`FlatF32Index` — exact brute force over float32 vectors.
 * :class:`RabitqIndex` — 1-bit codes only: smallest, fastest, low recall.
 * :class:`RabitqPlusIndex` — 1-bit scan, then exact rerank: the default.
 * :class:`RabitqAsymIndex` — float query against 1-bit codes: slower scan,
   better estimates; optional rerank.
+* :class:`IvfRabitqIndex` — k-means lists over 1-bit residual codes, exact
+  rerank: sub-linear search for large sets (the SDK's own algorithm).
 
 >>> import numpy as np, ruvector_rabitq as rr
 >>> x = np.random.default_rng(0).standard_normal((1000, 32), dtype=np.float32)
@@ -33,6 +35,7 @@ from ruvector_common.errors import (
 from . import _native
 from ._native import (
     FlatF32Index,
+    IvfRabitqIndex,
     RabitqAsymIndex,
     RabitqIndex,
     RabitqPlusIndex,
@@ -47,6 +50,7 @@ MAX_DIM: int = _native.MAX_DIM
 MAX_HAAR_DIM: int = _native.MAX_HAAR_DIM
 MAX_RERANK_FACTOR: int = _native.MAX_RERANK_FACTOR
 MAX_VECTORS: int = _native.MAX_VECTORS
+MAX_NLIST: int = _native.MAX_NLIST
 
 __all__ = [
     "AnyIndex",
@@ -54,8 +58,10 @@ __all__ = [
     "EmptyIndex",
     "FlatF32Index",
     "InvalidArgument",
+    "IvfRabitqIndex",
     "MAX_DIM",
     "MAX_HAAR_DIM",
+    "MAX_NLIST",
     "MAX_RERANK_FACTOR",
     "MAX_VECTORS",
     "NotFound",

@@ -13,6 +13,7 @@ MAX_DIM: int
 MAX_HAAR_DIM: int
 MAX_RERANK_FACTOR: int
 MAX_VECTORS: int
+MAX_NLIST: int
 
 _Self = TypeVar("_Self", bound="_IndexBase")
 _Path = Union[str, "os.PathLike[str]"]
@@ -27,23 +28,39 @@ def runtime_info() -> Dict[str, Any]:
     """State of this wheel's tokio runtime and thread pool (started lazily)."""
 
 class _IndexBase:
-    """Behaviour shared by the four index classes (see :class:`AnyIndex`)."""
+    """Behaviour shared by the index classes (see :class:`AnyIndex`).
 
-    def search(self, query: npt.ArrayLike, k: _Int, *, rerank_factor: Optional[_Int] = None) -> List[SearchHit]:
+    ``nprobe`` (per call) applies to :class:`IvfRabitqIndex` only;
+    ``rerank_factor`` to the kinds that rerank.
+    """
+
+    def search(
+        self, query: npt.ArrayLike, k: _Int, *, rerank_factor: Optional[_Int] = None, nprobe: Optional[_Int] = None
+    ) -> List[SearchHit]:
         """The ``k`` nearest stored vectors, ascending by squared L2 distance."""
 
     def search_batch(
-        self, queries: npt.ArrayLike, k: _Int, *, rerank_factor: Optional[_Int] = None
+        self,
+        queries: npt.ArrayLike,
+        k: _Int,
+        *,
+        rerank_factor: Optional[_Int] = None,
+        nprobe: Optional[_Int] = None,
     ) -> Tuple[_IdArray, npt.NDArray[np.float32]]:
         """Searches each row in parallel (GIL released): ``(ids, scores)`` of shape ``(nq, k)``."""
 
     async def search_async(
-        self, query: npt.ArrayLike, k: _Int, *, rerank_factor: Optional[_Int] = None
+        self, query: npt.ArrayLike, k: _Int, *, rerank_factor: Optional[_Int] = None, nprobe: Optional[_Int] = None
     ) -> List[SearchHit]:
         """Awaitable :meth:`search`, run on the wheel's runtime."""
 
     async def search_batch_async(
-        self, queries: npt.ArrayLike, k: _Int, *, rerank_factor: Optional[_Int] = None
+        self,
+        queries: npt.ArrayLike,
+        k: _Int,
+        *,
+        rerank_factor: Optional[_Int] = None,
+        nprobe: Optional[_Int] = None,
     ) -> Tuple[_IdArray, npt.NDArray[np.float32]]:
         """Awaitable :meth:`search_batch`."""
 
@@ -65,7 +82,7 @@ class _IndexBase:
         """Seed of the random rotation (``None`` for :class:`FlatF32Index`)."""
     @property
     def rerank_factor(self) -> int:
-        """Candidates per result reranked exactly (1 = none); settable on Plus/Asym."""
+        """Candidates per result reranked exactly (1 = none); settable on Plus/Asym/Ivf."""
     @rerank_factor.setter
     def rerank_factor(self, value: _Int) -> None: ...
     @property
@@ -186,3 +203,60 @@ class RabitqAsymIndex(_IndexBase):
     ) -> RabitqAsymIndex: ...
     @classmethod
     def load(cls, path: _Path) -> RabitqAsymIndex: ...
+
+@final
+class IvfRabitqIndex(_IndexBase):
+    """IVF lists over 1-bit RaBitQ codes of residuals, then exact rerank.
+
+    Trade-off: sub-linear search. A query visits only the ``nprobe`` lists
+    whose k-means centroids are nearest, scores their 1-bit codes against
+    the query with FastScan tables, and reranks ``k·rerank_factor``
+    candidates exactly, so returned scores are exact squared L2 distances.
+    The index for 100k to millions of vectors; keeps the float32 vectors;
+    ids up to 2**63-1. The lists are trained on the first batch added
+    (``build``): later adds go to the nearest list, so they should come from
+    the same distribution. Recall rises with ``nprobe`` and
+    ``rerank_factor``.
+
+    >>> import numpy as np, ruvector_rabitq as rr
+    >>> x = np.random.default_rng(0).standard_normal((5000, 32), dtype=np.float32)
+    >>> idx = rr.IvfRabitqIndex.build(x, nlist=64, nprobe=8)
+    >>> idx.search(x[3], k=1)[0].id
+    3
+    """
+
+    def __init__(
+        self,
+        dim: _Int,
+        *,
+        nlist: Optional[_Int] = None,
+        nprobe: Optional[_Int] = None,
+        seed: Optional[_Int] = None,
+        rerank_factor: Optional[_Int] = None,
+        rotation: Optional[str] = None,
+    ) -> None: ...
+    @classmethod
+    def build(
+        cls,
+        vectors: npt.ArrayLike,
+        ids: Optional[npt.ArrayLike] = None,
+        *,
+        nlist: Optional[_Int] = None,
+        nprobe: Optional[_Int] = None,
+        seed: Optional[_Int] = None,
+        rerank_factor: Optional[_Int] = None,
+        rotation: Optional[str] = None,
+    ) -> IvfRabitqIndex: ...
+    @classmethod
+    def load(cls, path: _Path) -> IvfRabitqIndex: ...
+    @property
+    def nlist(self) -> Optional[int]:
+        """Trained lists; before training the requested count, or ``None`` (about sqrt(n))."""
+    @property
+    def nprobe(self) -> int:
+        """Lists visited per query (default 1/8 of the lists, at least 8); settable."""
+    @nprobe.setter
+    def nprobe(self, value: _Int) -> None: ...
+    @property
+    def list_sizes(self) -> _IdArray:
+        """Vectors per list, in list order (an int64 copy)."""

@@ -1,0 +1,606 @@
+//! IVF partitioning over RaBitQ codes: the sub-linear index of the wheel
+//! (`IvfRabitqIndex`).
+//!
+//! * A k-means coarse quantizer ([`crate::kmeans`]) splits the vectors into
+//!   `nlist` lists; a query visits the `nprobe` lists with the nearest
+//!   centroids only.
+//! * Each vector is stored as the 1-bit RaBitQ code of its rotated residual
+//!   `x' = P(x − c)` (the crate's rotation `P`), with `‖x'‖²` and
+//!   `‖x'‖² / ‖x'‖₁`.
+//! * The query side is asymmetric, as in the RaBitQ paper: the estimate is
+//!   `‖x'‖² + ‖q'‖² − 2·‖x'‖²/‖x'‖₁·⟨s, q'⟩` with `s = sign(x')` and
+//!   `q' = Pq − Pc`. Since `⟨s, q'⟩ = ⟨s, Pq⟩ − ⟨s, Pc⟩` and `⟨s, Pc⟩` is
+//!   fixed per vector (stored at add time), one set of FastScan tables for
+//!   `Pq` serves every list ([`crate::fastscan`]).
+//! * Candidates are chosen with one `select_nth_unstable` over the visited
+//!   lists (no heap push per candidate), and `k · rerank_factor` of them are
+//!   reranked with exact float32 distances, so every returned score is exact.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+use ruvector_py_core::{parallel, Result};
+use ruvector_rabitq::{RandomRotation, RandomRotationKind};
+
+use crate::fastscan::{BlockCodes, QueryLut};
+use crate::store::Store;
+use crate::topk::TopK;
+use crate::{distance, kmeans};
+
+/// Below this many rows an add encodes serially.
+const PARALLEL_MIN_ROWS: usize = 1024;
+
+/// The list count used when the caller gives none: about `√n`, which
+/// balances the centroid scan against the list scans.
+pub fn auto_nlist(n: usize) -> usize {
+    ((n as f64).sqrt().round() as usize).clamp(1, MAX_NLIST)
+}
+
+/// Largest number of lists.
+pub const MAX_NLIST: usize = 65_536;
+
+/// One inverted list: the rows it holds and their codes, contiguous so a
+/// scan streams through memory. Per vector, with `f = ‖x'‖²/‖x'‖₁` and
+/// `g = ⟨s, Pc⟩`: `offset = ‖x'‖² + 2fg` and `slope = 2f`, so that the
+/// estimate is `offset + ‖q'‖² − slope·⟨s, Pq⟩`.
+struct List {
+    rows: Vec<u32>,
+    codes: BlockCodes,
+    offsets: Vec<f32>,
+    slopes: Vec<f32>,
+}
+
+impl List {
+    fn new(dim: usize) -> Self {
+        Self {
+            rows: Vec::new(),
+            codes: BlockCodes::new(dim),
+            offsets: Vec::new(),
+            slopes: Vec::new(),
+        }
+    }
+}
+
+/// A vector's code and its two estimator terms.
+struct Encoded {
+    bits: Vec<u64>,
+    offset: f32,
+    slope: f32,
+}
+
+pub struct IvfCodes {
+    dim: usize,
+    n_words: usize,
+    rotation: RandomRotation,
+    /// `nlist × dim`, empty until trained.
+    centroids: Vec<f32>,
+    /// The centroids rotated, so a query is rotated once, not once per list.
+    rot_centroids: Vec<f32>,
+    lists: Vec<List>,
+    /// The list of every row of the store, in row order.
+    labels: Vec<u32>,
+    seed: u64,
+}
+
+/// Query-side scratch reused across searches on a thread.
+#[derive(Default)]
+struct Scratch {
+    q_rot: Vec<f32>,
+    centroid_dist: Vec<(f32, u32)>,
+    sums: Vec<u32>,
+    est: Vec<f32>,
+    cand: Vec<(f32, u32)>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+impl IvfCodes {
+    pub fn new(dim: usize, seed: u64, kind: RandomRotationKind) -> Self {
+        let rotation = match kind {
+            RandomRotationKind::HaarDense => RandomRotation::random(dim, seed),
+            RandomRotationKind::HadamardSigned => RandomRotation::hadamard(dim, seed),
+        };
+        Self {
+            dim,
+            n_words: dim.div_ceil(64),
+            rotation,
+            centroids: Vec::new(),
+            rot_centroids: Vec::new(),
+            lists: Vec::new(),
+            labels: Vec::new(),
+            seed,
+        }
+    }
+
+    pub fn is_trained(&self) -> bool {
+        !self.centroids.is_empty()
+    }
+
+    /// Number of lists (0 before the first add).
+    pub fn nlist(&self) -> usize {
+        self.centroids.len() / self.dim
+    }
+
+    pub fn centroids(&self) -> &[f32] {
+        &self.centroids
+    }
+
+    pub fn labels(&self) -> &[u32] {
+        &self.labels
+    }
+
+    /// Sizes of the lists, in list order.
+    pub fn list_sizes(&self) -> Vec<usize> {
+        self.lists.iter().map(|l| l.rows.len()).collect()
+    }
+
+    fn rotate(&self, v: &[f32], out: &mut [f32]) {
+        if self.rotation.kind() == RandomRotationKind::HaarDense {
+            // The crate's dense apply sums each row serially; the same
+            // matrix product with a vectorisable dot is several times faster.
+            let d = self.dim;
+            for (o, row) in out.iter_mut().zip(self.rotation.matrix.chunks_exact(d)) {
+                *o = distance::dot(row, v);
+            }
+        } else {
+            self.rotation.apply_into(v, out);
+        }
+    }
+
+    /// Sets the centroids (from training or a file) and empties the lists.
+    pub fn set_centroids(&mut self, centroids: Vec<f32>) {
+        let d = self.dim;
+        let mut rot = vec![0.0f32; centroids.len()];
+        for (c, out) in centroids.chunks_exact(d).zip(rot.chunks_exact_mut(d)) {
+            self.rotate(c, out);
+        }
+        self.lists = (0..centroids.len() / d).map(|_| List::new(d)).collect();
+        self.centroids = centroids;
+        self.rot_centroids = rot;
+        self.labels.clear();
+    }
+
+    /// Trains the coarse quantizer on `data` with `nlist` lists (clamped to
+    /// the number of rows), on the wheel's pool.
+    pub fn train(&mut self, data: &[f32], nlist: usize) -> Result<()> {
+        let n = data.len() / self.dim;
+        let nlist = nlist.clamp(1, n.max(1));
+        let (dim, seed) = (self.dim, self.seed);
+        let centroids = parallel::pool()?.install(|| kmeans::train(data, dim, nlist, seed));
+        self.set_centroids(centroids);
+        Ok(())
+    }
+
+    /// Nearest list of every row (on the wheel's pool).
+    pub fn assign(&self, data: &[f32]) -> Result<Vec<u32>> {
+        let (dim, c) = (self.dim, &self.centroids);
+        Ok(parallel::pool()?.install(|| kmeans::assign(data, dim, c)))
+    }
+
+    /// Rotates the rows of `data` into `out` (same shape): one GEMM for the
+    /// dense rotation, the crate's transform row by row otherwise.
+    fn rotate_rows(&self, data: &[f32], out: &mut [f32]) {
+        let d = self.dim;
+        if self.rotation.kind() != RandomRotationKind::HaarDense {
+            for (row, o) in data.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+                self.rotation.apply_into(row, o);
+            }
+            return;
+        }
+        let m = data.len() / d;
+        // SAFETY: `data` is m×d row-major, the rotation matrix d×d row-major
+        // read as its transpose, `out` m×d row-major: exactly their sizes.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                d,
+                d,
+                1.0,
+                data.as_ptr(),
+                d as isize,
+                1,
+                self.rotation.matrix.as_ptr(),
+                1,
+                d as isize,
+                0.0,
+                out.as_mut_ptr(),
+                d as isize,
+                1,
+            );
+        }
+    }
+
+    /// The code and estimator terms of a rotated row in list `l`.
+    fn encode(&self, rotated: &mut [f32], l: usize) -> Encoded {
+        let d = self.dim;
+        let c = &self.rot_centroids[l * d..(l + 1) * d];
+        let mut bits = vec![0u64; self.n_words];
+        let (mut sq, mut l1, mut g) = (0.0f32, 0.0f32, 0.0f32);
+        for (i, (x, &ci)) in rotated.iter_mut().zip(c).enumerate() {
+            *x -= ci;
+            sq += *x * *x;
+            l1 += x.abs();
+            if *x > 0.0 {
+                bits[i / 64] |= 1u64 << (i % 64);
+                g += ci;
+            } else {
+                g -= ci;
+            }
+        }
+        let f = if l1 > 0.0 { sq / l1 } else { 0.0 };
+        Encoded {
+            bits,
+            offset: sq + 2.0 * f * g,
+            slope: 2.0 * f,
+        }
+    }
+
+    /// Appends rows (store rows `first_row..`) to the lists given by
+    /// `labels`, encoding blocks of rows in parallel when there are many.
+    pub fn add_assigned(&mut self, data: &[f32], labels: &[u32], first_row: usize) -> Result<()> {
+        const CHUNK: usize = 256;
+        let d = self.dim;
+        let enc = |(rows, labels): (&[f32], &[u32])| -> Vec<Encoded> {
+            let mut rotated = vec![0.0f32; rows.len()];
+            self.rotate_rows(rows, &mut rotated);
+            rotated
+                .chunks_exact_mut(d)
+                .zip(labels)
+                .map(|(r, &l)| self.encode(r, l as usize))
+                .collect()
+        };
+        let encoded: Vec<Encoded> = if labels.len() >= PARALLEL_MIN_ROWS {
+            parallel::pool()?.install(|| {
+                data.par_chunks(CHUNK * d)
+                    .zip(labels.par_chunks(CHUNK))
+                    .flat_map_iter(enc)
+                    .collect()
+            })
+        } else {
+            enc((data, labels))
+        };
+        for (i, (e, &l)) in encoded.into_iter().zip(labels).enumerate() {
+            let list = &mut self.lists[l as usize];
+            list.rows.push((first_row + i) as u32);
+            list.codes.push(&e.bits);
+            list.offsets.push(e.offset);
+            list.slopes.push(e.slope);
+        }
+        self.labels.extend_from_slice(labels);
+        Ok(())
+    }
+
+    /// Adds validated rows: trains first if this is the first add.
+    pub fn add_rows(&mut self, data: &[f32], nlist: usize, first_row: usize) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if !self.is_trained() {
+            let n = data.len() / self.dim;
+            self.train(data, if nlist == 0 { auto_nlist(n) } else { nlist })?;
+        }
+        let labels = self.assign(data)?;
+        self.add_assigned(data, &labels, first_row)
+    }
+
+    /// Appends the estimates of list `l` below the running bound to
+    /// `s.cand`, cutting the buffer back when it grows large.
+    fn scan_list_into(&self, l: usize, scan: &mut ListScan, s: &mut Scratch) {
+        let list = &self.lists[l];
+        if list.rows.is_empty() {
+            return;
+        }
+        let d = self.dim;
+        let q_sq = distance::sq_l2(scan.q_rot, &self.rot_centroids[l * d..(l + 1) * d]);
+        list.codes.scan(&scan.lut, &mut s.sums);
+        let (shift, step) = (scan.shift, scan.step);
+        s.est.clear();
+        s.est.extend(
+            s.sums
+                .iter()
+                .zip(&list.offsets)
+                .zip(&list.slopes)
+                .map(|((&sum, &off), &slope)| off + q_sq - slope * (shift + step * sum as f32)),
+        );
+        for (&e, &row) in s.est.iter().zip(&list.rows) {
+            if e < scan.bound {
+                s.cand.push((e, row));
+            }
+        }
+        // Candidates worse than the `want`-th best seen so far can never be
+        // kept: once the buffer holds a few times `want`, cut it back and
+        // skip everything above the bound from then on.
+        let want = scan.want;
+        if s.cand.len() >= 4 * want.max(64) {
+            s.cand
+                .select_nth_unstable_by(want - 1, |a, b| a.0.total_cmp(&b.0));
+            s.cand.truncate(want);
+            scan.bound = s.cand.iter().fold(f32::NEG_INFINITY, |m, c| m.max(c.0));
+        }
+    }
+
+    /// The `k` nearest rows by exact distance among the `k · rerank_factor`
+    /// best estimates from the `nprobe` nearest lists (more lists if those
+    /// hold fewer than `k` vectors), as `(id, sq L2)`
+    /// ascending, with the crate's top-k rules for ties.
+    pub fn search(
+        &self,
+        store: &Store,
+        query: &[f32],
+        k: usize,
+        rerank_factor: usize,
+        nprobe: usize,
+    ) -> Vec<(u64, f32)> {
+        let nlist = self.nlist();
+        if nlist == 0 || k == 0 {
+            return Vec::new();
+        }
+        let d = self.dim;
+        SCRATCH.with(|cell| {
+            let s = &mut *cell.borrow_mut();
+            // Nearest lists by exact distance to the centroids.
+            s.centroid_dist.clear();
+            s.centroid_dist.extend(
+                self.centroids
+                    .chunks_exact(d)
+                    .enumerate()
+                    .map(|(i, c)| (distance::sq_l2(query, c), i as u32)),
+            );
+            let nprobe = nprobe.clamp(1, nlist);
+            if nprobe < nlist {
+                s.centroid_dist
+                    .select_nth_unstable_by(nprobe - 1, |a, b| a.0.total_cmp(&b.0));
+            }
+            s.q_rot.resize(d, 0.0);
+            let mut q_rot = std::mem::take(&mut s.q_rot);
+            self.rotate(query, &mut q_rot);
+            let mut scan = ListScan::new(&q_rot, k.saturating_mul(rerank_factor.max(1)).max(k));
+            s.cand.clear();
+            for i in 0..nprobe {
+                let l = s.centroid_dist[i].1 as usize;
+                self.scan_list_into(l, &mut scan, s);
+            }
+            // Fewer than k vectors in the probed lists: go on to the next
+            // nearest lists, so a search always returns k results.
+            if s.cand.len() < k && nprobe < nlist {
+                let rest = &mut s.centroid_dist[nprobe..];
+                rest.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+                let mut i = nprobe;
+                while s.cand.len() < k && i < nlist {
+                    let l = s.centroid_dist[i].1 as usize;
+                    self.scan_list_into(l, &mut scan, s);
+                    i += 1;
+                }
+            }
+            let want = scan.want;
+            s.q_rot = q_rot;
+            let keep = want.min(s.cand.len());
+            if keep == 0 {
+                return Vec::new();
+            }
+            if keep < s.cand.len() {
+                s.cand
+                    .select_nth_unstable_by(keep - 1, |a, b| a.0.total_cmp(&b.0));
+            }
+            // The rerank reads `keep` vectors at random rows: fetch a few
+            // ahead so the memory latency overlaps the arithmetic.
+            const AHEAD: usize = 6;
+            let cand = &s.cand[..keep];
+            for &(_, row) in cand.iter().take(AHEAD) {
+                prefetch(store.vector(row as usize));
+            }
+            let mut top = TopK::new(k.min(keep));
+            for (i, &(_, row)) in cand.iter().enumerate() {
+                if let Some(&(_, next)) = cand.get(i + AHEAD) {
+                    prefetch(store.vector(next as usize));
+                }
+                let row = row as usize;
+                top.push(store.id_at(row), distance::sq_l2(query, store.vector(row)));
+            }
+            top.into_sorted()
+        })
+    }
+
+    /// Codes, norms, factors, row numbers, labels, centroids (both copies)
+    /// and the rotation (the crate's Haar rotation keeps two copies).
+    pub fn memory_bytes(&self) -> usize {
+        let rotation = self.rotation.bytes();
+        let haar_copy = if self.rotation.kind() == RandomRotationKind::HaarDense {
+            rotation
+        } else {
+            0
+        };
+        let lists: usize = self
+            .lists
+            .iter()
+            .map(|l| {
+                l.rows.capacity() * 4
+                    + l.codes.memory_bytes()
+                    + l.offsets.capacity() * 4
+                    + l.slopes.capacity() * 4
+                    + std::mem::size_of::<List>()
+            })
+            .sum();
+        rotation
+            + haar_copy
+            + lists
+            + self.labels.capacity() * 4
+            + (self.centroids.capacity() + self.rot_centroids.capacity()) * 4
+    }
+}
+
+/// One query's state while its lists are scanned.
+struct ListScan<'a> {
+    q_rot: &'a [f32],
+    lut: QueryLut,
+    /// `⟨s, Pq⟩ ≈ shift + step·S`, from `Σ_{bit set} ≈ base + delta·S`.
+    shift: f32,
+    step: f32,
+    /// Candidates to rerank.
+    want: usize,
+    bound: f32,
+}
+
+impl<'a> ListScan<'a> {
+    fn new(q_rot: &'a [f32], want: usize) -> Self {
+        let lut = QueryLut::new(q_rot);
+        Self {
+            q_rot,
+            shift: 2.0 * lut.base - q_rot.iter().sum::<f32>(),
+            step: 2.0 * lut.delta,
+            lut,
+            want,
+            bound: f32::INFINITY,
+        }
+    }
+}
+
+/// Asks the CPU to start loading `v` into cache (a hint: no effect on
+/// results, nothing on architectures without a prefetch instruction here).
+#[inline(always)]
+fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in v.chunks(16) {
+        // SAFETY: prefetching is a hint that never faults; the pointer is
+        // inside `v` anyway. SSE is part of the x86_64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch(
+                line.as_ptr() as *const i8,
+                std::arch::x86_64::_MM_HINT_T0,
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kmeans::SplitMix64;
+
+    fn clustered(n: usize, d: usize, seed: u64) -> Vec<f32> {
+        let mut rng = SplitMix64::new(seed);
+        let mut unif = move || (rng.below(1_000_000) as f32 / 1_000_000.0) - 0.5;
+        let centres: Vec<f32> = (0..20 * d).map(|_| unif() * 8.0).collect();
+        (0..n)
+            .flat_map(|i| {
+                let c = (i * 7 % 20) * d;
+                (0..d).map(|j| centres[c + j] + unif()).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn exact_topk(data: &[f32], d: usize, q: &[f32], k: usize) -> Vec<u64> {
+        let mut all: Vec<(f32, u64)> = data
+            .chunks_exact(d)
+            .enumerate()
+            .map(|(i, r)| (distance::sq_l2(q, r), i as u64))
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        all.into_iter().take(k).map(|x| x.1).collect()
+    }
+
+    fn index(data: &[f32], d: usize, nlist: usize, kind: RandomRotationKind) -> (IvfCodes, Store) {
+        let n = data.len() / d;
+        let mut ivf = IvfCodes::new(d, 42, kind);
+        ivf.add_rows(data, nlist, 0).unwrap();
+        let mut store = Store::new(d, true);
+        store.append(&(0..n as u64).collect::<Vec<_>>(), data);
+        (ivf, store)
+    }
+
+    #[test]
+    fn probing_every_list_with_full_rerank_is_exact() {
+        let (n, d) = (600, 24);
+        let data = clustered(n, d, 1);
+        for kind in [
+            RandomRotationKind::HaarDense,
+            RandomRotationKind::HadamardSigned,
+        ] {
+            let (ivf, store) = index(&data, d, 12, kind);
+            assert_eq!(ivf.list_sizes().iter().sum::<usize>(), n);
+            for q in data.chunks_exact(d).step_by(53) {
+                let got: Vec<u64> = ivf
+                    .search(&store, q, 5, n, 12)
+                    .into_iter()
+                    .map(|h| h.0)
+                    .collect();
+                assert_eq!(got, exact_topk(&data, d, q, 5));
+            }
+        }
+    }
+
+    #[test]
+    fn estimates_rank_well_enough_for_a_small_rerank() {
+        let (n, d) = (4000, 64);
+        let data = clustered(n, d, 2);
+        let (ivf, store) = index(&data, d, 40, RandomRotationKind::HaarDense);
+        let mut hits = 0;
+        let queries: Vec<&[f32]> = data.chunks_exact(d).step_by(97).collect();
+        for q in &queries {
+            let got: Vec<u64> = ivf
+                .search(&store, q, 10, 5, 40)
+                .into_iter()
+                .map(|h| h.0)
+                .collect();
+            let want = exact_topk(&data, d, q, 10);
+            hits += got.iter().filter(|id| want.contains(id)).count();
+        }
+        let recall = hits as f64 / (10 * queries.len()) as f64;
+        assert!(
+            recall > 0.9,
+            "recall@10 {recall} with 50 reranked candidates"
+        );
+    }
+
+    #[test]
+    fn estimator_tracks_true_distances() {
+        let (n, d) = (500, 128);
+        let data = clustered(n, d, 3);
+        let (ivf, store) = index(&data, d, 1, RandomRotationKind::HaarDense);
+        let q = &data[..d];
+        // rerank_factor large enough to return every row, with exact scores;
+        // the estimates themselves are checked through the candidate order.
+        let all = ivf.search(&store, q, n, 1, 1);
+        assert_eq!(all.len(), n);
+        let mut q_rot = vec![0.0; d];
+        ivf.rotate(q, &mut q_rot);
+        let lut = QueryLut::new(&q_rot);
+        let shift = 2.0 * lut.base - q_rot.iter().sum::<f32>();
+        let list = &ivf.lists[0];
+        let mut sums = Vec::new();
+        list.codes.scan(&lut, &mut sums);
+        let q_sq = distance::sq_l2(&q_rot, &ivf.rot_centroids[..d]);
+        let (mut num, mut den) = (0.0f64, 0.0f64);
+        for (i, &row) in list.rows.iter().enumerate() {
+            let est = list.offsets[i] + q_sq
+                - list.slopes[i] * (shift + 2.0 * lut.delta * sums[i] as f32);
+            let t = distance::sq_l2(q, &data[row as usize * d..(row as usize + 1) * d]);
+            num += ((est - t) as f64).powi(2);
+            den += (t as f64).powi(2);
+        }
+        assert!(
+            (num / den).sqrt() < 0.15,
+            "relative error {}",
+            (num / den).sqrt()
+        );
+    }
+
+    #[test]
+    fn later_adds_go_to_the_nearest_list_and_are_found() {
+        let d = 16;
+        let data = clustered(900, d, 4);
+        let (mut ivf, mut store) = index(&data[..600 * d], d, 10, RandomRotationKind::HaarDense);
+        ivf.add_rows(&data[600 * d..], 10, 600).unwrap();
+        store.append(&(600..900u64).collect::<Vec<_>>(), &data[600 * d..]);
+        assert_eq!(ivf.nlist(), 10, "trained once, on the first add");
+        assert_eq!(ivf.labels().len(), 900);
+        for i in [600usize, 750, 899] {
+            let q = &data[i * d..(i + 1) * d];
+            assert_eq!(ivf.search(&store, q, 1, 10, 10)[0], (i as u64, 0.0));
+        }
+    }
+}

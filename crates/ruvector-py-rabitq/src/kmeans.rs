@@ -1,0 +1,268 @@
+//! k-means for the IVF coarse quantizer: seeded, trained on a sample, with
+//! the distance work done as blocked GEMM (`‖x‖² − 2x·c + ‖c‖²`, the `‖x‖²`
+//! term dropped for the arg-min) on the wheel's thread pool.
+//!
+//! Deterministic for a given seed and input: the sample, the initial
+//! centroids and empty-cluster repairs come from one SplitMix64 stream, rows
+//! are assigned independently, and centroid sums run serially in f64.
+
+use rayon::prelude::*;
+
+use crate::distance::dot;
+
+/// Rows per GEMM block when assigning: big enough for the GEMM to run at
+/// speed, small enough that the `block × nlist` scores stay in cache.
+const ASSIGN_BLOCK: usize = 256;
+/// Training rows per centroid (faiss uses up to 256; k-means over more
+/// points moves centroids very little for the recall it buys).
+pub const TRAIN_ROWS_PER_LIST: usize = 32;
+/// Lloyd iterations.
+pub const ITERATIONS: usize = 8;
+
+/// A small, seedable generator (SplitMix64): the sample and the repairs
+/// must not depend on a crate's RNG algorithm changing between versions.
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`); the modulo bias is below 2⁻³² for any n
+    /// an index can hold.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// `k` distinct indices of `0..n` (`k ≤ n`), by a partial Fisher–Yates.
+fn sample_indices(n: usize, k: usize, rng: &mut SplitMix64) -> Vec<usize> {
+    if k * 4 >= n {
+        let mut all: Vec<usize> = (0..n).collect();
+        for i in 0..k {
+            let j = i + rng.below(n - i);
+            all.swap(i, j);
+        }
+        all.truncate(k);
+        return all;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(k * 2);
+    let mut out = Vec::with_capacity(k);
+    while out.len() < k {
+        let i = rng.below(n);
+        if seen.insert(i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// Squared norms of the rows of `m`.
+fn sq_norms(m: &[f32], dim: usize) -> Vec<f32> {
+    m.chunks_exact(dim).map(|r| dot(r, r)).collect()
+}
+
+/// Index of the nearest centroid of every row of `data`, in parallel on the
+/// current rayon pool. Ties go to the lower centroid index.
+pub fn assign(data: &[f32], dim: usize, centroids: &[f32]) -> Vec<u32> {
+    let nlist = centroids.len() / dim;
+    let c_norms = sq_norms(centroids, dim);
+    let mut out = vec![0u32; data.len() / dim];
+    out.par_chunks_mut(ASSIGN_BLOCK)
+        .zip(data.par_chunks(ASSIGN_BLOCK * dim))
+        .for_each(|(out, rows)| {
+            let m = rows.len() / dim;
+            let mut ip = vec![0.0f32; m * nlist];
+            // SAFETY: the strides describe `rows` (m×dim, row-major),
+            // `centroids` read as its transpose (dim×nlist) and `ip`
+            // (m×nlist, row-major); all three buffers have exactly those sizes.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    dim,
+                    nlist,
+                    1.0,
+                    rows.as_ptr(),
+                    dim as isize,
+                    1,
+                    centroids.as_ptr(),
+                    1,
+                    dim as isize,
+                    0.0,
+                    ip.as_mut_ptr(),
+                    nlist as isize,
+                    1,
+                );
+            }
+            for (slot, scores) in out.iter_mut().zip(ip.chunks_exact(nlist)) {
+                let mut best = (f32::INFINITY, 0u32);
+                for (c, (&s, &cn)) in scores.iter().zip(&c_norms).enumerate() {
+                    let d = cn - 2.0 * s;
+                    if d < best.0 {
+                        best = (d, c as u32);
+                    }
+                }
+                *slot = best.1;
+            }
+        });
+    out
+}
+
+/// Trains `nlist` centroids (`1 ≤ nlist ≤ rows`) on at most
+/// `nlist × TRAIN_ROWS_PER_LIST` sampled rows of `data`. Runs on the current
+/// rayon pool.
+pub fn train(data: &[f32], dim: usize, nlist: usize, seed: u64) -> Vec<f32> {
+    let n = data.len() / dim;
+    debug_assert!(nlist >= 1 && nlist <= n);
+    let mut rng = SplitMix64::new(seed ^ 0x1f5_c0de);
+    let n_train = n.min(nlist * TRAIN_ROWS_PER_LIST);
+    let mut picks = sample_indices(n, n_train, &mut rng);
+    picks.sort_unstable(); // sequential reads; the order does not matter
+    let sample: Vec<f32> = picks
+        .iter()
+        .flat_map(|&i| &data[i * dim..(i + 1) * dim])
+        .copied()
+        .collect();
+    // Initial centroids: distinct sampled rows.
+    let mut centroids: Vec<f32> = sample_indices(n_train, nlist, &mut rng)
+        .into_iter()
+        .flat_map(|i| sample[i * dim..(i + 1) * dim].to_vec())
+        .collect();
+    if nlist == 1 {
+        return mean_of(&sample, dim);
+    }
+    for _ in 0..ITERATIONS {
+        let labels = assign(&sample, dim, &centroids);
+        let mut sums = vec![0.0f64; nlist * dim];
+        let mut counts = vec![0usize; nlist];
+        for (row, &l) in sample.chunks_exact(dim).zip(&labels) {
+            let l = l as usize;
+            counts[l] += 1;
+            for (s, &x) in sums[l * dim..(l + 1) * dim].iter_mut().zip(row) {
+                *s += x as f64;
+            }
+        }
+        for c in 0..nlist {
+            if counts[c] > 0 {
+                let inv = 1.0 / counts[c] as f64;
+                for (dst, &s) in centroids[c * dim..(c + 1) * dim]
+                    .iter_mut()
+                    .zip(&sums[c * dim..(c + 1) * dim])
+                {
+                    *dst = (s * inv) as f32;
+                }
+            }
+        }
+        // Empty clusters: split the largest one (copy its centroid with a
+        // small symmetric perturbation), as faiss does.
+        for c in 0..nlist {
+            if counts[c] != 0 {
+                continue;
+            }
+            let big = (0..nlist)
+                .max_by_key(|&j| (counts[j], usize::MAX - j))
+                .unwrap_or(0);
+            if counts[big] < 2 {
+                break;
+            }
+            for j in 0..dim {
+                let v = centroids[big * dim + j];
+                let eps =
+                    (v.abs() + 1e-6) * 1e-3 * if rng.next_u64() & 1 == 0 { 1.0 } else { -1.0 };
+                centroids[c * dim + j] = v + eps;
+                centroids[big * dim + j] = v - eps;
+            }
+            let half = counts[big] / 2;
+            counts[c] = half;
+            counts[big] -= half;
+        }
+    }
+    centroids
+}
+
+fn mean_of(rows: &[f32], dim: usize) -> Vec<f32> {
+    let n = (rows.len() / dim).max(1);
+    let mut sums = vec![0.0f64; dim];
+    for row in rows.chunks_exact(dim) {
+        for (s, &x) in sums.iter_mut().zip(row) {
+            *s += x as f64;
+        }
+    }
+    sums.into_iter().map(|s| (s / n as f64) as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distance::sq_l2;
+
+    fn blobs(per: usize, dim: usize) -> (Vec<f32>, Vec<[f32; 2]>) {
+        let centres = vec![[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]];
+        let mut rng = SplitMix64::new(3);
+        let mut data = Vec::new();
+        for c in &centres {
+            for _ in 0..per {
+                for j in 0..dim {
+                    let noise = (rng.below(1000) as f32 / 1000.0 - 0.5) * 0.5;
+                    data.push(c[j % 2] + noise);
+                }
+            }
+        }
+        (data, centres)
+    }
+
+    #[test]
+    fn finds_separated_clusters() {
+        let dim = 2;
+        let (data, centres) = blobs(200, dim);
+        let cents = train(&data, dim, 4, 11);
+        for c in &centres {
+            let best = cents
+                .chunks_exact(dim)
+                .map(|x| sq_l2(x, c))
+                .fold(f32::INFINITY, f32::min);
+            assert!(best < 0.05, "no centroid near {c:?}: {cents:?}");
+        }
+        let labels = assign(&data, dim, &cents);
+        // Each blob of 200 rows lands in exactly one list.
+        for blob in labels.chunks(200) {
+            assert!(blob.iter().all(|&l| l == blob[0]));
+        }
+    }
+
+    #[test]
+    fn deterministic_and_handles_nlist_equal_to_n() {
+        let dim = 5;
+        let (data, _) = blobs(3, dim);
+        let n = data.len() / dim;
+        let a = train(&data, dim, n, 7);
+        let b = train(&data, dim, n, 7);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), n * dim);
+        assert_eq!(train(&data, dim, 1, 7), mean_of(&data, dim));
+    }
+
+    #[test]
+    fn assign_matches_brute_force() {
+        let dim = 13;
+        let mut rng = SplitMix64::new(5);
+        let data: Vec<f32> = (0..700 * dim)
+            .map(|_| rng.below(2000) as f32 / 100.0)
+            .collect();
+        let cents: Vec<f32> = data[..17 * dim].to_vec();
+        let got = assign(&data, dim, &cents);
+        for (row, &l) in data.chunks_exact(dim).zip(&got) {
+            let d: Vec<f32> = cents.chunks_exact(dim).map(|c| sq_l2(row, c)).collect();
+            let min = d.iter().copied().fold(f32::INFINITY, f32::min);
+            assert!(d[l as usize] <= min * (1.0 + 1e-4) + 1e-3);
+        }
+    }
+}

@@ -1,0 +1,238 @@
+"""IvfRabitqIndex: k-means lists over 1-bit residual codes with exact rerank.
+
+The shared protocol (views, persistence, bad input, threads, asyncio) is
+covered for it by the parametrized suites (the ``ivf`` configuration of
+``conftest.WITH_VECTORS``); this file checks what is particular to IVF:
+recall, the nlist / nprobe settings, training, and that the lists survive a
+save.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, List, cast
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ruvector_rabitq as rr
+
+if TYPE_CHECKING:
+    from conftest import Clustered
+
+
+def exact_top(x: npt.NDArray[np.float32], q: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
+    d = ((x[None, :, :].astype(np.float64) - q[:, None, :].astype(np.float64)) ** 2).sum(axis=2)
+    return np.argsort(d, axis=1, kind="stable")[:, :k].astype(np.int64)
+
+
+def recall(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64]) -> float:
+    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found.tolist(), truth.tolist())]))
+
+
+@pytest.fixture(scope="module")
+def corpus(clustered: Clustered) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """4,000 rows in 64 dimensions around 40 overlapping clusters, and 60
+    held-out queries (overlapping, so that one list rarely holds all the
+    neighbours of a query)."""
+    return clustered(4000, 64, seed=3, clusters=40, spread=1.5, queries=60)
+
+
+def test_recall_rises_with_nprobe_and_probing_everything_is_exact(
+    corpus: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+) -> None:
+    x, q = corpus
+    truth = exact_top(x, q, 10)
+    idx = rr.IvfRabitqIndex.build(x, nlist=64, seed=1)
+    found = {p: idx.search_batch(q, 10, nprobe=p)[0] for p in [1, 4, 16, 64]}
+    recalls = [recall(found[p], truth) for p in [1, 4, 16, 64]]
+    assert recalls == sorted(recalls), recalls
+    assert recalls[0] < 0.9 < recalls[2]
+    # Every list probed and every vector reranked: exactly the brute force.
+    ids, scores = idx.search_batch(q, 10, nprobe=64, rerank_factor=400)
+    np.testing.assert_array_equal(ids, truth)
+    want = ((x[truth] - q[:, None, :]).astype(np.float64) ** 2).sum(axis=2)
+    np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-4)
+
+
+def test_default_settings_give_high_recall(
+    corpus: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+) -> None:
+    x, q = corpus
+    idx = rr.IvfRabitqIndex.build(x)
+    assert idx.nlist == round(math.sqrt(len(x))) == 63
+    assert idx.nprobe == 8  # 1/8 of the lists, at least 8
+    assert idx.rerank_factor == 10
+    assert recall(idx.search_batch(q, 10)[0], exact_top(x, q, 10)) >= 0.95
+
+
+def test_nprobe_is_a_setting_and_a_per_call_override(
+    corpus: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+) -> None:
+    x, q = corpus
+    idx = rr.IvfRabitqIndex.build(x, nlist=32, nprobe=2)
+    assert idx.nprobe == 2
+    narrow = idx.search_batch(q, 10)[0]
+    idx.nprobe = 32
+    wide = idx.search_batch(q, 10)[0]
+    np.testing.assert_array_equal(idx.search_batch(q, 10, nprobe=2)[0], narrow)
+    assert idx.nprobe == 32, "a per-call nprobe does not change the setting"
+    truth = exact_top(x, q, 10)
+    assert recall(wide, truth) > recall(narrow, truth)
+    assert [h.id for h in idx.search(q[0], 10, nprobe=2)] == narrow[0].tolist()
+    # Larger than the list count: all lists.
+    idx.nprobe = 10_000
+    assert idx.nprobe == 32
+    assert "nlist=32, nprobe=32" in repr(idx)
+
+
+@pytest.mark.parametrize("bad", [0, -1, rr.MAX_NLIST + 1, 2.5, "4", None])
+def test_bad_nprobe_and_nlist_are_refused(bad: Any) -> None:
+    x = np.eye(4, 8, dtype=np.float32)
+    idx = rr.IvfRabitqIndex.build(x, nlist=2)
+    if bad is not None:
+        with pytest.raises(rr.InvalidArgument, match="nlist"):
+            rr.IvfRabitqIndex.build(x, nlist=bad)
+        with pytest.raises(rr.InvalidArgument, match="nprobe"):
+            rr.IvfRabitqIndex(8, nprobe=bad)
+        with pytest.raises(rr.InvalidArgument, match="nprobe"):
+            idx.search(x[0], 1, nprobe=bad)
+    with pytest.raises(rr.InvalidArgument, match="nprobe"):
+        idx.nprobe = cast(Any, bad)  # None included: the setter takes no None
+
+
+def test_only_ivf_takes_nprobe() -> None:
+    x = np.eye(4, 8, dtype=np.float32)
+    for idx in [rr.FlatF32Index.build(x), rr.RabitqPlusIndex.build(x), rr.RabitqIndex.build(x)]:
+        with pytest.raises(rr.InvalidArgument, match="has no lists; nprobe applies to IvfRabitqIndex"):
+            idx.search(x[0], 1, nprobe=2)
+        with pytest.raises(rr.InvalidArgument, match="nprobe applies to IvfRabitqIndex"):
+            idx.search_batch(x, 1, nprobe=2)
+
+
+def test_an_empty_index_trains_on_its_first_batch_and_later_adds_join_the_lists(
+    corpus: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+) -> None:
+    x, _ = corpus
+    idx = rr.IvfRabitqIndex(64, nlist=16)
+    assert (idx.nlist, len(idx), idx.list_sizes.tolist()) == (16, 0, [])
+    with pytest.raises(rr.EmptyIndex):
+        idx.search(x[0], 1)
+    idx.add_batch(x[:3000])
+    assert idx.nlist == 16 and int(idx.list_sizes.sum()) == 3000
+    idx.add(5000, x[3000])
+    idx.add_batch(x[3001:], ids=np.arange(6000, 6999))
+    assert idx.nlist == 16, "trained once"
+    assert int(idx.list_sizes.sum()) == len(idx) == 4000
+    assert idx.search(x[3000], 1)[0] == rr.SearchHit(5000, 0.0)
+    assert idx.search(x[3500], 1)[0] == rr.SearchHit(6499, 0.0)
+    assert rr.IvfRabitqIndex(8).nlist is None, "chosen from the first batch"
+
+
+def test_nlist_is_clamped_to_the_rows_of_the_first_batch() -> None:
+    x = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)
+    idx = rr.IvfRabitqIndex.build(x, nlist=100)
+    assert idx.nlist == 5
+    assert idx.search(x[2], 5, nprobe=1)[0].id == 2
+
+
+def test_k_results_even_when_the_probed_lists_hold_fewer() -> None:
+    # Two far-apart groups of 3: one list each. nprobe=1 reaches 3 vectors,
+    # but k=5 must still give 5 results, taken from the next list.
+    x = np.concatenate([np.zeros((3, 4)), np.full((3, 4), 100.0)]).astype(np.float32)
+    x += np.arange(24, dtype=np.float32).reshape(6, 4) * 1e-3
+    idx = rr.IvfRabitqIndex.build(x, nlist=2, nprobe=1)
+    assert sorted(idx.list_sizes.tolist()) == [3, 3]
+    hits = idx.search(x[0], 5)
+    assert len(hits) == 5 and [h.id for h in hits[:3]] == [0, 1, 2]
+    ids, _ = idx.search_batch(x, 6)
+    assert (ids >= 0).all()
+
+
+def test_ids_up_to_i64_max_are_kept() -> None:
+    x = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32)
+    idx = rr.IvfRabitqIndex.build(x, ids=[0, 2**40, 2**63 - 1], nlist=1)
+    assert idx.search(x[2], 1)[0].id == 2**63 - 1
+    assert idx.search_batch(x, 1)[0].ravel().tolist() == [0, 2**40, 2**63 - 1]
+
+
+@pytest.mark.parametrize("rotation", ["haar", "hadamard"])
+def test_a_saved_index_keeps_its_lists_and_settings(
+    corpus: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]], rotation: str, tmp_path: Path
+) -> None:
+    x, q = corpus
+    idx = rr.IvfRabitqIndex.build(x, nlist=20, nprobe=3, rerank_factor=7, seed=5, rotation=rotation)
+    idx.add_batch(q[:10] + 0.01)  # added after training: its lists must survive too
+    path = tmp_path / "ivf.rbpx"
+    idx.save(path)
+    assert path.read_bytes()[:8] == b"rvpx0001", "SDK magic: the Rust crate refuses the file"
+    back = rr.IvfRabitqIndex.load(path)
+    assert back == idx
+    assert (back.nlist, back.nprobe, back.rerank_factor, back.seed, back.rotation) == (20, 3, 7, 5, rotation)
+    np.testing.assert_array_equal(back.list_sizes, idx.list_sizes)
+    for a, b in zip(idx.search_batch(q, 10), back.search_batch(q, 10)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(rr.PersistError, match="holds a IvfRabitqIndex, not a RabitqPlusIndex"):
+        rr.RabitqPlusIndex.load(path)
+
+
+def test_an_ivf_file_whose_lists_block_lies_is_refused(tmp_path: Path) -> None:
+    x = np.random.default_rng(2).standard_normal((40, 8)).astype(np.float32)
+    path = tmp_path / "lie.rbpx"
+    rr.IvfRabitqIndex.build(x, nlist=4).save(path)
+    good = bytearray(path.read_bytes())
+    block = good.index(b"RVIVF001")
+    for lists in [0, 5, 41, 2**31]:  # a list count the sizes do not back
+        bad = bytearray(good)
+        bad[block + 8 : block + 12] = lists.to_bytes(4, "little")
+        path.write_bytes(bytes(bad))
+        with pytest.raises(rr.PersistError):
+            rr.IvfRabitqIndex.load(path)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(1, 120),
+    dim=st.integers(1, 70),
+    nlist=st.integers(1, 40),
+    nprobe=st.integers(1, 40),
+    k=st.integers(1, 15),
+    seed=st.integers(0, 2**32),
+)
+def test_any_shape_gives_k_distinct_ids_with_exact_ascending_scores(
+    n: int, dim: int, nlist: int, nprobe: int, k: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    idx = rr.IvfRabitqIndex.build(x, nlist=nlist, nprobe=nprobe, seed=seed)
+    assert idx.nlist == min(nlist, n)
+    assert int(idx.list_sizes.sum()) == n
+    q = rng.standard_normal(dim).astype(np.float32)
+    k = min(k, n)
+    hits = idx.search(q, k)
+    ids: List[int] = [h.id for h in hits]
+    assert len(ids) == k == len(set(ids)) and set(ids) <= set(range(n))
+    scores = np.array([h.score for h in hits], dtype=np.float64)
+    want = ((x[ids].astype(np.float64) - q.astype(np.float64)) ** 2).sum(axis=1)
+    np.testing.assert_allclose(scores, want, rtol=1e-4, atol=1e-4)
+    assert np.all(np.diff(scores) >= 0)
+
+
+def test_a_plain_file_claiming_the_ivf_kind_is_refused(tmp_path: Path) -> None:
+    # A kind-4 trailer without the lists block: the kind and the contents
+    # disagree, so the file is refused instead of rebuilt without its lists.
+    x = np.random.default_rng(3).standard_normal((3, 4)).astype(np.float32)
+    path = tmp_path / "plain.rbpx"
+    rr.RabitqPlusIndex.build(x, rotation="hadamard").save(path)
+    raw = bytearray(path.read_bytes())
+    raw[-16] = 4  # kind code of IvfRabitqIndex
+    crc = zlib.crc32(bytes(raw[:-12]))
+    raw[-12:-8] = crc.to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(rr.PersistError, match="the IVF block and the index kind disagree"):
+        rr.IvfRabitqIndex.load(path)
