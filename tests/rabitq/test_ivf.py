@@ -51,8 +51,10 @@ def test_recall_rises_with_nprobe_and_probing_everything_is_exact(
     idx = rr.IvfRabitqIndex.build(x, nlist=64, seed=1)
     found = {p: idx.search_batch(q, 10, nprobe=p)[0] for p in [1, 4, 16, 64]}
     recalls = [recall(found[p], truth) for p in [1, 4, 16, 64]]
-    assert recalls == sorted(recalls), recalls
-    assert recalls[0] < 0.9 < recalls[2]
+    # More lists find more true neighbours, until the k·rerank_factor best
+    # estimates (a fixed budget) rather than the lists limit the recall.
+    assert recalls[0] < recalls[1] < recalls[2], recalls
+    assert recalls[0] < 0.9 < min(recalls[2:]), recalls
     # Every list probed and every vector reranked: exactly the brute force.
     ids, scores = idx.search_batch(q, 10, nprobe=64, rerank_factor=400)
     np.testing.assert_array_equal(ids, truth)
@@ -236,3 +238,13 @@ def test_a_plain_file_claiming_the_ivf_kind_is_refused(tmp_path: Path) -> None:
     path.write_bytes(bytes(raw))
     with pytest.raises(rr.PersistError, match="the IVF block and the index kind disagree"):
         rr.IvfRabitqIndex.load(path)
+
+
+def test_the_default_rotation_is_the_exact_padded_hadamard() -> None:
+    assert rr.IvfRabitqIndex(384).rotation == "hadamard"
+    assert rr.IvfRabitqIndex(384, rotation="haar").rotation == "haar"
+    # No O(dim³) construction and no dim cap below MAX_DIM.
+    x = np.random.default_rng(4).standard_normal((20, 3000)).astype(np.float32)
+    idx = rr.IvfRabitqIndex.build(x, nlist=2, nprobe=2)
+    assert idx.search(x[7], 1)[0] == rr.SearchHit(7, 0.0)
+    assert rr.IvfRabitqIndex(rr.MAX_DIM).dim == rr.MAX_DIM

@@ -1,4 +1,5 @@
-//! Dot products and squared L2 distances for the SDK's own index code.
+//! Dot products, squared L2 distances and RaBitQ residual terms for the
+//! SDK's own index code.
 //!
 //! Eight independent accumulators let the compiler keep the sums in SIMD
 //! registers (one running sum cannot be vectorised without reordering).
@@ -30,6 +31,48 @@ macro_rules! dispatch {
 
 dispatch!(dot, dot_portable, dot_avx2);
 dispatch!(sq_l2, sq_l2_portable, sq_l2_avx2);
+
+/// `(‖x‖², ‖x‖₁, Σᵢ sign(xᵢ)·cᵢ)` with `sign(0) = −1`: the terms a RaBitQ
+/// code of the residual `x` needs (see `ivf.rs`).
+#[inline]
+pub fn residual_terms(x: &[f32], c: &[f32]) -> (f32, f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { residual_terms_avx2(x, c) };
+        }
+    }
+    residual_terms_portable(x, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn residual_terms_avx2(x: &[f32], c: &[f32]) -> (f32, f32, f32) {
+    residual_terms_portable(x, c)
+}
+
+#[inline(always)]
+fn residual_terms_portable(x: &[f32], c: &[f32]) -> (f32, f32, f32) {
+    let (mut sq, mut l1, mut g) = ([0.0f32; 8], [0.0f32; 8], [0.0f32; 8]);
+    let (xc, cc) = (x.chunks_exact(8), c.chunks_exact(8));
+    let (xr, cr) = (xc.remainder(), cc.remainder());
+    for (xs, cs) in xc.zip(cc) {
+        for i in 0..8 {
+            sq[i] += xs[i] * xs[i];
+            l1[i] += xs[i].abs();
+            g[i] += if xs[i] > 0.0 { cs[i] } else { -cs[i] };
+        }
+    }
+    let fold = |a: [f32; 8]| (a[0] + a[4]) + (a[1] + a[5]) + (a[2] + a[6]) + (a[3] + a[7]);
+    let (mut sq, mut l1, mut g) = (fold(sq), fold(l1), fold(g));
+    for (&xi, &ci) in xr.iter().zip(cr) {
+        sq += xi * xi;
+        l1 += xi.abs();
+        g += if xi > 0.0 { ci } else { -ci };
+    }
+    (sq, l1, g)
+}
 
 #[inline(always)]
 fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
@@ -82,6 +125,16 @@ mod tests {
             assert!((sq_l2(&a, &b) - l).abs() < 1e-4);
             assert_eq!(dot(&a, &b).to_bits(), dot_portable(&a, &b).to_bits());
             assert_eq!(sq_l2(&a, &b).to_bits(), sq_l2_portable(&a, &b).to_bits());
+            let (sq, l1, g) = residual_terms(&a, &b);
+            let want_g: f32 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, c)| if *x > 0.0 { *c } else { -*c })
+                .sum();
+            assert!((sq - dot(&a, &a)).abs() < 1e-4);
+            assert!((l1 - a.iter().map(|x| x.abs()).sum::<f32>()).abs() < 1e-4);
+            assert!((g - want_g).abs() < 1e-4);
+            assert_eq!(residual_terms_portable(&a, &b).2.to_bits(), g.to_bits());
         }
     }
 }

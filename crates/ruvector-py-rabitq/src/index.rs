@@ -647,6 +647,8 @@ fn defaults<'py>(
         );
     }
     let rotation = match rotation.filter(|r| !r.is_none()) {
+        // IVF's Hadamard is the SDK's exact (padded) one, and the fast one.
+        None if kind == Kind::Ivf => "hadamard",
         None => "haar",
         Some(r) => {
             let text: String = r.extract().map_err(|_| {
@@ -825,7 +827,10 @@ index_class!(
 /// for hundreds of thousands to millions of vectors; it keeps the float32
 /// vectors for the exact rerank, ids up to 2**63-1, and trains k-means on
 /// the first vectors added (`build`), so later adds should look like them.
-/// Recall rises with `nprobe` and `rerank_factor`.
+/// Recall rises with `nprobe` and `rerank_factor`. Its default rotation is
+/// `"hadamard"`: the SDK's randomised Hadamard transform on the vector padded
+/// to a power of two, exactly orthogonal for any dimension; `"haar"` is the
+/// crate's dense rotation.
 ///
 /// >>> index = IvfRabitqIndex.build(vectors, nlist=256, nprobe=16)
 /// >>> index.nprobe = 32          # more recall, more time

@@ -5,8 +5,7 @@
 //!   `nlist` lists; a query visits the `nprobe` lists with the nearest
 //!   centroids only.
 //! * Each vector is stored as the 1-bit RaBitQ code of its rotated residual
-//!   `x' = P(x − c)` (the crate's rotation `P`), with `‖x'‖²` and
-//!   `‖x'‖² / ‖x'‖₁`.
+//!   `x' = P(x − c)` ([`crate::rotation`]), with two estimator terms.
 //! * The query side is asymmetric, as in the RaBitQ paper: the estimate is
 //!   `‖x'‖² + ‖q'‖² − 2·‖x'‖²/‖x'‖₁·⟨s, q'⟩` with `s = sign(x')` and
 //!   `q' = Pq − Pc`. Since `⟨s, q'⟩ = ⟨s, Pq⟩ − ⟨s, Pc⟩` and `⟨s, Pc⟩` is
@@ -20,9 +19,10 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 use ruvector_py_core::{parallel, Result};
-use ruvector_rabitq::{RandomRotation, RandomRotationKind};
+use ruvector_rabitq::RandomRotationKind;
 
 use crate::fastscan::{BlockCodes, QueryLut};
+use crate::rotation::Rotator;
 use crate::store::Store;
 use crate::topk::TopK;
 use crate::{distance, kmeans};
@@ -70,11 +70,13 @@ struct Encoded {
 
 pub struct IvfCodes {
     dim: usize,
-    n_words: usize,
-    rotation: RandomRotation,
+    /// Length of a rotated vector (`dim`, or the padded length).
+    rdim: usize,
+    rotation: Rotator,
     /// `nlist × dim`, empty until trained.
     centroids: Vec<f32>,
-    /// The centroids rotated, so a query is rotated once, not once per list.
+    /// The centroids rotated (`nlist × rdim`), so a query is rotated once,
+    /// not once per list.
     rot_centroids: Vec<f32>,
     lists: Vec<List>,
     /// The list of every row of the store, in row order.
@@ -98,13 +100,11 @@ thread_local! {
 
 impl IvfCodes {
     pub fn new(dim: usize, seed: u64, kind: RandomRotationKind) -> Self {
-        let rotation = match kind {
-            RandomRotationKind::HaarDense => RandomRotation::random(dim, seed),
-            RandomRotationKind::HadamardSigned => RandomRotation::hadamard(dim, seed),
-        };
+        let rotation = Rotator::new(dim, seed, kind);
+        let rdim = rotation.out_dim();
         Self {
             dim,
-            n_words: dim.div_ceil(64),
+            rdim,
             rotation,
             centroids: Vec::new(),
             rot_centroids: Vec::new(),
@@ -136,27 +136,12 @@ impl IvfCodes {
         self.lists.iter().map(|l| l.rows.len()).collect()
     }
 
-    fn rotate(&self, v: &[f32], out: &mut [f32]) {
-        if self.rotation.kind() == RandomRotationKind::HaarDense {
-            // The crate's dense apply sums each row serially; the same
-            // matrix product with a vectorisable dot is several times faster.
-            let d = self.dim;
-            for (o, row) in out.iter_mut().zip(self.rotation.matrix.chunks_exact(d)) {
-                *o = distance::dot(row, v);
-            }
-        } else {
-            self.rotation.apply_into(v, out);
-        }
-    }
-
     /// Sets the centroids (from training or a file) and empties the lists.
     pub fn set_centroids(&mut self, centroids: Vec<f32>) {
-        let d = self.dim;
-        let mut rot = vec![0.0f32; centroids.len()];
-        for (c, out) in centroids.chunks_exact(d).zip(rot.chunks_exact_mut(d)) {
-            self.rotate(c, out);
-        }
-        self.lists = (0..centroids.len() / d).map(|_| List::new(d)).collect();
+        let nlist = centroids.len() / self.dim;
+        let mut rot = vec![0.0f32; nlist * self.rdim];
+        self.rotation.apply_rows(&centroids, &mut rot);
+        self.lists = (0..nlist).map(|_| List::new(self.rdim)).collect();
         self.centroids = centroids;
         self.rot_centroids = rot;
         self.labels.clear();
@@ -179,56 +164,24 @@ impl IvfCodes {
         Ok(parallel::pool()?.install(|| kmeans::assign(data, dim, c)))
     }
 
-    /// Rotates the rows of `data` into `out` (same shape): one GEMM for the
-    /// dense rotation, the crate's transform row by row otherwise.
-    fn rotate_rows(&self, data: &[f32], out: &mut [f32]) {
-        let d = self.dim;
-        if self.rotation.kind() != RandomRotationKind::HaarDense {
-            for (row, o) in data.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-                self.rotation.apply_into(row, o);
-            }
-            return;
-        }
-        let m = data.len() / d;
-        // SAFETY: `data` is m×d row-major, the rotation matrix d×d row-major
-        // read as its transpose, `out` m×d row-major: exactly their sizes.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                d,
-                d,
-                1.0,
-                data.as_ptr(),
-                d as isize,
-                1,
-                self.rotation.matrix.as_ptr(),
-                1,
-                d as isize,
-                0.0,
-                out.as_mut_ptr(),
-                d as isize,
-                1,
-            );
-        }
-    }
-
     /// The code and estimator terms of a rotated row in list `l`.
     fn encode(&self, rotated: &mut [f32], l: usize) -> Encoded {
-        let d = self.dim;
-        let c = &self.rot_centroids[l * d..(l + 1) * d];
-        let mut bits = vec![0u64; self.n_words];
-        let (mut sq, mut l1, mut g) = (0.0f32, 0.0f32, 0.0f32);
-        for (i, (x, &ci)) in rotated.iter_mut().zip(c).enumerate() {
+        let r = self.rdim;
+        let c = &self.rot_centroids[l * r..(l + 1) * r];
+        // Branch-free passes (the sign of a residual is a coin flip, so a
+        // branch on it mispredicts half the time).
+        for (x, &ci) in rotated.iter_mut().zip(c) {
             *x -= ci;
-            sq += *x * *x;
-            l1 += x.abs();
-            if *x > 0.0 {
-                bits[i / 64] |= 1u64 << (i % 64);
-                g += ci;
-            } else {
-                g -= ci;
-            }
         }
+        let (sq, l1, g) = distance::residual_terms(rotated, c);
+        let bits = rotated
+            .chunks(64)
+            .map(|xs| {
+                xs.iter()
+                    .enumerate()
+                    .fold(0u64, |w, (i, &x)| w | (u64::from(x > 0.0) << i))
+            })
+            .collect();
         let f = if l1 > 0.0 { sq / l1 } else { 0.0 };
         Encoded {
             bits,
@@ -243,10 +196,10 @@ impl IvfCodes {
         const CHUNK: usize = 256;
         let d = self.dim;
         let enc = |(rows, labels): (&[f32], &[u32])| -> Vec<Encoded> {
-            let mut rotated = vec![0.0f32; rows.len()];
-            self.rotate_rows(rows, &mut rotated);
+            let mut rotated = vec![0.0f32; labels.len() * self.rdim];
+            self.rotation.apply_rows(rows, &mut rotated);
             rotated
-                .chunks_exact_mut(d)
+                .chunks_exact_mut(self.rdim)
                 .zip(labels)
                 .map(|(r, &l)| self.encode(r, l as usize))
                 .collect()
@@ -292,8 +245,8 @@ impl IvfCodes {
         if list.rows.is_empty() {
             return;
         }
-        let d = self.dim;
-        let q_sq = distance::sq_l2(scan.q_rot, &self.rot_centroids[l * d..(l + 1) * d]);
+        let r = self.rdim;
+        let q_sq = distance::sq_l2(scan.q_rot, &self.rot_centroids[l * r..(l + 1) * r]);
         list.codes.scan(&scan.lut, &mut s.sums);
         let (shift, step) = (scan.shift, scan.step);
         s.est.clear();
@@ -353,9 +306,9 @@ impl IvfCodes {
                 s.centroid_dist
                     .select_nth_unstable_by(nprobe - 1, |a, b| a.0.total_cmp(&b.0));
             }
-            s.q_rot.resize(d, 0.0);
+            s.q_rot.resize(self.rdim, 0.0);
             let mut q_rot = std::mem::take(&mut s.q_rot);
-            self.rotate(query, &mut q_rot);
+            self.rotation.apply(query, &mut q_rot);
             let mut scan = ListScan::new(&q_rot, k.saturating_mul(rerank_factor.max(1)).max(k));
             s.cand.clear();
             for i in 0..nprobe {
@@ -406,12 +359,7 @@ impl IvfCodes {
     /// Codes, norms, factors, row numbers, labels, centroids (both copies)
     /// and the rotation (the crate's Haar rotation keeps two copies).
     pub fn memory_bytes(&self) -> usize {
-        let rotation = self.rotation.bytes();
-        let haar_copy = if self.rotation.kind() == RandomRotationKind::HaarDense {
-            rotation
-        } else {
-            0
-        };
+        let rotation = self.rotation.memory_bytes();
         let lists: usize = self
             .lists
             .iter()
@@ -424,7 +372,6 @@ impl IvfCodes {
             })
             .sum();
         rotation
-            + haar_copy
             + lists
             + self.labels.capacity() * 4
             + (self.centroids.capacity() + self.rot_centroids.capacity()) * 4
@@ -566,14 +513,14 @@ mod tests {
         // the estimates themselves are checked through the candidate order.
         let all = ivf.search(&store, q, n, 1, 1);
         assert_eq!(all.len(), n);
-        let mut q_rot = vec![0.0; d];
-        ivf.rotate(q, &mut q_rot);
+        let mut q_rot = vec![0.0; ivf.rdim];
+        ivf.rotation.apply(q, &mut q_rot);
         let lut = QueryLut::new(&q_rot);
         let shift = 2.0 * lut.base - q_rot.iter().sum::<f32>();
         let list = &ivf.lists[0];
         let mut sums = Vec::new();
         list.codes.scan(&lut, &mut sums);
-        let q_sq = distance::sq_l2(&q_rot, &ivf.rot_centroids[..d]);
+        let q_sq = distance::sq_l2(&q_rot, &ivf.rot_centroids[..ivf.rdim]);
         let (mut num, mut den) = (0.0f64, 0.0f64);
         for (i, &row) in list.rows.iter().enumerate() {
             let est = list.offsets[i] + q_sq

@@ -15,9 +15,9 @@ use crate::distance::dot;
 const ASSIGN_BLOCK: usize = 256;
 /// Training rows per centroid (faiss uses up to 256; k-means over more
 /// points moves centroids very little for the recall it buys).
-pub const TRAIN_ROWS_PER_LIST: usize = 32;
+pub const TRAIN_ROWS_PER_LIST: usize = 24;
 /// Lloyd iterations.
-pub const ITERATIONS: usize = 8;
+pub const ITERATIONS: usize = 6;
 
 /// A small, seedable generator (SplitMix64): the sample and the repairs
 /// must not depend on a crate's RNG algorithm changing between versions.

@@ -15,6 +15,7 @@ pub mod index;
 pub mod ivf;
 pub mod kmeans;
 pub mod persist;
+pub mod rotation;
 pub mod store;
 pub mod topk;
 

@@ -216,7 +216,12 @@ class IvfRabitqIndex(_IndexBase):
     ids up to 2**63-1. The lists are trained on the first batch added
     (``build``): later adds go to the nearest list, so they should come from
     the same distribution. Recall rises with ``nprobe`` and
-    ``rerank_factor``.
+    ``rerank_factor``. The default ``rotation="hadamard"`` is the SDK's
+    randomised Hadamard transform of the vector zero-padded to a power of
+    two, keeping every padded coordinate, so it is exactly orthogonal for
+    any ``dim`` (the crate's Hadamard truncates and is not); ``"haar"`` is
+    the crate's dense ``dim x dim`` rotation (slower to apply, ``dim`` <=
+    2048).
 
     >>> import numpy as np, ruvector_rabitq as rr
     >>> x = np.random.default_rng(0).standard_normal((5000, 32), dtype=np.float32)
