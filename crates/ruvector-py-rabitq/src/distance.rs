@@ -1,8 +1,9 @@
 //! Dot products, squared L2 distances and RaBitQ residual terms for the
 //! SDK's own index code.
 //!
-//! Eight independent accumulators let the compiler keep the sums in SIMD
-//! registers (one running sum cannot be vectorised without reordering).
+//! Thirty-two independent partial sums let the compiler keep the sums in
+//! several SIMD registers (one running sum cannot be vectorised without
+//! reordering, and one register would serialise on the add latency).
 //! The same body is compiled twice — for the baseline CPU and with AVX2 —
 //! and picked at run time; neither uses FMA or reassociates, so both give
 //! bit-identical results and an index is the same on every x86-64 CPU.
@@ -74,40 +75,55 @@ fn residual_terms_portable(x: &[f32], c: &[f32]) -> (f32, f32, f32) {
     (sq, l1, g)
 }
 
+/// Lanes of independent partial sums: four AVX2 registers' worth, so the
+/// adds are not serialised on one register's latency.
+const LANES: usize = 32;
+
+/// Folds the partial sums pairwise (a fixed order, so every build agrees).
+#[inline(always)]
+fn fold(mut acc: [f32; LANES]) -> f32 {
+    let mut width = LANES / 2;
+    while width > 0 {
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+        width /= 2;
+    }
+    acc[0]
+}
+
 #[inline(always)]
 fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut acc = [0.0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ar, br) = (ac.remainder(), bc.remainder());
     for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
+        for i in 0..LANES {
             acc[i] += x[i] * y[i];
         }
     }
-    let mut s = (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]);
-    for (x, y) in ar.iter().zip(br) {
-        s += x * y;
+    for (i, (x, y)) in ar.iter().zip(br).enumerate() {
+        acc[i] += x * y;
     }
-    s
+    fold(acc)
 }
 
 #[inline(always)]
 fn sq_l2_portable(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut acc = [0.0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ar, br) = (ac.remainder(), bc.remainder());
     for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
+        for i in 0..LANES {
             let d = x[i] - y[i];
             acc[i] += d * d;
         }
     }
-    let mut s = (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]);
-    for (x, y) in ar.iter().zip(br) {
+    for (i, (x, y)) in ar.iter().zip(br).enumerate() {
         let d = x - y;
-        s += d * d;
+        acc[i] += d * d;
     }
-    s
+    fold(acc)
 }
 
 #[cfg(test)]
