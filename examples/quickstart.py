@@ -1,4 +1,4 @@
-"""Quickstart: build a RaBitQ index over 100k vectors, search it, save it.
+"""Quickstart: build an IVF RaBitQ index over 100k vectors, search it, save it.
 
 Run with ``nox -s demo`` (builds and installs the wheels first), or
 ``python examples/quickstart.py`` once ``ruvector[rabitq]`` is installed.
@@ -29,7 +29,7 @@ def main() -> None:
     vectors, queries = data[:n], data[n:]
 
     t0 = time.perf_counter()
-    index = ruvector.RabitqPlusIndex.build(vectors, seed=42, rerank_factor=20)
+    index = ruvector.IvfRabitqIndex.build(vectors, seed=42)
     print(f"built {index!r} in {time.perf_counter() - t0:.2f} s")
 
     hits = index.search(queries[0], k=k)
@@ -46,7 +46,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "index.rbpx"
         index.save(path)
-        loaded = ruvector.RabitqPlusIndex.load(path)
+        loaded = ruvector.IvfRabitqIndex.load(path)
         same = loaded.search(queries[0], k=k) == hits
         print(f"saved {path.stat().st_size / 1e6:.1f} MB; reloaded index gives identical results: {same}")
 

@@ -33,6 +33,7 @@ RABITQ_NAMES = [
     "RabitqIndex",
     "RabitqPlusIndex",
     "RabitqAsymIndex",
+    "IvfRabitqIndex",
     "SearchHit",
     "AnyIndex",
     "recommend",
@@ -115,6 +116,7 @@ class FlatF32Index: pass
 class RabitqIndex: pass
 class RabitqPlusIndex: pass
 class RabitqAsymIndex: pass
+class IvfRabitqIndex: pass
 class SearchHit: pass
 class AnyIndex: pass
 class Recommendation: pass

@@ -1,9 +1,9 @@
 """``recommend(n, dim, recall_target)``: which index to build, and how.
 
-Up to 20 000 vectors an exact ``FlatF32Index`` is recommended; above that a
-``RabitqPlusIndex`` whose rerank factor grows with the recall target; a
-target above what reranking reaches gets the exact index again, and a very
-low one gets the codes-only ``RabitqIndex``.
+Up to 20 000 vectors an exact ``FlatF32Index`` is recommended; above that an
+``IvfRabitqIndex`` whose ``nprobe`` grows with the recall target; a target
+above what it reaches gets the exact index again, and a very low one gets
+the codes-only ``RabitqIndex``.
 """
 
 from __future__ import annotations
@@ -38,16 +38,15 @@ def test_small_collections_get_the_exact_flat_index(n: int, target: float) -> No
     assert str(n) in rec.reason
 
 
-def test_large_collections_get_plus_with_a_rerank_that_grows_with_the_target() -> None:
+def test_large_collections_get_ivf_with_an_nprobe_that_grows_with_the_target() -> None:
     targets = [0.4, 0.6, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995]
     recs = [rr.recommend(BIG, 384, t) for t in targets]
-    assert {r.index for r in recs} == {"RabitqPlusIndex"}
-    factors = [r.params["rerank_factor"] for r in recs]
-    assert factors == sorted(factors)
-    assert factors[0] < factors[-1]
-    assert rr.recommend(BIG, 384, 0.95).params["rerank_factor"] == 20  # the documented example
-    assert all(1 <= f <= rr.MAX_RERANK_FACTOR for f in factors)
-    assert rr.recommend(20_001, 384).index == "RabitqPlusIndex"
+    assert {r.index for r in recs} == {"IvfRabitqIndex"}
+    assert {r.params["nlist"] for r in recs} == {1000}  # sqrt(n)
+    probes = [r.params["nprobe"] for r in recs]
+    assert probes == sorted(probes) and probes[0] < probes[-1] <= 1000
+    assert rr.recommend(BIG, 384, 0.95).params == {"nlist": 1000, "nprobe": 100, "rerank_factor": 10}
+    assert rr.recommend(20_001, 384).index == "IvfRabitqIndex"
 
 
 def test_the_default_target_is_0_95() -> None:
@@ -68,17 +67,17 @@ def test_very_low_targets_get_codes_only() -> None:
     assert rec.memory_bytes < rr.recommend(BIG, 128, 0.9).memory_bytes / 4
 
 
-@pytest.mark.parametrize(
-    "dim, rotation", [(64, "haar"), (1024, "haar"), (1025, "hadamard"), (4096, "hadamard"), (8192, "hadamard")]
-)
-def test_high_dimensions_get_the_hadamard_rotation(dim: int, rotation: str) -> None:
-    assert rr.recommend(BIG, dim).params["rotation"] == rotation
+def test_the_recommended_ivf_index_has_no_dimension_limit() -> None:
+    # The IVF default rotation (padded Hadamard) has no O(dim³) set-up.
+    for dim in [64, 1025, 8192]:
+        assert "rotation" not in rr.recommend(BIG, dim).params
+        assert rr.recommend(BIG, dim).index == "IvfRabitqIndex"
 
 
 def test_memory_estimate_grows_with_n_and_dim() -> None:
     assert rr.recommend(2 * BIG, 128).memory_bytes > rr.recommend(BIG, 128).memory_bytes
     assert rr.recommend(BIG, 256).memory_bytes > rr.recommend(BIG, 128).memory_bytes
-    assert rr.recommend(BIG, 128).memory_bytes >= BIG * 128 * 4  # Plus keeps the float vectors
+    assert rr.recommend(BIG, 128).memory_bytes >= BIG * 128 * 4  # IVF keeps the float vectors
     assert rr.recommend(1000, 16).memory_bytes >= 1000 * 16 * 4
 
 
@@ -96,10 +95,11 @@ def test_build_makes_the_recommended_index_with_its_parameters(data: Data) -> No
     assert type(small) is rr.FlatF32Index and len(small) == len(x)
     rec = rr.recommend(BIG, x.shape[1], 0.99)
     big = rec.build(x, ids=np.arange(len(x)) + 100)
-    assert type(big) is rr.RabitqPlusIndex
-    assert (big.rerank_factor, big.rotation) == (rec.params["rerank_factor"], rec.params["rotation"])
+    assert type(big) is rr.IvfRabitqIndex
+    # nlist is clamped to the rows this small set has; the other settings hold.
+    assert (big.nlist, big.nprobe, big.rerank_factor) == (len(x), rec.params["nprobe"], rec.params["rerank_factor"])
     assert big.ids[0] == 100
-    assert big == rr.RabitqPlusIndex.build(x, np.arange(len(x)) + 100, **rec.params)
+    assert big == rr.IvfRabitqIndex.build(x, np.arange(len(x)) + 100, **rec.params)
     codes = rr.recommend(BIG, x.shape[1], 0.1).build(x)
     assert type(codes) is rr.RabitqIndex
 
@@ -113,7 +113,7 @@ def test_numpy_integers_and_floats_are_accepted() -> None:
     target: Any
     for target in [np.float32(0.9), np.float16(0.9)]:
         rec = rr.recommend(BIG, 128, target)
-        assert (rec.index, rec.params) == ("RabitqPlusIndex", {"rerank_factor": 20, "rotation": "haar"})
+        assert (rec.index, rec.params) == ("IvfRabitqIndex", {"nlist": 1000, "nprobe": 100, "rerank_factor": 10})
 
 
 @pytest.mark.parametrize(

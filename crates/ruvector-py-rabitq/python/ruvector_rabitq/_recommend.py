@@ -1,10 +1,11 @@
 """``recommend(n, dim, recall_target)``: which index to build, and how.
 
-The rules come from measurements of the upstream crate (see the package
-README): the exact flat scan is cheap up to a few tens of thousands of
-vectors; beyond that, ``RabitqPlusIndex`` reaches a recall target by
-reranking more 1-bit candidates exactly; ``RabitqIndex`` alone is for memory
-budgets that accept low recall.
+The rules come from measurements (``nox -s bench``): the exact flat scan is
+cheap up to a few tens of thousands of vectors; beyond that
+``IvfRabitqIndex`` reaches a recall target by visiting more of its lists
+(about sqrt(n) of them), and is faster than a full 1-bit scan from 20,000
+vectors on; ``RabitqIndex`` alone is for memory budgets that accept low
+recall.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ if TYPE_CHECKING:
 FLAT_MAX_N = 20_000
 #: Above this dimension the dense Haar rotation is slow to build: use Hadamard.
 HAAR_COMFORT_DIM = 1024
-#: (largest recall target, rerank factor) for RabitqPlusIndex, from measurements
-#: at n = 100k (clustered 128-d: rerank 20 gives recall@10 1.00; real 384-d
-#: sentence embeddings: rerank 20 gives 0.97 and rerank 100 gives 0.996).
-RERANK_STEPS = ((0.85, 5), (0.95, 20), (0.98, 40), (0.995, 100))
+#: (largest recall target, share of the lists to visit) for IvfRabitqIndex
+#: with sqrt(n) lists and rerank 10, from measurements on real 384-d sentence
+#: embeddings at n = 100k (nprobe 24/316 gives recall@10 0.95, 64 gives
+#: 0.985, 96 gives 0.992, 128 gives 0.995), with a margin.
+NPROBE_STEPS = ((0.85, 0.04), (0.95, 0.10), (0.98, 0.20), (0.99, 0.33), (0.995, 0.45))
+#: Rerank factor of the recommended IvfRabitqIndex (its default).
+IVF_RERANK = 10
 
 
 class Recommendation(NamedTuple):
@@ -35,8 +39,8 @@ class Recommendation(NamedTuple):
 
     >>> import ruvector_rabitq as rr
     >>> rec = rr.recommend(1_000_000, 384, 0.95)
-    >>> rec.index, rec.params["rerank_factor"]
-    ('RabitqPlusIndex', 20)
+    >>> rec.index, rec.params["nlist"], rec.params["nprobe"]
+    ('IvfRabitqIndex', 1000, 100)
     """
 
     index: str
@@ -81,7 +85,7 @@ def recommend(n: SupportsIndex, dim: SupportsIndex, recall_target: SupportsFloat
 
     vectors = n * dim * 4
     ids = n * 8 + n * 17
-    if n <= FLAT_MAX_N or target > RERANK_STEPS[-1][0]:
+    if n <= FLAT_MAX_N or target > NPROBE_STEPS[-1][0]:
         why = (
             f"{n} vectors are few enough for an exact scan"
             if n <= FLAT_MAX_N
@@ -98,13 +102,20 @@ def recommend(n: SupportsIndex, dim: SupportsIndex, recall_target: SupportsFloat
             codes + ids + rotation_bytes,
             "1-bit codes alone fit a recall target this low at about 1/32 of the float memory.",
         )
-    rerank = next(rf for limit, rf in RERANK_STEPS if target <= limit)
+    share = next(share for limit, share in NPROBE_STEPS if target <= limit)
+    nlist = max(1, round(math.sqrt(n)))
+    nprobe = max(1, min(nlist, math.ceil(share * nlist)))
+    padded = 1 << (dim - 1).bit_length()
+    # Per vector: the float32 vector, 1-bit codes of the padded rotation,
+    # two estimator floats, a row number and a list label; plus centroids.
+    ivf = n * (dim * 4 + padded // 8 + 16) + ids + 2 * nlist * (dim + padded) * 4 + 3 * padded * 4
     return Recommendation(
-        "RabitqPlusIndex",
-        {"rerank_factor": rerank, "rotation": rotation},
-        codes + vectors + ids + rotation_bytes,
-        f"1-bit scan, then exact rerank of {rerank}x k candidates reaches recall@10 of about "
-        f"{target} on measured data; raise rerank_factor if your data is harder.",
+        "IvfRabitqIndex",
+        {"nlist": nlist, "nprobe": nprobe, "rerank_factor": IVF_RERANK},
+        ivf,
+        f"{nlist} k-means lists, of which a query visits {nprobe}, then an exact rerank of "
+        f"{IVF_RERANK}x k candidates: recall@10 of about {target} on measured data; raise nprobe if "
+        f"your data is harder.",
     )
 
 

@@ -116,6 +116,7 @@ _COMPONENTS: dict[str, _Component] = {
             "RabitqIndex",
             "RabitqPlusIndex",
             "RabitqAsymIndex",
+            "IvfRabitqIndex",
             "SearchHit",
             "AnyIndex",
             "recommend",
@@ -308,6 +309,7 @@ if _typing.TYPE_CHECKING:
     from ruvector_lake import RuLakeBuilder as RuLakeBuilder
     from ruvector_rabitq import AnyIndex as AnyIndex
     from ruvector_rabitq import FlatF32Index as FlatF32Index
+    from ruvector_rabitq import IvfRabitqIndex as IvfRabitqIndex
     from ruvector_rabitq import RabitqAsymIndex as RabitqAsymIndex
     from ruvector_rabitq import RabitqIndex as RabitqIndex
     from ruvector_rabitq import RabitqPlusIndex as RabitqPlusIndex
