@@ -28,7 +28,7 @@ pub fn check_dim(dim: usize) -> Result<()> {
 /// message (`"vectors"`, `"query"`); `matrix` says whether it is 2-D, so
 /// positions read `what[row, col]` or `what[col]`.
 pub fn check_rows(data: &[f32], dim: usize, what: &str, matrix: bool) -> Result<()> {
-    debug_assert!(dim > 0 && data.len() % dim == 0);
+    debug_assert!(dim > 0 && data.len().is_multiple_of(dim));
     for (row, chunk) in data.chunks_exact(dim).enumerate() {
         let mut sq = 0.0f64;
         for (col, &x) in chunk.iter().enumerate() {

@@ -121,7 +121,7 @@ impl BertConfig {
                 .and_then(Value::as_f64)
                 .unwrap_or(1e-12) as f32,
         };
-        if c.hidden % c.heads != 0 {
+        if !c.hidden.is_multiple_of(c.heads) {
             return Err(Error::Embed(format!(
                 "{file}: hidden_size {} is not a multiple of num_attention_heads {}",
                 c.hidden, c.heads

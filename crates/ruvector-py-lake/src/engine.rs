@@ -522,7 +522,7 @@ impl Engine {
         rf: Option<usize>,
     ) -> LResult<(Vec<u64>, Vec<f32>, usize)> {
         let d = &snap.data;
-        if cols != d.dim || queries.len() % d.dim != 0 {
+        if cols != d.dim || !queries.len().is_multiple_of(d.dim) {
             return Err(Error::dimension(
                 format!("queries for ({:?}, {:?})", snap.key.0, snap.key.1),
                 d.dim,

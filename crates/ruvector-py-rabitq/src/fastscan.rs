@@ -271,7 +271,7 @@ mod tests {
 
     fn random_bits(rng: &mut SplitMix64, dim: usize) -> Vec<u64> {
         let mut w: Vec<u64> = (0..dim.div_ceil(64)).map(|_| rng.next_u64()).collect();
-        if dim % 64 != 0 {
+        if !dim.is_multiple_of(64) {
             let last = w.len() - 1;
             w[last] &= (1u64 << (dim % 64)) - 1;
         }

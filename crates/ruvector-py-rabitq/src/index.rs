@@ -70,7 +70,7 @@ impl IndexBase {
     }
 
     fn check_query(&self, query: &[f32], what: &str, matrix: bool) -> Result<()> {
-        if query.len() % self.dim != 0 || query.is_empty() {
+        if !query.len().is_multiple_of(self.dim) || query.is_empty() {
             return Err(Error::dimension(what, self.dim, query.len()));
         }
         validate::check_rows(query, self.dim, what, matrix)
