@@ -343,12 +343,12 @@ impl IvfCodes {
             const AHEAD: usize = 6;
             let cand = &s.cand[..keep];
             for &(_, row) in cand.iter().take(AHEAD) {
-                prefetch(store.vector(row as usize));
+                store.prefetch(row as usize);
             }
             let mut top = TopK::new(k.min(keep));
             for (i, &(_, row)) in cand.iter().enumerate() {
                 if let Some(&(_, next)) = cand.get(i + AHEAD) {
-                    prefetch(store.vector(next as usize));
+                    store.prefetch(next as usize);
                 }
                 let row = row as usize;
                 top.push(store.id_at(row), distance::sq_l2(query, store.vector(row)));
@@ -401,25 +401,6 @@ impl ListScan {
             bound: f32::INFINITY,
         }
     }
-}
-
-/// Asks the CPU to start loading `v` into cache (a hint: no effect on
-/// results, nothing on architectures without a prefetch instruction here).
-#[inline(always)]
-fn prefetch(v: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in v.chunks(16) {
-        // SAFETY: prefetching is a hint that never faults; the pointer is
-        // inside `v` anyway. SSE is part of the x86_64 baseline.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch(
-                line.as_ptr() as *const i8,
-                std::arch::x86_64::_MM_HINT_T0,
-            )
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
 }
 
 #[cfg(test)]

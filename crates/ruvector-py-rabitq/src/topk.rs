@@ -37,6 +37,22 @@ pub struct TopK {
     heap: BinaryHeap<Entry>,
 }
 
+/// What [`TopK::push`] would admit, captured so a hot loop can test a score
+/// without a call: everything while the heap fills, then scores strictly
+/// below the worst kept (exactly `push_at`'s own test).
+#[derive(Clone, Copy)]
+pub struct Bound(Option<f32>);
+
+impl Bound {
+    #[inline(always)]
+    pub fn admits(self, score: f32) -> bool {
+        match self.0 {
+            None => true,
+            Some(worst) => score.total_cmp(&worst) == Ordering::Less,
+        }
+    }
+}
+
 impl TopK {
     pub fn new(k: usize) -> Self {
         let k = k.max(1);
@@ -62,6 +78,16 @@ impl TopK {
         if score.total_cmp(&worst) == Ordering::Less {
             self.heap.pop();
             self.heap.push(Entry { id, score, pos });
+        }
+    }
+
+    /// The current admission test (see [`Bound`]); valid until the next push.
+    #[inline]
+    pub fn admission_bound(&self) -> Bound {
+        if self.heap.len() < self.k {
+            Bound(None)
+        } else {
+            Bound(self.heap.peek().map(|e| e.score))
         }
     }
 
@@ -93,6 +119,76 @@ pub fn sq_l2(a: &[f32], b: &[f32]) -> f32 {
         .sum()
 }
 
+/// [`sq_l2`] of `query` to each of the rows, bit for bit, computed
+/// [`INTERLEAVE`] rows at a time: each row's sum stays serial (as the crate
+/// adds), but the independent sums overlap instead of waiting on one
+/// another's add latency.
+pub fn sq_l2_rows<'a>(query: &[f32], rows: impl Iterator<Item = &'a [f32]>, out: &mut Vec<f32>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { sq_l2_rows_avx2(query, rows, out) };
+        }
+    }
+    sq_l2_rows_portable(query, rows, out)
+}
+
+/// The same code with AVX2 enabled (no FMA, no reordering: same bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sq_l2_rows_avx2<'a>(
+    query: &[f32],
+    rows: impl Iterator<Item = &'a [f32]>,
+    out: &mut Vec<f32>,
+) {
+    sq_l2_rows_portable(query, rows, out)
+}
+
+#[inline(always)]
+fn sq_l2_rows_portable<'a>(
+    query: &[f32],
+    rows: impl Iterator<Item = &'a [f32]>,
+    out: &mut Vec<f32>,
+) {
+    thread_local! {
+        static LANES: std::cell::RefCell<Vec<[f32; INTERLEAVE]>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let d = query.len();
+    let start = std::iter::empty::<f32>().sum::<f32>();
+    out.clear();
+    LANES.with(|cell| {
+        // Eight rows side by side (`lanes[j][r]` = row r, dimension j), so
+        // that the eight serial sums run as the lanes of one SIMD register.
+        let lanes = &mut *cell.borrow_mut();
+        lanes.resize(d, [0.0; INTERLEAVE]);
+        let mut filled = 0;
+        let mut pending: [&[f32]; INTERLEAVE] = [&[]; INTERLEAVE];
+        for row in rows {
+            for (lane, &x) in lanes.iter_mut().zip(&row[..d]) {
+                lane[filled] = x;
+            }
+            pending[filled] = row;
+            filled += 1;
+            if filled == INTERLEAVE {
+                let mut acc = [start; INTERLEAVE];
+                for (lane, &q) in lanes.iter().zip(query) {
+                    for r in 0..INTERLEAVE {
+                        let diff = q - lane[r];
+                        acc[r] += diff * diff;
+                    }
+                }
+                out.extend_from_slice(&acc);
+                filled = 0;
+            }
+        }
+        out.extend(pending[..filled].iter().map(|row| sq_l2(query, row)));
+    });
+}
+
+/// Rows whose distances [`sq_l2_rows`] computes side by side.
+pub const INTERLEAVE: usize = 8;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +200,31 @@ mod tests {
             t.push(id, s);
         }
         assert_eq!(t.into_sorted(), vec![(4, 0.5), (2, 1.0), (3, 4.0)]);
+    }
+
+    #[test]
+    fn interleaved_distances_are_the_serial_ones_bit_for_bit() {
+        let q: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).sin()).collect();
+        let rows: Vec<Vec<f32>> = (0..19)
+            .map(|r| (0..37).map(|i| ((i * r) as f32 * 0.3).cos()).collect())
+            .collect();
+        let mut out = Vec::new();
+        sq_l2_rows(&q, rows.iter().map(|r| r.as_slice()), &mut out);
+        let want: Vec<u32> = rows.iter().map(|r| sq_l2(&q, r).to_bits()).collect();
+        assert_eq!(out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn the_bound_admits_exactly_what_push_admits() {
+        let mut t = TopK::new(2);
+        for (id, s) in [(1, 3.0), (2, 1.0), (3, 3.0), (4, 2.0), (5, 2.0)] {
+            let admitted = t.admission_bound().admits(s);
+            let before = t.heap.len();
+            let worst = t.heap.peek().map(|e| (e.id, e.score));
+            t.push(id, s);
+            let changed = t.heap.len() != before || t.heap.peek().map(|e| (e.id, e.score)) != worst;
+            assert_eq!(admitted, changed, "score {s}");
+        }
     }
 
     #[test]
