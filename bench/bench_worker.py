@@ -31,6 +31,10 @@ from bench_data import recall_at_k
 
 # ef / expansion values tried (ascending) when tuning a graph index to a recall target.
 EF_GRID = [10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512, 640, 768, 1024, 1536, 2048]
+# nprobe values tried when tuning an IVF index (lists visited per query).
+NPROBE_GRID = [1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 256, 320, 384, 512]
+# Refine factors tried for faiss's refined flat RaBitQ indexes.
+K_FACTOR_GRID = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 32, 50, 100]
 
 
 def rss_bytes() -> int:
@@ -65,6 +69,9 @@ def percentile(sorted_vals: list[float], p: float) -> float:
 class Adapter:
     knob_name: Optional[str] = None
     batch_note: Optional[str] = None
+
+    def knob_grid(self) -> list[int]:
+        return {"nprobe": NPROBE_GRID, "k_factor": K_FACTOR_GRID}.get(self.knob_name or "", EF_GRID)
 
     def query_views(self, Q: np.ndarray) -> list:
         return [Q[i] for i in range(Q.shape[0])]
@@ -114,6 +121,11 @@ class OursAdapter(Adapter):
         self.cls_name = params["cls"]
         self.build_kwargs = dict(params.get("build_kwargs", {}))
         self.index: Any = None
+        if self.cls_name == "IvfRabitqIndex":
+            self.knob_name = "nprobe"
+
+    def set_knob(self, value: int) -> None:
+        self.index.nprobe = int(value)
 
     def build(self, base: np.ndarray) -> None:
         cls = getattr(self.rr, self.cls_name)
@@ -209,8 +221,10 @@ class FaissAdapter(Adapter):
         self.index: Any = None
         if self.kind == "hnsw":
             self.knob_name = "efSearch"
-        elif self.kind == "rabitq_refine":
+        elif self.kind in ("rabitq_refine", "rabitq_fastscan_refine"):
             self.knob_name = "k_factor"
+        elif self.kind == "ivf_rabitq_refine":
+            self.knob_name = "nprobe"
 
     def build(self, base: np.ndarray) -> None:
         faiss = self.faiss
@@ -225,6 +239,17 @@ class FaissAdapter(Adapter):
         elif self.kind == "rabitq_refine":
             self._base = faiss.IndexRaBitQ(d, faiss.METRIC_L2)
             index = faiss.IndexRefineFlat(self._base)
+        elif self.kind == "rabitq_fastscan_refine":
+            self._base = faiss.IndexRaBitQFastScan(d, faiss.METRIC_L2)
+            index = faiss.IndexRefineFlat(self._base)
+        elif self.kind == "ivf_rabitq_refine":
+            # IVF over RaBitQ codes with exact refine, as our IvfRabitqIndex:
+            # the same list count (about sqrt(n)) and rerank factor (10).
+            nlist = self.params.get("nlist") or max(1, round(base.shape[0] ** 0.5))
+            self._quantizer = faiss.IndexFlatL2(d)
+            self._base = faiss.IndexIVFRaBitQ(self._quantizer, d, nlist, faiss.METRIC_L2)
+            index = faiss.IndexRefineFlat(self._base)
+            index.k_factor = float(self.params.get("k_factor", 10))
         else:
             raise ValueError(self.kind)
         if not index.is_trained:
@@ -235,6 +260,8 @@ class FaissAdapter(Adapter):
     def set_knob(self, value: int) -> None:
         if self.kind == "hnsw":
             self.index.hnsw.efSearch = int(value)
+        elif self.kind == "ivf_rabitq_refine":
+            self._base.nprobe = int(value)
         else:
             self.index.k_factor = float(value)
 
@@ -381,7 +408,7 @@ def tune_knob(ad: Adapter, Qt: np.ndarray, gt_t: np.ndarray, k: int, targets: li
     """Smallest grid value reaching each target recall on the tuning queries."""
     chosen: dict[float, tuple[int, float, bool]] = {}
     sweep = []
-    for v in EF_GRID:
+    for v in ad.knob_grid():
         if ad.knob_name in ("ef", "efSearch", "expansion_search", "ef_search") and v < k:
             continue
         ad.set_knob(v)
@@ -433,12 +460,16 @@ def run_task(task: dict) -> dict:
     }
 
     if task.get("mode") == "batch-only":
-        qps = {}
-        for t in task["batch_threads"]:
-            qps[str(t)], ids = time_batch(ad, Q, k, t, task["batch_min_s"])
-        result["rows"].append(
-            {**common, "config": task["configs"][0], "qps": qps, "recall_batch": recall_at_k(ids, gt, k)}
-        )
+        # One row per knob value given (the values the main run tuned), or one.
+        for v in task.get("knob_values") or [None]:
+            if v is not None:
+                ad.set_knob(v)
+            qps = {}
+            for t in task["batch_threads"]:
+                qps[str(t)], ids = time_batch(ad, Q, k, t, task["batch_min_s"])
+            result["rows"].append(
+                {**common, "config": task["configs"][0], "qps": qps, "recall_batch": recall_at_k(ids, gt, k)}
+            )
         return result
 
     # Knob settings: one row per recall target, or a fixed list, or none.
@@ -450,10 +481,10 @@ def run_task(task: dict) -> dict:
         for cfg, tgt in zip(task["configs"], task["targets"]):
             v, r, ok = tuned["chosen"][tgt]
             extra = {"tuned_target": tgt, "tune_recall": r, "target_reached": ok, "tune_sweep": tuned["sweep"]}
-            settings.append((f"{cfg}, {ad.knob_name}={v}", v, extra))
+            settings.append((f"{cfg}, {ad.knob_name}={v}", v, {**extra, "knob_value": v}))
     elif task.get("knob_values"):
         for cfg, v in zip(task["configs"], task["knob_values"]):
-            settings.append((cfg, v, {}))
+            settings.append((cfg, v, {"knob_value": v}))
     else:
         settings.append((task["configs"][0], None, {}))
 

