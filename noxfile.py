@@ -80,6 +80,8 @@ def rust(session: nox.Session) -> None:
         "-p",
         "ruvector-py-core",
         "-p",
+        "ruvector-py-index",
+        "-p",
         "ruvector-py-rabitq",
         "-p",
         "ruvector-py-lake",

@@ -1,5 +1,6 @@
 //! The SDK's ruLake engine: a witness-addressed cache of `RabitqPlusIndex`
-//! entries in front of registered [`Source`]s, with the crate's coherence
+//! entries (the SDK's engine of the `ruvector-rabitq` wheel, results
+//! identical to the crate's, faster) in front of registered [`Source`]s, with the crate's coherence
 //! rules (`Fresh`, `Eventual { ttl }`, `Frozen`), federation formula and
 //! statistics, and without its defects:
 //!
@@ -14,8 +15,8 @@
 //! * pulled data is validated (dimension, ids unique, finite values) before
 //!   anything is built; an empty collection answers with no hits.
 //!
-//! Indexes are built exactly as the crate builds them (row positions as ids,
-//! serial `add` below 1024 rows, `from_vectors_parallel` above), so results
+//! Indexes hold row positions as ids and are the crate's `RabitqPlusIndex`
+//! algorithm (Haar rotation, the lake's seed and rerank factor), so results
 //! are identical to `ruvector_rulake::RuLake` on the same data (tested).
 //! Locks are never held while a backend is called or an index is scanned.
 
@@ -25,14 +26,14 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use ruvector_py_core::{parallel, Error};
-use ruvector_rabitq::{AnnIndex, RabitqPlusIndex};
+pub use ruvector_py_index::engine::Engine as Index;
+use ruvector_py_index::engine::{Kind, Params, Rotation, SearchOpts};
 use ruvector_rulake::RuLakeBundle;
 
 use crate::source::{check_pulled, LResult, Pulled, Source};
 
 pub const MAX_RERANK_FACTOR: usize = 1024;
 pub const MAX_K: usize = 100_000_000;
-const PARALLEL_PRIME_THRESHOLD: usize = 1024;
 const MIN_PER_SHARD_RERANK: usize = 5;
 
 pub type Key = (String, String);
@@ -77,7 +78,7 @@ pub struct PerStats {
 /// An immutable cache entry: the index (ids are row positions), the real
 /// ids by row, and the bundle it was built from.
 pub struct EntryData {
-    pub index: RabitqPlusIndex,
+    pub index: Index,
     pub ids: Vec<u64>,
     pub dim: usize,
     pub bundle: RuLakeBundle,
@@ -185,28 +186,25 @@ impl State {
     }
 }
 
-/// Builds the index exactly as the crate's cache does.
-pub fn build_index(p: &Pulled, seed: u64, rf: usize) -> LResult<RabitqPlusIndex> {
-    let to_err = |e: ruvector_rabitq::RabitqError| Error::Lake(format!("ruvector-rabitq: {e}"));
-    let n = p.ids.len();
-    if n >= PARALLEL_PRIME_THRESHOLD {
-        let items: Vec<(usize, Vec<f32>)> = p
-            .data
-            .chunks_exact(p.dim)
-            .map(|r| r.to_vec())
-            .enumerate()
-            .collect();
-        let dim = p.dim;
-        parallel::pool()?
-            .install(|| RabitqPlusIndex::from_vectors_parallel(dim, seed, rf, items))
-            .map_err(|e| to_err(e).into())
-    } else {
-        let mut idx = RabitqPlusIndex::new(p.dim, seed, rf);
-        for (pos, row) in p.data.chunks_exact(p.dim).enumerate() {
-            idx.add(pos, row.to_vec()).map_err(to_err)?;
-        }
-        Ok(idx)
+/// The parameters of every cache entry's index.
+pub fn index_params(dim: usize, seed: u64, rf: usize) -> Params {
+    Params {
+        kind: Kind::Plus,
+        dim,
+        seed,
+        rerank_factor: rf,
+        rotation: Rotation::Haar,
+        nlist: 0,
+        nprobe: 0,
     }
+}
+
+/// Builds an entry's index (ids are row positions), with the pool.
+pub fn build_index(p: &Pulled, seed: u64, rf: usize) -> LResult<Index> {
+    let mut idx = Index::new(index_params(p.dim, seed, rf))?;
+    let rows: Vec<u64> = (0..p.ids.len() as u64).collect();
+    idx.add(&rows, &p.data)?;
+    Ok(idx)
 }
 
 pub struct Engine {
@@ -446,12 +444,15 @@ impl Engine {
             return Ok(Vec::new());
         }
         let k = k.min(n);
-        let hits = match rf {
-            None => d.index.search(query, k),
-            Some(rf) => d.index.search_with_rerank(query, k, rf),
-        }
-        .map_err(|e| Error::Lake(format!("ruvector-rabitq: {e}")))?;
-        Ok(hits.into_iter().map(|r| (d.ids[r.id], r.score)).collect())
+        let opts = SearchOpts {
+            rerank_factor: rf,
+            nprobe: None,
+        };
+        let hits = d.index.search(query, k, opts)?;
+        Ok(hits
+            .into_iter()
+            .map(|(pos, score)| (d.ids[pos as usize], score))
+            .collect())
     }
 
     pub fn search_one(

@@ -16,25 +16,31 @@
 //!   header before anything is allocated.
 //!
 //! Layout of `lake.cache` (little-endian):
-//! `b"rvlake01"`, version u32 = 1, dim u32, rotation_seed u64,
+//! `b"rvlake01"`, version u32 = 2, dim u32, rotation_seed u64,
 //! rerank_factor u32, reserved u32 = 0, n u64, witness [u8; 64] (hex),
-//! ids n × u64, vectors n × dim × f32, CRC-32 of everything before it (u32).
+//! ids n × u64, vectors n × dim × f32, then (version 2) the index's 1-bit
+//! codes — n × ⌈dim/64⌉ × u64 sign words and n × f32 norms — and a CRC-32
+//! of everything before it (u32). A warm restart installs the saved codes
+//! (a sample of rows is re-encoded and must match) instead of encoding
+//! every vector again, which is what makes it faster than a cold prime.
+//! Version 1 files (no codes) still load, by encoding.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ruvector_py_core::Error;
-use ruvector_rabitq::AnnIndex;
 use ruvector_rulake::RuLakeBundle;
 
-use crate::engine::{build_index, EntryData, Key, Snapshot};
+use crate::engine::{build_index, index_params, EntryData, Index, Key, Snapshot};
 use crate::source::{write_atomic, Failure, LResult, Pulled, MAX_COLLECTION_VECTORS, MAX_LAKE_DIM};
 
 pub const SIDECAR: &str = RuLakeBundle::SIDECAR_FILENAME;
 pub const CACHE_FILE: &str = "lake.cache";
 const MAGIC: [u8; 8] = *b"rvlake01";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// Files without the codes section.
+const VERSION_NO_CODES: u32 = 1;
 const HEADER: usize = 8 + 4 + 4 + 8 + 4 + 4 + 8 + 64;
 const MAX_SIDECAR_BYTES: u64 = 64 * 1024;
 
@@ -110,7 +116,11 @@ pub fn save_snapshot(snap: &Snapshot, dir: &Path) -> LResult<PathBuf> {
     if witness.len() != 64 {
         return Err(Error::Lake(format!("unexpected witness length {}", witness.len())).into());
     }
-    let items = d.index.export_items();
+    let vectors = d.index.store().vectors();
+    let (packed, norms) = d
+        .index
+        .symmetric_codes()
+        .ok_or_else(|| Error::Lake("a cache entry without 1-bit codes".into()))?;
     let path = dir.join(CACHE_FILE);
     write_atomic(
         &path,
@@ -128,15 +138,34 @@ pub fn save_snapshot(snap: &Snapshot, dir: &Path) -> LResult<PathBuf> {
             put(w, &0u32.to_le_bytes())?;
             put(w, &(d.ids.len() as u64).to_le_bytes())?;
             put(w, witness)?;
-            for id in &d.ids {
-                put(w, &id.to_le_bytes())?;
+            let mut buf = Vec::with_capacity(1 << 16);
+            for chunk in d.ids.chunks(4096) {
+                buf.clear();
+                chunk
+                    .iter()
+                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+                put(w, &buf)?;
             }
-            for (_, v) in &items {
-                let mut row = Vec::with_capacity(v.len() * 4);
-                for x in v {
-                    row.extend_from_slice(&x.to_le_bytes());
-                }
-                put(w, &row)?;
+            for chunk in vectors.chunks(8192) {
+                buf.clear();
+                chunk
+                    .iter()
+                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+                put(w, &buf)?;
+            }
+            for chunk in packed.chunks(4096) {
+                buf.clear();
+                chunk
+                    .iter()
+                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+                put(w, &buf)?;
+            }
+            for chunk in norms.chunks(8192) {
+                buf.clear();
+                chunk
+                    .iter()
+                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+                put(w, &buf)?;
             }
             let sum = crc.finalize();
             w.write_all(&sum.to_le_bytes())
@@ -200,15 +229,23 @@ pub fn load_snapshot(dir: &Path, seed: u64, rf: usize) -> LResult<(String, Entry
         u32_at(28),
         u64_at(32),
     );
-    if version != VERSION {
-        return Err(corrupt(format!("version {version}, expected {VERSION}")));
+    if version != VERSION && version != VERSION_NO_CODES {
+        return Err(corrupt(format!(
+            "version {version}, expected {VERSION} (or {VERSION_NO_CODES})"
+        )));
     }
     if reserved != 0 || dim == 0 || dim > MAX_LAKE_DIM || n > MAX_COLLECTION_VECTORS as u64 {
         return Err(corrupt(format!(
             "header fields out of range (dim {dim}, n {n}, reserved {reserved})"
         )));
     }
-    let expected = HEADER as u128 + n as u128 * (8 + 4 * dim as u128) + 4;
+    let n_words = dim.div_ceil(64);
+    let codes_per_row = if version == VERSION {
+        8 * n_words as u128 + 4
+    } else {
+        0
+    };
+    let expected = HEADER as u128 + n as u128 * (8 + 4 * dim as u128 + codes_per_row) + 4;
     if expected != len as u128 {
         return Err(corrupt(format!(
             "the header claims {n} vectors of dimension {dim} ({expected} bytes) but the file \
@@ -255,7 +292,8 @@ pub fn load_snapshot(dir: &Path, seed: u64, rf: usize) -> LResult<(String, Entry
         .into());
     }
     let n = n as usize;
-    let (id_bytes, vec_bytes) = payload.split_at(n * 8);
+    let (id_bytes, rest) = payload.split_at(n * 8);
+    let (vec_bytes, code_bytes) = rest.split_at(n * dim * 4);
     let ids: Vec<u64> = id_bytes
         .chunks_exact(8)
         .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
@@ -267,7 +305,25 @@ pub fn load_snapshot(dir: &Path, seed: u64, rf: usize) -> LResult<(String, Entry
     let pulled = Pulled { ids, data, dim };
     crate::source::check_pulled("(snapshot)", "(snapshot)", &pulled, dim)
         .map_err(|e| corrupt(e.err().to_string()))?;
-    let index = build_index(&pulled, seed, rf)?;
+    let index = if version == VERSION {
+        let (word_bytes, norm_bytes) = code_bytes.split_at(n * n_words * 8);
+        let packed: Vec<u64> = word_bytes
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect();
+        let norms: Vec<f32> = norm_bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        let mut index = Index::new(index_params(dim, seed, rf))?;
+        let rows: Vec<u64> = (0..n as u64).collect();
+        index
+            .restore_symmetric(&rows, &pulled.data, packed, norms)
+            .map_err(|e| corrupt(e.to_string()))?;
+        index
+    } else {
+        build_index(&pulled, seed, rf)?
+    };
     let witness = bundle.rvf_witness.clone();
     Ok((
         witness,
@@ -296,10 +352,12 @@ pub fn warm(engine: &crate::engine::Engine, key: &Key, dir: &Path) -> LResult<us
     let cfg = engine.config();
     let (witness, data) = load_snapshot(dir, cfg.rotation_seed, cfg.rerank_factor)?;
     let n = data.ids.len();
-    // One search through the fresh index pages in its rotation, codes and
-    // lookup tables, so the first real query runs at steady-state speed.
-    if n > 0 {
-        let _ = data.index.search(&vec![0.0; data.dim], n.min(10));
+    // A few searches with stored rows as queries page in the rotation,
+    // codes and lookup tables and train the CPU on the scan, so the first
+    // real query runs at steady-state speed.
+    for r in [0, n / 3, 2 * n / 3].into_iter().filter(|_| n > 0) {
+        let query = data.index.store().vector(r).to_vec();
+        let _ = data.index.search(&query, n.min(10), Default::default());
     }
     engine.install(key, witness, data, None);
     Ok(n)

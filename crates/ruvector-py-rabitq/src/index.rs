@@ -18,9 +18,9 @@ use ruvector_py_core::arrays::{self, ids_u64, matrix_f32, readonly_view, vector_
 use ruvector_py_core::errors::py as pyerr;
 use ruvector_py_core::{parallel, runtime, validate, Error, Result};
 
-use crate::engine::{Engine, Kind, Params, Rotation, SearchOpts, MAX_RERANK_FACTOR};
-use crate::ivf::MAX_NLIST;
-use crate::persist;
+use ruvector_py_index::engine::{Engine, Kind, Params, Rotation, SearchOpts, MAX_RERANK_FACTOR};
+use ruvector_py_index::ivf::MAX_NLIST;
+use ruvector_py_index::persist;
 
 static SEARCH_HIT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 

@@ -1,25 +1,13 @@
 //! `ruvector_rabitq._native`: RaBitQ vector indexes for Python.
 //!
-//! * [`engine`] — the four index kinds over the `ruvector-rabitq` crate,
-//!   and the SDK's own IVF kind ([`ivf`], [`kmeans`]), with every input
-//!   validated first;
-//! * [`store`] — ids and kept vectors; [`topk`] — the crate's top-k rules;
-//! * [`persist`] — `.rbpx` files, checked and atomic;
-//! * [`index`] — the Python classes.
+//! The engine (the crate's index kinds made safe and fast, the IVF index,
+//! `.rbpx` files) is the shared `ruvector-py-index` crate, which the lake
+//! wheel links too; this crate holds the Python classes ([`index`]).
 
-pub mod codes;
-pub mod distance;
-pub mod engine;
-pub mod fastscan;
 pub mod index;
-pub mod ivf;
-pub mod kmeans;
-pub mod persist;
-pub mod rotation;
-pub mod store;
-pub mod topk;
 
 use pyo3::prelude::*;
+use ruvector_py_index::{engine, ivf};
 
 #[pymodule]
 #[pyo3(name = "_native")]

@@ -250,6 +250,34 @@ impl Engine {
         Ok(())
     }
 
+    /// The 1-bit codes of a `RabitqIndex` / `RabitqPlusIndex`: packed sign
+    /// words and norms, in row order.
+    pub fn symmetric_codes(&self) -> Option<(&[u64], &[f32])> {
+        match &self.codes {
+            Codes::Symmetric(codes) => Some(codes.codes()),
+            _ => None,
+        }
+    }
+
+    /// Restores a `RabitqIndex` / `RabitqPlusIndex` from its rows and its
+    /// saved codes without encoding every row (see `SymmetricCodes::install`;
+    /// everything is validated as in `add`).
+    pub fn restore_symmetric(
+        &mut self,
+        ids: &[u64],
+        data: &[f32],
+        packed: Vec<u64>,
+        norms: Vec<f32>,
+    ) -> Result<()> {
+        self.check_add(ids, data, "vectors", true)?;
+        let Codes::Symmetric(codes) = &mut self.codes else {
+            return Err(Error::invalid("only a 1-bit index restores saved codes"));
+        };
+        codes.install(data, packed, norms)?;
+        self.store.append(ids, data);
+        Ok(())
+    }
+
     /// The IVF lists, once trained.
     pub fn ivf(&self) -> Option<&IvfCodes> {
         match &self.codes {

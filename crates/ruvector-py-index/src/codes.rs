@@ -163,6 +163,42 @@ impl SymmetricCodes {
         (words, norm)
     }
 
+    /// The packed sign words (`n_words` per row) and the norms, in row order.
+    pub fn codes(&self) -> (&[u64], &[f32]) {
+        (&self.packed, &self.norms)
+    }
+
+    /// Installs codes saved from an index with the same parameters, for the
+    /// validated rows `data`, without encoding them all: a sample of rows
+    /// spread over the index is re-encoded and must match (a mismatch means
+    /// the codes are not those of these vectors).
+    pub fn install(&mut self, data: &[f32], packed: Vec<u64>, norms: Vec<f32>) -> Result<()> {
+        const CHECKED_ROWS: usize = 64;
+        let rows = data.len() / self.dim;
+        if !self.is_empty() || norms.len() != rows || packed.len() != rows * self.n_words {
+            return Err(ruvector_py_core::Error::invalid(format!(
+                "saved codes do not fit: {} norms and {} words for {rows} rows of {} words",
+                norms.len(),
+                packed.len(),
+                self.n_words
+            )));
+        }
+        let step = rows.div_ceil(CHECKED_ROWS).max(1);
+        for r in (0..rows).step_by(step).chain(rows.checked_sub(1)) {
+            let (words, norm) = self.encode(&data[r * self.dim..(r + 1) * self.dim]);
+            if words[..] != packed[r * self.n_words..(r + 1) * self.n_words]
+                || norm.to_bits() != norms[r].to_bits()
+            {
+                return Err(ruvector_py_core::Error::invalid(format!(
+                    "saved codes do not match the vectors (row {r} encodes differently)"
+                )));
+            }
+        }
+        self.packed = packed;
+        self.norms = norms;
+        Ok(())
+    }
+
     /// Encodes validated rows (row-major, `dim` wide), in parallel when many.
     pub fn add_rows(&mut self, data: &[f32]) -> Result<()> {
         let rows = data.len() / self.dim;
@@ -252,6 +288,24 @@ impl SymmetricCodes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saved_codes_install_only_onto_their_own_vectors() {
+        let dim = 20;
+        let data: Vec<f32> = (0..300 * dim).map(|i| (i as f32 * 0.61).sin()).collect();
+        let mut a = SymmetricCodes::new(dim, 3, RandomRotationKind::HaarDense);
+        a.add_rows(&data).unwrap();
+        let (packed, norms) = (a.codes().0.to_vec(), a.codes().1.to_vec());
+        let mut b = SymmetricCodes::new(dim, 3, RandomRotationKind::HaarDense);
+        b.install(&data, packed.clone(), norms.clone()).unwrap();
+        assert!(b.same_codes(&a));
+        let mut other = data.clone();
+        other[0] = -other[0] - 1.0; // row 0 is always checked
+        let mut c = SymmetricCodes::new(dim, 3, RandomRotationKind::HaarDense);
+        assert!(c.install(&other, packed.clone(), norms.clone()).is_err());
+        assert!(c.install(&data, packed[1..].to_vec(), norms).is_err());
+        assert!(c.is_empty());
+    }
 
     #[test]
     fn the_fast_encoder_matches_the_crate_bit_for_bit() {

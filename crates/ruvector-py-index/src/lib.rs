@@ -1,0 +1,23 @@
+//! The SDK's vector index engine, pure Rust (no Python classes), linked
+//! into the `ruvector-rabitq` wheel (which exposes it to Python) and the
+//! `ruvector-lake` wheel (whose cache entries are its indexes).
+//!
+//! * [`engine`] — the crate's four index kinds (validated inputs, results
+//!   identical to the crate's) and the SDK's IVF kind, behind one type;
+//! * [`codes`] — SDK-owned 1-bit codes with the crate's exact arithmetic,
+//!   vectorised; [`topk`] — the crate's top-k rules; [`store`] — ids and
+//!   kept vectors;
+//! * [`ivf`], [`kmeans`], [`fastscan`], [`rotation`], [`distance`] — the
+//!   IVF index;
+//! * [`persist`] — `.rbpx` files, checked and atomic.
+
+pub mod codes;
+pub mod distance;
+pub mod engine;
+pub mod fastscan;
+pub mod ivf;
+pub mod kmeans;
+pub mod persist;
+pub mod rotation;
+pub mod store;
+pub mod topk;
