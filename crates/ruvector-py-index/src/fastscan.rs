@@ -76,13 +76,7 @@ impl BlockCodes {
         debug_assert_eq!(lut.groups, self.groups);
         out.clear();
         out.resize(self.len.div_ceil(BLOCK) * BLOCK, 0);
-        for (block, sums) in self
-            .data
-            .chunks_exact(self.block_bytes())
-            .zip(out.chunks_exact_mut(BLOCK))
-        {
-            scan_block(block, &lut.table, sums);
-        }
+        scan_blocks(&self.data, self.block_bytes(), &lut.table, out);
         out.truncate(self.len);
     }
 }
@@ -139,22 +133,58 @@ impl QueryLut {
     }
 }
 
-fn scan_block(block: &[u8], table: &[u8], sums: &mut [u32]) {
+/// Every block of `data` (whole blocks), the CPU feature test made once.
+fn scan_blocks(data: &[u8], block_bytes: usize, table: &[u8], sums: &mut [u32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512bw") {
-            // SAFETY: the CPU has AVX-512F/BW (BW implies F); sizes as below.
-            unsafe { scan_block_avx512(block, table, sums) };
+            // SAFETY: the CPU has AVX-512F/BW (BW implies F); the slices
+            // have the sizes the kernel reads (see `scan_blocks_with`).
+            unsafe { scan_blocks_avx512(data, block_bytes, table, sums) };
             return;
         }
         if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above); the slices have
-            // the sizes the kernel reads (groups·16 bytes each, 32 sums).
-            unsafe { scan_block_avx2(block, table, sums) };
+            // SAFETY: the CPU has AVX2 (checked just above); sizes as above.
+            unsafe { scan_blocks_avx2(data, block_bytes, table, sums) };
             return;
         }
     }
-    scan_block_portable(block, table, sums);
+    scan_blocks_with(data, block_bytes, table, sums, scan_block_portable);
+}
+
+/// Runs `kernel` on each block: `block_bytes` bytes of codes to 32 sums.
+#[inline(always)]
+fn scan_blocks_with(
+    data: &[u8],
+    block_bytes: usize,
+    table: &[u8],
+    sums: &mut [u32],
+    kernel: impl Fn(&[u8], &[u8], &mut [u32]),
+) {
+    for (block, out) in data
+        .chunks_exact(block_bytes)
+        .zip(sums.chunks_exact_mut(BLOCK))
+    {
+        kernel(block, table, out);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn scan_blocks_avx512(data: &[u8], block_bytes: usize, table: &[u8], sums: &mut [u32]) {
+    // SAFETY (inner): same features as this function; sizes per block.
+    scan_blocks_with(data, block_bytes, table, sums, |b, t, o| unsafe {
+        scan_block_avx512(b, t, o)
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn scan_blocks_avx2(data: &[u8], block_bytes: usize, table: &[u8], sums: &mut [u32]) {
+    // SAFETY (inner): same features as this function; sizes per block.
+    scan_blocks_with(data, block_bytes, table, sums, |b, t, o| unsafe {
+        scan_block_avx2(b, t, o)
+    })
 }
 
 /// The reference kernel: the same sums as the SIMD one.
@@ -170,6 +200,7 @@ pub fn scan_block_portable(block: &[u8], table: &[u8], sums: &mut [u32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+#[inline]
 unsafe fn scan_block_avx2(block: &[u8], table: &[u8], sums: &mut [u32]) {
     use std::arch::x86_64::*;
     let pairs = block.len() / 32;
@@ -221,6 +252,7 @@ unsafe fn scan_block_avx2(block: &[u8], table: &[u8], sums: &mut [u32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
 unsafe fn scan_block_avx512(block: &[u8], table: &[u8], sums: &mut [u32]) {
     use std::arch::x86_64::*;
     let quads = block.len() / 64;

@@ -250,6 +250,7 @@ impl IvfCodes {
         }
         list.codes.scan(&scan.lut, &mut s.sums);
         let (shift, step) = (scan.shift, scan.step);
+        // Two passes: the estimates vectorise on their own; the filter after.
         s.est.clear();
         s.est.extend(
             s.sums
