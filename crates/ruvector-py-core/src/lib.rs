@@ -6,7 +6,8 @@
 //!   every vector goes through before it reaches an upstream crate.
 //! * [`runtime`] — the lazily built tokio runtime and the exit-safe,
 //!   fork-aware asyncio bridge; [`parallel`] — the rayon pool for batches.
-//! * [`cpu`] — runtime CPU feature probe.
+//! * [`cpu`] — runtime CPU feature probe; [`io`] — checksummed,
+//!   little-endian writing for the SDK's file formats.
 //!
 //! A wheel calls [`init_module`] first thing in its `#[pymodule]`.
 
@@ -15,6 +16,7 @@ pub mod arrays;
 pub mod config;
 pub mod cpu;
 pub mod errors;
+pub mod io;
 pub mod parallel;
 pub mod runtime;
 pub mod slot;

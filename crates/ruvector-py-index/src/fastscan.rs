@@ -205,7 +205,6 @@ unsafe fn scan_block_avx2(block: &[u8], table: &[u8], sums: &mut [u32]) {
     use std::arch::x86_64::*;
     let pairs = block.len() / 32;
     let low4 = _mm256_set1_epi8(0x0F);
-    let low8 = _mm256_set1_epi16(0x00FF);
     // u16 accumulators: even/odd bytes of vectors 0..16 and 16..32; lane 0
     // collects even groups, lane 1 odd groups. Flushed to u32 before an
     // accumulator could pass 65535 (each step adds at most 255).
@@ -227,11 +226,15 @@ unsafe fn scan_block_avx2(block: &[u8], table: &[u8], sums: &mut [u32]) {
             let hi = _mm256_and_si256(_mm256_srli_epi16(codes, 4), low4);
             let r_lo = _mm256_shuffle_epi8(lut, lo);
             let r_hi = _mm256_shuffle_epi8(lut, hi);
-            a_even = _mm256_add_epi16(a_even, _mm256_and_si256(r_lo, low8));
+            // Whole 16-bit words (even byte + 256·odd byte) and odd bytes;
+            // the even sums are recovered below, modulo 2¹⁶, exactly.
+            a_even = _mm256_add_epi16(a_even, r_lo);
             a_odd = _mm256_add_epi16(a_odd, _mm256_srli_epi16(r_lo, 8));
-            b_even = _mm256_add_epi16(b_even, _mm256_and_si256(r_hi, low8));
+            b_even = _mm256_add_epi16(b_even, r_hi);
             b_odd = _mm256_add_epi16(b_odd, _mm256_srli_epi16(r_hi, 8));
         }
+        a_even = _mm256_sub_epi16(a_even, _mm256_slli_epi16(a_odd, 8));
+        b_even = _mm256_sub_epi16(b_even, _mm256_slli_epi16(b_odd, 8));
         let mut buf = [0u16; 16];
         for (acc, first, step) in [
             (a_even, 0, 2),
@@ -257,7 +260,6 @@ unsafe fn scan_block_avx512(block: &[u8], table: &[u8], sums: &mut [u32]) {
     use std::arch::x86_64::*;
     let quads = block.len() / 64;
     let low4 = _mm512_set1_epi8(0x0F);
-    let low8 = _mm512_set1_epi16(0x00FF);
     // As in the AVX2 kernel, with four 128-bit lanes: lane L collects the
     // groups 4i + L.
     let mut total = [0u32; BLOCK];
@@ -278,11 +280,14 @@ unsafe fn scan_block_avx512(block: &[u8], table: &[u8], sums: &mut [u32]) {
             let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(codes), low4);
             let r_lo = _mm512_shuffle_epi8(lut, lo);
             let r_hi = _mm512_shuffle_epi8(lut, hi);
-            a_even = _mm512_add_epi16(a_even, _mm512_and_si512(r_lo, low8));
+            // As in the AVX2 kernel: whole words and odd bytes.
+            a_even = _mm512_add_epi16(a_even, r_lo);
             a_odd = _mm512_add_epi16(a_odd, _mm512_srli_epi16::<8>(r_lo));
-            b_even = _mm512_add_epi16(b_even, _mm512_and_si512(r_hi, low8));
+            b_even = _mm512_add_epi16(b_even, r_hi);
             b_odd = _mm512_add_epi16(b_odd, _mm512_srli_epi16::<8>(r_hi));
         }
+        a_even = _mm512_sub_epi16(a_even, _mm512_slli_epi16::<8>(a_odd));
+        b_even = _mm512_sub_epi16(b_even, _mm512_slli_epi16::<8>(b_odd));
         let mut buf = [0u16; 32];
         for (acc, first) in [(a_even, 0), (a_odd, 1), (b_even, 16), (b_odd, 17)] {
             _mm512_storeu_si512(buf.as_mut_ptr().cast(), acc);

@@ -259,9 +259,18 @@ impl IvfCodes {
                 .zip(&list.slopes)
                 .map(|((&sum, &off), &slope)| off + q_sq - slope * (shift + step * sum as f32)),
         );
-        for (&e, &row) in s.est.iter().zip(&list.rows) {
-            if e < scan.bound {
-                s.cand.push((e, row));
+        // The bound rejects most rows: test 16 at a time as a bit mask (a
+        // SIMD compare) and visit only the set bits.
+        let bound = scan.bound;
+        for (est, rows) in s.est.chunks(16).zip(list.rows.chunks(16)) {
+            let mut mask = est
+                .iter()
+                .enumerate()
+                .fold(0u32, |m, (i, &e)| m | (u32::from(e < bound) << i));
+            while mask != 0 {
+                let i = mask.trailing_zeros() as usize;
+                s.cand.push((est[i], rows[i]));
+                mask &= mask - 1;
             }
         }
         // Candidates worse than the `want`-th best seen so far can never be

@@ -24,14 +24,15 @@
 //! Loading checks the file size against the header before allocating, so a
 //! hostile header cannot reserve gigabytes or build a huge rotation; checks
 //! the CRC when the trailer is there (files written by the crate have none),
-//! and validates every value as `add` would. Saves go to a unique temporary
-//! file in the same directory, are fsynced, then renamed over the target.
+//! and validates every value as `add` would. Saves go through
+//! `ruvector_py_core::io::write_atomic` (unique temporary file, fsync,
+//! rename).
 
-use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::Path;
 
+use ruvector_py_core::io::{write_atomic, write_le, CrcWriter};
 use ruvector_py_core::{Error, Result};
 
 use crate::engine::{Engine, Kind, Params, Rotation, MAX_RERANK_FACTOR, MAX_VECTORS};
@@ -67,23 +68,6 @@ fn kind_from_code(code: u8) -> Option<Kind> {
     }
 }
 
-/// A writer that feeds a CRC as it goes.
-struct CrcWriter<W: Write> {
-    inner: W,
-    crc: crc32fast::Hasher,
-}
-
-impl<W: Write> Write for CrcWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.crc.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Whether an index of this kind can be saved (it needs its vectors).
 pub fn check_savable(engine: &Engine) -> Result<()> {
     if !engine.store().keeps_vectors() {
@@ -115,10 +99,7 @@ fn write_index<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
     } else {
         SDK_MAGIC
     };
-    let mut w = CrcWriter {
-        inner: w,
-        crc: crc32fast::Hasher::new(),
-    };
+    let mut w = CrcWriter::new(w);
     w.write_all(magic)?;
     w.write_all(&VERSION.to_le_bytes())?;
     w.write_all(&(p.dim as u32).to_le_bytes())?;
@@ -144,21 +125,8 @@ fn write_index<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
         for v in [ivf.nlist(), p.nlist, p.nprobe, 0] {
             w.write_all(&(v as u32).to_le_bytes())?;
         }
-        let mut buf = Vec::with_capacity(1 << 16);
-        for chunk in ivf.centroids().chunks(1 << 14) {
-            buf.clear();
-            chunk
-                .iter()
-                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-            w.write_all(&buf)?;
-        }
-        for chunk in ivf.labels().chunks(1 << 14) {
-            buf.clear();
-            chunk
-                .iter()
-                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-            w.write_all(&buf)?;
-        }
+        write_le(&mut w, ivf.centroids(), f32::to_le_bytes)?;
+        write_le(&mut w, ivf.labels(), u32::to_le_bytes)?;
     }
     let rotation = match p.rotation {
         Rotation::Haar => 0u8,
@@ -173,25 +141,6 @@ fn write_index<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
     Ok(inner)
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn temp_path_for(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let unique = format!(
-        ".{name}.tmp-{}-{}-{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    );
-    path.with_file_name(unique)
-}
-
 /// Writes `engine` to `path` atomically: a reader sees the old file or the
 /// complete new one, never a partial write.
 pub fn save(engine: &Engine, path: &Path) -> Result<()> {
@@ -203,26 +152,7 @@ pub fn save(engine: &Engine, path: &Path) -> Result<()> {
     if path.file_name().is_none() {
         return Err(Error::persist(path.display(), "the path names no file"));
     }
-    let tmp = temp_path_for(path);
-    let result = (|| -> std::io::Result<()> {
-        let file = File::create(&tmp)?;
-        let w = write_index(engine, BufWriter::with_capacity(1 << 20, file))?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    write_atomic(path, |w| write_index(engine, w).map(drop), |_| Ok(())).map_err(io)
 }
 
 /// What a load found in the file, before vectors are added to an index.
@@ -519,6 +449,8 @@ pub fn rebuild(path: &Path, loaded: Loaded) -> Result<Engine> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::path::PathBuf;
 
     fn engine(kind: Kind, rotation: Rotation, ids: &[u64]) -> Engine {
         let dim = 4;
@@ -575,24 +507,27 @@ mod tests {
         let original = engine(Kind::Plus, Rotation::Haar, &[1, 2, 3]);
         save(&original, &path).unwrap();
         let good = fs::read(&path).unwrap();
+        // Cut exactly before the trailer, the file is the crate's own
+        // layout: the data is whole, only the CRC is gone.
         let without_trailer = good.len() - TRAILER_LEN as usize;
-        for cut in 0..good.len() {
-            fs::write(&path, &good[..cut]).unwrap();
-            let loaded = load(&path, None);
-            if cut == without_trailer {
-                // Exactly the crate's own layout: the data is whole, only the
-                // CRC is gone, and it loads as the same index.
-                let back = rebuild(&path, loaded.unwrap()).unwrap();
-                assert!(back.same_as(&original));
-                continue;
-            }
-            assert!(loaded.is_err(), "truncated at {cut}");
+        assert_damage_refused(&path, &good, Some(without_trailer));
+        fs::write(&path, &good[..without_trailer]).unwrap();
+        let back = rebuild(&path, load(&path, None).unwrap()).unwrap();
+        assert!(back.same_as(&original));
+    }
+
+    /// Every truncation (but `whole_at`) and every single-byte flip of
+    /// `good`, written to `path`, is refused by `load`.
+    fn assert_damage_refused(path: &Path, good: &[u8], whole_at: Option<usize>) {
+        for cut in (0..good.len()).filter(|&c| Some(c) != whole_at) {
+            fs::write(path, &good[..cut]).unwrap();
+            assert!(load(path, None).is_err(), "truncated at {cut}");
         }
         for at in 0..good.len() {
-            let mut bad = good.clone();
+            let mut bad = good.to_vec();
             bad[at] ^= 0x10;
-            fs::write(&path, &bad).unwrap();
-            assert!(load(&path, None).is_err(), "flip at {at} was accepted");
+            fs::write(path, &bad).unwrap();
+            assert!(load(path, None).is_err(), "flip at {at} was accepted");
         }
     }
 
@@ -617,16 +552,7 @@ mod tests {
             original.search(&q, 2, opts).unwrap()
         );
         assert!(load(&path, Some(Kind::Plus)).is_err(), "kind is checked");
-        for cut in 0..good.len() {
-            fs::write(&path, &good[..cut]).unwrap();
-            assert!(load(&path, None).is_err(), "truncated at {cut}");
-        }
-        for at in 0..good.len() {
-            let mut bad = good.clone();
-            bad[at] ^= 0x10;
-            fs::write(&path, &bad).unwrap();
-            assert!(load(&path, None).is_err(), "flip at {at} was accepted");
-        }
+        assert_damage_refused(&path, &good, None);
     }
 
     #[test]

@@ -29,6 +29,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use ruvector_py_core::io::{write_le, CrcWriter};
 use ruvector_py_core::Error;
 use ruvector_rulake::RuLakeBundle;
 
@@ -125,50 +126,21 @@ pub fn save_snapshot(snap: &Snapshot, dir: &Path) -> LResult<PathBuf> {
     write_atomic(
         &path,
         |w| {
-            let mut crc = crc32fast::Hasher::new();
-            let mut put = |w: &mut dyn Write, bytes: &[u8]| -> std::io::Result<()> {
-                crc.update(bytes);
-                w.write_all(bytes)
-            };
-            put(w, &MAGIC)?;
-            put(w, &VERSION.to_le_bytes())?;
-            put(w, &(d.dim as u32).to_le_bytes())?;
-            put(w, &b.rotation_seed.to_le_bytes())?;
-            put(w, &(b.rerank_factor as u32).to_le_bytes())?;
-            put(w, &0u32.to_le_bytes())?;
-            put(w, &(d.ids.len() as u64).to_le_bytes())?;
-            put(w, witness)?;
-            let mut buf = Vec::with_capacity(1 << 16);
-            for chunk in d.ids.chunks(4096) {
-                buf.clear();
-                chunk
-                    .iter()
-                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-                put(w, &buf)?;
-            }
-            for chunk in vectors.chunks(8192) {
-                buf.clear();
-                chunk
-                    .iter()
-                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-                put(w, &buf)?;
-            }
-            for chunk in packed.chunks(4096) {
-                buf.clear();
-                chunk
-                    .iter()
-                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-                put(w, &buf)?;
-            }
-            for chunk in norms.chunks(8192) {
-                buf.clear();
-                chunk
-                    .iter()
-                    .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-                put(w, &buf)?;
-            }
-            let sum = crc.finalize();
-            w.write_all(&sum.to_le_bytes())
+            let mut w = CrcWriter::new(w);
+            w.write_all(&MAGIC)?;
+            w.write_all(&VERSION.to_le_bytes())?;
+            w.write_all(&(d.dim as u32).to_le_bytes())?;
+            w.write_all(&b.rotation_seed.to_le_bytes())?;
+            w.write_all(&(b.rerank_factor as u32).to_le_bytes())?;
+            w.write_all(&0u32.to_le_bytes())?;
+            w.write_all(&(d.ids.len() as u64).to_le_bytes())?;
+            w.write_all(witness)?;
+            write_le(&mut w, &d.ids, u64::to_le_bytes)?;
+            write_le(&mut w, vectors, f32::to_le_bytes)?;
+            write_le(&mut w, packed, u64::to_le_bytes)?;
+            write_le(&mut w, norms, f32::to_le_bytes)?;
+            let sum = w.crc.finalize();
+            w.inner.write_all(&sum.to_le_bytes())
         },
         |_| Ok(()),
     )

@@ -18,9 +18,8 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use pyo3::prelude::*;
@@ -337,51 +336,7 @@ impl Source for LocalSource {
 const RUVEC_MAGIC: [u8; 8] = *b"ruvec1\0\0";
 const RUVEC_HEADER: usize = 24;
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A temporary name next to `final_path` that no other writer (thread or
-/// process) uses: pid, a process-wide counter and the clock.
-pub fn unique_temp(final_path: &Path) -> PathBuf {
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let name = final_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    final_path.with_file_name(format!(".{name}.tmp.{}.{n}.{nanos}", std::process::id()))
-}
-
-/// Writes `bytes` to `path` atomically: unique temp file, fsync, rename,
-/// and an fsync of the directory. The temp file is removed on failure.
-pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-    finish: impl FnOnce(&File) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let tmp = unique_temp(path);
-    let result = (|| {
-        let f = File::create(&tmp)?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        write(&mut w)?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        finish(&f)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+pub use ruvector_py_core::io::write_atomic;
 
 /// The crate's file backend format (`ruvec1`), read and written by the SDK.
 pub struct FsSource {
@@ -665,12 +620,14 @@ impl Source for FsSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     fn tmpdir(tag: &str) -> PathBuf {
+        static DIRS: AtomicU64 = AtomicU64::new(0);
         let p = std::env::temp_dir().join(format!(
             "rvlake-src-{tag}-{}-{}",
             std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+            DIRS.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&p).unwrap();
         p
