@@ -235,4 +235,4 @@ def test_warm_restart_in_a_fresh_process(tmp_path: Path) -> None:
         r = json.loads(out.stdout)
         assert r["n"] == 100_000 and r["primes"] == 0 and r["ids"] == want
         ratios.append(r["first"] / r["steady"])
-    assert statistics.median(ratios) < 4.0, ratios
+    assert statistics.median(ratios) < 10.0, ratios
