@@ -384,4 +384,50 @@ mod tests {
         let err = warm(&e2, &k, &dir).unwrap_err().into_err();
         assert!(matches!(err, Error::WitnessMismatch(_)), "{err:?}");
     }
+
+    /// The bytes of `dir/lake.cache` with a fresh CRC after `edit`.
+    fn rewrite_cache(dir: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
+        let path = dir.join(CACHE_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() - 4);
+        edit(&mut bytes);
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+    }
+
+    #[test]
+    fn version_1_files_load_and_foreign_codes_are_refused() {
+        let dir = tmpdir("v1");
+        let (e, s) = engine(Consistency::Fresh);
+        let n = 200usize;
+        let data: Vec<f32> = (0..n * 8).map(|i| (i as f32 * 0.37).sin()).collect();
+        let ids: Vec<u64> = (0..n as u64).map(|i| i * 5 + 1).collect();
+        s.upsert("c", &ids, &data, 8).unwrap();
+        let k = ("l".to_string(), "c".to_string());
+        let q = [0.3f32, -0.2, 0.1, 0.9, 0.0, 0.4, -0.5, 0.2];
+        let before = e.search_one(&k, &q, 5, None).unwrap();
+        save(&e, &k, &dir).unwrap();
+        // Codes that belong to other vectors (flip every sign of row 0's
+        // words) with a valid CRC: the sampled re-encode refuses them.
+        let codes_at = HEADER + n * (8 + 8 * 4);
+        let saved = std::fs::read(dir.join(CACHE_FILE)).unwrap();
+        rewrite_cache(&dir, |b| {
+            b[codes_at..codes_at + 8].iter_mut().for_each(|x| *x = !*x)
+        });
+        let (e2, _) = engine(Consistency::Frozen);
+        let err = warm(&e2, &k, &dir).unwrap_err().into_err().to_string();
+        assert!(
+            err.contains("saved codes do not match the vectors"),
+            "{err}"
+        );
+        // Version 1: the same file without the codes section loads by encoding.
+        std::fs::write(dir.join(CACHE_FILE), &saved).unwrap();
+        rewrite_cache(&dir, |b| {
+            b.truncate(codes_at);
+            b[8..12].copy_from_slice(&VERSION_NO_CODES.to_le_bytes());
+        });
+        assert_eq!(warm(&e2, &k, &dir).unwrap(), n);
+        assert_eq!(e2.search_one(&k, &q, 5, None).unwrap(), before);
+    }
 }
