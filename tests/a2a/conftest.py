@@ -104,3 +104,9 @@ def signed_compat_sdk_peer(sdk_key: Dict[str, object]) -> Iterator[SdkPeer]:
 def push_sdk_peer() -> Iterator[SdkPeer]:
     """The a2a-sdk echo agent with push notifications (any webhook URL allowed)."""
     yield from _spawn(["--push"])
+
+
+@pytest.fixture(scope="session")
+def push_compat_sdk_peer() -> Iterator[SdkPeer]:
+    """The a2a-sdk echo agent with push notifications, serving 1.0 and 0.3."""
+    yield from _spawn(["--push", "--compat"])

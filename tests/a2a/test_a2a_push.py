@@ -166,3 +166,78 @@ def test_sdk_client_sets_push_on_our_server(webhook: Tuple[str, Received]) -> No
         while time.monotonic() < deadline and not got:
             time.sleep(0.05)
         assert got and got[-1][0]["x-a2a-notification-token"] == "sdk-token"
+
+
+def test_push_configs_over_03_against_the_sdk(push_compat_sdk_peer: SdkPeer, webhook: Tuple[str, Received]) -> None:
+    """Our 0.3 client's push-config calls (``tasks/pushNotificationConfig/*``)
+    against the a2a-sdk's 0.3 compatibility layer."""
+    url, got = webhook
+    c = a2a.A2aClient.connect_sync(push_compat_sdk_peer.url, allow_unsigned=True, protocol="0.3")
+    assert c.protocol_version == "0.3"
+    task = c.send_task_sync("slow", return_immediately=True)
+    cfg = c.set_push_config_sync(task.id, a2a.PushNotificationConfig(url=url, token="tok-03", id="c03"))
+    assert (cfg.url, cfg.task_id, cfg.id) == (url, task.id, "c03")
+    assert [x.id for x in c.list_push_configs_sync(task.id)] == ["c03"]
+    assert c.get_push_config_sync(task.id, "c03").url == url
+    c.cancel_task_sync(task.id)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not got:
+        time.sleep(0.05)
+    assert got and all(h.get("x-a2a-notification-token") == "tok-03" for h, _ in got)
+    c.delete_push_config_sync(task.id, "c03")
+    assert c.list_push_configs_sync(task.id) == []
+
+
+def test_sdk_03_client_sets_push_on_our_server(webhook: Tuple[str, Received]) -> None:
+    """The a2a-sdk's 0.3 transport against our server's 0.3 push-config methods."""
+    from a2a.client import ClientConfig, create_client
+    from a2a.types import (
+        AgentCapabilities,
+        AgentCard,
+        AgentInterface,
+        DeleteTaskPushNotificationConfigRequest,
+        GetTaskPushNotificationConfigRequest,
+        ListTaskPushNotificationConfigsRequest,
+        TaskPushNotificationConfig,
+    )
+
+    url, got = webhook
+
+    async def main(server_url: str, task_id: str) -> None:
+        card = AgentCard(
+            name="p",
+            description="d",
+            version="1",
+            supported_interfaces=[AgentInterface(url=server_url, protocol_binding="JSONRPC", protocol_version="0.3")],
+            capabilities=AgentCapabilities(streaming=False, push_notifications=True),
+        )
+        c = await create_client(card, client_config=ClientConfig(streaming=False))
+        made = await c.create_task_push_notification_config(
+            TaskPushNotificationConfig(task_id=task_id, id="sdk03", url=url, token="sdk03-token")
+        )
+        assert (made.id, made.url, made.token) == ("sdk03", url, "")  # the secret is not echoed back
+        one = await c.get_task_push_notification_config(
+            GetTaskPushNotificationConfigRequest(task_id=task_id, id="sdk03")
+        )
+        assert one.url == url
+        page = await c.list_task_push_notification_configs(ListTaskPushNotificationConfigsRequest(task_id=task_id))
+        assert [x.id for x in page.configs] == ["sdk03"]
+        await c.delete_task_push_notification_config(
+            DeleteTaskPushNotificationConfigRequest(task_id=task_id, id="sdk03")
+        )
+        page = await c.list_task_push_notification_configs(ListTaskPushNotificationConfigsRequest(task_id=task_id))
+        assert list(page.configs) == []
+        await c.create_task_push_notification_config(
+            TaskPushNotificationConfig(task_id=task_id, id="sdk03b", url=url, token="sdk03-token")
+        )
+        await c.close()
+
+    with a2a.A2aServer(a2a.AgentCard(name="p"), _slow, push_notifications=True, allow_private_webhooks=True) as s:
+        ours = a2a.A2aClient.connect_sync(s.url, allow_unsigned=True)
+        t = ours.send_task_sync("slow", return_immediately=True)
+        asyncio.run(main(s.url, t.id))
+        ours.cancel_task_sync(t.id)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not got:
+            time.sleep(0.05)
+        assert got and got[-1][0]["x-a2a-notification-token"] == "sdk03-token"

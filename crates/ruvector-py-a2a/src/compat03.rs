@@ -187,8 +187,11 @@ pub fn task_to_03(t: &Value) -> Value {
     out
 }
 
-/// 0.3 params as 1.0 params.
-pub fn params_from_03(p: &Value) -> Value {
+/// 0.3 params of `method` (a 1.0 name) as 1.0 params.
+pub fn params_from_03(method: &str, p: &Value) -> Value {
+    if method.ends_with("PushNotificationConfig") || method.ends_with("PushNotificationConfigs") {
+        return push_params_from_03(method, p);
+    }
     let mut out = p.clone();
     if let Some(o) = out.as_object_mut() {
         if let Some(m) = o.get("message").cloned() {
@@ -208,8 +211,73 @@ pub fn result_to_03(method: &str, r: Value) -> Value {
     match method {
         "SendMessage" => event_to_03(&r),
         "GetTask" | "CancelTask" => task_to_03(&r),
+        "CreateTaskPushNotificationConfig" | "GetTaskPushNotificationConfig" => {
+            push_config_to_03(&r)
+        }
+        // 0.3 lists are a bare array; 0.3 delete answers null.
+        "ListTaskPushNotificationConfigs" => Value::Array(
+            r.get("configs")
+                .and_then(Value::as_array)
+                .map(|c| c.iter().map(push_config_to_03).collect())
+                .unwrap_or_default(),
+        ),
+        "DeleteTaskPushNotificationConfig" => Value::Null,
         _ => r,
     }
+}
+
+/// 0.3 push-config params (`{taskId, pushNotificationConfig}` for set,
+/// `{id, pushNotificationConfigId}` for the others, `id` being the task) as
+/// the flat 1.0 params (`{taskId, id, url, token, authentication}`).
+fn push_params_from_03(method: &str, p: &Value) -> Value {
+    let mut out = Map::new();
+    if method == "CreateTaskPushNotificationConfig" {
+        if let Some(t) = p.get("taskId") {
+            out.insert("taskId".into(), t.clone());
+        }
+        let cfg = p
+            .get("pushNotificationConfig")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        for (k, v) in cfg {
+            if k == "authentication" {
+                // 0.3: {schemes: [...], credentials}; 1.0: {scheme, credentials}.
+                let mut a = Map::new();
+                if let Some(s) = v.pointer("/schemes/0") {
+                    a.insert("scheme".into(), s.clone());
+                }
+                if let Some(c) = v.get("credentials") {
+                    a.insert("credentials".into(), c.clone());
+                }
+                out.insert(k, Value::Object(a));
+            } else {
+                out.insert(k, v);
+            }
+        }
+    } else {
+        if let Some(t) = p.get("id") {
+            out.insert("taskId".into(), t.clone());
+        }
+        if let Some(c) = p.get("pushNotificationConfigId") {
+            out.insert("id".into(), c.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// A flat 1.0 push config as a 0.3 `TaskPushNotificationConfig`.
+fn push_config_to_03(c: &Value) -> Value {
+    let mut cfg = Map::new();
+    for k in ["id", "url", "token"] {
+        if let Some(v) = c.get(k) {
+            cfg.insert(k.into(), v.clone());
+        }
+    }
+    if let Some(s) = c.pointer("/authentication/scheme") {
+        cfg.insert("authentication".into(), json!({"schemes": [s]}));
+    }
+    json!({"taskId": c.get("taskId").cloned().unwrap_or(Value::Null), "pushNotificationConfig": cfg})
 }
 
 /// A 1.0 StreamResponse as a 0.3 stream result (`kind`-tagged, with `final`).
@@ -263,6 +331,39 @@ mod tests {
         assert_eq!(m10["parts"][0], json!({"text": "hi"}));
         assert_eq!(m10["parts"][1], json!({"url": "u", "mediaType": "x/y"}));
         assert_eq!(message_to_03(&m10), m03);
+    }
+
+    #[test]
+    fn push_configs_translate_both_ways() {
+        let set03 = json!({"taskId": "t", "pushNotificationConfig": {"id": "c", "url": "https://h/x",
+            "token": "s", "authentication": {"schemes": ["Bearer"], "credentials": "k"}}});
+        let flat = params_from_03("CreateTaskPushNotificationConfig", &set03);
+        assert_eq!(
+            flat,
+            json!({"taskId": "t", "id": "c", "url": "https://h/x", "token": "s",
+                   "authentication": {"scheme": "Bearer", "credentials": "k"}})
+        );
+        let get03 = json!({"id": "t", "pushNotificationConfigId": "c"});
+        assert_eq!(
+            params_from_03("GetTaskPushNotificationConfig", &get03),
+            json!({"taskId": "t", "id": "c"})
+        );
+        let public = json!({"taskId": "t", "id": "c", "url": "https://h/x", "authentication": {"scheme": "Bearer"}});
+        let r = result_to_03("GetTaskPushNotificationConfig", public.clone());
+        assert_eq!(
+            r,
+            json!({"taskId": "t", "pushNotificationConfig": {"id": "c", "url": "https://h/x",
+                   "authentication": {"schemes": ["Bearer"]}}})
+        );
+        let l = result_to_03(
+            "ListTaskPushNotificationConfigs",
+            json!({"configs": [public], "nextPageToken": ""}),
+        );
+        assert_eq!(l.as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            result_to_03("DeleteTaskPushNotificationConfig", json!({})),
+            Value::Null
+        );
     }
 
     #[test]

@@ -435,7 +435,7 @@ async fn rpc_handler(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         )));
     }
     if v03 {
-        params = compat03::params_from_03(&params);
+        params = compat03::params_from_03(method, &params);
     }
     match method {
         "SendMessage" => respond(send_message(&s, &params).await),

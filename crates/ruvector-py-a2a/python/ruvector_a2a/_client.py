@@ -57,7 +57,12 @@ def _rpc_error(err: Any) -> A2aError:
     return e
 
 
-def _unwrap(rid: int, raw: Any) -> Any:
+#: Methods whose result is null: some servers (the a2a-sdk's 0.3 layer) then
+#: leave ``result`` out of the answer altogether.
+_NULL_RESULT = frozenset({"DeleteTaskPushNotificationConfig"})
+
+
+def _unwrap(rid: int, raw: Any, method: str = "") -> Any:
     body = _m(raw)
     if body is None:
         raise TransportError("the peer's JSON-RPC answer is not an object")
@@ -66,6 +71,8 @@ def _unwrap(rid: int, raw: Any) -> Any:
     if body.get("id") != rid:
         raise TransportError(f"the peer answered JSON-RPC id {body.get('id')!r} to request id {rid}")
     if "result" not in body:
+        if method in _NULL_RESULT:
+            return None
         raise TransportError("the peer's JSON-RPC answer has neither result nor error")
     return body["result"]
 
@@ -367,12 +374,12 @@ class A2aClient:
     async def _call(self, method: str, params: JsonDict) -> Any:
         rid, body, headers = self._rpc(method, params)
         _, resp = await self._t.request("POST", self._endpoint, body, headers)
-        return self._result(method, _unwrap(rid, resp))
+        return self._result(method, _unwrap(rid, resp, method))
 
     def _call_sync(self, method: str, params: JsonDict) -> Any:
         rid, body, headers = self._rpc(method, params)
         _, resp = self._t.request_sync("POST", self._endpoint, body, headers)
-        return self._result(method, _unwrap(rid, resp))
+        return self._result(method, _unwrap(rid, resp, method))
 
     # ---------------------------------------------------------------- calls
     async def send_message(

@@ -15,6 +15,10 @@ METHODS: Dict[str, str] = {
     "GetTask": "tasks/get",
     "CancelTask": "tasks/cancel",
     "SubscribeToTask": "tasks/resubscribe",
+    "CreateTaskPushNotificationConfig": "tasks/pushNotificationConfig/set",
+    "GetTaskPushNotificationConfig": "tasks/pushNotificationConfig/get",
+    "ListTaskPushNotificationConfigs": "tasks/pushNotificationConfig/list",
+    "DeleteTaskPushNotificationConfig": "tasks/pushNotificationConfig/delete",
 }
 #: 0.3 name → 1.0 name (for the server side, kept in Rust; here for reference/tests).
 METHODS_FROM_03: Dict[str, str] = {v: k for k, v in METHODS.items()}
@@ -141,8 +145,51 @@ def event_from_03(r: Any) -> Any:
     return r
 
 
+def _push_params_to_03(method: str, params: Mapping[str, Any]) -> JsonDict:
+    """Flat 1.0 push-config params (``taskId``, ``id``, ``url``…) in 0.3's shapes:
+    ``{taskId, pushNotificationConfig}`` to set, ``{id: task, pushNotificationConfigId}``
+    otherwise."""
+    if method == "CreateTaskPushNotificationConfig":
+        cfg: JsonDict = {k: v for k, v in params.items() if k not in ("taskId", "authentication")}
+        auth = _map(params.get("authentication"))
+        if auth is not None:
+            a: JsonDict = {"schemes": [auth["scheme"]] if auth.get("scheme") else []}
+            if auth.get("credentials"):
+                a["credentials"] = auth["credentials"]
+            cfg["authentication"] = a
+        return {"taskId": params.get("taskId"), "pushNotificationConfig": cfg}
+    out: JsonDict = {"id": params.get("taskId")}
+    if "id" in params:
+        out["pushNotificationConfigId"] = params["id"]
+    return out
+
+
+def push_config_from_03(c: Any) -> Any:
+    """A 0.3 ``TaskPushNotificationConfig`` as the flat 1.0 config."""
+    m = _map(c)
+    if m is None:
+        return c
+    cfg = _map(m.get("pushNotificationConfig"))
+    if cfg is None:
+        return dict(m)
+    out: JsonDict = {k: v for k, v in cfg.items() if k != "authentication"}
+    out["taskId"] = m.get("taskId")
+    auth = _map(cfg.get("authentication"))
+    if auth is not None:
+        schemes = auth.get("schemes")
+        a: JsonDict = {}
+        if isinstance(schemes, list) and schemes:
+            a["scheme"] = schemes[0]
+        if auth.get("credentials"):
+            a["credentials"] = auth["credentials"]
+        out["authentication"] = a
+    return out
+
+
 def params_to_03(method: str, params: Mapping[str, Any]) -> JsonDict:
     """1.0 request params as 0.3 params."""
+    if "PushNotificationConfig" in method:
+        return _push_params_to_03(method, params)
     out: JsonDict = dict(params)
     msg = _map(params.get("message"))
     if msg is not None:
@@ -165,6 +212,11 @@ def method_to_03(method: str) -> str:
 
 def result_from_03(method: str, r: Any) -> Any:
     """A 0.3 unary result as the 1.0 result of ``method``."""
+    if method == "ListTaskPushNotificationConfigs":
+        items: List[Any] = cast(List[Any], r) if isinstance(r, list) else []  # type: ignore[redundant-cast]
+        return {"configs": [push_config_from_03(c) for c in items]}
+    if method in ("CreateTaskPushNotificationConfig", "GetTaskPushNotificationConfig"):
+        return push_config_from_03(r)
     m = _map(r)
     if m is None:
         return r
