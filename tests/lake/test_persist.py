@@ -201,10 +201,12 @@ WARM_SCRIPT = textwrap.dedent(
 
 def test_warm_restart_in_a_fresh_process(tmp_path: Path) -> None:
     """M2 acceptance 4: prime, save, start a fresh process with a fresh lake,
-    warm_from_dir; the first search needs no prime and costs about what later
-    ones do (median of five processes). A prime would cost ~1000x; the bound
-    here leaves room for the first queries' cold CPU caches (~0.15 ms at this
-    size), and `bench/lake_bench.py` reports the measured ratio."""
+    warm_from_dir; the first search needs no prime and costs less than 1.5x
+    the steady state (median of five processes; a prime would cost ~1000x).
+    warm_from_dir ends with a warm-up search down the caller's whole path:
+    loading evicts the CPU caches, and without it the first search paid
+    ~1.6x. On a shared machine a round slowed by another process is run
+    again (at most three rounds); `bench/lake_bench.py` reports the ratio."""
     # 100k rows: the scan outgrows the CPU caches, so the comparison measures
     # the cache (a prime would cost 1000x) rather than L2 warmth.
     x = clustered(100_000, 128, seed=8)
@@ -222,17 +224,22 @@ def test_warm_restart_in_a_fresh_process(tmp_path: Path) -> None:
     lake.save_cache_to_dir("fs", "docs", tmp_path / "cache")
     script = tmp_path / "warm.py"
     script.write_text(WARM_SCRIPT)
-    ratios: List[float] = []
-    for _ in range(5):
-        out = subprocess.run(
-            [sys.executable, str(script), str(tmp_path / "data"), str(tmp_path / "cache")],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=dict(os.environ),
-            check=True,
-        )
-        r = json.loads(out.stdout)
-        assert r["n"] == 100_000 and r["primes"] == 0 and r["ids"] == want
-        ratios.append(r["first"] / r["steady"])
-    assert statistics.median(ratios) < 10.0, ratios
+    rounds: List[List[float]] = []
+    for _round in range(3):
+        ratios: List[float] = []
+        for _ in range(5):
+            out = subprocess.run(
+                [sys.executable, str(script), str(tmp_path / "data"), str(tmp_path / "cache")],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=dict(os.environ),
+                check=True,
+            )
+            r = json.loads(out.stdout)
+            assert r["n"] == 100_000 and r["primes"] == 0 and r["ids"] == want
+            ratios.append(r["first"] / r["steady"])
+        rounds.append(ratios)
+        if statistics.median(ratios) < 1.5:
+            return
+    pytest.fail(f"first search / steady state, per process, in three rounds: {rounds}")

@@ -108,7 +108,28 @@ struct State {
     tick: u64,
 }
 
+thread_local! {
+    /// Set while this thread runs a lake's own warm-up search.
+    static UNCOUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with its cache hits left out of the statistics: a warm-up
+/// search is not a user's hit (a miss and its prime are real work, counted).
+pub fn without_counting_hits<R>(f: impl FnOnce() -> R) -> R {
+    UNCOUNTED.with(|u| u.set(true));
+    let r = f();
+    UNCOUNTED.with(|u| u.set(false));
+    r
+}
+
 impl State {
+    fn count_hit(&mut self, key: &Key) {
+        if !UNCOUNTED.with(std::cell::Cell::get) {
+            self.stats.hits += 1;
+            self.count(key, |s| s.hits += 1);
+        }
+    }
+
     fn count(&mut self, key: &Key, f: impl Fn(&mut PerStats)) {
         f(self.per_backend.entry(key.0.clone()).or_default());
         f(self.per_collection.entry(key.clone()).or_default());
@@ -298,8 +319,7 @@ impl Engine {
             let mut st = self.lock();
             if self.can_skip(&st, key) {
                 if let Some(s) = st.snapshot(key) {
-                    st.stats.hits += 1;
-                    st.count(key, |s| s.hits += 1);
+                    st.count_hit(key);
                     return Ok(s);
                 }
             }
@@ -312,8 +332,7 @@ impl Engine {
             let mut st = self.lock();
             if st.pointers.get(key) == Some(&witness) {
                 if let Some(s) = st.snapshot(key) {
-                    st.stats.hits += 1;
-                    st.count(key, |s| s.hits += 1);
+                    st.count_hit(key);
                     st.last_checked.insert(key.clone(), Instant::now());
                     return Ok(s);
                 }

@@ -597,7 +597,18 @@ impl RuLake {
         dir: PathBuf,
     ) -> PyResult<usize> {
         let key = key_of(backend, collection);
-        Ok(py.detach(|| persist::warm(&self.engine, &key, &dir))?)
+        let (n, probe) = py.detach(|| persist::warm(&self.engine, &key, &dir))?;
+        // Loading evicted the CPU caches; one search down the whole path a
+        // caller's search takes (arguments, entry lookup, consistency check,
+        // scan, result objects) brings the first real one to about
+        // steady-state speed. Its outcome does not matter.
+        if !probe.is_empty() {
+            let q = PyArray1::from_vec(py, probe);
+            let _ = crate::engine::without_counting_hits(|| {
+                self.search_one(py, backend, collection, q.as_any(), None, None)
+            });
+        }
+        Ok(n)
     }
 
     /// A `LakeSession`: each `(backend, collection)` is checked once, at its

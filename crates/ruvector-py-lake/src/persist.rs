@@ -319,20 +319,34 @@ pub fn save(engine: &crate::engine::Engine, key: &Key, dir: &Path) -> LResult<Pa
     save_snapshot(&snap, dir)
 }
 
-/// Loads a snapshot into `engine` under `key`; returns the vector count.
-pub fn warm(engine: &crate::engine::Engine, key: &Key, dir: &Path) -> LResult<usize> {
+/// Loads a snapshot into `engine` under `key`; returns the vector count and
+/// a probe query (a midpoint of two stored rows; empty for < 2 rows) for the
+/// caller's own warm-up search.
+pub fn warm(engine: &crate::engine::Engine, key: &Key, dir: &Path) -> LResult<(usize, Vec<f32>)> {
     let cfg = engine.config();
     let (witness, data) = load_snapshot(dir, cfg.rotation_seed, cfg.rerank_factor)?;
     let n = data.ids.len();
-    // Searches with stored rows as queries page in the rotation, codes and
-    // lookup tables and warm the CPU on the scan (~4 ms at 100k rows), so
-    // the first real query runs close to steady-state speed.
-    for r in (0..16).map(|i| i * n / 16).filter(|_| n > 0) {
-        let query = data.index.store().vector(r).to_vec();
-        let _ = data.index.search(&query, n.min(10), Default::default());
+    // Warm-up searches page in the rotation, codes and lookup tables and
+    // warm the CPU on the scan (~4 ms at 100k rows), so the first real query
+    // runs close to steady-state speed. The queries are midpoints of two
+    // stored rows: a stored row itself would find its own code at once and
+    // prune the scan harder than a real query does, leaving its path cold.
+    let midpoint = |r: usize| -> Vec<f32> {
+        let (a, b) = (
+            data.index.store().vector(r),
+            data.index.store().vector((r + n / 2) % n),
+        );
+        a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect()
+    };
+    let queries: Vec<Vec<f32>> = (0..16)
+        .filter(|_| n > 1)
+        .map(|i| midpoint(i * n / 16))
+        .collect();
+    for q in &queries {
+        let _ = data.index.search(q, n.min(10), Default::default());
     }
     engine.install(key, witness, data, None);
-    Ok(n)
+    Ok((n, queries.into_iter().next().unwrap_or_default()))
 }
 
 #[cfg(test)]
@@ -375,7 +389,7 @@ mod tests {
         let before = e.search_one(&k, &[2.0, 2.0], 3, None).unwrap();
         save(&e, &k, &dir).unwrap();
         let (e2, _) = engine(Consistency::Frozen);
-        assert_eq!(warm(&e2, &k, &dir).unwrap(), 3);
+        assert_eq!(warm(&e2, &k, &dir).unwrap().0, 3);
         assert_eq!(e2.search_one(&k, &[2.0, 2.0], 3, None).unwrap(), before);
         assert_eq!(before[0].0, 17);
         // A sidecar from another save: refused.
@@ -427,7 +441,7 @@ mod tests {
             b.truncate(codes_at);
             b[8..12].copy_from_slice(&VERSION_NO_CODES.to_le_bytes());
         });
-        assert_eq!(warm(&e2, &k, &dir).unwrap(), n);
+        assert_eq!(warm(&e2, &k, &dir).unwrap().0, n);
         assert_eq!(e2.search_one(&k, &q, 5, None).unwrap(), before);
     }
 }
