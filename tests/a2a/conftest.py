@@ -110,3 +110,57 @@ def push_sdk_peer() -> Iterator[SdkPeer]:
 def push_compat_sdk_peer() -> Iterator[SdkPeer]:
     """The a2a-sdk echo agent with push notifications, serving 1.0 and 0.3."""
     yield from _spawn(["--push", "--compat"])
+
+
+#: The rvAgent peer binary (tools/rvagent-peer, built by the nox tests session).
+RVAGENT_PEER_BIN = os.environ.get("RUVECTOR_RVAGENT_PEER", "")
+
+
+class RvAgentPeer:
+    """A running ``rvagent-peer``: ``url``, ``agent_id`` of its signing key."""
+
+    def __init__(self, url: str, agent_id: str, proc: subprocess.Popen[str]) -> None:
+        self.url = url
+        self.agent_id = agent_id
+        self.proc = proc
+
+
+def _spawn_rvagent(args: list[str]) -> Iterator[RvAgentPeer]:
+    if not RVAGENT_PEER_BIN:
+        if os.environ.get("CI"):
+            pytest.fail("RUVECTOR_RVAGENT_PEER is not set (the nox tests session builds and sets it)")
+        pytest.skip("RUVECTOR_RVAGENT_PEER is not set (the nox tests session builds and sets it)")
+    # The peer exits when its stdin closes, so it never outlives the tests.
+    proc = subprocess.Popen(
+        [RVAGENT_PEER_BIN, "--port", "0", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().split()
+    if len(line) != 3 or line[0] != "READY":
+        proc.kill()
+        pytest.fail(f"the rvAgent peer did not start: {line!r}")
+    try:
+        yield RvAgentPeer(line[1], line[2], proc)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def rvagent_peer() -> Iterator[RvAgentPeer]:
+    """RuVector's own A2A server (crate rvagent-a2a 0.1.0) with a signed card."""
+    yield from _spawn_rvagent([])
+
+
+@pytest.fixture(scope="session")
+def unsigned_rvagent_peer() -> Iterator[RvAgentPeer]:
+    """The rvAgent peer serving its card unsigned."""
+    yield from _spawn_rvagent(["--unsigned"])

@@ -1016,6 +1016,9 @@ impl ServerCore {
     ) -> Result<Self> {
         let push = if push_notifications {
             let client = reqwest::Client::builder()
+                // rustls even where a workspace-wide build also enables reqwest's
+                // default (OpenSSL) backend for the test-only rvagent-peer.
+                .use_rustls_tls()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(push::TIMEOUT)
                 .connect_timeout(push::TIMEOUT)

@@ -164,15 +164,18 @@ impl Inner {
         Ok((status, parse_json(&bytes, &what)?))
     }
 
+    /// POSTs `body` (or GETs, without one: rvAgent's side channel) and
+    /// expects an SSE answer.
     async fn open(
         &self,
         url: String,
-        body: Vec<u8>,
+        body: Option<Vec<u8>>,
         extra: Vec<(String, String)>,
     ) -> Result<StreamState> {
         let what = format!("stream from {url}");
+        let method = if body.is_some() { "POST" } else { "GET" };
         let req = self
-            .build("POST", &url, Some(body), &extra)?
+            .build(method, &url, body, &extra)?
             .header(reqwest::header::ACCEPT, "text/event-stream");
         let resp = tokio::time::timeout(self.timeout, req.send())
             .await
@@ -317,6 +320,9 @@ impl HttpTransport {
             }
         }
         let client = reqwest::Client::builder()
+            // rustls even where a workspace-wide build also enables reqwest's
+            // default (OpenSSL) backend for the test-only rvagent-peer.
+            .use_rustls_tls()
             .user_agent(user_agent)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -382,17 +388,18 @@ impl HttpTransport {
         Ok((status, json::to_py(py, &v)?))
     }
 
-    /// `await open_stream(url, body, headers)` → `EventStream` (POST, SSE answer).
+    /// `await open_stream(url, body, headers)` → `EventStream` (POST, SSE
+    /// answer; a GET when `body` is None).
     #[pyo3(signature = (url, body, headers=Vec::new()))]
     fn open_stream<'py>(
         &self,
         py: Python<'py>,
         url: String,
-        body: Bound<'_, PyBytes>,
+        body: Option<Bound<'_, PyBytes>>,
         headers: Vec<(String, String)>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let inner = self.inner.clone();
-        let body = body.as_bytes().to_vec();
+        let body = body.map(|b| b.as_bytes().to_vec());
         runtime::awaitable_future(
             py,
             async move { inner.open(url, body, headers).await },
@@ -406,11 +413,11 @@ impl HttpTransport {
         &self,
         py: Python<'_>,
         url: String,
-        body: Bound<'_, PyBytes>,
+        body: Option<Bound<'_, PyBytes>>,
         headers: Vec<(String, String)>,
     ) -> PyResult<EventStream> {
         let inner = self.inner.clone();
-        let body = body.as_bytes().to_vec();
+        let body = body.map(|b| b.as_bytes().to_vec());
         let st = runtime::block_on(py, async move { inner.open(url, body, headers).await })?;
         Ok(EventStream::new(st))
     }

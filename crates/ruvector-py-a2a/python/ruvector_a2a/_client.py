@@ -14,6 +14,7 @@ from ruvector_common.errors import A2aError, InvalidArgument, PolicyViolation, T
 from . import (
     _compat03,
     _native,  # pyright: ignore[reportPrivateUsage]
+    _rvagent,
 )
 from ._policy import Budget, TaskPolicy
 from ._types import (
@@ -37,6 +38,9 @@ CARD_PATH = "/.well-known/agent-card.json"
 LEGACY_CARD_PATH = "/.well-known/agent.json"
 #: Seconds a stream over its policy deadline waits for its CancelTask.
 CANCEL_GRACE = 2.0
+#: Seconds an rvAgent stream waits for the final event on its side channel
+#: once ``tasks/send`` has answered (the answer then ends the stream).
+RV_FINAL_GRACE = 5.0
 
 MessageLike = Union[str, Part, Message, Sequence[Union[str, Part]]]
 JsonDict = Dict[str, Any]
@@ -147,20 +151,24 @@ def _verify(raw: Any, trusted_keys: Any, expected_agent_id: Optional[str], allow
 
 
 def _endpoint(card: AgentCard, card_url: str, protocol: str) -> Tuple[str, str]:
-    """The JSON-RPC URL and dialect (``"1.0"`` or ``"0.3"``) to use with this card."""
-    if protocol not in ("auto", "1.0", "0.3"):
-        raise InvalidArgument(f"protocol must be 'auto', '1.0' or '0.3', got {protocol!r}")
-    order = {"auto": ("1.0", "0.3"), "1.0": ("1.0",), "0.3": ("0.3",)}[protocol]
-    for version in order:
-        prefixes = ("1.0", "1") if version == "1.0" else ("0.3", "0.2")
-        for prefix in prefixes:
+    """The JSON-RPC URL and dialect (``"1.0"``, ``"0.3"`` or ``"rvagent"``) to use with this card."""
+    orders = {
+        "auto": ("1.0", "0.3", "rvagent"),
+        "1.0": ("1.0",),
+        "0.3": ("0.3",),
+        "rvagent": ("rvagent",),
+    }
+    if protocol not in orders:
+        raise InvalidArgument(f"protocol must be one of {sorted(orders)}, got {protocol!r}")
+    prefixes_of = {"1.0": ("1.0", "1"), "0.3": ("0.3", "0.2"), "rvagent": (_rvagent.CARD_VERSION,)}
+    for version in orders[protocol]:
+        for prefix in prefixes_of[version]:
             iface = card.interface(prefix)
             if iface is not None:
                 return urljoin(card_url, iface.url), version
     versions = sorted({i.protocol_version for i in card.supported_interfaces})
     raise A2aError(
-        f"the agent at {card_url} offers no JSON-RPC interface for protocol {protocol} "
-        f"(it offers {versions}); rvAgent compatibility is not implemented yet"
+        f"the agent at {card_url} offers no JSON-RPC interface for protocol {protocol} (it offers {versions})"
     )
 
 
@@ -180,6 +188,11 @@ class A2aClient:
         self._endpoint, self._version = endpoint
         self._t = config.transport
         self._budget = budget
+        # rvAgent dialect: this client's id in call contexts, the skill used
+        # when none is asked for, the task ids it has sent and not seen end.
+        self._rv_id = _rvagent.new_client_id()
+        self._rv_skill = card.skills[0].id if card.skills else "default"
+        self._rv_sent: set[str] = set()
 
     # ---------------------------------------------------------------- discovery
     @classmethod
@@ -214,7 +227,9 @@ class A2aClient:
         accepts unsigned cards — for tests and trusted networks only.
 
         ``protocol``: ``"auto"`` uses the card's A2A 1.0 JSON-RPC interface,
-        else its 0.3 one; ``"1.0"`` / ``"0.3"`` insist on one.
+        else its 0.3 one, else (a card without a protocol version, as
+        RuVector's rvAgent agents serve at ``agent.json``) the rvAgent
+        dialect; ``"1.0"`` / ``"0.3"`` / ``"rvagent"`` insist on one.
 
         ``timeout`` bounds each request (connect to last byte); a stream waits
         at most ``stream_idle_timeout`` between events. Responses over
@@ -291,7 +306,7 @@ class A2aClient:
 
     @property
     def protocol_version(self) -> str:
-        """The A2A dialect in use: ``"1.0"`` or ``"0.3"``."""
+        """The A2A dialect in use: ``"1.0"``, ``"0.3"`` or ``"rvagent"``."""
         return self._version
 
     @property
@@ -362,6 +377,12 @@ class A2aClient:
 
     def _rpc(self, method: str, params: JsonDict) -> Tuple[int, bytes, List[Tuple[str, str]]]:
         """Request id, body and headers of a 1.0 call in this client's dialect."""
+        if self._version == "rvagent":
+            wire = _rvagent.method_to_rv(method)
+            if method == "SendMessage":
+                params = _rvagent.send_params(params, self._rv_skill, self._rv_id)
+            rid, body = _request(wire, params)
+            return rid, body, []
         if self._version == "0.3":
             rid, body = _request(_compat03.method_to_03(method), _compat03.params_to_03(method, params))
             return rid, body, []
@@ -369,17 +390,83 @@ class A2aClient:
         return rid, body, [("A2A-Version", A2A_VERSION)]
 
     def _result(self, method: str, result: Any) -> Any:
+        if self._version == "rvagent":
+            return _rvagent.result_from_rv(method, result)
         return _compat03.result_from_03(method, result) if self._version == "0.3" else result
 
     async def _call(self, method: str, params: JsonDict) -> Any:
+        if self._version == "rvagent" and method == "CancelTask":
+            return await self._rv_cancel(str(params["id"]))
         rid, body, headers = self._rpc(method, params)
-        _, resp = await self._t.request("POST", self._endpoint, body, headers)
+        sent = self._rv_track(method, body)
+        try:
+            _, resp = await self._t.request("POST", self._endpoint, body, headers)
+        finally:
+            self._rv_sent.discard(sent)
         return self._result(method, _unwrap(rid, resp, method))
 
     def _call_sync(self, method: str, params: JsonDict) -> Any:
+        if self._version == "rvagent" and method == "CancelTask":
+            return self._rv_cancel_sync(str(params["id"]))
         rid, body, headers = self._rpc(method, params)
-        _, resp = self._t.request_sync("POST", self._endpoint, body, headers)
+        sent = self._rv_track(method, body)
+        try:
+            _, resp = self._t.request_sync("POST", self._endpoint, body, headers)
+        finally:
+            self._rv_sent.discard(sent)
         return self._result(method, _unwrap(rid, resp, method))
+
+    # ---------------------------------------------------------------- rvAgent cancel
+    def _rv_track(self, method: str, body: bytes) -> str:
+        """Remembers an rvAgent task id while its ``tasks/send`` runs (the peer
+        cannot show running tasks); returns it, or "" for other calls."""
+        if self._version != "rvagent" or method != "SendMessage":
+            return ""
+        tid = str(json.loads(body)["params"]["id"])
+        self._rv_sent.add(tid)
+        return tid
+
+    def _rv_cancel_plan(self, task_id: str, stored: Optional[Task]) -> Optional[Task]:
+        """Refuses what rvAgent would wrongly accept: cancelling a finished task
+        (it would flip it to canceled) or a task nobody is running (it answers
+        ``canceled`` for any id). None: send the cancel."""
+        if stored is not None and stored.status.state.is_terminal:
+            raise _rpc_error({"code": -32002, "message": f"task {task_id} is {stored.status.state.value}"})
+        if stored is None and task_id not in self._rv_sent:
+            raise _rpc_error({"code": -32001, "message": f"task {task_id} not found"})
+        return None
+
+    @staticmethod
+    def _rv_canceled(task_id: str) -> Task:
+        return Task.from_wire({"id": task_id, "contextId": "", "status": {"state": "TASK_STATE_CANCELED"}})
+
+    async def _rv_get_or_none(self, task_id: str) -> Optional[Task]:
+        try:
+            return Task.from_wire(await self._call("GetTask", {"id": task_id}))
+        except A2aError as e:
+            if isinstance(e, TransportError):
+                raise
+            return None
+
+    async def _rv_cancel(self, task_id: str) -> Any:
+        self._rv_cancel_plan(task_id, await self._rv_get_or_none(task_id))
+        rid, body, headers = self._rpc("CancelTask", {"id": task_id})
+        _, resp = await self._t.request("POST", self._endpoint, body, headers)
+        _unwrap(rid, resp)
+        return self._rv_canceled(task_id).to_wire()
+
+    def _rv_cancel_sync(self, task_id: str) -> Any:
+        try:
+            stored: Optional[Task] = Task.from_wire(self._call_sync("GetTask", {"id": task_id}))
+        except TransportError:
+            raise
+        except A2aError:
+            stored = None
+        self._rv_cancel_plan(task_id, stored)
+        rid, body, headers = self._rpc("CancelTask", {"id": task_id})
+        _, resp = self._t.request_sync("POST", self._endpoint, body, headers)
+        _unwrap(rid, resp)
+        return self._rv_canceled(task_id).to_wire()
 
     # ---------------------------------------------------------------- calls
     async def send_message(
@@ -659,11 +746,26 @@ class A2aClient:
 class _StreamBase:
     def __init__(self, client: A2aClient, method: str, params: JsonDict, policy: Optional[TaskPolicy]) -> None:
         self._client = client
-        self._rid, self._body, self._headers = client._rpc(method, params)  # pyright: ignore[reportPrivateUsage]
         self._v03 = client.protocol_version == "0.3"
+        self._rv = client.protocol_version == "rvagent"
+        self._task_id: Optional[str] = params.get("id") if method == "SubscribeToTask" else None
+        # A POST answered with SSE, or for rvAgent a GET of the task's side
+        # channel (plus, for a new task, its tasks/send POST once it is open).
+        self._url = client.endpoint
+        self._body: Optional[bytes]
+        self._send: Optional[bytes] = None
+        if self._rv and method == "SubscribeToTask":
+            self._rid, self._headers, self._body = 0, [], None
+            self._url = _rvagent.channel_url(client.endpoint, _rvagent.RESUBSCRIBE_PATH, str(params["id"]))
+        elif self._rv:
+            self._rid, self._send, self._headers = client._rpc("SendMessage", params)  # pyright: ignore[reportPrivateUsage]
+            self._task_id = str(json.loads(self._send)["params"]["id"])
+            self._url = _rvagent.channel_url(client.endpoint, _rvagent.SUBSCRIBE_PATH, self._task_id)
+            self._body = None
+        else:
+            self._rid, self._body, self._headers = client._rpc(method, params)  # pyright: ignore[reportPrivateUsage]
         self._es: Optional[Any] = None
         self._done = False
-        self._task_id: Optional[str] = params.get("id") if method == "SubscribeToTask" else None
         self._deadline = (
             time.monotonic() + policy.max_duration_ms / 1000
             if policy is not None and policy.max_duration_ms is not None
@@ -686,15 +788,32 @@ class _StreamBase:
         if self._es is not None:
             self._es.close()
 
-    def _handle(self, ev: Any) -> TaskUpdate:
+    def _rv_sent_result(self, raw: Any) -> TaskUpdate:
+        """The final update made of rvAgent's ``tasks/send`` answer (an error raises)."""
+        try:
+            task = _rvagent.task_from_rv(_unwrap(self._rid, raw))
+        except BaseException:
+            self._close()
+            raise
+        self._close()
+        return TaskUpdate.from_wire({"task": task})
+
+    def _handle(self, ev: Any) -> Optional[TaskUpdate]:
+        """The update an event carries; None for an rvAgent frame that carries none."""
         if ev is None:
             self._close()
             raise TransportError(
                 "the stream ended before the task reached a final state; resubscribe(task_id) to follow it"
             )
         try:
-            result = _unwrap(self._rid, ev)
-            up = TaskUpdate.from_wire(_compat03.event_from_03(result) if self._v03 else result)
+            if self._rv:
+                wire = _rvagent.event_from_rv(ev)
+                if wire is None:
+                    return None
+                up = TaskUpdate.from_wire(wire)
+            else:
+                result = _unwrap(self._rid, ev)
+                up = TaskUpdate.from_wire(_compat03.event_from_03(result) if self._v03 else result)
         except BaseException:
             self._close()
             raise
@@ -703,6 +822,87 @@ class _StreamBase:
         if up.is_final:
             self._close()
         return up
+
+    # ------------------------------------------------------------ async machinery
+    class _SentAnswer:
+        """rvAgent's ``tasks/send`` answer, when it ends a stream."""
+
+        def __init__(self, raw: Any) -> None:
+            self.raw = raw
+
+    _sending: Optional[asyncio.Future[Any]] = None
+
+    async def _next_event(self, rem: Optional[float]) -> Any:
+        """The next event; for rvAgent, raced against the ``tasks/send`` answer."""
+        assert self._es is not None
+        nxt = asyncio.ensure_future(self._es.next())
+        sending = self._sending
+        if sending is None:
+            return await (asyncio.wait_for(nxt, rem) if rem is not None else nxt)
+        if not sending.done():
+            done, _ = await asyncio.wait({nxt, sending}, timeout=rem, return_when=asyncio.FIRST_COMPLETED)
+            if nxt in done:
+                return nxt.result()
+            if not done:
+                nxt.cancel()
+                raise asyncio.TimeoutError
+        # tasks/send answered first: an error ends the stream; a task waits a
+        # moment for its final event on the side channel, else ends it.
+        raw = sending.result()
+        body = _m(raw)
+        if body is None or body.get("error") is not None:
+            nxt.cancel()
+            return self._SentAnswer(raw)
+        try:
+            return await asyncio.wait_for(nxt, RV_FINAL_GRACE if rem is None else min(rem, RV_FINAL_GRACE))
+        except asyncio.TimeoutError:
+            return self._SentAnswer(raw)
+
+    async def _anext_update(self) -> Optional[TaskUpdate]:
+        """The next update (None: a frame without one); the stream must be open."""
+        try:
+            rem = self._remaining()
+            if self._es is None:
+                opening = self._client._t.open_stream(  # pyright: ignore[reportPrivateUsage]
+                    self._url, self._body, self._headers
+                )
+                self._es = await (asyncio.wait_for(opening, rem) if rem is not None else opening)
+                rem = self._remaining()
+                if self._send is not None:
+                    self._sending = self._start_send(self._send)
+            ev = await self._next_event(rem)
+        except asyncio.TimeoutError:
+            self._close()
+            if self._task_id is not None:
+                try:  # best effort, briefly: the policy error is what matters
+                    await asyncio.wait_for(self._client.cancel_task(self._task_id), CANCEL_GRACE)
+                except (Exception, asyncio.TimeoutError):
+                    pass
+            raise self._timeout_error() from None
+        except BaseException:
+            self._close()
+            raise
+        if isinstance(ev, self._SentAnswer):
+            return self._rv_sent_result(ev.raw)
+        return self._handle(ev)
+
+    def _start_send(self, body: bytes) -> asyncio.Future[Any]:
+        """POSTs rvAgent's ``tasks/send`` in the background. It is never
+        cancelled: the peer would abort the task half-done."""
+        client = self._client
+        tid = self._task_id or ""
+        client._rv_sent.add(tid)  # pyright: ignore[reportPrivateUsage]
+
+        async def send() -> Any:
+            try:
+                _, resp = await client._t.request("POST", client.endpoint, body, [])  # pyright: ignore[reportPrivateUsage]
+                return resp
+            finally:
+                client._rv_sent.discard(tid)  # pyright: ignore[reportPrivateUsage]
+
+        fut = asyncio.ensure_future(send())
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no "never retrieved" noise
+        return fut
 
     def _timeout_error(self) -> PolicyViolation:
         return PolicyViolation(
@@ -719,30 +919,12 @@ class TaskStream(_StreamBase):
         return self
 
     async def __anext__(self) -> TaskUpdate:
-        if self._done:
-            raise StopAsyncIteration
-        try:
-            rem = self._remaining()
-            if self._es is None:
-                opening = self._client._t.open_stream(  # pyright: ignore[reportPrivateUsage]
-                    self._client.endpoint, self._body, self._headers
-                )
-                self._es = await (asyncio.wait_for(opening, rem) if rem is not None else opening)
-                rem = self._remaining()
-            nxt = self._es.next()
-            ev = await (asyncio.wait_for(nxt, rem) if rem is not None else nxt)
-        except asyncio.TimeoutError:
-            self._close()
-            if self._task_id is not None:
-                try:  # best effort, briefly: the policy error is what matters
-                    await asyncio.wait_for(self._client.cancel_task(self._task_id), CANCEL_GRACE)
-                except (Exception, asyncio.TimeoutError):
-                    pass
-            raise self._timeout_error() from None
-        except BaseException:
-            self._close()
-            raise
-        return self._handle(ev)
+        while True:
+            if self._done:
+                raise StopAsyncIteration
+            up = await self._anext_update()
+            if up is not None:
+                return up
 
     async def aclose(self) -> None:
         """Closes the HTTP stream (idempotent)."""
@@ -762,10 +944,14 @@ class TaskStream(_StreamBase):
 class TaskStreamSync(_StreamBase):
     """Iterator of :class:`TaskUpdate`; also a context manager."""
 
+    _loop: Optional[asyncio.AbstractEventLoop] = None
+
     def __iter__(self) -> Iterator[TaskUpdate]:
         return self
 
     def __next__(self) -> TaskUpdate:
+        if self._rv:
+            return self._rv_next()
         if self._done:
             raise StopIteration
         rem = self._remaining()
@@ -780,20 +966,50 @@ class TaskStreamSync(_StreamBase):
         try:
             if self._es is None:
                 self._es = self._client._t.open_stream_sync(  # pyright: ignore[reportPrivateUsage]
-                    self._client.endpoint, self._body, self._headers
+                    self._url, self._body, self._headers
                 )
             ev = self._es.next_sync()
         except BaseException:
             self._close()
             raise
-        return self._handle(ev)
+        up = self._handle(ev)
+        assert up is not None
+        return up
+
+    def _rv_next(self) -> TaskUpdate:
+        """rvAgent streams race two HTTP calls: run the async machinery on a
+        private event loop."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        try:
+            while not self._done:
+                up = self._loop.run_until_complete(self._anext_update())
+                if up is not None:
+                    return up
+        except BaseException:
+            self._finish_loop()
+            raise
+        self._finish_loop()
+        raise StopIteration
+
+    def _finish_loop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        self._close()
+        if self._sending is not None and not self._sending.done():
+            # Let tasks/send answer (just after the final event) so nothing is
+            # left pending on a closed loop.
+            loop.run_until_complete(asyncio.wait({self._sending}, timeout=RV_FINAL_GRACE))
+        loop.close()
 
     def close(self) -> None:
         """Closes the HTTP stream (idempotent)."""
         self._close()
+        self._finish_loop()
 
     def __enter__(self) -> TaskStreamSync:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._close()
+        self.close()
