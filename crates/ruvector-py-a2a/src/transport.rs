@@ -198,7 +198,7 @@ impl Inner {
                 .ok()
                 .filter(|v| v.get("error").is_some() || (200..300).contains(&status));
             return match v {
-                Some(v) => Ok(StreamState { body: None, parser: SseParser::new(self.max_event), queue: vec![v], what, idle: self.idle }),
+                Some(v) => Ok(StreamState::finished(v, what, self.idle)),
                 None => Err(Error::Transport(format!(
                     "{what}: expected text/event-stream, got HTTP {status} with content type {ctype:?}"
                 ))),
@@ -207,83 +207,155 @@ impl Inner {
         if !(200..300).contains(&status) {
             return Err(Error::Transport(format!("{what}: HTTP {status}")));
         }
-        Ok(StreamState {
-            body: Some(Box::pin(resp.bytes_stream())),
-            parser: SseParser::new(self.max_event),
-            queue: Vec::new(),
+        Ok(StreamState::pumped(
+            Box::pin(resp.bytes_stream()),
+            SseParser::new(self.max_event),
             what,
-            idle: self.idle,
-        })
+            self.idle,
+        ))
     }
 }
 
 type ByteStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
 
+/// Parsed events read ahead of the consumer: a burst that arrived while
+/// Python handled the previous event is taken in one go (`ready()`), not
+/// with one event-loop wake-up each. Bounded, so a fast peer is held back.
+const READ_AHEAD: usize = 32;
+
+/// One SSE response: a background task reads and parses the body into a
+/// bounded channel; dropping the state aborts the task and so closes the
+/// connection.
 struct StreamState {
-    body: Option<ByteStream>,
-    parser: SseParser,
-    /// Parsed events not yet handed out, oldest last (popped from the end).
-    queue: Vec<Value>,
+    /// `None` once the stream has ended or failed.
+    rx: Option<tokio::sync::mpsc::Receiver<Result<Value>>>,
+    /// A plain JSON answer given instead of a stream, handed out first.
+    answer: Option<Value>,
+    /// An error taken by `ready()`, reported by the next `next()`.
+    failed: Option<Error>,
+    pump: Option<tokio::task::AbortHandle>,
     what: String,
     idle: Duration,
 }
 
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        if let Some(p) = &self.pump {
+            p.abort();
+        }
+    }
+}
+
 impl StreamState {
+    /// A stream that is one JSON answer (usually a JSON-RPC error).
+    fn finished(answer: Value, what: String, idle: Duration) -> Self {
+        StreamState {
+            rx: None,
+            answer: Some(answer),
+            failed: None,
+            pump: None,
+            what,
+            idle,
+        }
+    }
+
+    /// Starts reading `body` in the background (on the current runtime).
+    fn pumped(body: ByteStream, parser: SseParser, what: String, idle: Duration) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let pump = tokio::spawn(pump(body, parser, tx, what.clone())).abort_handle();
+        StreamState {
+            rx: Some(rx),
+            answer: None,
+            failed: None,
+            pump: Some(pump),
+            what,
+            idle,
+        }
+    }
+
     /// The next event's JSON, `None` at the end of the stream.
     async fn next(&mut self) -> Result<Option<Value>> {
+        if let Some(v) = self.answer.take() {
+            return Ok(Some(v));
+        }
+        if let Some(e) = self.failed.take() {
+            self.rx = None;
+            return Err(e);
+        }
+        let Some(rx) = self.rx.as_mut() else {
+            return Ok(None);
+        };
         // The idle deadline runs from the call, so keep-alive comments or
         // trickled bytes that never complete an event cannot stretch it.
-        let deadline = tokio::time::Instant::now() + self.idle;
-        loop {
-            if let Some(v) = self.queue.pop() {
-                return Ok(Some(v));
+        match tokio::time::timeout(self.idle, rx.recv()).await {
+            Err(_) => Err(Error::Transport(format!(
+                "{}: no event within stream_idle_timeout ({:?})",
+                self.what, self.idle
+            ))),
+            Ok(None) => {
+                self.rx = None;
+                Ok(None)
             }
-            let Some(body) = self.body.as_mut() else {
-                return Ok(None);
-            };
-            let chunk = tokio::time::timeout_at(deadline, body.next())
-                .await
-                .map_err(|_| {
-                    Error::Transport(format!(
-                        "{}: no event within stream_idle_timeout ({:?})",
-                        self.what, self.idle
-                    ))
-                })?;
-            match chunk {
-                None => {
-                    self.body = None;
-                    return Ok(None);
-                }
-                Some(Err(e)) => {
-                    self.body = None;
-                    return Err(transport_err(&self.what, e));
-                }
-                Some(Ok(bytes)) => {
-                    let mut events: Vec<SseEvent> = Vec::new();
-                    if let Err(e) = self.parser.feed(&bytes, &mut events) {
-                        self.body = None;
-                        return Err(e);
+            Ok(Some(Ok(v))) => Ok(Some(v)),
+            Ok(Some(Err(e))) => {
+                self.rx = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Events already read, without waiting.
+    fn ready(&mut self) -> Vec<Value> {
+        let mut out: Vec<Value> = self.answer.take().into_iter().collect();
+        if self.failed.is_some() {
+            return out;
+        }
+        if let Some(rx) = self.rx.as_mut() {
+            while let Ok(item) = rx.try_recv() {
+                match item {
+                    Ok(v) => out.push(v),
+                    Err(e) => {
+                        self.failed = Some(e);
+                        break;
                     }
-                    let mut parsed = Vec::with_capacity(events.len());
-                    for ev in events {
-                        if ev.data.trim().is_empty() {
-                            continue;
-                        }
-                        match serde_json::from_str::<Value>(&ev.data) {
-                            Ok(v) => parsed.push(v),
-                            Err(e) => {
-                                self.body = None;
-                                return Err(Error::Transport(format!(
-                                    "{}: malformed event JSON ({e})",
-                                    self.what
-                                )));
-                            }
-                        }
-                    }
-                    parsed.reverse();
-                    self.queue = parsed;
                 }
+            }
+        }
+        out
+    }
+}
+
+/// Reads and parses an SSE body into `tx` until it ends, fails, or nobody
+/// listens any more. A failure is sent as the last item.
+async fn pump(
+    mut body: ByteStream,
+    mut parser: SseParser,
+    tx: tokio::sync::mpsc::Sender<Result<Value>>,
+    what: String,
+) {
+    while let Some(chunk) = body.next().await {
+        let bytes = match chunk {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tx.send(Err(transport_err(&what, e))).await;
+                return;
+            }
+        };
+        let mut events: Vec<SseEvent> = Vec::new();
+        if let Err(e) = parser.feed(&bytes, &mut events) {
+            let _ = tx.send(Err(e)).await;
+            return;
+        }
+        for ev in events {
+            if ev.data.trim().is_empty() {
+                continue;
+            }
+            let item = serde_json::from_str::<Value>(&ev.data)
+                .map_err(|e| Error::Transport(format!("{what}: malformed event JSON ({e})")));
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                return;
             }
         }
     }
@@ -483,6 +555,22 @@ impl EventStream {
             Some(v) => json::to_py(py, &v),
             None => Ok(py.None()),
         }
+    }
+
+    /// Events already received and parsed, oldest first, taken without
+    /// waiting (none while a `next()` is pending): a burst that arrived in
+    /// one read costs one event-loop wake-up, not one per event.
+    fn ready(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+        let events = match self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            Some(st) => st.ready(),
+            None => return Ok(Vec::new()),
+        };
+        events.iter().map(|v| json::to_py(py, v)).collect()
     }
 
     /// Closes the HTTP connection (idempotent).

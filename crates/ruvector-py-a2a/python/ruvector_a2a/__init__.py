@@ -1,5 +1,7 @@
 """A2A (Agent2Agent) for Python: a client and a server speaking A2A 1.0
-JSON-RPC, with the wire layer in Rust (reqwest + rustls, axum, tokio).
+JSON-RPC, with the wire layer in Rust (reqwest + rustls, axum, tokio). The
+client also speaks A2A 0.3 and RuVector's rvAgent dialect, chosen from the
+peer's card.
 
 Client::
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import time
-from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Deque, Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence, Tuple, Union, cast
 from urllib.parse import urljoin, urlsplit
 
 from ruvector_common.errors import A2aError, InvalidArgument, PolicyViolation, TransportError
@@ -765,6 +766,8 @@ class _StreamBase:
         else:
             self._rid, self._body, self._headers = client._rpc(method, params)  # pyright: ignore[reportPrivateUsage]
         self._es: Optional[Any] = None
+        # Events of the last burst, taken from the stream in one call.
+        self._ready: Deque[Any] = collections.deque()
         self._done = False
         self._deadline = (
             time.monotonic() + policy.max_duration_ms / 1000
@@ -835,6 +838,14 @@ class _StreamBase:
     async def _next_event(self, rem: Optional[float]) -> Any:
         """The next event; for rvAgent, raced against the ``tasks/send`` answer."""
         assert self._es is not None
+        if not self._ready:
+            self._ready.extend(self._es.ready())
+            if self._ready:
+                # A read-ahead burst is handed out without waiting; yield to
+                # the loop once per burst so a fast stream cannot starve it.
+                await asyncio.sleep(0)
+        if self._ready:
+            return self._ready.popleft()
         nxt = asyncio.ensure_future(self._es.next())
         sending = self._sending
         if sending is None:
@@ -968,7 +979,9 @@ class TaskStreamSync(_StreamBase):
                 self._es = self._client._t.open_stream_sync(  # pyright: ignore[reportPrivateUsage]
                     self._url, self._body, self._headers
                 )
-            ev = self._es.next_sync()
+            if not self._ready:
+                self._ready.extend(self._es.ready())
+            ev = self._ready.popleft() if self._ready else self._es.next_sync()
         except BaseException:
             self._close()
             raise
