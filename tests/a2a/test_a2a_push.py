@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Coroutine, Dict, Iterator, List, Tuple
 
 import pytest
 from a2a_peers import SdkPeer
@@ -135,6 +135,20 @@ def test_ssrf_targets_are_refused(target: str) -> None:
         assert vars(ei.value)["code"] == -32602
 
 
+def _drive_our_server(client_calls: Callable[[str, str], Coroutine[Any, Any, None]], got: Received) -> None:
+    """Starts a slow task on our push-enabled server, runs the a2a-sdk
+    client's ``client_calls(server_url, task_id)``, cancels the task and
+    waits (up to 5 s) for a webhook delivery."""
+    with a2a.A2aServer(a2a.AgentCard(name="p"), _slow, push_notifications=True, allow_private_webhooks=True) as s:
+        ours = a2a.A2aClient.connect_sync(s.url, allow_unsigned=True)
+        t = ours.send_task_sync("slow", return_immediately=True)
+        asyncio.run(client_calls(s.url, t.id))
+        ours.cancel_task_sync(t.id)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not got:
+            time.sleep(0.05)
+
+
 def test_sdk_client_sets_push_on_our_server(webhook: Tuple[str, Received]) -> None:
     from a2a.client import ClientConfig, create_client
     from a2a.types import (
@@ -157,15 +171,8 @@ def test_sdk_client_sets_push_on_our_server(webhook: Tuple[str, Received]) -> No
         assert [x.id for x in page.configs] == ["sdk"]
         await c.close()
 
-    with a2a.A2aServer(a2a.AgentCard(name="p"), _slow, push_notifications=True, allow_private_webhooks=True) as s:
-        ours = a2a.A2aClient.connect_sync(s.url, allow_unsigned=True)
-        t = ours.send_task_sync("slow", return_immediately=True)
-        asyncio.run(main(s.url, t.id))
-        ours.cancel_task_sync(t.id)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not got:
-            time.sleep(0.05)
-        assert got and got[-1][0]["x-a2a-notification-token"] == "sdk-token"
+    _drive_our_server(main, got)
+    assert got and got[-1][0]["x-a2a-notification-token"] == "sdk-token"
 
 
 def test_push_configs_over_03_against_the_sdk(push_compat_sdk_peer: SdkPeer, webhook: Tuple[str, Received]) -> None:
@@ -232,12 +239,5 @@ def test_sdk_03_client_sets_push_on_our_server(webhook: Tuple[str, Received]) ->
         )
         await c.close()
 
-    with a2a.A2aServer(a2a.AgentCard(name="p"), _slow, push_notifications=True, allow_private_webhooks=True) as s:
-        ours = a2a.A2aClient.connect_sync(s.url, allow_unsigned=True)
-        t = ours.send_task_sync("slow", return_immediately=True)
-        asyncio.run(main(s.url, t.id))
-        ours.cancel_task_sync(t.id)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not got:
-            time.sleep(0.05)
-        assert got and got[-1][0]["x-a2a-notification-token"] == "sdk03-token"
+    _drive_our_server(main, got)
+    assert got and got[-1][0]["x-a2a-notification-token"] == "sdk03-token"
