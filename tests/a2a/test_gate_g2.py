@@ -33,15 +33,18 @@ def scenario() -> Iterator[gate_g2.Scenario]:
 @pytest.mark.parametrize("loop_kind", gate_g2.loops_available())
 def test_a_stream_and_two_searches_share_one_loop(scenario: gate_g2.Scenario, loop_kind: str, cold: bool) -> None:
     scenario.cold = cold
-    # Wall-time bounds on a shared machine: a run that another process slowed
-    # down is measured again (at most three runs); every run must still pass
-    # the functional checks.
+    # Wall time and slow callbacks on a shared machine: a run that another
+    # process slowed down (a step descheduled for > 50 ms is logged as slow)
+    # is measured again, at most three runs, and one must be clean; every
+    # run must pass the functional checks. Blocking the loop in our code
+    # would show in all three.
     r: dict[str, Any] = {}
     for _attempt in range(3):
         r = gate_g2.measure(scenario, loop_kind)
         assert r["updates_alone"] == r["updates_together"] == 1000
         assert r["same_ids"]
-        assert r["slow_callbacks"] == []
+        if r["slow_callbacks"]:
+            continue
         if cold:
             # Overlap: all three together take less than one after another
             # (two cold primes each use every core, so on 2 cores only the
@@ -54,7 +57,7 @@ def test_a_stream_and_two_searches_share_one_loop(scenario: gate_g2.Scenario, lo
             ok = r["together_s"] < 1.5 * r["longest_s"]
         if ok:
             return
-    pytest.fail(f"timing bound missed in three runs; last: {r}")
+    pytest.fail(f"slow callbacks or the timing bound in all three runs; last: {r}")
 
 
 def test_uvloop_is_covered_where_it_installs() -> None:
