@@ -101,9 +101,12 @@ def test_unknown_name_is_a_clear_error() -> None:
         rve.Embedder.from_pretrained("org/no-such-model")
 
 
-def test_image_model_is_refused_honestly() -> None:
-    with pytest.raises(rve.EmbedError, match=r"mobilenetv3-small.*not part of this release"):
-        rve.Embedder.from_pretrained("mobilenetv3-small")
+def test_image_model_name_gives_an_image_embedder_not_a_text_model() -> None:
+    # The image model is never resolved as a text folder (see test_embed_image.py).
+    emb = rve.Embedder.from_pretrained("mobilenetv3-small", weights="untrained")
+    assert type(emb) is rve.ImageEmbedder and not emb.pretrained
+    with pytest.raises(rve.EmbedError, match=r"mobilenetv3-small.*image model.*ImageEmbedder"):
+        rve.resolve_model("mobilenetv3-small")
 
 
 def test_missing_directory(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ use pyo3::types::PyAnyMethods;
 
 use crate::errors::Error;
 
-fn shape_text(shape: &[usize]) -> String {
+/// A NumPy-style shape: `(3,)`, `(2, 3)`.
+pub fn shape_text(shape: &[usize]) -> String {
     match shape {
         [one] => format!("({one},)"),
         _ => format!(
@@ -288,4 +289,26 @@ pub fn batch_to_numpy(
             .into_any()
             .unbind(),
     )
+}
+
+/// The Python type name of `obj`, for messages ("got str").
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// A new float32 NumPy vector owning `data` (no copy).
+pub fn f32_vector(py: Python<'_>, data: Vec<f32>) -> Py<PyAny> {
+    PyArray1::from_vec(py, data).into_any().unbind()
+}
+
+/// A new `(len / cols, cols)` float32 NumPy matrix owning `data` (no copy).
+pub fn f32_matrix(py: Python<'_>, data: Vec<f32>, cols: usize) -> PyResult<Py<PyAny>> {
+    let rows = data.len().checked_div(cols).unwrap_or(0);
+    Ok(PyArray1::from_vec(py, data)
+        .reshape([rows, cols])?
+        .into_any()
+        .unbind())
 }

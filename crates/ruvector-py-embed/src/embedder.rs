@@ -3,15 +3,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 use ruvector_py_core::args::int_in_range;
+use ruvector_py_core::arrays::{f32_matrix, f32_vector, type_name};
 use ruvector_py_core::{runtime, Error};
 
 use crate::config::{Defaults, Pooling};
 use crate::files::ModelDir;
+use crate::image_embedder::ImageEmbedder;
 use crate::model::{Overrides, TextModel};
 
 /// Where a model came from, as reported by the resolver.
@@ -71,31 +72,14 @@ fn text_arg(text: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(s.to_cow()?.into_owned())
 }
 
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_default()
-}
-
-fn to_matrix(py: Python<'_>, data: Vec<f32>, dim: usize) -> PyResult<Py<PyAny>> {
-    let n = data.len() / dim;
-    Ok(PyArray1::from_vec(py, data)
-        .reshape([n, dim])?
-        .into_any()
-        .unbind())
-}
-
-fn to_vector(py: Python<'_>, data: Vec<f32>) -> PyResult<Py<PyAny>> {
-    Ok(PyArray1::from_vec(py, data).into_any().unbind())
-}
-
 #[pymethods]
 impl Embedder {
     /// Resolves ``name`` offline first (see ``ruvector_embed.resolve_model``),
     /// verifies the pinned SHA-256 digests of a known model, and loads it.
+    /// An image model name (``"mobilenetv3-small"``) gives an
+    /// :class:`ImageEmbedder` (see :meth:`ImageEmbedder.from_pretrained`).
     #[classmethod]
-    #[pyo3(signature = (name, *, cache_dir=None, download=None, sources=None, pooling=None, normalize=None, max_seq_length=None))]
+    #[pyo3(signature = (name, *, cache_dir=None, download=None, sources=None, pooling=None, normalize=None, max_seq_length=None, weights=None))]
     #[allow(clippy::too_many_arguments)]
     fn from_pretrained(
         _cls: &Bound<'_, pyo3::types::PyType>,
@@ -107,7 +91,32 @@ impl Embedder {
         pooling: Option<&str>,
         normalize: Option<bool>,
         max_seq_length: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
+        weights: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let image_name = py
+            .import("ruvector_embed._models")?
+            .getattr("image_model_name")?
+            .call1((name,))?;
+        if !image_name.is_none() {
+            let max_seq_length = max_seq_length.filter(|o| !o.is_none());
+            if pooling.is_some() || max_seq_length.is_some() {
+                return Err(Error::invalid(format!(
+                    "pooling and max_seq_length apply to text models; {} is an image model",
+                    image_name.str()?
+                ))
+                .into());
+            }
+            let img =
+                ImageEmbedder::create(py, name, weights, cache_dir, download, sources, normalize)?;
+            return Ok(Bound::new(py, img)?.into_any().unbind());
+        }
+        if weights.is_some_and(|w| !w.is_none()) {
+            return Err(Error::invalid(
+                "weights= is for image models (mobilenetv3-small); a text model's weights \
+                 are the model.safetensors of its folder",
+            )
+            .into());
+        }
         let over = Overrides {
             pooling: pooling.map(Pooling::parse).transpose()?,
             normalize,
@@ -140,17 +149,18 @@ impl Embedder {
         };
         let dir = ModelDir::new(path, digests);
         let model = py.detach(|| TextModel::load(&dir, defaults, over))?;
-        Ok(Self {
+        let emb = Self {
             model: Arc::new(model),
             origin,
-        })
+        };
+        Ok(Bound::new(py, emb)?.into_any().unbind())
     }
 
     /// Embeds one text: a ``(dim,)`` float32 array.
     fn embed(&self, py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let text = text_arg(text)?;
         let v = py.detach(|| self.model.embed_one(&text))?;
-        to_vector(py, v)
+        Ok(f32_vector(py, v))
     }
 
     /// Embeds every text: a ``(len(texts), dim)`` float32 array, computed on
@@ -159,7 +169,7 @@ impl Embedder {
         let texts = texts_arg(texts)?;
         let dim = self.model.dim();
         let m = py.detach(|| self.model.embed_many(&texts))?;
-        to_matrix(py, m, dim)
+        f32_matrix(py, m, dim)
     }
 
     /// Awaitable :meth:`embed`, run on the wheel's runtime.
@@ -173,7 +183,7 @@ impl Embedder {
         runtime::awaitable(
             py,
             move || model.embed_one(&text),
-            Box::new(|py, v: Vec<f32>| to_vector(py, v)),
+            Box::new(|py, v: Vec<f32>| Ok(f32_vector(py, v))),
         )
     }
 
@@ -189,7 +199,7 @@ impl Embedder {
         runtime::awaitable(
             py,
             move || model.embed_many(&texts),
-            Box::new(move |py, m: Vec<f32>| to_matrix(py, m, dim)),
+            Box::new(move |py, m: Vec<f32>| f32_matrix(py, m, dim)),
         )
     }
 

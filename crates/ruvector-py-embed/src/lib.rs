@@ -4,15 +4,25 @@
 //! * [`safetensors`] — the checkpoint reader; [`config`] — the model
 //!   description of a sentence-transformers folder;
 //! * [`tokenize`] — text to token ids as sentence-transformers does it;
+//! * [`gemm`] — the matrix product both encoders use;
 //! * [`bert`] — the BERT encoder forward pass over packed sentences;
 //! * [`model`] — a loaded model and the parallel batch driver;
-//! * [`embedder`] — the Python class.
+//! * [`embedder`] — the Python class `Embedder`;
+//! * [`image`] — image preprocessing (resize, crop, normalise) as
+//!   torchvision does it; [`conv`] — convolution kernels; [`mobilenet`] —
+//!   torchvision's `mobilenet_v3_small` feature extractor;
+//! * [`image_embedder`] — the Python class `ImageEmbedder`.
 
 pub mod bert;
 pub mod config;
+pub mod conv;
 pub mod embedder;
 mod erf_table;
 pub mod files;
+pub mod gemm;
+pub mod image;
+pub mod image_embedder;
+pub mod mobilenet;
 pub mod model;
 pub mod safetensors;
 pub mod tokenize;
@@ -24,6 +34,7 @@ use pyo3::prelude::*;
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ruvector_py_core::init_module(m, "embed", "ruvector-embed", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<embedder::Embedder>()?;
+    m.add_class::<image_embedder::ImageEmbedder>()?;
     m.add_function(wrap_pyfunction!(embedder::sha256_file, m)?)?;
     Ok(())
 }

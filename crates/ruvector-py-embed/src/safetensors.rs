@@ -118,17 +118,66 @@ impl SafeTensors {
         self.entries.keys().map(|s| s.as_str())
     }
 
-    /// The tensor `name` as f32, checked to have exactly `shape`.
+    /// The file name given to [`SafeTensors::parse`].
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The tensor `name` as f32, checked to have exactly `shape` (the shape
+    /// the BERT model config asks for).
     pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let e = self.entries.get(name).ok_or_else(|| {
-            Error::Embed(format!(
-                "{}: the checkpoint has no tensor {name} (is this a BERT model?)",
-                self.file
-            ))
-        })?;
+        self.read(
+            name,
+            shape,
+            |file, name| {
+                format!("{file}: the checkpoint has no tensor {name} (is this a BERT model?)")
+            },
+            "the model config",
+        )
+    }
+
+    /// The tensor `name` as f32, checked to have exactly the `shape` that
+    /// `model` (e.g. "torchvision's mobilenet_v3_small") needs. A missing
+    /// tensor's message lists a few of the names the file does hold.
+    pub fn f32_for(&self, name: &str, shape: &[usize], model: &str) -> Result<Vec<f32>> {
+        self.read(
+            name,
+            shape,
+            |file, name| {
+                let mut names: Vec<&str> = self.names().collect();
+                names.sort_unstable();
+                let shown: Vec<&str> = names.iter().take(4).copied().collect();
+                let more = if names.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                };
+                format!(
+                    "{file}: the checkpoint has no tensor {name}, which {model} needs \
+                     (is this a state_dict of that model, saved under its own key names? \
+                     the file holds {} tensors: {}{more})",
+                    names.len(),
+                    shown.join(", ")
+                )
+            },
+            model,
+        )
+    }
+
+    fn read(
+        &self,
+        name: &str,
+        shape: &[usize],
+        missing: impl Fn(&str, &str) -> String,
+        needs: &str,
+    ) -> Result<Vec<f32>> {
+        let e = self
+            .entries
+            .get(name)
+            .ok_or_else(|| Error::Embed(missing(&self.file, name)))?;
         if e.shape != shape {
             return Err(Error::Embed(format!(
-                "{}: tensor {name} has shape {:?}, but the model config needs {:?}",
+                "{}: tensor {name} has shape {:?}, but {needs} needs {:?}",
                 self.file, e.shape, shape
             )));
         }

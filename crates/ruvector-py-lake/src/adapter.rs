@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use numpy::PyUntypedArrayMethods;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
-use ruvector_py_core::arrays::{ids_u64, matrix_f32};
+use ruvector_py_core::arrays::{ids_u64, matrix_f32, type_name};
 use ruvector_py_core::runtime::InflightGuard;
 use ruvector_py_core::Error;
 use ruvector_rulake::{Generation, RuLakeBundle};
@@ -165,13 +165,6 @@ impl PySource {
             Ok(s)
         })
     }
-}
-
-fn type_name(o: &Bound<'_, PyAny>) -> String {
-    o.get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into())
 }
 
 impl Source for PySource {

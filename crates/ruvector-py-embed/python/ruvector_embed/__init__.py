@@ -8,6 +8,16 @@
 >>> emb.embed_batch(["hello", "world"]).shape                 # parallel, GIL released
 (2, 384)
 
+Image embeddings: torchvision's ``mobilenet_v3_small`` features (576-d),
+with torchvision's ImageNet preprocessing, from a user-supplied
+``model.safetensors`` (see :class:`ImageEmbedder`); without one the weights
+are untrained: deterministic, but the features are NOT semantic.
+
+>>> img = re.ImageEmbedder.from_pretrained(weights="untrained")
+>>> import numpy as np
+>>> img.embed_image(np.zeros((480, 640, 3), np.uint8)).shape
+(576,)
+
 Models are resolved offline first (a folder, ``$RUVECTOR_MODELS``, the
 Hugging Face cache, an installed weights package, ruvector's cache) and only
 then downloaded where a network exists; see :func:`resolve_model`. Files of
@@ -23,21 +33,33 @@ Errors are the shared classes of ``ruvector_common.errors``:
 from ruvector_common.errors import EmbedError, InvalidArgument, RuVectorError
 
 from . import _native  # noqa: F401  (loaded first on purpose)
-from ._models import KNOWN_MODELS, SOURCES, ModelSpec, ResolvedModel, default_cache_dir, resolve_model
-from ._native import Embedder, __version__, cpu_features, runtime_info, sha256_file
+from ._models import (
+    KNOWN_MODELS,
+    SOURCES,
+    ModelSpec,
+    ResolvedImageWeights,
+    ResolvedModel,
+    default_cache_dir,
+    resolve_image_weights,
+    resolve_model,
+)
+from ._native import Embedder, ImageEmbedder, __version__, cpu_features, runtime_info, sha256_file
 
 __all__ = [
     "KNOWN_MODELS",
     "SOURCES",
     "EmbedError",
     "Embedder",
+    "ImageEmbedder",
     "InvalidArgument",
     "ModelSpec",
+    "ResolvedImageWeights",
     "ResolvedModel",
     "RuVectorError",
     "__version__",
     "cpu_features",
     "default_cache_dir",
+    "resolve_image_weights",
     "resolve_model",
     "runtime_info",
     "sha256_file",

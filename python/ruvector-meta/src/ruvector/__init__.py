@@ -145,7 +145,7 @@ _COMPONENTS: dict[str, _Component] = {
     "embed": _Component(
         module="ruvector_embed",
         dist="ruvector-embed",
-        names=("Embedder", "resolve_model"),
+        names=("Embedder", "ImageEmbedder", "resolve_model"),
     ),
     "a2a": _Component(
         module="ruvector_a2a",
@@ -294,6 +294,7 @@ if _typing.TYPE_CHECKING:
     from ruvector_a2a import sign_card as sign_card
     from ruvector_a2a import verify_card as verify_card
     from ruvector_embed import Embedder as Embedder
+    from ruvector_embed import ImageEmbedder as ImageEmbedder
     from ruvector_embed import resolve_model as resolve_model
     from ruvector_lake import BackendAdapter as BackendAdapter
     from ruvector_lake import BackendStats as BackendStats
