@@ -178,7 +178,9 @@ def bench(session: nox.Session) -> None:
     and 1M x 384 sampled around them (bench/results-1m.md); the embeddings
     are computed once by the ruvector-embed wheel and cached in
     target/bench-data, and extra arguments go to these runs. Then ruLake
-    (bench/results-lake.md) and gate G2 (bench/results-g2.md).
+    (bench/results-lake.md), gate G2 (bench/results-g2.md), embeddings vs
+    sentence-transformers and torchvision (bench/results-embed.md) and A2A
+    vs the a2a-sdk (bench/results-a2a.md).
     """
     session.run("cargo", "build", "--locked", "--release", "-p", "rabitq-rust-bench", external=True)
     peers = ["faiss-cpu", "hnswlib", "usearch"]
@@ -210,6 +212,18 @@ def bench(session: nox.Session) -> None:
         session.run("python", *common, *run, *session.posargs)
     session.run("python", "bench/lake_bench.py", "--out", "bench/results-lake.md")
     session.run("python", "bench/gate_g2.py", "--out", "bench/results-g2.md")
+    # Embeddings: next to sentence-transformers + PyTorch and torchvision
+    # (CPU) on the same model files; PyTorch is a large download, bench only.
+    session.install("sentence-transformers", "torchvision")
+    model_dir = session.run(
+        "python",
+        "-c",
+        "import ruvector_embed as e; print(e.resolve_model('all-MiniLM-L6-v2', download=False).path)",
+        silent=True,
+    )
+    assert isinstance(model_dir, str)
+    embed_args = ["--model-dir", model_dir.strip().splitlines()[-1], "--wheels-dir", str(DIST)]
+    session.run("python", "bench/embed_bench.py", *embed_args, "--out", "bench/results-embed.md")
     # A2A on loopback: this wheel's client and server next to the a2a-sdk's.
     session.install("a2a-sdk[http-server]>=1.3,<2", "uvicorn>=0.30")
     session.run("python", "bench/a2a_bench.py", "--wheels-dir", str(DIST), "--out", "bench/results-a2a.md")

@@ -57,7 +57,46 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def image_worker(kind: str, threads: int, n: int, batch: int) -> Dict[str, Any]:
+    """Images per second, mobilenetv3-small, 224x224 RGB uint8 inputs, both
+    sides doing their preprocessing (resize 256, crop 224, normalise) too."""
+    import numpy as np
+
+    imgs = np.random.default_rng(0).integers(0, 256, size=(n, 224, 224, 3), dtype=np.uint8)
+    if kind == "ruvector":
+        import ruvector_embed
+
+        t0 = time.perf_counter()
+        emb = ruvector_embed.ImageEmbedder.from_pretrained(weights="untrained")  # same speed as trained
+        load = time.perf_counter() - t0
+
+        def run(chunk: Any) -> Any:
+            return emb.embed_images(chunk)
+    else:
+        import torch
+        import torchvision
+
+        torch.set_num_threads(threads)
+        t0 = time.perf_counter()
+        model = torchvision.models.mobilenet_v3_small().eval()
+        load = time.perf_counter() - t0
+        prep = torchvision.models.MobileNet_V3_Small_Weights.DEFAULT.transforms()
+
+        def run(chunk: Any) -> Any:
+            with torch.inference_mode():
+                x = prep(torch.from_numpy(chunk).permute(0, 3, 1, 2))
+                return torch.flatten(model.avgpool(model.features(x)), 1).numpy()
+
+    run(imgs[:batch])  # warm-up
+    t0 = time.perf_counter()
+    for i in range(0, n, batch):
+        run(imgs[i : i + batch])
+    return {"kind": kind, "threads": threads, "load_s": load, "images_per_s": n / (time.perf_counter() - t0)}
+
+
 def worker(kind: str, model_dir: str, threads: int, task: str, n: int, batch: int) -> Dict[str, Any]:
+    if task == "images":
+        return image_worker(kind, threads, n, batch)
     texts = corpus(n)
     rss0 = peak_rss_mb()
     if kind == "ruvector":
@@ -149,7 +188,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-dir", required=True)
     p.add_argument("--worker", choices=["ruvector", "st"])
-    p.add_argument("--task", default="speed", choices=["speed", "memory", "vectors"])
+    p.add_argument("--task", default="speed", choices=["speed", "memory", "vectors", "images"])
+    p.add_argument("--wheels-dir", help="report the size of the ruvector_embed wheel found here")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("-n", type=int, default=1024)
     p.add_argument("--batch", type=int, default=32)
@@ -195,6 +235,22 @@ def main(argv: Optional[List[str]] = None) -> None:
         f"| 10k sentences, 2 threads (s) | {mem_ours['seconds']:.1f} | "
         + (f"{mem_theirs['seconds']:.1f} |" if mem_theirs else "n/a |")
     )
+    image_peer = (
+        peer and subprocess.run([a.peer_python, "-c", "import torchvision"], capture_output=True).returncode == 0
+    )
+    for t in (1, 2):
+        ours = spawn(sys.executable, "ruvector", a.model_dir, t, "images", 256, a.batch)
+        theirs = spawn(a.peer_python, "st", a.model_dir, t, "images", 256, a.batch) if image_peer else None
+        mine = f"{ours['images_per_s']:.0f}"
+        other = f"{theirs['images_per_s']:.0f} (torchvision)" if theirs else "n/a"
+        ratio = f" ({ours['images_per_s'] / theirs['images_per_s']:.2f}x)" if theirs else ""
+        rows.append(
+            f"| mobilenetv3-small images/s, 224x224, batch {a.batch}, {t} thread(s) | {mine}{ratio} | {other} |"
+        )
+    if a.wheels_dir:
+        wheels = sorted(Path(a.wheels_dir).glob("ruvector_embed-*.whl"))
+        if wheels:
+            rows.append(f"| wheel (MB; budget 4) | {wheels[-1].stat().st_size / 1e6:.2f} | (torch: hundreds of MB) |")
     cos_line = ""
     if peer:
         import tempfile
