@@ -4,15 +4,16 @@
 //! * inputs are validated before any crate call (dim 0, NaN, overflowing
 //!   norms, ids above u32, duplicates, `RabitqAsymIndex::add` desync);
 //! * the original vectors live once, in the SDK's [`Store`], so they can be
-//!   viewed from NumPy and saved with their real ids; the crate holds only
-//!   the 1-bit codes (`RabitqIndex`, or `RabitqAsymIndex` without rerank),
-//!   and the exact rerank runs here with the crate's own semantics.
+//!   viewed from NumPy and saved with their real ids; the 1-bit codes are
+//!   the SDK's (`codes.rs`: the crate's encoder, its symmetric and
+//!   asymmetric scans run vectorised with the same arithmetic), and the
+//!   exact rerank runs here with the crate's own semantics.
 //!
 //! Results are identical to the crate's `FlatF32Index`, `RabitqIndex`,
 //! `RabitqPlusIndex` and `RabitqAsymIndex` on the same inputs (tested).
 
 use ruvector_py_core::{validate, Error, Result};
-use ruvector_rabitq::{AnnIndex, RabitqAsymIndex, RandomRotationKind};
+use ruvector_rabitq::RandomRotationKind;
 
 use crate::codes::SymmetricCodes;
 use crate::ivf::{self, IvfCodes};
@@ -167,7 +168,6 @@ pub struct SearchOpts {
 enum Codes {
     None,
     Symmetric(Box<SymmetricCodes>),
-    Asymmetric(Box<RabitqAsymIndex>),
     Ivf(Box<IvfCodes>),
 }
 
@@ -177,25 +177,16 @@ pub struct Engine {
     codes: Codes,
 }
 
-fn crate_err(e: ruvector_rabitq::RabitqError) -> Error {
-    Error::Index(format!("ruvector-rabitq: {e}"))
-}
-
 impl Engine {
     pub fn new(params: Params) -> Result<Self> {
         params.check()?;
         let codes = match params.kind {
             Kind::Flat => Codes::None,
-            Kind::Rabitq | Kind::Plus => Codes::Symmetric(Box::new(SymmetricCodes::new(
-                params.dim,
-                params.seed,
-                params.rotation.upstream(),
-            ))),
-            // Rerank runs here on the Store's vectors, so the crate index is
-            // built without originals (rerank factor 1).
-            Kind::Asym => {
-                Codes::Asymmetric(Box::new(RabitqAsymIndex::new(params.dim, params.seed, 1)))
-            }
+            // RabitqAsymIndex encodes rows exactly as RabitqIndex does (Haar
+            // only); it differs in the query side of the scan.
+            Kind::Rabitq | Kind::Plus | Kind::Asym => Codes::Symmetric(Box::new(
+                SymmetricCodes::new(params.dim, params.seed, params.rotation.upstream()),
+            )),
             Kind::Ivf => Codes::Ivf(Box::new(IvfCodes::new(
                 params.dim,
                 params.seed,
@@ -365,15 +356,9 @@ impl Engine {
     /// [`Engine::add`] with the caller's argument name for messages.
     pub fn add_named(&mut self, ids: &[u64], data: &[f32], what: &str, matrix: bool) -> Result<()> {
         self.check_add(ids, data, what, matrix)?;
-        let dim = self.params.dim;
         match &mut self.codes {
             Codes::None => {}
             Codes::Symmetric(codes) => codes.add_rows(data)?,
-            Codes::Asymmetric(idx) => {
-                for (&id, row) in ids.iter().zip(data.chunks_exact(dim)) {
-                    idx.add(id as usize, row.to_vec()).map_err(crate_err)?;
-                }
-            }
             Codes::Ivf(ivf) => ivf.add_rows(data, self.params.nlist, self.store.len())?,
         }
         self.store.append(ids, data);
@@ -410,6 +395,22 @@ impl Engine {
                 }
                 Ok(top.into_sorted())
             }
+            Codes::Symmetric(codes) if self.params.kind == Kind::Asym => {
+                if !self.store.keeps_vectors() || rf <= 1 {
+                    return Ok(codes
+                        .scan_asym_topk(&self.store, query, k)
+                        .into_iter()
+                        .map(|(_, id, score)| (id, score))
+                        .collect());
+                }
+                let candidates = k.saturating_mul(rf).max(k).min(n);
+                let cand = codes.scan_asym_topk(&self.store, query, candidates);
+                Ok(self.rerank(
+                    query,
+                    k,
+                    cand.into_iter().map(|(pos, id, _)| (pos as usize, id)),
+                ))
+            }
             Codes::Symmetric(codes) if self.params.kind == Kind::Rabitq => Ok(codes
                 .scan_topk(&self.store, query, k)
                 .into_iter()
@@ -423,26 +424,6 @@ impl Engine {
                     k,
                     cand.into_iter().map(|(pos, id, _)| (pos as usize, id)),
                 ))
-            }
-            Codes::Asymmetric(idx) => {
-                if !self.store.keeps_vectors() || rf <= 1 {
-                    return Ok(idx
-                        .search(query, k)
-                        .map_err(crate_err)?
-                        .into_iter()
-                        .map(|r| (r.id as u64, r.score))
-                        .collect());
-                }
-                let candidates = k.saturating_mul(rf).max(k).min(n);
-                let cand = idx.search(query, candidates).map_err(crate_err)?;
-                let rows = cand.iter().map(|c| {
-                    let id = c.id as u64;
-                    (
-                        self.store.row_of(id).expect("every indexed id has a row"),
-                        id,
-                    )
-                });
-                Ok(self.rerank(query, k, rows.collect::<Vec<_>>().into_iter()))
             }
             Codes::Ivf(ivf) => {
                 let nprobe = opts.nprobe.unwrap_or_else(|| self.effective_nprobe());
@@ -482,11 +463,6 @@ impl Engine {
         let codes = match &self.codes {
             Codes::None => 0,
             Codes::Symmetric(codes) => codes.memory_bytes(),
-            // Always Haar: a second dim×dim copy and the cos table are unreported.
-            Codes::Asymmetric(idx) => {
-                let d = self.params.dim;
-                idx.memory_bytes() + d * d * 4 + (d + 1) * 4
-            }
             Codes::Ivf(ivf) => ivf.memory_bytes(),
         };
         codes + self.store.memory_bytes()
@@ -504,9 +480,6 @@ impl Engine {
             (Codes::Symmetric(a), Codes::Symmetric(b)) if !self.store.keeps_vectors() => {
                 a.same_codes(b)
             }
-            (Codes::Asymmetric(_), Codes::Asymmetric(_)) if !self.store.keeps_vectors() => {
-                self.store.fingerprint() == other.store.fingerprint()
-            }
             (Codes::Ivf(a), Codes::Ivf(b)) => {
                 a.centroids() == b.centroids()
                     && a.labels() == b.labels()
@@ -520,7 +493,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ruvector_rabitq::{FlatF32Index, RabitqPlusIndex};
+    use ruvector_rabitq::{AnnIndex, FlatF32Index, RabitqAsymIndex, RabitqPlusIndex};
 
     fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
         // Small deterministic generator (xorshift) with a few clusters.
@@ -653,6 +626,34 @@ mod tests {
                 .map(|r| (r.id as u64, r.score))
                 .collect();
             assert_eq!(asym.search(q, 7, SearchOpts::default()).unwrap(), a);
+        }
+    }
+
+    #[test]
+    fn asym_matches_the_crate_across_words_blocks_and_rerank() {
+        // Partial last words (100 = 64 + 36), several words (384), row
+        // counts that leave a partial block of 16, with and without rerank.
+        for (n, d) in [(1007, 100), (533, 384)] {
+            let x = data(n, d, 11);
+            let ids = ids(n);
+            for rf in [1, 4] {
+                let mut ours = Engine::new(params(Kind::Asym, d, rf, Rotation::Haar)).unwrap();
+                ours.add(&ids, &x).unwrap();
+                let mut theirs = RabitqAsymIndex::new(d, 7, rf);
+                for (id, row) in ids.iter().zip(x.chunks_exact(d)) {
+                    theirs.add(*id as usize, row.to_vec()).unwrap();
+                }
+                for q in x.chunks_exact(d).step_by(97) {
+                    let want: Vec<(u64, f32)> = theirs
+                        .search(q, 10)
+                        .unwrap()
+                        .into_iter()
+                        .map(|r| (r.id as u64, r.score))
+                        .collect();
+                    let got = ours.search(q, 10, SearchOpts::default()).unwrap();
+                    assert_eq!(got, want, "n {n} d {d} rf {rf}");
+                }
+            }
         }
     }
 
