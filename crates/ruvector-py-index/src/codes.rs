@@ -91,69 +91,59 @@ impl DenseRotation {
 /// f32 lanes).
 const ASYM_LANES: usize = 16;
 
+/// Rows `first..first + rows` (at most [`ASYM_LANES`]) of packed codes,
+/// `n_words` words per row.
+#[derive(Clone, Copy)]
+struct RowBlock<'a> {
+    packed: &'a [u64],
+    n_words: usize,
+    first: usize,
+    rows: usize,
+}
+
 /// `ips[l] = Σᵢ (bit i of row first+l ? q[i] : −q[i])` for `rows ≤
 /// ASYM_LANES` rows, each summed over `i` in order from `0.0` exactly as
 /// `RabitqAsymIndex::search` sums one row (the sign is flipped on the bits,
 /// which is what negation does). Lanes past `rows` hold garbage.
-fn asym_ips(
-    packed: &[u64],
-    n_words: usize,
-    first: usize,
-    rows: usize,
-    q: &[f32],
-    ips: &mut [f32; ASYM_LANES],
-) {
+fn asym_ips(block: RowBlock<'_>, q: &[f32], ips: &mut [f32; ASYM_LANES]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F (checked just above).
-            unsafe { asym_ips_avx512(packed, n_words, first, rows, q, ips) };
+            unsafe { asym_ips_avx512(block, q, ips) };
             return;
         }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
-            unsafe { asym_ips_avx2(packed, n_words, first, rows, q, ips) };
+            unsafe { asym_ips_avx2(block, q, ips) };
             return;
         }
     }
-    asym_ips_portable(packed, n_words, first, rows, q, ips)
+    asym_ips_portable(block, q, ips)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn asym_ips_avx512(
-    packed: &[u64],
-    n_words: usize,
-    first: usize,
-    rows: usize,
-    q: &[f32],
-    ips: &mut [f32; ASYM_LANES],
-) {
-    asym_ips_portable(packed, n_words, first, rows, q, ips)
+/// The portable kernel compiled for a wider instruction set (the same
+/// arithmetic, so the same bits).
+macro_rules! asym_ips_for {
+    ($name:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(block: RowBlock<'_>, q: &[f32], ips: &mut [f32; ASYM_LANES]) {
+            asym_ips_portable(block, q, ips)
+        }
+    };
 }
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn asym_ips_avx2(
-    packed: &[u64],
-    n_words: usize,
-    first: usize,
-    rows: usize,
-    q: &[f32],
-    ips: &mut [f32; ASYM_LANES],
-) {
-    asym_ips_portable(packed, n_words, first, rows, q, ips)
-}
+asym_ips_for!(asym_ips_avx512, "avx512f");
+asym_ips_for!(asym_ips_avx2, "avx2");
 
 #[inline(always)]
-fn asym_ips_portable(
-    packed: &[u64],
-    n_words: usize,
-    first: usize,
-    rows: usize,
-    q: &[f32],
-    ips: &mut [f32; ASYM_LANES],
-) {
+fn asym_ips_portable(block: RowBlock<'_>, q: &[f32], ips: &mut [f32; ASYM_LANES]) {
+    let RowBlock {
+        packed,
+        n_words,
+        first,
+        rows,
+    } = block;
     let mut acc = [0.0f32; ASYM_LANES];
     for (w, dims) in q.chunks(64).enumerate() {
         // The block's words for these 64 dimensions; missing rows read 0.
@@ -360,7 +350,13 @@ impl SymmetricCodes {
         let mut ips = [0.0f32; ASYM_LANES];
         for first in (0..n).step_by(ASYM_LANES) {
             let rows = (n - first).min(ASYM_LANES);
-            asym_ips(&self.packed, self.n_words, first, rows, &rotated, &mut ips);
+            let block = RowBlock {
+                packed: &self.packed,
+                n_words: self.n_words,
+                first,
+                rows,
+            };
+            asym_ips(block, &rotated, &mut ips);
             for (lane, &ip) in ips[..rows].iter().enumerate() {
                 let i = first + lane;
                 let x_norm = self.norms[i];
@@ -439,8 +435,14 @@ mod tests {
             .collect();
         let mut fast = [0.0f32; ASYM_LANES];
         let mut portable = [0.0f32; ASYM_LANES];
-        asym_ips(&packed, n_words, 0, rows, &q, &mut fast);
-        asym_ips_portable(&packed, n_words, 0, rows, &q, &mut portable);
+        let block = RowBlock {
+            packed: &packed,
+            n_words,
+            first: 0,
+            rows,
+        };
+        asym_ips(block, &q, &mut fast);
+        asym_ips_portable(block, &q, &mut portable);
         for r in 0..rows {
             let slot = &packed[r * n_words..(r + 1) * n_words];
             let mut ip = 0.0f32;
