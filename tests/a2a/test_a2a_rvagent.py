@@ -157,6 +157,16 @@ def test_stream_sync(rvagent_peer: RvAgentPeer) -> None:
     assert c.get_task_sync(ups[0].task_id or "").state is a2a.TaskState.COMPLETED
 
 
+def test_a_sync_stream_inside_a_running_loop_is_refused(rvagent_peer: RvAgentPeer) -> None:
+    c = a2a.A2aClient.connect_sync(rvagent_peer.url)
+
+    async def main() -> None:
+        with pytest.raises(a2a.A2aError, match="running event loop"):
+            next(iter(c.stream_task_sync("echo x")))
+
+    asyncio.run(main())
+
+
 def test_cancel_a_running_task(rvagent_peer: RvAgentPeer) -> None:
     async def main() -> None:
         c = await a2a.A2aClient.connect(rvagent_peer.url)

@@ -993,6 +993,16 @@ class TaskStreamSync(_StreamBase):
         """rvAgent streams race two HTTP calls: run the async machinery on a
         private event loop."""
         if self._loop is None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # no loop in this thread: the private one can run
+            else:
+                self._close()
+                raise A2aError(
+                    "a synchronous rvAgent stream cannot run inside a running event loop; "
+                    "use stream_task / resubscribe (async) there"
+                )
             self._loop = asyncio.new_event_loop()
         try:
             while not self._done:
