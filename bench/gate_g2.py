@@ -11,7 +11,7 @@ too: two CPU-bound primes on a 2-core machine share the cores, so they
 cannot finish in the time of one — that is arithmetic, not a thread fight.
 
 The A2A peer is this repo's ``A2aServer`` on 127.0.0.1, running in its own
-thread (as a separate service would); the client, the stream and both lake
+process (as a separate service would); the client, the stream and both lake
 searches share the measured loop, which runs in debug mode with a 50 ms
 slow-callback threshold so that anything blocking it is logged.
 
@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import logging
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -63,8 +64,9 @@ class SlowCallbacks(logging.Handler):
             self.records.append(msg)
 
 
-def make_server(updates: int) -> Any:
-    """An A2A agent that reports ``updates`` WORKING status updates, then completes."""
+def serve(updates: int) -> None:
+    """Runs the agent until stdin closes: ``updates`` WORKING status updates
+    per task, then completed. Prints ``READY <url>`` once listening."""
     import ruvector_a2a as a2a
 
     async def chatty(message: a2a.Message, ctx: a2a.TaskContext) -> str:
@@ -73,7 +75,45 @@ def make_server(updates: int) -> Any:
         return "done"
 
     card = a2a.AgentCard(name="chatty", capabilities=a2a.AgentCapabilities(streaming=True))
-    return a2a.A2aServer(card, chatty, max_event_bytes=1 << 16)
+    with a2a.A2aServer(card, chatty, max_event_bytes=1 << 16) as server:
+        print("READY", server.url, flush=True)
+        sys.stdin.read()
+
+
+class Server:
+    """The agent of :func:`serve` in its own process, as a separate service
+    would be: its Python handler does not share the measured process's GIL."""
+
+    def __init__(self, updates: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(updates)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if len(line) != 2 or line[0] != "READY":
+            self.proc.kill()
+            raise RuntimeError(f"the A2A agent did not start: {line}")
+        self.url = line[1]
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def make_server(updates: int) -> Server:
+    """An A2A agent, in its own process, that reports ``updates`` WORKING
+    status updates, then completes."""
+    return Server(updates)
 
 
 def make_lake(n: int, dim: int, seed: int = 5) -> tuple[Any, np.ndarray]:
@@ -200,7 +240,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--n", type=int, default=200_000, help="vectors per lake collection (sets the search time)")
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--runs", type=int, default=5, help="runs per loop kind (median reported)")
+    ap.add_argument("--serve", type=int, metavar="UPDATES", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.serve is not None:
+        serve(args.serve)
+        return 0
     lake, queries = make_lake(args.n, args.dim)
     rows = []
     with make_server(args.updates) as server:
@@ -224,7 +268,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         [
             "# Gate G2: an A2A stream and two ruLake searches on one asyncio loop",
             "",
-            f"{args.updates:,} status updates streamed from a local `A2aServer` (its own thread) while two "
+            f"{args.updates:,} status updates streamed from a local `A2aServer` (its own process) while two "
             f"`search_one_async` calls run over collections of {args.n:,} {TIMES} {args.dim} vectors: cache "
             "hits (gated), then cold calls that each prime their collection on all cores (reported). Loop in "
             f"debug mode, slow-callback threshold {SLOW_CALLBACK_S * 1000:.0f} ms. Seconds; median of "

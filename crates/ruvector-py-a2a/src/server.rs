@@ -24,6 +24,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use pyo3::prelude::*;
 use serde_json::{json, Value};
@@ -1147,6 +1148,11 @@ impl ServerCore {
             .layer(DefaultBodyLimit::max(self.shared.limits.max_body))
             .with_state(self.shared.clone());
         let mut stop = self.shared.shutdown.subscribe();
+        // Small writes (SSE events, JSON-RPC answers) go out at once: with
+        // Nagle on, a last small event could wait for a delayed ACK (~40 ms).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let handle = rt.spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
