@@ -212,19 +212,16 @@ impl<'py> Batch<'py> {
             })?;
             return Ok(Batch::Stacked(arr));
         }
-        if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
-            return Err(Error::invalid(format!(
-                "images must be a (N, H, W, 3) uint8 array or a sequence of (H, W, 3) uint8 arrays, got {}",
-                type_name(obj)
-            ))
-            .into());
-        }
-        let iter = obj.try_iter().map_err(|_| {
+        let not_images = || {
             PyErr::from(Error::invalid(format!(
                 "images must be a (N, H, W, 3) uint8 array or a sequence of (H, W, 3) uint8 arrays, got {}",
                 type_name(obj)
             )))
-        })?;
+        };
+        if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+            return Err(not_images());
+        }
+        let iter = obj.try_iter().map_err(|_| not_images())?;
         let mut out = Vec::new();
         for (i, item) in iter.enumerate() {
             let what = format!("images[{i}]");
