@@ -83,6 +83,9 @@ pub enum Error {
     BudgetExceeded(String),
     /// A2A: HTTP / SSE transport failure (including hostile peers).
     Transport(String),
+    /// The call was cancelled by a signal (Ctrl-C) before it committed; see
+    /// [`crate::interrupt`]. Normally the signal's own exception is raised.
+    Interrupted,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -126,6 +129,7 @@ impl fmt::Display for Error {
             | Error::Transport(m)
             | Error::NotFound { message: m, .. }
             | Error::Persist { message: m, .. } => f.write_str(m),
+            Error::Interrupted => f.write_str("interrupted"),
             Error::DimensionMismatch {
                 what,
                 expected,
@@ -162,6 +166,7 @@ impl From<Error> for PyErr {
             Error::PolicyViolation(_) => py::PolicyViolation::new_err(msg),
             Error::BudgetExceeded(_) => py::BudgetExceeded::new_err(msg),
             Error::Transport(_) => py::TransportError::new_err(msg),
+            Error::Interrupted => pyo3::exceptions::PyKeyboardInterrupt::new_err(msg),
         }
     }
 }

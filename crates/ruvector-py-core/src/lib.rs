@@ -7,7 +7,8 @@
 //! * [`runtime`] — the lazily built tokio runtime and the exit-safe,
 //!   fork-aware asyncio bridge; [`parallel`] — the rayon pool for batches.
 //! * [`cpu`] — runtime CPU feature probe; [`io`] — checksummed,
-//!   little-endian writing for the SDK's file formats.
+//!   little-endian writing for the SDK's file formats; [`interrupt`] —
+//!   Ctrl-C for long calls and all-or-nothing commits.
 //!
 //! A wheel calls [`init_module`] first thing in its `#[pymodule]`.
 
@@ -16,6 +17,7 @@ pub mod arrays;
 pub mod config;
 pub mod cpu;
 pub mod errors;
+pub mod interrupt;
 pub mod io;
 pub mod parallel;
 pub mod runtime;
