@@ -23,7 +23,7 @@ use ring::signature::{self, KeyPair, UnparsedPublicKey};
 use serde_json::{json, Map, Value};
 use sha3::digest::{ExtendableOutput, Update, XofReader};
 
-use ruvector_py_core::{Error, Result};
+use crate::error::{Error, FromBase, Result};
 
 use crate::json::{canonical, clean_empty, from_py, to_py};
 

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
 
-use ruvector_py_core::{Error, Result};
+use crate::error::{Error, FromBase, Result};
 
 /// Deepest nesting accepted when converting Python objects to JSON.
 const MAX_DEPTH: usize = 128;

@@ -12,6 +12,7 @@
 
 pub mod card;
 pub mod compat03;
+pub mod error;
 pub mod json;
 pub mod push;
 pub mod server;
@@ -24,7 +25,13 @@ use pyo3::prelude::*;
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    ruvector_py_core::init_module(m, "a2a", "ruvector-a2a", env!("CARGO_PKG_VERSION"))?;
+    ruvector_py_core::init_module(
+        m,
+        "a2a",
+        "ruvector-a2a",
+        env!("CARGO_PKG_VERSION"),
+        error::CLASSES,
+    )?;
     m.add_class::<transport::HttpTransport>()?;
     m.add_class::<transport::EventStream>()?;
     m.add_class::<server::ServerCore>()?;

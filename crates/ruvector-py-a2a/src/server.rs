@@ -30,8 +30,8 @@ use pyo3::prelude::*;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
+use crate::error::{Error, FromBase, Result};
 use ruvector_py_core::runtime::{self, InflightGuard};
-use ruvector_py_core::{Error, Result};
 
 use crate::compat03;
 use crate::json::{from_py, to_py};
@@ -166,10 +166,10 @@ impl Shared {
             return Err(Error::invalid(format!("unknown task state {state:?}")));
         }
         let mut st = lock(&self.store);
-        let e = st.map.get_mut(id).ok_or_else(|| Error::NotFound {
-            message: format!("no task {id}"),
-            key: None,
-        })?;
+        let e = st
+            .map
+            .get_mut(id)
+            .ok_or_else(|| Error::not_found(format!("no task {id}"), None))?;
         if TERMINAL.contains(&e.state()) {
             return Ok(false);
         }
@@ -234,10 +234,10 @@ impl Shared {
             obj.insert("artifactId".into(), Value::String(uuid4()));
         }
         let mut st = lock(&self.store);
-        let e = st.map.get_mut(id).ok_or_else(|| Error::NotFound {
-            message: format!("no task {id}"),
-            key: None,
-        })?;
+        let e = st
+            .map
+            .get_mut(id)
+            .ok_or_else(|| Error::not_found(format!("no task {id}"), None))?;
         if TERMINAL.contains(&e.state()) {
             return Ok(false);
         }

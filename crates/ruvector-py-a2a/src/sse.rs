@@ -1,7 +1,7 @@
 //! A bounded Server-Sent Events parser: no event, line or comment run may
 //! grow past the cap, whatever the peer sends.
 
-use ruvector_py_core::{Error, Result};
+use crate::error::{Error, Result};
 
 /// One dispatched event: its `event:` name (empty = "message"), joined
 /// `data:` lines and last `id:`.

@@ -11,8 +11,8 @@ use pyo3::types::{PyBytes, PyTuple};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use serde_json::Value;
 
+use crate::error::{Error, FromBase, Result};
 use ruvector_py_core::runtime;
-use ruvector_py_core::{Error, Result};
 
 use crate::json;
 use crate::sse::{SseEvent, SseParser};

@@ -1,15 +1,20 @@
-//! The one error type every wheel returns, mapped onto the shared Python
-//! exception hierarchy of the pure-Python `ruvector-common` distribution.
+//! The base errors every crate of the SDK shares, and (with the `python`
+//! feature) their mapping onto the exception classes of `ruvector-common`.
+//!
+//! [`Error`] holds only the *base* classes of the hierarchy (bad input,
+//! dimension, missing key, empty index, persistence, index failure): the
+//! pure engine returns it without knowing Python. A wheel with classes of
+//! its own (lake, embed, a2a) defines its own error enum in its
+//! `error.rs`, wrapping this one, and converts it with [`named_error`]:
+//! adding a wheel never edits this file.
 //!
 //! Each wheel is its own cdylib with its own copy of this crate, so classes
 //! created here with `create_exception!` would differ per wheel and one
 //! `except ruvector.RuVectorError` could not catch them all. The classes are
 //! therefore *imported* from `ruvector_common.errors`, which exists once per
-//! interpreter.
+//! interpreter and is the one list of them.
 
 use std::fmt;
-
-use pyo3::prelude::*;
 
 /// Version of the exception contract this crate was written against; the
 /// Python module `ruvector_common.errors` exports the same number as
@@ -19,29 +24,33 @@ pub const REQUIRED_ERRORS_ABI: u32 = 1;
 /// The Python module holding the shared exception classes.
 pub const ERRORS_MODULE: &str = "ruvector_common.errors";
 
-/// Python exception classes, imported from `ruvector_common.errors`.
-pub mod py {
-    pyo3::import_exception!(ruvector_common.errors, RuVectorError);
-    pyo3::import_exception!(ruvector_common.errors, InvalidArgument);
-    pyo3::import_exception!(ruvector_common.errors, DimensionMismatch);
-    pyo3::import_exception!(ruvector_common.errors, NotFound);
-    pyo3::import_exception!(ruvector_common.errors, VectorIndexError);
-    pyo3::import_exception!(ruvector_common.errors, EmptyIndex);
-    pyo3::import_exception!(ruvector_common.errors, PersistError);
-    pyo3::import_exception!(ruvector_common.errors, LakeError);
-    pyo3::import_exception!(ruvector_common.errors, BackendError);
-    pyo3::import_exception!(ruvector_common.errors, CacheMissError);
-    pyo3::import_exception!(ruvector_common.errors, WitnessMismatch);
-    pyo3::import_exception!(ruvector_common.errors, EmbedError);
-    pyo3::import_exception!(ruvector_common.errors, A2aError);
-    pyo3::import_exception!(ruvector_common.errors, CardSignatureInvalid);
-    pyo3::import_exception!(ruvector_common.errors, PolicyViolation);
-    pyo3::import_exception!(ruvector_common.errors, BudgetExceeded);
-    pyo3::import_exception!(ruvector_common.errors, TransportError);
+/// Declares the base classes once: the `py` module of imported classes and
+/// the list that module init checks.
+macro_rules! base_classes {
+    ($($name:ident),* $(,)?) => {
+        /// Python exception classes of the base errors, imported from
+        /// `ruvector_common.errors`.
+        #[cfg(feature = "python")]
+        pub mod py {
+            $(pyo3::import_exception!(ruvector_common.errors, $name);)*
+        }
+        /// Names of the base classes (checked at module init).
+        pub const BASE_CLASSES: &[&str] = &[$(stringify!($name)),*];
+    };
 }
 
-/// An error on its way to Python. Messages say what was expected and what was
-/// got; the variant picks the Python class.
+base_classes!(
+    RuVectorError,
+    InvalidArgument,
+    DimensionMismatch,
+    NotFound,
+    VectorIndexError,
+    EmptyIndex,
+    PersistError,
+);
+
+/// A base error. Messages say what was expected and what was got; the
+/// variant picks the Python class.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// Bad input that is not a dimension mismatch (dtype, shape, NaN, range).
@@ -63,26 +72,6 @@ pub enum Error {
     },
     /// A failure inside a vector index that is none of the above.
     Index(String),
-    /// ruLake: a failure that is none of the more specific ones below.
-    Lake(String),
-    /// ruLake: a backend (adapter) failed; names the backend.
-    Backend { message: String, backend: String },
-    /// ruLake: a required cache entry was missing.
-    CacheMiss(String),
-    /// ruLake: a bundle witness did not match.
-    WitnessMismatch(String),
-    /// Embeddings: model resolution, verification or inference failed.
-    Embed(String),
-    /// A2A: a failure that is none of the more specific ones below.
-    A2a(String),
-    /// A2A: an agent card signature is missing, malformed or wrong.
-    CardSignatureInvalid(String),
-    /// A2A: a task policy was violated before sending.
-    PolicyViolation(String),
-    /// A2A: the client-wide budget is spent.
-    BudgetExceeded(String),
-    /// A2A: HTTP / SSE transport failure (including hostile peers).
-    Transport(String),
     /// The call was cancelled by a signal (Ctrl-C) before it committed; see
     /// [`crate::interrupt`]. Normally the signal's own exception is raised.
     Interrupted,
@@ -111,22 +100,39 @@ impl Error {
     }
 }
 
+/// The base constructors on a wheel's own error enum (any type a base
+/// [`Error`] converts into), so `Error::invalid(..)` reads the same in
+/// every crate.
+pub trait FromBase: From<Error> + Sized {
+    fn invalid(msg: impl Into<String>) -> Self {
+        Error::invalid(msg).into()
+    }
+
+    fn dimension(what: impl Into<String>, expected: usize, got: usize) -> Self {
+        Error::dimension(what, expected, got).into()
+    }
+
+    fn persist(path: impl fmt::Display, msg: impl Into<String>) -> Self {
+        Error::persist(path, msg).into()
+    }
+
+    fn not_found(msg: impl Into<String>, key: Option<u64>) -> Self {
+        Error::NotFound {
+            message: msg.into(),
+            key,
+        }
+        .into()
+    }
+}
+
+impl<T: From<Error>> FromBase for T {}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidArgument(m)
             | Error::EmptyIndex(m)
             | Error::Index(m)
-            | Error::Lake(m)
-            | Error::Backend { message: m, .. }
-            | Error::CacheMiss(m)
-            | Error::WitnessMismatch(m)
-            | Error::Embed(m)
-            | Error::A2a(m)
-            | Error::CardSignatureInvalid(m)
-            | Error::PolicyViolation(m)
-            | Error::BudgetExceeded(m)
-            | Error::Transport(m)
             | Error::NotFound { message: m, .. }
             | Error::Persist { message: m, .. } => f.write_str(m),
             Error::Interrupted => f.write_str("interrupted"),
@@ -144,77 +150,86 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<Error> for PyErr {
-    fn from(e: Error) -> PyErr {
-        let msg = e.to_string();
-        match e {
-            Error::InvalidArgument(_) => py::InvalidArgument::new_err(msg),
-            Error::DimensionMismatch { expected, got, .. } => {
-                py::DimensionMismatch::new_err((msg, expected, got))
+#[cfg(feature = "python")]
+mod python {
+    use pyo3::exceptions::{PyImportError, PyKeyboardInterrupt};
+    use pyo3::prelude::*;
+
+    use super::{py, Error, BASE_CLASSES, ERRORS_MODULE, REQUIRED_ERRORS_ABI};
+
+    impl From<Error> for PyErr {
+        fn from(e: Error) -> PyErr {
+            let msg = e.to_string();
+            match e {
+                Error::InvalidArgument(_) => py::InvalidArgument::new_err(msg),
+                Error::DimensionMismatch { expected, got, .. } => {
+                    py::DimensionMismatch::new_err((msg, expected, got))
+                }
+                Error::NotFound { key, .. } => py::NotFound::new_err((msg, key)),
+                Error::EmptyIndex(_) => py::EmptyIndex::new_err(msg),
+                Error::Persist { path, .. } => py::PersistError::new_err((msg, path)),
+                Error::Index(_) => py::VectorIndexError::new_err(msg),
+                Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
             }
-            Error::NotFound { key, .. } => py::NotFound::new_err((msg, key)),
-            Error::EmptyIndex(_) => py::EmptyIndex::new_err(msg),
-            Error::Persist { path, .. } => py::PersistError::new_err((msg, path)),
-            Error::Index(_) => py::VectorIndexError::new_err(msg),
-            Error::Lake(_) => py::LakeError::new_err(msg),
-            Error::Backend { backend, .. } => py::BackendError::new_err((msg, backend)),
-            Error::CacheMiss(_) => py::CacheMissError::new_err(msg),
-            Error::WitnessMismatch(_) => py::WitnessMismatch::new_err(msg),
-            Error::Embed(_) => py::EmbedError::new_err(msg),
-            Error::A2a(_) => py::A2aError::new_err(msg),
-            Error::CardSignatureInvalid(_) => py::CardSignatureInvalid::new_err(msg),
-            Error::PolicyViolation(_) => py::PolicyViolation::new_err(msg),
-            Error::BudgetExceeded(_) => py::BudgetExceeded::new_err(msg),
-            Error::Transport(_) => py::TransportError::new_err(msg),
-            Error::Interrupted => pyo3::exceptions::PyKeyboardInterrupt::new_err(msg),
         }
+    }
+
+    /// An instance of the `ruvector_common.errors` class `class`, built from
+    /// `args` (the class's constructor arguments): how a wheel raises the
+    /// classes of its own error enum. The class names a wheel uses are
+    /// checked at import by [`check_errors_module`].
+    pub fn named_error<A>(class: &str, args: A) -> PyErr
+    where
+        A: for<'py> pyo3::call::PyCallArgs<'py>,
+    {
+        Python::attach(|py| {
+            let made = py
+                .import(ERRORS_MODULE)
+                .and_then(|m| m.getattr(class))
+                .and_then(|cls| cls.call1(args));
+            match made {
+                Ok(instance) => PyErr::from_value(instance),
+                Err(e) => e,
+            }
+        })
+    }
+
+    /// Imports the shared exception module, checks its contract version and
+    /// resolves the base classes and `classes` (the wheel's own). Called
+    /// first at module init, so a missing or too old `ruvector-common` is a
+    /// clear `ImportError` at `import` time rather than a failure at the
+    /// first error.
+    pub fn check_errors_module(py: Python<'_>, dist: &str, classes: &[&str]) -> PyResult<()> {
+        let module = py.import(ERRORS_MODULE).map_err(|e| {
+            let err = PyImportError::new_err(format!(
+                "{dist} needs the ruvector-common distribution (module {ERRORS_MODULE}); \
+                 install it with: pip install 'ruvector-common>=0.1'"
+            ));
+            err.set_cause(py, Some(e));
+            err
+        })?;
+        let abi: u32 = module.getattr("ERRORS_ABI")?.extract()?;
+        if abi < REQUIRED_ERRORS_ABI {
+            return Err(PyImportError::new_err(format!(
+                "{dist} needs ruvector-common with ERRORS_ABI >= {REQUIRED_ERRORS_ABI}, \
+                 but the installed one has ERRORS_ABI = {abi}; upgrade it with: \
+                 pip install -U ruvector-common"
+            )));
+        }
+        for name in BASE_CLASSES.iter().chain(classes) {
+            module.getattr(*name).map_err(|_| {
+                PyImportError::new_err(format!(
+                    "{dist} raises {ERRORS_MODULE}.{name}, which the installed \
+                     ruvector-common lacks; upgrade it with: pip install -U ruvector-common"
+                ))
+            })?;
+        }
+        Ok(())
     }
 }
 
-/// Imports the shared exception module and checks its contract version.
-/// Called first at module init, so a missing `ruvector-common` is a clear
-/// `ImportError` at `import` time rather than a panic at the first error.
-pub fn check_errors_module(py: Python<'_>, dist: &str) -> PyResult<()> {
-    let module = py.import(ERRORS_MODULE).map_err(|e| {
-        let err = pyo3::exceptions::PyImportError::new_err(format!(
-            "{dist} needs the ruvector-common distribution (module {ERRORS_MODULE}); \
-             install it with: pip install 'ruvector-common>=0.1'"
-        ));
-        err.set_cause(py, Some(e));
-        err
-    })?;
-    let abi: u32 = module.getattr("ERRORS_ABI")?.extract()?;
-    if abi < REQUIRED_ERRORS_ABI {
-        return Err(pyo3::exceptions::PyImportError::new_err(format!(
-            "{dist} needs ruvector-common with ERRORS_ABI >= {REQUIRED_ERRORS_ABI}, \
-             but the installed one has ERRORS_ABI = {abi}; upgrade it with: \
-             pip install -U ruvector-common"
-        )));
-    }
-    // Resolve every class now: an import_exception! that fails later panics.
-    for name in [
-        "RuVectorError",
-        "InvalidArgument",
-        "DimensionMismatch",
-        "NotFound",
-        "VectorIndexError",
-        "EmptyIndex",
-        "PersistError",
-        "LakeError",
-        "BackendError",
-        "CacheMissError",
-        "WitnessMismatch",
-        "EmbedError",
-        "A2aError",
-        "CardSignatureInvalid",
-        "PolicyViolation",
-        "BudgetExceeded",
-        "TransportError",
-    ] {
-        module.getattr(name)?;
-    }
-    Ok(())
-}
+#[cfg(feature = "python")]
+pub use python::{check_errors_module, named_error};
 
 #[cfg(test)]
 mod tests {

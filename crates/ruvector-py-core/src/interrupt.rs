@@ -120,6 +120,7 @@ pub fn catch_panic<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
+#[cfg(feature = "python")]
 mod python {
     use std::sync::mpsc;
 
@@ -153,9 +154,8 @@ mod python {
                         Ok(outcome) => return outcome,
                         Err(mpsc::RecvTimeoutError::Timeout) => {
                             if raised.is_none() {
-                                let polled = cancel.poll_while_running(|| {
-                                    Python::attach(|py| py.check_signals())
-                                });
+                                let polled = cancel
+                                    .poll_while_running(|| Python::attach(|py| py.check_signals()));
                                 if let Err(e) = polled {
                                     *raised = Some(e);
                                 }
@@ -178,6 +178,7 @@ mod python {
     }
 }
 
+#[cfg(feature = "python")]
 pub use python::run_interruptible;
 
 #[cfg(test)]

@@ -14,8 +14,11 @@ static POOL: ForkSafeSlot<ThreadPool> = ForkSafeSlot::new();
 pub fn pool() -> Result<&'static ThreadPool> {
     POOL.get_or_try_init(|| {
         let component = crate::component();
-        let threads =
-            crate::config::thread_count(component, "NUM_THREADS", crate::config::available_cpus())?;
+        let threads = crate::threads::thread_count(
+            component,
+            "NUM_THREADS",
+            crate::threads::available_cpus(),
+        )?;
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(move |i| format!("rv-{component}-cpu-{i}"))

@@ -36,7 +36,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 /// Default worker count: `min(8, cpus)`.
 pub fn default_worker_threads() -> usize {
-    crate::config::available_cpus().min(8)
+    crate::threads::available_cpus().min(8)
 }
 
 /// The runtime, built on first use (never at import).
@@ -44,9 +44,9 @@ pub fn runtime() -> Result<&'static Runtime> {
     RUNTIME.get_or_try_init(|| {
         let component = crate::component();
         let workers =
-            crate::config::thread_count(component, "WORKER_THREADS", default_worker_threads())?;
+            crate::threads::thread_count(component, "WORKER_THREADS", default_worker_threads())?;
         let blocking =
-            crate::config::thread_count(component, "MAX_BLOCKING_THREADS", workers.max(2))?;
+            crate::threads::thread_count(component, "MAX_BLOCKING_THREADS", workers.max(2))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .max_blocking_threads(blocking)
@@ -177,14 +177,15 @@ where
 /// Returns a coroutine that runs `work` on the runtime's blocking pool
 /// (GIL released) and resolves to `convert(result)`. Cancelling the awaiting
 /// task drops the result; work that already started runs to completion.
-pub fn awaitable<'py, T, W>(
+pub fn awaitable<'py, T, E, W>(
     py: Python<'py>,
     work: W,
     convert: Convert<T>,
 ) -> PyResult<Bound<'py, PyAny>>
 where
     T: Send + 'static,
-    W: FnOnce() -> Result<T> + Send + 'static,
+    E: Into<PyErr> + Send + 'static,
+    W: FnOnce() -> std::result::Result<T, E> + Send + 'static,
 {
     let rt = runtime()?;
     coroutine(py, move |loop_, fut| {
@@ -195,14 +196,15 @@ where
 
 /// Like [`awaitable`], for async Rust work (HTTP, timers): `fut` runs on the
 /// runtime's workers; cancelling the awaiting task aborts it.
-pub fn awaitable_future<'py, T, F>(
+pub fn awaitable_future<'py, T, E, F>(
     py: Python<'py>,
     fut: F,
     convert: Convert<T>,
 ) -> PyResult<Bound<'py, PyAny>>
 where
     T: Send + 'static,
-    F: std::future::Future<Output = Result<T>> + Send + 'static,
+    E: Into<PyErr> + Send + 'static,
+    F: std::future::Future<Output = std::result::Result<T, E>> + Send + 'static,
 {
     let rt = runtime()?;
     coroutine(py, move |loop_, pyfut| {
@@ -218,16 +220,22 @@ where
 
 /// Runs async Rust work to completion from synchronous Python, with the GIL
 /// released (for the sync siblings of async methods).
-pub fn block_on<T, F>(py: Python<'_>, fut: F) -> Result<T>
+pub fn block_on<T, E, F>(py: Python<'_>, fut: F) -> std::result::Result<T, E>
 where
     T: Send,
-    F: std::future::Future<Output = Result<T>> + Send,
+    E: From<Error> + Send,
+    F: std::future::Future<Output = std::result::Result<T, E>> + Send,
 {
     let rt = runtime()?;
     py.detach(|| rt.block_on(fut))
 }
 
-fn hand_off<T>(loop_: Py<PyAny>, fut: Py<PyAny>, outcome: Result<T>, convert: Convert<T>) {
+fn hand_off<T, E: Into<PyErr>>(
+    loop_: Py<PyAny>,
+    fut: Py<PyAny>,
+    outcome: std::result::Result<T, E>,
+    convert: Convert<T>,
+) {
     let Some(_guard) = InflightGuard::enter() else {
         // Interpreter is exiting: nobody will read this result. The Py
         // handles are released by PyO3's deferred reference pool.
@@ -235,7 +243,7 @@ fn hand_off<T>(loop_: Py<PyAny>, fut: Py<PyAny>, outcome: Result<T>, convert: Co
     };
     Python::attach(|py| {
         let delivered = (|| -> PyResult<()> {
-            let (ok, value) = match outcome.map_err(PyErr::from).and_then(|v| convert(py, v)) {
+            let (ok, value) = match outcome.map_err(Into::into).and_then(|v| convert(py, v)) {
                 Ok(v) => (true, v),
                 Err(e) => (false, e.into_value(py).into_any()),
             };

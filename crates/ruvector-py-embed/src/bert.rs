@@ -8,7 +8,7 @@
 //! sentences and no padding exists, the result equals the padded, masked
 //! computation of the reference implementation up to float rounding.
 
-use ruvector_py_core::{Error, Result};
+use crate::error::{Error, Result};
 
 use crate::config::{BertConfig, Pooling};
 use crate::safetensors::SafeTensors;

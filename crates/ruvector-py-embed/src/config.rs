@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use ruvector_py_core::{Error, Result};
+use crate::error::{Error, FromBase, Result};
 
 use crate::files::ModelDir;
 

@@ -8,7 +8,9 @@ use pyo3::types::{PyDict, PyString};
 
 use ruvector_py_core::args::int_in_range;
 use ruvector_py_core::arrays::{f32_matrix, f32_vector, type_name};
-use ruvector_py_core::{runtime, Error};
+use ruvector_py_core::runtime;
+
+use crate::error::{Error, FromBase};
 
 use crate::config::{Defaults, Pooling};
 use crate::files::ModelDir;

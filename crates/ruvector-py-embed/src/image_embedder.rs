@@ -17,7 +17,11 @@ use pyo3::types::{PyBytes, PyDict, PyString, PyType};
 use rayon::prelude::*;
 
 use ruvector_py_core::arrays::{f32_matrix, f32_vector, shape_text, type_name};
-use ruvector_py_core::{parallel, runtime, Error, Result};
+use ruvector_py_core::{parallel, runtime};
+
+use ruvector_py_core::errors::Error as BaseError;
+
+use crate::error::{Error, FromBase, Result};
 
 use crate::files::ModelDir;
 use crate::image::{Rgb8, CROP, MAX_SIDE};
@@ -205,7 +209,7 @@ impl<'py> Batch<'py> {
                 .into());
             }
             check_image_shape(&shape[1..], "images[i]").map_err(|e| match e {
-                Error::InvalidArgument(m) => {
+                Error::Base(BaseError::InvalidArgument(m)) => {
                     Error::invalid(format!("{m} (the batch has shape {})", shape_text(&shape)))
                 }
                 other => other,
@@ -391,7 +395,7 @@ impl ImageEmbedder {
         let model = Arc::clone(&self.model);
         runtime::awaitable(
             py,
-            move || Ok(model.embed_one(&img)),
+            move || Ok::<_, Error>(model.embed_one(&img)),
             Box::new(|py, v: Vec<f32>| Ok(f32_vector(py, v))),
         )
     }

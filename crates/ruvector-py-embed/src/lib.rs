@@ -18,6 +18,7 @@ pub mod config;
 pub mod conv;
 pub mod embedder;
 mod erf_table;
+pub mod error;
 pub mod files;
 pub mod gemm;
 pub mod image;
@@ -32,7 +33,13 @@ use pyo3::prelude::*;
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    ruvector_py_core::init_module(m, "embed", "ruvector-embed", env!("CARGO_PKG_VERSION"))?;
+    ruvector_py_core::init_module(
+        m,
+        "embed",
+        "ruvector-embed",
+        env!("CARGO_PKG_VERSION"),
+        error::CLASSES,
+    )?;
     m.add_class::<embedder::Embedder>()?;
     m.add_class::<image_embedder::ImageEmbedder>()?;
     m.add_function(wrap_pyfunction!(embedder::sha256_file, m)?)?;

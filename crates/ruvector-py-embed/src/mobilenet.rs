@@ -10,7 +10,7 @@
 //! file, [`MobileNetV3Small::untrained`] draws weights from a fixed-seed
 //! generator: the same bits on every machine, but no semantics.
 
-use ruvector_py_core::{Error, Result};
+use crate::error::{Error, Result};
 
 use crate::conv::{self, Act};
 use crate::image::CROP;

@@ -4,7 +4,9 @@
 
 use rayon::prelude::*;
 
-use ruvector_py_core::{parallel, Error, Result};
+use ruvector_py_core::parallel;
+
+use crate::error::{Error, FromBase, Result};
 
 use crate::bert::Bert;
 use crate::config::{Defaults, ModelConfig, Pooling};

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use ruvector_py_core::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Largest JSON header accepted (real checkpoints use a few tens of KB).
 const MAX_HEADER: u64 = 100 << 20;

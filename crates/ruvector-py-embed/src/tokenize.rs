@@ -5,7 +5,7 @@
 
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use ruvector_py_core::{Error, Result};
+use crate::error::{Error, Result};
 
 pub struct TextTokenizer {
     inner: Tokenizer,

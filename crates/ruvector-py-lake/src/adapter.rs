@@ -16,12 +16,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::error::{Error, FromBase};
 use numpy::PyUntypedArrayMethods;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 use ruvector_py_core::arrays::{ids_u64, matrix_f32, type_name};
 use ruvector_py_core::runtime::InflightGuard;
-use ruvector_py_core::Error;
 use ruvector_rulake::{Generation, RuLakeBundle};
 
 use crate::source::{check_name, Failure, LResult, Pulled, Source, MAX_LAKE_DIM};

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::error::{Error, FromBase};
 use numpy::PyUntypedArrayMethods;
 use pyo3::prelude::*;
 use ruvector_py_core::arrays::{ids_u64, matrix_f32};
-use ruvector_py_core::Error;
 
 use crate::source::{FsSource, LocalSource, Source};
 
@@ -72,13 +72,13 @@ impl LocalBackend {
     /// Number of vectors in `collection` (`NotFound` if there is none).
     fn count(&self, collection: &str) -> PyResult<usize> {
         self.src.count(collection).ok_or_else(|| {
-            Error::NotFound {
-                message: format!(
+            Error::not_found(
+                format!(
                     "backend {:?} has no collection {collection:?}",
                     self.src.name()
                 ),
-                key: None,
-            }
+                None,
+            )
             .into()
         })
     }

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::error::Error;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
-use ruvector_py_core::Error;
 use ruvector_rulake::{Generation, RuLakeBundle};
 
 use crate::persist;

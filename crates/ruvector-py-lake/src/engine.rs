@@ -25,7 +25,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use rayon::prelude::*;
-use ruvector_py_core::{parallel, Error};
+use ruvector_py_core::parallel;
+
+use crate::error::{Error, FromBase};
 pub use ruvector_py_index::engine::Engine as Index;
 use ruvector_py_index::engine::{Kind, Params, Rotation, SearchOpts};
 use ruvector_rulake::RuLakeBundle;

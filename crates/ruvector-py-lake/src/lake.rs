@@ -15,7 +15,9 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use ruvector_py_core::args::int_in_range;
 use ruvector_py_core::arrays::{matrix_f32, vector_f32};
-use ruvector_py_core::{runtime, validate, Error};
+use ruvector_py_core::{runtime, validate};
+
+use crate::error::{Error, FromBase};
 
 use crate::adapter::PySource;
 use crate::backends::{FsBackend, LocalBackend};
@@ -366,9 +368,11 @@ impl RuLake {
         runtime::awaitable(
             py,
             move || {
-                Ok(engine
-                    .search_one(&key, &q, k, rf)
-                    .map(|h| one_to_hits(&key, h)))
+                Ok::<_, Error>(
+                    engine
+                        .search_one(&key, &q, k, rf)
+                        .map(|h| one_to_hits(&key, h)),
+                )
             },
             Box::new(|py, r: LResult<Hits>| hits_to_list(py, r?)),
         )
@@ -409,7 +413,7 @@ impl RuLake {
         let engine = Arc::clone(&self.engine);
         runtime::awaitable(
             py,
-            move || Ok(engine.search_federated(&targets, &q, k, rf)),
+            move || Ok::<_, Error>(engine.search_federated(&targets, &q, k, rf)),
             Box::new(|py, r: LResult<Hits>| hits_to_list(py, r?)),
         )
     }
@@ -451,7 +455,7 @@ impl RuLake {
         let engine = Arc::clone(&self.engine);
         runtime::awaitable(
             py,
-            move || Ok(engine.search_batch(&key, &q, cols, k, rf)),
+            move || Ok::<_, Error>(engine.search_batch(&key, &q, cols, k, rf)),
             Box::new(move |py, r: LResult<Batch>| batch_to_numpy(py, nq, r?)),
         )
     }

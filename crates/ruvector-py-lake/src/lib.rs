@@ -12,6 +12,7 @@ pub mod adapter;
 pub mod backends;
 pub mod bundle;
 pub mod engine;
+pub mod error;
 pub mod lake;
 pub mod persist;
 pub mod source;
@@ -21,7 +22,13 @@ use pyo3::prelude::*;
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    ruvector_py_core::init_module(m, "lake", "ruvector-lake", env!("CARGO_PKG_VERSION"))?;
+    ruvector_py_core::init_module(
+        m,
+        "lake",
+        "ruvector-lake",
+        env!("CARGO_PKG_VERSION"),
+        error::CLASSES,
+    )?;
     m.add_class::<lake::RuLake>()?;
     m.add_class::<lake::LakeSession>()?;
     m.add_class::<backends::LocalBackend>()?;

@@ -29,8 +29,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::error::{Error, FromBase};
 use ruvector_py_core::io::{write_le, CrcWriter};
-use ruvector_py_core::Error;
 use ruvector_rulake::RuLakeBundle;
 
 use crate::engine::{build_index, index_params, EntryData, Index, Key, Snapshot};

@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
 use pyo3::prelude::*;
-use ruvector_py_core::{validate, Error};
+use ruvector_py_core::validate;
+
+use crate::error::{Error, FromBase};
 use ruvector_rulake::{BackendAdapter, Generation, LocalBackend, RuLakeBundle, RuLakeError};
 
 /// Largest dimension a lake collection may have. ruLake always uses the
@@ -42,6 +44,12 @@ pub type LResult<T> = std::result::Result<T, Failure>;
 impl From<Error> for Failure {
     fn from(err: Error) -> Self {
         Failure(Box::new((err, None)))
+    }
+}
+
+impl From<ruvector_py_core::Error> for Failure {
+    fn from(err: ruvector_py_core::Error) -> Self {
+        Error::from(err).into()
     }
 }
 
@@ -123,7 +131,7 @@ pub trait Source: Send + Sync {
 
 /// Checks a backend, collection or file name: non-empty, at most 255 bytes,
 /// no control characters, no path separators or drive colons, not `.`/`..`.
-pub fn check_name(what: &str, name: &str) -> ruvector_py_core::Result<()> {
+pub fn check_name(what: &str, name: &str) -> crate::error::Result<()> {
     let bad = |why: &str| {
         Err(Error::invalid(format!(
             "{what} {name:?} is not allowed: {why}"
@@ -207,7 +215,7 @@ pub struct LocalSource {
 }
 
 impl LocalSource {
-    pub fn new(name: &str) -> ruvector_py_core::Result<Self> {
+    pub fn new(name: &str) -> crate::error::Result<Self> {
         check_name("backend name", name)?;
         Ok(Self {
             name: name.to_string(),
@@ -228,7 +236,7 @@ impl LocalSource {
         ids: &[u64],
         data: &[f32],
         dim: usize,
-    ) -> ruvector_py_core::Result<()> {
+    ) -> crate::error::Result<()> {
         check_name("collection name", collection)?;
         if dim == 0 || dim > MAX_LAKE_DIM {
             return Err(Error::invalid(format!(
@@ -356,7 +364,7 @@ fn io_err(backend: &str, what: String, e: std::io::Error) -> Failure {
 }
 
 impl FsSource {
-    pub fn new(name: &str, root: &Path) -> ruvector_py_core::Result<Self> {
+    pub fn new(name: &str, root: &Path) -> crate::error::Result<Self> {
         check_name("backend name", name)?;
         std::fs::create_dir_all(root).map_err(|e| {
             Error::Lake(format!(
@@ -380,7 +388,7 @@ impl FsSource {
 
     /// Maps `collection` to `filename` (inside the root). The file may not
     /// exist yet.
-    pub fn register(&self, collection: &str, filename: &str) -> ruvector_py_core::Result<()> {
+    pub fn register(&self, collection: &str, filename: &str) -> crate::error::Result<()> {
         check_name("collection name", collection)?;
         check_name("file name", filename)?;
         self.crate_backend

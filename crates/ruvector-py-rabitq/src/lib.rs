@@ -12,7 +12,13 @@ use ruvector_py_index::{engine, ivf};
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    ruvector_py_core::init_module(m, "rabitq", "ruvector-rabitq", env!("CARGO_PKG_VERSION"))?;
+    ruvector_py_core::init_module(
+        m,
+        "rabitq",
+        "ruvector-rabitq",
+        env!("CARGO_PKG_VERSION"),
+        &[],
+    )?;
     m.add_class::<index::IndexBase>()?;
     m.add_class::<index::FlatF32Index>()?;
     m.add_class::<index::RabitqIndex>()?;

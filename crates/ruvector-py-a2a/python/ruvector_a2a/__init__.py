@@ -25,8 +25,11 @@ card raises :class:`CardSignatureInvalid`. Errors are the shared classes of
 ``ruvector_common.errors`` (re-exported here).
 """
 
-# The native module first: if ruvector-common is missing, its import error
-# names the distribution to install.
+# The native module first: if ruvector-common is missing or too old, its
+# ImportError names the distribution to install.
+from . import _native  # loaded first on purpose
+
+# isort: split
 from ruvector_common.errors import (
     A2aError,
     BudgetExceeded,
@@ -37,7 +40,6 @@ from ruvector_common.errors import (
     TransportError,
 )
 
-from . import _native
 from ._client import A2aClient, TaskStream, TaskStreamSync
 from ._native import (
     __version__,

@@ -28,11 +28,13 @@ Errors are the shared classes of ``ruvector_common.errors``:
 :class:`InvalidArgument` for bad arguments.
 """
 
-# The native module first: if ruvector-common is missing, its import error
-# names the distribution to install.
+# The native module first: if ruvector-common is missing or too old, its
+# ImportError names the distribution to install.
+from . import _native  # noqa: F401  (loaded first on purpose)
+
+# isort: split
 from ruvector_common.errors import EmbedError, InvalidArgument, RuVectorError
 
-from . import _native  # noqa: F401  (loaded first on purpose)
 from ._models import (
     KNOWN_MODELS,
     SOURCES,

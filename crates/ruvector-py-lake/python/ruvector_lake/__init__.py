@@ -20,8 +20,11 @@ here): ``LakeError`` and its subclasses, ``InvalidArgument``,
 ``DimensionMismatch``.
 """
 
-# The native module first: if ruvector-common is missing, its import error
-# names the distribution to install.
+# The native module first: if ruvector-common is missing or too old, its
+# ImportError names the distribution to install.
+from . import _native  # loaded first on purpose
+
+# isort: split
 from ruvector_common.errors import (
     BackendError,
     CacheMissError,
@@ -33,7 +36,6 @@ from ruvector_common.errors import (
     WitnessMismatch,
 )
 
-from . import _native
 from ._adapter import BackendAdapter
 from ._builder import RuLakeBuilder
 from ._native import (

@@ -20,8 +20,11 @@ Errors are the shared classes of ``ruvector_common.errors`` (also exported
 here), so ``except ruvector.RuVectorError`` catches every one of them.
 """
 
-# The native module first: if ruvector-common is missing, its import error
-# names the distribution to install.
+# The native module first: if ruvector-common is missing or too old, its
+# ImportError names the distribution to install.
+from . import _native  # loaded first on purpose
+
+# isort: split
 from ruvector_common.errors import (
     DimensionMismatch,
     EmptyIndex,
@@ -32,7 +35,6 @@ from ruvector_common.errors import (
     VectorIndexError,
 )
 
-from . import _native
 from ._native import (
     FlatF32Index,
     IvfRabitqIndex,

@@ -19,51 +19,13 @@ Most users reach them through the ``ruvector`` meta package instead.
 
 import typing as _typing
 
-# Names listed in __all__ below are re-exported (also for type checkers).
-from ruvector_common.errors import (
-    ERRORS_ABI,
-    A2aError,
-    BackendError,
-    BudgetExceeded,
-    CacheMissError,
-    CardSignatureInvalid,
-    DimensionMismatch,
-    EmbedError,
-    EmptyIndex,
-    InvalidArgument,
-    LakeError,
-    MissingComponentError,
-    NotFound,
-    PersistError,
-    PolicyViolation,
-    RuVectorError,
-    TransportError,
-    VectorIndexError,
-    WitnessMismatch,
-)
+from ruvector_common import errors as _errors
 
-__all__ = [
-    "__version__",
-    "ERRORS_ABI",
-    "RuVectorError",
-    "InvalidArgument",
-    "DimensionMismatch",
-    "NotFound",
-    "VectorIndexError",
-    "EmptyIndex",
-    "PersistError",
-    "LakeError",
-    "BackendError",
-    "CacheMissError",
-    "WitnessMismatch",
-    "EmbedError",
-    "A2aError",
-    "CardSignatureInvalid",
-    "PolicyViolation",
-    "BudgetExceeded",
-    "TransportError",
-    "MissingComponentError",
-]
+# The one list of classes is errors.__all__: everything in it is re-exported.
+from ruvector_common.errors import *  # noqa: F403
+
+__all__ = ["__version__"]
+__all__ += _errors.__all__
 
 _DIST_NAME = "ruvector-common"
 _UNKNOWN_VERSION = "0+unknown"

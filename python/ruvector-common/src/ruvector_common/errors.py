@@ -1,13 +1,14 @@
 """The exception hierarchy shared by every RuVector Python package.
 
-Each compiled RuVector wheel (``ruvector-rabitq`` and the planned
-``ruvector-lake``, ``ruvector-embed`` and ``ruvector-a2a``) imports its
-exception classes from this module instead of defining its own, so that a
-single ``except RuVectorError`` catches errors from any of them, whichever
-subset is installed.
+Each compiled RuVector wheel (``ruvector-rabitq``, ``ruvector-lake``,
+``ruvector-embed``, ``ruvector-a2a``) imports its exception classes from this
+module instead of defining its own, so that a single ``except RuVectorError``
+catches errors from any of them, whichever subset is installed.
 
-The class names and constructor signatures are a contract with the Rust side
-(``pyo3::import_exception!(ruvector_common.errors, Name)``): classes may be
+``__all__`` below is the one list of the classes: ``ruvector_common`` and
+``ruvector`` re-export it, and each wheel checks at import that the classes
+it raises (its ``_native._error_classes``) are here. The class names and
+constructor signatures are a contract with the Rust side: classes may be
 added, but never renamed or removed. :data:`ERRORS_ABI` is bumped if that
 contract ever has to change incompatibly.
 

@@ -38,53 +38,17 @@ import importlib.util as _importlib_util
 import sys as _sys
 import typing as _typing
 
-# Every exception class, eagerly: listed in __all__ below, so re-exported.
-from ruvector_common.errors import (
-    A2aError,
-    BackendError,
-    BudgetExceeded,
-    CacheMissError,
-    CardSignatureInvalid,
-    DimensionMismatch,
-    EmbedError,
-    EmptyIndex,
-    InvalidArgument,
-    LakeError,
-    MissingComponentError,
-    NotFound,
-    PersistError,
-    PolicyViolation,
-    RuVectorError,
-    TransportError,
-    VectorIndexError,
-    WitnessMismatch,
-)
+from ruvector_common import errors as _errors
+
+# Every exception class, eagerly: the one list is ruvector_common.errors.__all__.
+from ruvector_common.errors import *  # noqa: F403
+from ruvector_common.errors import MissingComponentError
 
 # Names that exist as soon as ``ruvector`` is imported. The lazily imported
 # component names are deliberately not listed: ``from ruvector import *`` must
 # work with any subset of the components installed.
-__all__: list[str] = [
-    "RuVectorError",
-    "InvalidArgument",
-    "DimensionMismatch",
-    "NotFound",
-    "VectorIndexError",
-    "EmptyIndex",
-    "PersistError",
-    "LakeError",
-    "BackendError",
-    "CacheMissError",
-    "WitnessMismatch",
-    "EmbedError",
-    "A2aError",
-    "CardSignatureInvalid",
-    "PolicyViolation",
-    "BudgetExceeded",
-    "TransportError",
-    "MissingComponentError",
-    "available",
-    "versions",
-]
+__all__: list[str] = ["available", "versions"]
+__all__ += _errors.__all__
 
 _DIST_NAME = "ruvector"
 _COMMON_DIST_NAME = "ruvector-common"

@@ -1,0 +1,69 @@
+//! What every wheel's `#[pymodule]` runs first.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::{component, cpu, errors, parallel, runtime};
+
+/// `cpu_features()` → `{"arch": "x86_64", "avx2": True, ...}`.
+#[pyfunction]
+fn cpu_features(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("arch", std::env::consts::ARCH)?;
+    for (name, on) in cpu::features() {
+        d.set_item(name, on)?;
+    }
+    Ok(d)
+}
+
+/// `runtime_info()` → state of this wheel's tokio runtime and rayon pool.
+#[pyfunction]
+fn runtime_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let (started, workers, blocking) = runtime::runtime_state();
+    let d = PyDict::new(py);
+    d.set_item("component", component())?;
+    d.set_item("started", started)?;
+    d.set_item("worker_threads", workers)?;
+    d.set_item("max_blocking_threads", blocking)?;
+    d.set_item("default_worker_threads", runtime::default_worker_threads())?;
+    d.set_item("pool_threads", parallel::pool_threads())?;
+    Ok(d)
+}
+
+/// Sets up a wheel's native module: checks the shared exceptions (the base
+/// classes and `error_classes`, the names of the wheel's own), adds
+/// `__version__`, `_error_classes`, `cpu_features`, `runtime_info`, and
+/// registers the exit and fork hooks of the runtime bridge. Starts no
+/// threads.
+pub fn init_module(
+    m: &Bound<'_, PyModule>,
+    component: &'static str,
+    dist: &str,
+    version: &str,
+    error_classes: &[&str],
+) -> PyResult<()> {
+    let py = m.py();
+    errors::check_errors_module(py, dist, error_classes)?;
+    py.import("ruvector_common._aio")?;
+    crate::set_component(component);
+    m.add("__version__", version)?;
+    // Every class this wheel can raise, for the test that checks them
+    // against ruvector_common.errors.__all__.
+    let raised: Vec<&str> = errors::BASE_CLASSES
+        .iter()
+        .chain(error_classes)
+        .copied()
+        .collect();
+    m.add("_error_classes", raised)?;
+    m.add_function(wrap_pyfunction!(cpu_features, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime_info, m)?)?;
+
+    let quiesce = wrap_pyfunction!(runtime::quiesce, m)?;
+    py.import("atexit")?.call_method1("register", (quiesce,))?;
+    let reset = wrap_pyfunction!(runtime::reset_after_fork, m)?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("after_in_child", reset)?;
+    py.import("os")?
+        .call_method("register_at_fork", (), Some(&kwargs))?;
+    Ok(())
+}
