@@ -28,7 +28,7 @@ def _raised_by_wheels() -> Dict[str, List[str]]:
     raised: Dict[str, List[str]] = {}
     for wheel in WHEELS:
         native = importlib.import_module(f"{wheel}._native")
-        classes = getattr(native, "_error_classes")
+        classes = vars(native)["_error_classes"]
         assert isinstance(classes, list)
         raised[wheel] = [str(c) for c in classes]
     return raised

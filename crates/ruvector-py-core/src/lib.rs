@@ -19,7 +19,7 @@
 //! * [`arrays`] and [`args`] — zero-copy NumPy input views and checked
 //!   scalar arguments;
 //! * [`runtime`] — the lazily built tokio runtime and the exit-safe,
-//!   fork-aware asyncio bridge;
+//!   fork-aware asyncio bridge; [`py_modules`] — Rust → Python look-ups;
 //! * [`init_module`] — what a wheel calls first thing in its `#[pymodule]`.
 
 pub mod cpu;
@@ -37,6 +37,8 @@ pub mod args;
 pub mod arrays;
 #[cfg(feature = "python")]
 mod module;
+#[cfg(feature = "python")]
+pub mod py_modules;
 #[cfg(feature = "python")]
 pub mod runtime;
 

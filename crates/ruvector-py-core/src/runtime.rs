@@ -19,11 +19,11 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyCFunction, PyDict, PyTuple};
 use tokio::runtime::Runtime;
 
 use crate::errors::{Error, Result};
+use crate::py_modules::{AIO_DELIVER, AIO_RUN};
 use crate::slot::ForkSafeSlot;
 
 static RUNTIME: ForkSafeSlot<Runtime> = ForkSafeSlot::new();
@@ -118,20 +118,6 @@ pub fn reset_after_fork() {
     crate::parallel::forget_after_fork();
 }
 
-static AIO_RUN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static AIO_DELIVER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-fn aio_attr<'py>(
-    py: Python<'py>,
-    cell: &'static PyOnceLock<Py<PyAny>>,
-    name: &str,
-) -> PyResult<Bound<'py, PyAny>> {
-    cell.get_or_try_init(py, || {
-        Ok(py.import("ruvector_common._aio")?.getattr(name)?.unbind())
-    })
-    .map(|f| f.bind(py).clone())
-}
-
 /// Converts the Rust result into a Python value, with the GIL held.
 pub type Convert<T> = Box<dyn FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send>;
 
@@ -171,7 +157,7 @@ where
             Ok(cancel.into_any().unbind())
         },
     )?;
-    aio_attr(py, &AIO_RUN, "run")?.call1((start,))
+    AIO_RUN.get(py)?.call1((start,))
 }
 
 /// Returns a coroutine that runs `work` on the runtime's blocking pool
@@ -247,7 +233,7 @@ fn hand_off<T, E: Into<PyErr>>(
                 Ok(v) => (true, v),
                 Err(e) => (false, e.into_value(py).into_any()),
             };
-            let deliver = aio_attr(py, &AIO_DELIVER, "deliver")?;
+            let deliver = AIO_DELIVER.get(py)?;
             loop_.call_method1(py, "call_soon_threadsafe", (deliver, fut, ok, value))?;
             Ok(())
         })();

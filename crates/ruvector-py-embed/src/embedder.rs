@@ -11,6 +11,7 @@ use ruvector_py_core::arrays::{f32_matrix, f32_vector, type_name};
 use ruvector_py_core::runtime;
 
 use crate::error::{Error, FromBase};
+use crate::py_modules::{IMAGE_MODEL_NAME, RESOLVE_MODEL};
 
 use crate::config::{Defaults, Pooling};
 use crate::files::ModelDir;
@@ -95,10 +96,7 @@ impl Embedder {
         max_seq_length: Option<&Bound<'_, PyAny>>,
         weights: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let image_name = py
-            .import("ruvector_embed._models")?
-            .getattr("image_model_name")?
-            .call1((name,))?;
+        let image_name = IMAGE_MODEL_NAME.get(py)?.call1((name,))?;
         if !image_name.is_none() {
             let max_seq_length = max_seq_length.filter(|o| !o.is_none());
             if pooling.is_some() || max_seq_length.is_some() {
@@ -131,10 +129,7 @@ impl Embedder {
         kwargs.set_item("cache_dir", cache_dir)?;
         kwargs.set_item("download", download)?;
         kwargs.set_item("sources", sources)?;
-        let resolved = py
-            .import("ruvector_embed._models")?
-            .getattr("resolve_model")?
-            .call((name,), Some(&kwargs))?;
+        let resolved = RESOLVE_MODEL.get(py)?.call((name,), Some(&kwargs))?;
         let path: String = resolved.getattr("path")?.str()?.to_cow()?.into_owned();
         let digests: HashMap<String, String> = resolved.getattr("digests")?.extract()?;
         let pooling_default: String = resolved.getattr("pooling")?.extract()?;

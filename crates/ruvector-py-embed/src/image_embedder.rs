@@ -22,6 +22,7 @@ use ruvector_py_core::{parallel, runtime};
 use ruvector_py_core::errors::Error as BaseError;
 
 use crate::error::{Error, FromBase, Result};
+use crate::py_modules::RESOLVE_IMAGE_WEIGHTS;
 
 use crate::files::ModelDir;
 use crate::image::{Rgb8, CROP, MAX_SIDE};
@@ -302,9 +303,8 @@ impl ImageEmbedder {
         kwargs.set_item("cache_dir", cache_dir)?;
         kwargs.set_item("download", download)?;
         kwargs.set_item("sources", sources)?;
-        let resolved = py
-            .import("ruvector_embed._models")?
-            .getattr("resolve_image_weights")?
+        let resolved = RESOLVE_IMAGE_WEIGHTS
+            .get(py)?
             .call((name,), Some(&kwargs))?;
         let path = resolved.getattr("path")?;
         let weights_path: Option<String> = if path.is_none() {

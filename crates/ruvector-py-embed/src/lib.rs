@@ -25,6 +25,7 @@ pub mod image;
 pub mod image_embedder;
 pub mod mobilenet;
 pub mod model;
+pub mod py_modules;
 pub mod safetensors;
 pub mod tokenize;
 

@@ -11,13 +11,15 @@ use std::sync::{Arc, Mutex};
 
 use numpy::{PyArray1, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use ruvector_py_core::args::int_in_range;
 use ruvector_py_core::arrays::{matrix_f32, vector_f32};
 use ruvector_py_core::{runtime, validate};
 
 use crate::error::{Error, FromBase};
+use crate::py_modules::{
+    BACKEND_ADAPTER, BACKEND_STATS, CACHE_STATS, CONSISTENCY, LAKE_HIT, REFRESH_RESULT,
+};
 
 use crate::adapter::PySource;
 use crate::backends::{FsBackend, LocalBackend};
@@ -28,21 +30,10 @@ use crate::engine::{
 use crate::persist;
 use crate::source::{LResult, Source};
 
-static TYPES: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-
-fn types_attr<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    TYPES
-        .get_or_try_init(py, || {
-            Ok::<_, PyErr>(py.import("ruvector_lake._types")?.unbind())
-        })?
-        .bind(py)
-        .getattr(name)
-}
-
 type Hits = Vec<(Key, u64, f32)>;
 
 fn hits_to_list(py: Python<'_>, hits: Hits) -> PyResult<Py<PyAny>> {
-    let cls = types_attr(py, "LakeHit")?;
+    let cls = LAKE_HIT.get(py)?;
     let list = PyList::empty(py);
     for ((b, c), id, score) in hits {
         list.append(cls.call1((id, score, b, c))?)?;
@@ -156,7 +147,8 @@ fn targets_arg(engine: &Engine, targets: &Bound<'_, PyAny>) -> PyResult<Vec<Key>
 }
 
 fn stats_tuple(py: Python<'_>, s: &PerStats) -> PyResult<Py<PyAny>> {
-    Ok(types_attr(py, "BackendStats")?
+    Ok(BACKEND_STATS
+        .get(py)?
         .call1((s.hits, s.misses, s.primes, s.invalidations, s.shared_hits))?
         .unbind())
 }
@@ -169,7 +161,7 @@ fn consistency_arg(
         Some(o) => o.py(),
         None => return Ok(Consistency::Fresh),
     };
-    let cls = types_attr(py, "Consistency")?;
+    let cls = CONSISTENCY.get(py)?;
     let mode = match consistency.filter(|o| !o.is_none()) {
         None => "fresh".to_string(),
         Some(c) if c.is_instance(&cls)? => c.getattr("value")?.extract::<String>()?,
@@ -219,9 +211,7 @@ impl RuLake {
             return Ok(b.get().src.clone());
         }
         let py = backend.py();
-        let base = py
-            .import("ruvector_lake._adapter")?
-            .getattr("BackendAdapter")?;
+        let base = BACKEND_ADAPTER.get(py)?;
         if backend.is_instance(&base)? {
             return Ok(Arc::new(PySource::new(backend)?));
         }
@@ -276,12 +266,8 @@ impl RuLake {
     /// A `RuLakeBuilder` (chain `.rerank_factor(..)`, `.rotation_seed(..)`,
     /// `.max_cache_entries(..)`, `.consistency(..)`, then `.build()`).
     #[staticmethod]
-    fn builder(py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(py
-            .import("ruvector_lake._builder")?
-            .getattr("RuLakeBuilder")?
-            .call0()?
-            .unbind())
+    fn builder() -> RuLakeBuilder {
+        RuLakeBuilder::default()
     }
 
     /// Adds a backend (`LocalBackend`, `FsBackend` or a `BackendAdapter`
@@ -320,7 +306,7 @@ impl RuLake {
             Consistency::Eventual { .. } => "EVENTUAL",
             Consistency::Frozen => "FROZEN",
         };
-        types_attr(py, "Consistency")?.getattr(name)
+        CONSISTENCY.get(py)?.getattr(name)
     }
 
     /// The `Consistency.EVENTUAL` time-to-live in milliseconds, else `None`.
@@ -509,7 +495,7 @@ impl RuLake {
                 _ => "UP_TO_DATE",
             })
         })?;
-        types_attr(py, "RefreshResult")?.getattr(name)
+        REFRESH_RESULT.get(py)?.getattr(name)
     }
 
     /// Witness of the cached entry of `(backend, collection)`, or `None`.
@@ -533,7 +519,8 @@ impl RuLake {
     fn cache_stats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let s = self.engine.stats();
         let n = self.engine.entry_count();
-        Ok(types_attr(py, "CacheStats")?
+        Ok(CACHE_STATS
+            .get(py)?
             .call1((
                 s.hits,
                 s.misses,
@@ -772,5 +759,87 @@ impl LakeSession {
     fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
         self.close();
         false
+    }
+}
+
+/// Collects settings, then :meth:`build` makes the lake (and checks them).
+///
+/// >>> import ruvector_lake as rl
+/// >>> lake = rl.RuLake.builder().rerank_factor(10).consistency(rl.Consistency.FROZEN).build()
+/// >>> lake.rerank_factor, lake.consistency
+/// (10, <Consistency.FROZEN: 'frozen'>)
+#[pyclass(module = "ruvector_lake", name = "RuLakeBuilder")]
+#[derive(Default)]
+pub struct RuLakeBuilder {
+    rerank_factor: Option<Py<PyAny>>,
+    rotation_seed: Option<Py<PyAny>>,
+    max_cache_entries: Option<Py<PyAny>>,
+    consistency: Option<Py<PyAny>>,
+    ttl_ms: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl RuLakeBuilder {
+    #[new]
+    fn py_new() -> Self {
+        Self::default()
+    }
+
+    /// Exact-rerank width of every cached index (1..1024, default 20).
+    fn rerank_factor(mut slf: PyRefMut<'_, Self>, value: Py<PyAny>) -> PyRefMut<'_, Self> {
+        slf.rerank_factor = Some(value);
+        slf
+    }
+
+    /// Seed of the random rotation (0..2**64-1, default 42).
+    fn rotation_seed(mut slf: PyRefMut<'_, Self>, value: Py<PyAny>) -> PyRefMut<'_, Self> {
+        slf.rotation_seed = Some(value);
+        slf
+    }
+
+    /// Most cached indexes; the least recently used is evicted (default: no limit).
+    fn max_cache_entries(mut slf: PyRefMut<'_, Self>, value: Py<PyAny>) -> PyRefMut<'_, Self> {
+        slf.max_cache_entries = Some(value);
+        slf
+    }
+
+    /// Coherence mode; ``ttl_ms`` is required for ``Consistency.EVENTUAL`` only.
+    #[pyo3(signature = (mode, *, ttl_ms=None))]
+    fn consistency(
+        mut slf: PyRefMut<'_, Self>,
+        mode: Py<PyAny>,
+        ttl_ms: Option<Py<PyAny>>,
+    ) -> PyRefMut<'_, Self> {
+        slf.consistency = Some(mode);
+        slf.ttl_ms = ttl_ms;
+        slf
+    }
+
+    /// The configured lake (``InvalidArgument`` names a bad setting).
+    fn build(&self, py: Python<'_>) -> PyResult<RuLake> {
+        let arg = |v: &Option<Py<PyAny>>| v.as_ref().map(|v| v.bind(py).clone());
+        RuLake::new(
+            arg(&self.rerank_factor).as_ref(),
+            arg(&self.rotation_seed).as_ref(),
+            arg(&self.max_cache_entries).as_ref(),
+            arg(&self.consistency).as_ref(),
+            arg(&self.ttl_ms).as_ref(),
+        )
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let mut parts = Vec::new();
+        for (name, value) in [
+            ("rerank_factor", &self.rerank_factor),
+            ("rotation_seed", &self.rotation_seed),
+            ("max_cache_entries", &self.max_cache_entries),
+            ("consistency", &self.consistency),
+            ("ttl_ms", &self.ttl_ms),
+        ] {
+            if let Some(v) = value {
+                parts.push(format!("{name}={}", v.bind(py).repr()?));
+            }
+        }
+        Ok(format!("RuLakeBuilder({})", parts.join(", ")))
     }
 }

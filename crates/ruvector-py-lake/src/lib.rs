@@ -6,7 +6,9 @@
 //!   threads;
 //! * [`engine`] — the witness-addressed cache, coherence and search;
 //! * [`persist`] — bundles and cache snapshots on disk, checked and atomic;
-//! * [`backends`], [`bundle`], [`lake`] — the Python classes.
+//! * [`backends`], [`bundle`], [`lake`] — the Python classes (`RuLake`,
+//!   its builder, sessions, backends, bundles);
+//! * [`error`] — the lake's errors; [`py_modules`] — its Python look-ups.
 
 pub mod adapter;
 pub mod backends;
@@ -15,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod lake;
 pub mod persist;
+pub mod py_modules;
 pub mod source;
 
 use pyo3::prelude::*;
@@ -30,6 +33,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         error::CLASSES,
     )?;
     m.add_class::<lake::RuLake>()?;
+    m.add_class::<lake::RuLakeBuilder>()?;
     m.add_class::<lake::LakeSession>()?;
     m.add_class::<backends::LocalBackend>()?;
     m.add_class::<backends::FsBackend>()?;

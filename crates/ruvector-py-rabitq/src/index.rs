@@ -9,7 +9,6 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use numpy::PyArray1;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::PyList;
 use rayon::prelude::*;
 
@@ -22,18 +21,10 @@ use ruvector_py_index::engine::{Engine, Kind, Params, Rotation, SearchOpts, MAX_
 use ruvector_py_index::ivf::MAX_NLIST;
 use ruvector_py_index::persist;
 
-static SEARCH_HIT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+use crate::py_modules::SEARCH_HIT;
 
 fn hits_to_list(py: Python<'_>, hits: Vec<(u64, f32)>) -> PyResult<Py<PyAny>> {
-    let cls = SEARCH_HIT
-        .get_or_try_init(py, || {
-            Ok::<_, PyErr>(
-                py.import("ruvector_rabitq._types")?
-                    .getattr("SearchHit")?
-                    .unbind(),
-            )
-        })?
-        .bind(py);
+    let cls = SEARCH_HIT.get(py)?;
     let list = PyList::empty(py);
     for (id, score) in hits {
         list.append(cls.call1((id, score))?)?;

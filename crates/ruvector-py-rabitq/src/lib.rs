@@ -5,6 +5,7 @@
 //! wheel links too; this crate holds the Python classes ([`index`]).
 
 pub mod index;
+pub mod py_modules;
 
 use pyo3::prelude::*;
 use ruvector_py_index::{engine, ivf};

@@ -37,13 +37,13 @@ from ruvector_common.errors import (
 )
 
 from ._adapter import BackendAdapter
-from ._builder import RuLakeBuilder
 from ._native import (
     Bundle,
     FsBackend,
     LakeSession,
     LocalBackend,
     RuLake,
+    RuLakeBuilder,
     __version__,
     cpu_features,
     runtime_info,

@@ -7,7 +7,6 @@ import numpy as np
 import numpy.typing as npt
 
 from ._adapter import BackendAdapter
-from ._builder import RuLakeBuilder
 from ._types import BackendStats, CacheStats, Consistency, LakeHit, RefreshResult
 
 __version__: str
@@ -131,6 +130,22 @@ class LakeSession:
     def close(self) -> None: ...
     def __enter__(self) -> LakeSession: ...
     def __exit__(self, *args: object) -> bool: ...
+
+@final
+class RuLakeBuilder:
+    """Collects settings, then :meth:`build` makes the lake (and checks them)."""
+
+    def __init__(self) -> None: ...
+    def rerank_factor(self, value: _Int) -> RuLakeBuilder:
+        """Exact-rerank width of every cached index (1..1024, default 20)."""
+    def rotation_seed(self, value: _Int) -> RuLakeBuilder:
+        """Seed of the random rotation (0..2**64-1, default 42)."""
+    def max_cache_entries(self, value: Optional[_Int]) -> RuLakeBuilder:
+        """Most cached indexes; the least recently used is evicted (default: no limit)."""
+    def consistency(self, mode: Consistency, *, ttl_ms: Optional[_Int] = None) -> RuLakeBuilder:
+        """Coherence mode; ``ttl_ms`` is required for ``Consistency.EVENTUAL`` only."""
+    def build(self) -> RuLake:
+        """The configured lake (``InvalidArgument`` names a bad setting)."""
 
 @final
 class RuLake:

@@ -1,0 +1,14 @@
+//! Every Python object this wheel's Rust code looks up: model resolution
+//! lives in Python (`_models.py`: files, caches, digests, downloads).
+
+use ruvector_py_core::py_modules::LazyPyImport;
+
+/// `image_model_name(name)`: the canonical image model name, or `None`.
+pub static IMAGE_MODEL_NAME: LazyPyImport =
+    LazyPyImport::new("ruvector_embed._models", "image_model_name");
+/// `resolve_model(name, ...)`: where a text model's files are.
+pub static RESOLVE_MODEL: LazyPyImport =
+    LazyPyImport::new("ruvector_embed._models", "resolve_model");
+/// `resolve_image_weights(name, ...)`: where an image model's weights are.
+pub static RESOLVE_IMAGE_WEIGHTS: LazyPyImport =
+    LazyPyImport::new("ruvector_embed._models", "resolve_image_weights");
