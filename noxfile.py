@@ -22,12 +22,8 @@ import nox
 
 ROOT = Path(__file__).parent
 DIST = ROOT / "dist"
-NATIVE = [
-    "crates/ruvector-py-rabitq",
-    "crates/ruvector-py-lake",
-    "crates/ruvector-py-embed",
-    "crates/ruvector-py-a2a",
-]
+# Every crate with a pyproject.toml is a wheel (ARCHITECTURE.md): found, not listed.
+NATIVE = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("crates/*/pyproject.toml"))
 PURE = ["python/ruvector-common", "python/ruvector-meta"]
 # The a2a tests run the official a2a-sdk as the real peer on loopback.
 TEST_DEPS = [
@@ -86,26 +82,11 @@ def build(session: nox.Session) -> None:
 
 @nox.session
 def rust(session: nox.Session) -> None:
-    """Rust unit tests of the shared core and the wheel crates' pure helpers."""
-    session.run(
-        "cargo",
-        "test",
-        "--locked",
-        "-p",
-        "ruvector-py-core",
-        "-p",
-        "ruvector-py-index",
-        "-p",
-        "ruvector-py-rabitq",
-        "-p",
-        "ruvector-py-lake",
-        "-p",
-        "ruvector-py-a2a",
-        "-p",
-        "ruvector-py-embed",
-        "--lib",
-        external=True,
-    )
+    """Rust unit tests: the engine alone first (it must build and pass without
+    Python, ARCHITECTURE.md), then the core and every wheel crate."""
+    session.run("cargo", "test", "--locked", "-p", "ruvector-py-index", "--lib", external=True)
+    crates = ["ruvector-py-core", "ruvector-py-index", *(Path(c).name for c in NATIVE)]
+    session.run("cargo", "test", "--locked", *(a for c in crates for a in ("-p", c)), "--lib", external=True)
 
 
 @nox.session(requires=["build"])
@@ -134,6 +115,7 @@ def typecheck(session: nox.Session) -> None:
         "tests/rabitq",
         "tests/interop",
         "tests/common",
+        "tests/architecture",
         "tests/meta",
         "tests/lake",
         "tests/a2a",

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Gate G2 (sdk-plan/06, "asyncio without thread fights"): one asyncio loop
+"""Gate G2 ("asyncio without thread fights", from the design study the SDK grew
+from, kept outside this repo): one asyncio loop
 consumes a stream of 1,000 A2A status updates while two ``search_one_async``
 calls run on ruLake; no blocked-loop warnings, and the whole takes < 1.2x
 the longest of the three run alone. Under the default asyncio loop and under

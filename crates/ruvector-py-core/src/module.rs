@@ -44,7 +44,8 @@ pub fn init_module(
 ) -> PyResult<()> {
     let py = m.py();
     errors::check_errors_module(py, dist, error_classes)?;
-    py.import("ruvector_common._aio")?;
+    // The asyncio helper must import now, not on the first awaitable.
+    crate::py_modules::AIO_RUN.get(py)?;
     crate::set_component(component);
     m.add("__version__", version)?;
     // Every class this wheel can raise, for the test that checks them

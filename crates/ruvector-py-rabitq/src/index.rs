@@ -15,12 +15,13 @@ use rayon::prelude::*;
 use ruvector_py_core::args::int_in_range;
 use ruvector_py_core::arrays::{self, ids_u64, matrix_f32, readonly_view, vector_f32};
 use ruvector_py_core::errors::py as pyerr;
-use ruvector_py_core::{parallel, runtime, validate, Error, Result};
+use ruvector_py_core::{parallel, runtime, validate};
 
 use ruvector_py_index::engine::{Engine, Kind, Params, Rotation, SearchOpts, MAX_RERANK_FACTOR};
 use ruvector_py_index::ivf::MAX_NLIST;
 use ruvector_py_index::persist;
 
+use crate::error::{Error, Result};
 use crate::py_modules::SEARCH_HIT;
 
 fn hits_to_list(py: Python<'_>, hits: Vec<(u64, f32)>) -> PyResult<Py<PyAny>> {

@@ -4,6 +4,7 @@
 //! `.rbpx` files) is the shared `ruvector-py-index` crate, which the lake
 //! wheel links too; this crate holds the Python classes ([`index`]).
 
+pub mod error;
 pub mod index;
 pub mod py_modules;
 
