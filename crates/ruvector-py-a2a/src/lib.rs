@@ -15,6 +15,7 @@ pub mod compat03;
 pub mod error;
 pub mod json;
 pub mod push;
+pub mod py_modules;
 pub mod server;
 pub mod sse;
 pub mod transport;

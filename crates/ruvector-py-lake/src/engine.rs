@@ -1,6 +1,7 @@
-//! The SDK's ruLake engine: a witness-addressed cache of `RabitqPlusIndex`
-//! entries (the SDK's engine of the `ruvector-rabitq` wheel, results
-//! identical to the crate's, faster) in front of registered [`Source`]s, with the crate's coherence
+//! The SDK's ruLake cache: a witness-addressed cache of `RabitqPlusIndex`
+//! entries (indexes of the shared `ruvector-py-index` engine, results
+//! identical to the crate's, faster) in front of registered [`Source`]s,
+//! with the crate's coherence
 //! rules (`Fresh`, `Eventual { ttl }`, `Frozen`), federation formula and
 //! statistics, and without its defects:
 //!

@@ -1,5 +1,5 @@
 //! The Python classes: `FlatF32Index`, `RabitqIndex`, `RabitqPlusIndex`,
-//! `RabitqAsymIndex`. They share one base class (`_IndexBase`) that owns the
+//! `RabitqAsymIndex`, `IvfRabitqIndex`. They share one base class (`_IndexBase`) that owns the
 //! engine behind a read-write lock: searches from many threads run together
 //! with the GIL released; an add waits for them and excludes them.
 
@@ -587,7 +587,7 @@ impl VectorIter {
     }
 }
 
-// ── the four concrete classes ───────────────────────────────────────────────
+// ── the five concrete classes ───────────────────────────────────────────────
 
 fn params_from(
     kind: Kind,

@@ -19,7 +19,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "rabitq",
         "ruvector-rabitq",
         env!("CARGO_PKG_VERSION"),
-        &[],
+        error::CLASSES,
     )?;
     m.add_class::<index::IndexBase>()?;
     m.add_class::<index::FlatF32Index>()?;

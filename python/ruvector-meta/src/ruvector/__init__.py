@@ -49,6 +49,7 @@ from ruvector_common.errors import MissingComponentError
 # work with any subset of the components installed.
 __all__: list[str] = ["available", "versions"]
 __all__ += _errors.__all__
+__all__.remove("ERRORS_ABI")  # a contract detail of ruvector_common, not of the front door
 
 _DIST_NAME = "ruvector"
 _COMMON_DIST_NAME = "ruvector-common"
