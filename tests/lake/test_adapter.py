@@ -122,7 +122,7 @@ def test_generation_exception_is_chained_too() -> None:
     [
         (None, "tuple"),
         ((np.arange(3, dtype=np.uint64),), "tuple"),
-        ((np.arange(3, dtype=np.uint64), np.ones((3, 4), dtype=np.float64)), "float32"),
+        ((np.arange(3, dtype=np.uint64), np.ones((3, 4), dtype=np.int64)), "float32"),
         ((np.arange(3, dtype=np.uint64), np.ones(4, dtype=np.float32)), "2-D"),
         ((np.arange(2, dtype=np.uint64), np.ones((3, 4), dtype=np.float32)), "ids"),
         ((np.array([1, 1, 2], dtype=np.uint64), np.ones((3, 4), dtype=np.float32)), "unique"),

@@ -76,7 +76,8 @@ def test_duplicate_targets_and_bad_target_shapes() -> None:
 @pytest.mark.parametrize(
     ("query", "needle"),
     [
-        (np.ones(DIM, dtype=np.float64), "dtype float32"),
+        (np.ones(DIM, dtype=np.int64), "dtype float32"),
+        (np.ones(DIM, dtype=np.complex64), "dtype float32"),
         (np.ones((1, DIM), dtype=np.float32), "search_batch"),
         (np.ones((2, DIM), dtype=np.float32), "1-D"),
         (np.ones(2 * DIM, dtype=np.float32)[::2], "C-contiguous"),
@@ -196,5 +197,5 @@ def test_upsert_limits() -> None:
     with pytest.raises(rl.InvalidArgument, match="between 1 and 2048"):
         hot.upsert("c", np.zeros(0, dtype=np.uint64), np.ones((0, 0), dtype=np.float32))
     with pytest.raises(rl.InvalidArgument, match="float32"):
-        hot.upsert("c", [1], np.ones((1, 4)))
+        hot.upsert("c", [1], np.ones((1, 4), dtype=np.int64))
     assert hot.collections() == []
