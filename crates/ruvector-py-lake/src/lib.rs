@@ -6,9 +6,11 @@
 //!   threads;
 //! * [`engine`] — the witness-addressed cache, coherence and search;
 //! * [`persist`] — bundles and cache snapshots on disk, checked and atomic;
-//! * [`backends`], [`bundle`], [`lake`] — the Python classes.
+//! * [`backends`], [`bundle`], [`lake`] — the Python classes; [`args`] —
+//!   their text and path arguments, and Ctrl-C for their long calls.
 
 pub mod adapter;
+pub mod args;
 pub mod backends;
 pub mod bundle;
 pub mod engine;
