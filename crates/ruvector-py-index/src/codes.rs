@@ -170,6 +170,8 @@ fn asym_ips_portable(block: RowBlock<'_>, q: &[f32], ips: &mut [f32; ASYM_LANES]
 struct Encoder {
     index: RabitqIndex,
     dense: Option<DenseRotation>,
+    /// ‖mᵢ‖ of every row of a dense rotation (for [`SymmetricCodes::verify`]).
+    row_norms: Vec<f64>,
 }
 
 /// Rows encoded but not yet appended: packed sign words and norms.
@@ -221,9 +223,25 @@ impl SymmetricCodes {
     fn encoder(&self) -> &Encoder {
         self.encoder.get_or_init(|| {
             let index = RabitqIndex::new_with_rotation(self.dim, self.seed, self.kind);
+            let dense = DenseRotation::of(index.rotation());
+            let row_norms = match &dense {
+                Some(_) => index
+                    .rotation()
+                    .matrix
+                    .chunks_exact(self.dim)
+                    .map(|row| {
+                        row.iter()
+                            .map(|&m| f64::from(m).powi(2))
+                            .sum::<f64>()
+                            .sqrt()
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
             Encoder {
-                dense: DenseRotation::of(index.rotation()),
+                dense,
                 index,
+                row_norms,
             }
         })
     }
@@ -332,9 +350,9 @@ impl SymmetricCodes {
 
     /// Installs codes saved from an index with the same parameters for the
     /// validated rows `data`, after checking that they are exactly the codes
-    /// of those rows: every row is encoded again and compared (a file's
-    /// checksum can be recomputed by whoever edits it, so saved codes are
-    /// never trusted). Nothing changes on a mismatch.
+    /// of those rows, every row and every bit (a file's checksum can be
+    /// recomputed by whoever edits it, so saved codes are never trusted; see
+    /// [`SymmetricCodes::verify`]). Nothing changes on a mismatch.
     pub fn install(
         &mut self,
         data: &[f32],
@@ -351,19 +369,133 @@ impl SymmetricCodes {
                 self.n_words
             )));
         }
-        let fresh = self.encode_rows(data, cancel)?;
-        let w = self.n_words;
-        let differs = (0..rows).find(|&r| {
-            fresh.packed[r * w..(r + 1) * w] != packed[r * w..(r + 1) * w]
-                || fresh.norms[r].to_bits() != norms[r].to_bits()
-        });
-        if let Some(r) = differs {
-            return Err(ruvector_py_core::Error::invalid(format!(
-                "saved codes do not match the vectors (row {r} encodes differently)"
-            )));
-        }
-        self.append(fresh);
+        self.verify(data, &packed, &norms, cancel)?;
+        self.append(EncodedRows { packed, norms });
         Ok(())
+    }
+
+    /// Checks that `packed` and `norms` are exactly what
+    /// [`SymmetricCodes::encode_rows`] gives for `data`, checking `cancel`
+    /// between blocks of rows.
+    ///
+    /// Encoding with the crate's serial sums costs what a cold prime costs.
+    /// For a dense rotation the check is cheaper and still exact: the
+    /// rotation of a block of unit rows is computed as one GEMM, whose sums
+    /// run in another order; any order of a `d`-term dot product is within
+    /// `γ·Σ|mᵢⱼuⱼ| ≤ γ·‖mᵢ‖·‖u‖` of the true value (`γ = (d+2)·2⁻²⁴/(1−…)`),
+    /// so the crate's serial sum and the GEMM's differ by at most twice that.
+    /// Where the GEMM value is farther than twice *that* (a 2× margin) from
+    /// 0, its sign is the crate's; the few coordinates closer to 0 are
+    /// summed again exactly as the crate does. Norms are compared bit for
+    /// bit, and the unused bits of each row's last word must be 0.
+    pub fn verify(
+        &self,
+        data: &[f32],
+        packed: &[u64],
+        norms: &[f32],
+        cancel: &Cancel,
+    ) -> Result<()> {
+        let (d, w) = (self.dim, self.n_words);
+        let mismatch = |r: usize| {
+            ruvector_py_core::Error::invalid(format!(
+                "saved codes do not match the vectors (row {r} encodes differently)"
+            ))
+        };
+        let encoder = self.encoder();
+        let Some(dense) = &encoder.dense else {
+            let fresh = self.encode_rows(data, cancel)?;
+            let differs = (0..norms.len()).find(|&r| {
+                fresh.packed[r * w..(r + 1) * w] != packed[r * w..(r + 1) * w]
+                    || fresh.norms[r].to_bits() != norms[r].to_bits()
+            });
+            return differs.map_or(Ok(()), |r| Err(mismatch(r)));
+        };
+        let matrix = &encoder.index.rotation().matrix;
+        let unit_roundoff = f64::from(f32::EPSILON) / 2.0;
+        let terms = (d + 2) as f64 * unit_roundoff;
+        let gamma = terms / (1.0 - terms);
+        // Per output i: 4·γ·‖mᵢ‖ (times ‖u‖ per row, below).
+        let tolerance: Vec<f64> = encoder.row_norms.iter().map(|n| 4.0 * gamma * n).collect();
+        let start = std::iter::empty::<f32>().sum::<f32>();
+        let block = |first: usize, rows: &[f32]| -> Result<()> {
+            cancel.check()?;
+            let m = rows.len() / d;
+            let mut units = rows.to_vec();
+            let mut unit_norms = Vec::with_capacity(m);
+            for (r, unit) in units.chunks_exact_mut(d).enumerate() {
+                let norm = unit.iter().map(|&x| x * x).sum::<f32>().sqrt();
+                if norm.to_bits() != norms[first + r].to_bits() {
+                    return Err(mismatch(first + r));
+                }
+                normalize_inplace(unit);
+                unit_norms.push(
+                    unit.iter()
+                        .map(|&x| f64::from(x).powi(2))
+                        .sum::<f64>()
+                        .sqrt(),
+                );
+            }
+            let mut rotated = vec![0.0f32; m * d];
+            // SAFETY: `units` is m×d row-major, `matrix` d×d row-major read
+            // as its transpose, `rotated` m×d row-major: exactly their sizes.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    d,
+                    d,
+                    1.0,
+                    units.as_ptr(),
+                    d as isize,
+                    1,
+                    matrix.as_ptr(),
+                    1,
+                    d as isize,
+                    0.0,
+                    rotated.as_mut_ptr(),
+                    d as isize,
+                    1,
+                );
+            }
+            for (r, (unit, out)) in units
+                .chunks_exact(d)
+                .zip(rotated.chunks_exact(d))
+                .enumerate()
+            {
+                let words = &packed[(first + r) * w..(first + r + 1) * w];
+                if words[w - 1] & !self.last_word_mask != 0 {
+                    return Err(mismatch(first + r));
+                }
+                for (i, (&g, &tol)) in out.iter().zip(&tolerance).enumerate() {
+                    let bit = (words[i / 64] >> (63 - (i % 64))) & 1 == 1;
+                    let sign = if f64::from(g.abs()) > tol * unit_norms[r] {
+                        g > 0.0
+                    } else {
+                        // The crate's sum for this output, term by term.
+                        let mut acc = start;
+                        for (j, &u) in unit.iter().enumerate() {
+                            acc += dense.transposed[j * d + i] * u;
+                        }
+                        acc >= 0.0
+                    };
+                    if sign != bit {
+                        return Err(mismatch(first + r));
+                    }
+                }
+            }
+            Ok(())
+        };
+        let chunk = ENCODE_CHUNK_ROWS * d;
+        if data.len() / d >= PARALLEL_ENCODE_MIN_ROWS {
+            parallel::pool()?.install(|| {
+                data.par_chunks(chunk)
+                    .enumerate()
+                    .try_for_each(|(b, rows)| block(b * ENCODE_CHUNK_ROWS, rows))
+            })
+        } else {
+            data.chunks(chunk)
+                .enumerate()
+                .try_for_each(|(b, rows)| block(b * ENCODE_CHUNK_ROWS, rows))
+        }
     }
 
     /// The `k` best rows by the symmetric 1-bit estimate, as
@@ -568,6 +700,59 @@ mod tests {
         }
         assert!(c.install(&data, packed[1..].to_vec(), norms, &no).is_err());
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn verification_is_exact_even_for_signs_next_to_zero() {
+        let no = Cancel::new();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 2_000_001) as f64 / 1_000_000.0 - 1.0
+        };
+        for dim in [1usize, 3, 37, 64, 100, 384] {
+            let codes = SymmetricCodes::new(dim, 5, RandomRotationKind::HaarDense);
+            let m = codes.encoder().index.rotation().matrix.clone();
+            let mut data: Vec<f32> = (0..200 * dim).map(|_| next() as f32).collect();
+            // Rows whose rotation has coordinates at or next to 0: the GEMM
+            // cannot tell their sign, the exact sums must.
+            let crafted = 60;
+            for r in 0..crafted {
+                let t: Vec<f64> = (0..dim)
+                    .map(|i| match (i + r) % 4 {
+                        0 => 0.0,
+                        1 => next() * 1e-7,
+                        _ => next(),
+                    })
+                    .collect();
+                data.extend((0..dim).map(|j| {
+                    let u: f64 = (0..dim).map(|i| f64::from(m[i * dim + j]) * t[i]).sum();
+                    (u * 3.0) as f32
+                }));
+            }
+            let rows = data.len() / dim;
+            let enc = codes.encode_rows(&data, &no).unwrap();
+            codes.verify(&data, &enc.packed, &enc.norms, &no).unwrap();
+            let w = codes.n_words;
+            for r in (0..rows).filter(|r| r % 50 == 0 || (*r >= 200 && r % 3 == 0)) {
+                let row = &data[r * dim..(r + 1) * dim];
+                let words = &enc.packed[r * w..(r + 1) * w];
+                let norm = [enc.norms[r]];
+                codes.verify(row, words, &norm, &no).unwrap();
+                for bit in 0..64 * w {
+                    let mut bad = words.to_vec();
+                    bad[bit / 64] ^= 1 << (63 - bit % 64);
+                    assert!(
+                        codes.verify(row, &bad, &norm, &no).is_err(),
+                        "dim {dim} row {r} bit {bit}"
+                    );
+                }
+                let off = [f32::from_bits(norm[0].to_bits() ^ 1)];
+                assert!(codes.verify(row, words, &off, &no).is_err());
+            }
+        }
     }
 
     #[test]
