@@ -8,6 +8,7 @@ use pyo3::pyclass::CompareOp;
 use ruvector_py_core::Error;
 use ruvector_rulake::{Generation, RuLakeBundle};
 
+use crate::args::no_panic;
 use crate::persist;
 
 /// A ruLake bundle: what a cache entry was built from, and its witness.
@@ -37,7 +38,7 @@ impl Bundle {
         #[pyo3(from_py_with = crate::args::dir)] dir: PathBuf,
     ) -> PyResult<Self> {
         let b = py
-            .detach(|| persist::read_bundle(&dir))?
+            .detach(|| no_panic(|| persist::read_bundle(&dir)))?
             .ok_or_else(|| Error::Lake(format!("{} has no {}", dir.display(), persist::SIDECAR)))?;
         Ok(Self::new(b))
     }
@@ -45,7 +46,7 @@ impl Bundle {
     /// Parses a bundle's JSON (the witness is not checked; see `verify`).
     #[staticmethod]
     fn from_json(#[pyo3(from_py_with = crate::args::text)] text: String) -> PyResult<Self> {
-        Ok(Self::new(persist::parse_bundle(&text)?))
+        Ok(Self::new(no_panic(|| persist::parse_bundle(&text))?))
     }
 
     /// The bundle as the crate's pretty-printed JSON.
@@ -62,7 +63,7 @@ impl Bundle {
         py: Python<'_>,
         #[pyo3(from_py_with = crate::args::dir)] dir: PathBuf,
     ) -> PyResult<String> {
-        let p = py.detach(|| persist::write_bundle(&self.inner, &dir))?;
+        let p = py.detach(|| no_panic(|| persist::write_bundle(&self.inner, &dir)))?;
         Ok(p.to_string_lossy().into_owned())
     }
 
