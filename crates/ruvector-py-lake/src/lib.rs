@@ -8,9 +8,11 @@
 //! * [`persist`] — bundles and cache snapshots on disk, checked and atomic;
 //! * [`backends`], [`bundle`], [`lake`] — the Python classes (`RuLake`,
 //!   its builder, sessions, backends, bundles);
+//! * [`args`] — text and path arguments, and Ctrl-C for the long calls;
 //! * [`error`] — the lake's errors; [`py_modules`] — its Python look-ups.
 
 pub mod adapter;
+pub mod args;
 pub mod backends;
 pub mod bundle;
 pub mod engine;
