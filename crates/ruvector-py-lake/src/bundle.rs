@@ -9,7 +9,7 @@ use pyo3::pyclass::CompareOp;
 use ruvector_rulake::{Generation, RuLakeBundle};
 
 use crate::args::no_panic;
-use crate::persist;
+use crate::snapshot;
 
 /// A ruLake bundle: what a cache entry was built from, and its witness.
 ///
@@ -38,15 +38,17 @@ impl Bundle {
         #[pyo3(from_py_with = crate::args::dir)] dir: PathBuf,
     ) -> PyResult<Self> {
         let b = py
-            .detach(|| no_panic(|| persist::read_bundle(&dir)))?
-            .ok_or_else(|| Error::Lake(format!("{} has no {}", dir.display(), persist::SIDECAR)))?;
+            .detach(|| no_panic(|| snapshot::read_bundle(&dir)))?
+            .ok_or_else(|| {
+                Error::Lake(format!("{} has no {}", dir.display(), snapshot::SIDECAR))
+            })?;
         Ok(Self::new(b))
     }
 
     /// Parses a bundle's JSON (the witness is not checked; see `verify`).
     #[staticmethod]
     fn from_json(#[pyo3(from_py_with = crate::args::text)] text: String) -> PyResult<Self> {
-        Ok(Self::new(no_panic(|| persist::parse_bundle(&text))?))
+        Ok(Self::new(no_panic(|| snapshot::parse_bundle(&text))?))
     }
 
     /// The bundle as the crate's pretty-printed JSON.
@@ -63,7 +65,7 @@ impl Bundle {
         py: Python<'_>,
         #[pyo3(from_py_with = crate::args::dir)] dir: PathBuf,
     ) -> PyResult<String> {
-        let p = py.detach(|| no_panic(|| persist::write_bundle(&self.inner, &dir)))?;
+        let p = py.detach(|| no_panic(|| snapshot::write_bundle(&self.inner, &dir)))?;
         Ok(p.to_string_lossy().into_owned())
     }
 

@@ -26,10 +26,10 @@ use crate::adapter::PySource;
 use crate::args::{interruptible, no_panic};
 use crate::backends::{FsBackend, LocalBackend};
 use crate::bundle::Bundle;
-use crate::engine::{
-    Config, Consistency, Engine, Key, Lookup, PerStats, Snapshot, MAX_K, MAX_RERANK_FACTOR,
+use crate::cache::{
+    Cache, Config, Consistency, Key, Lookup, PerStats, Snapshot, MAX_K, MAX_RERANK_FACTOR,
 };
-use crate::persist;
+use crate::snapshot;
 use crate::source::{LResult, Source};
 
 type Hits = Vec<(Key, u64, f32)>;
@@ -102,7 +102,7 @@ fn queries_arg(queries: &Bound<'_, PyAny>) -> PyResult<(Vec<f32>, usize, usize)>
 /// `key`'s entry. The coherence check runs on this thread with the GIL
 /// released (a Python adapter's callbacks take it back, so Ctrl-C reaches
 /// them as usual); a prime, the long part, runs interruptibly.
-fn entry(py: Python<'_>, engine: &Engine, key: &Key) -> PyResult<Snapshot> {
+fn entry(py: Python<'_>, engine: &Cache, key: &Key) -> PyResult<Snapshot> {
     match py.detach(|| no_panic(|| engine.lookup(key)))? {
         Lookup::Hit(snap) => Ok(snap),
         Lookup::Miss(miss) => interruptible(py, |cancel| engine.prime(key, miss, cancel)),
@@ -128,11 +128,11 @@ fn batch_on(
     if work < INTERRUPTIBLE_BATCH_WORK {
         let cancel = Cancel::new();
         return Ok(py.detach(|| {
-            no_panic(|| Engine::search_batch_snapshot(snap, q, cols, k, rf, &cancel))
+            no_panic(|| Cache::search_batch_snapshot(snap, q, cols, k, rf, &cancel))
         })?);
     }
     interruptible(py, |cancel| {
-        Engine::search_batch_snapshot(snap, q, cols, k, rf, cancel)
+        Cache::search_batch_snapshot(snap, q, cols, k, rf, cancel)
     })
 }
 
@@ -143,7 +143,7 @@ fn key_of(backend: &str, collection: &str) -> Key {
 /// Federated targets: a collection name (that collection on every
 /// registered backend, in registration order) or `(backend, collection)`
 /// pairs, unique.
-fn targets_arg(engine: &Engine, targets: &Bound<'_, PyAny>) -> PyResult<Vec<Key>> {
+fn targets_arg(engine: &Cache, targets: &Bound<'_, PyAny>) -> PyResult<Vec<Key>> {
     if targets.is_instance_of::<PyString>() {
         let c = text_arg(targets, "targets")?;
         let keys: Vec<Key> = engine
@@ -245,7 +245,7 @@ fn consistency_arg(
 /// the chosen `Consistency` demands.
 #[pyclass(frozen, module = "ruvector_lake")]
 pub struct RuLake {
-    engine: Arc<Engine>,
+    engine: Arc<Cache>,
 }
 
 impl RuLake {
@@ -300,7 +300,7 @@ impl RuLake {
             .transpose()?;
         let consistency = consistency_arg(consistency, ttl_ms)?;
         Ok(Self {
-            engine: Arc::new(Engine::new(Config {
+            engine: Arc::new(Cache::new(Config {
                 rerank_factor,
                 rotation_seed,
                 max_entries,
@@ -381,7 +381,7 @@ impl RuLake {
         let key = key_of(&backend, &collection);
         // A prime (pull, encode) stops at Ctrl-C; a cache hit costs a search.
         let snap = entry(py, &self.engine, &key)?;
-        let hits = py.detach(|| no_panic(|| Engine::search_snapshot(&snap, &q, k, rf)))?;
+        let hits = py.detach(|| no_panic(|| Cache::search_snapshot(&snap, &q, k, rf)))?;
         hits_to_list(py, one_to_hits(&key, hits))
     }
 
@@ -531,7 +531,7 @@ impl RuLake {
         let b = py.detach(|| {
             no_panic(|| {
                 let b = self.engine.current_bundle(&key)?;
-                persist::write_bundle(&b, &dir)?;
+                snapshot::write_bundle(&b, &dir)?;
                 Ok(b)
             })
         })?;
@@ -552,7 +552,7 @@ impl RuLake {
     ) -> PyResult<Bound<'py, PyAny>> {
         let key = key_of(&backend, &collection);
         let name = py.detach(|| -> LResult<&'static str> {
-            let Some(b) = no_panic(|| persist::read_bundle(&dir))? else {
+            let Some(b) = no_panic(|| snapshot::read_bundle(&dir))? else {
                 return Ok("BUNDLE_MISSING");
             };
             Ok(match self.engine.witness_of(&key) {
@@ -652,7 +652,7 @@ impl RuLake {
         #[pyo3(from_py_with = crate::args::dir)] dir: PathBuf,
     ) -> PyResult<String> {
         let key = key_of(&backend, &collection);
-        let p = py.detach(|| no_panic(|| persist::save(&self.engine, &key, &dir)))?;
+        let p = py.detach(|| no_panic(|| snapshot::save(&self.engine, &key, &dir)))?;
         Ok(p.to_string_lossy().into_owned())
     }
 
@@ -670,15 +670,16 @@ impl RuLake {
         let key = key_of(&backend, &collection);
         // Interruptible until the entry is installed: every saved code is
         // checked against a fresh encoding, which takes a while.
-        let (n, probe) =
-            interruptible(py, |cancel| persist::warm(&self.engine, &key, &dir, cancel))?;
+        let (n, probe) = interruptible(py, |cancel| {
+            snapshot::warm(&self.engine, &key, &dir, cancel)
+        })?;
         // Loading evicted the CPU caches; one search down the whole path a
         // caller's search takes (arguments, entry lookup, consistency check,
         // scan, result objects) brings the first real one to about
         // steady-state speed. Its outcome does not matter.
         if !probe.is_empty() {
             let q = PyArray1::from_vec(py, probe);
-            let _ = crate::engine::without_counting_hits(|| {
+            let _ = crate::cache::without_counting_hits(|| {
                 self.search_one(py, backend, collection, q.as_any(), None, None)
             });
         }
@@ -724,7 +725,7 @@ impl RuLake {
 /// manager; a closed session refuses searches.
 #[pyclass(frozen, module = "ruvector_lake")]
 pub struct LakeSession {
-    engine: Arc<Engine>,
+    engine: Arc<Cache>,
     snaps: Mutex<Option<HashMap<Key, Snapshot>>>,
 }
 
@@ -783,7 +784,7 @@ impl LakeSession {
         let (q, k, rf) = (query_arg(query)?, k_arg(k)?, rf_arg(rerank_factor)?);
         let key = key_of(&backend, &collection);
         let s = self.resolve_here(py, &key)?;
-        let hits = py.detach(|| no_panic(|| Engine::search_snapshot(&s, &q, k, rf)))?;
+        let hits = py.detach(|| no_panic(|| Cache::search_snapshot(&s, &q, k, rf)))?;
         hits_to_list(py, one_to_hits(&key, hits))
     }
 
@@ -801,7 +802,7 @@ impl LakeSession {
         let (q, k, rf) = (query_arg(query)?, k_arg(k)?, rf_arg(rerank_factor)?);
         let global = self.engine.config().rerank_factor;
         let hits = interruptible(py, |cancel| {
-            Engine::federated_with(
+            Cache::federated_with(
                 &targets,
                 &q,
                 k,

@@ -26,7 +26,9 @@ use pyo3::prelude::*;
 use ruvector_py_core::validate;
 
 use crate::error::{Error, FromBase};
-use ruvector_rulake::{BackendAdapter, Generation, LocalBackend, RuLakeBundle, RuLakeError};
+use ruvector_rulake::{
+    BackendAdapter, Generation, LocalBackend as CrateLocalBackend, RuLakeBundle, RuLakeError,
+};
 
 /// Largest dimension a lake collection may have. ruLake always uses the
 /// dense Haar rotation, whose construction costs O(dim³) time per prime.
@@ -242,7 +244,7 @@ pub fn check_pulled(backend: &str, collection: &str, p: &Pulled, bundle_dim: usi
 /// merge, replace) never interleave.
 pub struct LocalSource {
     name: String,
-    inner: LocalBackend,
+    inner: CrateLocalBackend,
     write: Mutex<()>,
 }
 
@@ -251,12 +253,12 @@ impl LocalSource {
         check_name("backend name", name)?;
         Ok(Self {
             name: name.to_string(),
-            inner: LocalBackend::new(name),
+            inner: CrateLocalBackend::new(name),
             write: Mutex::new(()),
         })
     }
 
-    pub fn backend(&self) -> &LocalBackend {
+    pub fn backend(&self) -> &CrateLocalBackend {
         &self.inner
     }
 

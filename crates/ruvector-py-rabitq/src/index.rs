@@ -19,7 +19,7 @@ use ruvector_py_core::{parallel, runtime, validate};
 
 use ruvector_py_index::engine::{Engine, Kind, Params, Rotation, SearchOpts, MAX_RERANK_FACTOR};
 use ruvector_py_index::ivf::MAX_NLIST;
-use ruvector_py_index::persist;
+use ruvector_py_index::rbpx;
 
 use crate::error::{Error, Result};
 use crate::py_modules::SEARCH_HIT;
@@ -599,7 +599,7 @@ impl IndexBase {
     /// package docs for the format).
     fn save(&self, py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<()> {
         let path = path_arg(path, "path")?;
-        Ok(py.detach(|| catch_panic(|| persist::save(&self.read(), &path)))?)
+        Ok(py.detach(|| catch_panic(|| rbpx::save(&self.read(), &path)))?)
     }
 }
 
@@ -777,9 +777,9 @@ fn build_base<'py>(
 fn load_base(py: Python<'_>, path: &Bound<'_, PyAny>, kind: Kind) -> PyResult<IndexBase> {
     let path = path_arg(path, "path")?;
     let engine = run_interruptible(py, |cancel| {
-        let loaded = persist::load(&path, Some(kind))?;
+        let loaded = rbpx::load(&path, Some(kind))?;
         cancel.check()?;
-        persist::rebuild(&path, loaded, cancel)
+        rbpx::rebuild(&path, loaded, cancel)
     })?;
     Ok(IndexBase::from_engine(engine))
 }
@@ -828,7 +828,7 @@ macro_rules! index_class {
             }
 
             /// Loads an index saved by `save` (or, for `RabitqPlusIndex`,
-            /// by the Rust crate's `persist::save_index`) from `path` (a
+            /// by the Rust crate's `rbpx::save_index`) from `path` (a
             /// `str` or `os.PathLike[str]`).
             #[classmethod]
             fn load(cls: &Bound<'_, pyo3::types::PyType>, path: &Bound<'_, PyAny>) -> PyResult<Py<$name>> {

@@ -10,7 +10,7 @@
 //!   search re-primes); the crate never evicted a pinned entry, and every
 //!   entry was pinned;
 //! * each entry keeps the bundle it was built from, so a saved snapshot is
-//!   always paired with the witness of the data it holds (see `persist.rs`);
+//!   always paired with the witness of the data it holds (see `snapshot.rs`);
 //! * a Python adapter never needs `current_bundle`: the engine asks for the
 //!   generation only and pulls on a miss (the crate pulled on every search);
 //! * pulled data is validated (dimension, ids unique, finite values) before
@@ -37,13 +37,12 @@ use ruvector_py_core::interrupt::Cancel;
 use ruvector_py_core::parallel;
 
 use crate::error::{Error, FromBase};
-pub use ruvector_py_index::engine::Engine as Index;
+pub use ruvector_py_index::engine::{Engine, MAX_RERANK_FACTOR};
 use ruvector_py_index::engine::{Kind, Params, Rotation, SearchOpts};
 use ruvector_rulake::RuLakeBundle;
 
 use crate::source::{check_pulled, LResult, Pulled, Source};
 
-pub const MAX_RERANK_FACTOR: usize = 1024;
 pub const MAX_K: usize = 100_000_000;
 const MIN_PER_SHARD_RERANK: usize = 5;
 
@@ -89,17 +88,17 @@ pub struct PerStats {
 /// An immutable cache entry: the index (ids are row positions), the real
 /// ids by row, and the bundle it was built from.
 pub struct EntryData {
-    pub index: Index,
+    pub index: Engine,
     pub ids: Vec<u64>,
     pub dim: usize,
     pub bundle: RuLakeBundle,
 }
 
-/// The outcome of [`Engine::lookup`].
+/// The outcome of [`Cache::lookup`].
 pub enum Lookup {
     /// The cache answers.
     Hit(Snapshot),
-    /// The entry must be built first ([`Engine::prime`]).
+    /// The entry must be built first ([`Cache::prime`]).
     Miss(Miss),
 }
 
@@ -249,14 +248,14 @@ pub fn index_params(dim: usize, seed: u64, rf: usize) -> Params {
 
 /// Builds an entry's index (ids are row positions), with the pool,
 /// checking `cancel` between chunks.
-pub fn build_index(p: &Pulled, seed: u64, rf: usize, cancel: &Cancel) -> LResult<Index> {
-    let mut idx = Index::new(index_params(p.dim, seed, rf))?;
+pub fn build_index(p: &Pulled, seed: u64, rf: usize, cancel: &Cancel) -> LResult<Engine> {
+    let mut idx = Engine::new(index_params(p.dim, seed, rf))?;
     let rows: Vec<u64> = (0..p.ids.len() as u64).collect();
     idx.add_with(&rows, &p.data, "vectors", true, cancel)?;
     Ok(idx)
 }
 
-pub struct Engine {
+pub struct Cache {
     cfg: Config,
     backends: RwLock<Vec<Arc<dyn Source>>>,
     state: Mutex<State>,
@@ -271,7 +270,7 @@ fn over_request_k(k: usize, shards: usize) -> usize {
     (k + bonus).min(k.saturating_mul(4))
 }
 
-impl Engine {
+impl Cache {
     pub fn new(cfg: Config) -> Self {
         Self {
             cfg,
@@ -341,7 +340,7 @@ impl Engine {
     }
 
     /// Makes sure `key` is cached as the consistency mode demands and returns
-    /// a snapshot of its entry: [`Engine::lookup`], then [`Engine::prime`] on
+    /// a snapshot of its entry: [`Cache::lookup`], then [`Cache::prime`] on
     /// a miss.
     pub fn ensure(&self, key: &Key, cancel: &Cancel) -> LResult<Snapshot> {
         match self.lookup(key)? {
@@ -677,7 +676,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::source::LocalSource;
-    use ruvector_rulake::{LocalBackend, RuLake};
+    use ruvector_rulake::{LocalBackend as CrateLocalBackend, RuLake};
 
     fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
         let mut s = seed | 1;
@@ -712,7 +711,7 @@ mod tests {
     #[test]
     fn results_equal_the_crate() {
         let d = 16;
-        let ours = Engine::new(cfg(Consistency::Fresh, None));
+        let ours = Cache::new(cfg(Consistency::Fresh, None));
         let theirs = RuLake::new(20, 42);
         for (name, n, seed) in [("a", 1500usize, 1u64), ("b", 300, 2)] {
             let x = data(n, d, seed);
@@ -720,7 +719,7 @@ mod tests {
             let src = LocalSource::new(name).unwrap();
             src.upsert("c", &ids, &x, d).unwrap();
             ours.register(Arc::new(src)).unwrap();
-            let lb = LocalBackend::new(name);
+            let lb = CrateLocalBackend::new(name);
             lb.put_collection(
                 "c",
                 d,
@@ -775,7 +774,7 @@ mod tests {
 
     #[test]
     fn max_entries_really_evicts() {
-        let e = Engine::new(cfg(Consistency::Fresh, Some(1)));
+        let e = Cache::new(cfg(Consistency::Fresh, Some(1)));
         let src = LocalSource::new("l").unwrap();
         for c in ["x", "y", "z"] {
             src.upsert(c, &[1, 2], &[0.0, 1.0, 1.0, 0.0], 2).unwrap();
@@ -791,7 +790,7 @@ mod tests {
         assert!(e.witness_of(&key("l", "z")).is_some());
         // The crate keeps all three.
         let theirs = RuLake::new(20, 42).with_max_cache_entries(1);
-        let lb = LocalBackend::new("l");
+        let lb = CrateLocalBackend::new("l");
         for c in ["x", "y", "z"] {
             lb.put_collection(c, 2, vec![1, 2], vec![vec![0.0, 1.0], vec![1.0, 0.0]])
                 .unwrap();
@@ -810,7 +809,7 @@ mod tests {
             (Consistency::Eventual { ttl_ms: 60_000 }, false),
             (Consistency::Frozen, false),
         ] {
-            let e = Engine::new(cfg(mode, None));
+            let e = Cache::new(cfg(mode, None));
             let src = Arc::new(LocalSource::new("l").unwrap());
             src.upsert("c", &[1], &[0.0, 0.0], 2).unwrap();
             e.register(src.clone()).unwrap();
@@ -827,7 +826,7 @@ mod tests {
 
     #[test]
     fn a_cancelled_prime_installs_nothing() {
-        let e = Engine::new(cfg(Consistency::Fresh, None));
+        let e = Cache::new(cfg(Consistency::Fresh, None));
         let src = LocalSource::new("l").unwrap();
         src.upsert("c", &[1, 2], &[0.0, 1.0, 1.0, 0.0], 2).unwrap();
         e.register(Arc::new(src)).unwrap();
@@ -854,7 +853,7 @@ mod tests {
 
     #[test]
     fn empty_collection_gives_no_hits() {
-        let e = Engine::new(cfg(Consistency::Fresh, None));
+        let e = Cache::new(cfg(Consistency::Fresh, None));
         let src = LocalSource::new("l").unwrap();
         src.upsert("c", &[], &[], 3).unwrap();
         e.register(Arc::new(src)).unwrap();
@@ -874,7 +873,8 @@ mod crate_defects {
 
     use ruvector_rulake::cache::Consistency as CrateConsistency;
     use ruvector_rulake::{
-        BackendAdapter, FsBackend, LocalBackend, PulledBatch, Result as CrateResult, RuLake,
+        BackendAdapter, FsBackend, LocalBackend as CrateLocalBackend, PulledBatch,
+        Result as CrateResult, RuLake,
     };
 
     fn tmpdir(tag: &str) -> std::path::PathBuf {
@@ -887,8 +887,8 @@ mod crate_defects {
         p
     }
 
-    fn local(ids: Vec<u64>, rows: Vec<Vec<f32>>) -> LocalBackend {
-        let b = LocalBackend::new("l");
+    fn local(ids: Vec<u64>, rows: Vec<Vec<f32>>) -> CrateLocalBackend {
+        let b = CrateLocalBackend::new("l");
         b.put_collection("c", rows[0].len(), ids, rows).unwrap();
         b
     }

@@ -43,7 +43,7 @@ use ruvector_py_core::interrupt::Cancel;
 use ruvector_py_core::io::{write_le, CrcWriter};
 use ruvector_rulake::RuLakeBundle;
 
-use crate::engine::{build_index, index_params, EntryData, Index, Key, Snapshot};
+use crate::cache::{build_index, index_params, Engine, EntryData, Key, Snapshot};
 use crate::source::{write_atomic, Failure, LResult, Pulled, MAX_COLLECTION_VECTORS, MAX_LAKE_DIM};
 
 pub const SIDECAR: &str = RuLakeBundle::SIDECAR_FILENAME;
@@ -302,7 +302,7 @@ pub fn load_snapshot(
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
             .collect();
-        let mut index = Index::new(index_params(dim, seed, rf))?;
+        let mut index = Engine::new(index_params(dim, seed, rf))?;
         let rows: Vec<u64> = (0..n as u64).collect();
         index
             .restore_symmetric(&rows, &pulled.data, packed, norms, cancel)
@@ -327,7 +327,7 @@ pub fn load_snapshot(
 }
 
 /// Saves `key`'s cached entry; `CacheMiss` if nothing is cached.
-pub fn save(engine: &crate::engine::Engine, key: &Key, dir: &Path) -> LResult<PathBuf> {
+pub fn save(engine: &crate::cache::Cache, key: &Key, dir: &Path) -> LResult<PathBuf> {
     let snap = engine.cached(key).ok_or_else(|| {
         Error::CacheMiss(format!(
             "nothing is cached for ({:?}, {:?}); search it (or warm it) before saving",
@@ -342,7 +342,7 @@ pub fn save(engine: &crate::engine::Engine, key: &Key, dir: &Path) -> LResult<Pa
 /// caller's own warm-up search. Cancellable until the entry is installed
 /// (`cancel.commit()` just before): a cancelled warm changes nothing.
 pub fn warm(
-    engine: &crate::engine::Engine,
+    engine: &crate::cache::Cache,
     key: &Key,
     dir: &Path,
     cancel: &Cancel,
@@ -377,7 +377,7 @@ pub fn warm(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Config, Consistency, Engine};
+    use crate::cache::{Cache, Config, Consistency};
     use crate::source::LocalSource;
     use std::sync::Arc;
 
@@ -395,8 +395,8 @@ mod tests {
         Cancel::new()
     }
 
-    fn engine(c: Consistency) -> (Engine, Arc<LocalSource>) {
-        let e = Engine::new(Config {
+    fn engine(c: Consistency) -> (Cache, Arc<LocalSource>) {
+        let e = Cache::new(Config {
             rerank_factor: 4,
             rotation_seed: 7,
             max_entries: None,
