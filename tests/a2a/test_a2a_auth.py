@@ -221,7 +221,7 @@ def test_official_sdk_client(server: a2a.A2aServer) -> None:
                     if name == "subscribe" and not streaming:
                         continue  # the a2a-sdk subscribes only in streaming mode
                     ran = len(RAN)
-                    with pytest.raises(Exception, match="40[13]") as ei:
+                    with pytest.raises(Exception, match=r"40[13]") as ei:
                         await asyncio.wait_for(call(bad, bctx), 10)
                     assert ("401" if cred is None else "403") in str(ei.value), (name, cred, ei.value)
                     assert len(RAN) == ran, name
@@ -257,23 +257,28 @@ def test_official_sdk_client(server: a2a.A2aServer) -> None:
 # ---------------------------------------------------------------- this SDK's client
 
 
+def _our_calls(c: a2a.A2aClient) -> List[Callable[[], Any]]:
+    return [
+        lambda: c.send_task_sync("x"),
+        lambda: c.get_task_sync("t"),
+        lambda: c.list_tasks_sync(),
+        lambda: c.cancel_task_sync("t"),
+        lambda: list(c.stream_task_sync("x")),
+        lambda: list(c.resubscribe_sync("t")),
+        lambda: c.set_push_config_sync("t", HOOK),
+        lambda: c.get_push_config_sync("t", "p"),
+        lambda: c.list_push_configs_sync("t"),
+        lambda: c.delete_push_config_sync("t", "p"),
+    ]
+
+
 def test_our_client(server: a2a.A2aServer) -> None:
     pin = server.card.agent_id
     for cred, status in ((None, "HTTP 401"), (WRONG, "HTTP 403")):
         c = a2a.A2aClient.connect_sync(server.url, expected_agent_id=pin, bearer_token=cred)
         ran = len(RAN)
-        for call in (
-            lambda: c.send_task_sync("x"),
-            lambda: c.get_task_sync("t"),
-            lambda: c.list_tasks_sync(),
-            lambda: c.cancel_task_sync("t"),
-            lambda: list(c.stream_task_sync("x")),
-            lambda: list(c.resubscribe_sync("t")),
-            lambda: c.set_push_config_sync("t", HOOK),
-            lambda: c.get_push_config_sync("t", "p"),
-            lambda: c.list_push_configs_sync("t"),
-            lambda: c.delete_push_config_sync("t", "p"),
-        ):
+        calls = _our_calls(c)
+        for call in calls:
             with pytest.raises(a2a.A2aError, match=status) as ei:
                 call()
             assert not isinstance(ei.value, a2a.TransportError)
@@ -330,15 +335,15 @@ def test_api_key_basic_and_query_schemes_with_sync_and_per_scheme_verifiers() ->
     async def qry(cred: str) -> bool:
         return cred == "Q 1"
 
-    with a2a.A2aServer(
-        card, handler, credential_verifier={"hdr": hdr, "qry": qry, "basic": basic}
-    ) as s:
+    with a2a.A2aServer(card, handler, credential_verifier={"hdr": hdr, "qry": qry, "basic": basic}) as s:
         assert post(s.url, "ListTasks", {}, {"X-Key": "K1"})[0] == 200
         assert refused(s.url, "ListTasks", {}, {"X-Key": "K2"}).code == 403
         bob = "Basic " + base64.b64encode(b"bob:pw").decode()
         assert refused(s.url, "ListTasks", {}, {"Authorization": bob}).code == 401  # query key missing
         assert post(s.url + "?key=Q+1", "ListTasks", {}, {"Authorization": bob})[0] == 200
-        e = refused(s.url + "?key=Q%201", "ListTasks", {}, {"Authorization": "Basic " + base64.b64encode(b"b:x").decode()})
+        e = refused(
+            s.url + "?key=Q%201", "ListTasks", {}, {"Authorization": "Basic " + base64.b64encode(b"b:x").decode()}
+        )
         assert e.code == 401 and e.headers["WWW-Authenticate"].startswith("Basic")
         assert refused(s.url + "?key=nope", "ListTasks", {}, {"Authorization": bob}).code == 403
         c = a2a.A2aClient.connect_sync(s.url, allow_unsigned=True, api_key="K1", api_key_header="X-Key")
@@ -390,7 +395,11 @@ def test_declared_security_without_verifier_refuses_to_start() -> None:
 
 def test_unsigned_03_card_requirements_parse() -> None:
     card = a2a.AgentCard.from_wire(
-        {"name": "x", "securitySchemes": {"k": {"type": "apiKey", "in": "header", "name": "K"}}, "security": [{"k": []}]}
+        {
+            "name": "x",
+            "securitySchemes": {"k": {"type": "apiKey", "in": "header", "name": "K"}},
+            "security": [{"k": []}],
+        }
     )
     assert card.security_requirements == [{"k": []}]
     assert card.security_schemes["k"].location == "header"

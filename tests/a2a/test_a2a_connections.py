@@ -116,7 +116,9 @@ def test_thousand_idle_connections_do_not_lock_out_a_client(limited_server: Tupl
         assert t.status.message.text == "echo: still here"
         assert time.monotonic() - t0 < 10, "served within a bounded time"
         # ... and again, on a new client, while the flood still holds its sockets.
-        assert a2a.A2aClient.connect_sync(url, allow_unsigned=True, timeout=10).send_task_sync("again").state.is_terminal
+        assert (
+            a2a.A2aClient.connect_sync(url, allow_unsigned=True, timeout=10).send_task_sync("again").state.is_terminal
+        )
         assert server.poll() is None
     finally:
         assert flood.stdin is not None

@@ -57,21 +57,21 @@ def _kw(f: Callable[..., Any]) -> Dict[str, Any]:
 def test_siblings_have_the_same_explicit_keywords(client: a2a.A2aClient) -> None:
     base = _kw(a2a.A2aClient.send_message)
     assert "policy" in base and "metadata" in base
-    for f in (a2a.A2aClient.send_message_sync, a2a.A2aClient.send_task, a2a.A2aClient.send_task_sync):
+    sends: List[Callable[..., Any]] = [
+        a2a.A2aClient.send_message_sync,
+        a2a.A2aClient.send_task,
+        a2a.A2aClient.send_task_sync,
+    ]
+    for f in sends:
         assert _kw(f) == base, f.__name__
     stream = {k: v for k, v in base.items() if k != "return_immediately"}
-    for f in (a2a.A2aClient.stream_task, a2a.A2aClient.stream_task_sync):
+    streams: List[Callable[..., Any]] = [a2a.A2aClient.stream_task, a2a.A2aClient.stream_task_sync]
+    for f in streams:
         kw = _kw(f)
         assert kw.pop("stream_timeout")[0] is None
         assert kw == stream, f.__name__
     assert _kw(a2a.A2aClient.connect_sync) == _kw(a2a.A2aClient.connect)
-    for f in (
-        a2a.A2aClient.send_message_sync,
-        a2a.A2aClient.send_task,
-        a2a.A2aClient.send_task_sync,
-        a2a.A2aClient.stream_task,
-        a2a.A2aClient.stream_task_sync,
-    ):
+    for f in sends + streams:
         params: List[inspect.Parameter] = list(inspect.signature(f).parameters.values())
         assert all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in params), f.__name__
 

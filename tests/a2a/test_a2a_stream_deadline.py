@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Iterator, List
+from typing import Callable, Iterator, List
 
 import pytest
 from a2a_hostile_peer import HostilePeer
@@ -55,7 +55,8 @@ def test_stream_timeout_ends_a_hostile_stream(peer: HostilePeer, mode: str) -> N
 
 def test_stream_timeout_sync_resubscribe_and_client_default(peer: HostilePeer) -> None:
     c = a2a.A2aClient.connect_sync(peer.url("sse-slow-events"), allow_unsigned=True, stream_timeout=0.8)
-    for make in (lambda: c.stream_task_sync("x"), lambda: c.resubscribe_sync("t1")):
+    makers: List[Callable[[], a2a.TaskStreamSync]] = [lambda: c.stream_task_sync("x"), lambda: c.resubscribe_sync("t1")]
+    for make in makers:
         t0 = time.monotonic()
         with pytest.raises(a2a.TransportError, match="stream_timeout"):
             with make() as s:
