@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator, List, Optional, Tuple
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -232,7 +232,12 @@ def test_connection_cap_evicts_idle_and_refuses_when_all_busy() -> None:
 
 
 def test_limit_options_are_checked() -> None:
-    for bad in ({"max_connections": 0}, {"header_read_timeout": 0.0}, {"keep_alive_timeout": float("nan")}):
+    bads: List[Dict[str, Any]] = [
+        {"max_connections": 0},
+        {"header_read_timeout": 0.0},
+        {"keep_alive_timeout": float("nan")},
+    ]
+    for bad in bads:
         with pytest.raises(a2a.InvalidArgument):
             a2a.A2aServer(CARD, echo, **bad)
     assert 8 <= a2a.default_max_connections() <= 1024

@@ -13,7 +13,11 @@
 //!   signature; agent id = hex(SHAKE-256(public key))[..32 bytes].
 //!
 //! Verification works on the parsed card that is handed to the caller, so
-//! no field can be added beside a valid signature.
+//! no field can be added beside a valid signature. One A2A limit remains:
+//! the signed form drops empty values, so a security requirement without
+//! scopes (`{"schemes": {"bearer": {"list": []}}}`) is not covered by any
+//! signature — it is kept as served (the server enforces its own card
+//! whatever a client was shown).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
