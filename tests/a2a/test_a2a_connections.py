@@ -241,3 +241,16 @@ def test_limit_options_are_checked() -> None:
         with pytest.raises(a2a.InvalidArgument):
             a2a.A2aServer(CARD, echo, **bad)
     assert 8 <= a2a.default_max_connections() <= 1024
+
+
+def test_oversized_body_gets_413_not_a_reset() -> None:
+    import urllib.error
+    import urllib.request
+
+    with a2a.A2aServer(CARD, echo, max_body_bytes=64 * 1024) as s:
+        for size in (100_000, 3 * 1024 * 1024, 3 * 1024 * 1024, 500_000, 3 * 1024 * 1024):
+            req = urllib.request.Request(s.url, data=b" " * size, headers={"content-type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as ei:
+                urllib.request.urlopen(req, timeout=10)
+            assert ei.value.code == 413
+            assert b"max_body_bytes = 65536" in ei.value.read()

@@ -18,7 +18,7 @@ import inspect
 import logging
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Tuple, Union, cast
 
-from ruvector_common.errors import InvalidArgument
+from ruvector_common.errors import InvalidArgument, TransportError
 
 from ._types import AgentCard, SecurityScheme
 
@@ -77,7 +77,7 @@ def _requirements(raw: Mapping[str, Any], card: AgentCard) -> List[Dict[str, Lis
     if not reqs:
         legacy = raw.get("security")  # A2A 0.3: [{name: [scopes]}]
         if isinstance(legacy, list):
-            for r in cast(List[Any], legacy):
+            for r in cast(List[Any], legacy):  # type: ignore[redundant-cast]
                 if isinstance(r, Mapping):
                     reqs.append({str(k): [] for k in cast(Mapping[str, Any], r)})
     return reqs
@@ -91,10 +91,15 @@ def auth_plan(card_json: Mapping[str, Any]) -> Optional[List[List[_Req]]]:
     requirement naming an undeclared scheme, schemes without requirements,
     per-skill requirements, mutual TLS, unknown scheme types.
     """
-    card = AgentCard.from_wire(dict(card_json))
+    if not any(card_json.get(k) for k in ("securitySchemes", "securityRequirements", "security", "skills")):
+        return None
+    try:
+        card = AgentCard.from_wire(dict(card_json))
+    except TransportError as e:  # from_wire speaks of peers; this card is the caller's
+        raise InvalidArgument(f"card: {e}") from None
     reqs = _requirements(card_json, card)
     skills = card_json.get("skills")
-    for s in cast(List[Any], skills) if isinstance(skills, list) else []:
+    for s in cast(List[Any], skills) if isinstance(skills, list) else []:  # type: ignore[redundant-cast]
         if isinstance(s, Mapping) and cast(Mapping[str, Any], s).get("securityRequirements"):
             raise InvalidArgument(
                 "per-skill securityRequirements cannot be enforced by A2aServer (a request does not say "

@@ -18,13 +18,13 @@ from ._discovery import (
     DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_STREAM_IDLE_TIMEOUT,
-    _card_urls,  # pyright: ignore[reportPrivateUsage]
-    _Config,  # pyright: ignore[reportPrivateUsage]
-    _endpoint,  # pyright: ignore[reportPrivateUsage]
-    _verify,  # pyright: ignore[reportPrivateUsage]
+    Config,
+    card_urls,
+    endpoint_of,
+    verify_raw_card,
 )
 from ._policy import Budget, TaskPolicy
-from ._rpc import JsonDict, _m, _request, _rpc_error, _unwrap  # pyright: ignore[reportPrivateUsage]
+from ._rpc import JsonDict, as_map, request_body, rpc_error, unwrap
 from ._stream import TaskStream, TaskStreamSync
 from ._types import (
     AgentCard,
@@ -65,7 +65,7 @@ class A2aClient:
     """
 
     def __init__(
-        self, card: AgentCard, card_url: str, endpoint: Tuple[str, str], config: _Config, budget: Optional[Budget]
+        self, card: AgentCard, card_url: str, endpoint: Tuple[str, str], config: Config, budget: Optional[Budget]
     ) -> None:
         self._card = card
         self._card_url = card_url
@@ -157,8 +157,8 @@ class A2aClient:
                     last = e
                     continue
                 raise
-            card = _verify(raw, trusted_keys, expected_agent_id, allow_unsigned)
-            return cls(card, u, _endpoint(card, u, protocol), cfg, budget)
+            card = verify_raw_card(raw, trusted_keys, expected_agent_id, allow_unsigned)
+            return cls(card, u, endpoint_of(card, u, protocol), cfg, budget)
         raise last if last is not None else TransportError(f"no agent card at {url}")
 
     @classmethod
@@ -207,8 +207,8 @@ class A2aClient:
                     last = e
                     continue
                 raise
-            card = _verify(raw, trusted_keys, expected_agent_id, allow_unsigned)
-            return cls(card, u, _endpoint(card, u, protocol), cfg, budget)
+            card = verify_raw_card(raw, trusted_keys, expected_agent_id, allow_unsigned)
+            return cls(card, u, endpoint_of(card, u, protocol), cfg, budget)
         raise last if last is not None else TransportError(f"no agent card at {url}")
 
     @staticmethod
@@ -226,7 +226,7 @@ class A2aClient:
         stream_timeout: Optional[float],
         expected_agent_id: Optional[str],
         protocol: str,
-    ) -> Tuple[_Config, List[str]]:
+    ) -> Tuple[Config, List[str]]:
         """The checked settings and the card URLs to try."""
         for name, value in (
             ("url", url),
@@ -241,7 +241,7 @@ class A2aClient:
         for k, v in (headers or {}).items():
             _check_text(k, "headers")
             _check_text(v, f"headers[{k!r}]")
-        cfg = _Config(
+        cfg = Config(
             timeout,
             headers or {},
             bearer_token,
@@ -252,7 +252,7 @@ class A2aClient:
             stream_idle_timeout,
             stream_timeout,
         )
-        return cfg, _card_urls(url, card_path)
+        return cfg, card_urls(url, card_path)
 
     @property
     def card(self) -> AgentCard:
@@ -322,7 +322,7 @@ class A2aClient:
             params["configuration"] = conf
         md: JsonDict = dict(metadata or {})
         if policy is not None or skill is not None:
-            rv: JsonDict = dict(_m(md.get("ruvector")) or {})
+            rv: JsonDict = dict(as_map(md.get("ruvector")) or {})
             if policy is not None:
                 rv["policy"] = policy.to_wire()
             if skill is not None:
@@ -334,10 +334,10 @@ class A2aClient:
 
     @staticmethod
     def _send_result(result: Any) -> Union[Task, Message]:
-        r: Mapping[str, Any] = _m(result) or {}
-        if _m(r.get("task")) is not None:
+        r: Mapping[str, Any] = as_map(result) or {}
+        if as_map(r.get("task")) is not None:
             return Task.from_wire(r["task"])
-        if _m(r.get("message")) is not None:
+        if as_map(r.get("message")) is not None:
             return Message.from_wire(r["message"])
         raise TransportError("SendMessage: the result has neither task nor message")
 
@@ -347,12 +347,12 @@ class A2aClient:
             wire = _rvagent.method_to_rv(method)
             if method == "SendMessage":
                 params = _rvagent.send_params(params, self._rv_skill, self._rv_id)
-            rid, body = _request(wire, params)
+            rid, body = request_body(wire, params)
             return rid, body, []
         if self._version == "0.3":
-            rid, body = _request(_compat03.method_to_03(method), _compat03.params_to_03(method, params))
+            rid, body = request_body(_compat03.method_to_03(method), _compat03.params_to_03(method, params))
             return rid, body, []
-        rid, body = _request(method, params)
+        rid, body = request_body(method, params)
         return rid, body, [("A2A-Version", A2A_VERSION)]
 
     def _result(self, method: str, result: Any) -> Any:
@@ -369,7 +369,7 @@ class A2aClient:
             _, resp = await self._t.request("POST", self._endpoint, body, headers)
         finally:
             self._rv_sent.discard(sent)
-        return self._result(method, _unwrap(rid, resp, method))
+        return self._result(method, unwrap(rid, resp, method))
 
     def _call_sync(self, method: str, params: JsonDict) -> Any:
         if self._version == "rvagent" and method == "CancelTask":
@@ -380,7 +380,7 @@ class A2aClient:
             _, resp = self._t.request_sync("POST", self._endpoint, body, headers)
         finally:
             self._rv_sent.discard(sent)
-        return self._result(method, _unwrap(rid, resp, method))
+        return self._result(method, unwrap(rid, resp, method))
 
     # ---------------------------------------------------------------- rvAgent cancel
     def _rv_track(self, method: str, body: bytes) -> str:
@@ -397,9 +397,9 @@ class A2aClient:
         (it would flip it to canceled) or a task nobody is running (it answers
         ``canceled`` for any id). None: send the cancel."""
         if stored is not None and stored.status.state.is_terminal:
-            raise _rpc_error({"code": -32002, "message": f"task {task_id} is {stored.status.state.value}"})
+            raise rpc_error({"code": -32002, "message": f"task {task_id} is {stored.status.state.value}"})
         if stored is None and task_id not in self._rv_sent:
-            raise _rpc_error({"code": -32001, "message": f"task {task_id} not found"})
+            raise rpc_error({"code": -32001, "message": f"task {task_id} not found"})
         return None
 
     @staticmethod
@@ -418,7 +418,7 @@ class A2aClient:
         self._rv_cancel_plan(task_id, await self._rv_get_or_none(task_id))
         rid, body, headers = self._rpc("CancelTask", {"id": task_id})
         _, resp = await self._t.request("POST", self._endpoint, body, headers)
-        _unwrap(rid, resp)
+        unwrap(rid, resp)
         return self._rv_canceled(task_id).to_wire()
 
     def _rv_cancel_sync(self, task_id: str) -> Any:
@@ -431,7 +431,7 @@ class A2aClient:
         self._rv_cancel_plan(task_id, stored)
         rid, body, headers = self._rpc("CancelTask", {"id": task_id})
         _, resp = self._t.request_sync("POST", self._endpoint, body, headers)
-        _unwrap(rid, resp)
+        unwrap(rid, resp)
         return self._rv_canceled(task_id).to_wire()
 
     # ---------------------------------------------------------------- calls
@@ -613,7 +613,7 @@ class A2aClient:
 
     @staticmethod
     def _list_result(result: Any) -> ListTasksResult:
-        r = _m(result)
+        r = as_map(result)
         if r is None:
             raise TransportError("ListTasks: the result is not an object")
         raw_tasks = r.get("tasks")
@@ -691,7 +691,7 @@ class A2aClient:
 
     @staticmethod
     def _push_list(r: Any) -> List[PushNotificationConfig]:
-        m = _m(r)
+        m = as_map(r)
         raw: Any = m.get("configs") if m is not None else r
         items: List[Any] = cast(List[Any], raw) if isinstance(raw, list) else []  # type: ignore[redundant-cast]
         return [PushNotificationConfig.from_wire(x) for x in items]

@@ -22,7 +22,8 @@ CARD_PATH = "/.well-known/agent-card.json"
 LEGACY_CARD_PATH = "/.well-known/agent.json"
 
 
-def _card_urls(url: str, card_path: Optional[str]) -> List[str]:
+def card_urls(url: str, card_path: Optional[str]) -> List[str]:
+    """The URLs to fetch the card from, in order."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidArgument(f"url must be an http(s) URL, got {url!r}")
@@ -34,7 +35,10 @@ def _card_urls(url: str, card_path: Optional[str]) -> List[str]:
     return [urljoin(base, CARD_PATH.lstrip("/")), urljoin(base, LEGACY_CARD_PATH.lstrip("/"))]
 
 
-class _Config:
+class Config:
+    """The HTTP settings of one client (its native transport) and its default
+    stream deadline."""
+
     def __init__(
         self,
         timeout: float,
@@ -66,7 +70,8 @@ class _Config:
         )
 
 
-def _verify(raw: Any, trusted_keys: Any, expected_agent_id: Optional[str], allow_unsigned: bool) -> AgentCard:
+def verify_raw_card(raw: Any, trusted_keys: Any, expected_agent_id: Optional[str], allow_unsigned: bool) -> AgentCard:
+    """The served card JSON, verified (``CardSignatureInvalid``) and typed."""
     if not isinstance(raw, dict):
         raise TransportError("the agent card is not a JSON object")
     info = _native.verify_card(
@@ -80,7 +85,7 @@ def _verify(raw: Any, trusted_keys: Any, expected_agent_id: Optional[str], allow
     return AgentCard.from_wire(verified, CardVerification(**info))
 
 
-def _endpoint(card: AgentCard, card_url: str, protocol: str) -> Tuple[str, str]:
+def endpoint_of(card: AgentCard, card_url: str, protocol: str) -> Tuple[str, str]:
     """The JSON-RPC URL and dialect (``"1.0"``, ``"0.3"`` or ``"rvagent"``) to use with this card."""
     orders = {
         "auto": ("1.0", "0.3", "rvagent"),

@@ -13,13 +13,14 @@ JsonDict = Dict[str, Any]
 _ids = itertools.count(1)
 
 
-def _m(x: Any) -> Optional[Mapping[str, Any]]:
+def as_map(x: Any) -> Optional[Mapping[str, Any]]:
+    """``x`` as a JSON object, or None."""
     return cast(Mapping[str, Any], x) if isinstance(x, Mapping) else None
 
 
-def _rpc_error(err: Any) -> A2aError:
+def rpc_error(err: Any) -> A2aError:
     """The peer's JSON-RPC error as :class:`A2aError` with ``.code`` and ``.data``."""
-    m: Mapping[str, Any] = _m(err) or {}
+    m: Mapping[str, Any] = as_map(err) or {}
     code, msg = m.get("code"), m.get("message")
     e = A2aError(f"the peer answered JSON-RPC error {code}: {msg}")
     e.code = code  # type: ignore[attr-defined]
@@ -32,12 +33,13 @@ def _rpc_error(err: Any) -> A2aError:
 _NULL_RESULT = frozenset({"DeleteTaskPushNotificationConfig"})
 
 
-def _unwrap(rid: int, raw: Any, method: str = "") -> Any:
-    body = _m(raw)
+def unwrap(rid: int, raw: Any, method: str = "") -> Any:
+    """The ``result`` of the answer to request ``rid``; the peer's error as :class:`A2aError`."""
+    body = as_map(raw)
     if body is None:
         raise TransportError("the peer's JSON-RPC answer is not an object")
     if "error" in body and body["error"] is not None:
-        raise _rpc_error(body["error"])
+        raise rpc_error(body["error"])
     if body.get("id") != rid:
         raise TransportError(f"the peer answered JSON-RPC id {body.get('id')!r} to request id {rid}")
     if "result" not in body:
@@ -47,7 +49,8 @@ def _unwrap(rid: int, raw: Any, method: str = "") -> Any:
     return body["result"]
 
 
-def _request(method: str, params: JsonDict) -> Tuple[int, bytes]:
+def request_body(method: str, params: JsonDict) -> Tuple[int, bytes]:
+    """A new request id and the UTF-8 JSON-RPC request."""
     rid = next(_ids)
     try:
         body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params}, ensure_ascii=False).encode(

@@ -7,13 +7,13 @@ import asyncio
 import collections
 import json
 import time
-from typing import TYPE_CHECKING, Any, Deque, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Deque, Iterator, List, Optional, Tuple
 
 from ruvector_common.errors import A2aError, PolicyViolation, TransportError
 
 from . import _compat03, _rvagent
 from ._policy import TaskPolicy
-from ._rpc import JsonDict, _m, _unwrap  # pyright: ignore[reportPrivateUsage]
+from ._rpc import JsonDict, as_map, unwrap
 from ._types import TaskUpdate
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class _StreamBase:
         # channel (plus, for a new task, its tasks/send POST once it is open).
         self._url = client.endpoint
         self._body: Optional[bytes]
+        self._headers: List[Tuple[str, str]]
         self._send: Optional[bytes] = None
         if self._rv and method == "SubscribeToTask":
             self._rid, self._headers, self._body = 0, [], None
@@ -90,7 +91,7 @@ class _StreamBase:
     def _rv_sent_result(self, raw: Any) -> TaskUpdate:
         """The final update made of rvAgent's ``tasks/send`` answer (an error raises)."""
         try:
-            task = _rvagent.task_from_rv(_unwrap(self._rid, raw))
+            task = _rvagent.task_from_rv(unwrap(self._rid, raw))
         except BaseException:
             self._close()
             raise
@@ -111,7 +112,7 @@ class _StreamBase:
                     return None
                 up = TaskUpdate.from_wire(wire)
             else:
-                result = _unwrap(self._rid, ev)
+                result = unwrap(self._rid, ev)
                 up = TaskUpdate.from_wire(_compat03.event_from_03(result) if self._v03 else result)
         except BaseException:
             self._close()
@@ -156,7 +157,7 @@ class _StreamBase:
         # tasks/send answered first: an error ends the stream; a task waits a
         # moment for its final event on the side channel, else ends it.
         raw = sending.result()
-        body = _m(raw)
+        body = as_map(raw)
         if body is None or body.get("error") is not None:
             nxt.cancel()
             return self._SentAnswer(raw)

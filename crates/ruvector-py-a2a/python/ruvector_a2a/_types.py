@@ -68,7 +68,7 @@ def _check_json(value: Any, name: str, depth: int = 0) -> None:
     if isinstance(value, str):
         _check_text(value, name)
     elif isinstance(value, Mapping):
-        for k, v in cast(Mapping[Any, Any], value).items():
+        for k, v in cast(Mapping[Any, Any], value).items():  # type: ignore[redundant-cast]
             _check_text(k, f"{name} (a key)")
             _check_json(v, f"{name}[{k!r}]" if depth < 4 else name, depth + 1)
     elif isinstance(value, (list, tuple)):
@@ -797,7 +797,9 @@ class AgentCard:
             for r in _maps(m, "security"):
                 reqs.append(
                     {
-                        str(k): [x for x in cast(List[Any], v) if isinstance(x, str)] if isinstance(v, list) else []
+                        str(k): [x for x in cast(List[Any], v) if isinstance(x, str)]  # type: ignore[redundant-cast]
+                        if isinstance(v, list)
+                        else []
                         for k, v in r.items()
                     }
                 )

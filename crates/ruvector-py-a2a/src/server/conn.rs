@@ -306,7 +306,11 @@ async fn serve_conn(
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.keep_alive(true).max_buf_size(MAX_HEAD_BYTES);
+    // Deadlines are kept here (per phase), not by hyper's own head timer.
+    builder
+        .keep_alive(true)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .header_read_timeout(None);
     let mut http = Box::pin(builder.serve_connection(io, svc));
     let mut stopping = false;
     loop {
@@ -416,4 +420,60 @@ pub(crate) async fn serve(
     }
     drop(listener);
     while conns.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ConnLimits {
+        ConnLimits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn eviction_takes_the_oldest_connection_that_is_not_busy() {
+        let t = Table::new();
+        let a = t.register();
+        let b = t.register();
+        let c = t.register();
+        a.set(BUSY, &t);
+        a.since.store(0, Ordering::SeqCst); // busy: never a victim, however old
+        c.set(IDLE, &t);
+        b.since.store(5, Ordering::SeqCst); // waiting for its head since 5 ms
+        c.since.store(10, Ordering::SeqCst); // idle since 10 ms
+        assert!(t.evict_oldest_idle());
+        assert!(b.evicted.load(Ordering::SeqCst));
+        assert!(!a.evicted.load(Ordering::SeqCst) && !c.evicted.load(Ordering::SeqCst));
+        assert!(t.evict_oldest_idle());
+        assert!(c.evicted.load(Ordering::SeqCst));
+        assert!(!t.evict_oldest_idle(), "a busy connection is never evicted");
+        t.remove(b.id);
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn deadlines_follow_the_phase() {
+        let t = Table::new();
+        let l = limits();
+        let c = t.register();
+        let head = c
+            .deadline(&t, &l)
+            .expect("a new connection waits for its head");
+        c.set(BUSY, &t);
+        assert!(c.deadline(&t, &l).is_none());
+        c.set(IDLE, &t);
+        let idle = c.deadline(&t, &l).expect("idle");
+        assert!(idle > head + Duration::from_secs(40));
+    }
+
+    #[test]
+    fn descriptor_exhaustion_is_recognised() {
+        assert!(out_of_descriptors(&io::Error::from_raw_os_error(24)));
+        assert!(!out_of_descriptors(&io::Error::from_raw_os_error(104)));
+    }
 }

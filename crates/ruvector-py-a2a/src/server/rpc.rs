@@ -106,6 +106,11 @@ pub(super) async fn card_handler(State(s): State<Arc<Shared>>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], b).into_response()
 }
 
+/// Bytes of an oversized body read and discarded before answering 413, so a
+/// client that writes its whole body before reading sees the answer (not a
+/// reset); past it the connection is just closed.
+const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
+
 /// Reads the whole body: at most `max` bytes (413 past it) within
 /// `deadline` (408 past it; the connection is then closed).
 async fn read_body(
@@ -114,23 +119,16 @@ async fn read_body(
     max: usize,
     deadline: std::time::Duration,
 ) -> std::result::Result<Bytes, Response> {
-    let too_large = || {
-        refusal(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body exceeds max_body_bytes = {max}"),
-            true,
-        )
-    };
     let announced = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
-    }
+    let mut stream = body.into_data_stream();
     let read = async {
+        if announced.is_some_and(|n| n > max as u64) {
+            return Ok(None);
+        }
         let mut out: Vec<u8> = Vec::with_capacity(announced.unwrap_or(0) as usize);
-        let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
                 refusal(
@@ -140,22 +138,44 @@ async fn read_body(
                 )
             })?;
             if out.len() + chunk.len() > max {
-                return Err(too_large());
+                return Ok(None);
             }
             out.extend_from_slice(&chunk);
         }
-        Ok(Bytes::from(out))
+        Ok(Some(Bytes::from(out)))
     };
-    match tokio::time::timeout(deadline, read).await {
-        Ok(r) => r,
-        Err(_) => Err(refusal(
+    let timed_out = || {
+        refusal(
             StatusCode::REQUEST_TIMEOUT,
             format!(
                 "the request body did not arrive within body_read_timeout = {:?}",
                 deadline
             ),
             true,
-        )),
+        )
+    };
+    let start = tokio::time::Instant::now();
+    match tokio::time::timeout(deadline, read).await {
+        Err(_) => Err(timed_out()),
+        Ok(Err(r)) => Err(r),
+        Ok(Ok(Some(b))) => Ok(b),
+        Ok(Ok(None)) => {
+            let drain = async {
+                let mut n = 0usize;
+                while let Some(Ok(c)) = stream.next().await {
+                    n += c.len();
+                    if n > DRAIN_LIMIT {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout_at(start + deadline, drain).await;
+            Err(refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body exceeds max_body_bytes = {max}"),
+                true,
+            ))
+        }
     }
 }
 
