@@ -108,8 +108,8 @@ def test_layer_norm_eps_minus_one_is_refused_not_nan(minilm_dir: Path, tmp_path:
         ("1_Pooling/config.json", {"pooling_mode_mean_tokens": "true"}, "pooling_mode_mean_tokens must be true or"),
         (
             "1_Pooling/config.json",
-            {"pooling_mode_mean_tokens": True, "word_embedding_dimension": 100},
-            "word_embedding_dimension must equal hidden_size 384 of config.json, got 100",
+            {"pooling_mode_mean_tokens": True, "word_embedding_dimension": -384},
+            "word_embedding_dimension must be an integer between 1 and 4096, got -384",
         ),
         ("1_Pooling/config.json", {"pooling_mode_max_tokens": True}, "is not supported"),
     ],
@@ -249,3 +249,31 @@ def test_clean_errors_are_ruvector_errors(minilm_dir: Path, tmp_path: Path) -> N
     folder = link_model(minilm_dir, tmp_path / "m", {"config.json": json_bytes(cfg)})
     with pytest.raises(RuVectorError):
         rve.Embedder.from_pretrained(folder)
+
+
+def test_image_batchnorm_that_overflows_when_folded_is_refused(tmp_path: Path) -> None:
+    weights = mw.make_weights()
+    weights["features.0.1.weight"] = np.full(16, 3e38, np.float32)
+    weights["features.0.1.running_var"] = np.zeros(16, np.float32)
+    path = mw.write_safetensors(tmp_path / "model.safetensors", weights)
+    with pytest.raises(rve.EmbedError, match=r"BatchNorm of features.0 .* overflows float32"):
+        rve.ImageEmbedder.from_pretrained(weights=path)
+
+
+def test_image_features_are_never_non_finite(tmp_path: Path) -> None:
+    """Finite weights whose activations overflow: EmbedError, not NaN."""
+    weights = mw.make_weights()
+    # Channels of alternating sign near float32's largest value: one sign
+    # overflows whatever the input.
+    sign = np.where(np.arange(576) % 2 == 0, 1.0, -1.0).astype(np.float32)
+    weights["features.12.0.weight"] = (sign[:, None, None, None] * np.full((576, 96, 1, 1), 1e38)).astype(np.float32)
+    weights["features.12.1.weight"] = np.ones(576, np.float32)
+    weights["features.12.1.bias"] = np.full(576, 3.4e38, np.float32)
+    weights["features.12.1.running_mean"] = np.zeros(576, np.float32)
+    weights["features.12.1.running_var"] = np.ones(576, np.float32)
+    emb = rve.ImageEmbedder.from_pretrained(weights=mw.write_safetensors(tmp_path / "model.safetensors", weights))
+    img = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    with pytest.raises(rve.EmbedError, match=r"non-finite value .* of the embedding of the image"):
+        emb.embed_image(img)
+    with pytest.raises(rve.EmbedError, match=r"non-finite value .* of the embedding of images\[\d\]"):
+        emb.embed_images([img, img])

@@ -160,11 +160,13 @@ def mixed_texts(seed: int, n: int) -> List[str]:
         "   ",
         "a-b_c",
     ]
-    out = []
+    seps = [" ", " ", " ", "", "\n", "  "]
+    out: List[str] = []
     for _ in range(n):
-        words = rng.choice(pieces, size=int(rng.integers(1500, 4000)))
-        seps = rng.choice([" ", " ", " ", "", "\n", "  "], size=len(words))
-        out.append("".join(w + s for w, s in zip(words, seps)))
+        count = int(rng.integers(1500, 4000))
+        words = rng.integers(0, len(pieces), size=count)
+        gaps = rng.integers(0, len(seps), size=count)
+        out.append("".join(pieces[int(w)] + seps[int(g)] for w, g in zip(words, gaps)))
     return out
 
 

@@ -353,16 +353,12 @@ impl ModelConfig {
                         let p = dir.read_json(&rel)?;
                         let file = dir.path(&rel).display().to_string();
                         pooling = pooling_from_json(&p, &file)?;
-                        if let Some(d) = p.get("word_embedding_dimension").filter(|x| !x.is_null())
+                        // Informational in sentence-transformers (the
+                        // pooled width is the encoder's); checked for range.
+                        if p.get("word_embedding_dimension")
+                            .is_some_and(|x| !x.is_null())
                         {
-                            if d.as_u64() != Some(bert.hidden as u64) {
-                                return Err(Error::Embed(format!(
-                                    "{file}: word_embedding_dimension must equal hidden_size {} of \
-                                     config.json, got {}",
-                                    bert.hidden,
-                                    shown(Some(d))
-                                )));
-                            }
+                            int_field(&p, "word_embedding_dimension", &file, limits::HIDDEN, None)?;
                         }
                     }
                     other => {

@@ -257,25 +257,18 @@ impl<'py> Batch<'py> {
         Ok(Batch::List(out))
     }
 
-    fn views(&self) -> Vec<ArrayView3<'_, u8>> {
+    fn views(&self) -> Result<Vec<ArrayView3<'_, u8>>> {
         match self {
             Batch::Stacked(a) => {
                 let v = a
                     .as_array()
                     .into_dimensionality::<Ix4>()
-                    .expect("checked to be 4-D");
-                (0..v.shape()[0])
+                    .map_err(|e| Error::invalid(format!("images: {e}")))?;
+                Ok((0..v.shape()[0])
                     .map(|i| v.index_axis_move(Axis(0), i))
-                    .collect()
+                    .collect())
             }
-            Batch::List(list) => list
-                .iter()
-                .map(|a| {
-                    a.as_array()
-                        .into_dimensionality::<Ix3>()
-                        .expect("checked to be 3-D")
-                })
-                .collect(),
+            Batch::List(list) => list.iter().map(view3).collect(),
         }
     }
 }
@@ -286,10 +279,12 @@ fn single<'py>(obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArrayDyn<'py, u8>>
     Ok(arr)
 }
 
-fn view3<'a>(arr: &'a PyReadonlyArrayDyn<'_, u8>) -> ArrayView3<'a, u8> {
+/// A 3-D view of an array whose shape was checked (an error, not a panic,
+/// if it was not).
+fn view3<'a>(arr: &'a PyReadonlyArrayDyn<'_, u8>) -> Result<ArrayView3<'a, u8>> {
     arr.as_array()
         .into_dimensionality::<Ix3>()
-        .expect("checked to be 3-D")
+        .map_err(|e| Error::invalid(format!("image: {e}")))
 }
 
 /// Image embeddings computed in Rust: torchvision's ``mobilenet_v3_small``
@@ -397,7 +392,7 @@ impl ImageEmbedder {
     /// Embeds one ``(H, W, 3)`` uint8 RGB image: a ``(576,)`` float32 array.
     fn embed_image(&self, py: Python<'_>, image: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let arr = single(image)?;
-        let view = view3(&arr);
+        let view = view3(&arr)?;
         let v = py.detach(|| self.model.embed_one(&rgb(view)))?;
         Ok(f32_vector(py, v))
     }
@@ -408,7 +403,7 @@ impl ImageEmbedder {
     /// about an image's work and raises ``KeyboardInterrupt``.
     fn embed_images(&self, py: Python<'_>, images: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let batch = Batch::parse(images)?;
-        let views = batch.views();
+        let views = batch.views()?;
         let model = &self.model;
         let m = run_interruptible(py, |cancel| {
             let imgs: Vec<Rgb8<'_>> = views.into_iter().map(rgb).collect();
@@ -424,7 +419,7 @@ impl ImageEmbedder {
         image: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let arr = single(image)?;
-        let img = owned(rgb(view3(&arr)));
+        let img = owned(rgb(view3(&arr)?));
         let model = Arc::clone(&self.model);
         runtime::awaitable(
             py,
@@ -440,7 +435,7 @@ impl ImageEmbedder {
         images: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let batch = Batch::parse(images)?;
-        let imgs: Vec<Rgb8<'static>> = batch.views().into_iter().map(|v| owned(rgb(v))).collect();
+        let imgs: Vec<Rgb8<'static>> = batch.views()?.into_iter().map(|v| owned(rgb(v))).collect();
         let model = Arc::clone(&self.model);
         runtime::awaitable(
             py,
@@ -453,7 +448,7 @@ impl ImageEmbedder {
     /// resize, centre crop and ImageNet normalisation.
     fn preprocess(&self, py: Python<'_>, image: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let arr = single(image)?;
-        let view = view3(&arr);
+        let view = view3(&arr)?;
         let x = py.detach(|| guarded(|| Ok(rgb(view).preprocess())))?;
         Ok(PyArray1::from_vec(py, x)
             .reshape([3, CROP, CROP])?

@@ -207,7 +207,15 @@ fn conv_bn(src: &mut dyn Source, prefix: &str, shape: [usize; 4]) -> Result<Conv
             var[i]
         )));
     }
-    Ok(fold_bn(w, &gamma, &beta, &mean, &var))
+    let conv = fold_bn(w, &gamma, &beta, &mean, &var);
+    // A huge gamma over a tiny variance overflows float32 when folded.
+    if conv.w.iter().chain(&conv.b).any(|v| !v.is_finite()) {
+        return Err(Error::Embed(format!(
+            "the BatchNorm of {prefix} (weight / sqrt(running_var + eps)) overflows float32 \
+             when folded into the convolution"
+        )));
+    }
+    Ok(conv)
 }
 
 /// BatchNorm folding (see [`conv_bn`]), computed in f64.
