@@ -110,16 +110,19 @@ impl TextTokenizer {
             return Ok(self.encode_whole(stripped)?.0);
         }
         let mut n = self.whole_bytes;
-        let mut previous: Option<Vec<u32>> = None;
+        // The last prefix that overflowed: its length and ids.
+        let mut previous: Option<(usize, Vec<u32>)> = None;
         loop {
-            let (ids, overflowed) = self.encode_whole(&stripped[..cut_point(stripped, n)])?;
+            let cut = cut_point(stripped, n);
+            let (ids, overflowed) = self.encode_whole(&stripped[..cut])?;
             if overflowed {
                 // Text past the cut no longer reaches the kept tokens once a
-                // longer prefix gives the same ids.
-                if previous.as_ref() == Some(&ids) {
-                    return Ok(ids);
+                // strictly longer prefix gives the same ids.
+                match &previous {
+                    Some((at, same)) if *at < cut && *same == ids => return Ok(ids),
+                    Some((at, _)) if *at == cut => {}
+                    _ => previous = Some((cut, ids.clone())),
                 }
-                previous = Some(ids.clone());
             } else {
                 previous = None;
             }
