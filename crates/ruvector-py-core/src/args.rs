@@ -48,3 +48,52 @@ pub fn int_in_range(obj: &Bound<'_, PyAny>, name: &str, lo: i128, hi: i128) -> P
     }
     Ok(value)
 }
+
+/// Reads `obj` as a Python `str` holding valid Unicode, naming `name` in
+/// errors: not a `str` is `InvalidArgument` naming the type, and a lone
+/// surrogate (such as `"\ud800"`, which has no UTF-8 form) is
+/// `InvalidArgument` naming its code point and index instead of Python's
+/// `UnicodeEncodeError`.
+pub fn str_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<String> {
+    use pyo3::types::{PyString, PyStringMethods};
+    let s = obj.cast::<PyString>().map_err(|_| {
+        PyErr::from(Error::invalid(format!(
+            "{name} must be a str, got {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        )))
+    })?;
+    match s.to_cow() {
+        Ok(text) => Ok(text.into_owned()),
+        Err(e) => {
+            let py = obj.py();
+            // UnicodeEncodeError.start: the index of the first bad character.
+            let at = e
+                .value(py)
+                .getattr("start")
+                .and_then(|v| v.extract::<usize>())
+                .ok();
+            let code = at
+                .and_then(|i| obj.get_item(i).ok())
+                .and_then(|c| {
+                    py.import("builtins")
+                        .and_then(|b| b.getattr("ord"))
+                        .and_then(|ord| ord.call1((c,)))
+                        .ok()
+                })
+                .and_then(|v| v.extract::<u32>().ok());
+            let what = match code {
+                Some(c) => format!("a lone surrogate U+{c:04X}"),
+                None => "a lone surrogate".to_string(),
+            };
+            let place = at.map_or(String::new(), |i| format!(" at index {i}"));
+            Err(Error::invalid(format!(
+                "{name} holds {what}{place}, which is not valid Unicode text (it has no UTF-8 \
+                 form); remove or replace it, e.g. with text.encode('utf-8', 'replace').decode()"
+            ))
+            .into())
+        }
+    }
+}

@@ -453,3 +453,22 @@ pub fn f32_matrix(py: Python<'_>, data: Vec<f32>, cols: usize) -> PyResult<Py<Py
         .into_any()
         .unbind())
 }
+
+/// Loads NumPy's C API now, for wheels that return arrays: the `numpy` crate
+/// otherwise loads it on the first array it makes and panics if that import
+/// fails (for example when a Ctrl-C pending since a long call interrupts
+/// the import), which reaches the caller as a `PanicException` and loses
+/// the call's result. Called from the wheel's module init, a failure is an
+/// `ImportError` of the wheel instead.
+pub fn init_numpy(py: Python<'_>) -> PyResult<()> {
+    py.import("numpy")?;
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        PyArray1::<f32>::zeros(py, 0, false).len()
+    }));
+    match loaded {
+        Ok(_) => Ok(()),
+        Err(_) => Err(pyo3::exceptions::PyImportError::new_err(
+            "NumPy is installed but its C API could not be loaded",
+        )),
+    }
+}

@@ -130,22 +130,23 @@ mod python {
     use pyo3::prelude::*;
 
     use super::{catch_panic, Cancel, POLL_INTERVAL};
-    use crate::errors::{Error, Result};
+    use crate::errors::Error;
 
     /// Runs `work` on the wheel's pool with the GIL released, polling
     /// Python's signal handlers meanwhile. A handler that raises (Ctrl-C's
     /// `KeyboardInterrupt`) cancels the work and is what this returns, once
     /// the work has stopped; a panic in the work is an internal error.
-    pub fn run_interruptible<T, W>(py: Python<'_>, work: W) -> PyResult<T>
+    pub fn run_interruptible<T, E, W>(py: Python<'_>, work: W) -> PyResult<T>
     where
         T: Send,
-        W: FnOnce(&Cancel) -> Result<T> + Send,
+        E: From<Error> + Into<PyErr> + Send,
+        W: FnOnce(&Cancel) -> std::result::Result<T, E> + Send,
     {
         let pool = crate::parallel::pool()?;
         let cancel = Cancel::new();
         let mut raised: Option<PyErr> = None;
         let outcome = py.detach(|| {
-            let (tx, rx) = mpsc::sync_channel::<Result<T>>(1);
+            let (tx, rx) = mpsc::sync_channel::<std::result::Result<T, E>>(1);
             let cancel = &cancel;
             let raised = &mut raised;
             pool.in_place_scope(move |scope| {
@@ -167,17 +168,20 @@ mod python {
                         Err(mpsc::RecvTimeoutError::Disconnected) => {
                             return Err(Error::Index(
                                 "internal error: the worker stopped without a result".into(),
-                            ))
+                            )
+                            .into())
                         }
                     }
                 }
             })
         });
-        match (outcome, raised) {
-            (Ok(value), _) => Ok(value),
-            (Err(Error::Interrupted), Some(signal)) => Err(signal),
-            (Err(e), _) => Err(e.into()),
+        // A handler raised before the work committed (the poll stops at the
+        // commit point), so the work changed nothing: the signal's exception
+        // is the answer, whether the work stopped at a check or not.
+        if let Some(signal) = raised {
+            return Err(signal);
         }
+        outcome.map_err(Into::into)
     }
 }
 

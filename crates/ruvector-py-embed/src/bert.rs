@@ -8,9 +8,16 @@
 //! sentences and no padding exists, the result equals the padded, masked
 //! computation of the reference implementation up to float rounding.
 
+use ruvector_py_core::interrupt::Cancel;
+
 use crate::error::{Error, Result};
 
 use crate::config::{BertConfig, Pooling};
+
+/// Query rows per block of attention scores: a sequence longer than this is
+/// attended in row blocks, so the score buffer stays at most
+/// `ATTN_ROWS × max_positions` (shorter sequences take one block, as before).
+const ATTN_ROWS: usize = 512;
 use crate::safetensors::SafeTensors;
 
 struct Layer {
@@ -218,22 +225,49 @@ fn softmax_rows(s: &mut [f32], width: usize) {
 }
 
 impl Bert {
-    /// Reads the encoder from a checkpoint, checking every tensor's shape
-    /// against `cfg`. Tensor names may carry a `bert.` prefix.
-    pub fn load(st: &SafeTensors, cfg: &BertConfig) -> Result<Self> {
-        let prefix = if st.contains("embeddings.word_embeddings.weight") {
-            ""
+    /// The tensor-name prefix of a checkpoint: `""` or `"bert."`.
+    fn prefix(st: &SafeTensors) -> Result<&'static str> {
+        if st.contains("embeddings.word_embeddings.weight") {
+            Ok("")
         } else if st.contains("bert.embeddings.word_embeddings.weight") {
-            "bert."
+            Ok("bert.")
         } else {
             let mut some: Vec<&str> = st.names().take(5).collect();
             some.sort_unstable();
-            return Err(Error::Embed(format!(
+            Err(Error::Embed(format!(
                 "the checkpoint has no embeddings.word_embeddings.weight tensor, so it is not \
                  a BERT encoder (some of its tensors: {})",
                 some.join(", ")
+            )))
+        }
+    }
+
+    /// Checks that the checkpoint holds every tensor `cfg` describes, with
+    /// the right shape and a supported dtype, and no extra encoder layer,
+    /// without converting anything.
+    pub fn check(st: &SafeTensors, cfg: &BertConfig) -> Result<()> {
+        let prefix = Self::prefix(st)?;
+        for (name, shape) in Self::tensor_shapes(cfg) {
+            st.check(&format!("{prefix}{name}"), &shape)?;
+        }
+        if st.contains(&format!(
+            "{prefix}encoder.layer.{}.attention.self.query.weight",
+            cfg.layers
+        )) {
+            return Err(Error::Embed(format!(
+                "the checkpoint has more encoder layers than num_hidden_layers = {} in config.json",
+                cfg.layers
             )));
-        };
+        }
+        Ok(())
+    }
+
+    /// Reads the encoder from a checkpoint, checking every tensor's shape
+    /// against `cfg` (all of them before any is converted) and every value
+    /// to be finite. Tensor names may carry a `bert.` prefix.
+    pub fn load(st: &SafeTensors, cfg: &BertConfig) -> Result<Self> {
+        Self::check(st, cfg)?;
+        let prefix = Self::prefix(st)?;
         let (h, i) = (cfg.hidden, cfg.intermediate);
         let get = |name: &str, shape: &[usize]| st.f32(&format!("{prefix}{name}"), shape);
         let ln = |name: &str| -> Result<(Vec<f32>, Vec<f32>)> {
@@ -264,15 +298,6 @@ impl Bert {
                 ln2: ln(&format!("{p}.output.LayerNorm"))?,
             });
         }
-        if st.contains(&format!(
-            "{prefix}encoder.layer.{}.attention.self.query.weight",
-            cfg.layers
-        )) {
-            return Err(Error::Embed(format!(
-                "the checkpoint has more encoder layers than num_hidden_layers = {} in config.json",
-                cfg.layers
-            )));
-        }
         Ok(Bert {
             word: get("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?,
             pos: get(
@@ -287,6 +312,46 @@ impl Bert {
             layers,
             cfg: cfg.clone(),
         })
+    }
+
+    /// Names (without the `bert.` prefix) and shapes of every tensor the
+    /// encoder reads.
+    fn tensor_shapes(cfg: &BertConfig) -> Vec<(String, Vec<usize>)> {
+        let (h, i) = (cfg.hidden, cfg.intermediate);
+        let mut out: Vec<(String, Vec<usize>)> = vec![
+            (
+                "embeddings.word_embeddings.weight".into(),
+                vec![cfg.vocab_size, h],
+            ),
+            (
+                "embeddings.position_embeddings.weight".into(),
+                vec![cfg.max_positions, h],
+            ),
+            (
+                "embeddings.token_type_embeddings.weight".into(),
+                vec![cfg.type_vocab, h],
+            ),
+            ("embeddings.LayerNorm.weight".into(), vec![h]),
+            ("embeddings.LayerNorm.bias".into(), vec![h]),
+        ];
+        for l in 0..cfg.layers {
+            let p = format!("encoder.layer.{l}");
+            for part in ["query", "key", "value"] {
+                out.push((format!("{p}.attention.self.{part}.weight"), vec![h, h]));
+                out.push((format!("{p}.attention.self.{part}.bias"), vec![h]));
+            }
+            out.push((format!("{p}.attention.output.dense.weight"), vec![h, h]));
+            out.push((format!("{p}.attention.output.dense.bias"), vec![h]));
+            out.push((format!("{p}.intermediate.dense.weight"), vec![i, h]));
+            out.push((format!("{p}.intermediate.dense.bias"), vec![i]));
+            out.push((format!("{p}.output.dense.weight"), vec![h, i]));
+            out.push((format!("{p}.output.dense.bias"), vec![h]));
+            for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
+                out.push((format!("{p}.{ln}.weight"), vec![h]));
+                out.push((format!("{p}.{ln}.bias"), vec![h]));
+            }
+        }
+        out
     }
 
     pub fn config(&self) -> &BertConfig {
@@ -317,17 +382,38 @@ impl Bert {
     /// Embeds each token sequence of `seqs` (ids including `[CLS]`/`[SEP]`,
     /// each at most `max_positions` long and non-empty) and writes one
     /// pooled, optionally L2-normalised row per sequence into `out`.
+    /// `cancel` is checked before each layer.
     pub fn embed_chunk(
         &self,
         seqs: &[&[u32]],
         pooling: Pooling,
         normalize: bool,
         out: &mut [f32],
+        cancel: &Cancel,
+    ) -> Result<()> {
+        self.embed_chunk_rows(seqs, pooling, normalize, out, cancel, ATTN_ROWS)
+    }
+
+    /// [`Bert::embed_chunk`] with `attn_rows` query rows per attention block.
+    fn embed_chunk_rows(
+        &self,
+        seqs: &[&[u32]],
+        pooling: Pooling,
+        normalize: bool,
+        out: &mut [f32],
+        cancel: &Cancel,
+        attn_rows: usize,
     ) -> Result<()> {
         let c = &self.cfg;
         let (h, inter, heads) = (c.hidden, c.intermediate, c.heads);
         let d = h / heads;
-        debug_assert_eq!(out.len(), seqs.len() * h);
+        if out.len() != seqs.len() * h {
+            return Err(Error::Embed(format!(
+                "internal error: {} output values for {} sequences of width {h}",
+                out.len(),
+                seqs.len()
+            )));
+        }
         let total: usize = seqs.iter().map(|s| s.len()).sum();
         let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         if longest > c.max_positions || seqs.iter().any(|s| s.is_empty()) {
@@ -342,7 +428,7 @@ impl Bert {
             ctx: vec![0.0; total * h],
             tmp: vec![0.0; total * h],
             inter: vec![0.0; total * inter],
-            scores: vec![0.0; longest * longest],
+            scores: vec![0.0; longest.min(attn_rows) * longest],
         };
 
         // Embeddings: word + position + token type 0, then LayerNorm.
@@ -373,54 +459,61 @@ impl Bert {
 
         let scale = 1.0 / (d as f32).sqrt();
         for layer in &self.layers {
+            cancel.check()?;
             linear(&s.x, total, h, &layer.wqkv, 3 * h, &layer.bqkv, &mut s.qkv);
             let mut off = 0;
             for seq in seqs {
                 let l = seq.len();
                 for head in 0..heads {
                     let base = off * 3 * h + head * d;
-                    let scores = &mut s.scores[..l * l];
-                    // SAFETY: rows off..off+l of qkv (stride 3h) hold the
-                    // query, key and value columns base.., base+h..,
-                    // base+2h.. of width d; scores is l×l; ctx rows
-                    // off..off+l (stride h) columns head·d.. of width d.
-                    unsafe {
-                        let q = s.qkv.as_ptr().add(base);
-                        let k = s.qkv.as_ptr().add(base + h);
-                        let v = s.qkv.as_ptr().add(base + 2 * h);
-                        matrixmultiply::sgemm(
-                            l,
-                            d,
-                            l,
-                            scale,
-                            q,
-                            (3 * h) as isize,
-                            1,
-                            k,
-                            1,
-                            (3 * h) as isize,
-                            0.0,
-                            scores.as_mut_ptr(),
-                            l as isize,
-                            1,
-                        );
-                        softmax_rows(scores, l);
-                        matrixmultiply::sgemm(
-                            l,
-                            l,
-                            d,
-                            1.0,
-                            scores.as_ptr(),
-                            l as isize,
-                            1,
-                            v,
-                            (3 * h) as isize,
-                            1,
-                            0.0,
-                            s.ctx.as_mut_ptr().add(off * h + head * d),
-                            h as isize,
-                            1,
-                        );
+                    let mut r0 = 0;
+                    while r0 < l {
+                        let rows = (l - r0).min(attn_rows);
+                        let scores = &mut s.scores[..rows * l];
+                        // SAFETY: rows off..off+l of qkv (stride 3h) hold the
+                        // query, key and value columns base.., base+h..,
+                        // base+2h.. of width d; the query block is rows
+                        // r0..r0+rows of them; scores is rows×l; ctx rows
+                        // off+r0.. (stride h) columns head·d.. of width d.
+                        unsafe {
+                            let q = s.qkv.as_ptr().add(base + r0 * 3 * h);
+                            let k = s.qkv.as_ptr().add(base + h);
+                            let v = s.qkv.as_ptr().add(base + 2 * h);
+                            matrixmultiply::sgemm(
+                                rows,
+                                d,
+                                l,
+                                scale,
+                                q,
+                                (3 * h) as isize,
+                                1,
+                                k,
+                                1,
+                                (3 * h) as isize,
+                                0.0,
+                                scores.as_mut_ptr(),
+                                l as isize,
+                                1,
+                            );
+                            softmax_rows(scores, l);
+                            matrixmultiply::sgemm(
+                                rows,
+                                l,
+                                d,
+                                1.0,
+                                scores.as_ptr(),
+                                l as isize,
+                                1,
+                                v,
+                                (3 * h) as isize,
+                                1,
+                                0.0,
+                                s.ctx.as_mut_ptr().add((off + r0) * h + head * d),
+                                h as isize,
+                                1,
+                            );
+                        }
+                        r0 += rows;
                     }
                 }
                 off += l;
@@ -539,6 +632,85 @@ mod tests {
             assert!((g - w).abs() <= 4e-7 * w.abs().max(1.0), "{g} vs {w}");
             assert!((s - w).abs() <= 1e-7 * w.abs().max(1.0), "{s} vs {w}");
         }
+    }
+
+    /// A small encoder with deterministic pseudo-random weights.
+    fn tiny(max_positions: usize) -> Bert {
+        let (h, i, v) = (8, 16, 10);
+        let mut seed = 1u32;
+        let mut w = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+                })
+                .collect()
+        };
+        let ln = (vec![1.0; h], vec![0.0; h]);
+        Bert {
+            cfg: BertConfig {
+                vocab_size: v,
+                hidden: h,
+                layers: 1,
+                heads: 2,
+                intermediate: i,
+                max_positions,
+                type_vocab: 2,
+                layer_norm_eps: 1e-12,
+            },
+            word: w(v * h),
+            pos: w(max_positions * h),
+            typ: w(2 * h),
+            ln: ln.clone(),
+            layers: vec![Layer {
+                wqkv: w(3 * h * h),
+                bqkv: w(3 * h),
+                wo: w(h * h),
+                bo: w(h),
+                ln1: ln.clone(),
+                wi: w(i * h),
+                bi: w(i),
+                wo2: w(h * i),
+                bo2: w(h),
+                ln2: ln,
+            }],
+        }
+    }
+
+    #[test]
+    fn attention_in_row_blocks_equals_one_block() {
+        let bert = tiny(1300);
+        let long: Vec<u32> = (0..1300u32).map(|t| t * 7 % 10).collect();
+        let short: Vec<u32> = (0..37u32).map(|t| t % 10).collect();
+        let seqs: Vec<&[u32]> = vec![&long, &short];
+        let cancel = Cancel::new();
+        let mut blocked = vec![0.0; 16];
+        let mut whole = vec![0.0; 16];
+        bert.embed_chunk_rows(&seqs, Pooling::Mean, true, &mut blocked, &cancel, 512)
+            .unwrap();
+        bert.embed_chunk_rows(&seqs, Pooling::Mean, true, &mut whole, &cancel, 4096)
+            .unwrap();
+        for (a, b) in blocked.iter().zip(&whole) {
+            assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
+        }
+        // A cancelled call stops at the first layer.
+        assert!(cancel.cancel());
+        assert_eq!(
+            bert.embed_chunk(&seqs, Pooling::Mean, true, &mut blocked, &cancel),
+            Err(Error::Base(ruvector_py_core::Error::Interrupted))
+        );
+        // Sequences longer than the position table are refused.
+        let too_long: Vec<u32> = vec![1; 1301];
+        let e = bert
+            .embed_chunk(
+                &[&too_long],
+                Pooling::Cls,
+                true,
+                &mut [0.0; 8],
+                &Cancel::new(),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("1 to 1300 tokens"), "{e}");
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use ruvector_py_core::args::int_in_range;
+use ruvector_py_core::args::{int_in_range, str_arg};
 use ruvector_py_core::arrays::{f32_matrix, f32_vector, type_name};
+use ruvector_py_core::interrupt::{run_interruptible, Cancel};
 use ruvector_py_core::runtime;
 
 use crate::error::{Error, FromBase};
@@ -16,12 +17,15 @@ use crate::py_modules::{IMAGE_MODEL_NAME, RESOLVE_MODEL};
 use crate::config::{Defaults, Pooling};
 use crate::files::ModelDir;
 use crate::image_embedder::ImageEmbedder;
-use crate::model::{Overrides, TextModel};
+use crate::model::{guarded, Overrides, TextModel};
 
 /// Where a model came from, as reported by the resolver.
 struct Origin {
-    name: String,
-    path: String,
+    /// The name as Python gave it (a folder name may hold surrogate escapes).
+    name: Py<PyString>,
+    /// The folder as Python gave it (a `str` that may hold the surrogate
+    /// escapes of a non-UTF-8 file name).
+    path: Py<PyString>,
     source: String,
     verified: bool,
 }
@@ -53,26 +57,20 @@ fn texts_arg(texts: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     })?;
     let mut out = Vec::new();
     for (i, item) in iter.enumerate() {
-        let item = item?;
-        let s = item.cast::<PyString>().map_err(|_| {
-            PyErr::from(Error::invalid(format!(
-                "texts[{i}] must be a str, got {}",
-                type_name(&item)
-            )))
-        })?;
-        out.push(s.to_cow()?.into_owned());
+        out.push(str_arg(&item?, &format!("texts[{i}]"))?);
     }
     Ok(out)
 }
 
 fn text_arg(text: &Bound<'_, PyAny>) -> PyResult<String> {
-    let s = text.cast::<PyString>().map_err(|_| {
-        PyErr::from(Error::invalid(format!(
+    if !text.is_instance_of::<PyString>() {
+        return Err(Error::invalid(format!(
             "text must be a str, got {}; use embed_batch for several texts",
             type_name(text)
-        )))
-    })?;
-    Ok(s.to_cow()?.into_owned())
+        ))
+        .into());
+    }
+    str_arg(text, "text")
 }
 
 #[pymethods]
@@ -91,11 +89,15 @@ impl Embedder {
         cache_dir: Option<&Bound<'_, PyAny>>,
         download: Option<&Bound<'_, PyAny>>,
         sources: Option<&Bound<'_, PyAny>>,
-        pooling: Option<&str>,
+        pooling: Option<&Bound<'_, PyAny>>,
         normalize: Option<bool>,
         max_seq_length: Option<&Bound<'_, PyAny>>,
         weights: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
+        let pooling = pooling
+            .filter(|p| !p.is_none())
+            .map(|p| str_arg(p, "pooling"))
+            .transpose()?;
         let image_name = IMAGE_MODEL_NAME.get(py)?.call1((name,))?;
         if !image_name.is_none() {
             let max_seq_length = max_seq_length.filter(|o| !o.is_none());
@@ -118,7 +120,7 @@ impl Embedder {
             .into());
         }
         let over = Overrides {
-            pooling: pooling.map(Pooling::parse).transpose()?,
+            pooling: pooling.as_deref().map(Pooling::parse).transpose()?,
             normalize,
             max_seq_length: max_seq_length
                 .filter(|o| !o.is_none())
@@ -130,7 +132,10 @@ impl Embedder {
         kwargs.set_item("download", download)?;
         kwargs.set_item("sources", sources)?;
         let resolved = RESOLVE_MODEL.get(py)?.call((name,), Some(&kwargs))?;
-        let path: String = resolved.getattr("path")?.str()?.to_cow()?.into_owned();
+        // A PathBuf keeps non-UTF-8 file names (surrogate escapes) intact.
+        let path_obj = resolved.getattr("path")?;
+        let path: std::path::PathBuf = path_obj.extract()?;
+        let path_text = path_obj.str()?.unbind();
         let digests: HashMap<String, String> = resolved.getattr("digests")?.extract()?;
         let pooling_default: String = resolved.getattr("pooling")?.extract()?;
         let defaults = Defaults {
@@ -139,13 +144,13 @@ impl Embedder {
             max_seq_length: resolved.getattr("max_seq_length")?.extract()?,
         };
         let origin = Origin {
-            name: resolved.getattr("name")?.extract()?,
+            name: resolved.getattr("name")?.str()?.unbind(),
             source: resolved.getattr("source")?.extract()?,
             verified: !digests.is_empty(),
-            path: path.clone(),
+            path: path_text,
         };
         let dir = ModelDir::new(path, digests);
-        let model = py.detach(|| TextModel::load(&dir, defaults, over))?;
+        let model = py.detach(|| guarded(|| TextModel::load(&dir, defaults, over)))?;
         let emb = Self {
             model: Arc::new(model),
             origin,
@@ -161,11 +166,13 @@ impl Embedder {
     }
 
     /// Embeds every text: a ``(len(texts), dim)`` float32 array, computed on
-    /// the wheel's thread pool with the GIL released.
+    /// the wheel's thread pool with the GIL released. Ctrl-C stops it
+    /// within about a layer's work and raises ``KeyboardInterrupt``.
     fn embed_batch(&self, py: Python<'_>, texts: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let texts = texts_arg(texts)?;
         let dim = self.model.dim();
-        let m = py.detach(|| self.model.embed_many(&texts))?;
+        let model = &self.model;
+        let m = run_interruptible(py, |cancel| model.embed_many(&texts, cancel))?;
         f32_matrix(py, m, dim)
     }
 
@@ -195,7 +202,7 @@ impl Embedder {
         let dim = model.dim();
         runtime::awaitable(
             py,
-            move || model.embed_many(&texts),
+            move || model.embed_many(&texts, &Cancel::new()),
             Box::new(move |py, m: Vec<f32>| f32_matrix(py, m, dim)),
         )
     }
@@ -204,7 +211,7 @@ impl Embedder {
     /// truncated to :attr:`max_seq_length`).
     fn tokenize(&self, py: Python<'_>, text: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
         let text = text_arg(text)?;
-        Ok(py.detach(|| self.model.tokenize(&text))?)
+        Ok(py.detach(|| guarded(|| self.model.tokenize(&text)))?)
     }
 
     /// Length of the embeddings (384 for all-MiniLM-L6-v2).
@@ -233,14 +240,14 @@ impl Embedder {
 
     /// The model's name (the known name, or the folder for a local path).
     #[getter]
-    fn name(&self) -> &str {
-        &self.origin.name
+    fn name(&self, py: Python<'_>) -> Py<PyString> {
+        self.origin.name.clone_ref(py)
     }
 
     /// The folder the model was loaded from.
     #[getter]
-    fn path(&self) -> &str {
-        &self.origin.path
+    fn path(&self, py: Python<'_>) -> Py<PyString> {
+        self.origin.path.clone_ref(py)
     }
 
     /// Where the resolver found the model: ``"directory"``, ``"env"``,
@@ -274,11 +281,18 @@ impl Embedder {
         self.model.weight_bytes()
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let name = self
+            .origin
+            .name
+            .bind(py)
+            .repr()
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default();
         format!(
             "Embedder(name={}, kind='text', dim={}, max_seq_length={}, pooling='{}', \
              normalize={}, source='{}', verified={})",
-            py_quote(&self.origin.name),
+            name,
             self.model.dim(),
             self.model.cfg.max_seq_length,
             self.model.cfg.pooling.name(),
@@ -297,18 +311,12 @@ fn py_bool(b: bool) -> &'static str {
     }
 }
 
-/// A Python-style single-quoted literal of `s`.
-fn py_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
 #[pyfunction]
 /// SHA-256 of a file, as lower-case hex (used by the resolver for downloads
 /// and by tools that pin new models). Runs with the GIL released.
 pub fn sha256_file(py: Python<'_>, path: std::path::PathBuf) -> PyResult<String> {
     py.detach(|| {
-        std::fs::read(&path)
-            .map(|d| crate::files::sha256_hex(&d))
+        crate::files::sha256_file_hex(&path)
             .map_err(|e| Error::Embed(format!("cannot read {}: {e}", path.display())))
     })
     .map_err(PyErr::from)

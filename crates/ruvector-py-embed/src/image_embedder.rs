@@ -17,6 +17,7 @@ use pyo3::types::{PyBytes, PyDict, PyString, PyType};
 use rayon::prelude::*;
 
 use ruvector_py_core::arrays::{f32_matrix, f32_vector, shape_text, type_name};
+use ruvector_py_core::interrupt::{run_interruptible, Cancel};
 use ruvector_py_core::{parallel, runtime};
 
 use ruvector_py_core::errors::Error as BaseError;
@@ -26,6 +27,11 @@ use crate::py_modules::RESOLVE_IMAGE_WEIGHTS;
 
 use crate::files::ModelDir;
 use crate::image::{Rgb8, CROP, MAX_SIDE};
+use crate::model::{check_finite, guarded};
+
+/// Largest image weights file read (torchvision's mobilenet_v3_small
+/// state_dict is about 10 MB).
+const MAX_WEIGHTS_BYTES: u64 = 256 << 20;
 use crate::mobilenet::{MobileNetV3Small, Scratch, FEATURE_DIM};
 use crate::safetensors::SafeTensors;
 
@@ -36,7 +42,14 @@ pub struct ImageModel {
 }
 
 impl ImageModel {
-    fn embed_into(&self, img: &Rgb8<'_>, s: &mut Scratch, out: &mut [f32]) {
+    /// The features of `img` into `out`; `what` names the image in errors.
+    fn embed_into(
+        &self,
+        img: &Rgb8<'_>,
+        s: &mut Scratch,
+        out: &mut [f32],
+        what: &dyn Fn() -> String,
+    ) -> Result<()> {
         let x = img.preprocess();
         self.net.features(&x, s, out);
         if self.normalize {
@@ -50,30 +63,42 @@ impl ImageModel {
                     .for_each(|v| *v = (f64::from(*v) / norm) as f32);
             }
         }
+        // One pass over the result: a broken model raises instead of
+        // returning NaN.
+        check_finite(out, what)
     }
 
     /// One image on the calling thread.
-    pub fn embed_one(&self, img: &Rgb8<'_>) -> Vec<f32> {
-        let mut out = vec![0.0; FEATURE_DIM];
-        self.embed_into(img, &mut Scratch::default(), &mut out);
-        out
+    pub fn embed_one(&self, img: &Rgb8<'_>) -> Result<Vec<f32>> {
+        guarded(|| {
+            let mut out = vec![0.0; FEATURE_DIM];
+            self.embed_into(img, &mut Scratch::default(), &mut out, &|| {
+                "the image".to_string()
+            })?;
+            Ok(out)
+        })
     }
 
     /// Every image on the wheel's pool, one image per task:
     /// `(images.len(), 576)` row-major, equal to the one-by-one results.
-    pub fn embed_many(&self, images: &[Rgb8<'_>]) -> Result<Vec<f32>> {
-        let mut out = vec![0.0f32; images.len() * FEATURE_DIM];
-        if images.is_empty() {
-            return Ok(out);
-        }
-        parallel::pool()?.install(|| {
-            out.par_chunks_mut(FEATURE_DIM)
-                .zip(images.par_iter())
-                .for_each_init(Scratch::default, |s, (row, img)| {
-                    self.embed_into(img, s, row)
-                });
-        });
-        Ok(out)
+    /// `cancel` is checked before each image.
+    pub fn embed_many(&self, images: &[Rgb8<'_>], cancel: &Cancel) -> Result<Vec<f32>> {
+        guarded(|| {
+            let mut out = vec![0.0f32; images.len() * FEATURE_DIM];
+            if images.is_empty() {
+                return Ok(out);
+            }
+            parallel::pool()?.install(|| {
+                out.par_chunks_mut(FEATURE_DIM)
+                    .zip(images.par_iter())
+                    .enumerate()
+                    .try_for_each_init(Scratch::default, |s, (i, (row, img))| {
+                        cancel.check()?;
+                        self.embed_into(img, s, row, &|| format!("images[{i}]"))
+                    })
+            })?;
+            Ok(out)
+        })
     }
 }
 
@@ -237,25 +262,18 @@ impl<'py> Batch<'py> {
         Ok(Batch::List(out))
     }
 
-    fn views(&self) -> Vec<ArrayView3<'_, u8>> {
+    fn views(&self) -> Result<Vec<ArrayView3<'_, u8>>> {
         match self {
             Batch::Stacked(a) => {
                 let v = a
                     .as_array()
                     .into_dimensionality::<Ix4>()
-                    .expect("checked to be 4-D");
-                (0..v.shape()[0])
+                    .map_err(|e| Error::invalid(format!("images: {e}")))?;
+                Ok((0..v.shape()[0])
                     .map(|i| v.index_axis_move(Axis(0), i))
-                    .collect()
+                    .collect())
             }
-            Batch::List(list) => list
-                .iter()
-                .map(|a| {
-                    a.as_array()
-                        .into_dimensionality::<Ix3>()
-                        .expect("checked to be 3-D")
-                })
-                .collect(),
+            Batch::List(list) => list.iter().map(view3).collect(),
         }
     }
 }
@@ -266,10 +284,12 @@ fn single<'py>(obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArrayDyn<'py, u8>>
     Ok(arr)
 }
 
-fn view3<'a>(arr: &'a PyReadonlyArrayDyn<'_, u8>) -> ArrayView3<'a, u8> {
+/// A 3-D view of an array whose shape was checked (an error, not a panic,
+/// if it was not).
+fn view3<'a>(arr: &'a PyReadonlyArrayDyn<'_, u8>) -> Result<ArrayView3<'a, u8>> {
     arr.as_array()
         .into_dimensionality::<Ix3>()
-        .expect("checked to be 3-D")
+        .map_err(|e| Error::invalid(format!("image: {e}")))
 }
 
 /// Image embeddings computed in Rust: torchvision's ``mobilenet_v3_small``
@@ -284,7 +304,8 @@ pub struct ImageEmbedder {
     model: Arc<ImageModel>,
     name: String,
     source: String,
-    weights_path: Option<String>,
+    /// The weights file as Python gave it (may hold surrogate escapes).
+    weights_path: Option<Py<PyString>>,
 }
 
 impl ImageEmbedder {
@@ -307,23 +328,32 @@ impl ImageEmbedder {
             .get(py)?
             .call((name,), Some(&kwargs))?;
         let path = resolved.getattr("path")?;
-        let weights_path: Option<String> = if path.is_none() {
-            None
-        } else {
-            Some(path.str()?.to_cow()?.into_owned())
-        };
+        let (weights_path, file): (Option<Py<PyString>>, Option<std::path::PathBuf>) =
+            if path.is_none() {
+                (None, None)
+            } else {
+                // A PathBuf keeps non-UTF-8 file names (surrogate escapes).
+                (Some(path.str()?.unbind()), Some(path.extract()?))
+            };
         let digests = resolved.getattr("digests")?.extract()?;
-        let net = match &weights_path {
-            Some(p) => {
-                let file = std::path::Path::new(p);
+        let net = match &file {
+            Some(file) => {
+                let shown = file.display().to_string();
                 let (dir, base) = match (file.parent(), file.file_name()) {
-                    (Some(d), Some(b)) => (d.to_path_buf(), b.to_string_lossy().into_owned()),
-                    _ => return Err(Error::Embed(format!("weights path {p} names no file")).into()),
+                    (Some(d), Some(b)) => (d.to_path_buf(), b.to_os_string()),
+                    _ => {
+                        return Err(
+                            Error::Embed(format!("weights path {shown} names no file")).into()
+                        )
+                    }
                 };
-                py.detach(|| -> Result<MobileNetV3Small> {
-                    let data = ModelDir::new(dir, digests).read(&base)?;
-                    let st = SafeTensors::parse(p, data)?;
-                    MobileNetV3Small::load(&st)
+                py.detach(|| {
+                    guarded(|| -> Result<MobileNetV3Small> {
+                        let opened =
+                            ModelDir::new(dir, digests).open_name(&base, MAX_WEIGHTS_BYTES)?;
+                        let st = SafeTensors::open(&shown, opened, |_| Ok(()))?;
+                        MobileNetV3Small::load(&st)
+                    })
                 })?
             }
             None => py.detach(MobileNetV3Small::untrained),
@@ -366,20 +396,22 @@ impl ImageEmbedder {
     /// Embeds one ``(H, W, 3)`` uint8 RGB image: a ``(576,)`` float32 array.
     fn embed_image(&self, py: Python<'_>, image: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let arr = single(image)?;
-        let view = view3(&arr);
-        let v = py.detach(|| self.model.embed_one(&rgb(view)));
+        let view = view3(&arr)?;
+        let v = py.detach(|| self.model.embed_one(&rgb(view)))?;
         Ok(f32_vector(py, v))
     }
 
     /// Embeds a ``(N, H, W, 3)`` uint8 array or a sequence of ``(H, W, 3)``
     /// uint8 arrays (sizes may differ): ``(N, 576)`` float32, computed on the
-    /// wheel's thread pool with the GIL released.
+    /// wheel's thread pool with the GIL released. Ctrl-C stops it within
+    /// about an image's work and raises ``KeyboardInterrupt``.
     fn embed_images(&self, py: Python<'_>, images: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let batch = Batch::parse(images)?;
-        let views = batch.views();
-        let m = py.detach(|| {
+        let views = batch.views()?;
+        let model = &self.model;
+        let m = run_interruptible(py, |cancel| {
             let imgs: Vec<Rgb8<'_>> = views.into_iter().map(rgb).collect();
-            self.model.embed_many(&imgs)
+            model.embed_many(&imgs, cancel)
         })?;
         f32_matrix(py, m, FEATURE_DIM)
     }
@@ -391,11 +423,11 @@ impl ImageEmbedder {
         image: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let arr = single(image)?;
-        let img = owned(rgb(view3(&arr)));
+        let img = owned(rgb(view3(&arr)?));
         let model = Arc::clone(&self.model);
         runtime::awaitable(
             py,
-            move || Ok::<_, Error>(model.embed_one(&img)),
+            move || model.embed_one(&img),
             Box::new(|py, v: Vec<f32>| Ok(f32_vector(py, v))),
         )
     }
@@ -407,11 +439,11 @@ impl ImageEmbedder {
         images: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let batch = Batch::parse(images)?;
-        let imgs: Vec<Rgb8<'static>> = batch.views().into_iter().map(|v| owned(rgb(v))).collect();
+        let imgs: Vec<Rgb8<'static>> = batch.views()?.into_iter().map(|v| owned(rgb(v))).collect();
         let model = Arc::clone(&self.model);
         runtime::awaitable(
             py,
-            move || model.embed_many(&imgs),
+            move || model.embed_many(&imgs, &Cancel::new()),
             Box::new(|py, m: Vec<f32>| f32_matrix(py, m, FEATURE_DIM)),
         )
     }
@@ -420,8 +452,8 @@ impl ImageEmbedder {
     /// resize, centre crop and ImageNet normalisation.
     fn preprocess(&self, py: Python<'_>, image: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let arr = single(image)?;
-        let view = view3(&arr);
-        let x = py.detach(|| rgb(view).preprocess());
+        let view = view3(&arr)?;
+        let x = py.detach(|| guarded(|| Ok(rgb(view).preprocess())))?;
         Ok(PyArray1::from_vec(py, x)
             .reshape([3, CROP, CROP])?
             .into_any()
@@ -449,8 +481,8 @@ impl ImageEmbedder {
 
     /// The ``.safetensors`` file the weights came from (``None``: untrained).
     #[getter]
-    fn weights_path(&self) -> Option<&str> {
-        self.weights_path.as_deref()
+    fn weights_path(&self, py: Python<'_>) -> Option<Py<PyString>> {
+        self.weights_path.as_ref().map(|p| p.clone_ref(py))
     }
 
     /// Whether features are L2-normalised (unit length).
@@ -478,11 +510,14 @@ impl ImageEmbedder {
         self.model.net.weight_bytes()
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         let weights = match &self.weights_path {
             Some(p) => format!(
-                "pretrained=True, weights='{}', source='{}'",
-                p.replace('\\', "\\\\").replace('\'', "\\'"),
+                "pretrained=True, weights={}, source='{}'",
+                p.bind(py)
+                    .repr()
+                    .map(|r| r.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 self.source
             ),
             None => "pretrained=False, weights=None: UNTRAINED weights, the features are \

@@ -149,17 +149,9 @@ struct Checkpoint<'a>(&'a SafeTensors);
 
 impl Source for Checkpoint<'_> {
     fn tensor(&mut self, name: &str, shape: &[usize], _: Kind) -> Result<Vec<f32>> {
-        let v = self
-            .0
-            .f32_for(name, shape, "torchvision's mobilenet_v3_small")?;
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(Error::Embed(format!(
-                "{}: tensor {name} holds a non-finite value ({}) at flat index {i}",
-                self.0.file(),
-                v[i]
-            )));
-        }
-        Ok(v)
+        // Shape, dtype and finiteness are checked by the reader.
+        self.0
+            .f32_for(name, shape, "torchvision's mobilenet_v3_small")
     }
 }
 
@@ -215,7 +207,15 @@ fn conv_bn(src: &mut dyn Source, prefix: &str, shape: [usize; 4]) -> Result<Conv
             var[i]
         )));
     }
-    Ok(fold_bn(w, &gamma, &beta, &mean, &var))
+    let conv = fold_bn(w, &gamma, &beta, &mean, &var);
+    // A huge gamma over a tiny variance overflows float32 when folded.
+    if conv.w.iter().chain(&conv.b).any(|v| !v.is_finite()) {
+        return Err(Error::Embed(format!(
+            "the BatchNorm of {prefix} (weight / sqrt(running_var + eps)) overflows float32 \
+             when folded into the convolution"
+        )));
+    }
+    Ok(conv)
 }
 
 /// BatchNorm folding (see [`conv_bn`]), computed in f64.

@@ -236,6 +236,25 @@ def _package_candidates(spec: ModelSpec) -> Iterable[Path]:
             yield Path(location) / sub
 
 
+def _path_arg(value: object, what: str) -> str:
+    """``value`` (a str or path) as a str the file system can take: a lone
+    surrogate that is not a file-name escape (``"\\ud800"``) is
+    :class:`InvalidArgument` naming ``what`` and the index, not the
+    ``UnicodeEncodeError`` of a later file-system call."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{what} must be a str or a path, got {type(value).__name__}")
+    try:
+        os.fsencode(value)
+    except UnicodeEncodeError as e:
+        raise InvalidArgument(
+            f"{what} holds a lone surrogate U+{ord(value[e.start]):04X} at index {e.start}, "
+            "which is not valid Unicode text (it has no UTF-8 form)"
+        ) from None
+    return value
+
+
 def _lookup(name: str) -> ModelSpec:
     key = _ALIASES.get(name.strip().lower())
     if key is None:
@@ -261,7 +280,10 @@ def _sources_arg(sources: Optional[Sequence[str]]) -> Tuple[str, ...]:
         return SOURCES
     if isinstance(sources, str):
         raise InvalidArgument(f"sources must be a sequence of names, got the str {sources!r}")
-    chosen = tuple(sources)
+    try:
+        chosen = tuple(sources)
+    except TypeError:
+        raise InvalidArgument(f"sources must be a sequence of names, got {type(sources).__name__}") from None
     for s in chosen:
         if s not in SOURCES:
             raise InvalidArgument(f"unknown source {s!r}; sources are {', '.join(SOURCES)}")
@@ -318,10 +340,9 @@ def resolve_model(
     documentation for the order). Raises :class:`EmbedError` naming every
     place it looked."""
     chosen = _sources_arg(sources)
-    if isinstance(name, os.PathLike):
-        name = os.fspath(name)
-    if not isinstance(name, str):
-        raise InvalidArgument(f"name must be a str or a path, got {type(name).__name__}")
+    name = _path_arg(name, "name")
+    if cache_dir is not None:
+        cache_dir = _path_arg(cache_dir, "cache_dir")
 
     if name.strip().lower() not in _ALIASES and _looks_like_path(name):
         if "directory" not in chosen:
@@ -493,15 +514,13 @@ def resolve_image_weights(
       warning, since their features are deterministic but not semantic.
     """
     chosen = _sources_arg(sources)
-    if isinstance(name, os.PathLike):
-        name = os.fspath(name)
-    if not isinstance(name, str):
-        raise InvalidArgument(f"name must be a str or a path, got {type(name).__name__}")
+    name = _path_arg(name, "name")
+    if cache_dir is not None:
+        cache_dir = _path_arg(cache_dir, "cache_dir")
     if weights is not None:
-        if isinstance(weights, os.PathLike):
-            weights = os.fspath(weights)
-        if not isinstance(weights, str):
+        if not isinstance(weights, (str, os.PathLike)):
             raise InvalidArgument(f"weights must be a path, 'untrained' or None, got {type(weights).__name__}")
+        weights = _path_arg(weights, "weights")
     canonical = image_model_name(name)
     if canonical is None:
         key = _ALIASES.get(name.strip().lower())

@@ -69,11 +69,14 @@ class Embedder:
         ``"mobilenetv3-small"`` gives an :class:`ImageEmbedder` instead."""
 
     def embed(self, text: str) -> npt.NDArray[np.float32]:
-        """Embeds one text: shape ``(dim,)``."""
+        """Embeds one text: shape ``(dim,)``. Only the first :attr:`max_seq_length`
+        tokens count; a long text is cut before it is tokenised (see the README)."""
 
     def embed_batch(self, texts: Iterable[str]) -> npt.NDArray[np.float32]:
         """Embeds every text (a list, tuple, iterator... of str, not a single str) in
-        parallel with the GIL released: shape ``(len(texts), dim)``."""
+        parallel with the GIL released: shape ``(len(texts), dim)``. Ctrl-C stops
+        it promptly with ``KeyboardInterrupt``. A text holding a lone surrogate is
+        ``InvalidArgument``; a model whose output is not finite raises ``EmbedError``."""
 
     async def embed_async(self, text: str) -> npt.NDArray[np.float32]:
         """Awaitable :meth:`embed`, run on the wheel's runtime."""
@@ -173,7 +176,8 @@ class ImageEmbedder:
     def embed_images(self, images: Union[npt.NDArray[Any], Iterable[_Image]]) -> npt.NDArray[np.float32]:
         """Embeds a ``(N, H, W, 3)`` uint8 array or a sequence of ``(H, W, 3)``
         uint8 arrays (sizes may differ) in parallel with the GIL released:
-        shape ``(N, 576)``; each row equals :meth:`embed_image` of that image."""
+        shape ``(N, 576)``; each row equals :meth:`embed_image` of that image.
+        Ctrl-C stops it promptly with ``KeyboardInterrupt``."""
 
     async def embed_image_async(self, image: _Image) -> npt.NDArray[np.float32]:
         """Awaitable :meth:`embed_image`, run on the wheel's runtime."""
