@@ -403,3 +403,17 @@ def test_unsigned_03_card_requirements_parse() -> None:
     )
     assert card.security_requirements == [{"k": []}]
     assert card.security_schemes["k"].location == "header"
+
+
+def test_verified_card_keeps_security_requirements() -> None:
+    # The signed form drops empty values, so a scope-less requirement used to
+    # vanish from the verified card: clients saw an agent asking for nothing.
+    signed = a2a.sign_card(CARD.to_wire(), KEY)
+    info = a2a.verify_card(signed)
+    card = a2a.AgentCard.from_wire(info["card"])
+    assert card.security_requirements == [{"bearer": []}]
+    assert card.security_schemes["bearer"].scheme == "bearer"
+    scoped = CARD.to_wire()
+    scoped["securityRequirements"] = [{"schemes": {"bearer": {"list": ["read"]}}}]
+    info = a2a.verify_card(a2a.sign_card(scoped, KEY))
+    assert a2a.AgentCard.from_wire(info["card"]).security_requirements == [{"bearer": ["read"]}]

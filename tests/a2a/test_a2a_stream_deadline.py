@@ -41,9 +41,14 @@ def test_stream_timeout_ends_a_hostile_stream(peer: HostilePeer, mode: str) -> N
         # The default idle timeout (300 s): only the total deadline can stop it.
         c = await a2a.A2aClient.connect(peer.url(mode), allow_unsigned=True)
         got: List[a2a.TaskUpdate] = []
-        with pytest.raises(a2a.TransportError, match=r"stream_timeout \(1\.000 s\)"):
+
+        async def consume() -> None:
             async for u in c.stream_task("x", stream_timeout=1.0):
                 got.append(u)
+
+        with pytest.raises(a2a.TransportError, match=r"stream_timeout \(1\.000 s\)"):
+            # The outer bound turns a regression into a failure, not a hang.
+            await asyncio.wait_for(consume(), 8)
         return got
 
     t0 = time.monotonic()
