@@ -133,6 +133,8 @@ class _Compiler:
         by_kind: dict[int, List[object]] = {}
         for kind, value in kinds_values:
             by_kind.setdefault(kind, []).append(value)
+        if not by_kind:
+            return "SELECT doc FROM fields WHERE 0"
         ors: List[str] = []
         self.params += [key, elem]
         for kind, values in by_kind.items():
@@ -142,8 +144,6 @@ class _Compiler:
             else:
                 ors.append(f"(kind = ? AND val IN ({', '.join('?' * len(values))}))")
                 self.params += [kind, *values]
-        if not ors:
-            return "SELECT doc FROM fields WHERE 0"
         return f"SELECT doc FROM fields WHERE key = ? AND elem = ? AND ({' OR '.join(ors)})"
 
     def op(self, key: str, op: str, value: object) -> str:
