@@ -948,8 +948,10 @@ class Collection:
                 count = int(conn.execute("SELECT count(*) FROM docs").fetchone()[0])
                 rebuilt = core.after_change(count)
             else:
+                # No change API in this wheel: rebuilt from the store (a
+                # reopen does the same, so no need to save the file now).
                 core.rebuild_index()
-                rebuilt = True
+                rebuilt = False
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(touched_index)
@@ -1015,8 +1017,8 @@ class Collection:
                     adapter.remove(np.asarray(docs, dtype=np.int64))
                     rebuilt = core.after_change(count)
                 else:
-                    core.rebuild_index()
-                    rebuilt = True
+                    core.rebuild_index()  # no change API in this wheel (see _write)
+                    rebuilt = False
                 conn.execute("COMMIT")
             except BaseException:
                 self._rollback(touched)
