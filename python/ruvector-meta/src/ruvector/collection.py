@@ -573,7 +573,7 @@ class Collection:
         """
         directory = Path(os.fspath(path)).expanduser()
         legacy = directory.with_name(directory.name + ".meta.json")
-        if not directory.exists() and legacy.is_file():
+        if not directory.is_dir() and legacy.is_file():
             raise InvalidArgument(
                 f"{str(directory)!r} is a ruvector 0.1.4 collection file: read it with "
                 f"Collection.load({str(directory)!r}), then .copy_to(directory) to move it into a directory"
