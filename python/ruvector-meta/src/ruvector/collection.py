@@ -1177,6 +1177,10 @@ class Collection:
         core.check_open()
         if isinstance(ids, (str, int)):
             ids = [ids]
+        if where is not None and not isinstance(where, Mapping):
+            raise InvalidArgument(f"a where must be a dict, got {type(where).__name__}")
+        if where is not None and not where:
+            where = None  # {} matches every document: no filter
         with core.lock:
             if core.config.get("dim") is None or self.count() == 0:
                 if isinstance(query, str):
