@@ -155,7 +155,16 @@ def test_version_is_the_meta_distribution_version() -> None:
 
 def test_distribution_metadata_declares_extras() -> None:
     meta = importlib.metadata.metadata("ruvector")
-    assert sorted(meta.get_all("Provides-Extra") or []) == ["a2a", "all", "embed", "lake", "rabitq"]
+    assert sorted(meta.get_all("Provides-Extra") or []) == [
+        "a2a",
+        "all",
+        "embed",
+        "lake",
+        "langchain",
+        "llamaindex",
+        "mcp",
+        "rabitq",
+    ]
     by_extra: Dict[str, List[str]] = {}
     for requirement in importlib.metadata.requires("ruvector") or []:
         spec, _, marker = requirement.partition(";")
@@ -168,6 +177,9 @@ def test_distribution_metadata_declares_extras() -> None:
         "embed": ["ruvector-embed>=0.1,<1"],
         "a2a": ["ruvector-a2a>=0.1,<1"],
         "all": ["ruvector[rabitq,lake,embed,a2a]"],
+        "mcp": ["ruvector[rabitq,embed]", "mcp>=2,<3"],
+        "langchain": ["ruvector[rabitq]", "langchain-core>=1,<2"],
+        "llamaindex": ["ruvector[rabitq]", "llama-index-core>=0.14,<0.15"],
     }
 
 
