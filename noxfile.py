@@ -125,6 +125,7 @@ def typecheck(session: nox.Session) -> None:
         "tests/meta",
         "tests/lake",
         "tests/a2a",
+        "tests/fuzz",
         "tests/embed",
         "examples",
         "python/ruvector-common/src",

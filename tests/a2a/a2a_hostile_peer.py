@@ -109,6 +109,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._endless("text/event-stream", b"data: " + working + b"\n\n", delay=0.001)
         if mode == "sse-keepalive":
             return self._endless("text/event-stream", b": ping\n\n", delay=0.01)
+        if mode == "sse-slow-events":  # a complete event every 0.2 s, never a final one
+            return self._endless("text/event-stream", b"data: " + working + b"\n\n", delay=0.2)
         if mode == "sse-trickle":
             return self._endless("text/event-stream", b"d", first=b"data: {", delay=0.01)
         if mode == "sse-malformed":

@@ -122,7 +122,7 @@ def test_generation_exception_is_chained_too() -> None:
     [
         (None, "tuple"),
         ((np.arange(3, dtype=np.uint64),), "tuple"),
-        ((np.arange(3, dtype=np.uint64), np.ones((3, 4), dtype=np.float64)), "float32"),
+        ((np.arange(3, dtype=np.uint64), np.ones((3, 4), dtype=np.int64)), "float32"),
         ((np.arange(3, dtype=np.uint64), np.ones(4, dtype=np.float32)), "2-D"),
         ((np.arange(2, dtype=np.uint64), np.ones((3, 4), dtype=np.float32)), "ids"),
         ((np.array([1, 1, 2], dtype=np.uint64), np.ones((3, 4), dtype=np.float32)), "unique"),
@@ -246,3 +246,102 @@ def test_many_threads_search_a_python_adapter() -> None:
 
     assert run_threads([functools.partial(worker, o) for o in range(6)]) == []
     assert store.pulls <= 6
+
+
+class Stop(BaseException):
+    """A BaseException of the user's own that is not an Exception."""
+
+
+PASS_THROUGH: List[BaseException] = [KeyboardInterrupt(), SystemExit(3), Stop("halt"), GeneratorExit()]
+
+
+@pytest.mark.parametrize("raised", PASS_THROUGH, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("method", ["pull", "generation", "data_ref"])
+def test_base_exceptions_from_a_callback_reach_the_caller_unchanged(raised: BaseException, method: str) -> None:
+    """Issue 10: KeyboardInterrupt / SystemExit raised inside an adapter
+    callback became BackendError; any BaseException that is not an
+    Exception now passes through as itself."""
+    x, ids = make()
+
+    class Raising(Store):
+        def pull(self, collection: str) -> Tuple[Any, Any]:
+            if method == "pull":
+                raise raised
+            return super().pull(collection)
+
+        def generation(self, collection: str) -> Union[int, str]:
+            if method == "generation":
+                raise raised
+            return super().generation(collection)
+
+        def data_ref(self, collection: str) -> str:
+            if method == "data_ref":
+                raise raised
+            return super().data_ref(collection)
+
+    lake = rl.RuLake()
+    other = Store("other", {"docs": (ids, x)})
+    lake.register_backend(Raising("py", {"docs": (ids, x)}))
+    lake.register_backend(other)
+    calls = {
+        "search_one": lambda: lake.search_one("py", "docs", x[0]),
+        "search_batch": lambda: lake.search_batch("py", "docs", x[:3]),
+        # two targets: the callbacks run on the lake's worker threads
+        "search_federated": lambda: lake.search_federated("docs", x[0]),
+        "current_bundle": lambda: lake.current_bundle("py", "docs"),
+        "session": lambda: lake.session().search_one("py", "docs", x[0]),
+    }
+    for name, call in calls.items():
+        with pytest.raises(type(raised)) as info:
+            call()
+        assert info.value is raised, name
+        assert not isinstance(info.value, rl.RuVectorError), name
+    assert ("py", "docs") not in lake
+
+
+def test_an_ordinary_exception_is_still_a_backend_error() -> None:
+    class Broken(Store):
+        def generation(self, collection: str) -> Union[int, str]:
+            raise LookupError("gone")
+
+    lake = rl.RuLake()
+    lake.register_backend(Broken("b", {}))
+    with pytest.raises(rl.BackendError) as info:
+        lake.search_one("b", "docs", np.ones(8, dtype=np.float32))
+    assert isinstance(info.value.__cause__, LookupError)
+
+
+def test_an_adapter_may_search_the_lake_from_its_callback_on_a_one_thread_pool() -> None:
+    """A callback on a worker thread that searches the same lake runs that
+    search on its own thread (waiting for another pool task could deadlock
+    a small pool)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        import ruvector_lake as rl
+        x = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+        ids = np.arange(50, dtype=np.uint64)
+        hot = rl.LocalBackend("hot")
+        hot.upsert("docs", ids, x)
+        lake = rl.RuLake()
+        class Nested(rl.BackendAdapter):
+            def pull(self, collection):
+                # a search of another backend from inside the callback
+                assert lake.search_batch("hot", "docs", x[:2], 1)[0][:, 0].tolist() == [0, 1]
+                return ids, x
+            def generation(self, collection):
+                return 1
+        lake.register_backend(hot)
+        lake.register_backend(Nested("nested"))
+        hits = lake.search_federated([("nested", "docs"), ("hot", "docs")], x[3], 2)
+        print(sorted({h.id for h in hits}))
+        """
+    )
+    env = {**__import__("os").environ, "RUVECTOR_LAKE_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[3]"

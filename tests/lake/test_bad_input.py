@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import numpy as np
 import pytest
@@ -76,7 +76,8 @@ def test_duplicate_targets_and_bad_target_shapes() -> None:
 @pytest.mark.parametrize(
     ("query", "needle"),
     [
-        (np.ones(DIM, dtype=np.float64), "dtype float32"),
+        (np.ones(DIM, dtype=np.int64), "dtype float32"),
+        (np.ones(DIM, dtype=np.complex64), "dtype float32"),
         (np.ones((1, DIM), dtype=np.float32), "search_batch"),
         (np.ones((2, DIM), dtype=np.float32), "1-D"),
         (np.ones(2 * DIM, dtype=np.float32)[::2], "C-contiguous"),
@@ -196,5 +197,132 @@ def test_upsert_limits() -> None:
     with pytest.raises(rl.InvalidArgument, match="between 1 and 2048"):
         hot.upsert("c", np.zeros(0, dtype=np.uint64), np.ones((0, 0), dtype=np.float32))
     with pytest.raises(rl.InvalidArgument, match="float32"):
-        hot.upsert("c", [1], np.ones((1, 4)))
+        hot.upsert("c", [1], np.ones((1, 4), dtype=np.int64))
     assert hot.collections() == []
+
+
+# ── text and paths that are not valid Unicode ───────────────────────────────
+
+BAD = "do\ud800cs"  # a lone surrogate: a str, but not encodable text
+
+
+def lone_surrogate_calls(tmp: Any) -> Dict[str, Tuple[str, Callable[[], Any]]]:
+    """(argument named in the error, call) for every text or path argument."""
+    fs = rl.FsBackend("fs", tmp / "fs")
+    q, qs = GOOD, np.ones((2, DIM), dtype=np.float32)
+    ids, x = np.arange(2, dtype=np.uint64), np.ones((2, DIM), dtype=np.float32)
+    session = LAKE.session()
+    bundle = LAKE.current_bundle("hot", "docs")
+    return {
+        "LocalBackend name": ("name", lambda: rl.LocalBackend(BAD)),
+        "upsert collection": ("collection", lambda: HOT.upsert(BAD, ids, x)),
+        "count collection": ("collection", lambda: HOT.count(BAD)),
+        "FsBackend name": ("name", lambda: rl.FsBackend(BAD, tmp)),
+        "FsBackend root": ("root", lambda: rl.FsBackend("fs", str(tmp / BAD))),
+        "write collection": ("collection", lambda: fs.write(BAD, ids, x)),
+        "write filename": ("filename", lambda: fs.write("c", ids, x, filename=BAD)),
+        "register collection": ("collection", lambda: fs.register(BAD, "f.ruvec")),
+        "register filename": ("filename", lambda: fs.register("c", BAD)),
+        "search_one backend": ("backend", lambda: LAKE.search_one(BAD, "docs", q)),
+        "search_one collection": ("collection", lambda: LAKE.search_one("hot", BAD, q)),
+        "search_one_async backend": ("backend", lambda: LAKE.search_one_async(BAD, "docs", q)),
+        "search_batch collection": ("collection", lambda: LAKE.search_batch("hot", BAD, qs)),
+        "search_batch_async backend": ("backend", lambda: LAKE.search_batch_async(BAD, "docs", qs)),
+        "search_federated name": ("targets", lambda: LAKE.search_federated(BAD, q)),
+        "search_federated pair": ("targets[1][0]", lambda: LAKE.search_federated([("hot", "docs"), (BAD, "d")], q)),
+        "search_federated_async": ("targets[0][1]", lambda: LAKE.search_federated_async([("hot", BAD)], q)),
+        "current_bundle": ("backend", lambda: LAKE.current_bundle(BAD, "docs")),
+        "publish_bundle dir": ("dir", lambda: LAKE.publish_bundle("hot", "docs", str(tmp / BAD))),
+        "refresh_from_bundle_dir dir": ("dir", lambda: LAKE.refresh_from_bundle_dir("hot", "docs", str(tmp / BAD))),
+        "witness": ("collection", lambda: LAKE.witness("hot", BAD)),
+        "cached_bundle": ("backend", lambda: LAKE.cached_bundle(BAD, "docs")),
+        "invalidate_cache": ("collection", lambda: LAKE.invalidate_cache("hot", BAD)),
+        "save_cache_to_dir dir": ("dir", lambda: LAKE.save_cache_to_dir("hot", "docs", str(tmp / BAD))),
+        "warm_from_dir dir": ("dir", lambda: LAKE.warm_from_dir("hot", "docs", str(tmp / BAD))),
+        "warm_from_dir collection": ("collection", lambda: LAKE.warm_from_dir("hot", BAD, tmp)),
+        "session search_one": ("backend", lambda: session.search_one(BAD, "docs", q)),
+        "session search_batch": ("collection", lambda: session.search_batch("hot", BAD, qs)),
+        "session witness": ("backend", lambda: session.witness(BAD, "docs")),
+        "Bundle.read": ("dir", lambda: rl.Bundle.read(str(tmp / BAD))),
+        "Bundle.write": ("dir", lambda: bundle.write(str(tmp / BAD))),
+        "Bundle.from_json": ("text", lambda: rl.Bundle.from_json('{"data_ref": "' + BAD + '"}')),
+    }
+
+
+def test_lone_surrogates_in_text_and_paths_are_invalid_arguments(tmp_path: Any) -> None:
+    """Issue 10: ``"\\ud800"`` as a collection name, backend name or path
+    raised UnicodeEncodeError; it is InvalidArgument naming the argument."""
+    LAKE.search_one("hot", "docs", GOOD)
+    before = (LAKE.cache_stats(), HOT.collections(), sorted(p.name for p in tmp_path.iterdir()))
+    wrong = {}
+    for name, (arg, call) in lone_surrogate_calls(tmp_path).items():
+        try:
+            call()
+        except rl.InvalidArgument as e:
+            if not str(e).startswith(arg):
+                wrong[name] = f"names the wrong argument: {e}"
+        except BaseException as e:  # the finding is the type
+            wrong[name] = f"{type(e).__name__}: {e}"
+        else:
+            wrong[name] = "no error"
+    assert wrong == {}
+    assert before[:2] == (LAKE.cache_stats(), HOT.collections())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fs"]
+
+
+def test_names_that_are_not_str_are_type_errors(tmp_path: Any) -> None:
+    for call in (
+        lambda: rl.LocalBackend(5),  # type: ignore[arg-type]
+        lambda: LAKE.search_one(b"hot", "docs", GOOD),  # type: ignore[arg-type]
+        lambda: LAKE.warm_from_dir("hot", "docs", b"dir"),  # type: ignore[arg-type]
+        lambda: rl.FsBackend("fs", 3),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(TypeError):
+            call()
+
+
+def test_a_str_generation_with_a_lone_surrogate_is_a_backend_error() -> None:
+    class Gen(rl.BackendAdapter):
+        def pull(self, collection: str) -> Any:
+            return np.arange(2, dtype=np.uint64), np.ones((2, DIM), dtype=np.float32)
+
+        def generation(self, collection: str) -> Any:
+            return "v\ud800"
+
+    lake = rl.RuLake()
+    lake.register_backend(Gen("g"))
+    with pytest.raises(rl.BackendError, match="valid Unicode") as info:
+        lake.search_one("g", "docs", GOOD)
+    assert isinstance(info.value.__cause__, UnicodeError)
+
+
+# ── float16 / float64 input ─────────────────────────────────────────────────
+
+
+def test_float64_and_float16_input_is_converted_like_float32(tmp_path: Any) -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((40, DIM)).astype(np.float16).astype(np.float32)  # exact in all three
+    ids = np.arange(40, dtype=np.uint64)
+    results = []
+    for form in (np.float32, np.float64, np.float16, "memoryview"):
+
+        def conv(a: Any, form: Any = form) -> Any:
+            return memoryview(a.astype(np.float64)) if form == "memoryview" else a.astype(form)
+
+        hot = rl.LocalBackend("hot")
+        hot.upsert("docs", ids, conv(x))
+        fs = rl.FsBackend("fs", tmp_path / str(form))
+        fs.write("docs", ids, conv(x))
+        lake = rl.RuLake()
+        lake.register_backend(hot)
+        lake.register_backend(fs)
+        results.append(
+            (
+                lake.search_one("hot", "docs", conv(x[3])),
+                [a.tolist() for a in lake.search_batch("fs", "docs", conv(x[:5]))],
+                lake.search_federated("docs", conv(x[7])),
+            )
+        )
+    assert all(r == results[0] for r in results[1:])
+    with pytest.raises(rl.InvalidArgument, match=r"query holds 1e300 at query\[2\]"):
+        LAKE.search_one("hot", "docs", np.array([0, 0, 1e300] + [0] * (DIM - 3), dtype=np.float64))

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import statistics
 import struct
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
-from typing import List, Tuple
+from typing import Callable, List, Tuple
 
 import numpy as np
 import pytest
@@ -243,3 +245,104 @@ def test_warm_restart_in_a_fresh_process(tmp_path: Path) -> None:
         if statistics.median(ratios) < 1.5:
             return
     pytest.fail(f"first search / steady state, per process, in three rounds: {rounds}")
+
+
+# ── what a cache file is trusted for ────────────────────────────────────────
+
+HEADER = 104  # magic, version, dim, seed, rerank, reserved, n, witness
+
+
+def rewrite(path: Path, edit: Callable[[bytearray], None]) -> None:
+    """Edits ``lake.cache`` and recomputes its CRC, as a deliberate edit would."""
+    blob = bytearray(path.read_bytes()[:-4])
+    edit(blob)
+    path.write_bytes(bytes(blob) + struct.pack("<I", zlib.crc32(bytes(blob))))
+
+
+@pytest.mark.parametrize("row", [7, 123, 298])
+def test_codes_edited_with_a_recomputed_crc_are_refused(saved: Path, small: Tuple[F32, U64], row: int) -> None:
+    """Issue 10: warm_from_dir re-encoded only 64 sampled rows, so another
+    row's code and norm, edited with the CRC recomputed, loaded: that row
+    was then never found (search_one(x[i]) missed id i). Every row is
+    checked now."""
+    x, ids = small
+    n, dim = x.shape
+    words = (dim + 63) // 64
+    codes_at = HEADER + n * (8 + 4 * dim)
+    norms_at = codes_at + n * words * 8
+
+    def edit(b: bytearray) -> None:
+        at = codes_at + row * words * 8
+        b[at : at + 8 * words] = bytes(0xFF ^ v for v in b[at : at + 8 * words])
+        b[norms_at + 4 * row : norms_at + 4 * row + 4] = struct.pack("<f", 1e6)
+
+    rewrite(saved / "lake.cache", edit)
+    lake = rl.RuLake(consistency=rl.Consistency.FROZEN)
+    try:
+        lake.warm_from_dir("hot", "docs", saved)
+    except rl.LakeError as e:
+        assert f"row {row} encodes differently" in str(e)
+    else:
+        top = lake.search_one("hot", "docs", x[row], k=1)[0].id
+        pytest.fail(f"the edited cache loaded: search_one(x[{row}]) answers id {top}, not {int(ids[row])}")
+    assert lake.cache_entry_count == 0
+
+
+def test_one_flipped_code_bit_with_a_recomputed_crc_is_refused(saved: Path, small: Tuple[F32, U64]) -> None:
+    x, _ = small
+    n, dim = x.shape
+    codes_at = HEADER + n * (8 + 4 * dim)
+    rng = random.Random(5)
+    for _ in range(20):
+        word = rng.randrange(n)  # dim 16: one word per row
+        bit = 63 - rng.randrange(dim)  # a bit that stands for a dimension
+        blob = (saved / "lake.cache").read_bytes()
+
+        def edit(b: bytearray, at: int = codes_at + 8 * word, bit: int = bit) -> None:
+            v = struct.unpack_from("<Q", b, at)[0] ^ (1 << bit)
+            struct.pack_into("<Q", b, at, v)
+
+        rewrite(saved / "lake.cache", edit)
+        with pytest.raises(rl.LakeError, match=f"row {word} encodes differently"):
+            rl.RuLake(consistency=rl.Consistency.FROZEN).warm_from_dir("hot", "docs", saved)
+        (saved / "lake.cache").write_bytes(blob)
+
+
+def damage(good: bytes, rng: random.Random) -> bytes:
+    how = rng.random()
+    if how < 0.6:
+        at = rng.randrange(len(good))
+        flip = 1 << rng.randrange(8) if rng.random() < 0.7 else rng.randrange(1, 256)
+        return good[:at] + bytes([good[at] ^ flip]) + good[at + 1 :]
+    if how < 0.85:
+        return good[: rng.randrange(len(good))]
+    return good + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
+
+
+@pytest.mark.parametrize("name", ["lake.cache", "table.rulake.json"])
+def test_a_sampled_sweep_of_damaged_files_gives_a_clean_error_or_the_same_results(
+    saved: Path, small: Tuple[F32, U64], name: str
+) -> None:
+    """Seeded flips, truncations and appended bytes in a saved cache or its
+    sidecar: warm_from_dir refuses with a ruvector error, or the warmed lake
+    answers exactly as the original."""
+    x, _ = small
+    queries = np.ascontiguousarray(x[::37])
+    reference = rl.RuLake(consistency=rl.Consistency.FROZEN)
+    reference.warm_from_dir("hot", "docs", saved)
+    want = [a.tolist() for a in reference.search_batch("hot", "docs", queries, 5)]
+    path = saved / name
+    good = path.read_bytes()
+    rng = random.Random(f"lake sweep {name}")
+    refused = 0
+    for _ in range(250):
+        path.write_bytes(damage(good, rng))
+        lake = rl.RuLake(consistency=rl.Consistency.FROZEN)
+        try:
+            lake.warm_from_dir("hot", "docs", saved)
+        except rl.RuVectorError:
+            refused += 1
+            assert lake.cache_entry_count == 0
+            continue
+        assert [a.tolist() for a in lake.search_batch("hot", "docs", queries, 5)] == want
+    assert refused > 0

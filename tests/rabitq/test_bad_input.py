@@ -103,8 +103,6 @@ def snapshot(idx: Any) -> Tuple[object, ...]:
 # ── dtype, layout, shape ────────────────────────────────────────────────────
 
 BAD_DTYPES = [
-    np.float64,
-    np.float16,
     np.longdouble,
     np.int8,
     np.int32,
@@ -112,21 +110,83 @@ BAD_DTYPES = [
     np.uint8,
     np.bool_,
     np.complex64,
-    np.dtype(">f4"),  # float32, but big-endian
     object,
 ]
 
 
 @FUZZ
 @given(op_name=st.sampled_from(list(OPS)), dtype=st.sampled_from(BAD_DTYPES))
-def test_only_float32_is_accepted(op_name: str, dtype: npt.DTypeLike) -> None:
+def test_only_float_dtypes_are_accepted(op_name: str, dtype: npt.DTypeLike) -> None:
     op = OPS[op_name]
     bad = good_input(op).astype(dtype)
     with pytest.raises(rr.InvalidArgument) as err:
         op.call(small_index(), bad)
     msg = str(err.value)
     assert f"{op.arg} must have dtype float32, got {np.dtype(dtype)}" in msg
+    assert "float16 and float64 are converted too" in msg
     assert f"{op.arg}.astype(numpy.float32)" in msg
+
+
+def as_buffer(a: npt.NDArray[Any]) -> Any:
+    """A ``memoryview`` of ``a`` (the buffer protocol, not an ndarray)."""
+    return memoryview(a)
+
+
+# float16 / float64 / the other byte order, as arrays and as buffers: all
+# converted once to float32, with the same result as a float32 array.
+CONVERTED: Dict[str, Callable[[npt.NDArray[np.float32]], Any]] = {
+    "float64 array": lambda a: a.astype(np.float64),
+    "float16 array": lambda a: a.astype(np.float16),
+    "big-endian float32 array": lambda a: a.astype(">f4"),
+    "big-endian float64 array": lambda a: a.astype(">f8"),
+    "strided float64 array": lambda a: np.repeat(a.astype(np.float64), 2, axis=-1)[..., ::2],
+    "float64 memoryview": lambda a: as_buffer(a.astype(np.float64)),
+    "float16 memoryview": lambda a: as_buffer(a.astype(np.float16)),
+    "float32 memoryview": lambda a: as_buffer(a),
+    "float64 list": lambda a: a.astype(np.float64).tolist(),
+}
+
+
+@pytest.mark.parametrize("form", list(CONVERTED))
+@pytest.mark.parametrize("op_name", list(OPS))
+def test_float16_and_float64_arrays_and_buffers_agree_with_float32(op_name: str, form: str) -> None:
+    op = OPS[op_name]
+    good = good_input(op)
+    if "float16" in form:
+        good = good.astype(np.float16).astype(np.float32)  # exactly representable
+    want_idx, got_idx = small_index(), small_index()
+    want = op.call(want_idx, good)
+    got = op.call(got_idx, CONVERTED[form](good))
+    if isinstance(want, tuple):  # search_batch: (ids, scores)
+        assert all(np.array_equal(w, g) for w, g in zip(want, got))
+    else:  # an index (build), a list of hits, or None
+        assert want == got
+    assert snapshot(want_idx) == snapshot(got_idx)
+
+
+@pytest.mark.parametrize("op_name", list(OPS))
+def test_a_float64_value_beyond_float32_is_refused_with_its_position(op_name: str) -> None:
+    op = OPS[op_name]
+    bad = good_input(op).astype(np.float64)
+    where = (2,) if op.ndim == 1 else (1, 2)
+    bad[where] = 1e300
+    place = f"{op.arg}[2]" if op.ndim == 1 else f"{op.arg}[1, 2]"
+    with pytest.raises(rr.InvalidArgument) as err:
+        op.call(small_index(), bad)
+    assert f"{op.arg} holds 1e300 at {place}, beyond the float32 range" in str(err.value)
+    # Through the buffer protocol, the same message.
+    with pytest.raises(rr.InvalidArgument) as err:
+        op.call(small_index(), as_buffer(bad))
+    assert f"{op.arg} holds 1e300 at {place}" in str(err.value)
+
+
+@pytest.mark.parametrize("op_name", list(OPS))
+def test_buffers_of_other_types_are_refused_like_arrays(op_name: str) -> None:
+    op = OPS[op_name]
+    ints = good_input(op).astype(np.int32)
+    for bad in (ints, as_buffer(ints)):
+        with pytest.raises(rr.InvalidArgument, match=f"{op.arg} must have dtype float32, got int32"):
+            op.call(small_index(), bad)
 
 
 def strided_2d(a: npt.NDArray[np.float32], how: str) -> npt.NDArray[np.float32]:
@@ -601,7 +661,7 @@ BAD_BATCHES = [
     "float ids",
     "too few ids",
     "wrong dim",
-    "float64",
+    "int32",
     "strided",
 ]
 
@@ -634,8 +694,8 @@ def bad_batch(kind: str, idx: Any, draw: Any) -> Tuple[npt.NDArray[Any], Any]:
         ids = ids[:-1]
     elif kind == "wrong dim":
         x = np.ones((n, idx.dim + 1), dtype=np.float32)
-    elif kind == "float64":
-        x = x.astype(np.float64)
+    elif kind == "int32":
+        x = x.astype(np.int32)
     elif kind == "strided":
         x = np.repeat(x, 2, axis=1)[:, ::2]
     return x, np.array(ids, dtype=np.uint64) if kind == "id too big" else ids

@@ -10,7 +10,9 @@ The layout (all integers little-endian)::
 The magic is ``b"rbpx0001"`` (the Rust crate's own) for a RabitqPlusIndex
 with the Haar rotation and ``b"rvpx0001"`` for everything else. The CRC-32
 covers every byte before it. Without the trailer, a file is exactly the Rust
-crate's layout, which loads as a RabitqPlusIndex.
+crate's layout, which loads as a RabitqPlusIndex. Every file has one reading:
+a file ending with ``b"RVPYTRL1"`` is the SDK's and nothing else, and the
+size must be exactly what the header says (no byte missing, none trailing).
 
 Every malformed file must raise PersistError (an OSError) naming the path;
 none may crash, hang or allocate what the header claims before checking it.
@@ -19,10 +21,13 @@ none may crash, hang or allocate what the header claims before checking it.
 from __future__ import annotations
 
 import os
+import random
+import signal
 import struct
 import subprocess
 import sys
 import textwrap
+import time
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -337,8 +342,10 @@ def test_loading_with_the_wrong_class_names_the_right_one(
         lambda: rr.FlatF32Index.build(small(), [5, 2**40, 1]),
         lambda: rr.RabitqAsymIndex.build(small(), [5, 9, 1], rerank_factor=3),
         lambda: rr.IvfRabitqIndex.build(small(), [5, 2**40, 1], nlist=2),
+        lambda: rr.RabitqPlusIndex.build(small(dim=3), [5, 9, 1], seed=9, rerank_factor=3),
+        lambda: rr.RabitqPlusIndex.build(small(n=4, dim=1), [5, 9, 1, 2], seed=9, rerank_factor=3),
     ],
-    ids=["plus-haar", "plus-hadamard", "flat-ids64", "asym", "ivf-ids64"],
+    ids=["plus-haar", "plus-hadamard", "flat-ids64", "asym", "ivf-ids64", "plus-haar-dim3", "plus-haar-dim1"],
 )
 def test_every_truncation_is_refused(make: Callable[[], Index], index_dir: Path) -> None:
     idx = make()
@@ -362,8 +369,14 @@ def test_every_truncation_is_refused(make: Callable[[], Index], index_dir: Path)
         lambda: rr.FlatF32Index.build(small(), [5, 2**40, 1]),
         lambda: rr.RabitqAsymIndex.build(small(), [5, 9, 1], rerank_factor=3),
         lambda: rr.IvfRabitqIndex.build(small(), [5, 9, 1], nlist=2, nprobe=1),
+        # A row of dim 3 is 16 bytes, the trailer's size; dim 1: two rows of 8.
+        # (n = 4: then n + 1 and n + 2 are one-bit changes.)
+        lambda: rr.RabitqPlusIndex.build(small(n=4, dim=3), [5, 9, 1, 2], seed=9, rerank_factor=3),
+        lambda: rr.RabitqPlusIndex.build(small(n=4, dim=1), [5, 9, 1, 2], seed=9, rerank_factor=3),
+        lambda: rr.FlatF32Index.build(small(dim=3), [5, 9, 1]),
+        lambda: rr.IvfRabitqIndex.build(small(dim=1), [5, 9, 1], nlist=2),
     ],
-    ids=["plus-haar", "flat-ids64", "asym", "ivf"],
+    ids=["plus-haar", "flat-ids64", "asym", "ivf", "plus-haar-dim3", "plus-haar-dim1", "flat-dim3", "ivf-dim1"],
 )
 def test_every_single_bit_flip_is_refused(make: Callable[[], Index], index_dir: Path) -> None:
     idx = make()
@@ -385,6 +398,80 @@ def test_a_wrong_crc_is_reported_as_a_checksum_mismatch(index_dir: Path) -> None
     path.write_bytes(rbpx(dim=4, ids=[0, 1, 2], vectors=x, crc=right ^ 1))
     e = load_error(rr.RabitqPlusIndex, path)
     assert "checksum mismatch" in str(e) and f"{right ^ 1:08x}" in str(e) and f"{right:08x}" in str(e)
+
+
+@pytest.mark.parametrize(("dim", "extra"), [(3, 1), (1, 2)])
+def test_a_count_one_bit_too_high_never_reads_the_trailer_as_rows(dim: int, extra: int, index_dir: Path) -> None:
+    """Issue 10: a row of dim 3 is 16 bytes, the size of the SDK trailer (two
+    rows of dim 1 likewise), so ``n + 1`` (``n + 2``) in the header of a
+    crate-magic file loaded the trailer as an extra row of garbage."""
+    n = 4
+    idx = rr.RabitqPlusIndex.build(small(n=n, dim=dim), list(range(10, 10 + n)), seed=9, rerank_factor=3)
+    path = index_dir / "grown.rbpx"
+    idx.save(path)
+    good = path.read_bytes()
+    assert good[:8] == CRATE_MAGIC and good[-8:] == TRAILER_MAGIC
+    bad = bytearray(good)
+    bad[28:32] = struct.pack("<I", n + extra)  # n is the last header field
+    assert bin(n ^ (n + extra)).count("1") == 1, "a one-bit change"
+    path.write_bytes(bytes(bad))
+    e = load_error(rr.RabitqPlusIndex, path)
+    want = 32 + (n + extra) * (4 + 4 * dim) + 16
+    assert f"file is {len(good)} bytes" in str(e) and f"exactly {want} bytes" in str(e), str(e)
+    assert "with the SDK trailer" in str(e)
+    # Without the trailer the same rows are the crate's own layout.
+    path.write_bytes(good[:-16])
+    assert rr.RabitqPlusIndex.load(path) == idx
+
+
+TRAILING: Dict[str, Tuple[Callable[[bytes], bytes], str]] = {
+    "a byte after a crate-layout file": (lambda good: good[:-16] + b"\0", "a crate-format rbpx0001 file"),
+    "16 bytes after a crate-layout file": (lambda good: good[:-16] + bytes(16), "a crate-format rbpx0001 file"),
+    "a byte after the trailer": (lambda good: good + b"\0", "a crate-format rbpx0001 file"),
+    "a file twice": (lambda good: good[:-16] + good, "an rbpx0001 file with the SDK trailer"),
+}
+
+
+@pytest.mark.parametrize("case", list(TRAILING))
+def test_trailing_bytes_are_refused_naming_both_sizes(case: str, index_dir: Path) -> None:
+    make, layout = TRAILING[case]
+    idx = rr.RabitqPlusIndex.build(small(), [5, 9, 1], seed=9, rerank_factor=3)
+    path = index_dir / "trailing.rbpx"
+    idx.save(path)
+    good = path.read_bytes()
+    bad = make(good)
+    path.write_bytes(bad)
+    msg = str(load_error(rr.RabitqPlusIndex, path))
+    expected = len(good) if "SDK trailer" in layout else len(good) - 16
+    assert f"file is {len(bad)} bytes, but {layout}" in msg, msg
+    assert f"is exactly {expected} bytes ({len(bad) - expected} trailing bytes)" in msg, msg
+
+
+def test_trailing_bytes_before_the_sdk_trailer_are_refused(index_dir: Path) -> None:
+    idx = rr.FlatF32Index.build(small(), [5, 9, 1])
+    path = index_dir / "flat.rbpx"
+    idx.save(path)
+    good = path.read_bytes()
+    path.write_bytes(good[:-16] + b"\0\0" + good[-16:])
+    msg = str(load_error(rr.FlatF32Index, path))
+    assert f"file is {len(good) + 2} bytes, but an rvpx0001 file" in msg and "2 trailing bytes" in msg, msg
+
+
+def test_a_large_haar_header_without_rows_loads_at_once(index_dir: Path) -> None:
+    """Issue 10: 32 bytes claiming dim 2048, Haar, no rows took 12-16 s of
+    CPU (the O(dim³) rotation was built for an index that never uses it).
+    The rotation is now built with the first rows."""
+    path = index_dir / "empty-2048.rbpx"
+    path.write_bytes(HEADER.pack(CRATE_MAGIC, 1, 2048, 0, 20, 0))
+    started = time.monotonic()
+    idx = rr.RabitqPlusIndex.load(path)
+    elapsed = time.monotonic() - started
+    assert (len(idx), idx.dim) == (0, 2048)
+    assert idx.memory_bytes < 1 << 20, idx.memory_bytes  # a 2048² rotation is 16 MiB per copy
+    assert elapsed < 5.0, f"did not hang, but took {elapsed:.1f} s"
+    # The same for an empty IVF file with the Haar rotation.
+    rr.IvfRabitqIndex(2048, rotation="haar").save(path)
+    assert rr.IvfRabitqIndex.load(path).memory_bytes < 1 << 20
 
 
 # Each file below has a correct size and CRC, so only the named field is wrong.
@@ -502,3 +589,219 @@ def test_a_header_claiming_a_huge_index_fails_without_allocating(index_dir: Path
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 2 and all("truncated or corrupt" in line for line in lines), done.stdout
+
+
+# ── path arguments ──────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize("bad", [b"index.rbpx", 5, None, 1.5], ids=["bytes", "int", "None", "float"])
+def test_a_path_that_is_not_str_or_path_like_is_a_type_error(bad: Any, index_dir: Path) -> None:
+    idx = rr.RabitqPlusIndex.build(small())
+    with pytest.raises(TypeError, match=r"path must be a str or an os\.PathLike\[str\]"):
+        idx.save(bad)
+    with pytest.raises(TypeError, match=r"path must be a str or an os\.PathLike\[str\]"):
+        rr.RabitqPlusIndex.load(bad)
+    assert list(index_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("cls", [rr.RabitqPlusIndex, rr.IvfRabitqIndex])
+def test_a_path_with_a_lone_surrogate_is_an_invalid_argument(cls: Any, index_dir: Path) -> None:
+    bad = str(index_dir / "x\ud800.rbpx")
+    with pytest.raises(rr.InvalidArgument, match="path cannot be represented in the file system encoding"):
+        cls.build(small()).save(bad)
+    with pytest.raises(rr.InvalidArgument, match="path cannot be represented"):
+        cls.load(bad)
+    with pytest.raises(rr.InvalidArgument, match="path cannot be represented"):
+        cls.load(path_like(Path(bad)))
+    assert list(index_dir.iterdir()) == []
+
+
+# ── killed saves ────────────────────────────────────────────────────────────
+
+SAVE_LOOP = """
+import sys
+import numpy as np
+import ruvector_rabitq as rr
+idx = rr.FlatF32Index.build(np.random.default_rng(0).standard_normal((200_000, 64), dtype=np.float32))
+print("ready", flush=True)
+while True:
+    idx.save(sys.argv[1])
+"""
+
+
+def temporaries(directory: Path, name: str) -> List[Path]:
+    return sorted(p for p in directory.iterdir() if p.name.startswith(f".{name}.tmp."))
+
+
+def age(paths: Sequence[Path], seconds: float = 30.0) -> None:
+    """Moves the modification times back, as if the files were left long ago."""
+    then = time.time() - seconds
+    for p in paths:
+        os.utime(p, (then, then))
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="the pid check needs Linux /proc")
+def test_temporaries_of_killed_saves_are_removed_by_the_next_save(index_dir: Path) -> None:
+    """Issue 10: ``kill -9`` during ``save`` left ``.x.rbpx.tmp.*`` files
+    (39 files, 2.6 GB after 50 kills) that later saves never removed."""
+    path = index_dir / "x.rbpx"
+    cut_short = 0
+    for attempt in range(4):
+        child = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(path)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+            time.sleep(0.3 + 0.1 * attempt)  # the loop spends its time inside save
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(30)
+            if child.stdout is not None:
+                child.stdout.close()
+        # (Each new child's first save removes its predecessors' leftovers.)
+        cut_short += len(temporaries(index_dir, "x.rbpx")) > 0
+    assert cut_short > 0, "no save was cut short"
+    left = temporaries(index_dir, "x.rbpx")
+    (index_dir / "unrelated.txt").write_text("keep")
+    # A leftover younger than a second is left alone (its writer could be
+    # between creating and locking it); these are old enough.
+    age(left)
+    idx = rr.FlatF32Index.build(small(n=10))
+    idx.save(path)
+    assert temporaries(index_dir, "x.rbpx") == []
+    assert sorted(p.name for p in index_dir.iterdir()) == ["unrelated.txt", "x.rbpx"]
+    assert rr.FlatF32Index.load(path) == idx
+
+
+HOLD_TEMP = """
+import fcntl, os, sys, time
+path = sys.argv[1]
+f = open(path, "wb")
+f.write(b"half a save")
+f.flush()
+fcntl.flock(f, fcntl.LOCK_EX)
+then = time.time() - 60
+os.utime(path, (then, then))
+print("holding", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="the pid check needs Linux /proc")
+def test_a_live_writers_temporary_is_never_removed(index_dir: Path) -> None:
+    path = index_dir / "x.rbpx"
+    # The writer is alive (its pid runs), though its file is old.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE)
+    live = index_dir / f".x.rbpx.tmp.{sleeper.pid}.0.1"
+    live.write_bytes(b"half a save")
+    age([live])
+    # The pid named is gone, but a process holds the writer's lock: a writer
+    # in another pid namespace (another container on the same volume).
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    locked = index_dir / f".x.rbpx.tmp.{int(gone.stdout)}.0.2"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_TEMP, str(locked)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        # Another target's leftover, and names that only look alike.
+        others = [
+            index_dir / f".y.rbpx.tmp.{int(gone.stdout)}.0.3",
+            index_dir / ".x.rbpx.tmp.1.2",
+            index_dir / "x.rbpx.tmp.1.2.3",
+        ]
+        for p in others:
+            p.write_bytes(b"not ours")
+        age(others)
+        rr.FlatF32Index.build(small()).save(path)
+        for p in [live, locked, *others]:
+            assert p.exists(), f"{p.name} was removed"
+        # Once the writers are gone, the next save cleans up their files.
+        assert holder.stdin is not None and sleeper.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(30)
+        sleeper.stdin.write(b"\n")
+        sleeper.stdin.flush()
+        sleeper.wait(30)
+        rr.FlatF32Index.build(small()).save(path)
+        assert not live.exists() and not locked.exists()
+        assert all(p.exists() for p in others)
+    finally:
+        for proc in (holder, sleeper):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+
+
+# ── damaged files, sampled ──────────────────────────────────────────────────
+
+SWEEP_FORMATS: Dict[str, Tuple[Callable[[], Index], bool]] = {
+    "rbpx0001 + SDK trailer (plus, haar)": (
+        lambda: rr.RabitqPlusIndex.build(small(40, 8), seed=3, rerank_factor=4),
+        False,
+    ),
+    "rbpx0001, the crate's layout": (lambda: rr.RabitqPlusIndex.build(small(40, 8), seed=3, rerank_factor=4), True),
+    "rvpx0001 (plus, hadamard)": (lambda: rr.RabitqPlusIndex.build(small(40, 8), rotation="hadamard"), False),
+    "rvpx0001 (flat, u64 ids)": (lambda: rr.FlatF32Index.build(small(40, 8), np.arange(40) + 2**40), False),
+    "rvpx0001 (asym)": (lambda: rr.RabitqAsymIndex.build(small(40, 8), rerank_factor=3), False),
+    "rvpx0001 (ivf)": (lambda: rr.IvfRabitqIndex.build(small(40, 8), nlist=4, nprobe=2), False),
+}
+
+
+def mutate(good: bytes, rng: random.Random) -> Tuple[bytes, Optional[int]]:
+    """A damaged copy of ``good`` and the offset of a changed byte (``None``
+    when the size changed)."""
+    how = rng.random()
+    if how < 0.6:
+        at = rng.randrange(len(good))
+        flip = 1 << rng.randrange(8) if rng.random() < 0.7 else rng.randrange(1, 256)
+        return good[:at] + bytes([good[at] ^ flip]) + good[at + 1 :], at
+    if how < 0.85:
+        return good[: rng.randrange(len(good))], None
+    return good + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))), None
+
+
+@pytest.mark.parametrize("fmt", list(SWEEP_FORMATS))
+def test_a_sampled_sweep_of_damaged_files_gives_a_clean_error_or_the_same_results(fmt: str, index_dir: Path) -> None:
+    """Seeded flips, truncations and appended bytes: every damaged file is
+    refused with a ruvector error, or loads with the original's results. A
+    file in the crate's layout has no checksum, so a changed value inside a
+    row loads as that one changed value (never as a different shape)."""
+    make, crate_layout = SWEEP_FORMATS[fmt]
+    idx = make()
+    cls = type(idx)
+    path = index_dir / "s.rbpx"
+    idx.save(path)
+    good = path.read_bytes()[:-16] if crate_layout else path.read_bytes()
+    queries = small(5, 8, seed=1)
+    want = [a.tolist() for a in idx.search_batch(queries, 5)]
+    rng = random.Random(f"sweep {fmt}")
+    outcomes = {"refused": 0, "same": 0, "one value": 0}
+    for _ in range(400):
+        bad, at = mutate(good, rng)
+        path.write_bytes(bad)
+        try:
+            back = cls.load(path)
+        except rr.RuVectorError:
+            outcomes["refused"] += 1
+            continue
+        if [a.tolist() for a in back.search_batch(queries, 5)] == want:
+            outcomes["same"] += 1
+            continue
+        # Only the crate's layout, which has no checksum, may load one value
+        # changed: the seed, the rerank factor, one id or one vector.
+        assert crate_layout and at is not None and at >= 16, f"{fmt}: a damaged file loaded differently (byte {at})"
+        assert (len(back), back.dim) == (len(idx), idx.dim)
+        ids_changed = np.flatnonzero(back.ids != idx.ids).tolist()
+        rows_changed = np.flatnonzero((np.asarray(back) != np.asarray(idx)).any(axis=1)).tolist()
+        changes = [
+            back.seed != idx.seed,
+            back.rerank_factor != idx.rerank_factor,
+            ids_changed != [],
+            rows_changed != [],
+        ]
+        assert sum(changes) == 1 and len(ids_changed) <= 1 and len(rows_changed) <= 1, (at, changes)
+        if at >= 32:
+            row = (at - 32) // (4 + 4 * idx.dim)
+            assert ids_changed + rows_changed == [row], (at, ids_changed, rows_changed)
+        outcomes["one value"] += 1
+    assert outcomes["refused"] > 0, outcomes

@@ -13,19 +13,24 @@
 //!   signature; agent id = hex(SHAKE-256(public key))[..32 bytes].
 //!
 //! Verification works on the parsed card that is handed to the caller, so
-//! no field can be added beside a valid signature.
+//! no field can be added beside a valid signature. One A2A limit remains:
+//! the signed form drops empty values, so a security requirement without
+//! scopes (`{"schemes": {"bearer": {"list": []}}}`) is not covered by any
+//! signature — it is kept as served (the server enforces its own card
+//! whatever a client was shown).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyString};
 use ring::signature::{self, KeyPair, UnparsedPublicKey};
 use serde_json::{json, Map, Value};
 use sha3::digest::{ExtendableOutput, Update, XofReader};
 
 use crate::error::{Error, FromBase, Result};
 
-use crate::json::{canonical, clean_empty, from_py, to_py};
+use crate::json::{canonical, clean_empty, from_py_arg, to_py};
+use crate::util::{opt_text, text};
 
 fn bad(msg: impl Into<String>) -> Error {
     Error::CardSignatureInvalid(msg.into())
@@ -325,6 +330,43 @@ pub fn project_v1(card: &Value) -> Value {
     project(card, &CARD_V1).unwrap_or_else(|| json!({}))
 }
 
+/// Security requirements usually have empty scope lists
+/// (`{"schemes": {"bearer": {"list": []}}}`), and A2A drops empty values
+/// before signing, so cleaning the verified card would drop the whole
+/// requirement: the client would see an agent that asks for no
+/// credentials. Put the requirements back as served, cut to their schema:
+/// they differ from the signed content only by such empty values (which no
+/// card signature covers).
+fn restore_requirements(cleaned: &mut Value, served: &Value) {
+    let reqs = |v: &Value| {
+        v.get("securityRequirements")
+            .and_then(|r| project(r, &Shape::List(&SEC_REQ)))
+            .filter(|r| r.as_array().is_some_and(|a| !a.is_empty()))
+    };
+    if let (Some(o), Some(r)) = (cleaned.as_object_mut(), reqs(served)) {
+        o.insert("securityRequirements".into(), r);
+    }
+    let served_skills = served.get("skills").and_then(Value::as_array);
+    let cleaned_skills = cleaned.get_mut("skills").and_then(Value::as_array_mut);
+    if let (Some(ss), Some(cs)) = (served_skills, cleaned_skills) {
+        if ss.len() == cs.len() {
+            for (s, c) in ss.iter().zip(cs.iter_mut()) {
+                if let (Some(o), Some(r)) = (c.as_object_mut(), reqs(s)) {
+                    o.insert("securityRequirements".into(), r);
+                }
+            }
+        }
+    }
+}
+
+/// The verified card: `signed` without empty values, its security
+/// requirements kept.
+fn verified_card(signed: &Value) -> Option<Value> {
+    let mut c = clean_empty(signed)?;
+    restore_requirements(&mut c, signed);
+    Some(c)
+}
+
 /// The bytes a JWS card signature covers (base64url of the canonical card).
 fn jws_payload(card: &Map<String, Value>) -> String {
     let mut c = card.clone();
@@ -532,8 +574,8 @@ pub fn verify(
         Some(Value::Array(sigs)) if !sigs.is_empty() => {
             return match verify_jws(obj, sigs, trusted, expected_id) {
                 Ok(mut v) => {
-                    // Exactly what the signature covers (empty values are not).
-                    v.card = clean_empty(card);
+                    // What the signature covers (empty values are not).
+                    v.card = verified_card(card);
                     Ok(v)
                 }
                 Err(e) => {
@@ -544,7 +586,7 @@ pub fn verify(
                         Some(p) if projected != *card => {
                             match verify_jws(p, sigs, trusted, expected_id) {
                                 Ok(mut v) => {
-                                    v.card = clean_empty(&projected);
+                                    v.card = verified_card(&projected);
                                     Ok(v)
                                 }
                                 Err(_) => Err(e),
@@ -627,7 +669,7 @@ fn trusted_list(keys: Option<&Bound<'_, PyAny>>) -> Result<Vec<Map<String, Value
     let Some(keys) = keys else {
         return Ok(Vec::new());
     };
-    match from_py(keys)? {
+    match from_py_arg(keys, "trusted_keys")? {
         Value::Array(a) => a
             .into_iter()
             .map(|k| match k {
@@ -662,12 +704,13 @@ pub fn verify_card<'py>(
     py: Python<'py>,
     card: &Bound<'py, PyAny>,
     trusted_keys: Option<&Bound<'py, PyAny>>,
-    expected_agent_id: Option<&str>,
+    expected_agent_id: Option<Bound<'py, PyString>>,
     allow_unsigned: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let v = from_py(card)?;
+    let expected = opt_text(expected_agent_id.as_ref(), "expected_agent_id")?;
+    let v = from_py_arg(card, "card")?;
     let trusted = trusted_list(trusted_keys)?;
-    let r = verify(&v, &trusted, expected_agent_id, allow_unsigned)?;
+    let r = verify(&v, &trusted, expected.as_deref(), allow_unsigned)?;
     let d = PyDict::new(py);
     match &r.card {
         Some(c) => d.set_item("card", to_py(py, c)?)?,
@@ -688,9 +731,10 @@ pub fn sign_card(
     py: Python<'_>,
     card: &Bound<'_, PyAny>,
     private_key: &[u8],
-    kid: Option<&str>,
+    kid: Option<Bound<'_, PyString>>,
 ) -> PyResult<Py<PyAny>> {
-    let v = sign(&from_py(card)?, private_key, kid)?;
+    let kid = opt_text(kid.as_ref(), "kid")?;
+    let v = sign(&from_py_arg(card, "card")?, private_key, kid.as_deref())?;
     to_py(py, &v)
 }
 
@@ -711,9 +755,10 @@ pub fn generate_private_key(py: Python<'_>) -> PyResult<Bound<'_, PyBytes>> {
 pub fn public_key_jwk(
     py: Python<'_>,
     private_key: &[u8],
-    kid: Option<&str>,
+    kid: Option<Bound<'_, PyString>>,
 ) -> PyResult<Py<PyAny>> {
-    to_py(py, &public_jwk(private_key, kid)?)
+    let kid = opt_text(kid.as_ref(), "kid")?;
+    to_py(py, &public_jwk(private_key, kid.as_deref())?)
 }
 
 /// The agent id (hex SHAKE-256 of the public key, 32 bytes) of a JWK, a raw
@@ -723,11 +768,12 @@ pub fn agent_id_of(key: &Bound<'_, PyAny>) -> PyResult<String> {
     if let Ok(b) = key.cast::<PyBytes>() {
         return Ok(agent_id(b.as_bytes()));
     }
-    if let Ok(s) = key.extract::<String>() {
+    if let Ok(s) = key.cast::<PyString>() {
+        let s = text(s, "key")?;
         let raw = unhex(&s).ok_or_else(|| Error::invalid("a public key string must be hex"))?;
         return Ok(agent_id(&raw));
     }
-    let v = from_py(key)?;
+    let v = from_py_arg(key, "key")?;
     let m = v
         .as_object()
         .ok_or_else(|| Error::invalid("key must be a JWK dict, bytes or hex str"))?;
@@ -788,6 +834,34 @@ mod tests {
         assert!(verify(&signed, &[mine], None, false).is_ok());
         assert!(verify(&card, &[], None, false).is_err());
         assert!(verify(&card, &[], None, true).is_ok());
+    }
+
+    #[test]
+    fn security_requirements_survive_verification() {
+        let seed = [5u8; 32];
+        let card = json!({"name": "a", "version": "1",
+            "securitySchemes": {"bearer": {"httpAuthSecurityScheme": {"scheme": "bearer"}}},
+            "securityRequirements": [{"schemes": {"bearer": {"list": []}}}],
+            "skills": [{"id": "s", "name": "s",
+                "securityRequirements": [{"schemes": {"key": {"list": []}}}]}]});
+        let signed = sign(&card, &seed, None).unwrap();
+        let v = verify(&signed, &[], None, false).unwrap().card.unwrap();
+        assert_eq!(
+            v["securityRequirements"],
+            json!([{"schemes": {"bearer": {"list": []}}}])
+        );
+        assert_eq!(
+            v["skills"][0]["securityRequirements"],
+            json!([{"schemes": {"key": {"list": []}}}])
+        );
+        assert_eq!(
+            v["securitySchemes"]["bearer"]["httpAuthSecurityScheme"]["scheme"],
+            "bearer"
+        );
+        // Scopes are signed content: changing them breaks the signature.
+        let mut t = signed.clone();
+        t["securityRequirements"] = json!([{"schemes": {"bearer": {"list": ["admin"]}}}]);
+        assert!(verify(&t, &[], None, false).is_err());
     }
 
     #[test]

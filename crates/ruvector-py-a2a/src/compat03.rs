@@ -3,21 +3,46 @@
 
 use serde_json::{json, Map, Value};
 
+/// The A2A 0.3 method table: `(1.0 name, 0.3 name)`. The one copy: the
+/// server translates with it, and the Python client reads it through
+/// `_native.compat03_methods()`.
+pub const METHODS: [(&str, &str); 10] = [
+    ("SendMessage", "message/send"),
+    ("SendStreamingMessage", "message/stream"),
+    ("GetTask", "tasks/get"),
+    ("CancelTask", "tasks/cancel"),
+    ("SubscribeToTask", "tasks/resubscribe"),
+    (
+        "CreateTaskPushNotificationConfig",
+        "tasks/pushNotificationConfig/set",
+    ),
+    (
+        "GetTaskPushNotificationConfig",
+        "tasks/pushNotificationConfig/get",
+    ),
+    (
+        "ListTaskPushNotificationConfigs",
+        "tasks/pushNotificationConfig/list",
+    ),
+    (
+        "DeleteTaskPushNotificationConfig",
+        "tasks/pushNotificationConfig/delete",
+    ),
+    ("GetExtendedAgentCard", "agent/getAuthenticatedExtendedCard"),
+];
+
 /// The 1.0 name of a 0.3 method, if it is one.
 pub fn method_from_03(m: &str) -> Option<&'static str> {
-    Some(match m {
-        "message/send" => "SendMessage",
-        "message/stream" => "SendStreamingMessage",
-        "tasks/get" => "GetTask",
-        "tasks/cancel" => "CancelTask",
-        "tasks/resubscribe" => "SubscribeToTask",
-        "tasks/pushNotificationConfig/set" => "CreateTaskPushNotificationConfig",
-        "tasks/pushNotificationConfig/get" => "GetTaskPushNotificationConfig",
-        "tasks/pushNotificationConfig/list" => "ListTaskPushNotificationConfigs",
-        "tasks/pushNotificationConfig/delete" => "DeleteTaskPushNotificationConfig",
-        "agent/getAuthenticatedExtendedCard" => "GetExtendedAgentCard",
-        _ => return None,
-    })
+    METHODS
+        .iter()
+        .find(|(_, old)| *old == m)
+        .map(|(new, _)| *new)
+}
+
+/// The 0.3 method table as `[(1.0 name, 0.3 name)]` (for the Python client).
+#[pyo3::pyfunction]
+pub fn compat03_methods() -> Vec<(&'static str, &'static str)> {
+    METHODS.to_vec()
 }
 
 fn part_from_03(p: &Value) -> Value {
@@ -294,7 +319,7 @@ pub fn event_to_03(e: &Value) -> Value {
             .pointer("/status/state")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let fin = crate::server::is_final(state);
+        let fin = crate::task_state::is_final(state);
         if let Some(o) = out.as_object_mut() {
             o.insert("kind".into(), json!("status-update"));
             o.insert("final".into(), json!(fin));
@@ -320,6 +345,23 @@ pub fn event_to_03(e: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn does_not_depend_on_the_server() {
+        // The server uses this module; the reverse would be a cycle.
+        let src = include_str!("compat03.rs");
+        assert!(!src.contains(concat!("crate::", "server")));
+    }
+
+    #[test]
+    fn method_table_maps_both_ways() {
+        assert_eq!(method_from_03("message/send"), Some("SendMessage"));
+        assert_eq!(method_from_03("SendMessage"), None);
+        let mut olds: Vec<&str> = METHODS.iter().map(|(_, o)| *o).collect();
+        olds.sort_unstable();
+        olds.dedup();
+        assert_eq!(olds.len(), METHODS.len(), "0.3 names are unique");
+    }
 
     #[test]
     fn round_trips_a_message() {

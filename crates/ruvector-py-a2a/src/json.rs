@@ -48,13 +48,19 @@ pub fn to_py(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {
 
 /// A Python object (dict/list/tuple/str/int/float/bool/None) as JSON.
 pub fn from_py(obj: &Bound<'_, PyAny>) -> Result<Value> {
-    from_py_depth(obj, 0)
+    from_py_arg(obj, "value")
 }
 
-fn from_py_depth(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value> {
+/// [`from_py`] of the argument `arg`: errors (including text holding a
+/// lone surrogate, which JSON cannot carry) name it.
+pub fn from_py_arg(obj: &Bound<'_, PyAny>, arg: &str) -> Result<Value> {
+    from_py_depth(obj, 0, arg)
+}
+
+fn from_py_depth(obj: &Bound<'_, PyAny>, depth: usize, arg: &str) -> Result<Value> {
     if depth > MAX_DEPTH {
         return Err(Error::invalid(format!(
-            "JSON nesting deeper than {MAX_DEPTH}"
+            "{arg}: JSON nesting deeper than {MAX_DEPTH}"
         )));
     }
     if obj.is_none() {
@@ -70,41 +76,43 @@ fn from_py_depth(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value> {
         if let Ok(u) = obj.extract::<u64>() {
             return Ok(Value::from(u));
         }
-        return Err(Error::invalid("integer out of the JSON range (i64/u64)"));
+        return Err(Error::invalid(format!(
+            "{arg}: integer out of the JSON range (i64/u64)"
+        )));
     }
     if let Ok(f) = obj.cast::<PyFloat>() {
         let x = f.value();
         return Number::from_f64(x).map(Value::Number).ok_or_else(|| {
-            Error::invalid(format!("{x} is not a finite number; JSON has no NaN/inf"))
+            Error::invalid(format!(
+                "{arg}: {x} is not a finite number; JSON has no NaN/inf"
+            ))
         });
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Value::String(
-            s.extract::<String>()
-                .map_err(|e| Error::invalid(e.to_string()))?,
-        ));
+        return crate::util::text(s, arg).map(Value::String);
     }
     if let Ok(d) = obj.cast::<PyDict>() {
         let mut m = Map::new();
         for (k, v) in d.iter() {
-            let key: String = k
-                .extract()
-                .map_err(|_| Error::invalid("JSON object keys must be str"))?;
-            m.insert(key, from_py_depth(&v, depth + 1)?);
+            let key = k
+                .cast::<PyString>()
+                .map_err(|_| Error::invalid(format!("{arg}: JSON object keys must be str")))?;
+            let key = crate::util::text(key, &format!("{arg} (a key)"))?;
+            m.insert(key, from_py_depth(&v, depth + 1, arg)?);
         }
         return Ok(Value::Object(m));
     }
     if let Ok(l) = obj.cast::<PyList>() {
         return l
             .iter()
-            .map(|x| from_py_depth(&x, depth + 1))
+            .map(|x| from_py_depth(&x, depth + 1, arg))
             .collect::<Result<Vec<_>>>()
             .map(Value::Array);
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
         return t
             .iter()
-            .map(|x| from_py_depth(&x, depth + 1))
+            .map(|x| from_py_depth(&x, depth + 1, arg))
             .collect::<Result<Vec<_>>>()
             .map(Value::Array);
     }
@@ -114,7 +122,7 @@ fn from_py_depth(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value> {
         .map(|n| n.to_string())
         .unwrap_or_default();
     Err(Error::invalid(format!(
-        "cannot encode a {tn} as JSON; use dict, list, str, int, float, bool or None"
+        "{arg}: cannot encode a {tn} as JSON; use dict, list, str, int, float, bool or None"
     )))
 }
 

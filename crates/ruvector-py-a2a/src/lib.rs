@@ -1,14 +1,19 @@
 //! `ruvector_a2a._native`: the wire layer of the A2A (Agent2Agent) client
-//! and server.
+//! and server, and the A2A 0.3 translation of the server.
 //!
 //! * [`transport`] — HTTP client (reqwest + rustls/ring): size caps,
 //!   deadlines, no retries; SSE via [`sse`];
 //! * [`card`] — agent-card signatures (JWS over RFC 8785 JSON, rvAgent
 //!   Ed25519), canonical JSON in [`json`];
-//! * [`server`] — the axum JSON-RPC server hosting a Python agent.
+//! * [`server`] — the JSON-RPC server (axum on hyper) hosting a Python
+//!   agent; webhooks in [`push`], task states in [`task_state`];
+//! * [`compat03`] — A2A 0.3 on the server side (method names, `kind`-tagged
+//!   JSON) and the one 0.3 method table, which the Python client reads.
 //!
-//! Typed A2A objects, protocol dialects, policy and budget live in the
-//! Python package on top.
+//! The typed A2A objects, the client's dialects (0.3 and rvAgent, in
+//! `_compat03.py` / `_rvagent.py`), policy and budget live in the Python
+//! package on top. Nothing here imports Python modules: the server's Python
+//! side is handed in as callables.
 
 pub mod card;
 pub mod compat03;
@@ -18,6 +23,7 @@ pub mod push;
 pub mod py_modules;
 pub mod server;
 pub mod sse;
+pub mod task_state;
 pub mod transport;
 pub mod util;
 
@@ -42,6 +48,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(card::public_key_jwk, m)?)?;
     m.add_function(wrap_pyfunction!(card::agent_id_of, m)?)?;
     m.add_function(wrap_pyfunction!(canonical_json, m)?)?;
+    m.add_function(wrap_pyfunction!(compat03::compat03_methods, m)?)?;
     Ok(())
 }
 
@@ -49,5 +56,5 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// empty fields are dropped).
 #[pyfunction]
 fn canonical_json(value: &Bound<'_, PyAny>) -> PyResult<String> {
-    Ok(json::canonical(&json::from_py(value)?))
+    Ok(json::canonical(&json::from_py_arg(value, "value")?))
 }

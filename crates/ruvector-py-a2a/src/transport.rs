@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyString, PyTuple};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use serde_json::Value;
 
@@ -16,6 +16,7 @@ use ruvector_py_core::runtime;
 
 use crate::json;
 use crate::sse::{SseEvent, SseParser};
+use crate::util::{text, text_pairs};
 
 /// Largest accepted `max_response_bytes` / `max_event_bytes` (1 GiB).
 const MAX_CAP: usize = 1 << 30;
@@ -100,6 +101,28 @@ async fn read_capped(resp: reqwest::Response, max: usize, what: &str) -> Result<
     Ok(out)
 }
 
+/// A 401/403 answer: the agent refused the credentials (or their absence).
+/// An `A2aError`, not a `TransportError`: the transport worked.
+fn refused(what: &str, status: u16, bytes: &[u8]) -> Error {
+    let detail = serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned());
+    let why = if status == 401 {
+        "missing or invalid credentials"
+    } else {
+        "the credentials were refused"
+    };
+    Error::A2a(format!(
+        "{what}: HTTP {status}, {why}: {detail} (see the securitySchemes of the agent's card; \
+         pass bearer_token=, api_key= or headers= to connect)"
+    ))
+}
+
 fn parse_json(bytes: &[u8], what: &str) -> Result<Value> {
     serde_json::from_slice(bytes)
         .map_err(|e| Error::Transport(format!("{what}: the peer sent malformed JSON ({e})")))
@@ -151,6 +174,9 @@ impl Inner {
             .map_err(|_| {
                 Error::Transport(format!("{what} timed out after {:?}", self.timeout))
             })??;
+        if status == 401 || status == 403 {
+            return Err(refused(&what, status, &bytes));
+        }
         if !(200..300).contains(&status) {
             if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
                 if v.get("error").is_some() {
@@ -171,15 +197,22 @@ impl Inner {
         url: String,
         body: Option<Vec<u8>>,
         extra: Vec<(String, String)>,
+        limit: Option<Duration>,
     ) -> Result<StreamState> {
         let what = format!("stream from {url}");
+        let deadline = Deadline::new(limit);
         let method = if body.is_some() { "POST" } else { "GET" };
         let req = self
             .build(method, &url, body, &extra)?
             .header(reqwest::header::ACCEPT, "text/event-stream");
-        let resp = tokio::time::timeout(self.timeout, req.send())
+        let wait = deadline.cap(self.timeout);
+        let resp = tokio::time::timeout(wait, req.send())
             .await
-            .map_err(|_| Error::Transport(format!("{what} timed out after {:?}", self.timeout)))?
+            .map_err(|_| {
+                deadline.error(&what).unwrap_or_else(|| {
+                    Error::Transport(format!("{what} timed out after {:?}", self.timeout))
+                })
+            })?
             .map_err(|e| transport_err(&what, e))?;
         let status = resp.status().as_u16();
         let ctype = resp
@@ -190,15 +223,24 @@ impl Inner {
             .to_ascii_lowercase();
         if !ctype.starts_with("text/event-stream") {
             // A plain JSON answer (usually a JSON-RPC error) instead of a stream.
-            let bytes =
-                tokio::time::timeout(self.timeout, read_capped(resp, self.max_response, &what))
-                    .await
-                    .map_err(|_| Error::Transport(format!("{what} timed out")))??;
+            let bytes = tokio::time::timeout(
+                deadline.cap(self.timeout),
+                read_capped(resp, self.max_response, &what),
+            )
+            .await
+            .map_err(|_| {
+                deadline
+                    .error(&what)
+                    .unwrap_or_else(|| Error::Transport(format!("{what} timed out")))
+            })??;
+            if status == 401 || status == 403 {
+                return Err(refused(&what, status, &bytes));
+            }
             let v = serde_json::from_slice::<Value>(&bytes)
                 .ok()
                 .filter(|v| v.get("error").is_some() || (200..300).contains(&status));
             return match v {
-                Some(v) => Ok(StreamState::finished(v, what, self.idle)),
+                Some(v) => Ok(StreamState::finished(v, what, self.idle, deadline)),
                 None => Err(Error::Transport(format!(
                     "{what}: expected text/event-stream, got HTTP {status} with content type {ctype:?}"
                 ))),
@@ -212,7 +254,39 @@ impl Inner {
             SseParser::new(self.max_event),
             what,
             self.idle,
+            deadline,
         ))
+    }
+}
+
+/// The total deadline of one stream (`stream_timeout`), if any.
+#[derive(Clone, Copy, Debug)]
+struct Deadline(Option<(tokio::time::Instant, Duration)>);
+
+impl Deadline {
+    fn new(limit: Option<Duration>) -> Self {
+        Deadline(limit.map(|l| (tokio::time::Instant::now() + l, l)))
+    }
+
+    /// `wait`, shortened to what is left before the deadline.
+    fn cap(&self, wait: Duration) -> Duration {
+        match self.0 {
+            Some((at, _)) => wait.min(at.saturating_duration_since(tokio::time::Instant::now())),
+            None => wait,
+        }
+    }
+
+    /// The error once the deadline has passed.
+    fn error(&self, what: &str) -> Option<Error> {
+        match self.0 {
+            Some((at, limit)) if tokio::time::Instant::now() >= at => {
+                Some(Error::Transport(format!(
+                    "{what}: the stream exceeded stream_timeout ({:.3} s) and was closed",
+                    limit.as_secs_f64()
+                )))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -237,6 +311,7 @@ struct StreamState {
     pump: Option<tokio::task::AbortHandle>,
     what: String,
     idle: Duration,
+    deadline: Deadline,
 }
 
 impl Drop for StreamState {
@@ -249,7 +324,7 @@ impl Drop for StreamState {
 
 impl StreamState {
     /// A stream that is one JSON answer (usually a JSON-RPC error).
-    fn finished(answer: Value, what: String, idle: Duration) -> Self {
+    fn finished(answer: Value, what: String, idle: Duration, deadline: Deadline) -> Self {
         StreamState {
             rx: None,
             answer: Some(answer),
@@ -257,11 +332,18 @@ impl StreamState {
             pump: None,
             what,
             idle,
+            deadline,
         }
     }
 
     /// Starts reading `body` in the background (on the current runtime).
-    fn pumped(body: ByteStream, parser: SseParser, what: String, idle: Duration) -> Self {
+    fn pumped(
+        body: ByteStream,
+        parser: SseParser,
+        what: String,
+        idle: Duration,
+        deadline: Deadline,
+    ) -> Self {
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
         let pump = tokio::spawn(pump(body, parser, tx, what.clone())).abort_handle();
         StreamState {
@@ -271,11 +353,28 @@ impl StreamState {
             pump: Some(pump),
             what,
             idle,
+            deadline,
+        }
+    }
+
+    /// Ends the stream with the deadline error once it has passed.
+    fn check_deadline(&mut self) -> Result<()> {
+        match self.deadline.error(&self.what) {
+            Some(e) => {
+                self.rx = None;
+                self.answer = None;
+                if let Some(p) = self.pump.take() {
+                    p.abort();
+                }
+                Err(e)
+            }
+            None => Ok(()),
         }
     }
 
     /// The next event's JSON, `None` at the end of the stream.
     async fn next(&mut self) -> Result<Option<Value>> {
+        self.check_deadline()?;
         if let Some(v) = self.answer.take() {
             return Ok(Some(v));
         }
@@ -287,12 +386,16 @@ impl StreamState {
             return Ok(None);
         };
         // The idle deadline runs from the call, so keep-alive comments or
-        // trickled bytes that never complete an event cannot stretch it.
-        match tokio::time::timeout(self.idle, rx.recv()).await {
-            Err(_) => Err(Error::Transport(format!(
-                "{}: no event within stream_idle_timeout ({:?})",
-                self.what, self.idle
-            ))),
+        // trickled bytes that never complete an event cannot stretch it;
+        // the total deadline bounds a peer that sends an event now and then.
+        match tokio::time::timeout(self.deadline.cap(self.idle), rx.recv()).await {
+            Err(_) => {
+                self.check_deadline()?;
+                Err(Error::Transport(format!(
+                    "{}: no event within stream_idle_timeout ({:?})",
+                    self.what, self.idle
+                )))
+            }
             Ok(None) => {
                 self.rx = None;
                 Ok(None)
@@ -307,6 +410,9 @@ impl StreamState {
 
     /// Events already read, without waiting.
     fn ready(&mut self) -> Vec<Value> {
+        if self.deadline.error(&self.what).is_some() {
+            return Vec::new(); // the next `next()` reports it
+        }
         let mut out: Vec<Value> = self.answer.take().into_iter().collect();
         if self.failed.is_some() {
             return out;
@@ -372,13 +478,15 @@ impl HttpTransport {
     #[new]
     #[pyo3(signature = (*, headers, timeout, max_response_bytes, max_event_bytes, stream_idle_timeout, user_agent))]
     fn new(
-        headers: Vec<(String, String)>,
+        headers: Vec<(Bound<'_, PyString>, Bound<'_, PyString>)>,
         timeout: f64,
         max_response_bytes: usize,
         max_event_bytes: usize,
         stream_idle_timeout: f64,
-        user_agent: String,
+        user_agent: Bound<'_, PyString>,
     ) -> Result<Self> {
+        let headers = text_pairs(&headers, "headers")?;
+        let user_agent = text(&user_agent, "user_agent")?;
         let timeout = secs("timeout", timeout)?;
         let idle = secs("stream_idle_timeout", stream_idle_timeout)?;
         for (what, v) in [
@@ -418,11 +526,13 @@ impl HttpTransport {
     fn request<'py>(
         &self,
         py: Python<'py>,
-        method: String,
-        url: String,
+        method: Bound<'_, PyString>,
+        url: Bound<'_, PyString>,
         body: Option<Bound<'_, PyBytes>>,
-        headers: Vec<(String, String)>,
+        headers: Vec<(Bound<'_, PyString>, Bound<'_, PyString>)>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let (method, url) = (text(&method, "method")?, text(&url, "url")?);
+        let headers = text_pairs(&headers, "headers")?;
         let inner = self.inner.clone();
         let body = body.map(|b| b.as_bytes().to_vec());
         runtime::awaitable_future(
@@ -447,11 +557,13 @@ impl HttpTransport {
     fn request_sync(
         &self,
         py: Python<'_>,
-        method: String,
-        url: String,
+        method: Bound<'_, PyString>,
+        url: Bound<'_, PyString>,
         body: Option<Bound<'_, PyBytes>>,
-        headers: Vec<(String, String)>,
+        headers: Vec<(Bound<'_, PyString>, Bound<'_, PyString>)>,
     ) -> PyResult<(u16, Py<PyAny>)> {
+        let (method, url) = (text(&method, "method")?, text(&url, "url")?);
+        let headers = text_pairs(&headers, "headers")?;
         let inner = self.inner.clone();
         let body = body.map(|b| b.as_bytes().to_vec());
         let (status, v) = runtime::block_on(py, async move {
@@ -460,37 +572,54 @@ impl HttpTransport {
         Ok((status, json::to_py(py, &v)?))
     }
 
-    /// `await open_stream(url, body, headers)` → `EventStream` (POST, SSE
-    /// answer; a GET when `body` is None).
-    #[pyo3(signature = (url, body, headers=Vec::new()))]
+    /// `await open_stream(url, body, headers, stream_timeout=None)` →
+    /// `EventStream` (POST, SSE answer; a GET when `body` is None). With
+    /// `stream_timeout` (seconds), the whole stream (opening included) must
+    /// end within it, else `TransportError`.
+    #[pyo3(signature = (url, body, headers=Vec::new(), stream_timeout=None))]
     fn open_stream<'py>(
         &self,
         py: Python<'py>,
-        url: String,
+        url: Bound<'_, PyString>,
         body: Option<Bound<'_, PyBytes>>,
-        headers: Vec<(String, String)>,
+        headers: Vec<(Bound<'_, PyString>, Bound<'_, PyString>)>,
+        stream_timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let url = text(&url, "url")?;
+        let headers = text_pairs(&headers, "headers")?;
+        let limit = stream_timeout
+            .map(|s| secs("stream_timeout", s))
+            .transpose()?;
         let inner = self.inner.clone();
         let body = body.map(|b| b.as_bytes().to_vec());
         runtime::awaitable_future(
             py,
-            async move { inner.open(url, body, headers).await },
+            async move { inner.open(url, body, headers, limit).await },
             Box::new(|py, st: StreamState| Ok(Py::new(py, EventStream::new(st))?.into_any())),
         )
     }
 
     /// Synchronous `open_stream`.
-    #[pyo3(signature = (url, body, headers=Vec::new()))]
+    #[pyo3(signature = (url, body, headers=Vec::new(), stream_timeout=None))]
     fn open_stream_sync(
         &self,
         py: Python<'_>,
-        url: String,
+        url: Bound<'_, PyString>,
         body: Option<Bound<'_, PyBytes>>,
-        headers: Vec<(String, String)>,
+        headers: Vec<(Bound<'_, PyString>, Bound<'_, PyString>)>,
+        stream_timeout: Option<f64>,
     ) -> PyResult<EventStream> {
+        let url = text(&url, "url")?;
+        let headers = text_pairs(&headers, "headers")?;
+        let limit = stream_timeout
+            .map(|s| secs("stream_timeout", s))
+            .transpose()?;
         let inner = self.inner.clone();
         let body = body.map(|b| b.as_bytes().to_vec());
-        let st = runtime::block_on(py, async move { inner.open(url, body, headers).await })?;
+        let st = runtime::block_on(
+            py,
+            async move { inner.open(url, body, headers, limit).await },
+        )?;
         Ok(EventStream::new(st))
     }
 }

@@ -1,8 +1,43 @@
-//! Small helpers: ids and timestamps.
+//! Small helpers: ids, timestamps, text arguments.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use pyo3::prelude::*;
+use pyo3::types::PyString;
 use ring::rand::SecureRandom;
+
+use crate::error::{Error, FromBase, Result};
+
+/// A `str` argument as UTF-8. A lone surrogate (`"\ud800"`, which no UTF-8
+/// text can hold) raises `InvalidArgument` naming the argument instead of
+/// Python's `UnicodeEncodeError`.
+pub fn text(s: &Bound<'_, PyString>, arg: &str) -> Result<String> {
+    s.to_cow().map(|c| c.into_owned()).map_err(|_| {
+        let n = s.to_string_lossy();
+        let at = n.chars().position(|c| c == char::REPLACEMENT_CHARACTER);
+        Error::invalid(format!(
+            "{arg} is not valid Unicode text: it holds a lone surrogate{}",
+            at.map(|i| format!(" (at character {i})"))
+                .unwrap_or_default()
+        ))
+    })
+}
+
+/// [`text`] of an optional argument.
+pub fn opt_text(s: Option<&Bound<'_, PyString>>, arg: &str) -> Result<Option<String>> {
+    s.map(|s| text(s, arg)).transpose()
+}
+
+/// `(name, value)` pairs (HTTP headers) as UTF-8, naming `arg` on a lone surrogate.
+pub fn text_pairs(
+    pairs: &[(Bound<'_, PyString>, Bound<'_, PyString>)],
+    arg: &str,
+) -> Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|(k, v)| Ok((text(k, arg)?, text(v, arg)?)))
+        .collect()
+}
 
 /// A random UUID (version 4) string.
 pub fn uuid4() -> String {

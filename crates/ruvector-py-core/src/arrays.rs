@@ -1,15 +1,23 @@
-//! NumPy input views. Arrays that are already float32, C-contiguous and
-//! aligned are borrowed without a copy; anything else that is an ndarray is
-//! refused with a message saying how to convert it, so a silent copy never
+//! NumPy input views. Arrays that are already float32 (native byte order),
+//! C-contiguous and aligned are borrowed without a copy. float16 and
+//! float64 input — an ndarray, or any object with the buffer protocol such
+//! as a `memoryview` or `array.array` — is converted to float32 once (a
+//! copy; a float64 value beyond the float32 range is refused, naming its
+//! position). A float32 array that would need a copy to be read (strided,
+//! misaligned) is refused with the one-line fix, so a silent copy never
 //! hides in a hot loop. Plain Python sequences are accepted for one-shot
-//! calls and converted once (documented as the slower path).
+//! calls and converted once (documented as the slower path). Other dtypes
+//! (integers, bools, strings, objects) are refused for arrays and buffers.
+
+use std::path::PathBuf;
 
 use numpy::{
     PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyUntypedArray, PyUntypedArrayMethods,
 };
+use pyo3::exceptions::{PyTypeError, PyUnicodeError};
 use pyo3::prelude::*;
-use pyo3::types::PyAnyMethods;
+use pyo3::types::{PyAnyMethods, PyString, PyStringMethods};
 
 use crate::errors::Error;
 
@@ -28,31 +36,107 @@ pub fn shape_text(shape: &[usize]) -> String {
     }
 }
 
-/// Returns `obj` as an ndarray: itself if it is one, else `numpy.asarray(obj,
-/// dtype=float32)` for plain sequences.
-fn to_float_ndarray<'py>(
-    obj: &Bound<'py, PyAny>,
-    what: &str,
-) -> PyResult<Bound<'py, PyUntypedArray>> {
+/// `what[i]` / `what[i, j]` for flat position `flat` of an array of `shape`.
+fn place_text(what: &str, shape: &[usize], flat: usize) -> String {
+    let mut rest = flat;
+    let mut index = vec![0usize; shape.len()];
+    for (slot, &d) in index.iter_mut().zip(shape).rev() {
+        let d = d.max(1);
+        *slot = rest % d;
+        rest /= d;
+    }
+    let inner: Vec<String> = index.iter().map(usize::to_string).collect();
+    format!("{what}[{}]", inner.join(", "))
+}
+
+/// Returns `obj` as an ndarray: itself if it is one; a zero-copy view of a
+/// buffer (`memoryview`, `array.array`, ...), keeping its dtype; for other
+/// sequences, `numpy.asarray(obj)` when that gives floats (converted like a
+/// float64 array), else `numpy.asarray(obj, dtype=float32)` (ints, bools).
+fn to_ndarray<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, PyUntypedArray>> {
     if let Ok(arr) = obj.cast::<PyUntypedArray>() {
         return Ok(arr.clone());
     }
     let py = obj.py();
     let np = py.import("numpy")?;
+    let cannot = |e: PyErr| {
+        PyErr::from(Error::invalid(format!(
+            "{what} must be a float32 NumPy array or a sequence of numbers, \
+             got {} that NumPy cannot convert ({})",
+            type_name(obj),
+            e.value(py)
+        )))
+    };
+    // Buffers keep their own dtype, so they are treated like arrays (the
+    // same conversions, the same refusals). `bytes` and `str` also offer a
+    // buffer or are sequences, but of characters: refused below by dtype.
+    let is_buffer = py
+        .import("builtins")?
+        .getattr("memoryview")?
+        .call1((obj,))
+        .is_ok();
+    let converted = np.call_method1("asarray", (obj,)).map_err(cannot)?;
+    let arr = converted.cast_into::<PyUntypedArray>()?;
+    if is_buffer || arr.dtype().kind() == b'f' {
+        return Ok(arr);
+    }
+    // A sequence of ints or bools: converted to float32 as before.
     let converted = np
         .call_method1("asarray", (obj, np.getattr("float32")?))
-        .map_err(|e| {
-            PyErr::from(Error::invalid(format!(
-                "{what} must be a float32 NumPy array or a sequence of numbers, \
-                 got {} that NumPy cannot convert ({})",
-                obj.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default(),
-                e.value(py)
-            )))
-        })?;
+        .map_err(cannot)?;
     Ok(converted.cast_into::<PyUntypedArray>()?)
+}
+
+/// `arr` as a native float32 array: itself when it already is one, else a
+/// new converted array (float16 and float64 only, in any byte order).
+fn to_float32<'py>(
+    arr: Bound<'py, PyUntypedArray>,
+    what: &str,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    let py = arr.py();
+    let dtype = arr.dtype();
+    if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
+        return Ok(arr);
+    }
+    let np = py.import("numpy")?;
+    let (kind, size) = (dtype.kind(), dtype.itemsize());
+    if kind != b'f' || !matches!(size, 2 | 4 | 8) {
+        return Err(Error::invalid(format!(
+            "{what} must have dtype float32, got {} (float16 and float64 are converted too); \
+             convert it with {what}.astype(numpy.float32)",
+            dtype.str()?.to_string_lossy()
+        ))
+        .into());
+    }
+    if size != 8 {
+        // float16, or float32 in the other byte order: exact conversions.
+        let out = arr.call_method1("astype", (np.getattr("float32")?,))?;
+        return Ok(out.cast_into::<PyUntypedArray>()?);
+    }
+    let native = if dtype.is_equiv_to(&numpy::dtype::<f64>(py)) {
+        arr
+    } else {
+        arr.call_method1("astype", (np.getattr("float64")?,))?
+            .cast_into::<PyUntypedArray>()?
+    };
+    let typed = native.cast::<PyArrayDyn<f64>>()?.readonly();
+    let view = typed.as_array();
+    let shape = view.shape().to_vec();
+    let mut data = Vec::with_capacity(view.len());
+    // Logical (C) order, whatever the strides: the copy is contiguous.
+    for (flat, &x) in view.iter().enumerate() {
+        let y = x as f32;
+        if x.is_finite() && !y.is_finite() {
+            return Err(Error::invalid(format!(
+                "{what} holds {x:e} at {}, beyond the float32 range (about 3.4e38)",
+                place_text(what, &shape, flat)
+            ))
+            .into());
+        }
+        data.push(y);
+    }
+    let out = PyArray1::from_vec(py, data).reshape(shape)?;
+    Ok(out.into_any().cast_into::<PyUntypedArray>()?)
 }
 
 fn check_layout(
@@ -61,15 +145,6 @@ fn check_layout(
     ndim: usize,
     shape_hint: &str,
 ) -> PyResult<()> {
-    let py = arr.py();
-    let dtype = arr.dtype();
-    if !dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
-        return Err(Error::invalid(format!(
-            "{what} must have dtype float32, got {}; convert it with {what}.astype(numpy.float32)",
-            dtype.str()?.to_string_lossy()
-        ))
-        .into());
-    }
     if arr.ndim() != ndim {
         return Err(Error::invalid(format!(
             "{what} must be a {ndim}-D array of shape {shape_hint}, got shape {}",
@@ -93,12 +168,13 @@ fn check_layout(
     Ok(())
 }
 
-/// Borrows a `(n, dim)` float32 matrix without copying.
+/// Borrows a `(n, dim)` float32 matrix without copying (float16 / float64
+/// input is converted once, see the module docs).
 pub fn matrix_f32<'py>(
     obj: &Bound<'py, PyAny>,
     what: &str,
 ) -> PyResult<PyReadonlyArray2<'py, f32>> {
-    let arr = to_float_ndarray(obj, what)?;
+    let arr = to_float32(to_ndarray(obj, what)?, what)?;
     check_layout(&arr, what, 2, "(n, dim)")?;
     let typed = arr.cast_into::<numpy::PyArray2<f32>>()?;
     Ok(typed
@@ -106,14 +182,15 @@ pub fn matrix_f32<'py>(
         .map_err(|e| Error::invalid(format!("{what}: {e}")))?)
 }
 
-/// Borrows a `(dim,)` float32 vector without copying. `batch_method` names
-/// the method that takes several at once, for the hint on a `(1, dim)` input.
+/// Borrows a `(dim,)` float32 vector without copying (float16 / float64
+/// input is converted once). `batch_method` names the method that takes
+/// several at once, for the hint on a `(1, dim)` input.
 pub fn vector_f32<'py>(
     obj: &Bound<'py, PyAny>,
     what: &str,
     batch_method: &str,
 ) -> PyResult<PyReadonlyArray1<'py, f32>> {
-    let arr = to_float_ndarray(obj, what)?;
+    let arr = to_ndarray(obj, what)?;
     if arr.ndim() == 2 && arr.shape().first() == Some(&1) {
         return Err(Error::invalid(format!(
             "{what} must be a 1-D array of shape (dim,), got shape {}; \
@@ -122,11 +199,75 @@ pub fn vector_f32<'py>(
         ))
         .into());
     }
+    let arr = to_float32(arr, what)?;
     check_layout(&arr, what, 1, "(dim,)")?;
     let typed = arr.cast_into::<PyArray1<f32>>()?;
     Ok(typed
         .try_readonly()
         .map_err(|e| Error::invalid(format!("{what}: {e}")))?)
+}
+
+/// A `str` argument as Rust text. Not a `str`: `TypeError` (as for any
+/// typed parameter). A `str` that is not valid Unicode (a lone surrogate
+/// such as `"\ud800"`): `InvalidArgument` naming `what`.
+pub fn text_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
+    let s = obj.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!("{what} must be a str, got {}", type_name(obj)))
+    })?;
+    s.to_cow().map(|c| c.into_owned()).map_err(|_| {
+        Error::invalid(format!(
+            "{what} must be valid Unicode text, got {} (it holds a lone surrogate)",
+            s.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))
+        .into()
+    })
+}
+
+/// A path argument: `str` or `os.PathLike[str]`. Anything else (`bytes`,
+/// a number): `TypeError`. A path that the file system encoding cannot
+/// represent (a lone surrogate): `InvalidArgument` naming `what`.
+pub fn path_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<PathBuf> {
+    let py = obj.py();
+    let fspath = if obj.is_instance_of::<PyString>() {
+        obj.clone()
+    } else {
+        let not_a_path = || {
+            PyTypeError::new_err(format!(
+                "{what} must be a str or an os.PathLike[str], got {}",
+                type_name(obj)
+            ))
+        };
+        if obj.hasattr("__fspath__").unwrap_or(false) {
+            py.import("os")?
+                .call_method1("fspath", (obj,))
+                .map_err(|e| {
+                    if e.is_instance_of::<PyTypeError>(py) {
+                        not_a_path()
+                    } else {
+                        e
+                    }
+                })?
+        } else {
+            return Err(not_a_path());
+        }
+    };
+    if !fspath.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a str or an os.PathLike[str], got an os.PathLike giving {}",
+            type_name(&fspath)
+        )));
+    }
+    fspath.extract::<PathBuf>().map_err(|e| {
+        if e.is_instance_of::<PyUnicodeError>(py) {
+            Error::invalid(format!(
+                "{what} cannot be represented in the file system encoding: {} (a lone surrogate?)",
+                fspath.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+            .into()
+        } else {
+            e
+        }
+    })
 }
 
 /// Reads ids as u64: an integer ndarray, or any sequence of Python / NumPy

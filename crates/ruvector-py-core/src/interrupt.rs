@@ -107,7 +107,9 @@ impl Cancel {
 
 /// Runs `work` and turns a panic in it into an internal error instead of a
 /// Python `PanicException` (which no `except Exception` catches).
-pub fn catch_panic<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
+pub fn catch_panic<T, E: From<Error>>(
+    work: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|payload| {
         let what = payload
             .downcast_ref::<&str>()
@@ -116,7 +118,8 @@ pub fn catch_panic<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
             .unwrap_or_else(|| "unknown panic".to_string());
         Err(Error::Index(format!(
             "internal error (a bug in ruvector; please report it): {what}"
-        )))
+        ))
+        .into())
     })
 }
 

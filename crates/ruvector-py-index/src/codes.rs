@@ -15,8 +15,10 @@
 //! against the crate).
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
+use ruvector_py_core::interrupt::Cancel;
 use ruvector_py_core::{parallel, Result};
 use ruvector_rabitq::rotation::normalize_inplace;
 use ruvector_rabitq::{RabitqIndex, RandomRotation, RandomRotationKind};
@@ -163,10 +165,28 @@ fn asym_ips_portable(block: RowBlock<'_>, q: &[f32], ips: &mut [f32; ASYM_LANES]
     *ips = acc;
 }
 
-pub struct SymmetricCodes {
-    encoder: RabitqIndex,
-    /// The encoder's rotation, fast (dense rotations only).
+/// The crate's index kept as the encoder (rotation, cosine table), and the
+/// SDK's fast form of its dense rotation.
+struct Encoder {
+    index: RabitqIndex,
     dense: Option<DenseRotation>,
+    /// ‖mᵢ‖ of every row of a dense rotation (for [`SymmetricCodes::verify`]).
+    row_norms: Vec<f64>,
+}
+
+/// Rows encoded but not yet appended: packed sign words and norms.
+pub struct EncodedRows {
+    packed: Vec<u64>,
+    norms: Vec<f32>,
+}
+
+pub struct SymmetricCodes {
+    /// Built on first use: a dense Haar rotation costs O(dim³) (seconds at
+    /// dim 2048), which an index that never holds a row (a 32-byte file
+    /// claiming a large dim) must not pay.
+    encoder: OnceLock<Encoder>,
+    seed: u64,
+    kind: RandomRotationKind,
     dim: usize,
     n_words: usize,
     last_word_mask: u64,
@@ -183,18 +203,47 @@ fn last_word_mask(dim: usize) -> u64 {
     }
 }
 
+/// Rows per cancellation check (and per parallel task) of an encode.
+const ENCODE_CHUNK_ROWS: usize = 256;
+
 impl SymmetricCodes {
     pub fn new(dim: usize, seed: u64, kind: RandomRotationKind) -> Self {
-        let encoder = RabitqIndex::new_with_rotation(dim, seed, kind);
         Self {
-            dense: DenseRotation::of(encoder.rotation()),
-            encoder,
+            encoder: OnceLock::new(),
+            seed,
+            kind,
             dim,
             n_words: dim.div_ceil(64),
             last_word_mask: last_word_mask(dim),
             packed: Vec::new(),
             norms: Vec::new(),
         }
+    }
+
+    fn encoder(&self) -> &Encoder {
+        self.encoder.get_or_init(|| {
+            let index = RabitqIndex::new_with_rotation(self.dim, self.seed, self.kind);
+            let dense = DenseRotation::of(index.rotation());
+            let row_norms = match &dense {
+                Some(_) => index
+                    .rotation()
+                    .matrix
+                    .chunks_exact(self.dim)
+                    .map(|row| {
+                        row.iter()
+                            .map(|&m| f64::from(m).powi(2))
+                            .sum::<f64>()
+                            .sqrt()
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            Encoder {
+                dense,
+                index,
+                row_norms,
+            }
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -208,14 +257,24 @@ impl SymmetricCodes {
     /// The crate's `encode_query_packed`, bit for bit: `(MSB-first sign
     /// words of the rotated unit vector, max(norm, 1e-10))`.
     fn encode_packed(&self, v: &[f32]) -> (Vec<u64>, f32) {
-        let Some(rotation) = &self.dense else {
-            return self.encoder.encode_query_packed(v);
+        let mut words = vec![0u64; self.n_words];
+        let norm = self.encode_into(v, &mut words);
+        (words, norm.max(1e-10))
+    }
+
+    /// Writes the sign words of `v` into `words` (zeroed, `n_words` long)
+    /// and returns the raw norm of `v`.
+    fn encode_into(&self, v: &[f32], words: &mut [u64]) -> f32 {
+        let encoder = self.encoder();
+        let Some(rotation) = &encoder.dense else {
+            let (w, _) = encoder.index.encode_query_packed(v);
+            words.copy_from_slice(&w);
+            return v.iter().map(|&x| x * x).sum::<f32>().sqrt();
         };
         thread_local! {
             static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
         }
         let norm: f32 = v.iter().map(|&x| x * x).sum::<f32>().sqrt();
-        let mut words = vec![0u64; self.n_words];
         SCRATCH.with(|cell| {
             let (unit, rotated) = &mut *cell.borrow_mut();
             unit.clear();
@@ -229,14 +288,7 @@ impl SymmetricCodes {
                 }
             }
         });
-        (words, norm.max(1e-10))
-    }
-
-    fn encode(&self, row: &[f32]) -> (Vec<u64>, f32) {
-        let (words, _) = self.encode_packed(row);
-        // The crate stores the raw norm of a row (the query path clamps it).
-        let norm = row.iter().map(|&x| x * x).sum::<f32>().sqrt();
-        (words, norm)
+        norm
     }
 
     /// The packed sign words (`n_words` per row) and the norms, in row order.
@@ -244,12 +296,70 @@ impl SymmetricCodes {
         (&self.packed, &self.norms)
     }
 
-    /// Installs codes saved from an index with the same parameters, for the
-    /// validated rows `data`, without encoding them all: a sample of rows
-    /// spread over the index is re-encoded and must match (a mismatch means
-    /// the codes are not those of these vectors).
-    pub fn install(&mut self, data: &[f32], packed: Vec<u64>, norms: Vec<f32>) -> Result<()> {
-        const CHECKED_ROWS: usize = 64;
+    /// Encodes validated rows (row-major, `dim` wide) without changing the
+    /// codes, in parallel when many, checking `cancel` between chunks. The
+    /// crate stores the raw norm of a row (its query path clamps it).
+    pub fn encode_rows(&self, data: &[f32], cancel: &Cancel) -> Result<EncodedRows> {
+        let rows = data.len() / self.dim;
+        let (d, w) = (self.dim, self.n_words);
+        let chunk = |block: &[f32]| -> Result<(Vec<u64>, Vec<f32>)> {
+            cancel.check()?;
+            let n = block.len() / d;
+            let mut packed = vec![0u64; n * w];
+            let norms = block
+                .chunks_exact(d)
+                .zip(packed.chunks_exact_mut(w))
+                .map(|(row, words)| self.encode_into(row, words))
+                .collect();
+            Ok((packed, norms))
+        };
+        let blocks: Vec<(Vec<u64>, Vec<f32>)> = if rows >= PARALLEL_ENCODE_MIN_ROWS {
+            parallel::pool()?.install(|| {
+                data.par_chunks(ENCODE_CHUNK_ROWS * d)
+                    .map(chunk)
+                    .collect::<Result<_>>()
+            })?
+        } else {
+            data.chunks(ENCODE_CHUNK_ROWS * d)
+                .map(chunk)
+                .collect::<Result<_>>()?
+        };
+        let mut out = EncodedRows {
+            packed: Vec::with_capacity(rows * w),
+            norms: Vec::with_capacity(rows),
+        };
+        for (packed, norms) in blocks {
+            out.packed.extend_from_slice(&packed);
+            out.norms.extend_from_slice(&norms);
+        }
+        Ok(out)
+    }
+
+    /// Appends rows encoded by [`SymmetricCodes::encode_rows`].
+    pub fn append(&mut self, rows: EncodedRows) {
+        self.packed.extend_from_slice(&rows.packed);
+        self.norms.extend_from_slice(&rows.norms);
+    }
+
+    /// Encodes validated rows and appends them.
+    pub fn add_rows(&mut self, data: &[f32]) -> Result<()> {
+        let rows = self.encode_rows(data, &Cancel::new())?;
+        self.append(rows);
+        Ok(())
+    }
+
+    /// Installs codes saved from an index with the same parameters for the
+    /// validated rows `data`, after checking that they are exactly the codes
+    /// of those rows, every row and every bit (a file's checksum can be
+    /// recomputed by whoever edits it, so saved codes are never trusted; see
+    /// [`SymmetricCodes::verify`]). Nothing changes on a mismatch.
+    pub fn install(
+        &mut self,
+        data: &[f32],
+        packed: Vec<u64>,
+        norms: Vec<f32>,
+        cancel: &Cancel,
+    ) -> Result<()> {
         let rows = data.len() / self.dim;
         if !self.is_empty() || norms.len() != rows || packed.len() != rows * self.n_words {
             return Err(ruvector_py_core::Error::invalid(format!(
@@ -259,44 +369,142 @@ impl SymmetricCodes {
                 self.n_words
             )));
         }
-        let step = rows.div_ceil(CHECKED_ROWS).max(1);
-        for r in (0..rows).step_by(step).chain(rows.checked_sub(1)) {
-            let (words, norm) = self.encode(&data[r * self.dim..(r + 1) * self.dim]);
-            if words[..] != packed[r * self.n_words..(r + 1) * self.n_words]
-                || norm.to_bits() != norms[r].to_bits()
-            {
-                return Err(ruvector_py_core::Error::invalid(format!(
-                    "saved codes do not match the vectors (row {r} encodes differently)"
-                )));
-            }
-        }
-        self.packed = packed;
-        self.norms = norms;
+        self.verify(data, &packed, &norms, cancel)?;
+        self.append(EncodedRows { packed, norms });
         Ok(())
     }
 
-    /// Encodes validated rows (row-major, `dim` wide), in parallel when many.
-    pub fn add_rows(&mut self, data: &[f32]) -> Result<()> {
-        let rows = data.len() / self.dim;
-        let encoded: Vec<(Vec<u64>, f32)> = if rows >= PARALLEL_ENCODE_MIN_ROWS {
-            parallel::pool()?
-                .install(|| data.par_chunks(self.dim).map(|r| self.encode(r)).collect())
-        } else {
-            data.chunks(self.dim).map(|r| self.encode(r)).collect()
+    /// Checks that `packed` and `norms` are exactly what
+    /// [`SymmetricCodes::encode_rows`] gives for `data`, checking `cancel`
+    /// between blocks of rows.
+    ///
+    /// Encoding with the crate's serial sums costs what a cold prime costs.
+    /// For a dense rotation the check is cheaper and still exact: the
+    /// rotation of a block of unit rows is computed as one GEMM, whose sums
+    /// run in another order; any order of a `d`-term dot product is within
+    /// `γ·Σ|mᵢⱼuⱼ| ≤ γ·‖mᵢ‖·‖u‖` of the true value (`γ = (d+2)·2⁻²⁴/(1−…)`),
+    /// so the crate's serial sum and the GEMM's differ by at most twice that.
+    /// Where the GEMM value is farther than twice *that* (a 2× margin) from
+    /// 0, its sign is the crate's; the few coordinates closer to 0 are
+    /// summed again exactly as the crate does. Norms are compared bit for
+    /// bit, and the unused bits of each row's last word must be 0.
+    pub fn verify(
+        &self,
+        data: &[f32],
+        packed: &[u64],
+        norms: &[f32],
+        cancel: &Cancel,
+    ) -> Result<()> {
+        let (d, w) = (self.dim, self.n_words);
+        let mismatch = |r: usize| {
+            ruvector_py_core::Error::invalid(format!(
+                "saved codes do not match the vectors (row {r} encodes differently)"
+            ))
         };
-        self.packed.reserve(rows * self.n_words);
-        self.norms.reserve(rows);
-        for (words, norm) in encoded {
-            self.packed.extend_from_slice(&words);
-            self.norms.push(norm);
+        let encoder = self.encoder();
+        let Some(dense) = &encoder.dense else {
+            let fresh = self.encode_rows(data, cancel)?;
+            let differs = (0..norms.len()).find(|&r| {
+                fresh.packed[r * w..(r + 1) * w] != packed[r * w..(r + 1) * w]
+                    || fresh.norms[r].to_bits() != norms[r].to_bits()
+            });
+            return differs.map_or(Ok(()), |r| Err(mismatch(r)));
+        };
+        let matrix = &encoder.index.rotation().matrix;
+        let unit_roundoff = f64::from(f32::EPSILON) / 2.0;
+        let terms = (d + 2) as f64 * unit_roundoff;
+        let gamma = terms / (1.0 - terms);
+        // Per output i: 4·γ·‖mᵢ‖ (times ‖u‖ per row, below).
+        let tolerance: Vec<f64> = encoder.row_norms.iter().map(|n| 4.0 * gamma * n).collect();
+        let start = std::iter::empty::<f32>().sum::<f32>();
+        let block = |first: usize, rows: &[f32]| -> Result<()> {
+            cancel.check()?;
+            let m = rows.len() / d;
+            let mut units = rows.to_vec();
+            let mut unit_norms = Vec::with_capacity(m);
+            for (r, unit) in units.chunks_exact_mut(d).enumerate() {
+                let norm = unit.iter().map(|&x| x * x).sum::<f32>().sqrt();
+                if norm.to_bits() != norms[first + r].to_bits() {
+                    return Err(mismatch(first + r));
+                }
+                normalize_inplace(unit);
+                unit_norms.push(
+                    unit.iter()
+                        .map(|&x| f64::from(x).powi(2))
+                        .sum::<f64>()
+                        .sqrt(),
+                );
+            }
+            let mut rotated = vec![0.0f32; m * d];
+            // SAFETY: `units` is m×d row-major, `matrix` d×d row-major read
+            // as its transpose, `rotated` m×d row-major: exactly their sizes.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    d,
+                    d,
+                    1.0,
+                    units.as_ptr(),
+                    d as isize,
+                    1,
+                    matrix.as_ptr(),
+                    1,
+                    d as isize,
+                    0.0,
+                    rotated.as_mut_ptr(),
+                    d as isize,
+                    1,
+                );
+            }
+            for (r, (unit, out)) in units
+                .chunks_exact(d)
+                .zip(rotated.chunks_exact(d))
+                .enumerate()
+            {
+                let words = &packed[(first + r) * w..(first + r + 1) * w];
+                if words[w - 1] & !self.last_word_mask != 0 {
+                    return Err(mismatch(first + r));
+                }
+                for (i, (&g, &tol)) in out.iter().zip(&tolerance).enumerate() {
+                    let bit = (words[i / 64] >> (63 - (i % 64))) & 1 == 1;
+                    let sign = if f64::from(g.abs()) > tol * unit_norms[r] {
+                        g > 0.0
+                    } else {
+                        // The crate's sum for this output, term by term.
+                        let mut acc = start;
+                        for (j, &u) in unit.iter().enumerate() {
+                            acc += dense.transposed[j * d + i] * u;
+                        }
+                        acc >= 0.0
+                    };
+                    if sign != bit {
+                        return Err(mismatch(first + r));
+                    }
+                }
+            }
+            Ok(())
+        };
+        let chunk = ENCODE_CHUNK_ROWS * d;
+        if data.len() / d >= PARALLEL_ENCODE_MIN_ROWS {
+            parallel::pool()?.install(|| {
+                data.par_chunks(chunk)
+                    .enumerate()
+                    .try_for_each(|(b, rows)| block(b * ENCODE_CHUNK_ROWS, rows))
+            })
+        } else {
+            data.chunks(chunk)
+                .enumerate()
+                .try_for_each(|(b, rows)| block(b * ENCODE_CHUNK_ROWS, rows))
         }
-        Ok(())
     }
 
     /// The `k` best rows by the symmetric 1-bit estimate, as
     /// `(row, id, estimated squared L2)`, ascending.
     pub fn scan_topk(&self, store: &Store, query: &[f32], k: usize) -> Vec<(u32, u64, f32)> {
         let n = self.len();
+        if n == 0 || k == 0 {
+            return Vec::new();
+        }
         let (q_packed, q_norm) = self.encode_packed(query);
         // One agreement buffer per thread, reused across queries: a fresh
         // n-sized allocation per query (as the crate does) costs tens of µs
@@ -316,7 +524,7 @@ impl SymmetricCodes {
                 self.last_word_mask,
                 &mut agree,
             );
-            let lut = self.encoder.cos_lut();
+            let lut = self.encoder().index.cos_lut();
             let q_sq = q_norm * q_norm;
             let mut top = TopK::new(k.min(n));
             // Most rows lose to the current worst of the top k: test that
@@ -342,6 +550,9 @@ impl SymmetricCodes {
     /// at a fraction of the time.
     pub fn scan_asym_topk(&self, store: &Store, query: &[f32], k: usize) -> Vec<(u32, u64, f32)> {
         let n = self.len();
+        if n == 0 || k == 0 {
+            return Vec::new();
+        }
         let (rotated, q_norm) = self.prepare_query(query);
         let inv_sqrt_d = 1.0 / (self.dim as f32).sqrt();
         let q_sq = q_norm * q_norm;
@@ -376,8 +587,9 @@ impl SymmetricCodes {
     /// The crate's `prepare_query_f32`: the rotated unit query and
     /// `max(norm, 1e-10)`, with the fast rotation where there is one.
     fn prepare_query(&self, q: &[f32]) -> (Vec<f32>, f32) {
-        let Some(rotation) = &self.dense else {
-            return self.encoder.prepare_query_f32(q);
+        let encoder = self.encoder();
+        let Some(rotation) = &encoder.dense else {
+            return encoder.index.prepare_query_f32(q);
         };
         let norm: f32 = q.iter().map(|&x| x * x).sum::<f32>().sqrt();
         let mut unit = q.to_vec();
@@ -388,25 +600,26 @@ impl SymmetricCodes {
     }
 
     pub fn rotation_kind(&self) -> RandomRotationKind {
-        self.encoder.rotation().kind()
+        self.kind
     }
 
-    /// Codes, norms, cosine table and rotation (the crate's dense Haar
-    /// rotation keeps two copies of its matrix and reports one; the SDK
-    /// keeps a transposed third).
+    /// Codes, norms, cosine table and rotation once built (the crate's
+    /// dense Haar rotation keeps two copies of its matrix and reports one;
+    /// the SDK keeps a transposed third).
     pub fn memory_bytes(&self) -> usize {
-        let rotation = self.encoder.rotation().bytes();
-        let haar_copy = if self.rotation_kind() == RandomRotationKind::HaarDense {
+        let encoder = self.encoder.get().map_or(0, |e| {
+            let rotation = e.index.rotation().bytes();
+            let haar_copy = if self.kind == RandomRotationKind::HaarDense {
+                rotation
+            } else {
+                0
+            };
             rotation
-        } else {
-            0
-        };
-        rotation
-            + haar_copy
-            + self.dense.as_ref().map_or(0, DenseRotation::memory_bytes)
-            + self.packed.capacity() * 8
-            + self.norms.capacity() * 4
-            + self.encoder.cos_lut().len() * 4
+                + haar_copy
+                + e.dense.as_ref().map_or(0, DenseRotation::memory_bytes)
+                + e.index.cos_lut().len() * 4
+        });
+        encoder + self.packed.capacity() * 8 + self.norms.capacity() * 4
     }
 
     pub fn same_codes(&self, other: &Self) -> bool {
@@ -466,14 +679,80 @@ mod tests {
         a.add_rows(&data).unwrap();
         let (packed, norms) = (a.codes().0.to_vec(), a.codes().1.to_vec());
         let mut b = SymmetricCodes::new(dim, 3, RandomRotationKind::HaarDense);
-        b.install(&data, packed.clone(), norms.clone()).unwrap();
+        let no = Cancel::new();
+        b.install(&data, packed.clone(), norms.clone(), &no)
+            .unwrap();
         assert!(b.same_codes(&a));
-        let mut other = data.clone();
-        other[0] = -other[0] - 1.0; // row 0 is always checked
         let mut c = SymmetricCodes::new(dim, 3, RandomRotationKind::HaarDense);
-        assert!(c.install(&other, packed.clone(), norms.clone()).is_err());
-        assert!(c.install(&data, packed[1..].to_vec(), norms).is_err());
+        // Any one row's vector, code word or norm changed: refused.
+        for r in [0, 1, 137, 299] {
+            let mut other = data.clone();
+            other[r * dim] = -other[r * dim] - 1.0;
+            let e = c.install(&other, packed.clone(), norms.clone(), &no);
+            let e = e.unwrap_err().to_string();
+            assert!(e.contains(&format!("row {r} encodes differently")), "{e}");
+            let mut words = packed.clone();
+            words[r] ^= 1 << 63;
+            assert!(c.install(&data, words, norms.clone(), &no).is_err());
+            let mut n2 = norms.clone();
+            n2[r] = f32::from_bits(n2[r].to_bits() ^ 1);
+            assert!(c.install(&data, packed.clone(), n2, &no).is_err());
+        }
+        assert!(c.install(&data, packed[1..].to_vec(), norms, &no).is_err());
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn verification_is_exact_even_for_signs_next_to_zero() {
+        let no = Cancel::new();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 2_000_001) as f64 / 1_000_000.0 - 1.0
+        };
+        for dim in [1usize, 3, 37, 64, 100, 384] {
+            let codes = SymmetricCodes::new(dim, 5, RandomRotationKind::HaarDense);
+            let m = codes.encoder().index.rotation().matrix.clone();
+            let mut data: Vec<f32> = (0..200 * dim).map(|_| next() as f32).collect();
+            // Rows whose rotation has coordinates at or next to 0: the GEMM
+            // cannot tell their sign, the exact sums must.
+            let crafted = 60;
+            for r in 0..crafted {
+                let t: Vec<f64> = (0..dim)
+                    .map(|i| match (i + r) % 4 {
+                        0 => 0.0,
+                        1 => next() * 1e-7,
+                        _ => next(),
+                    })
+                    .collect();
+                data.extend((0..dim).map(|j| {
+                    let u: f64 = (0..dim).map(|i| f64::from(m[i * dim + j]) * t[i]).sum();
+                    (u * 3.0) as f32
+                }));
+            }
+            let rows = data.len() / dim;
+            let enc = codes.encode_rows(&data, &no).unwrap();
+            codes.verify(&data, &enc.packed, &enc.norms, &no).unwrap();
+            let w = codes.n_words;
+            for r in (0..rows).filter(|r| r % 50 == 0 || (*r >= 200 && r % 3 == 0)) {
+                let row = &data[r * dim..(r + 1) * dim];
+                let words = &enc.packed[r * w..(r + 1) * w];
+                let norm = [enc.norms[r]];
+                codes.verify(row, words, &norm, &no).unwrap();
+                for bit in 0..64 * w {
+                    let mut bad = words.to_vec();
+                    bad[bit / 64] ^= 1 << (63 - bit % 64);
+                    assert!(
+                        codes.verify(row, &bad, &norm, &no).is_err(),
+                        "dim {dim} row {r} bit {bit}"
+                    );
+                }
+                let off = [f32::from_bits(norm[0].to_bits() ^ 1)];
+                assert!(codes.verify(row, words, &off, &no).is_err());
+            }
+        }
     }
 
     #[test]
@@ -485,19 +764,23 @@ mod tests {
             (200, RandomRotationKind::HadamardSigned),
         ] {
             let codes = SymmetricCodes::new(dim, 11, kind);
-            assert_eq!(codes.dense.is_some(), kind == RandomRotationKind::HaarDense);
+            let encoder = codes.encoder();
+            assert_eq!(
+                encoder.dense.is_some(),
+                kind == RandomRotationKind::HaarDense
+            );
             for s in 0..40u32 {
                 let v: Vec<f32> = (0..dim)
                     .map(|i| ((i as f32 + 1.0) * (s as f32 + 0.3)).sin() * (1.0 + s as f32))
                     .collect();
                 assert_eq!(
                     codes.encode_packed(&v),
-                    codes.encoder.encode_query_packed(&v)
+                    encoder.index.encode_query_packed(&v)
                 );
-                if let Some(dense) = &codes.dense {
+                if let Some(dense) = &encoder.dense {
                     let mut ours = vec![0.0; dim];
                     dense.apply(&v, &mut ours);
-                    let theirs = codes.encoder.rotation().apply(&v);
+                    let theirs = encoder.index.rotation().apply(&v);
                     let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&ours), bits(&theirs), "dim {dim}");
                 }

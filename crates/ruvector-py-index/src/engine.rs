@@ -12,16 +12,18 @@
 //! Results are identical to the crate's `FlatF32Index`, `RabitqIndex`,
 //! `RabitqPlusIndex` and `RabitqAsymIndex` on the same inputs (tested).
 
+use ruvector_py_core::interrupt::Cancel;
 use ruvector_py_core::{validate, Error, Result};
 use ruvector_rabitq::RandomRotationKind;
 
-use crate::codes::SymmetricCodes;
-use crate::ivf::{self, IvfCodes};
+use crate::codes::{EncodedRows, SymmetricCodes};
+use crate::ivf::{self, IvfCodes, PendingRows};
 use crate::store::Store;
 use crate::topk::{sq_l2, sq_l2_rows, TopK};
 
 /// Largest dimension for the dense Haar rotation, whose construction costs
-/// O(dim³) time (≈1.3 s at 1024, ≈11 s at 2048, minutes beyond).
+/// O(dim³) time (≈1.3 s at 1024, ≈11 s at 2048, minutes beyond). It is
+/// built when the first row is added, never for an index without rows.
 pub const MAX_HAAR_DIM: usize = 2048;
 /// Largest rerank factor (the `.rbpx` format's limit).
 pub const MAX_RERANK_FACTOR: usize = 1024;
@@ -171,6 +173,13 @@ enum Codes {
     Ivf(Box<IvfCodes>),
 }
 
+/// Codes computed for an add, not yet part of the index.
+enum Pending {
+    None,
+    Symmetric(EncodedRows),
+    Ivf(PendingRows),
+}
+
 pub struct Engine {
     params: Params,
     store: Store,
@@ -259,12 +268,13 @@ impl Engine {
         data: &[f32],
         packed: Vec<u64>,
         norms: Vec<f32>,
+        cancel: &Cancel,
     ) -> Result<()> {
         self.check_add(ids, data, "vectors", true)?;
         let Codes::Symmetric(codes) = &mut self.codes else {
             return Err(Error::invalid("only a 1-bit index restores saved codes"));
         };
-        codes.install(data, packed, norms)?;
+        codes.install(data, packed, norms, cancel)?;
         self.store.append(ids, data);
         Ok(())
     }
@@ -296,6 +306,7 @@ impl Engine {
         data: &[f32],
         centroids: Vec<f32>,
         labels: &[u32],
+        cancel: &Cancel,
     ) -> Result<()> {
         self.check_add(ids, data, "vectors", true)?;
         let Codes::Ivf(ivf) = &mut self.codes else {
@@ -320,7 +331,7 @@ impl Engine {
         }
         if nlist > 0 {
             ivf.set_centroids(centroids);
-            ivf.add_assigned(data, labels, 0)?;
+            ivf.add_assigned(data, labels, 0, cancel)?;
         }
         self.store.append(ids, data);
         Ok(())
@@ -355,11 +366,34 @@ impl Engine {
 
     /// [`Engine::add`] with the caller's argument name for messages.
     pub fn add_named(&mut self, ids: &[u64], data: &[f32], what: &str, matrix: bool) -> Result<()> {
+        self.add_with(ids, data, what, matrix, &Cancel::new())
+    }
+
+    /// [`Engine::add_named`], cancellable: everything is checked, trained
+    /// and encoded first with `cancel` checked between chunks, then
+    /// `cancel.commit()` and only then the index changes. A cancelled or
+    /// failed add changes nothing.
+    pub fn add_with(
+        &mut self,
+        ids: &[u64],
+        data: &[f32],
+        what: &str,
+        matrix: bool,
+        cancel: &Cancel,
+    ) -> Result<()> {
         self.check_add(ids, data, what, matrix)?;
-        match &mut self.codes {
-            Codes::None => {}
-            Codes::Symmetric(codes) => codes.add_rows(data)?,
-            Codes::Ivf(ivf) => ivf.add_rows(data, self.params.nlist, self.store.len())?,
+        cancel.check()?;
+        let pending = match &self.codes {
+            Codes::None => Pending::None,
+            Codes::Symmetric(codes) => Pending::Symmetric(codes.encode_rows(data, cancel)?),
+            Codes::Ivf(ivf) => Pending::Ivf(ivf.prepare_rows(data, self.params.nlist, cancel)?),
+        };
+        cancel.commit()?;
+        let first_row = self.store.len();
+        match (&mut self.codes, pending) {
+            (Codes::Symmetric(codes), Pending::Symmetric(rows)) => codes.append(rows),
+            (Codes::Ivf(ivf), Pending::Ivf(rows)) => ivf.apply(rows, first_row),
+            _ => {}
         }
         self.store.append(ids, data);
         Ok(())
@@ -671,6 +705,44 @@ mod tests {
         assert!(e.add(&[1 << 32], &x[..d]).is_err(), "id above u32");
         assert_eq!(e.len(), 10);
         assert_eq!(e.search(&x[..d], 3, SearchOpts::default()).unwrap(), before);
+    }
+
+    #[test]
+    fn a_cancelled_add_changes_nothing_and_a_committed_one_is_kept() {
+        let d = 16;
+        let x = data(3000, d, 4);
+        for (kind, rotation) in [
+            (Kind::Flat, Rotation::Haar),
+            (Kind::Rabitq, Rotation::Hadamard),
+            (Kind::Plus, Rotation::Haar),
+            (Kind::Asym, Rotation::Haar),
+            (Kind::Ivf, Rotation::Hadamard),
+        ] {
+            let mut e = Engine::new(params(kind, d, 3, rotation)).unwrap();
+            // An empty IVF index trains on its first add: cancelling that
+            // one must leave it untrained, so a later add trains again.
+            let cancel = Cancel::new();
+            cancel.cancel();
+            let r = e.add_with(&ids(1500), &x[..1500 * d], "vectors", true, &cancel);
+            assert_eq!(r, Err(Error::Interrupted), "{kind:?}");
+            assert_eq!(e.len(), 0);
+            assert!(e.ivf().is_none_or(|ivf| !ivf.is_trained()));
+            e.add(&ids(1500), &x[..1500 * d]).unwrap();
+            let q = &x[7 * d..8 * d];
+            let before = e.search(q, 5, SearchOpts::default()).unwrap();
+            let more: Vec<u64> = (0..1500).map(|i| 1_000_000 + i).collect();
+            let r = e.add_with(&more, &x[1500 * d..], "vectors", true, &cancel);
+            assert_eq!(r, Err(Error::Interrupted));
+            assert_eq!(e.len(), 1500);
+            assert_eq!(e.search(q, 5, SearchOpts::default()).unwrap(), before);
+            // Committed before the signal: the add happens in full.
+            let late = Cancel::new();
+            late.commit().unwrap();
+            assert!(!late.cancel());
+            e.add_with(&more, &x[1500 * d..], "vectors", true, &late)
+                .unwrap();
+            assert_eq!(e.len(), 3000);
+        }
     }
 
     #[test]

@@ -16,8 +16,10 @@
 //!   reranked with exact float32 distances, so every returned score is exact.
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
+use ruvector_py_core::interrupt::Cancel;
 use ruvector_py_core::{parallel, Result};
 use ruvector_rabitq::RandomRotationKind;
 
@@ -68,11 +70,22 @@ struct Encoded {
     slope: f32,
 }
 
+/// Rows prepared for an add and not yet visible: the lists trained by a
+/// first add, the list of every row and its code.
+pub struct PendingRows {
+    /// `(centroids, rotated centroids)` when this add trains the lists.
+    trained: Option<(Vec<f32>, Vec<f32>)>,
+    labels: Vec<u32>,
+    encoded: Vec<Encoded>,
+}
+
 pub struct IvfCodes {
     dim: usize,
     /// Length of a rotated vector (`dim`, or the padded length).
     rdim: usize,
-    rotation: Rotator,
+    kind: RandomRotationKind,
+    /// Built on first use (a dense Haar rotation costs O(dim³)).
+    rotation: OnceLock<Rotator>,
     /// `nlist × dim`, empty until trained.
     centroids: Vec<f32>,
     /// The centroids rotated (`nlist × rdim`), so a query is rotated once,
@@ -100,18 +113,26 @@ thread_local! {
 
 impl IvfCodes {
     pub fn new(dim: usize, seed: u64, kind: RandomRotationKind) -> Self {
-        let rotation = Rotator::new(dim, seed, kind);
-        let rdim = rotation.out_dim();
+        let rdim = match kind {
+            RandomRotationKind::HadamardSigned => dim.next_power_of_two(),
+            _ => dim,
+        };
         Self {
             dim,
             rdim,
-            rotation,
+            kind,
+            rotation: OnceLock::new(),
             centroids: Vec::new(),
             rot_centroids: Vec::new(),
             lists: Vec::new(),
             labels: Vec::new(),
             seed,
         }
+    }
+
+    fn rotation(&self) -> &Rotator {
+        self.rotation
+            .get_or_init(|| Rotator::new(self.dim, self.seed, self.kind))
     }
 
     pub fn is_trained(&self) -> bool {
@@ -136,38 +157,55 @@ impl IvfCodes {
         self.lists.iter().map(|l| l.rows.len()).collect()
     }
 
-    /// Sets the centroids (from training or a file) and empties the lists.
-    pub fn set_centroids(&mut self, centroids: Vec<f32>) {
+    /// The centroids rotated, one row per list.
+    fn rotate_centroids(&self, centroids: &[f32]) -> Vec<f32> {
         let nlist = centroids.len() / self.dim;
         let mut rot = vec![0.0f32; nlist * self.rdim];
-        self.rotation.apply_rows(&centroids, &mut rot);
+        if nlist > 0 {
+            self.rotation().apply_rows(centroids, &mut rot);
+        }
+        rot
+    }
+
+    /// Sets the centroids (from training or a file) and empties the lists.
+    pub fn set_centroids(&mut self, centroids: Vec<f32>) {
+        let rot = self.rotate_centroids(&centroids);
+        self.install_centroids(centroids, rot);
+    }
+
+    fn install_centroids(&mut self, centroids: Vec<f32>, rot: Vec<f32>) {
+        let nlist = centroids.len() / self.dim;
         self.lists = (0..nlist).map(|_| List::new(self.rdim)).collect();
         self.centroids = centroids;
         self.rot_centroids = rot;
         self.labels.clear();
     }
 
-    /// Trains the coarse quantizer on `data` with `nlist` lists (clamped to
-    /// the number of rows), on the wheel's pool.
-    pub fn train(&mut self, data: &[f32], nlist: usize) -> Result<()> {
+    /// Trains `nlist` centroids (clamped to the number of rows) on `data`,
+    /// on the wheel's pool, without installing them.
+    fn train(&self, data: &[f32], nlist: usize, cancel: &Cancel) -> Result<Vec<f32>> {
         let n = data.len() / self.dim;
         let nlist = nlist.clamp(1, n.max(1));
         let (dim, seed) = (self.dim, self.seed);
-        let centroids = parallel::pool()?.install(|| kmeans::train(data, dim, nlist, seed));
-        self.set_centroids(centroids);
-        Ok(())
+        parallel::pool()?.install(|| kmeans::train(data, dim, nlist, seed, cancel))
+    }
+
+    /// Nearest list of every row among `centroids` (on the wheel's pool).
+    fn assign_to(&self, data: &[f32], centroids: &[f32], cancel: &Cancel) -> Result<Vec<u32>> {
+        let dim = self.dim;
+        parallel::pool()?.install(|| kmeans::assign(data, dim, centroids, cancel))
     }
 
     /// Nearest list of every row (on the wheel's pool).
     pub fn assign(&self, data: &[f32]) -> Result<Vec<u32>> {
-        let (dim, c) = (self.dim, &self.centroids);
-        Ok(parallel::pool()?.install(|| kmeans::assign(data, dim, c)))
+        self.assign_to(data, &self.centroids, &Cancel::new())
     }
 
-    /// The code and estimator terms of a rotated row in list `l`.
-    fn encode(&self, rotated: &mut [f32], l: usize) -> Encoded {
+    /// The code and estimator terms of a rotated row in list `l`, whose
+    /// rotated centroid is row `l` of `rot_centroids`.
+    fn encode(&self, rotated: &mut [f32], l: usize, rot_centroids: &[f32]) -> Encoded {
         let r = self.rdim;
-        let c = &self.rot_centroids[l * r..(l + 1) * r];
+        let c = &rot_centroids[l * r..(l + 1) * r];
         // Branch-free passes (the sign of a residual is a coin flip, so a
         // branch on it mispredicts half the time).
         for (x, &ci) in rotated.iter_mut().zip(c) {
@@ -190,30 +228,47 @@ impl IvfCodes {
         }
     }
 
-    /// Appends rows (store rows `first_row..`) to the lists given by
-    /// `labels`, encoding blocks of rows in parallel when there are many.
-    pub fn add_assigned(&mut self, data: &[f32], labels: &[u32], first_row: usize) -> Result<()> {
+    /// Encodes rows for the lists given by `labels` (rotated centroids
+    /// `rot_centroids`), blocks of rows in parallel when there are many,
+    /// checking `cancel` between blocks.
+    fn encode_rows(
+        &self,
+        data: &[f32],
+        labels: &[u32],
+        rot_centroids: &[f32],
+        cancel: &Cancel,
+    ) -> Result<Vec<Encoded>> {
         const CHUNK: usize = 256;
         let d = self.dim;
-        let enc = |(rows, labels): (&[f32], &[u32])| -> Vec<Encoded> {
+        let rotation = self.rotation();
+        let enc = |(rows, labels): (&[f32], &[u32])| -> Result<Vec<Encoded>> {
+            cancel.check()?;
             let mut rotated = vec![0.0f32; labels.len() * self.rdim];
-            self.rotation.apply_rows(rows, &mut rotated);
-            rotated
+            rotation.apply_rows(rows, &mut rotated);
+            Ok(rotated
                 .chunks_exact_mut(self.rdim)
                 .zip(labels)
-                .map(|(r, &l)| self.encode(r, l as usize))
-                .collect()
+                .map(|(r, &l)| self.encode(r, l as usize, rot_centroids))
+                .collect())
         };
-        let encoded: Vec<Encoded> = if labels.len() >= PARALLEL_MIN_ROWS {
+        let blocks: Vec<Vec<Encoded>> = if labels.len() >= PARALLEL_MIN_ROWS {
             parallel::pool()?.install(|| {
                 data.par_chunks(CHUNK * d)
                     .zip(labels.par_chunks(CHUNK))
-                    .flat_map_iter(enc)
-                    .collect()
-            })
+                    .map(enc)
+                    .collect::<Result<_>>()
+            })?
         } else {
-            enc((data, labels))
+            data.chunks(CHUNK * d)
+                .zip(labels.chunks(CHUNK))
+                .map(enc)
+                .collect::<Result<_>>()?
         };
+        Ok(blocks.into_iter().flatten().collect())
+    }
+
+    /// Appends encoded rows (store rows `first_row..`) to their lists.
+    fn append(&mut self, encoded: Vec<Encoded>, labels: &[u32], first_row: usize) {
         for (i, (e, &l)) in encoded.into_iter().zip(labels).enumerate() {
             let list = &mut self.lists[l as usize];
             list.rows.push((first_row + i) as u32);
@@ -222,20 +277,70 @@ impl IvfCodes {
             list.slopes.push(e.slope);
         }
         self.labels.extend_from_slice(labels);
+    }
+
+    /// Appends rows (store rows `first_row..`) to the lists given by
+    /// `labels` (restoring a file: the lists are already set).
+    pub fn add_assigned(
+        &mut self,
+        data: &[f32],
+        labels: &[u32],
+        first_row: usize,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        let encoded = self.encode_rows(data, labels, &self.rot_centroids, cancel)?;
+        self.append(encoded, labels, first_row);
         Ok(())
+    }
+
+    /// Prepares validated rows for an add without changing anything:
+    /// trains the lists first if this is the first add, assigns every row
+    /// to its list and encodes it. `cancel` is checked between k-means
+    /// iterations and blocks of rows.
+    pub fn prepare_rows(&self, data: &[f32], nlist: usize, cancel: &Cancel) -> Result<PendingRows> {
+        if data.is_empty() {
+            return Ok(PendingRows {
+                trained: None,
+                labels: Vec::new(),
+                encoded: Vec::new(),
+            });
+        }
+        let trained = if self.is_trained() {
+            None
+        } else {
+            let n = data.len() / self.dim;
+            let nlist = if nlist == 0 { auto_nlist(n) } else { nlist };
+            let centroids = self.train(data, nlist, cancel)?;
+            cancel.check()?;
+            let rot = self.rotate_centroids(&centroids);
+            Some((centroids, rot))
+        };
+        let (centroids, rot) = match &trained {
+            Some((c, r)) => (c.as_slice(), r.as_slice()),
+            None => (self.centroids.as_slice(), self.rot_centroids.as_slice()),
+        };
+        let labels = self.assign_to(data, centroids, cancel)?;
+        let encoded = self.encode_rows(data, &labels, rot, cancel)?;
+        Ok(PendingRows {
+            trained,
+            labels,
+            encoded,
+        })
+    }
+
+    /// Makes prepared rows (store rows `first_row..`) part of the lists.
+    pub fn apply(&mut self, rows: PendingRows, first_row: usize) {
+        if let Some((centroids, rot)) = rows.trained {
+            self.install_centroids(centroids, rot);
+        }
+        self.append(rows.encoded, &rows.labels, first_row);
     }
 
     /// Adds validated rows: trains first if this is the first add.
     pub fn add_rows(&mut self, data: &[f32], nlist: usize, first_row: usize) -> Result<()> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        if !self.is_trained() {
-            let n = data.len() / self.dim;
-            self.train(data, if nlist == 0 { auto_nlist(n) } else { nlist })?;
-        }
-        let labels = self.assign(data)?;
-        self.add_assigned(data, &labels, first_row)
+        let rows = self.prepare_rows(data, nlist, &Cancel::new())?;
+        self.apply(rows, first_row);
+        Ok(())
     }
 
     /// Appends the estimates of list `l` below the running bound to
@@ -319,7 +424,7 @@ impl IvfCodes {
             }
             s.q_rot.resize(self.rdim, 0.0);
             let mut q_rot = std::mem::take(&mut s.q_rot);
-            self.rotation.apply(query, &mut q_rot);
+            self.rotation().apply(query, &mut q_rot);
             let mut scan = ListScan::new(&q_rot, k.saturating_mul(rerank_factor.max(1)).max(k));
             s.cand.clear();
             for i in 0..nprobe {
@@ -370,7 +475,7 @@ impl IvfCodes {
     /// Codes, norms, factors, row numbers, labels, centroids (both copies)
     /// and the rotation (the crate's Haar rotation keeps two copies).
     pub fn memory_bytes(&self) -> usize {
-        let rotation = self.rotation.memory_bytes();
+        let rotation = self.rotation.get().map_or(0, Rotator::memory_bytes);
         let lists: usize = self
             .lists
             .iter()
@@ -504,7 +609,7 @@ mod tests {
         let all = ivf.search(&store, q, n, 1, 1);
         assert_eq!(all.len(), n);
         let mut q_rot = vec![0.0; ivf.rdim];
-        ivf.rotation.apply(q, &mut q_rot);
+        ivf.rotation().apply(q, &mut q_rot);
         let lut = QueryLut::new(&q_rot);
         let shift = 2.0 * lut.base - q_rot.iter().sum::<f32>();
         let list = &ivf.lists[0];

@@ -7,6 +7,8 @@
 //! are assigned independently, and centroid sums run serially in f64.
 
 use rayon::prelude::*;
+use ruvector_py_core::interrupt::Cancel;
+use ruvector_py_core::Result;
 
 use crate::distance::dot;
 
@@ -71,14 +73,16 @@ fn sq_norms(m: &[f32], dim: usize) -> Vec<f32> {
 }
 
 /// Index of the nearest centroid of every row of `data`, in parallel on the
-/// current rayon pool. Ties go to the lower centroid index.
-pub fn assign(data: &[f32], dim: usize, centroids: &[f32]) -> Vec<u32> {
+/// current rayon pool. Ties go to the lower centroid index. `cancel` is
+/// checked before every block of rows.
+pub fn assign(data: &[f32], dim: usize, centroids: &[f32], cancel: &Cancel) -> Result<Vec<u32>> {
     let nlist = centroids.len() / dim;
     let c_norms = sq_norms(centroids, dim);
     let mut out = vec![0u32; data.len() / dim];
     out.par_chunks_mut(ASSIGN_BLOCK)
         .zip(data.par_chunks(ASSIGN_BLOCK * dim))
-        .for_each(|(out, rows)| {
+        .try_for_each(|(out, rows)| -> Result<()> {
+            cancel.check()?;
             let m = rows.len() / dim;
             let mut ip = vec![0.0f32; m * nlist];
             // SAFETY: the strides describe `rows` (m×dim, row-major),
@@ -112,14 +116,21 @@ pub fn assign(data: &[f32], dim: usize, centroids: &[f32]) -> Vec<u32> {
                 }
                 *slot = best.1;
             }
-        });
-    out
+            Ok(())
+        })?;
+    Ok(out)
 }
 
 /// Trains `nlist` centroids (`1 ≤ nlist ≤ rows`) on at most
 /// `nlist × TRAIN_ROWS_PER_LIST` sampled rows of `data`. Runs on the current
-/// rayon pool.
-pub fn train(data: &[f32], dim: usize, nlist: usize, seed: u64) -> Vec<f32> {
+/// rayon pool; `cancel` is checked between iterations and blocks of rows.
+pub fn train(
+    data: &[f32],
+    dim: usize,
+    nlist: usize,
+    seed: u64,
+    cancel: &Cancel,
+) -> Result<Vec<f32>> {
     let n = data.len() / dim;
     debug_assert!(nlist >= 1 && nlist <= n);
     let mut rng = SplitMix64::new(seed ^ 0x1f5_c0de);
@@ -137,10 +148,11 @@ pub fn train(data: &[f32], dim: usize, nlist: usize, seed: u64) -> Vec<f32> {
         .flat_map(|i| sample[i * dim..(i + 1) * dim].to_vec())
         .collect();
     if nlist == 1 {
-        return mean_of(&sample, dim);
+        return Ok(mean_of(&sample, dim));
     }
     for _ in 0..ITERATIONS {
-        let labels = assign(&sample, dim, &centroids);
+        cancel.check()?;
+        let labels = assign(&sample, dim, &centroids, cancel)?;
         let mut sums = vec![0.0f64; nlist * dim];
         let mut counts = vec![0usize; nlist];
         for (row, &l) in sample.chunks_exact(dim).zip(&labels) {
@@ -185,7 +197,7 @@ pub fn train(data: &[f32], dim: usize, nlist: usize, seed: u64) -> Vec<f32> {
             counts[big] -= half;
         }
     }
-    centroids
+    Ok(centroids)
 }
 
 fn mean_of(rows: &[f32], dim: usize) -> Vec<f32> {
@@ -223,7 +235,8 @@ mod tests {
     fn finds_separated_clusters() {
         let dim = 2;
         let (data, centres) = blobs(200, dim);
-        let cents = train(&data, dim, 4, 11);
+        let no = Cancel::new();
+        let cents = train(&data, dim, 4, 11, &no).unwrap();
         for c in &centres {
             let best = cents
                 .chunks_exact(dim)
@@ -231,7 +244,7 @@ mod tests {
                 .fold(f32::INFINITY, f32::min);
             assert!(best < 0.05, "no centroid near {c:?}: {cents:?}");
         }
-        let labels = assign(&data, dim, &cents);
+        let labels = assign(&data, dim, &cents, &no).unwrap();
         // Each blob of 200 rows lands in exactly one list.
         for blob in labels.chunks(200) {
             assert!(blob.iter().all(|&l| l == blob[0]));
@@ -243,11 +256,15 @@ mod tests {
         let dim = 5;
         let (data, _) = blobs(3, dim);
         let n = data.len() / dim;
-        let a = train(&data, dim, n, 7);
-        let b = train(&data, dim, n, 7);
+        let no = Cancel::new();
+        let a = train(&data, dim, n, 7, &no).unwrap();
+        let b = train(&data, dim, n, 7, &no).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), n * dim);
-        assert_eq!(train(&data, dim, 1, 7), mean_of(&data, dim));
+        assert_eq!(train(&data, dim, 1, 7, &no).unwrap(), mean_of(&data, dim));
+        let cancelled = Cancel::new();
+        cancelled.cancel();
+        assert!(train(&data, dim, n, 7, &cancelled).is_err());
     }
 
     #[test]
@@ -258,7 +275,7 @@ mod tests {
             .map(|_| rng.below(2000) as f32 / 100.0)
             .collect();
         let cents: Vec<f32> = data[..17 * dim].to_vec();
-        let got = assign(&data, dim, &cents);
+        let got = assign(&data, dim, &cents, &Cancel::new()).unwrap();
         for (row, &l) in data.chunks_exact(dim).zip(&got) {
             let d: Vec<f32> = cents.chunks_exact(dim).map(|c| sq_l2(row, c)).collect();
             let min = d.iter().copied().fold(f32::INFINITY, f32::min);

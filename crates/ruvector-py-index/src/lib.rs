@@ -9,7 +9,7 @@
 //!   kept vectors;
 //! * [`ivf`], [`kmeans`], [`fastscan`], [`rotation`], [`distance`] — the
 //!   IVF index;
-//! * [`persist`] — `.rbpx` files, checked and atomic.
+//! * [`rbpx`] — `.rbpx` files, checked and atomic.
 
 pub mod codes;
 pub mod distance;
@@ -17,7 +17,7 @@ pub mod engine;
 pub mod fastscan;
 pub mod ivf;
 pub mod kmeans;
-pub mod persist;
+pub mod rbpx;
 pub mod rotation;
 pub mod store;
 pub mod topk;

@@ -5,7 +5,8 @@
 //! and the conversion of its result; no lake lock is held meanwhile, so an
 //! adapter may itself call the lake. A Python exception, a wrong return type
 //! or shape becomes `BackendError` naming the backend, with the original
-//! exception as `__cause__`.
+//! exception as `__cause__`; a `BaseException` that is not an `Exception`
+//! (`KeyboardInterrupt`, `SystemExit`) reaches the caller unchanged.
 //!
 //! The adapter supplies `generation(collection)`; the engine builds the
 //! bundle from it and never pulls just to learn the dimension (the crate's
@@ -130,7 +131,16 @@ impl PySource {
                 ));
             }
             if let Ok(s) = out.cast::<PyString>() {
-                let s = s.to_string();
+                // Exactly the text: a lossy conversion would map two
+                // different generations onto one.
+                let s = s.to_cow().map_err(|e| {
+                    (
+                        "a str generation must be valid Unicode (it holds a lone surrogate)"
+                            .to_string(),
+                        Some(e),
+                    )
+                })?;
+                let s = s.into_owned();
                 if s.len() > 1024 {
                     return Err(("a str generation must be at most 1024 bytes".into(), None));
                 }

@@ -7,6 +7,7 @@ use crate::error::{Error, FromBase};
 use numpy::PyUntypedArrayMethods;
 use pyo3::prelude::*;
 use ruvector_py_core::arrays::{ids_u64, matrix_f32};
+use ruvector_py_core::interrupt::catch_panic;
 
 use crate::source::{FsSource, LocalSource, Source};
 
@@ -38,9 +39,9 @@ pub struct LocalBackend {
 #[pymethods]
 impl LocalBackend {
     #[new]
-    fn new(name: &str) -> PyResult<Self> {
+    fn new(#[pyo3(from_py_with = crate::args::name)] name: String) -> PyResult<Self> {
         Ok(Self {
-            src: Arc::new(LocalSource::new(name)?),
+            src: Arc::new(LocalSource::new(&name)?),
         })
     }
 
@@ -50,12 +51,12 @@ impl LocalBackend {
     fn upsert(
         &self,
         py: Python<'_>,
-        collection: &str,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
         ids: &Bound<'_, PyAny>,
         vectors: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let (ids, data, dim) = rows(ids, vectors)?;
-        Ok(py.detach(|| self.src.upsert(collection, &ids, &data, dim))?)
+        Ok(py.detach(|| catch_panic(|| self.src.upsert(&collection, &ids, &data, dim)))?)
     }
 
     /// The backend's name (unique within a lake).
@@ -70,8 +71,11 @@ impl LocalBackend {
     }
 
     /// Number of vectors in `collection` (`NotFound` if there is none).
-    fn count(&self, collection: &str) -> PyResult<usize> {
-        self.src.count(collection).ok_or_else(|| {
+    fn count(
+        &self,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
+    ) -> PyResult<usize> {
+        self.src.count(&collection).ok_or_else(|| {
             Error::not_found(
                 format!(
                     "backend {:?} has no collection {collection:?}",
@@ -99,9 +103,12 @@ pub struct FsBackend {
 #[pymethods]
 impl FsBackend {
     #[new]
-    fn new(name: &str, root: PathBuf) -> PyResult<Self> {
+    fn new(
+        #[pyo3(from_py_with = crate::args::name)] name: String,
+        #[pyo3(from_py_with = crate::args::root)] root: PathBuf,
+    ) -> PyResult<Self> {
         Ok(Self {
-            src: Arc::new(FsSource::new(name, &root)?),
+            src: Arc::new(FsSource::new(&name, &root)?),
         })
     }
 
@@ -111,23 +118,29 @@ impl FsBackend {
     fn write(
         &self,
         py: Python<'_>,
-        collection: &str,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
         ids: &Bound<'_, PyAny>,
         vectors: &Bound<'_, PyAny>,
-        filename: Option<&str>,
+        filename: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<String> {
         let (ids, data, dim) = rows(ids, vectors)?;
-        let filename = filename
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{collection}.ruvec"));
-        let path = py.detach(|| self.src.write(collection, &filename, &ids, &data, dim))?;
+        let filename = match filename.filter(|f| !f.is_none()) {
+            Some(f) => crate::args::filename(f)?,
+            None => format!("{collection}.ruvec"),
+        };
+        let path =
+            py.detach(|| catch_panic(|| self.src.write(&collection, &filename, &ids, &data, dim)))?;
         Ok(path.to_string_lossy().into_owned())
     }
 
     /// Maps `collection` to an existing `ruvec1` file inside the root.
     /// Names with path separators, `..` or control characters are refused.
-    fn register(&self, collection: &str, filename: &str) -> PyResult<()> {
-        Ok(self.src.register(collection, filename)?)
+    fn register(
+        &self,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
+        #[pyo3(from_py_with = crate::args::filename)] filename: String,
+    ) -> PyResult<()> {
+        Ok(self.src.register(&collection, &filename)?)
     }
 
     /// The backend's name (unique within a lake).

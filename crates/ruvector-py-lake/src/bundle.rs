@@ -8,7 +8,8 @@ use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use ruvector_rulake::{Generation, RuLakeBundle};
 
-use crate::persist;
+use crate::args::no_panic;
+use crate::snapshot;
 
 /// A ruLake bundle: what a cache entry was built from, and its witness.
 ///
@@ -32,17 +33,22 @@ impl Bundle {
     /// (`WitnessMismatch` if the file was altered, `LakeError` if it is
     /// missing or malformed).
     #[staticmethod]
-    fn read(py: Python<'_>, dir: PathBuf) -> PyResult<Self> {
+    fn read(
+        py: Python<'_>,
+        #[pyo3(from_py_with = crate::args::dir)] dir: PathBuf,
+    ) -> PyResult<Self> {
         let b = py
-            .detach(|| persist::read_bundle(&dir))?
-            .ok_or_else(|| Error::Lake(format!("{} has no {}", dir.display(), persist::SIDECAR)))?;
+            .detach(|| no_panic(|| snapshot::read_bundle(&dir)))?
+            .ok_or_else(|| {
+                Error::Lake(format!("{} has no {}", dir.display(), snapshot::SIDECAR))
+            })?;
         Ok(Self::new(b))
     }
 
     /// Parses a bundle's JSON (the witness is not checked; see `verify`).
     #[staticmethod]
-    fn from_json(text: &str) -> PyResult<Self> {
-        Ok(Self::new(persist::parse_bundle(text)?))
+    fn from_json(#[pyo3(from_py_with = crate::args::text)] text: String) -> PyResult<Self> {
+        Ok(Self::new(no_panic(|| snapshot::parse_bundle(&text))?))
     }
 
     /// The bundle as the crate's pretty-printed JSON.
@@ -54,8 +60,12 @@ impl Bundle {
     }
 
     /// Writes `dir/table.rulake.json` atomically; returns its path.
-    fn write(&self, py: Python<'_>, dir: PathBuf) -> PyResult<String> {
-        let p = py.detach(|| persist::write_bundle(&self.inner, &dir))?;
+    fn write(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = crate::args::dir)] dir: PathBuf,
+    ) -> PyResult<String> {
+        let p = py.detach(|| no_panic(|| snapshot::write_bundle(&self.inner, &dir)))?;
         Ok(p.to_string_lossy().into_owned())
     }
 
@@ -150,7 +160,9 @@ impl Bundle {
 /// `RuLakeBundle::read_from_dir` (no SDK code), returning its witness.
 #[pyfunction]
 #[pyo3(name = "_crate_read_bundle")]
-pub fn crate_read_bundle(dir: PathBuf) -> PyResult<String> {
+pub fn crate_read_bundle(
+    #[pyo3(from_py_with = crate::args::dir)] dir: PathBuf,
+) -> PyResult<String> {
     RuLakeBundle::read_from_dir(&dir)
         .map(|b| b.rvf_witness)
         .map_err(|e| Error::Lake(format!("ruvector-rulake: {e}")).into())
@@ -160,8 +172,8 @@ pub fn crate_read_bundle(dir: PathBuf) -> PyResult<String> {
 #[pyfunction]
 #[pyo3(name = "_crate_write_bundle")]
 pub fn crate_write_bundle(
-    dir: PathBuf,
-    data_ref: &str,
+    #[pyo3(from_py_with = crate::args::dir)] dir: PathBuf,
+    #[pyo3(from_py_with = crate::args::data_ref)] data_ref: String,
     dim: usize,
     rotation_seed: u64,
     rerank_factor: usize,

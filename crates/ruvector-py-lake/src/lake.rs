@@ -13,7 +13,8 @@ use numpy::{PyArray1, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use ruvector_py_core::args::int_in_range;
-use ruvector_py_core::arrays::{matrix_f32, vector_f32};
+use ruvector_py_core::arrays::{matrix_f32, text_arg, vector_f32};
+use ruvector_py_core::interrupt::Cancel;
 use ruvector_py_core::{runtime, validate};
 
 use crate::error::{Error, FromBase};
@@ -22,12 +23,13 @@ use crate::py_modules::{
 };
 
 use crate::adapter::PySource;
+use crate::args::{interruptible, no_panic};
 use crate::backends::{FsBackend, LocalBackend};
 use crate::bundle::Bundle;
-use crate::engine::{
-    Config, Consistency, Engine, Key, PerStats, Snapshot, MAX_K, MAX_RERANK_FACTOR,
+use crate::cache::{
+    Cache, Config, Consistency, Key, Lookup, PerStats, Snapshot, MAX_K, MAX_RERANK_FACTOR,
 };
-use crate::persist;
+use crate::snapshot;
 use crate::source::{LResult, Source};
 
 type Hits = Vec<(Key, u64, f32)>;
@@ -97,6 +99,43 @@ fn queries_arg(queries: &Bound<'_, PyAny>) -> PyResult<(Vec<f32>, usize, usize)>
     Ok((q, nq, cols))
 }
 
+/// `key`'s entry. The coherence check runs on this thread with the GIL
+/// released (a Python adapter's callbacks take it back, so Ctrl-C reaches
+/// them as usual); a prime, the long part, runs interruptibly.
+fn entry(py: Python<'_>, engine: &Cache, key: &Key) -> PyResult<Snapshot> {
+    match py.detach(|| no_panic(|| engine.lookup(key)))? {
+        Lookup::Hit(snap) => Ok(snap),
+        Lookup::Miss(miss) => interruptible(py, |cancel| engine.prime(key, miss, cancel)),
+    }
+}
+
+/// Below this many multiply-adds (queries × rows × dim) a batch search
+/// runs on this thread: too short for Ctrl-C to matter.
+const INTERRUPTIBLE_BATCH_WORK: usize = 1 << 24;
+
+/// A batch search on `snap`, interruptible when it is long.
+fn batch_on(
+    py: Python<'_>,
+    snap: &Snapshot,
+    q: &[f32],
+    cols: usize,
+    k: usize,
+    rf: Option<usize>,
+) -> PyResult<Batch> {
+    let work = (q.len() / cols.max(1))
+        .saturating_mul(snap.data.ids.len())
+        .saturating_mul(cols);
+    if work < INTERRUPTIBLE_BATCH_WORK {
+        let cancel = Cancel::new();
+        return Ok(py.detach(|| {
+            no_panic(|| Cache::search_batch_snapshot(snap, q, cols, k, rf, &cancel))
+        })?);
+    }
+    interruptible(py, |cancel| {
+        Cache::search_batch_snapshot(snap, q, cols, k, rf, cancel)
+    })
+}
+
 fn key_of(backend: &str, collection: &str) -> Key {
     (backend.to_string(), collection.to_string())
 }
@@ -104,9 +143,9 @@ fn key_of(backend: &str, collection: &str) -> Key {
 /// Federated targets: a collection name (that collection on every
 /// registered backend, in registration order) or `(backend, collection)`
 /// pairs, unique.
-fn targets_arg(engine: &Engine, targets: &Bound<'_, PyAny>) -> PyResult<Vec<Key>> {
-    if let Ok(s) = targets.cast::<PyString>() {
-        let c = s.to_string();
+fn targets_arg(engine: &Cache, targets: &Bound<'_, PyAny>) -> PyResult<Vec<Key>> {
+    if targets.is_instance_of::<PyString>() {
+        let c = text_arg(targets, "targets")?;
         let keys: Vec<Key> = engine
             .backend_names()
             .into_iter()
@@ -134,7 +173,14 @@ fn targets_arg(engine: &Engine, targets: &Bound<'_, PyAny>) -> PyResult<Vec<Key>
     }
     let mut keys: Vec<Key> = Vec::with_capacity(items.len());
     for (i, it) in items.iter().enumerate() {
-        let k: (String, String) = it.extract().map_err(|_| bad())?;
+        let pair: (Bound<'_, PyAny>, Bound<'_, PyAny>) = it.extract().map_err(|_| bad())?;
+        if !pair.0.is_instance_of::<PyString>() || !pair.1.is_instance_of::<PyString>() {
+            return Err(bad());
+        }
+        let k = (
+            text_arg(&pair.0, &format!("targets[{i}][0]"))?,
+            text_arg(&pair.1, &format!("targets[{i}][1]"))?,
+        );
         if keys.contains(&k) {
             return Err(Error::invalid(format!(
                 "targets[{i}] = {k:?} appears more than once: targets must be unique"
@@ -199,7 +245,7 @@ fn consistency_arg(
 /// the chosen `Consistency` demands.
 #[pyclass(frozen, module = "ruvector_lake")]
 pub struct RuLake {
-    engine: Arc<Engine>,
+    engine: Arc<Cache>,
 }
 
 impl RuLake {
@@ -254,7 +300,7 @@ impl RuLake {
             .transpose()?;
         let consistency = consistency_arg(consistency, ttl_ms)?;
         Ok(Self {
-            engine: Arc::new(Engine::new(Config {
+            engine: Arc::new(Cache::new(Config {
                 rerank_factor,
                 rotation_seed,
                 max_entries,
@@ -325,15 +371,17 @@ impl RuLake {
     fn search_one(
         &self,
         py: Python<'_>,
-        backend: &str,
-        collection: &str,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
         query: &Bound<'_, PyAny>,
         k: Option<&Bound<'_, PyAny>>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let (q, k, rf) = (query_arg(query)?, k_arg(k)?, rf_arg(rerank_factor)?);
-        let key = key_of(backend, collection);
-        let hits = py.detach(|| self.engine.search_one(&key, &q, k, rf))?;
+        let key = key_of(&backend, &collection);
+        // A prime (pull, encode) stops at Ctrl-C; a cache hit costs a search.
+        let snap = entry(py, &self.engine, &key)?;
+        let hits = py.detach(|| no_panic(|| Cache::search_snapshot(&snap, &q, k, rf)))?;
         hits_to_list(py, one_to_hits(&key, hits))
     }
 
@@ -342,23 +390,23 @@ impl RuLake {
     fn search_one_async<'py>(
         &self,
         py: Python<'py>,
-        backend: &str,
-        collection: &str,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
         query: &Bound<'py, PyAny>,
         k: Option<&Bound<'py, PyAny>>,
         rerank_factor: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (q, k, rf) = (query_arg(query)?, k_arg(k)?, rf_arg(rerank_factor)?);
-        let key = key_of(backend, collection);
+        let key = key_of(&backend, &collection);
         let engine = Arc::clone(&self.engine);
         runtime::awaitable(
             py,
             move || {
-                Ok::<_, Error>(
-                    engine
-                        .search_one(&key, &q, k, rf)
-                        .map(|h| one_to_hits(&key, h)),
-                )
+                Ok::<_, Error>(no_panic(|| {
+                    // Cancelling the awaiting task drops the result instead.
+                    let hits = engine.search_one(&key, &q, k, rf, &Cancel::new())?;
+                    Ok(one_to_hits(&key, hits))
+                }))
             },
             Box::new(|py, r: LResult<Hits>| hits_to_list(py, r?)),
         )
@@ -380,7 +428,9 @@ impl RuLake {
     ) -> PyResult<Py<PyAny>> {
         let targets = targets_arg(&self.engine, targets)?;
         let (q, k, rf) = (query_arg(query)?, k_arg(k)?, rf_arg(rerank_factor)?);
-        let hits = py.detach(|| self.engine.search_federated(&targets, &q, k, rf))?;
+        let hits = interruptible(py, |cancel| {
+            self.engine.search_federated(&targets, &q, k, rf, cancel)
+        })?;
         hits_to_list(py, hits)
     }
 
@@ -399,7 +449,11 @@ impl RuLake {
         let engine = Arc::clone(&self.engine);
         runtime::awaitable(
             py,
-            move || Ok::<_, Error>(engine.search_federated(&targets, &q, k, rf)),
+            move || {
+                Ok::<_, Error>(no_panic(|| {
+                    engine.search_federated(&targets, &q, k, rf, &Cancel::new())
+                }))
+            },
             Box::new(|py, r: LResult<Hits>| hits_to_list(py, r?)),
         )
     }
@@ -411,16 +465,17 @@ impl RuLake {
     fn search_batch(
         &self,
         py: Python<'_>,
-        backend: &str,
-        collection: &str,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
         queries: &Bound<'_, PyAny>,
         k: Option<&Bound<'_, PyAny>>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let (q, nq, cols) = queries_arg(queries)?;
         let (k, rf) = (k_arg(k)?, rf_arg(rerank_factor)?);
-        let key = key_of(backend, collection);
-        let batch = py.detach(|| self.engine.search_batch(&key, &q, cols, k, rf))?;
+        let key = key_of(&backend, &collection);
+        let snap = entry(py, &self.engine, &key)?;
+        let batch = batch_on(py, &snap, &q, cols, k, rf)?;
         batch_to_numpy(py, nq, batch)
     }
 
@@ -429,27 +484,38 @@ impl RuLake {
     fn search_batch_async<'py>(
         &self,
         py: Python<'py>,
-        backend: &str,
-        collection: &str,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
         queries: &Bound<'py, PyAny>,
         k: Option<&Bound<'py, PyAny>>,
         rerank_factor: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (q, nq, cols) = queries_arg(queries)?;
         let (k, rf) = (k_arg(k)?, rf_arg(rerank_factor)?);
-        let key = key_of(backend, collection);
+        let key = key_of(&backend, &collection);
         let engine = Arc::clone(&self.engine);
         runtime::awaitable(
             py,
-            move || Ok::<_, Error>(engine.search_batch(&key, &q, cols, k, rf)),
+            move || {
+                Ok::<_, Error>(no_panic(|| {
+                    engine.search_batch(&key, &q, cols, k, rf, &Cancel::new())
+                }))
+            },
             Box::new(move |py, r: LResult<Batch>| batch_to_numpy(py, nq, r?)),
         )
     }
 
     /// The backend's current bundle for `collection`.
-    fn current_bundle(&self, py: Python<'_>, backend: &str, collection: &str) -> PyResult<Bundle> {
-        let key = key_of(backend, collection);
-        Ok(Bundle::new(py.detach(|| self.engine.current_bundle(&key))?))
+    fn current_bundle(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
+    ) -> PyResult<Bundle> {
+        let key = key_of(&backend, &collection);
+        Ok(Bundle::new(py.detach(|| {
+            no_panic(|| self.engine.current_bundle(&key))
+        })?))
     }
 
     /// Writes the backend's current bundle to `dir/table.rulake.json`
@@ -457,15 +523,17 @@ impl RuLake {
     fn publish_bundle(
         &self,
         py: Python<'_>,
-        backend: &str,
-        collection: &str,
-        dir: PathBuf,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
+        #[pyo3(from_py_with = crate::args::dir)] dir: PathBuf,
     ) -> PyResult<Bundle> {
-        let key = key_of(backend, collection);
-        let b = py.detach(|| -> LResult<_> {
-            let b = self.engine.current_bundle(&key)?;
-            persist::write_bundle(&b, &dir)?;
-            Ok(b)
+        let key = key_of(&backend, &collection);
+        let b = py.detach(|| {
+            no_panic(|| {
+                let b = self.engine.current_bundle(&key)?;
+                snapshot::write_bundle(&b, &dir)?;
+                Ok(b)
+            })
         })?;
         Ok(Bundle::new(b))
     }
@@ -478,13 +546,13 @@ impl RuLake {
     fn refresh_from_bundle_dir<'py>(
         &self,
         py: Python<'py>,
-        backend: &str,
-        collection: &str,
-        dir: PathBuf,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
+        #[pyo3(from_py_with = crate::args::dir)] dir: PathBuf,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let key = key_of(backend, collection);
+        let key = key_of(&backend, &collection);
         let name = py.detach(|| -> LResult<&'static str> {
-            let Some(b) = persist::read_bundle(&dir)? else {
+            let Some(b) = no_panic(|| snapshot::read_bundle(&dir))? else {
                 return Ok("BUNDLE_MISSING");
             };
             Ok(match self.engine.witness_of(&key) {
@@ -499,20 +567,32 @@ impl RuLake {
     }
 
     /// Witness of the cached entry of `(backend, collection)`, or `None`.
-    fn witness(&self, backend: &str, collection: &str) -> Option<String> {
-        self.engine.witness_of(&key_of(backend, collection))
+    fn witness(
+        &self,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
+    ) -> Option<String> {
+        self.engine.witness_of(&key_of(&backend, &collection))
     }
 
     /// Bundle of the cached entry (what its data was built from), or `None`.
-    fn cached_bundle(&self, backend: &str, collection: &str) -> Option<Bundle> {
+    fn cached_bundle(
+        &self,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
+    ) -> Option<Bundle> {
         self.engine
-            .cached(&key_of(backend, collection))
+            .cached(&key_of(&backend, &collection))
             .map(|s| Bundle::new(s.data.bundle.clone()))
     }
 
     /// Drops the cached entry of `(backend, collection)`; whether there was one.
-    fn invalidate_cache(&self, backend: &str, collection: &str) -> bool {
-        self.engine.invalidate(&key_of(backend, collection))
+    fn invalidate_cache(
+        &self,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
+    ) -> bool {
+        self.engine.invalidate(&key_of(&backend, &collection))
     }
 
     /// Global counters as a `CacheStats`.
@@ -567,12 +647,12 @@ impl RuLake {
     fn save_cache_to_dir(
         &self,
         py: Python<'_>,
-        backend: &str,
-        collection: &str,
-        dir: PathBuf,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
+        #[pyo3(from_py_with = crate::args::dir)] dir: PathBuf,
     ) -> PyResult<String> {
-        let key = key_of(backend, collection);
-        let p = py.detach(|| persist::save(&self.engine, &key, &dir))?;
+        let key = key_of(&backend, &collection);
+        let p = py.detach(|| no_panic(|| snapshot::save(&self.engine, &key, &dir)))?;
         Ok(p.to_string_lossy().into_owned())
     }
 
@@ -583,19 +663,23 @@ impl RuLake {
     fn warm_from_dir(
         &self,
         py: Python<'_>,
-        backend: &str,
-        collection: &str,
-        dir: PathBuf,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
+        #[pyo3(from_py_with = crate::args::dir)] dir: PathBuf,
     ) -> PyResult<usize> {
-        let key = key_of(backend, collection);
-        let (n, probe) = py.detach(|| persist::warm(&self.engine, &key, &dir))?;
+        let key = key_of(&backend, &collection);
+        // Interruptible until the entry is installed: every saved code is
+        // checked against a fresh encoding, which takes a while.
+        let (n, probe) = interruptible(py, |cancel| {
+            snapshot::warm(&self.engine, &key, &dir, cancel)
+        })?;
         // Loading evicted the CPU caches; one search down the whole path a
         // caller's search takes (arguments, entry lookup, consistency check,
         // scan, result objects) brings the first real one to about
         // steady-state speed. Its outcome does not matter.
         if !probe.is_empty() {
             let q = PyArray1::from_vec(py, probe);
-            let _ = crate::engine::without_counting_hits(|| {
+            let _ = crate::cache::without_counting_hits(|| {
                 self.search_one(py, backend, collection, q.as_any(), None, None)
             });
         }
@@ -641,29 +725,46 @@ impl RuLake {
 /// manager; a closed session refuses searches.
 #[pyclass(frozen, module = "ruvector_lake")]
 pub struct LakeSession {
-    engine: Arc<Engine>,
+    engine: Arc<Cache>,
     snaps: Mutex<Option<HashMap<Key, Snapshot>>>,
 }
 
 impl LakeSession {
-    fn resolve(&self, key: &Key) -> LResult<Snapshot> {
-        {
-            let g = self.snaps.lock().unwrap_or_else(|p| p.into_inner());
-            match g.as_ref() {
-                None => return Err(Error::Lake("this session is closed".into()).into()),
-                Some(m) => {
-                    if let Some(s) = m.get(key) {
-                        return Ok(s.clone());
-                    }
-                }
-            }
+    /// The session's snapshot of `key`, if it has one; `LakeError` once closed.
+    fn known(&self, key: &Key) -> LResult<Option<Snapshot>> {
+        let g = self.snaps.lock().unwrap_or_else(|p| p.into_inner());
+        match g.as_ref() {
+            None => Err(Error::Lake("this session is closed".into()).into()),
+            Some(m) => Ok(m.get(key).cloned()),
         }
-        let s = self.engine.ensure(key)?;
+    }
+
+    /// Keeps `s` as the session's snapshot of `key` (the first one wins).
+    fn keep(&self, key: &Key, s: Snapshot) -> LResult<Snapshot> {
         let mut g = self.snaps.lock().unwrap_or_else(|p| p.into_inner());
         match g.as_mut() {
             None => Err(Error::Lake("this session is closed".into()).into()),
             Some(m) => Ok(m.entry(key.clone()).or_insert(s).clone()),
         }
+    }
+
+    /// `key` from the session's view, resolving it now on first use (from a
+    /// worker thread of a federated search).
+    fn resolve(&self, key: &Key, cancel: &Cancel) -> LResult<Snapshot> {
+        if let Some(s) = self.known(key)? {
+            return Ok(s);
+        }
+        let s = self.engine.ensure(key, cancel)?;
+        self.keep(key, s)
+    }
+
+    /// [`LakeSession::resolve`] from the caller's thread (see [`entry`]).
+    fn resolve_here(&self, py: Python<'_>, key: &Key) -> PyResult<Snapshot> {
+        if let Some(s) = self.known(key)? {
+            return Ok(s);
+        }
+        let s = entry(py, &self.engine, key)?;
+        Ok(self.keep(key, s)?)
     }
 }
 
@@ -674,18 +775,16 @@ impl LakeSession {
     fn search_one(
         &self,
         py: Python<'_>,
-        backend: &str,
-        collection: &str,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
         query: &Bound<'_, PyAny>,
         k: Option<&Bound<'_, PyAny>>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let (q, k, rf) = (query_arg(query)?, k_arg(k)?, rf_arg(rerank_factor)?);
-        let key = key_of(backend, collection);
-        let hits = py.detach(|| {
-            let s = self.resolve(&key)?;
-            Engine::search_snapshot(&s, &q, k, rf)
-        })?;
+        let key = key_of(&backend, &collection);
+        let s = self.resolve_here(py, &key)?;
+        let hits = py.detach(|| no_panic(|| Cache::search_snapshot(&s, &q, k, rf)))?;
         hits_to_list(py, one_to_hits(&key, hits))
     }
 
@@ -702,8 +801,17 @@ impl LakeSession {
         let targets = targets_arg(&self.engine, targets)?;
         let (q, k, rf) = (query_arg(query)?, k_arg(k)?, rf_arg(rerank_factor)?);
         let global = self.engine.config().rerank_factor;
-        let hits = py
-            .detach(|| Engine::federated_with(&targets, &q, k, rf, global, &|t| self.resolve(t)))?;
+        let hits = interruptible(py, |cancel| {
+            Cache::federated_with(
+                &targets,
+                &q,
+                k,
+                rf,
+                global,
+                &|t| self.resolve(t, cancel),
+                cancel,
+            )
+        })?;
         hits_to_list(py, hits)
     }
 
@@ -712,28 +820,30 @@ impl LakeSession {
     fn search_batch(
         &self,
         py: Python<'_>,
-        backend: &str,
-        collection: &str,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
         queries: &Bound<'_, PyAny>,
         k: Option<&Bound<'_, PyAny>>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let (q, nq, cols) = queries_arg(queries)?;
         let (k, rf) = (k_arg(k)?, rf_arg(rerank_factor)?);
-        let key = key_of(backend, collection);
-        let batch = py.detach(|| {
-            let s = self.resolve(&key)?;
-            Engine::search_batch_snapshot(&s, &q, cols, k, rf)
-        })?;
+        let key = key_of(&backend, &collection);
+        let s = self.resolve_here(py, &key)?;
+        let batch = batch_on(py, &s, &q, cols, k, rf)?;
         batch_to_numpy(py, nq, batch)
     }
 
     /// Witness of the entry this session uses for the pair, or `None` if
     /// the session has not used it yet.
-    fn witness(&self, backend: &str, collection: &str) -> Option<String> {
+    fn witness(
+        &self,
+        #[pyo3(from_py_with = crate::args::backend)] backend: String,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
+    ) -> Option<String> {
         let g = self.snaps.lock().unwrap_or_else(|p| p.into_inner());
         g.as_ref()?
-            .get(&key_of(backend, collection))
+            .get(&key_of(&backend, &collection))
             .map(|s| s.data.bundle.rvf_witness.clone())
     }
 

@@ -4,20 +4,23 @@
 //!   `FsBackend` over the crate's formats) and the shared error carrier;
 //! * [`adapter`] — backends implemented in Python, called back from Rust
 //!   threads;
-//! * [`engine`] — the witness-addressed cache, coherence and search;
-//! * [`persist`] — bundles and cache snapshots on disk, checked and atomic;
+//! * [`cache`] — the witness-addressed cache of index engines, coherence
+//!   and search;
+//! * [`snapshot`] — bundles and cache snapshots on disk, checked and atomic;
 //! * [`backends`], [`bundle`], [`lake`] — the Python classes (`RuLake`,
 //!   its builder, sessions, backends, bundles);
+//! * [`args`] — text and path arguments, and Ctrl-C for the long calls;
 //! * [`error`] — the lake's errors; [`py_modules`] — its Python look-ups.
 
 pub mod adapter;
+pub mod args;
 pub mod backends;
 pub mod bundle;
-pub mod engine;
+pub mod cache;
 pub mod error;
 pub mod lake;
-pub mod persist;
 pub mod py_modules;
+pub mod snapshot;
 pub mod source;
 
 use pyo3::prelude::*;
@@ -41,7 +44,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bundle::crate_read_bundle, m)?)?;
     m.add_function(wrap_pyfunction!(bundle::crate_write_bundle, m)?)?;
     m.add("MAX_DIM", source::MAX_LAKE_DIM)?;
-    m.add("MAX_RERANK_FACTOR", engine::MAX_RERANK_FACTOR)?;
-    m.add("MAX_K", engine::MAX_K)?;
+    m.add("MAX_RERANK_FACTOR", cache::MAX_RERANK_FACTOR)?;
+    m.add("MAX_K", cache::MAX_K)?;
     Ok(())
 }

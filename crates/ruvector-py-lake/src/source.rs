@@ -26,7 +26,9 @@ use pyo3::prelude::*;
 use ruvector_py_core::validate;
 
 use crate::error::{Error, FromBase};
-use ruvector_rulake::{BackendAdapter, Generation, LocalBackend, RuLakeBundle, RuLakeError};
+use ruvector_rulake::{
+    BackendAdapter, Generation, LocalBackend as CrateLocalBackend, RuLakeBundle, RuLakeError,
+};
 
 /// Largest dimension a lake collection may have. ruLake always uses the
 /// dense Haar rotation, whose construction costs O(dim³) time per prime.
@@ -37,13 +39,23 @@ pub const MAX_COLLECTION_VECTORS: usize = 100_000_000;
 /// An error on its way to Python, with the Python exception that caused it
 /// (raised in a user's adapter), if any.
 #[derive(Debug)]
-pub struct Failure(Box<(Error, Option<PyErr>)>);
+pub struct Failure(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    err: Error,
+    cause: Option<PyErr>,
+    /// The cause is raised itself, unchanged: a `BaseException` that is not
+    /// an `Exception` (`KeyboardInterrupt`, `SystemExit`, `GeneratorExit`)
+    /// from a callback must not become an ordinary error.
+    raise_cause: bool,
+}
 
 pub type LResult<T> = std::result::Result<T, Failure>;
 
 impl From<Error> for Failure {
     fn from(err: Error) -> Self {
-        Failure(Box::new((err, None)))
+        Failure::new(err, None)
     }
 }
 
@@ -54,28 +66,50 @@ impl From<ruvector_py_core::Error> for Failure {
 }
 
 impl Failure {
+    /// `err`, chained to `cause`; or `cause` itself when it is not an
+    /// `Exception` (see [`Failure::passes_through`]).
     pub fn new(err: Error, cause: Option<PyErr>) -> Self {
-        Failure(Box::new((err, cause)))
+        let raise_cause = cause.as_ref().is_some_and(Self::passes_through);
+        Failure(Box::new(Inner {
+            err,
+            cause,
+            raise_cause,
+        }))
+    }
+
+    /// Whether `e` must reach the caller unchanged: any `BaseException` that
+    /// is not an `Exception`.
+    pub fn passes_through(e: &PyErr) -> bool {
+        Python::attach(|py| !e.is_instance_of::<pyo3::exceptions::PyException>(py))
     }
 
     /// The error (without its Python cause).
     pub fn err(&self) -> &Error {
-        &self.0 .0
+        &self.0.err
     }
 
     pub fn into_err(self) -> Error {
-        self.0 .0
+        self.0.err
     }
 }
 
 impl From<Failure> for PyErr {
     fn from(f: Failure) -> PyErr {
-        let (err, cause) = *f.0;
-        let e = PyErr::from(err);
-        if let Some(cause) = cause {
-            Python::attach(|py| e.set_cause(py, Some(cause)));
+        let Inner {
+            err,
+            cause,
+            raise_cause,
+        } = *f.0;
+        match cause {
+            Some(cause) if raise_cause => cause,
+            cause => {
+                let e = PyErr::from(err);
+                if let Some(cause) = cause {
+                    Python::attach(|py| e.set_cause(py, Some(cause)));
+                }
+                e
+            }
         }
-        e
     }
 }
 
@@ -210,7 +244,7 @@ pub fn check_pulled(backend: &str, collection: &str, p: &Pulled, bundle_dim: usi
 /// merge, replace) never interleave.
 pub struct LocalSource {
     name: String,
-    inner: LocalBackend,
+    inner: CrateLocalBackend,
     write: Mutex<()>,
 }
 
@@ -219,12 +253,12 @@ impl LocalSource {
         check_name("backend name", name)?;
         Ok(Self {
             name: name.to_string(),
-            inner: LocalBackend::new(name),
+            inner: CrateLocalBackend::new(name),
             write: Mutex::new(()),
         })
     }
 
-    pub fn backend(&self) -> &LocalBackend {
+    pub fn backend(&self) -> &CrateLocalBackend {
         &self.inner
     }
 

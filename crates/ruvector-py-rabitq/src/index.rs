@@ -3,7 +3,6 @@
 //! engine behind a read-write lock: searches from many threads run together
 //! with the GIL released; an add waits for them and excludes them.
 
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use numpy::PyArray1;
@@ -13,13 +12,14 @@ use pyo3::types::PyList;
 use rayon::prelude::*;
 
 use ruvector_py_core::args::int_in_range;
-use ruvector_py_core::arrays::{self, ids_u64, matrix_f32, readonly_view, vector_f32};
+use ruvector_py_core::arrays::{self, ids_u64, matrix_f32, path_arg, readonly_view, vector_f32};
 use ruvector_py_core::errors::py as pyerr;
+use ruvector_py_core::interrupt::{catch_panic, run_interruptible, Cancel};
 use ruvector_py_core::{parallel, runtime, validate};
 
 use ruvector_py_index::engine::{Engine, Kind, Params, Rotation, SearchOpts, MAX_RERANK_FACTOR};
 use ruvector_py_index::ivf::MAX_NLIST;
-use ruvector_py_index::persist;
+use ruvector_py_index::rbpx;
 
 use crate::error::{Error, Result};
 use crate::py_modules::SEARCH_HIT;
@@ -35,6 +35,33 @@ fn hits_to_list(py: Python<'_>, hits: Vec<(u64, f32)>) -> PyResult<Py<PyAny>> {
 
 /// `(ids, squared L2 scores, k)` of a batch search, rows ascending.
 type Batch = (Vec<i64>, Vec<f32>, usize);
+
+/// Below this many multiply-adds a call runs on the calling thread with the
+/// GIL released: it ends in about a millisecond, too soon for Ctrl-C to
+/// matter, and a hand-off to the pool would cost more than it saves.
+const INTERRUPTIBLE_WORK: usize = 1 << 22;
+
+/// Runs `work` with the GIL released; when it is long (`work_size`
+/// multiply-adds, roughly), on the pool with Ctrl-C honoured between its
+/// chunks (`ruvector_py_core::interrupt::run_interruptible`). A panic is an
+/// internal error either way.
+fn long_call<T, W>(py: Python<'_>, work_size: usize, work: W) -> PyResult<T>
+where
+    T: Send,
+    W: FnOnce(&Cancel) -> Result<T> + Send,
+{
+    if work_size < INTERRUPTIBLE_WORK {
+        let cancel = Cancel::new();
+        return Ok(py.detach(|| catch_panic(|| work(&cancel)))?);
+    }
+    run_interruptible(py, work)
+}
+
+/// Rough multiply-adds of encoding `rows` rows of `dim` (a dense rotation
+/// is `dim²` per row).
+fn add_work(rows: usize, dim: usize) -> usize {
+    rows.saturating_mul(dim).saturating_mul(dim)
+}
 
 #[pyclass(subclass, frozen, module = "ruvector_rabitq", name = "_IndexBase")]
 pub struct IndexBase {
@@ -117,12 +144,14 @@ impl IndexBase {
         })
     }
 
+    /// Searches every row of `queries`, checking `cancel` before each.
     fn search_many(
         engine: &Engine,
         queries: &[f32],
         dim: usize,
         k: i64,
         opts: SearchOpts,
+        cancel: &Cancel,
     ) -> Result<Batch> {
         let k = validate::check_k(k, engine.len())?;
         let nq = queries.len() / dim;
@@ -133,6 +162,7 @@ impl IndexBase {
                 .zip(scores.par_chunks_mut(k))
                 .zip(queries.par_chunks(dim))
                 .try_for_each(|((ids, scores), q)| -> Result<()> {
+                    cancel.check()?;
                     for (i, (id, score)) in engine.search(q, k, opts)?.into_iter().enumerate() {
                         ids[i] = id as i64;
                         scores[i] = score;
@@ -152,6 +182,8 @@ impl IndexBase {
         arrays::batch_to_numpy(py, nq, k, ids, scores)
     }
 
+    /// Adds rows with the GIL released, interruptible by Ctrl-C until the
+    /// commit point: a `KeyboardInterrupt` leaves the index as it was.
     fn add_rows(
         &self,
         py: Python<'_>,
@@ -160,19 +192,19 @@ impl IndexBase {
         what: &str,
         matrix: bool,
     ) -> PyResult<()> {
-        Ok(py.detach(|| {
+        long_call(py, add_work(data.len() / self.dim, self.dim), |cancel| {
             let mut engine = self.write();
             match ids {
-                Some(ids) => engine.add_named(ids, data, what, matrix),
+                Some(ids) => engine.add_with(ids, data, what, matrix, cancel),
                 // Default ids are taken under the write lock, so concurrent
                 // add_batch calls never pick the same ones.
                 None => {
                     let start = engine.len() as u64;
                     let ids: Vec<u64> = (start..start + (data.len() / self.dim) as u64).collect();
-                    engine.add_named(&ids, data, what, matrix)
+                    engine.add_with(&ids, data, what, matrix, cancel)
                 }
             }
-        })?)
+        })
     }
 }
 
@@ -197,10 +229,12 @@ impl IndexBase {
             return Err(Error::dimension("query", self.dim, q.len()).into());
         }
         self.check_query(q, "query", false)?;
-        let hits = py.detach(|| -> Result<_> {
-            let engine = self.read();
-            let k = validate::check_k(k, engine.len())?;
-            engine.search(q, k, opts)
+        let hits = py.detach(|| {
+            catch_panic(|| {
+                let engine = self.read();
+                let k = validate::check_k(k, engine.len())?;
+                engine.search(q, k, opts)
+            })
         })?;
         hits_to_list(py, hits)
     }
@@ -230,9 +264,11 @@ impl IndexBase {
             self.check_query(q, "queries", true)?;
         }
         let dim = self.dim;
-        let batch = py.detach(|| -> Result<_> {
+        // Interruptible when long: Ctrl-C stops the batch between queries.
+        let work = nq.saturating_mul(self.read().len()).saturating_mul(dim);
+        let batch = long_call(py, work, |cancel| {
             let engine = self.read();
-            Self::search_many(&engine, q, dim, k, opts)
+            Self::search_many(&engine, q, dim, k, opts, cancel)
         })?;
         Self::batch_to_numpy(py, nq, batch)
     }
@@ -260,9 +296,11 @@ impl IndexBase {
         runtime::awaitable(
             py,
             move || {
-                let engine = engine.read().unwrap_or_else(|p| p.into_inner());
-                let k = validate::check_k(k, engine.len())?;
-                engine.search(&q, k, opts)
+                catch_panic(|| {
+                    let engine = engine.read().unwrap_or_else(|p| p.into_inner());
+                    let k = validate::check_k(k, engine.len())?;
+                    engine.search(&q, k, opts)
+                })
             },
             Box::new(hits_to_list),
         )
@@ -294,8 +332,11 @@ impl IndexBase {
         runtime::awaitable(
             py,
             move || {
-                let engine = engine.read().unwrap_or_else(|p| p.into_inner());
-                Self::search_many(&engine, &q, dim, k, opts)
+                catch_panic(|| {
+                    let engine = engine.read().unwrap_or_else(|p| p.into_inner());
+                    // Cancelling the awaiting task drops the result instead.
+                    Self::search_many(&engine, &q, dim, k, opts, &Cancel::new())
+                })
             },
             Box::new(move |py, batch: Batch| Self::batch_to_numpy(py, nq, batch)),
         )
@@ -554,9 +595,11 @@ impl IndexBase {
         }
     }
 
-    /// Saves atomically to `path` (see the package docs for the format).
-    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        Ok(py.detach(|| persist::save(&self.read(), &path))?)
+    /// Saves atomically to `path` (a `str` or `os.PathLike[str]`; see the
+    /// package docs for the format).
+    fn save(&self, py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<()> {
+        let path = path_arg(path, "path")?;
+        Ok(py.detach(|| catch_panic(|| rbpx::save(&self.read(), &path)))?)
     }
 }
 
@@ -700,9 +743,9 @@ impl IvfArgs {
     }
 }
 
-fn new_base(py: Python<'_>, params: Params) -> PyResult<IndexBase> {
-    // The Haar rotation is O(dim³) to build: release the GIL meanwhile.
-    Ok(IndexBase::from_engine(py.detach(|| Engine::new(params))?))
+fn new_base(params: Params) -> PyResult<IndexBase> {
+    // Cheap: the rotation is built when the first rows are added.
+    Ok(IndexBase::from_engine(catch_panic(|| Engine::new(params))?))
 }
 
 /// Builds an index from `vectors`; `params_for` turns the matrix's column
@@ -721,18 +764,22 @@ fn build_base<'py>(
         None => (0..n as u64).collect(),
     };
     let data = m.as_slice()?;
-    let engine = py.detach(|| -> Result<Engine> {
+    // Interruptible when long: Ctrl-C stops the encoding / k-means between
+    // chunks.
+    let engine = long_call(py, add_work(n, cols), |cancel| {
         let mut engine = Engine::new(params)?;
-        engine.add(&ids, data)?;
+        engine.add_with(&ids, data, "vectors", true, cancel)?;
         Ok(engine)
     })?;
     Ok(IndexBase::from_engine(engine))
 }
 
-fn load_base(py: Python<'_>, path: PathBuf, kind: Kind) -> PyResult<IndexBase> {
-    let engine = py.detach(|| -> Result<Engine> {
-        let loaded = persist::load(&path, Some(kind))?;
-        persist::rebuild(&path, loaded)
+fn load_base(py: Python<'_>, path: &Bound<'_, PyAny>, kind: Kind) -> PyResult<IndexBase> {
+    let path = path_arg(path, "path")?;
+    let engine = run_interruptible(py, |cancel| {
+        let loaded = rbpx::load(&path, Some(kind))?;
+        cancel.check()?;
+        rbpx::rebuild(&path, loaded, cancel)
     })?;
     Ok(IndexBase::from_engine(engine))
 }
@@ -757,7 +804,7 @@ macro_rules! index_class {
             ) -> PyResult<PyClassInitializer<Self>> {
                 let (seed, rf, rotation) = defaults(py, $kind, seed, rerank_factor, rotation)?;
                 let params = params_from($kind, dim, &seed, &rf, rotation)?;
-                Ok(PyClassInitializer::from(new_base(py, params)?).add_subclass($name))
+                Ok(PyClassInitializer::from(new_base(params)?).add_subclass($name))
             }
 
             /// Builds an index from the rows of an `(n, dim)` float32 array;
@@ -781,9 +828,10 @@ macro_rules! index_class {
             }
 
             /// Loads an index saved by `save` (or, for `RabitqPlusIndex`,
-            /// by the Rust crate's `persist::save_index`).
+            /// by the Rust crate's `rbpx::save_index`) from `path` (a
+            /// `str` or `os.PathLike[str]`).
             #[classmethod]
-            fn load(cls: &Bound<'_, pyo3::types::PyType>, path: PathBuf) -> PyResult<Py<$name>> {
+            fn load(cls: &Bound<'_, pyo3::types::PyType>, path: &Bound<'_, PyAny>) -> PyResult<Py<$name>> {
                 let py = cls.py();
                 let base = load_base(py, path, $kind)?;
                 Py::new(py, PyClassInitializer::from(base).add_subclass($name))
@@ -847,7 +895,7 @@ impl IvfRabitqIndex {
         let lists = IvfArgs::parse(nlist, nprobe)?;
         let (seed, rf, rotation) = defaults(py, Kind::Ivf, seed, rerank_factor, rotation)?;
         let params = lists.apply(params_from(Kind::Ivf, dim, &seed, &rf, rotation)?)?;
-        Ok(PyClassInitializer::from(new_base(py, params)?).add_subclass(IvfRabitqIndex))
+        Ok(PyClassInitializer::from(new_base(params)?).add_subclass(IvfRabitqIndex))
     }
 
     /// Trains `nlist` lists (default about sqrt(n)) on the rows of an
@@ -877,9 +925,13 @@ impl IvfRabitqIndex {
         )
     }
 
-    /// Loads an index saved by `save` (lists and all; nothing is retrained).
+    /// Loads an index saved by `save` (lists and all; nothing is retrained)
+    /// from `path` (a `str` or `os.PathLike[str]`).
     #[classmethod]
-    fn load(cls: &Bound<'_, pyo3::types::PyType>, path: PathBuf) -> PyResult<Py<IvfRabitqIndex>> {
+    fn load(
+        cls: &Bound<'_, pyo3::types::PyType>,
+        path: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<IvfRabitqIndex>> {
         let py = cls.py();
         let base = load_base(py, path, Kind::Ivf)?;
         Py::new(

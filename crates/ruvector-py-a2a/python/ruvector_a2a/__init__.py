@@ -20,6 +20,10 @@ Server::
     with a2a.A2aServer(a2a.AgentCard(name="echo"), echo, private_key=key) as server:
         print(server.url)
 
+A server whose card declares security (``security_schemes`` and
+``security_requirements``) enforces it on every JSON-RPC request through the
+``credential_verifier`` it is given, and refuses to start without one.
+
 Agent cards are verified by default: an unsigned, tampered or foreign-signed
 card raises :class:`CardSignatureInvalid`. Errors are the shared classes of
 ``ruvector_common.errors`` (re-exported here).
@@ -40,6 +44,7 @@ from ruvector_common.errors import (
     TransportError,
 )
 
+from ._auth import CredentialVerifier, SchemeVerifier
 from ._client import A2aClient, TaskStream, TaskStreamSync
 from ._native import (
     __version__,
@@ -53,7 +58,7 @@ from ._native import (
     verify_card,
 )
 from ._policy import Budget, TaskPolicy
-from ._server import A2aServer, Handler, TaskContext
+from ._server import A2aServer, Handler, TaskContext, default_max_connections
 from ._types import (
     AgentCapabilities,
     AgentCard,
@@ -88,6 +93,7 @@ __all__ = [
     "BudgetExceeded",
     "CardSignatureInvalid",
     "CardVerification",
+    "CredentialVerifier",
     "Handler",
     "InvalidArgument",
     "ListTasksResult",
@@ -97,6 +103,7 @@ __all__ = [
     "PushNotificationConfig",
     "Role",
     "RuVectorError",
+    "SchemeVerifier",
     "SecurityScheme",
     "Task",
     "TaskContext",
@@ -110,6 +117,7 @@ __all__ = [
     "__version__",
     "agent_id_of",
     "canonical_json",
+    "default_max_connections",
     "cpu_features",
     "generate_private_key",
     "public_key_jwk",

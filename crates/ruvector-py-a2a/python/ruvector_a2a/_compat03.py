@@ -7,20 +7,14 @@ from typing import Any, Dict, List, Mapping, Optional, cast
 
 from ruvector_common.errors import A2aError
 
+from . import _native  # pyright: ignore[reportPrivateUsage]
+
 JsonDict = Dict[str, Any]
 
-METHODS: Dict[str, str] = {
-    "SendMessage": "message/send",
-    "SendStreamingMessage": "message/stream",
-    "GetTask": "tasks/get",
-    "CancelTask": "tasks/cancel",
-    "SubscribeToTask": "tasks/resubscribe",
-    "CreateTaskPushNotificationConfig": "tasks/pushNotificationConfig/set",
-    "GetTaskPushNotificationConfig": "tasks/pushNotificationConfig/get",
-    "ListTaskPushNotificationConfigs": "tasks/pushNotificationConfig/list",
-    "DeleteTaskPushNotificationConfig": "tasks/pushNotificationConfig/delete",
-}
-#: 0.3 name → 1.0 name (for the server side, kept in Rust; here for reference/tests).
+#: 1.0 method name → 0.3 name. The table is kept once, in Rust
+#: (``src/compat03.rs``, which the server translates with); this is it.
+METHODS: Dict[str, str] = dict(_native.compat03_methods())
+#: 0.3 name → 1.0 name.
 METHODS_FROM_03: Dict[str, str] = {v: k for k, v in METHODS.items()}
 
 

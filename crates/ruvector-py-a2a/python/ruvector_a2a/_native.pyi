@@ -1,6 +1,6 @@
 """Type stubs of the compiled module ``ruvector_a2a._native`` (the wire layer)."""
 
-from typing import Any, Awaitable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 __version__: str
 
@@ -27,11 +27,24 @@ class HttpTransport:
         self, method: str, url: str, body: Optional[bytes] = None, headers: Sequence[Tuple[str, str]] = ...
     ) -> Tuple[int, Any]: ...
     def open_stream(
-        self, url: str, body: Optional[bytes], headers: Sequence[Tuple[str, str]] = ...
-    ) -> Awaitable[EventStream]: ...
+        self,
+        url: str,
+        body: Optional[bytes],
+        headers: Sequence[Tuple[str, str]] = ...,
+        stream_timeout: Optional[float] = None,
+    ) -> Awaitable[EventStream]:
+        """POSTs ``body`` (GETs without one) and opens its SSE answer. With
+        ``stream_timeout`` (seconds) the whole stream, opening included, must
+        end within it, else ``TransportError`` naming ``stream_timeout``;
+        independently each event must come within ``stream_idle_timeout``."""
     def open_stream_sync(
-        self, url: str, body: Optional[bytes], headers: Sequence[Tuple[str, str]] = ...
-    ) -> EventStream: ...
+        self,
+        url: str,
+        body: Optional[bytes],
+        headers: Sequence[Tuple[str, str]] = ...,
+        stream_timeout: Optional[float] = None,
+    ) -> EventStream:
+        """Synchronous :meth:`open_stream`."""
 
 class EventStream:
     """An open SSE response; each event's data parsed as JSON."""
@@ -55,12 +68,37 @@ class ServerCore:
         max_tasks: int,
         max_task_bytes: int,
         max_streams: int,
+        max_connections: int,
+        header_read_timeout: float,
+        body_read_timeout: float,
+        keep_alive_timeout: float,
+        auth: Optional[Sequence[Sequence[Tuple[str, str, str]]]] = None,
         private_key: Optional[bytes] = None,
         kid: Optional[str] = None,
         push_notifications: bool = False,
         allow_private_webhooks: bool = False,
-    ) -> None: ...
-    def start(self, host: str, port: int, loop: Any, dispatch: Any, on_cancel: Any) -> Tuple[str, int]: ...
+    ) -> None:
+        """``auth``: the card's security as alternatives of ``(scheme name,
+        source, parameter)``, source one of ``bearer``, ``basic``, ``header``,
+        ``query``, ``cookie``; every JSON-RPC request must satisfy one
+        alternative (see ``start``'s ``check_credential``). Connections:
+        at most ``max_connections`` (past it the connection waiting longest
+        without a request is closed, or, all being busy, the new one gets
+        503); a request head within ``header_read_timeout`` seconds, its body
+        within ``body_read_timeout`` (else 408), idle kept-alive connections
+        closed after ``keep_alive_timeout``."""
+    def start(
+        self,
+        host: str,
+        port: int,
+        loop_: Any,
+        dispatch: Callable[[str, Dict[str, Any], Any, Optional[str]], None],
+        on_cancel: Callable[[str], None],
+        check_credential: Optional[Callable[[str, str], Tuple[int, Any]]] = None,
+    ) -> Tuple[str, int]:
+        """Binds and serves; ``check_credential(scheme, credential)`` answers
+        ``(200, principal)`` or the refusal status (401, 403, 503); it is
+        required when ``auth`` was given."""
     def stop(self, timeout: float = 5.0) -> None: ...
     @property
     def card(self) -> Any: ...
@@ -94,3 +132,6 @@ def agent_id_of(key: Union[Mapping[str, Any], bytes, str]) -> str:
 
 def canonical_json(value: Any) -> str:
     """RFC 8785 canonical JSON."""
+
+def compat03_methods() -> List[Tuple[str, str]]:
+    """The A2A 0.3 method table, ``[(1.0 name, 0.3 name)]`` (the one copy, in Rust)."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import threading
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Optional, Sequence, Union, cast
 
 from ruvector_common.errors import InvalidArgument
 
 from . import _native  # pyright: ignore[reportPrivateUsage]
+from ._auth import CredentialCheck, Verifier, auth_plan
 from ._types import (
     AgentCard,
     Artifact,
@@ -23,7 +25,7 @@ from ._types import (
     _parts,  # pyright: ignore[reportPrivateUsage]
 )
 
-__all__ = ["A2aServer", "TaskContext", "Handler"]
+__all__ = ["A2aServer", "TaskContext", "Handler", "default_max_connections"]
 
 HandlerResult = Union[None, str, Message, Artifact, Part]
 Handler = Callable[[Message, "TaskContext"], Union[Awaitable[HandlerResult], AsyncIterator[Any]]]
@@ -35,10 +37,24 @@ class TaskContext:
     store and to the task's open streams.
     """
 
-    def __init__(self, core: Any, task: Task) -> None:
+    def __init__(self, core: Any, task: Task, principal: Any = None, auth_scheme: Optional[str] = None) -> None:
         self._core = core
         self._task = task
+        self._principal = principal
+        self._auth_scheme = auth_scheme
         self._stream_artifact: Optional[str] = None
+
+    @property
+    def principal(self) -> Any:
+        """What the server's ``credential_verifier`` returned for the request
+        that started (or resumed) the task; None when the card declares no
+        security."""
+        return self._principal
+
+    @property
+    def auth_scheme(self) -> Optional[str]:
+        """The name of the security scheme that admitted the request (None without security)."""
+        return self._auth_scheme
 
     @property
     def task_id(self) -> str:
@@ -105,6 +121,20 @@ class TaskContext:
         return bool(self._core.add_artifact(self._task.id, art.to_wire(), append, last_chunk))
 
 
+def default_max_connections() -> int:
+    """The default ``max_connections``: 1024, or half the process's
+    file-descriptor limit when that is lower (so sockets never run the
+    process out of descriptors)."""
+    cap = 1024
+    if sys.platform != "win32":
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft > 0:
+            cap = min(cap, max(8, soft // 2))
+    return cap
+
+
 def _card_dict(card: Union[AgentCard, Dict[str, Any]]) -> Dict[str, Any]:
     if isinstance(card, AgentCard):
         return card.to_wire()
@@ -138,6 +168,38 @@ class A2aServer:
     ``allow_private_webhooks=True`` (tests, trusted networks); stored tokens
     and credentials are never returned.
 
+    **Security.** When the card declares ``security_schemes`` and
+    ``security_requirements``, every JSON-RPC request (send, stream, get,
+    list, cancel, resubscribe, push configs) must carry credentials that
+    ``credential_verifier`` accepts, checked before any method runs; the
+    card itself stays public. The credential is read where its scheme says:
+    ``Authorization: Bearer`` (HTTP bearer, OAuth 2, OpenID Connect),
+    ``Authorization: Basic`` (handed over as ``user:password``), or an API
+    key in the named header, query parameter or cookie. Requirements are
+    alternatives; all schemes of one must pass. ``credential_verifier`` is
+    ``verify(scheme_name, credential)`` or ``{scheme_name: verify(credential)}``
+    (plain or ``async def``; a sync one runs on a worker thread, an async
+    one on the server's loop): it returns the principal (anything but
+    None/False; handlers see it as :attr:`TaskContext.principal`), None or
+    False to refuse, or raises for an invalid credential. Refusals are HTTP
+    401 (missing or invalid credentials, with ``WWW-Authenticate`` for
+    bearer/basic), 403 (the verifier refused) or 503 (it could not answer).
+    A card declaring security without a verifier (or a verifier without
+    security) raises :class:`InvalidArgument` here: the server never runs
+    open by mistake. Mutual TLS and per-skill requirements cannot be
+    enforced and are refused the same way.
+
+    **Connections.** ``max_connections`` (default
+    :func:`default_max_connections`: 1024, or half the process's descriptor
+    limit) caps open connections: past it, a new connection evicts the one
+    that has waited longest without sending a request, and when every
+    connection is busy it is answered ``503`` (``Connection: close``) at
+    once. A request head must arrive within ``header_read_timeout`` seconds
+    (default 10; slow senders are disconnected), its body within
+    ``body_read_timeout`` (default 30; else ``408``), and an idle kept-alive
+    connection is closed after ``keep_alive_timeout`` (default 60). SSE
+    streams are not bound by these: they last as long as the task sends.
+
     Start it with :meth:`start` (runs handlers on a private event-loop
     thread), ``await`` :meth:`start_async` (handlers on the running loop), or
     as a context manager (``with`` / ``async with``).
@@ -159,6 +221,11 @@ class A2aServer:
         max_streams: int = 256,
         push_notifications: bool = False,
         allow_private_webhooks: bool = False,
+        credential_verifier: Optional[Verifier] = None,
+        max_connections: Optional[int] = None,
+        header_read_timeout: float = 10.0,
+        body_read_timeout: float = 30.0,
+        keep_alive_timeout: float = 60.0,
     ) -> None:
         if not callable(handler):
             raise InvalidArgument("handler must be an async function or async generator function")
@@ -169,6 +236,22 @@ class A2aServer:
             caps = dict(card_json.get("capabilities") or {})
             caps["pushNotifications"] = True
             card_json["capabilities"] = caps
+        plan = auth_plan(card_json)
+        self._check: Optional[CredentialCheck] = None
+        if plan is not None:
+            if credential_verifier is None:
+                raise InvalidArgument(
+                    "the card declares security requirements "
+                    f"({sorted({name for alt in plan for name, _, _ in alt})}) but no credential_verifier was "
+                    "given: the server would serve anyone. Pass credential_verifier=verify, "
+                    "verify(scheme_name, credential) -> principal or None"
+                )
+            self._check = CredentialCheck(credential_verifier, sorted({n for alt in plan for n, _, _ in alt}))
+        elif credential_verifier is not None:
+            raise InvalidArgument(
+                "credential_verifier was given but the card declares no security_requirements, so no client "
+                "would send credentials; declare security_schemes and security_requirements on the card"
+            )
         self._core = _native.ServerCore(
             card_json,
             max_body_bytes=max_body_bytes,
@@ -176,6 +259,11 @@ class A2aServer:
             max_tasks=max_tasks,
             max_task_bytes=max_task_bytes,
             max_streams=max_streams,
+            max_connections=default_max_connections() if max_connections is None else max_connections,
+            header_read_timeout=header_read_timeout,
+            body_read_timeout=body_read_timeout,
+            keep_alive_timeout=keep_alive_timeout,
+            auth=plan,
             private_key=private_key,
             kid=kid,
             push_notifications=push_notifications,
@@ -215,7 +303,9 @@ class A2aServer:
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._url, _ = self._core.start(self._host, self._port, loop, self._dispatch, self._on_cancel)
+        if self._check is not None:
+            self._check.loop = loop
+        self._url, _ = self._core.start(self._host, self._port, loop, self._dispatch, self._on_cancel, self._check)
 
     def start(self) -> A2aServer:
         """Starts serving; handlers run on a private event loop thread."""
@@ -298,10 +388,12 @@ class A2aServer:
         await self.stop_async()
 
     # ------------------------------------------------------------ dispatch (on the loop)
-    def _dispatch(self, task_id: str, task: Dict[str, Any]) -> None:
+    def _dispatch(
+        self, task_id: str, task: Dict[str, Any], principal: Any = None, scheme: Optional[str] = None
+    ) -> None:
         t = Task.from_wire(task)
         msg = t.history[-1] if t.history else Message.user("")
-        ctx = TaskContext(self._core, t)
+        ctx = TaskContext(self._core, t, principal, scheme)
         prev = self._running.pop(task_id, None)
         if prev is not None:
             prev.cancel()

@@ -47,6 +47,35 @@ def _empty_dict() -> Dict[str, Any]:
     return {}
 
 
+def _check_text(value: Any, name: str) -> None:
+    """Raises :class:`InvalidArgument` naming ``name`` if ``value`` is a str
+    holding a lone surrogate (``"\\ud800"``): no UTF-8 text, so no JSON or
+    HTTP message, can carry it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise InvalidArgument(
+                f"{name} is not valid Unicode text: it holds a lone surrogate "
+                f"{value[e.start : e.end]!r} at index {e.start}"
+            ) from None
+
+
+def _check_json(value: Any, name: str, depth: int = 0) -> None:
+    """:func:`_check_text` over the strings (keys included) of a JSON-like value."""
+    if depth > 128:
+        raise InvalidArgument(f"{name}: JSON nesting deeper than 128")
+    if isinstance(value, str):
+        _check_text(value, name)
+    elif isinstance(value, Mapping):
+        for k, v in cast(Mapping[Any, Any], value).items():  # type: ignore[redundant-cast]
+            _check_text(k, f"{name} (a key)")
+            _check_json(v, f"{name}[{k!r}]" if depth < 4 else name, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for v in cast(Sequence[Any], value):
+            _check_json(v, name, depth + 1)
+
+
 def _new_id() -> str:
     return str(uuid.uuid4())
 
@@ -178,6 +207,10 @@ class Part:
         n = sum(x is not None for x in (self.text, self.data, self.raw, self.url))
         if n != 1:
             raise InvalidArgument(f"a Part holds exactly one of text, data, raw, url; got {n}")
+        for name in ("text", "url", "filename", "media_type"):
+            _check_text(getattr(self, name), f"Part.{name}")
+        _check_json(self.data, "Part.data")
+        _check_json(self.metadata, "Part.metadata")
 
     @property
     def kind(self) -> str:
@@ -759,6 +792,17 @@ class AgentCard:
             sch = _m(r.get("schemes"))
             if sch is not None:
                 reqs.append({str(k): _str_list(_m(v) or {}, "list") for k, v in sch.items()})
+        if not reqs:
+            # A2A 0.3: "security": [{"scheme name": ["scope", ...]}]
+            for r in _maps(m, "security"):
+                reqs.append(
+                    {
+                        str(k): [x for x in cast(List[Any], v) if isinstance(x, str)]  # type: ignore[redundant-cast]
+                        if isinstance(v, list)
+                        else []
+                        for k, v in r.items()
+                    }
+                )
         return cls(
             name=_req_str(m, "name", "AgentCard"),
             description=str(m.get("description", "") or ""),

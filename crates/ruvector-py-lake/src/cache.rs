@@ -10,7 +10,7 @@
 //!   search re-primes); the crate never evicted a pinned entry, and every
 //!   entry was pinned;
 //! * each entry keeps the bundle it was built from, so a saved snapshot is
-//!   always paired with the witness of the data it holds (see `persist.rs`);
+//!   always paired with the witness of the data it holds (see `snapshot.rs`);
 //! * a Python adapter never needs `current_bundle`: the engine asks for the
 //!   generation only and pulls on a miss (the crate pulled on every search);
 //! * pulled data is validated (dimension, ids unique, finite values) before
@@ -20,22 +20,29 @@
 //! algorithm (Haar rotation, the lake's seed and rerank factor), so results
 //! are identical to `ruvector_rulake::RuLake` on the same data (tested).
 //! Locks are never held while a backend is called or an index is scanned.
+//!
+//! Long work takes a [`Cancel`] (Ctrl-C, see `ruvector_py_core::interrupt`)
+//! and checks it between chunks: a prime between its pull and its build and
+//! while it encodes, a batch between queries. A prime cancelled before its
+//! entry is installed leaves the cache as it was; once installed, an entry
+//! stays even if the search that primed it is then cancelled (a cache fill
+//! changes no data: the next search would have primed the same entry).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use rayon::prelude::*;
+use ruvector_py_core::interrupt::Cancel;
 use ruvector_py_core::parallel;
 
 use crate::error::{Error, FromBase};
-pub use ruvector_py_index::engine::Engine as Index;
+pub use ruvector_py_index::engine::{Engine, MAX_RERANK_FACTOR};
 use ruvector_py_index::engine::{Kind, Params, Rotation, SearchOpts};
 use ruvector_rulake::RuLakeBundle;
 
 use crate::source::{check_pulled, LResult, Pulled, Source};
 
-pub const MAX_RERANK_FACTOR: usize = 1024;
 pub const MAX_K: usize = 100_000_000;
 const MIN_PER_SHARD_RERANK: usize = 5;
 
@@ -81,10 +88,26 @@ pub struct PerStats {
 /// An immutable cache entry: the index (ids are row positions), the real
 /// ids by row, and the bundle it was built from.
 pub struct EntryData {
-    pub index: Index,
+    pub index: Engine,
     pub ids: Vec<u64>,
     pub dim: usize,
     pub bundle: RuLakeBundle,
+}
+
+/// The outcome of [`Cache::lookup`].
+pub enum Lookup {
+    /// The cache answers.
+    Hit(Snapshot),
+    /// The entry must be built first ([`Cache::prime`]).
+    Miss(Miss),
+}
+
+/// What a prime needs: the backend, its current bundle, and the vectors if
+/// producing the bundle pulled them already.
+pub struct Miss {
+    src: Arc<dyn Source>,
+    bundle: RuLakeBundle,
+    prepulled: Option<Pulled>,
 }
 
 /// A handle on one entry, valid for as long as it is held.
@@ -223,15 +246,16 @@ pub fn index_params(dim: usize, seed: u64, rf: usize) -> Params {
     }
 }
 
-/// Builds an entry's index (ids are row positions), with the pool.
-pub fn build_index(p: &Pulled, seed: u64, rf: usize) -> LResult<Index> {
-    let mut idx = Index::new(index_params(p.dim, seed, rf))?;
+/// Builds an entry's index (ids are row positions), with the pool,
+/// checking `cancel` between chunks.
+pub fn build_index(p: &Pulled, seed: u64, rf: usize, cancel: &Cancel) -> LResult<Engine> {
+    let mut idx = Engine::new(index_params(p.dim, seed, rf))?;
     let rows: Vec<u64> = (0..p.ids.len() as u64).collect();
-    idx.add(&rows, &p.data)?;
+    idx.add_with(&rows, &p.data, "vectors", true, cancel)?;
     Ok(idx)
 }
 
-pub struct Engine {
+pub struct Cache {
     cfg: Config,
     backends: RwLock<Vec<Arc<dyn Source>>>,
     state: Mutex<State>,
@@ -246,7 +270,7 @@ fn over_request_k(k: usize, shards: usize) -> usize {
     (k + bonus).min(k.saturating_mul(4))
 }
 
-impl Engine {
+impl Cache {
     pub fn new(cfg: Config) -> Self {
         Self {
             cfg,
@@ -316,14 +340,26 @@ impl Engine {
     }
 
     /// Makes sure `key` is cached as the consistency mode demands and returns
-    /// a snapshot of its entry.
-    pub fn ensure(&self, key: &Key) -> LResult<Snapshot> {
+    /// a snapshot of its entry: [`Cache::lookup`], then [`Cache::prime`] on
+    /// a miss.
+    pub fn ensure(&self, key: &Key, cancel: &Cancel) -> LResult<Snapshot> {
+        match self.lookup(key)? {
+            Lookup::Hit(s) => Ok(s),
+            Lookup::Miss(miss) => self.prime(key, miss, cancel),
+        }
+    }
+
+    /// The coherence check: a snapshot of `key`'s entry if the consistency
+    /// mode lets the cache answer, else what a prime needs. Asks the
+    /// backend for its current bundle (a Python adapter's `generation`, and
+    /// its `pull` when the generation is new) but builds nothing.
+    pub fn lookup(&self, key: &Key) -> LResult<Lookup> {
         {
             let mut st = self.lock();
             if self.can_skip(&st, key) {
                 if let Some(s) = st.snapshot(key) {
                     st.count_hit(key);
-                    return Ok(s);
+                    return Ok(Lookup::Hit(s));
                 }
             }
         }
@@ -331,29 +367,52 @@ impl Engine {
         let (bundle, prepulled) =
             src.current(&key.1, self.cfg.rotation_seed, self.cfg.rerank_factor)?;
         let witness = bundle.rvf_witness.clone();
-        {
-            let mut st = self.lock();
-            if st.pointers.get(key) == Some(&witness) {
-                if let Some(s) = st.snapshot(key) {
-                    st.count_hit(key);
-                    st.last_checked.insert(key.clone(), Instant::now());
-                    return Ok(s);
-                }
-            }
-            st.stats.misses += 1;
-            st.count(key, |s| s.misses += 1);
-            if st.entries.contains_key(&witness) {
-                return Ok(st.point(key, &witness, true));
+        let mut st = self.lock();
+        if st.pointers.get(key) == Some(&witness) {
+            if let Some(s) = st.snapshot(key) {
+                st.count_hit(key);
+                st.last_checked.insert(key.clone(), Instant::now());
+                return Ok(Lookup::Hit(s));
             }
         }
+        st.stats.misses += 1;
+        st.count(key, |s| s.misses += 1);
+        if st.entries.contains_key(&witness) {
+            return Ok(Lookup::Hit(st.point(key, &witness, true)));
+        }
+        Ok(Lookup::Miss(Miss {
+            src,
+            bundle,
+            prepulled,
+        }))
+    }
+
+    /// Builds and installs the entry of a [`Lookup::Miss`]: pulls (unless
+    /// the lookup already did), validates, encodes. Checks `cancel` after
+    /// the pull and while it builds, and installs nothing once cancelled.
+    pub fn prime(&self, key: &Key, miss: Miss, cancel: &Cancel) -> LResult<Snapshot> {
+        let Miss {
+            src,
+            bundle,
+            prepulled,
+        } = miss;
+        let witness = bundle.rvf_witness.clone();
+        cancel.check()?;
         let pulled = match prepulled {
             Some(p) => p,
             None => src.pull(&key.1)?,
         };
+        cancel.check()?;
         check_pulled(&key.0, &key.1, &pulled, bundle.dim)?;
         let start = Instant::now();
-        let index = build_index(&pulled, self.cfg.rotation_seed, self.cfg.rerank_factor)?;
+        let index = build_index(
+            &pulled,
+            self.cfg.rotation_seed,
+            self.cfg.rerank_factor,
+            cancel,
+        )?;
         let ms = start.elapsed().as_secs_f64() * 1000.0;
+        cancel.check()?;
         let data = EntryData {
             index,
             dim: pulled.dim,
@@ -483,8 +542,9 @@ impl Engine {
         query: &[f32],
         k: usize,
         rf: Option<usize>,
+        cancel: &Cancel,
     ) -> LResult<Vec<(u64, f32)>> {
-        let snap = self.ensure(key)?;
+        let snap = self.ensure(key, cancel)?;
         Self::search_snapshot(&snap, query, k, rf)
     }
 
@@ -497,6 +557,7 @@ impl Engine {
         rf: Option<usize>,
         global_rf: usize,
         resolve: &(dyn Fn(&Key) -> LResult<Snapshot> + Sync),
+        cancel: &Cancel,
     ) -> LResult<Vec<(Key, u64, f32)>> {
         let shards = targets.len().max(1);
         let rf =
@@ -504,6 +565,7 @@ impl Engine {
         let kp = over_request_k(k, shards);
         let one = |t: &Key| -> LResult<Vec<(Key, u64, f32)>> {
             let snap = resolve(t)?;
+            cancel.check()?;
             Ok(Self::search_snapshot(&snap, query, kp, rf)?
                 .into_iter()
                 .map(|(id, s)| (t.clone(), id, s))
@@ -529,20 +591,29 @@ impl Engine {
         query: &[f32],
         k: usize,
         rf: Option<usize>,
+        cancel: &Cancel,
     ) -> LResult<Vec<(Key, u64, f32)>> {
-        Self::federated_with(targets, query, k, rf, self.cfg.rerank_factor, &|t| {
-            self.ensure(t)
-        })
+        Self::federated_with(
+            targets,
+            query,
+            k,
+            rf,
+            self.cfg.rerank_factor,
+            &|t| self.ensure(t, cancel),
+            cancel,
+        )
     }
 
-    /// Searches every row of `queries` (one coherence check), in parallel.
-    /// Returns `(ids, scores, k_eff)`, row-major `(nq, k_eff)`.
+    /// Searches every row of `queries` (one coherence check), in parallel,
+    /// checking `cancel` before each query. Returns `(ids, scores, k_eff)`,
+    /// row-major `(nq, k_eff)`.
     pub fn search_batch_snapshot(
         snap: &Snapshot,
         queries: &[f32],
         cols: usize,
         k: usize,
         rf: Option<usize>,
+        cancel: &Cancel,
     ) -> LResult<(Vec<u64>, Vec<f32>, usize)> {
         let d = &snap.data;
         if cols != d.dim || !queries.len().is_multiple_of(d.dim) {
@@ -561,6 +632,7 @@ impl Engine {
             return Ok((ids, scores, 0));
         }
         let run = |((i, s), q): ((&mut [u64], &mut [f32]), &[f32])| -> LResult<()> {
+            cancel.check()?;
             for (j, (id, sc)) in Self::search_snapshot(snap, q, ke, rf)?
                 .into_iter()
                 .enumerate()
@@ -593,9 +665,10 @@ impl Engine {
         cols: usize,
         k: usize,
         rf: Option<usize>,
+        cancel: &Cancel,
     ) -> LResult<(Vec<u64>, Vec<f32>, usize)> {
-        let snap = self.ensure(key)?;
-        Self::search_batch_snapshot(&snap, queries, cols, k, rf)
+        let snap = self.ensure(key, cancel)?;
+        Self::search_batch_snapshot(&snap, queries, cols, k, rf, cancel)
     }
 }
 
@@ -603,7 +676,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::source::LocalSource;
-    use ruvector_rulake::{LocalBackend, RuLake};
+    use ruvector_rulake::{LocalBackend as CrateLocalBackend, RuLake};
 
     fn data(n: usize, d: usize, seed: u64) -> Vec<f32> {
         let mut s = seed | 1;
@@ -626,6 +699,10 @@ mod tests {
         }
     }
 
+    fn no() -> Cancel {
+        Cancel::new()
+    }
+
     fn key(b: &str, c: &str) -> Key {
         (b.to_string(), c.to_string())
     }
@@ -634,7 +711,7 @@ mod tests {
     #[test]
     fn results_equal_the_crate() {
         let d = 16;
-        let ours = Engine::new(cfg(Consistency::Fresh, None));
+        let ours = Cache::new(cfg(Consistency::Fresh, None));
         let theirs = RuLake::new(20, 42);
         for (name, n, seed) in [("a", 1500usize, 1u64), ("b", 300, 2)] {
             let x = data(n, d, seed);
@@ -642,7 +719,7 @@ mod tests {
             let src = LocalSource::new(name).unwrap();
             src.upsert("c", &ids, &x, d).unwrap();
             ours.register(Arc::new(src)).unwrap();
-            let lb = LocalBackend::new(name);
+            let lb = CrateLocalBackend::new(name);
             lb.put_collection(
                 "c",
                 d,
@@ -661,7 +738,10 @@ mod tests {
                     .into_iter()
                     .map(|h| (h.id, h.score))
                     .collect();
-                assert_eq!(ours.search_one(&key("a", "c"), qv, k, None).unwrap(), want);
+                assert_eq!(
+                    ours.search_one(&key("a", "c"), qv, k, None, &no()).unwrap(),
+                    want
+                );
                 let want: Vec<(String, u64, f32)> = theirs
                     .search_federated(&[("a", "c"), ("b", "c")], qv, k)
                     .unwrap()
@@ -669,7 +749,7 @@ mod tests {
                     .map(|h| (h.backend, h.id, h.score))
                     .collect();
                 let got: Vec<(String, u64, f32)> = ours
-                    .search_federated(&[key("a", "c"), key("b", "c")], qv, k, None)
+                    .search_federated(&[key("a", "c"), key("b", "c")], qv, k, None, &no())
                     .unwrap()
                     .into_iter()
                     .map(|(t, id, s)| (t.0, id, s))
@@ -679,7 +759,9 @@ mod tests {
         }
         let qs: Vec<Vec<f32>> = q.chunks(d).map(|r| r.to_vec()).collect();
         let want = theirs.search_batch("b", "c", &qs, 5).unwrap();
-        let (ids, scores, ke) = ours.search_batch(&key("b", "c"), &q, d, 5, None).unwrap();
+        let (ids, scores, ke) = ours
+            .search_batch(&key("b", "c"), &q, d, 5, None, &no())
+            .unwrap();
         assert_eq!(ke, 5);
         for (i, row) in want.iter().enumerate() {
             let w: Vec<(u64, f32)> = row.iter().map(|h| (h.id, h.score)).collect();
@@ -692,14 +774,15 @@ mod tests {
 
     #[test]
     fn max_entries_really_evicts() {
-        let e = Engine::new(cfg(Consistency::Fresh, Some(1)));
+        let e = Cache::new(cfg(Consistency::Fresh, Some(1)));
         let src = LocalSource::new("l").unwrap();
         for c in ["x", "y", "z"] {
             src.upsert(c, &[1, 2], &[0.0, 1.0, 1.0, 0.0], 2).unwrap();
         }
         e.register(Arc::new(src)).unwrap();
         for c in ["x", "y", "z"] {
-            e.search_one(&key("l", c), &[0.0, 1.0], 1, None).unwrap();
+            e.search_one(&key("l", c), &[0.0, 1.0], 1, None, &no())
+                .unwrap();
             assert_eq!(e.entry_count(), 1);
         }
         assert_eq!(e.stats().evictions, 2);
@@ -707,7 +790,7 @@ mod tests {
         assert!(e.witness_of(&key("l", "z")).is_some());
         // The crate keeps all three.
         let theirs = RuLake::new(20, 42).with_max_cache_entries(1);
-        let lb = LocalBackend::new("l");
+        let lb = CrateLocalBackend::new("l");
         for c in ["x", "y", "z"] {
             lb.put_collection(c, 2, vec![1, 2], vec![vec![0.0, 1.0], vec![1.0, 0.0]])
                 .unwrap();
@@ -726,26 +809,56 @@ mod tests {
             (Consistency::Eventual { ttl_ms: 60_000 }, false),
             (Consistency::Frozen, false),
         ] {
-            let e = Engine::new(cfg(mode, None));
+            let e = Cache::new(cfg(mode, None));
             let src = Arc::new(LocalSource::new("l").unwrap());
             src.upsert("c", &[1], &[0.0, 0.0], 2).unwrap();
             e.register(src.clone()).unwrap();
             let k = key("l", "c");
-            assert_eq!(e.search_one(&k, &[5.0, 5.0], 1, None).unwrap()[0].0, 1);
+            assert_eq!(
+                e.search_one(&k, &[5.0, 5.0], 1, None, &no()).unwrap()[0].0,
+                1
+            );
             src.upsert("c", &[2], &[5.0, 5.0], 2).unwrap();
-            let top = e.search_one(&k, &[5.0, 5.0], 1, None).unwrap()[0].0;
+            let top = e.search_one(&k, &[5.0, 5.0], 1, None, &no()).unwrap()[0].0;
             assert_eq!(top == 2, expect_new, "{mode:?}");
         }
     }
 
     #[test]
+    fn a_cancelled_prime_installs_nothing() {
+        let e = Cache::new(cfg(Consistency::Fresh, None));
+        let src = LocalSource::new("l").unwrap();
+        src.upsert("c", &[1, 2], &[0.0, 1.0, 1.0, 0.0], 2).unwrap();
+        e.register(Arc::new(src)).unwrap();
+        let cancelled = Cancel::new();
+        cancelled.cancel();
+        let k = key("l", "c");
+        let err = e.search_one(&k, &[0.0, 1.0], 1, None, &cancelled);
+        assert!(matches!(
+            err.unwrap_err().err(),
+            Error::Base(ruvector_py_core::Error::Interrupted)
+        ));
+        assert_eq!((e.entry_count(), e.stats().primes), (0, 0));
+        let err = e.search_batch(&k, &[0.0, 1.0], 2, 1, None, &cancelled);
+        assert!(matches!(
+            err.unwrap_err().err(),
+            Error::Base(ruvector_py_core::Error::Interrupted)
+        ));
+        assert_eq!(
+            e.search_one(&k, &[0.0, 1.0], 1, None, &no()).unwrap()[0].0,
+            1
+        );
+        assert_eq!(e.stats().primes, 1);
+    }
+
+    #[test]
     fn empty_collection_gives_no_hits() {
-        let e = Engine::new(cfg(Consistency::Fresh, None));
+        let e = Cache::new(cfg(Consistency::Fresh, None));
         let src = LocalSource::new("l").unwrap();
         src.upsert("c", &[], &[], 3).unwrap();
         e.register(Arc::new(src)).unwrap();
         assert!(e
-            .search_one(&key("l", "c"), &[0.0; 3], 5, None)
+            .search_one(&key("l", "c"), &[0.0; 3], 5, None, &no())
             .unwrap()
             .is_empty());
     }
@@ -760,7 +873,8 @@ mod crate_defects {
 
     use ruvector_rulake::cache::Consistency as CrateConsistency;
     use ruvector_rulake::{
-        BackendAdapter, FsBackend, LocalBackend, PulledBatch, Result as CrateResult, RuLake,
+        BackendAdapter, FsBackend, LocalBackend as CrateLocalBackend, PulledBatch,
+        Result as CrateResult, RuLake,
     };
 
     fn tmpdir(tag: &str) -> std::path::PathBuf {
@@ -773,8 +887,8 @@ mod crate_defects {
         p
     }
 
-    fn local(ids: Vec<u64>, rows: Vec<Vec<f32>>) -> LocalBackend {
-        let b = LocalBackend::new("l");
+    fn local(ids: Vec<u64>, rows: Vec<Vec<f32>>) -> CrateLocalBackend {
+        let b = CrateLocalBackend::new("l");
         b.put_collection("c", rows[0].len(), ids, rows).unwrap();
         b
     }

@@ -20,20 +20,30 @@
 //! rerank_factor u32, reserved u32 = 0, n u64, witness [u8; 64] (hex),
 //! ids n × u64, vectors n × dim × f32, then (version 2) the index's 1-bit
 //! codes — n × ⌈dim/64⌉ × u64 sign words and n × f32 norms — and a CRC-32
-//! of everything before it (u32). A warm restart installs the saved codes
-//! (a sample of rows is re-encoded and must match) instead of encoding
-//! every vector again, which is what makes it faster than a cold prime.
-//! Version 1 files (no codes) still load, by encoding.
+//! of everything before it (u32). Version 1 files (no codes) still load.
+//!
+//! What a cache file is trusted for: the ids and vectors it holds, as the
+//! data of the bundle witness it names (the same trust as the backend's own
+//! files, which carry no signature either). Everything derived from them is
+//! verified, not trusted: the CRC and every size are checked, the witness
+//! must match the sidecar's, every vector is validated as a pull would be,
+//! and the saved 1-bit codes and norms are compared with a fresh encoding
+//! of *every* row. A file edited with its CRC recomputed therefore either
+//! fails to load or serves exactly the index a cold prime over its vectors
+//! would build. (A hash of the content checked against the sidecar's
+//! witness would not help: the witness is an unkeyed hash of the bundle's
+//! fields, which whoever rewrites the files can recompute too.)
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::error::{Error, FromBase};
+use ruvector_py_core::interrupt::Cancel;
 use ruvector_py_core::io::{write_le, CrcWriter};
 use ruvector_rulake::RuLakeBundle;
 
-use crate::engine::{build_index, index_params, EntryData, Index, Key, Snapshot};
+use crate::cache::{build_index, index_params, Engine, EntryData, Key, Snapshot};
 use crate::source::{write_atomic, Failure, LResult, Pulled, MAX_COLLECTION_VECTORS, MAX_LAKE_DIM};
 
 pub const SIDECAR: &str = RuLakeBundle::SIDECAR_FILENAME;
@@ -151,8 +161,13 @@ pub fn save_snapshot(snap: &Snapshot, dir: &Path) -> LResult<PathBuf> {
 
 /// Reads a snapshot written by [`save_snapshot`], checks it completely and
 /// builds its entry. `seed`/`rf` are the lake's: a snapshot built with other
-/// settings is refused.
-pub fn load_snapshot(dir: &Path, seed: u64, rf: usize) -> LResult<(String, EntryData)> {
+/// settings is refused. `cancel` is checked while the rows are encoded.
+pub fn load_snapshot(
+    dir: &Path,
+    seed: u64,
+    rf: usize,
+    cancel: &Cancel,
+) -> LResult<(String, EntryData)> {
     let bundle = read_bundle(dir)?.ok_or_else(|| {
         Error::Lake(format!(
             "{} has no {SIDECAR}: not a saved ruLake cache",
@@ -287,14 +302,17 @@ pub fn load_snapshot(dir: &Path, seed: u64, rf: usize) -> LResult<(String, Entry
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
             .collect();
-        let mut index = Index::new(index_params(dim, seed, rf))?;
+        let mut index = Engine::new(index_params(dim, seed, rf))?;
         let rows: Vec<u64> = (0..n as u64).collect();
         index
-            .restore_symmetric(&rows, &pulled.data, packed, norms)
-            .map_err(|e| corrupt(e.to_string()))?;
+            .restore_symmetric(&rows, &pulled.data, packed, norms, cancel)
+            .map_err(|e| match e {
+                ruvector_py_core::Error::Interrupted => e.into(),
+                e => corrupt(e.to_string()),
+            })?;
         index
     } else {
-        build_index(&pulled, seed, rf)?
+        build_index(&pulled, seed, rf, cancel)?
     };
     let witness = bundle.rvf_witness.clone();
     Ok((
@@ -309,7 +327,7 @@ pub fn load_snapshot(dir: &Path, seed: u64, rf: usize) -> LResult<(String, Entry
 }
 
 /// Saves `key`'s cached entry; `CacheMiss` if nothing is cached.
-pub fn save(engine: &crate::engine::Engine, key: &Key, dir: &Path) -> LResult<PathBuf> {
+pub fn save(engine: &crate::cache::Cache, key: &Key, dir: &Path) -> LResult<PathBuf> {
     let snap = engine.cached(key).ok_or_else(|| {
         Error::CacheMiss(format!(
             "nothing is cached for ({:?}, {:?}); search it (or warm it) before saving",
@@ -321,10 +339,16 @@ pub fn save(engine: &crate::engine::Engine, key: &Key, dir: &Path) -> LResult<Pa
 
 /// Loads a snapshot into `engine` under `key`; returns the vector count and
 /// a probe query (a midpoint of two stored rows; empty for < 2 rows) for the
-/// caller's own warm-up search.
-pub fn warm(engine: &crate::engine::Engine, key: &Key, dir: &Path) -> LResult<(usize, Vec<f32>)> {
+/// caller's own warm-up search. Cancellable until the entry is installed
+/// (`cancel.commit()` just before): a cancelled warm changes nothing.
+pub fn warm(
+    engine: &crate::cache::Cache,
+    key: &Key,
+    dir: &Path,
+    cancel: &Cancel,
+) -> LResult<(usize, Vec<f32>)> {
     let cfg = engine.config();
-    let (witness, data) = load_snapshot(dir, cfg.rotation_seed, cfg.rerank_factor)?;
+    let (witness, data) = load_snapshot(dir, cfg.rotation_seed, cfg.rerank_factor, cancel)?;
     let n = data.ids.len();
     // Warm-up searches page in the rotation, codes and lookup tables and
     // warm the CPU on the scan (~4 ms at 100k rows), so the first real query
@@ -345,6 +369,7 @@ pub fn warm(engine: &crate::engine::Engine, key: &Key, dir: &Path) -> LResult<(u
     for q in &queries {
         let _ = data.index.search(q, n.min(10), Default::default());
     }
+    cancel.commit()?;
     engine.install(key, witness, data, None);
     Ok((n, queries.into_iter().next().unwrap_or_default()))
 }
@@ -352,7 +377,7 @@ pub fn warm(engine: &crate::engine::Engine, key: &Key, dir: &Path) -> LResult<(u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Config, Consistency, Engine};
+    use crate::cache::{Cache, Config, Consistency};
     use crate::source::LocalSource;
     use std::sync::Arc;
 
@@ -366,8 +391,12 @@ mod tests {
         p
     }
 
-    fn engine(c: Consistency) -> (Engine, Arc<LocalSource>) {
-        let e = Engine::new(Config {
+    fn no() -> Cancel {
+        Cancel::new()
+    }
+
+    fn engine(c: Consistency) -> (Cache, Arc<LocalSource>) {
+        let e = Cache::new(Config {
             rerank_factor: 4,
             rotation_seed: 7,
             max_entries: None,
@@ -386,16 +415,19 @@ mod tests {
         s.upsert("c", &ids, &[0.0, 0.0, 1.0, 1.0, 2.0, 2.0], 2)
             .unwrap();
         let k = ("l".to_string(), "c".to_string());
-        let before = e.search_one(&k, &[2.0, 2.0], 3, None).unwrap();
+        let before = e.search_one(&k, &[2.0, 2.0], 3, None, &no()).unwrap();
         save(&e, &k, &dir).unwrap();
         let (e2, _) = engine(Consistency::Frozen);
-        assert_eq!(warm(&e2, &k, &dir).unwrap().0, 3);
-        assert_eq!(e2.search_one(&k, &[2.0, 2.0], 3, None).unwrap(), before);
+        assert_eq!(warm(&e2, &k, &dir, &no()).unwrap().0, 3);
+        assert_eq!(
+            e2.search_one(&k, &[2.0, 2.0], 3, None, &no()).unwrap(),
+            before
+        );
         assert_eq!(before[0].0, 17);
         // A sidecar from another save: refused.
         let other = RuLakeBundle::new("x", 2, 7, 4, ruvector_rulake::Generation::Num(1));
         write_bundle(&other, &dir).unwrap();
-        let err = warm(&e2, &k, &dir).unwrap_err().into_err();
+        let err = warm(&e2, &k, &dir, &no()).unwrap_err().into_err();
         assert!(matches!(err, Error::WitnessMismatch(_)), "{err:?}");
     }
 
@@ -420,7 +452,7 @@ mod tests {
         s.upsert("c", &ids, &data, 8).unwrap();
         let k = ("l".to_string(), "c".to_string());
         let q = [0.3f32, -0.2, 0.1, 0.9, 0.0, 0.4, -0.5, 0.2];
-        let before = e.search_one(&k, &q, 5, None).unwrap();
+        let before = e.search_one(&k, &q, 5, None, &no()).unwrap();
         save(&e, &k, &dir).unwrap();
         // Codes that belong to other vectors (flip every sign of row 0's
         // words) with a valid CRC: the sampled re-encode refuses them.
@@ -430,7 +462,10 @@ mod tests {
             b[codes_at..codes_at + 8].iter_mut().for_each(|x| *x = !*x)
         });
         let (e2, _) = engine(Consistency::Frozen);
-        let err = warm(&e2, &k, &dir).unwrap_err().into_err().to_string();
+        let err = warm(&e2, &k, &dir, &no())
+            .unwrap_err()
+            .into_err()
+            .to_string();
         assert!(
             err.contains("saved codes do not match the vectors"),
             "{err}"
@@ -441,7 +476,7 @@ mod tests {
             b.truncate(codes_at);
             b[8..12].copy_from_slice(&VERSION_NO_CODES.to_le_bytes());
         });
-        assert_eq!(warm(&e2, &k, &dir).unwrap().0, n);
-        assert_eq!(e2.search_one(&k, &q, 5, None).unwrap(), before);
+        assert_eq!(warm(&e2, &k, &dir, &no()).unwrap().0, n);
+        assert_eq!(e2.search_one(&k, &q, 5, None, &no()).unwrap(), before);
     }
 }

@@ -21,17 +21,34 @@
 //! written with the magic `rvpx0001`, which the crate refuses instead of
 //! loading it as a different index.
 //!
+//! Every file has exactly one reading, so a damaged file can fail but never
+//! load as a different index:
+//!
+//! * an `rvpx0001` file always ends with the trailer;
+//! * an `rbpx0001` file ending with the trailer magic `RVPYTRL1` is the
+//!   SDK's and must be exactly header + rows + trailer, its CRC intact;
+//! * any other `rbpx0001` file is the crate's and must be exactly header +
+//!   rows (the crate's format has no checksum: a changed value inside a row
+//!   cannot be detected, a changed size or count always is).
+//!
+//! Without the trailer-magic rule a row of 16 bytes (dim 3) or two rows of
+//! 8 (dim 1) would be the size of the trailer, and a one-bit change of `n`
+//! in the header would read the trailer as rows. (A crate file whose last
+//! row happens to end with the bytes `RVPYTRL1` is refused rather than
+//! guessed at.)
+//!
 //! Loading checks the file size against the header before allocating, so a
-//! hostile header cannot reserve gigabytes or build a huge rotation; checks
-//! the CRC when the trailer is there (files written by the crate have none),
-//! and validates every value as `add` would. Saves go through
-//! `ruvector_py_core::io::write_atomic` (unique temporary file, fsync,
-//! rename).
+//! hostile header cannot reserve gigabytes; the rotation is built only once
+//! rows are added (an index without rows never builds one); the CRC is
+//! checked when the trailer is there, and every value is validated as `add`
+//! would. Saves go through `ruvector_py_core::io::write_atomic` (unique
+//! temporary file, fsync, rename; leftovers of killed saves removed).
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use ruvector_py_core::interrupt::Cancel;
 use ruvector_py_core::io::{write_atomic, write_le, CrcWriter};
 use ruvector_py_core::{Error, Result};
 
@@ -257,8 +274,44 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
     // no overflow in u64.
     let rows_len = n * (4 + 4 * dim as u64);
     let mut body = file_len - HEADER_LEN;
+    // Whether the file ends with the SDK trailer decides how it is read
+    // (see the module docs): never from the sizes alone.
+    let has_trailer = file_len >= HEADER_LEN + TRAILER_LEN && {
+        let mut tail = [0u8; 8];
+        file.seek(SeekFrom::Start(file_len - 8))
+            .and_then(|_| file.read_exact(&mut tail))
+            .and_then(|_| file.seek(SeekFrom::Start(0)))
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
+        &tail == TRAILER_MAGIC
+    };
+    let size_error = |expected: u64, layout: &str| {
+        let diff = if file_len > expected {
+            format!("{} trailing bytes", file_len - expected)
+        } else {
+            format!("{} bytes missing", expected - file_len)
+        };
+        fail(format!(
+            "file is {file_len} bytes, but {layout} with n={n} and dim={dim} is exactly \
+             {expected} bytes ({diff}): truncated or corrupt"
+        ))
+    };
+    if !has_trailer {
+        if sdk_magic {
+            return Err(fail(format!(
+                "corrupt file: the SDK trailer is missing (an rvpx0001 file ends with the \
+                 {TRAILER_LEN}-byte trailer, magic \"RVPYTRL1\"; this one, {file_len} bytes, \
+                 does not): truncated or corrupt"
+            )));
+        }
+        if body != rows_len {
+            return Err(size_error(
+                HEADER_LEN + rows_len,
+                "a crate-format rbpx0001 file (no SDK trailer)",
+            ));
+        }
+    }
     let mut ivf_header = None;
-    if sdk_magic {
+    if has_trailer && sdk_magic {
         // An IVF block sits after the rows (and the u64 ids, if any).
         for ids_len in [0, 8 * n] {
             let at = HEADER_LEN + rows_len + ids_len;
@@ -284,23 +337,20 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
     r.read_exact(&mut header)
         .map_err(|e| fail(format!("cannot read the header: {e}")))?;
     crc.update(&header);
-    let trailer = if body == rows_len {
+    let trailer = if !has_trailer {
         None
     } else if body == rows_len + TRAILER_LEN {
         Some(false)
-    } else if body == rows_len + 8 * n + TRAILER_LEN {
+    } else if sdk_magic && body == rows_len + 8 * n + TRAILER_LEN {
         Some(true)
     } else {
-        return Err(fail(format!(
-            "file is {file_len} bytes, but its header (n={n}, dim={dim}) needs {} bytes \
-             (or {} with the SDK trailer): truncated or corrupt",
-            HEADER_LEN + rows_len,
-            HEADER_LEN + rows_len + TRAILER_LEN
-        )));
+        let layout = if sdk_magic {
+            "an rvpx0001 file"
+        } else {
+            "an rbpx0001 file with the SDK trailer"
+        };
+        return Err(size_error(HEADER_LEN + rows_len + TRAILER_LEN, layout));
     };
-    if sdk_magic && trailer.is_none() {
-        return Err(fail("corrupt file: the SDK trailer is missing".into()));
-    }
 
     // The size matched, so these allocations are backed by real bytes.
     let n = n as usize;
@@ -431,18 +481,22 @@ fn read_le4<R: Read, T>(
     Ok(out)
 }
 
-/// Builds the engine from a loaded file, validating every value like `add`.
-pub fn rebuild(path: &Path, loaded: Loaded) -> Result<Engine> {
+/// Builds the engine from a loaded file, validating every value like `add`;
+/// `cancel` is checked between chunks of the work.
+pub fn rebuild(path: &Path, loaded: Loaded, cancel: &Cancel) -> Result<Engine> {
     let shown = path.display();
     let mut engine =
         Engine::new(loaded.params).map_err(|e| Error::persist(&shown, e.to_string()))?;
     let added = match loaded.ivf {
         Some((centroids, labels)) => {
-            engine.restore_ivf(&loaded.ids, &loaded.vectors, centroids, &labels)
+            engine.restore_ivf(&loaded.ids, &loaded.vectors, centroids, &labels, cancel)
         }
-        None => engine.add(&loaded.ids, &loaded.vectors),
+        None => engine.add_with(&loaded.ids, &loaded.vectors, "vectors", true, cancel),
     };
-    added.map_err(|e| Error::persist(&shown, format!("invalid contents: {e}")))?;
+    added.map_err(|e| match e {
+        Error::Interrupted => e,
+        e => Error::persist(&shown, format!("invalid contents: {e}")),
+    })?;
     Ok(engine)
 }
 
@@ -453,7 +507,10 @@ mod tests {
     use std::path::PathBuf;
 
     fn engine(kind: Kind, rotation: Rotation, ids: &[u64]) -> Engine {
-        let dim = 4;
+        engine_dim(kind, rotation, ids, 4)
+    }
+
+    fn engine_dim(kind: Kind, rotation: Rotation, ids: &[u64], dim: usize) -> Engine {
         let mut e = Engine::new(Params {
             kind,
             dim,
@@ -496,7 +553,7 @@ mod tests {
                 &bytes[..8],
                 if crate_magic { CRATE_MAGIC } else { SDK_MAGIC }
             );
-            let back = rebuild(&path, load(&path, Some(kind)).unwrap()).unwrap();
+            let back = rebuild(&path, load(&path, Some(kind)).unwrap(), &Cancel::new()).unwrap();
             assert!(back.same_as(&e), "{kind:?}");
         }
     }
@@ -512,7 +569,7 @@ mod tests {
         let without_trailer = good.len() - TRAILER_LEN as usize;
         assert_damage_refused(&path, &good, Some(without_trailer));
         fs::write(&path, &good[..without_trailer]).unwrap();
-        let back = rebuild(&path, load(&path, None).unwrap()).unwrap();
+        let back = rebuild(&path, load(&path, None).unwrap(), &Cancel::new()).unwrap();
         assert!(back.same_as(&original));
     }
 
@@ -539,7 +596,7 @@ mod tests {
         save(&original, &path).unwrap();
         let good = fs::read(&path).unwrap();
         assert_eq!(&good[..8], SDK_MAGIC);
-        let back = rebuild(&path, load(&path, Some(Kind::Ivf)).unwrap()).unwrap();
+        let back = rebuild(&path, load(&path, Some(Kind::Ivf)).unwrap(), &Cancel::new()).unwrap();
         assert!(back.same_as(&original));
         assert_eq!(
             back.ivf().unwrap().labels(),
@@ -553,6 +610,135 @@ mod tests {
         );
         assert!(load(&path, Some(Kind::Plus)).is_err(), "kind is checked");
         assert_damage_refused(&path, &good, None);
+    }
+
+    /// Every single-bit flip of `good`, written to `path`, is refused.
+    fn assert_every_bit_flip_refused(path: &Path, good: &[u8]) {
+        for at in 0..good.len() {
+            for bit in 0..8 {
+                let mut bad = good.to_vec();
+                bad[at] ^= 1 << bit;
+                fs::write(path, &bad).unwrap();
+                assert!(
+                    load(path, None).is_err(),
+                    "flip of bit {bit} at byte {at} of {} was accepted",
+                    good.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_trailer_is_never_read_as_rows() {
+        // dim 3: a row is 16 bytes, the trailer's size; dim 1: two rows of
+        // 8. A flip of n (n + 1, n + 2) must not read the trailer as rows.
+        for (dim, ids) in [(3usize, vec![1u64, 2, 3]), (1, vec![7, 8, 9, 10])] {
+            let path = tmp(&format!("trailer-rows-{dim}"));
+            let original = engine_dim(Kind::Plus, Rotation::Haar, &ids, dim);
+            save(&original, &path).unwrap();
+            let good = fs::read(&path).unwrap();
+            assert_eq!(&good[..8], CRATE_MAGIC);
+            let extra = 16 / (4 + 4 * dim) as u32;
+            let mut grown = good.clone();
+            let n = ids.len() as u32 + extra;
+            grown[28..32].copy_from_slice(&n.to_le_bytes());
+            fs::write(&path, &grown).unwrap();
+            let e = load(&path, None).err().unwrap().to_string();
+            assert!(e.contains("with the SDK trailer"), "{e}");
+            assert_every_bit_flip_refused(&path, &good);
+            // The same rows without the trailer are the crate's format.
+            let crate_len = good.len() - TRAILER_LEN as usize;
+            fs::write(&path, &good[..crate_len]).unwrap();
+            let back = rebuild(&path, load(&path, None).unwrap(), &Cancel::new()).unwrap();
+            assert!(back.same_as(&original));
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused_with_both_sizes() {
+        let path = tmp("trailing");
+        let original = engine(Kind::Plus, Rotation::Haar, &[1, 2, 3]);
+        save(&original, &path).unwrap();
+        let good = fs::read(&path).unwrap();
+        let crate_len = good.len() - TRAILER_LEN as usize;
+        for (bytes, expected) in [
+            ([&good[..crate_len], &[0u8][..]].concat(), crate_len),
+            ([&good[..crate_len], &[0u8; 16][..]].concat(), crate_len),
+            ([&good[..], &[0u8][..]].concat(), crate_len),
+            ([&good[..crate_len], &good[..]].concat(), good.len()),
+        ] {
+            fs::write(&path, &bytes).unwrap();
+            let e = load(&path, None).err().unwrap();
+            let text = e.to_string();
+            assert!(matches!(e, Error::Persist { .. }), "{text}");
+            assert!(
+                text.contains(&format!("file is {} bytes", bytes.len()))
+                    && text.contains(&format!("exactly {expected} bytes"))
+                    && text.contains("trailing bytes"),
+                "{text}"
+            );
+        }
+        // The SDK's own layout: one byte more before the trailer.
+        let sdk = engine(Kind::Flat, Rotation::Haar, &[1, 2]);
+        save(&sdk, &path).unwrap();
+        let good = fs::read(&path).unwrap();
+        let cut = good.len() - TRAILER_LEN as usize;
+        let bytes = [&good[..cut], &[0u8][..], &good[cut..]].concat();
+        fs::write(&path, &bytes).unwrap();
+        let e = load(&path, None).err().unwrap().to_string();
+        assert!(e.contains("1 trailing bytes"), "{e}");
+    }
+
+    #[test]
+    fn every_bit_flip_of_every_sdk_layout_is_refused() {
+        for (kind, rotation, ids) in [
+            (Kind::Plus, Rotation::Hadamard, vec![5u64, 9]),
+            (Kind::Flat, Rotation::Haar, vec![1 << 40, 2]),
+            (Kind::Asym, Rotation::Haar, vec![7, 8]),
+            (Kind::Ivf, Rotation::Hadamard, vec![5, 9]),
+        ] {
+            let path = tmp(&format!("bits-{kind:?}"));
+            save(&engine_dim(kind, rotation, &ids, 3), &path).unwrap();
+            assert_every_bit_flip_refused(&path, &fs::read(&path).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_large_haar_header_without_rows_builds_no_rotation() {
+        // 32 bytes claiming dim 2048, Haar, no rows: valid and empty. The
+        // O(dim³) rotation (seconds) is built only when rows are added.
+        let path = tmp("empty-2048");
+        let mut h = Vec::new();
+        h.extend_from_slice(CRATE_MAGIC);
+        h.extend_from_slice(&1u32.to_le_bytes());
+        h.extend_from_slice(&2048u32.to_le_bytes());
+        h.extend_from_slice(&0u64.to_le_bytes());
+        h.extend_from_slice(&20u32.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes());
+        fs::write(&path, &h).unwrap();
+        let e = rebuild(&path, load(&path, None).unwrap(), &Cancel::new()).unwrap();
+        assert_eq!((e.len(), e.params().dim), (0, 2048));
+        assert!(
+            e.memory_bytes() < 1 << 20,
+            "a rotation was built: {} bytes",
+            e.memory_bytes()
+        );
+        // The same for an empty IVF index restored from a file.
+        let ivf = engine_dim(Kind::Ivf, Rotation::Haar, &[], 2048);
+        save(&ivf, &path).unwrap();
+        let back = rebuild(&path, load(&path, None).unwrap(), &Cancel::new()).unwrap();
+        assert!(back.memory_bytes() < 1 << 20);
+    }
+
+    #[test]
+    fn a_cancelled_rebuild_is_an_interruption_not_a_corrupt_file() {
+        let path = tmp("cancel");
+        let ids: Vec<u64> = (0..2000).collect();
+        save(&engine(Kind::Plus, Rotation::Haar, &ids), &path).unwrap();
+        let cancel = Cancel::new();
+        cancel.cancel();
+        let e = rebuild(&path, load(&path, None).unwrap(), &cancel).err();
+        assert_eq!(e, Some(Error::Interrupted));
     }
 
     #[test]

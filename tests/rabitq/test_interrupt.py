@@ -1,0 +1,178 @@
+"""Ctrl-C during long calls, tested in child processes.
+
+``build``, ``add_batch``, ``search_batch`` and ``load`` run with the GIL
+released; the calling thread keeps running Python's signal handlers, so
+``KeyboardInterrupt`` arrives while the work is still going (it stops at its
+next chunk), not after it finished. An ``add_batch`` interrupted that way has
+changed nothing: the index keeps its length and its answers.
+
+Each child builds its data, prints ``go``, starts the long call; the parent
+sends SIGINT about 0.4 s later. The workloads take many seconds when nobody
+interrupts them; the bound on the interrupted call is generous ("it did not
+run to the end"), not a latency measurement. ``FlatF32Index`` has no long
+build or add (a copy at memory speed) and is covered by ``search_batch``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+
+#: Seconds after the signal within which the interrupted call must have
+#: returned. Uninterrupted, each workload below runs several times longer.
+BOUND = 4.0
+SIGNAL_AFTER = 0.4
+
+CHILD = """
+import json, sys, time
+import numpy as np
+import ruvector_rabitq as rr
+rng = np.random.default_rng(0)
+{setup}
+before = None
+if "idx" in globals() and len(idx) > 0:
+    before = [a.tolist() for a in idx.search_batch(probe, 5)]
+print("go", flush=True)
+t0 = time.monotonic()
+try:
+    {call}
+except KeyboardInterrupt:
+    out = {{"interrupted": True, "took": time.monotonic() - t0}}
+    if "idx" in globals():
+        out["len"] = len(idx)
+        out["lists"] = int(idx.list_sizes.size) if isinstance(idx, rr.IvfRabitqIndex) else None
+        if len(idx) > 0:
+            out["same"] = [a.tolist() for a in idx.search_batch(probe, 5)] == before
+    print(json.dumps(out), flush=True)
+else:
+    print(json.dumps({{"interrupted": False, "took": time.monotonic() - t0}}), flush=True)
+"""
+
+
+def interrupt_child(setup: str, call: str, tmp_path: Path) -> Dict[str, Any]:
+    """Runs ``setup`` then ``call`` in a child, sends SIGINT ``SIGNAL_AFTER``
+    seconds into ``call``; returns the child's report."""
+    script = CHILD.format(setup=textwrap.dedent(setup).strip(), call=call)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert line.strip() == "go", (line, child.stderr.read() if child.stderr else "")
+        time.sleep(SIGNAL_AFTER)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+    except BaseException:
+        child.kill()
+        child.communicate()
+        raise
+    assert child.returncode == 0, err
+    report: Dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    assert report["interrupted"], f"the call finished after {report['took']:.1f} s instead of being interrupted"
+    assert report["took"] < SIGNAL_AFTER + BOUND, f"KeyboardInterrupt came {report['took']:.1f} s into the call"
+    return report
+
+
+# (setup, class expression) per kind. Encoding costs dim² per row, so dim
+# 1024 makes 60k rows take seconds; the IVF build is k-means with 8192 lists.
+ENCODED_KINDS = {
+    "RabitqIndex": "rr.RabitqIndex",
+    "RabitqPlusIndex": "rr.RabitqPlusIndex",
+    "RabitqAsymIndex": "rr.RabitqAsymIndex",
+}
+EXTRA = {"RabitqAsymIndex": ", rerank_factor=2"}
+
+
+@pytest.mark.parametrize("kind", [*ENCODED_KINDS, "IvfRabitqIndex"])
+def test_ctrl_c_interrupts_build(kind: str, tmp_path: Path) -> None:
+    if kind == "IvfRabitqIndex":
+        setup = "x = rng.standard_normal((200_000, 128), dtype=np.float32)"
+        call = "rr.IvfRabitqIndex.build(x, nlist=8192)"
+    else:
+        setup = "x = rng.standard_normal((60_000, 1024), dtype=np.float32)"
+        call = f"{ENCODED_KINDS[kind]}.build(x{EXTRA.get(kind, '')})"
+    interrupt_child(setup, call, tmp_path)
+
+
+@pytest.mark.parametrize("kind", list(ENCODED_KINDS))
+def test_an_interrupted_add_batch_changes_nothing(kind: str, tmp_path: Path) -> None:
+    setup = f"""
+    x = rng.standard_normal((61_000, 1024), dtype=np.float32)
+    idx = {ENCODED_KINDS[kind]}.build(x[:1000]{EXTRA.get(kind, "")})
+    probe = x[:50]
+    more = x[1000:]
+    """
+    report = interrupt_child(setup, "idx.add_batch(more)", tmp_path)
+    assert report["len"] == 1000
+    assert report["same"] is True
+
+
+def test_an_interrupted_first_add_leaves_an_ivf_index_untrained(tmp_path: Path) -> None:
+    setup = """
+    x = rng.standard_normal((200_000, 128), dtype=np.float32)
+    idx = rr.IvfRabitqIndex(128, nlist=8192)
+    probe = x[:50]
+    """
+    report = interrupt_child(setup, "idx.add_batch(x)", tmp_path)
+    assert (report["len"], report["lists"]) == (0, 0)
+
+
+def test_an_interrupted_add_to_a_trained_ivf_index_changes_nothing(tmp_path: Path) -> None:
+    setup = """
+    x = rng.standard_normal((400_000, 128), dtype=np.float32)
+    idx = rr.IvfRabitqIndex.build(x[:8192], nlist=8192)
+    probe = x[:50]
+    more = x[8192:]
+    """
+    report = interrupt_child(setup, "idx.add_batch(more)", tmp_path)
+    assert (report["len"], report["lists"], report["same"]) == (8192, 8192, True)
+
+
+SEARCH_SETUP = {
+    "FlatF32Index": "idx = rr.FlatF32Index.build(x)",
+    "RabitqIndex": "idx = rr.RabitqIndex.build(x)",
+    "RabitqPlusIndex": "idx = rr.RabitqPlusIndex.build(x)",
+    "RabitqAsymIndex": "idx = rr.RabitqAsymIndex.build(x, rerank_factor=2)",
+    "IvfRabitqIndex": "idx = rr.IvfRabitqIndex.build(x, nlist=256, nprobe=256)",
+}
+
+
+@pytest.mark.parametrize("kind", list(SEARCH_SETUP))
+def test_ctrl_c_interrupts_search_batch(kind: str, tmp_path: Path) -> None:
+    setup = f"""
+    x = rng.standard_normal((200_000, 128), dtype=np.float32)
+    queries = rng.standard_normal((100_000, 128), dtype=np.float32)
+    {SEARCH_SETUP[kind]}
+    probe = queries[:20]
+    """
+    report = interrupt_child(setup, "idx.search_batch(queries, 10)", tmp_path)
+    assert report["len"] == 200_000 and report["same"] is True
+
+
+def test_ctrl_c_interrupts_load(tmp_path: Path) -> None:
+    setup = """
+    # 60k rows of dim 1024: the load re-encodes them (seconds).
+    rr.FlatF32Index.build(rng.standard_normal((60_000, 1024), dtype=np.float32)).save("flat.rbpx")
+    flat = open("flat.rbpx", "rb").read()
+    data = bytearray(flat[:-16])
+    data[:8] = b"rbpx0001"
+    open("crate.rbpx", "wb").write(bytes(data))
+    """
+    interrupt_child(setup, 'rr.RabitqPlusIndex.load("crate.rbpx")', tmp_path)
