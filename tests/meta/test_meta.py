@@ -28,9 +28,11 @@ import ruvector_common.errors
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
+# Names re-exported from ruvector_rabitq as they are. (ruvector.RabitqIndex
+# is ruvector 0.1.4's RaBitQ+ index, kept under its name by ruvector._compat;
+# see test_rabitq_index_is_the_014_class.)
 RABITQ_NAMES = [
     "FlatF32Index",
-    "RabitqIndex",
     "RabitqPlusIndex",
     "RabitqAsymIndex",
     "IvfRabitqIndex",
@@ -113,7 +115,6 @@ def write_fake_rabitq(root: pathlib.Path, body: str) -> pathlib.Path:
 FAKE_COMPLETE = """
 FAKE = True
 class FlatF32Index: pass
-class RabitqIndex: pass
 class RabitqPlusIndex: pass
 class RabitqAsymIndex: pass
 class IvfRabitqIndex: pass
@@ -154,7 +155,16 @@ def test_version_is_the_meta_distribution_version() -> None:
 
 def test_distribution_metadata_declares_extras() -> None:
     meta = importlib.metadata.metadata("ruvector")
-    assert sorted(meta.get_all("Provides-Extra") or []) == ["a2a", "all", "embed", "lake", "rabitq"]
+    assert sorted(meta.get_all("Provides-Extra") or []) == [
+        "a2a",
+        "all",
+        "embed",
+        "lake",
+        "langchain",
+        "llamaindex",
+        "mcp",
+        "rabitq",
+    ]
     by_extra: Dict[str, List[str]] = {}
     for requirement in importlib.metadata.requires("ruvector") or []:
         spec, _, marker = requirement.partition(";")
@@ -167,6 +177,9 @@ def test_distribution_metadata_declares_extras() -> None:
         "embed": ["ruvector-embed>=0.1,<1"],
         "a2a": ["ruvector-a2a>=0.1,<1"],
         "all": ["ruvector[rabitq,lake,embed,a2a]"],
+        "mcp": ["ruvector[rabitq,embed]", "mcp>=2,<3"],
+        "langchain": ["ruvector[rabitq]", "langchain-core>=1,<2"],
+        "llamaindex": ["ruvector[rabitq]", "llama-index-core>=0.14,<0.15"],
     }
 
 
@@ -177,6 +190,63 @@ def test_unknown_attribute_is_a_plain_attribute_error() -> None:
     assert str(info.value) == "module 'ruvector' has no attribute 'NoSuchThing'"
     assert type(info.value) is AttributeError
     assert hasattr(ruvector, "NoSuchThing") is False
+
+
+def test_rabitq_index_is_the_014_class(tmp_path: pathlib.Path) -> None:
+    out = run_python(
+        """
+        import json, sys
+        import ruvector
+        error = None
+        try:
+            ruvector.RabitqIndex
+        except ruvector.MissingComponentError as e:
+            error = [e.extra, e.name_requested]
+        print(json.dumps({"error": error, "loaded": "ruvector_rabitq" in sys.modules}))
+        """,
+        tmp_path,
+        block=("ruvector_rabitq",),
+    )
+    assert out == {"error": ["rabitq", "ruvector.RabitqIndex"], "loaded": False}
+    if RABITQ_INSTALLED:
+        assert ruvector.RabitqIndex.__module__ == "ruvector._compat"
+        assert ruvector.RabitqIndex is not importlib.import_module("ruvector_rabitq").RabitqIndex
+
+
+def test_own_names_load_nothing_until_used(tmp_path: pathlib.Path) -> None:
+    out = run_python(
+        """
+        import json, sys
+        import ruvector
+        names = dir(ruvector)
+        print(json.dumps({
+            "listed": all(n in names for n in ("Collection", "QueryHit", "Record")) and "HnswIndex" not in names,
+            "collection_error": ruvector.CollectionError is ruvector.RuVectorError,
+            "loaded": sorted(m for m in sys.modules if m.startswith(("numpy", "ruvector_rabitq", "ruvector."))),
+        }))
+        """,
+        tmp_path,
+    )
+    assert out == {"listed": True, "collection_error": True, "loaded": []}
+
+
+def test_collection_without_rabitq_names_the_extra(tmp_path: pathlib.Path) -> None:
+    out = run_python(
+        """
+        import json
+        import ruvector
+        try:
+            ruvector.Collection
+            result = None
+        except ruvector.MissingComponentError as e:
+            result = [e.extra, e.dist, str(e)]
+        print(json.dumps(result))
+        """,
+        tmp_path,
+        block=("ruvector_rabitq",),
+    )
+    assert out[:2] == ["rabitq", "ruvector-rabitq"]
+    assert "pip install 'ruvector[rabitq]'" in out[2]
 
 
 def test_dir_lists_eager_and_lazy_names() -> None:
@@ -326,7 +396,7 @@ def test_broken_dependency_of_component_is_not_masked(tmp_path: pathlib.Path) ->
         import json
         import ruvector
         try:
-            ruvector.RabitqIndex
+            ruvector.RabitqPlusIndex
             result = {"error": None}
         except Exception as e:
             result = {"error": type(e).__name__, "name": getattr(e, "name", None)}
@@ -350,7 +420,7 @@ def test_lazy_names_resolve_from_a_present_component(tmp_path: pathlib.Path) -> 
         before = "ruvector_rabitq" in sys.modules
         available = ruvector.available()
         after_available = "ruvector_rabitq" in sys.modules
-        index_cls = ruvector.RabitqIndex
+        index_cls = ruvector.RabitqPlusIndex
         import ruvector_rabitq
         same = {{n: getattr(ruvector, n) is getattr(ruvector_rabitq, n) for n in {RABITQ_NAMES!r}}}
         print(json.dumps({{
@@ -359,7 +429,7 @@ def test_lazy_names_resolve_from_a_present_component(tmp_path: pathlib.Path) -> 
             "after_available": after_available,
             "fake": ruvector_rabitq.FAKE,
             "same": same,
-            "cached": "RabitqIndex" in vars(ruvector),
+            "cached": "RabitqPlusIndex" in vars(ruvector),
             "alias": ruvector.rabitq is ruvector_rabitq,
             "features": ruvector.cpu_features(),
         }}))
@@ -378,7 +448,7 @@ def test_lazy_names_resolve_from_a_present_component(tmp_path: pathlib.Path) -> 
 
 
 def test_name_absent_from_an_old_component_is_an_attribute_error(tmp_path: pathlib.Path) -> None:
-    fake = write_fake_rabitq(tmp_path, "class RabitqIndex: pass\n")
+    fake = write_fake_rabitq(tmp_path, "class RabitqPlusIndex: pass\n")
     out = run_python(
         """
         import json

@@ -78,7 +78,6 @@ _COMPONENTS: dict[str, _Component] = {
         dist="ruvector-rabitq",
         names=(
             "FlatF32Index",
-            "RabitqIndex",
             "RabitqPlusIndex",
             "RabitqAsymIndex",
             "IvfRabitqIndex",
@@ -152,6 +151,35 @@ _COMPONENTS: dict[str, _Component] = {
 
 # Re-exported name -> key of the component in _COMPONENTS that provides it.
 _LAZY_NAMES: dict[str, str] = {name: key for key, component in _COMPONENTS.items() for name in component.names}
+
+# Names defined by this package itself, loaded on first use: name -> module
+# (a module of this package that needs a component raises
+# MissingComponentError naming the extra when it is missing).
+_OWN_NAMES: dict[str, str] = {
+    "Collection": "ruvector.collection",
+    "CollectionStats": "ruvector.collection",
+    "QueryHit": "ruvector.collection",
+    "Record": "ruvector.collection",
+    # ruvector 0.1.4's RabitqIndex was RaBitQ+ with rerank: kept under its name
+    # (the SDK's 1-bit-only index is ruvector.rabitq.RabitqIndex).
+    "RabitqIndex": "ruvector._compat",
+}
+# ruvector 0.1.4 names that ruvector 0.2 does not carry: using one raises a
+# RuVectorError naming the replacement (ruvector._removed).
+_REMOVED_NAMES = (
+    "HnswIndex",
+    "GraphDB",
+    "GnnLayer",
+    "AttentionReranker",
+    "SonaEngine",
+    "KVCache",
+    "RvfStore",
+    "kmeans",
+)
+
+#: ruvector 0.1.4's ``CollectionError``: every Collection error is a
+#: :class:`RuVectorError`, so ``except ruvector.CollectionError`` catches them.
+CollectionError = _errors.RuVectorError
 
 
 def _import_component(key: str, requested: str) -> object:
@@ -228,6 +256,11 @@ if _typing.TYPE_CHECKING:
     import ruvector_embed as embed
     import ruvector_lake as lake
     import ruvector_rabitq as rabitq
+    from ruvector._compat import RabitqIndex as RabitqIndex
+    from ruvector.collection import Collection as Collection
+    from ruvector.collection import CollectionStats as CollectionStats
+    from ruvector.collection import QueryHit as QueryHit
+    from ruvector.collection import Record as Record
     from ruvector_a2a import A2aClient as A2aClient
     from ruvector_a2a import A2aServer as A2aServer
     from ruvector_a2a import AgentCapabilities as AgentCapabilities
@@ -277,7 +310,6 @@ if _typing.TYPE_CHECKING:
     from ruvector_rabitq import FlatF32Index as FlatF32Index
     from ruvector_rabitq import IvfRabitqIndex as IvfRabitqIndex
     from ruvector_rabitq import RabitqAsymIndex as RabitqAsymIndex
-    from ruvector_rabitq import RabitqIndex as RabitqIndex
     from ruvector_rabitq import RabitqPlusIndex as RabitqPlusIndex
     from ruvector_rabitq import Recommendation as Recommendation
     from ruvector_rabitq import SearchHit as SearchHit
@@ -300,7 +332,13 @@ else:
         The value is cached in the module namespace, so this runs once per
         name.
         """
-        if name in _LAZY_NAMES:
+        if name in _OWN_NAMES:
+            value = getattr(_importlib.import_module(_OWN_NAMES[name]), name)
+        elif name in _REMOVED_NAMES:
+            from ruvector._removed import placeholder
+
+            value = placeholder(name)
+        elif name in _LAZY_NAMES:
             key = _LAZY_NAMES[name]
             module = _import_component(key, name)
             try:
@@ -323,4 +361,4 @@ else:
 
     def __dir__() -> list[str]:
         """List the module's names, including components not yet imported."""
-        return sorted({*globals(), *_LAZY_NAMES, *_COMPONENTS, "__version__"})
+        return sorted({*globals(), *_LAZY_NAMES, *_OWN_NAMES, *_COMPONENTS, "__version__"})

@@ -1,0 +1,5 @@
+"""``python -m ruvector``: the ``ruvector`` command."""
+
+from ruvector.cli import entry_point
+
+entry_point()

@@ -1,0 +1,1476 @@
+"""``ruvector.Collection``: documents, metadata and vectors in one directory.
+
+>>> docs = ruvector.Collection.open("./docs")                # creates or reopens
+>>> docs.add(["first text", "second text"], metadata=[{"lang": "en"}, {"lang": "de"}])
+[0, 1]
+>>> docs.query("what is in the first text?", k=5, where={"lang": "en"})
+[QueryHit(id=0, score=0.31, text='first text', metadata={'lang': 'en'})]
+
+The directory holds ``ruvector.sqlite`` (documents, metadata, ids and
+vectors; SQLite in WAL mode, one transaction per call) and the index file
+saved beside it (``index.<generation>.rbpx``). The store is the source of
+truth: an index file records the store generation it reflects, the store
+logs which documents changed since, and opening replays those changes (or
+rebuilds the index from the store when the file is missing, damaged or
+disagrees). So a process killed at any point loses at most the call in
+flight and never leaves a directory that opens wrong. One writer at a time:
+a second writer gets :class:`ruvector.PersistError` at once; any number of
+``read_only=True`` opens may share a directory that no writer holds.
+
+``where`` filters (see :mod:`ruvector._where`) are evaluated by SQLite over
+indexed metadata and handed to the index as an allow-list of ids: the
+index searches only those, so a filtered query returns ``min(k, matches)``
+hits, never fewer because others were filtered away afterwards.
+
+The ruvector 0.1.4 API (``Collection.create/from_vectors/insert/
+insert_batch/search/delete/vacuum/get_metadata/stats/save/load``) is kept
+on the same class; see ``docs/migrating-from-0.1.4.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+)
+
+import numpy as np
+
+from ruvector_common.errors import (
+    DimensionMismatch,
+    InvalidArgument,
+    NotFound,
+    PersistError,
+    RuVectorError,
+)
+
+from . import _where
+from ._embed import DEFAULT_MODEL, EmbedderAdapter, make_embedder
+from ._files import DB_NAME, DirLock, index_file_name, stale_files
+from ._index import METRICS, IndexAdapter, rabitq_module, resolve_kind
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+__all__ = [
+    "Collection",
+    "CollectionError",
+    "CollectionStats",
+    "QueryHit",
+    "Record",
+    "SearchHit",
+]
+
+_log = logging.getLogger("ruvector.collection")
+_T = TypeVar("_T")
+
+Id = Union[int, str]
+Where = Mapping[str, Any]
+_PathLike = Union[str, "os.PathLike[str]"]
+
+FORMAT = 1
+MAX_DIM = 8192
+MAX_K = 100_000
+#: Largest number of SQL variables bound in one statement (SQLite's default cap is 32766).
+_CHUNK = 900
+#: An index with this many changes not yet saved is saved after the call
+#: (at least; a quarter of the collection otherwise), so reopening replays little.
+AUTOSAVE_CHANGES = 10_000
+DEFAULT_RECALL = 0.95
+
+_rr = rabitq_module("ruvector.Collection")
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET: Any = _Unset()
+
+#: 0.1.4's ``CollectionError``: every Collection error is a ``RuVectorError``,
+#: so ``except CollectionError`` keeps catching them.
+CollectionError = RuVectorError
+
+
+class QueryHit(NamedTuple):
+    """One query result: the document's ``id``, its ``score`` (a distance:
+    ``1 - cosine``, squared L2 or ``1 - inner product``; lower is closer),
+    its ``text`` and its ``metadata``."""
+
+    id: Id
+    score: float
+    text: Optional[str]
+    metadata: Dict[str, Any]
+
+
+class Record(NamedTuple):
+    """One stored document, as :meth:`Collection.get` returns it (``vector``
+    only when asked for)."""
+
+    id: Id
+    text: Optional[str]
+    metadata: Dict[str, Any]
+    vector: Optional[npt.NDArray[np.float32]] = None
+
+
+class SearchHit(_rr.SearchHit):  # type: ignore[misc,valid-type]
+    """A hit of the 0.1.4 :meth:`Collection.search`: ``id``, ``score`` and
+    ``metadata`` (``None`` when the document has none). It is a
+    ``ruvector.SearchHit`` and unpacks as ``(id, score)`` like 0.1.4's."""
+
+    metadata: Optional[Dict[str, Any]] = None
+
+    def __new__(cls, id: int, score: float, metadata: Optional[Dict[str, Any]] = None) -> SearchHit:
+        self = super().__new__(cls, id, score)
+        self.metadata = metadata
+        return self  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"SearchHit(id={self.id!r}, score={self.score!r}, metadata={self.metadata!r})"
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (self.id, self.score, self.metadata))
+
+
+@dataclass
+class CollectionStats:
+    """What :meth:`Collection.stats` reports (0.1.4's fields first)."""
+
+    count: int
+    dim: int
+    backend: str
+    rerank_factor: int
+    memory_bytes: int
+    tombstoned: int = 0
+    metric: str = "cosine"
+    index: str = ""
+    path: Optional[str] = None
+    embedder: Optional[str] = None
+    disk_bytes: int = 0
+
+
+# -- validation --------------------------------------------------------------------
+
+
+def _check_id(value: object, kind: Optional[str]) -> Tuple[Id, str]:
+    if isinstance(value, bool) or not isinstance(value, (int, str, np.integer)):
+        raise InvalidArgument(f"ids must be str or int, got {type(value).__name__} {value!r}")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgument(f"id {value!r} is not valid text (a lone surrogate)") from None
+        got: Id = value
+        got_kind = "str"
+    else:
+        got = int(value)
+        if not -(2**63) <= got < 2**63:
+            raise InvalidArgument(f"integer ids must fit in 64 bits, got {got}")
+        got_kind = "int"
+    if kind is not None and got_kind != kind:
+        raise InvalidArgument(f"this collection uses {kind} ids, got {type(value).__name__} {value!r}")
+    return got, got_kind
+
+
+def _check_metadata(value: object, position: int) -> Tuple[str, List[Tuple[str, int, int, object]]]:
+    """The JSON text of one metadata dict and its ``fields`` rows (without doc)."""
+    if value is None:
+        return "{}", []
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"metadata[{position}] must be a dict or None, got {type(value).__name__}")
+    rows: List[Tuple[str, int, int, object]] = []
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise InvalidArgument(f"metadata[{position}] keys must be strings, got {key!r}")
+        if key.startswith("$"):
+            raise InvalidArgument(f"metadata[{position}] key {key!r} starts with '$', which where keeps for operators")
+        found = _where.scalar_kind(item)
+        if found is not None:
+            rows.append((key, 0, found[0], found[1]))
+            continue
+        rows.append((key, 0, _where.KIND_OTHER, None))
+        if isinstance(item, (list, tuple)):
+            for element in item:
+                if isinstance(element, (list, tuple, dict)):
+                    continue
+                kind, stored = _where.scalar_kind(element)  # type: ignore[misc]
+                rows.append((key, 1, kind, stored))
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as error:
+        raise InvalidArgument(f"metadata[{position}] is not JSON: {error}") from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"metadata[{position}] holds a lone surrogate") from None
+    return text, rows
+
+
+def _as_matrix(vectors: object, dim: Optional[int], name: str = "vectors") -> npt.NDArray[np.float32]:
+    try:
+        with np.errstate(over="ignore"):
+            array = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgument(f"{name} must be numbers, got {type(vectors).__name__}: {error}") from None
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2:
+        raise InvalidArgument(f"{name} must be a vector or a matrix (n, dim), got shape {array.shape}")
+    if array.shape[1] == 0 or array.shape[1] > MAX_DIM:
+        raise InvalidArgument(f"{name} must have 1..{MAX_DIM} columns, got {array.shape[1]}")
+    if dim is not None and array.shape[1] != dim:
+        raise DimensionMismatch(
+            f"{name} have dimension {array.shape[1]}, the collection holds {dim}-d vectors", dim, array.shape[1]
+        )
+    if array.size and not np.isfinite(array).all():
+        row = int(np.argwhere(~np.isfinite(array))[0][0])
+        raise InvalidArgument(f"{name} must be finite: row {row} holds NaN or infinity (or a float32 overflow)")
+    return np.ascontiguousarray(array)
+
+
+def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# -- the engine ----------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS docs(doc INTEGER PRIMARY KEY, id UNIQUE NOT NULL, text TEXT,
+                                metadata TEXT NOT NULL, vector BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS fields(doc INTEGER NOT NULL, key TEXT NOT NULL, elem INTEGER NOT NULL,
+                                  kind INTEGER NOT NULL, val);
+CREATE INDEX IF NOT EXISTS fields_lookup ON fields(key, elem, kind, val);
+CREATE INDEX IF NOT EXISTS fields_doc ON fields(doc);
+CREATE TABLE IF NOT EXISTS changes(gen INTEGER NOT NULL, doc INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS changes_gen ON changes(gen);
+"""
+
+
+class _Core:
+    """Everything a collection holds; kept apart from :class:`Collection` so
+    the finaliser that saves and closes at exit does not keep it alive."""
+
+    def __init__(self, path: Optional[Path], read_only: bool) -> None:
+        import sqlite3
+
+        self.path = path
+        self.read_only = read_only
+        self.lock = threading.RLock()
+        self.dir_lock: Optional[DirLock] = None
+        self.closed = False
+        self.filter_cache: OrderedDict[Tuple[str, int], Any] = OrderedDict()
+        self.index_stale = False
+        self.saved_gen = 0
+        target = ":memory:" if path is None else str(path / DB_NAME)
+        if path is not None:
+            self.dir_lock = DirLock(path, shared=read_only)
+        try:
+            self.conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+            if not read_only:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                # FULL: a committed call survives a power cut too, not only a kill.
+                self.conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as error:
+            self.release()
+            raise PersistError(f"cannot open {target}: {error}", target) from error
+        self.config: Dict[str, Any] = {}
+        self.adapter: Optional[IndexAdapter] = None
+        self.embedder: Optional[EmbedderAdapter] = None
+
+    # -- meta ------------------------------------------------------------------------
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    @property
+    def generation(self) -> int:
+        return int(self.meta("generation", 0))
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def release(self) -> None:
+        if self.dir_lock is not None:
+            self.dir_lock.release()
+            self.dir_lock = None
+
+    def close(self) -> None:
+        """Saves the index if it has unsaved changes, then closes (idempotent)."""
+        with self.lock:
+            if self.closed:
+                return
+            try:
+                if not self.read_only and self.path is not None and self.adapter is not None:
+                    if self.saved_gen != self.generation and not self.index_stale:
+                        self.save_index()
+            finally:
+                self.closed = True
+                try:
+                    self.conn.close()
+                finally:
+                    self.release()
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise InvalidArgument("this collection is closed")
+
+    def check_writable(self) -> None:
+        self.check_open()
+        if self.read_only:
+            raise InvalidArgument("this collection was opened read_only=True")
+
+    # -- the index ----------------------------------------------------------------
+
+    def all_vectors(self) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        dim = int(self.config["dim"] or 0)
+        rows = self.conn.execute("SELECT doc, vector FROM docs ORDER BY doc").fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows:
+            return ids, np.zeros((0, max(dim, 1)), dtype=np.float32)
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        return ids, vectors
+
+    def vectors_of(self, docs: Sequence[int]) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        dim = int(self.config["dim"])
+        found: List[Tuple[int, bytes]] = []
+        for chunk in _chunks(list(docs)):
+            marks = ",".join("?" * len(chunk))
+            found += self.conn.execute(f"SELECT doc, vector FROM docs WHERE doc IN ({marks})", chunk).fetchall()
+        found.sort()
+        ids = np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
+        if not found:
+            return ids, np.zeros((0, dim), dtype=np.float32)
+        return ids, np.frombuffer(b"".join(r[1] for r in found), dtype=np.float32).reshape(len(found), dim)
+
+    def wanted_kind(self, n: int) -> Tuple[str, Dict[str, Any]]:
+        """The index kind and parameters for ``n`` vectors."""
+        kind = self.config["index"]
+        params = dict(self.config["index_params"] or {})
+        if kind != "auto":
+            return kind, params
+        dim = int(self.config["dim"])
+        rec = _rr.recommend(max(n, 1), dim, float(self.config["recall_target"]))
+        chosen = rec.index if rec.index in ("FlatF32Index", "IvfRabitqIndex") else "IvfRabitqIndex"
+        merged = dict(rec.params) if chosen == rec.index else {}
+        if chosen == "IvfRabitqIndex":
+            merged.setdefault("seed", 42)
+            merged.update(params)
+            return chosen, merged
+        return chosen, {}
+
+    def rebuild_index(self) -> None:
+        """A fresh index over every stored vector, of the kind ``n`` calls for."""
+        ids, vectors = self.all_vectors()
+        kind, params = self.wanted_kind(len(ids))
+        adapter = IndexAdapter(kind, self.config["metric"], params)
+        adapter.build(ids, vectors)
+        self.adapter = adapter
+        self.index_stale = False
+        self.filter_cache.clear()
+
+    def ensure_index(self) -> IndexAdapter:
+        if self.adapter is None or self.index_stale:
+            if self.config.get("dim") is None:
+                kind, params = ("FlatF32Index", {}) if self.config["index"] == "auto" else self.wanted_kind(0)
+                self.adapter = IndexAdapter(kind, self.config["metric"], params)
+                self.index_stale = False
+            else:
+                self.rebuild_index()
+        assert self.adapter is not None
+        return self.adapter
+
+    def after_change(self, n: int) -> bool:
+        """Rebuilds when the collection outgrew its index; tells whether it did."""
+        adapter = self.ensure_index()
+        if self.config.get("dim") is None:
+            return False
+        kind, _ = self.wanted_kind(n)
+        if kind != adapter.kind or adapter.wants_retrain(n):
+            self.rebuild_index()
+            return True
+        return False
+
+    def save_index(self) -> None:
+        """Writes the index file for the current generation and records it."""
+        assert self.path is not None
+        adapter = self.ensure_index()
+        gen = self.generation
+        name = None
+        if adapter.index is not None and len(adapter):
+            name = index_file_name(gen)
+            adapter.save(str(self.path / name))
+        state = {
+            "file": name,
+            "generation": gen,
+            "kind": adapter.kind,
+            "params": adapter.params,
+            "trained_n": adapter.trained_n,
+            "index_metric": adapter.index_metric,
+        }
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.set_meta("index_state", state)
+            self.conn.execute("DELETE FROM changes WHERE gen <= ?", (gen,))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.saved_gen = gen
+        for stale in stale_files(self.path, name):
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+
+    def load_index(self) -> bool:
+        """Loads the saved index and replays later changes; rebuilds from the
+        store when the file is missing, damaged or disagrees. Tells whether
+        the in-memory index differs from the saved file."""
+        assert self.path is not None
+        state = self.meta("index_state")
+        if self.config.get("dim") is None:
+            self.ensure_index()
+            self.saved_gen = self.generation
+            return False
+        count = int(self.conn.execute("SELECT count(*) FROM docs").fetchone()[0])
+        loaded = False
+        if state is not None and state.get("file"):
+            adapter = IndexAdapter(state["kind"], self.config["metric"], state.get("params") or {})
+            try:
+                adapter.load(str(self.path / state["file"]), int(state.get("trained_n", 0)))
+                loaded = adapter.matches_file_metric()
+            except (RuVectorError, OSError) as error:
+                _log.warning("rebuilding the index of %s from its store: %s", self.path, error)
+            if loaded:
+                self.adapter = adapter
+        elif state is not None and count == 0:
+            self.ensure_index()
+            loaded = True
+        if not loaded:
+            self.rebuild_index()
+            return True
+        changed = False
+        saved_gen = int(state["generation"])
+        docs = [r[0] for r in self.conn.execute("SELECT DISTINCT doc FROM changes WHERE gen > ?", (saved_gen,))]
+        if docs:
+            changed = True
+            adapter = self.ensure_index()
+            if not adapter.native_changes:
+                self.rebuild_index()
+            else:
+                present, vectors = self.vectors_of(docs)
+                gone = np.setdiff1d(np.asarray(docs, dtype=np.int64), present)
+                adapter.remove(gone)
+                if len(present):
+                    adapter.upsert(present, vectors)
+        adapter = self.ensure_index()
+        # The index must hold exactly the stored documents.
+        stored = np.fromiter((r[0] for r in self.conn.execute("SELECT doc FROM docs")), dtype=np.int64, count=count)
+        held = np.asarray(adapter.index.ids if adapter.index is not None else [], dtype=np.int64)
+        if len(held) != count or not np.array_equal(np.sort(held), np.sort(stored)):
+            _log.warning("the index of %s disagreed with its store: rebuilt", self.path)
+            self.rebuild_index()
+            return True
+        if self.after_change(count):
+            return True
+        self.saved_gen = saved_gen
+        return changed
+
+
+def _dir_size(path: Path) -> int:
+    total = 0
+    for entry in path.iterdir():
+        try:
+            total += entry.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+class Collection:
+    """Documents (text, metadata, vector) under string or integer ids, in a
+    persistent directory, searched by meaning with ``where`` filters.
+
+    Open one with :meth:`open`; :meth:`create` and :meth:`from_vectors`
+    make 0.1.4-style in-memory collections (saved with :meth:`save`).
+    Thread-safe; ``*_async`` variants run the call on a worker thread.
+    """
+
+    def __init__(self, _core: _Core) -> None:
+        self._core = _core
+        self._finalizer = weakref.finalize(self, _core.close)
+
+    # -- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: _PathLike,
+        *,
+        embedder: Any = _UNSET,
+        dim: Optional[int] = None,
+        metric: Optional[str] = None,
+        index: Any = None,
+        index_params: Optional[Mapping[str, Any]] = None,
+        recall_target: Optional[float] = None,
+        read_only: bool = False,
+        create: bool = True,
+    ) -> Collection:
+        """Opens the collection in directory ``path``, creating it if needed.
+
+        Args:
+            path: The directory (created with its parents when missing).
+            embedder: How texts become vectors: a model name (default
+                ``"all-MiniLM-L6-v2"``, run by ``ruvector-embed``), an
+                ``Embedder``, a LangChain ``Embeddings``, a callable, or
+                ``None`` for vectors only. A reopened collection remembers
+                its model name.
+            dim: The vector dimension (otherwise taken from the first vectors).
+            metric: ``"cosine"`` (default), ``"l2"`` (squared) or ``"ip"``.
+            index: ``"auto"`` (default: exact ``flat`` while small, ``ivf``
+                above the size :func:`ruvector.recommend` picks), or a kind:
+                ``flat``, ``ivf``, ``rabitq``, ``rabitq_plus``,
+                ``rabitq_asym`` or an index class.
+            index_params: Keyword arguments for the index kind (``nlist``,
+                ``nprobe``, ``rerank_factor``, ``seed``, ``rotation``).
+            recall_target: Recall@10 the automatic choice aims at (0.95).
+            read_only: Share the directory with other readers; no writes.
+            create: Refuse to create a missing collection when ``False``.
+
+        Raises:
+            PersistError: Another writer holds the directory, or its files
+                cannot be read.
+            InvalidArgument: An option contradicts how the collection was made.
+        """
+        directory = Path(os.fspath(path)).expanduser()
+        legacy = directory.with_name(directory.name + ".meta.json")
+        if not directory.is_dir() and legacy.is_file():
+            raise InvalidArgument(
+                f"{str(directory)!r} is a ruvector 0.1.4 collection file: read it with "
+                f"Collection.load({str(directory)!r}), then .copy_to(directory) to move it into a directory"
+            )
+        if directory.exists() and not directory.is_dir():
+            raise InvalidArgument(f"{str(directory)!r} is a file, not a collection directory")
+        exists = (directory / DB_NAME).is_file()
+        if not exists:
+            if read_only or not create:
+                raise NotFound(f"no collection at {str(directory)!r}", str(directory))
+            directory.mkdir(parents=True, exist_ok=True)
+        core = _Core(directory, read_only)
+        try:
+            cls._configure(core, exists, embedder, dim, metric, index, index_params, recall_target)
+            if exists:
+                differs = core.load_index()
+                if differs and not read_only:
+                    core.save_index()
+            if not read_only:
+                for stale in stale_files(directory, (core.meta("index_state") or {}).get("file")):
+                    try:
+                        stale.unlink()
+                    except OSError:
+                        pass
+        except BaseException:
+            core.closed = True
+            core.conn.close()
+            core.release()
+            raise
+        return cls(core)
+
+    @staticmethod
+    def _configure(
+        core: _Core,
+        exists: bool,
+        embedder: Any,
+        dim: Optional[int],
+        metric: Optional[str],
+        index: Any,
+        index_params: Optional[Mapping[str, Any]],
+        recall_target: Optional[float],
+    ) -> None:
+        if metric is not None and metric not in METRICS:
+            raise InvalidArgument(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_DIM):
+            raise InvalidArgument(f"dim must be an integer in 1..{MAX_DIM}, got {dim!r}")
+        kind = None if index is None else resolve_kind(index)
+        if recall_target is not None and not (0.0 < float(recall_target) <= 1.0):
+            raise InvalidArgument(f"recall_target must be in (0, 1], got {recall_target!r}")
+        if index_params is not None and not isinstance(index_params, Mapping):
+            raise InvalidArgument(f"index_params must be a dict, got {type(index_params).__name__}")
+        if embedder is _UNSET:
+            adapter = None if exists else make_embedder(DEFAULT_MODEL)
+        else:
+            adapter = make_embedder(embedder)
+        if not exists:
+            core.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA.strip().split(";"):
+                    if statement.strip():
+                        core.conn.execute(statement)
+                core.set_meta("format", FORMAT)
+                core.set_meta("dim", dim)
+                core.set_meta("metric", metric or "cosine")
+                core.set_meta("index", kind or "auto")
+                core.set_meta("index_params", dict(index_params or {}))
+                core.set_meta("recall_target", float(recall_target or DEFAULT_RECALL))
+                core.set_meta("embedder", None if adapter is None else adapter.name)
+                core.set_meta("id_kind", None)
+                core.set_meta("next_id", 0)
+                core.set_meta("next_doc", 0)
+                core.set_meta("generation", 0)
+                core.conn.execute("COMMIT")
+            except BaseException:
+                core.conn.execute("ROLLBACK")
+                raise
+        else:
+            try:
+                fmt = core.meta("format")
+            except Exception as error:
+                raise PersistError(f"{core.path} is not a ruvector collection: {error}", str(core.path)) from error
+            if fmt != FORMAT:
+                raise PersistError(
+                    f"{core.path} has collection format {fmt!r}; this ruvector reads format {FORMAT}", str(core.path)
+                )
+        config = {
+            key: core.meta(key)
+            for key in ("dim", "metric", "index", "index_params", "recall_target", "embedder", "id_kind")
+        }
+        for name, given, stored in (("dim", dim, config["dim"]), ("metric", metric, config["metric"])):
+            if given is not None and stored is not None and given != stored:
+                raise InvalidArgument(f"this collection was made with {name}={stored!r}, got {name}={given!r}")
+        if kind is not None and kind != config["index"]:
+            raise InvalidArgument(f"this collection was made with index={config['index']!r}, got index={kind!r}")
+        if exists and embedder is not _UNSET and embedder is not None:
+            stored_name = config["embedder"]
+            if isinstance(embedder, str) and stored_name is not None and embedder != stored_name:
+                raise InvalidArgument(
+                    f"this collection was embedded with {stored_name!r}; embedding with {embedder!r} "
+                    "would put queries in another space"
+                )
+        if exists and embedder is _UNSET:
+            adapter = make_embedder(config["embedder"])
+        core.config = config
+        core.embedder = adapter
+
+    # -- properties --------------------------------------------------------------------
+
+    @property
+    def path(self) -> Optional[Path]:
+        """The collection directory (``None`` for an in-memory collection)."""
+        return self._core.path
+
+    @property
+    def dim(self) -> Optional[int]:
+        """The vector dimension (``None`` until the first vectors arrive)."""
+        dim = self._core.config.get("dim")
+        return None if dim is None else int(dim)
+
+    @property
+    def metric(self) -> str:
+        """``"cosine"``, ``"l2"`` or ``"ip"`` (0.1.4 reported ``"squared_l2"``
+        for its rabitq backend; that is ``"l2"`` here)."""
+        metric = str(self._core.config["metric"])
+        if self._core.config.get("legacy_backend") == "rabitq":
+            return "squared_l2"
+        return metric
+
+    @property
+    def index_kind(self) -> str:
+        """The class name of the index in use (``"auto"`` picks it by size)."""
+        with self._core.lock:
+            return self._core.ensure_index().kind
+
+    @property
+    def embedder(self) -> Any:
+        """The embedder object (a named model is loaded now), or ``None``."""
+        return None if self._core.embedder is None else self._core.embedder.loaded
+
+    @property
+    def read_only(self) -> bool:
+        return self._core.read_only
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __contains__(self, id: object) -> bool:
+        if isinstance(id, bool) or not isinstance(id, (int, str, np.integer)):
+            return False
+        with self._core.lock:
+            self._core.check_open()
+            key = int(id) if isinstance(id, np.integer) else id
+            return self._core.conn.execute("SELECT 1 FROM docs WHERE id = ?", (key,)).fetchone() is not None
+
+    def __repr__(self) -> str:
+        core = self._core
+        where = "in memory" if core.path is None else repr(str(core.path))
+        if core.closed:
+            return f"Collection({where}, closed)"
+        return f"Collection({where}, n={self.count()}, dim={self.dim}, metric={core.config['metric']!r})"
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Saves the index if it changed and releases the directory (idempotent).
+        Also done when the collection is garbage-collected or at exit."""
+        self._finalizer()
+
+    # -- writing ------------------------------------------------------------------------
+
+    def add(
+        self,
+        texts: Union[str, Sequence[Optional[str]], None] = None,
+        *,
+        ids: Optional[Sequence[Id]] = None,
+        metadata: Union[Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]], None] = None,
+        vectors: Any = None,
+    ) -> List[Id]:
+        """Adds documents; returns their ids.
+
+        ``texts`` are embedded unless ``vectors`` (one row per document) are
+        given. Ids default to the next integers (or new UUID strings in a
+        collection of string ids); an id already present raises
+        :class:`InvalidArgument` (use :meth:`upsert` to replace). All or
+        nothing: one SQLite transaction.
+        """
+        return self._put(texts, ids, metadata, vectors, replace=False)
+
+    def upsert(
+        self,
+        texts: Union[str, Sequence[Optional[str]], None] = None,
+        *,
+        ids: Optional[Sequence[Id]] = None,
+        metadata: Union[Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]], None] = None,
+        vectors: Any = None,
+    ) -> List[Id]:
+        """Like :meth:`add`, but a present id is replaced (text, metadata and vector)."""
+        return self._put(texts, ids, metadata, vectors, replace=True)
+
+    def _put(
+        self,
+        texts: Union[str, Sequence[Optional[str]], None],
+        ids: Optional[Sequence[Id]],
+        metadata: Union[Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]], None],
+        vectors: Any,
+        replace: bool,
+    ) -> List[Id]:
+        core = self._core
+        core.check_writable()
+        text_list: Optional[List[Optional[str]]]
+        if texts is None:
+            text_list = None
+        elif isinstance(texts, str):
+            text_list = [texts]
+        else:
+            if isinstance(texts, (bytes, Mapping)):
+                raise InvalidArgument(f"texts must be a str or a list of str, got {type(texts).__name__}")
+            text_list = list(texts)
+            for i, text in enumerate(text_list):
+                if text is not None and not isinstance(text, str):
+                    raise InvalidArgument(f"texts[{i}] must be a str, got {type(text).__name__}")
+        if text_list is not None:
+            for i, text in enumerate(text_list):
+                if text is not None:
+                    try:
+                        text.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise InvalidArgument(f"texts[{i}] is not valid text (a lone surrogate)") from None
+        dim = core.config.get("dim")
+        matrix = None if vectors is None else _as_matrix(vectors, dim)
+        if text_list is None and matrix is None:
+            raise InvalidArgument("give texts, vectors or both")
+        n = len(text_list) if text_list is not None else len(matrix)  # type: ignore[arg-type]
+        if matrix is not None and len(matrix) != n:
+            raise InvalidArgument(f"got {n} texts but {len(matrix)} vectors")
+        if text_list is None:
+            text_list = [None] * n
+        if isinstance(metadata, Mapping):
+            if n != 1:
+                raise InvalidArgument(f"metadata must be a list of {n} dicts (one per document), got one dict")
+            metas: List[Optional[Mapping[str, Any]]] = [metadata]
+        elif metadata is None:
+            metas = [None] * n
+        else:
+            metas = list(metadata)
+            if len(metas) != n:
+                raise InvalidArgument(f"got {n} documents but {len(metas)} metadata entries")
+        encoded = [_check_metadata(m, i) for i, m in enumerate(metas)]
+        if ids is not None:
+            if isinstance(ids, (str, bytes, int)):
+                raise InvalidArgument("ids must be a list (one id per document)")
+            id_list = list(ids)
+            if len(id_list) != n:
+                raise InvalidArgument(f"got {n} documents but {len(id_list)} ids")
+        if matrix is None:
+            embedder = core.embedder
+            missing = [i for i, t in enumerate(text_list) if t is None]
+            if missing:
+                raise InvalidArgument(f"texts[{missing[0]}] is None and no vector was given for it")
+            if embedder is None:
+                raise InvalidArgument(
+                    "this collection has no embedder: pass vectors=..., or open it with embedder='all-MiniLM-L6-v2'"
+                )
+            if n:
+                matrix = embedder.embed([t for t in text_list if t is not None])
+                embedder.check_dim(matrix.shape[1], dim)
+                matrix = _as_matrix(matrix, dim, "embeddings")
+            else:
+                matrix = np.zeros((0, dim or 1), dtype=np.float32)
+        if core.config["metric"] == "cosine" and len(matrix):
+            zero = np.flatnonzero(~(np.einsum("ij,ij->i", matrix, matrix) > 0))
+            if len(zero):
+                raise InvalidArgument(f"vectors[{int(zero[0])}] is all zeros, which has no cosine similarity")
+        if n == 0:
+            return []
+        with core.lock:
+            core.check_writable()
+            id_kind = core.config.get("id_kind")
+            if ids is None:
+                next_id = int(core.meta("next_id", 0))
+                if id_kind == "str":
+                    id_list = [uuid.uuid4().hex for _ in range(n)]
+                else:
+                    id_list = list(range(next_id, next_id + n))
+                    id_kind = "int"
+            checked = []
+            for value in id_list:
+                got, got_kind = _check_id(value, id_kind)
+                id_kind = got_kind
+                checked.append(got)
+            if len(set(checked)) != n:
+                seen: set[Id] = set()
+                for x in checked:
+                    if x in seen:
+                        raise InvalidArgument(f"id {x!r} appears twice in one call")
+                    seen.add(x)
+            return self._write(checked, id_kind, text_list, encoded, matrix, replace)
+
+    def _write(
+        self,
+        ids: List[Id],
+        id_kind: Optional[str],
+        texts: List[Optional[str]],
+        encoded: List[Tuple[str, List[Tuple[str, int, int, object]]]],
+        matrix: npt.NDArray[np.float32],
+        replace: bool,
+    ) -> List[Id]:
+        core = self._core
+        conn = core.conn
+        conn.execute("BEGIN IMMEDIATE")
+        touched_index = False
+        try:
+            existing: Dict[Id, int] = {}
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                for doc, ext in conn.execute(f"SELECT doc, id FROM docs WHERE id IN ({marks})", list(chunk)):
+                    existing[ext] = doc
+            if existing and not replace:
+                shown = sorted(existing, key=str)[:5]
+                raise InvalidArgument(
+                    f"{len(existing)} id(s) already present, e.g. {shown!r}: use upsert() to replace documents"
+                )
+            gen = core.generation + 1
+            next_doc = int(core.meta("next_doc", 0))
+            docs: List[int] = []
+            new_rows = []
+            updates = []
+            for i, ext in enumerate(ids):
+                blob = matrix[i].tobytes()
+                if ext in existing:
+                    doc = existing[ext]
+                    updates.append((texts[i], encoded[i][0], blob, doc))
+                else:
+                    doc = next_doc
+                    next_doc += 1
+                    new_rows.append((doc, ext, texts[i], encoded[i][0], blob))
+                docs.append(doc)
+            if updates:
+                conn.executemany("UPDATE docs SET text = ?, metadata = ?, vector = ? WHERE doc = ?", updates)
+                for chunk in _chunks([u[3] for u in updates]):
+                    conn.execute(f"DELETE FROM fields WHERE doc IN ({','.join('?' * len(chunk))})", list(chunk))
+            if new_rows:
+                conn.executemany("INSERT INTO docs(doc, id, text, metadata, vector) VALUES (?, ?, ?, ?, ?)", new_rows)
+            conn.executemany(
+                "INSERT INTO fields(doc, key, elem, kind, val) VALUES (?, ?, ?, ?, ?)",
+                [(doc, *row) for doc, (_, rows) in zip(docs, encoded) for row in rows],
+            )
+            conn.executemany("INSERT INTO changes(gen, doc) VALUES (?, ?)", [(gen, d) for d in docs])
+            core.set_meta("generation", gen)
+            core.set_meta("next_doc", next_doc)
+            if id_kind == "int":
+                top = max(int(x) for x in ids) + 1  # type: ignore[call-overload]
+                core.set_meta("next_id", max(top, int(core.meta("next_id", 0))))
+            if core.config.get("id_kind") is None:
+                core.set_meta("id_kind", id_kind)
+            if core.config.get("dim") is None:
+                core.set_meta("dim", int(matrix.shape[1]))
+            core.config["id_kind"] = id_kind
+            core.config["dim"] = int(matrix.shape[1])
+            touched_index = True
+            adapter = core.ensure_index()
+            if adapter.can_change():
+                adapter.upsert(np.asarray(docs, dtype=np.int64), matrix)
+                count = int(conn.execute("SELECT count(*) FROM docs").fetchone()[0])
+                rebuilt = core.after_change(count)
+            else:
+                # No change API in this wheel: rebuilt from the store (a
+                # reopen does the same, so no need to save the file now).
+                core.rebuild_index()
+                rebuilt = False
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(touched_index)
+            raise
+        core.filter_cache.clear()
+        self._maybe_save(rebuilt)
+        return list(ids)
+
+    def _rollback(self, touched_index: bool) -> None:
+        core = self._core
+        try:
+            core.conn.execute("ROLLBACK")
+        finally:
+            # Re-read what the store says; the in-memory index may be ahead of it.
+            core.config["dim"] = core.meta("dim")
+            core.config["id_kind"] = core.meta("id_kind")
+            if touched_index:
+                core.index_stale = True
+                core.filter_cache.clear()
+
+    def _maybe_save(self, rebuilt: bool) -> None:
+        core = self._core
+        if core.path is None:
+            return
+        pending = core.generation - core.saved_gen
+        if rebuilt:
+            core.save_index()
+            return
+        count = int(core.conn.execute("SELECT count(*) FROM changes").fetchone()[0])
+        if pending and count >= max(AUTOSAVE_CHANGES, len(core.adapter or ()) // 4):
+            core.save_index()
+
+    def delete(self, ids: Optional[Sequence[Id]] = None, *, where: Optional[Where] = None) -> int:
+        """Deletes the documents with these ids and/or matching ``where``
+        (both given: those that are in ``ids`` and match); returns how many
+        were deleted. Unknown ids are ignored."""
+        core = self._core
+        core.check_writable()
+        if ids is None and where is None:
+            raise InvalidArgument("delete() needs ids, where or both (where={} deletes everything)")
+        if isinstance(ids, (str, int)):
+            ids = [ids]
+        with core.lock:
+            core.check_writable()
+            docs = self._select_docs(ids, where)
+            if not docs:
+                return 0
+            conn = core.conn
+            conn.execute("BEGIN IMMEDIATE")
+            touched = False
+            try:
+                for chunk in _chunks(docs):
+                    marks = ",".join("?" * len(chunk))
+                    conn.execute(f"DELETE FROM docs WHERE doc IN ({marks})", list(chunk))
+                    conn.execute(f"DELETE FROM fields WHERE doc IN ({marks})", list(chunk))
+                gen = core.generation + 1
+                conn.executemany("INSERT INTO changes(gen, doc) VALUES (?, ?)", [(gen, d) for d in docs])
+                core.set_meta("generation", gen)
+                touched = True
+                adapter = core.ensure_index()
+                count = int(conn.execute("SELECT count(*) FROM docs").fetchone()[0])
+                if adapter.can_change():
+                    adapter.remove(np.asarray(docs, dtype=np.int64))
+                    rebuilt = core.after_change(count)
+                else:
+                    core.rebuild_index()  # no change API in this wheel (see _write)
+                    rebuilt = False
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback(touched)
+                raise
+            core.filter_cache.clear()
+            self._maybe_save(rebuilt)
+            return len(docs)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _select_docs(self, ids: Optional[Sequence[Id]], where: Optional[Where]) -> List[int]:
+        """Store rows (``doc``) of these ids and/or matching ``where``, in doc order."""
+        conn = self._core.conn
+        if ids is not None:
+            id_list = [_check_id(x, None)[0] for x in ids]
+            docs: set[int] = set()
+            for chunk in _chunks(id_list):
+                marks = ",".join("?" * len(chunk))
+                docs.update(r[0] for r in conn.execute(f"SELECT doc FROM docs WHERE id IN ({marks})", list(chunk)))
+            if where is None:
+                return sorted(docs)
+        else:
+            docs = set()
+        assert where is not None
+        sql, params = _where.compile_where(where)
+        matching = [r[0] for r in conn.execute(f"SELECT doc FROM ({sql}) ORDER BY doc", params)]
+        if ids is not None:
+            return [d for d in matching if d in docs]
+        return matching
+
+    def count(self, where: Optional[Where] = None) -> int:
+        """How many documents there are (matching ``where``)."""
+        core = self._core
+        with core.lock:
+            core.check_open()
+            if where is None:
+                return int(core.conn.execute("SELECT count(*) FROM docs").fetchone()[0])
+            sql, params = _where.compile_where(where)
+            return int(core.conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0])
+
+    def get(
+        self,
+        ids: Optional[Sequence[Id]] = None,
+        *,
+        where: Optional[Where] = None,
+        limit: Optional[int] = None,
+        offset: int = 0,
+        include_vectors: bool = False,
+    ) -> List[Record]:
+        """Stored documents: by ``ids`` (in that order, unknown ones left
+        out), by ``where``, or all (in insertion order), paged by
+        ``limit``/``offset``."""
+        core = self._core
+        if isinstance(ids, (str, int)):
+            ids = [ids]
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise InvalidArgument(f"limit must be a non-negative integer, got {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidArgument(f"offset must be a non-negative integer, got {offset!r}")
+        cols = "doc, id, text, metadata" + (", vector" if include_vectors else "")
+        with core.lock:
+            core.check_open()
+            conn = core.conn
+            if ids is None and where is None:
+                sql = f"SELECT {cols} FROM docs ORDER BY doc LIMIT ? OFFSET ?"
+                rows = conn.execute(sql, (-1 if limit is None else limit, offset)).fetchall()
+            else:
+                docs = self._select_docs(ids, where)
+                if ids is not None:
+                    order = {}
+                    for position, x in enumerate(_check_id(v, None)[0] for v in ids):
+                        order.setdefault(x, position)
+                rows = []
+                for chunk in _chunks(docs):
+                    marks = ",".join("?" * len(chunk))
+                    rows += conn.execute(f"SELECT {cols} FROM docs WHERE doc IN ({marks})", list(chunk)).fetchall()
+                if ids is not None:
+                    rows.sort(key=lambda r: order.get(r[1], 0))
+                else:
+                    rows.sort(key=lambda r: r[0])
+                rows = rows[offset:] if limit is None else rows[offset : offset + limit]
+            dim = self.dim
+        return [
+            Record(
+                r[1],
+                r[2],
+                json.loads(r[3]),
+                np.frombuffer(r[4], dtype=np.float32).reshape(dim or -1).copy() if include_vectors else None,
+            )
+            for r in rows
+        ]
+
+    def _allowed(self, where: Optional[Where], ids: Optional[Sequence[Id]]) -> Any:
+        """The allow-list for the index (cached per where and store generation)."""
+        core = self._core
+        adapter = core.ensure_index()
+        if not adapter.filter_supported():
+            raise RuVectorError(
+                "a where filter needs a ruvector-rabitq whose search takes filter= (filtered search in the "
+                "index); upgrade it with: pip install -U ruvector-rabitq"
+            )
+        key = (json.dumps([where, None if ids is None else list(ids)], sort_keys=True, default=str), core.generation)
+        cached = core.filter_cache.get(key)
+        if cached is not None:
+            core.filter_cache.move_to_end(key)
+            return cached
+        docs = self._select_docs(ids, where if where is not None else ({} if ids is None else None))
+        allowed = adapter.make_filter(np.asarray(docs, dtype=np.int64))
+        core.filter_cache[key] = (allowed, len(docs))
+        while len(core.filter_cache) > 16:
+            core.filter_cache.popitem(last=False)
+        return allowed, len(docs)
+
+    def _queries(self, query: Any) -> Tuple[npt.NDArray[np.float32], bool]:
+        """Query rows and whether one query was given (not a batch)."""
+        core = self._core
+        dim = core.config.get("dim")
+        if isinstance(query, str) or (
+            isinstance(query, (list, tuple)) and query and all(isinstance(q, str) for q in query)
+        ):
+            texts = [query] if isinstance(query, str) else list(query)
+            if core.embedder is None:
+                raise InvalidArgument("this collection has no embedder: query with a vector, or open it with embedder=")
+            matrix = core.embedder.embed(texts, query=True)
+            core.embedder.check_dim(matrix.shape[1], dim)
+            return _as_matrix(matrix, dim, "embeddings"), isinstance(query, str)
+        if isinstance(query, (bytes, Mapping)) or query is None:
+            raise InvalidArgument(f"query must be a text, texts, a vector or vectors, got {type(query).__name__}")
+        array = np.asarray(query) if not isinstance(query, np.ndarray) else query
+        single = array.ndim == 1
+        return _as_matrix(array, dim, "query"), single
+
+    def query(
+        self,
+        query: Any,
+        k: int = 10,
+        *,
+        where: Optional[Where] = None,
+        ids: Optional[Sequence[Id]] = None,
+        nprobe: Optional[int] = None,
+        rerank_factor: Optional[int] = None,
+    ) -> Any:
+        """The ``k`` nearest documents to a text or a vector (a list of
+        :class:`QueryHit`, nearest first), or to each of a batch of texts
+        or vectors (a list of such lists).
+
+        ``where`` (and ``ids``) restrict the search to matching documents:
+        SQLite finds them, the index searches only them, so ``min(k,
+        matches)`` hits come back. ``nprobe``/``rerank_factor`` tune one
+        call of an IVF or reranking index.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_K:
+            raise InvalidArgument(f"k must be an integer in 1..{MAX_K}, got {k!r}")
+        k = int(k)
+        core = self._core
+        core.check_open()
+        if isinstance(ids, (str, int)):
+            ids = [ids]
+        if where is not None and not isinstance(where, Mapping):
+            raise InvalidArgument(f"a where must be a dict, got {type(where).__name__}")
+        if where is not None and not where:
+            where = None  # {} matches every document: no filter
+        with core.lock:
+            if core.config.get("dim") is None or self.count() == 0:
+                if isinstance(query, str):
+                    return []
+                if isinstance(query, (list, tuple)) and query and all(isinstance(q, str) for q in query):
+                    return [[] for _ in query]
+                array = np.asarray(query, dtype=np.float32) if query is not None else None
+                if array is None or array.ndim not in (1, 2):
+                    raise InvalidArgument("query must be a text, texts, a vector or vectors")
+                return [] if array.ndim == 1 else [[] for _ in range(len(array))]
+        matrix, single = self._queries(query)
+        with core.lock:
+            core.check_open()
+            adapter = core.ensure_index()
+            allowed = None
+            if where is not None or ids is not None:
+                allowed, matches = self._allowed(where, ids)
+                if matches == 0:
+                    return [] if single else [[] for _ in range(len(matrix))]
+            options = {"nprobe": nprobe, "rerank_factor": rerank_factor}
+            if adapter.kind != "IvfRabitqIndex":
+                options.pop("nprobe")
+            if adapter.kind == "FlatF32Index" or adapter.kind == "RabitqIndex":
+                options.pop("rerank_factor")
+            raw = adapter.search(matrix, k, allowed, options)
+            docs = sorted({d for row in raw for d, _ in row})
+            found: Dict[int, Tuple[Any, ...]] = {}
+            for chunk in _chunks(docs):
+                marks = ",".join("?" * len(chunk))
+                for row in core.conn.execute(f"SELECT doc, id, text, metadata FROM docs WHERE doc IN ({marks})", chunk):
+                    found[row[0]] = row
+        results = [
+            [QueryHit(found[d][1], s, found[d][2], json.loads(found[d][3])) for d, s in row if d in found]
+            for row in raw
+        ]
+        return results[0] if single else results
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def save(self, path: Optional[_PathLike] = None) -> None:
+        """Without ``path``: saves the index file of this directory now
+        (otherwise done when it has many unsaved changes, on close and at
+        exit). With ``path``: writes the collection in ruvector 0.1.4's two
+        files, ``path`` and ``path.meta.json`` (what 0.1.4's ``save`` wrote
+        and its ``load`` reads)."""
+        core = self._core
+        with core.lock:
+            core.check_open()
+            if path is None:
+                if core.path is None:
+                    raise InvalidArgument("an in-memory collection is saved with save(path)")
+                core.check_writable()
+                core.save_index()
+                return
+            from ._compat import save_legacy
+
+            save_legacy(self, Path(os.fspath(path)))
+
+    @classmethod
+    def load(cls, path: _PathLike, **options: Any) -> Collection:
+        """Opens a collection directory, or reads a ruvector 0.1.4 collection
+        (``path`` and ``path.meta.json``) into an in-memory collection."""
+        target = Path(os.fspath(path)).expanduser()
+        if (target / DB_NAME).is_file():
+            return cls.open(target, create=False, **options)
+        from ._compat import load_legacy
+
+        return load_legacy(cls, target)
+
+    def copy_to(self, path: _PathLike, **options: Any) -> Collection:
+        """Writes every document into a new collection directory at ``path``
+        and returns it open (moves a 0.1.4 or in-memory collection to disk)."""
+        core = self._core
+        options.setdefault("metric", core.config["metric"])
+        options.setdefault("embedder", core.config.get("embedder"))
+        if core.config.get("legacy_backend") != "rabitq":
+            options.setdefault("index", core.config["index"])
+        else:
+            options.setdefault("index", "rabitq_plus")
+            options.setdefault("index_params", core.config.get("index_params"))
+        target = Collection.open(path, **options)
+        try:
+            if target.count():
+                raise InvalidArgument(f"{str(path)!r} already holds documents")
+            batch = 10_000
+            offset = 0
+            while True:
+                records = self.get(limit=batch, offset=offset, include_vectors=True)
+                if not records:
+                    break
+                target.add(
+                    [r.text for r in records],
+                    ids=[r.id for r in records],
+                    metadata=[r.metadata for r in records],
+                    vectors=np.stack([r.vector for r in records]),  # type: ignore[arg-type]
+                )
+                offset += batch
+        except BaseException:
+            target.close()
+            raise
+        return target
+
+    def stats(self) -> CollectionStats:
+        """Counts and settings (0.1.4's fields first)."""
+        core = self._core
+        with core.lock:
+            core.check_open()
+            adapter = core.ensure_index()
+            legacy = core.config.get("legacy_backend")
+            rerank = adapter.params.get("rerank_factor")
+            if rerank is None and adapter.index is not None:
+                rerank = getattr(adapter.index, "rerank_factor", 0)
+            return CollectionStats(
+                count=self.count(),
+                dim=int(core.config.get("dim") or 0),
+                backend=legacy or adapter.kind,
+                rerank_factor=int(rerank or 0),
+                memory_bytes=adapter.memory_bytes,
+                tombstoned=0,
+                metric=str(core.config["metric"]),
+                index=adapter.kind,
+                path=None if core.path is None else str(core.path),
+                embedder=core.config.get("embedder"),
+                disk_bytes=0 if core.path is None else _dir_size(core.path),
+            )
+
+    def describe(self) -> Dict[str, Any]:
+        """:meth:`stats` as a plain dict (for JSON)."""
+        from dataclasses import asdict
+
+        out = asdict(self.stats())
+        out["id_kind"] = self._core.config.get("id_kind")
+        out["read_only"] = self.read_only
+        return out
+
+    # -- async -------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        import asyncio
+        import functools
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+
+    async def add_async(self, *args: Any, **kwargs: Any) -> List[Id]:
+        """:meth:`add` on a worker thread."""
+        return await self._run(self.add, *args, **kwargs)
+
+    async def upsert_async(self, *args: Any, **kwargs: Any) -> List[Id]:
+        """:meth:`upsert` on a worker thread."""
+        return await self._run(self.upsert, *args, **kwargs)
+
+    async def query_async(self, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`query` on a worker thread."""
+        return await self._run(self.query, *args, **kwargs)
+
+    async def get_async(self, *args: Any, **kwargs: Any) -> List[Record]:
+        """:meth:`get` on a worker thread."""
+        return await self._run(self.get, *args, **kwargs)
+
+    async def delete_async(self, *args: Any, **kwargs: Any) -> int:
+        """:meth:`delete` on a worker thread."""
+        return await self._run(self.delete, *args, **kwargs)
+
+    async def count_async(self, where: Optional[Where] = None) -> int:
+        """:meth:`count` on a worker thread."""
+        return await self._run(self.count, where)
+
+    # -- ruvector 0.1.4 ----------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        dim: int,
+        *,
+        backend: str = "hnsw",
+        rerank_factor: int = 20,
+        seed: int = 42,
+        metric: str = "cosine",
+        m: int = 16,
+        ef_construction: int = 200,
+        ef_search: int = 50,
+    ) -> Collection:
+        """0.1.4: an empty in-memory collection of ``dim``-d vectors.
+
+        ``backend="hnsw"`` (0.1.4's default) is served by the automatic
+        index (exact while small, IVF above) with ``metric``; the graph
+        parameters ``m``/``ef_*`` have no counterpart and are ignored.
+        ``backend="rabitq"`` is :class:`ruvector.RabitqPlusIndex` with
+        ``rerank_factor`` and ``seed`` (squared L2, as in 0.1.4).
+        """
+        from ._compat import legacy_collection
+
+        return legacy_collection(cls, dim, backend, rerank_factor, seed, metric)
+
+    @classmethod
+    def from_vectors(
+        cls,
+        vectors: Any,
+        *,
+        ids: Optional[Sequence[int]] = None,
+        metadatas: Optional[Sequence[Optional[Dict[str, Any]]]] = None,
+        backend: str = "hnsw",
+        rerank_factor: int = 20,
+        seed: int = 42,
+        metric: str = "cosine",
+        m: int = 16,
+        ef_construction: int = 200,
+        ef_search: int = 50,
+    ) -> Collection:
+        """0.1.4: an in-memory collection over the rows of ``vectors`` (ids default to 0..n-1)."""
+        matrix = _as_matrix(vectors, None)
+        coll = cls.create(int(matrix.shape[1]), backend=backend, rerank_factor=rerank_factor, seed=seed, metric=metric)
+        coll.add(vectors=matrix, ids=list(range(len(matrix))) if ids is None else list(ids), metadata=metadatas)
+        return coll
+
+    def insert(self, vector: Any, *, metadata: Optional[Dict[str, Any]] = None) -> int:
+        """0.1.4: adds one vector under the next integer id; returns it."""
+        return int(self.add(vectors=_as_matrix(vector, self.dim, "vector"), metadata=[metadata])[0])  # type: ignore[call-overload]
+
+    def insert_batch(
+        self, vectors: Any, *, metadatas: Optional[Sequence[Optional[Dict[str, Any]]]] = None
+    ) -> List[int]:
+        """0.1.4: adds the rows of ``vectors`` under the next integer ids."""
+        matrix = _as_matrix(vectors, self.dim)
+        return [int(x) for x in self.add(vectors=matrix, metadata=metadatas)]  # type: ignore[call-overload]
+
+    def search(
+        self,
+        query: Any,
+        k: int,
+        *,
+        filter: Union[Dict[str, Any], Callable[[Dict[str, Any]], bool], None] = None,
+        rerank_factor: Optional[int] = None,
+        overfetch: int = 4,
+    ) -> List[SearchHit]:
+        """0.1.4: the ``k`` nearest vectors as :class:`SearchHit` (id, score,
+        metadata). ``filter`` is an exact-match dict or a predicate over the
+        metadata; both select the allowed documents before the index
+        searches (``overfetch`` is accepted and no longer needed)."""
+        if isinstance(query, str):
+            raise InvalidArgument("search() takes a vector; query() takes texts")
+        where: Optional[Where] = None
+        ids: Optional[List[Id]] = None
+        if callable(filter) or (
+            isinstance(filter, Mapping) and any(isinstance(v, (list, tuple, dict)) for v in filter.values())
+        ):
+            ids = self._matching_ids(filter)  # type: ignore[arg-type]
+            if not ids:
+                return []
+        elif isinstance(filter, Mapping):
+            where = dict(filter)
+        elif filter is not None:
+            raise InvalidArgument(f"filter must be a dict or a callable, got {type(filter).__name__}")
+        if self.dim is None or self.count() == 0:
+            return []
+        hits = self.query(np.asarray(query, dtype=np.float32), k, where=where, ids=ids, rerank_factor=rerank_factor)
+        return [SearchHit(int(h.id), h.score, h.metadata or None) for h in hits]
+
+    def _matching_ids(self, predicate: Union[Mapping[str, Any], Callable[[Dict[str, Any]], bool]]) -> List[Id]:
+        """Ids whose metadata passes a 0.1.4 predicate (evaluated before the search)."""
+        if isinstance(predicate, Mapping):
+            wanted = dict(predicate)
+
+            def test(meta: Dict[str, Any]) -> bool:
+                return all(meta.get(key) == value for key, value in wanted.items())
+
+        else:
+            test = predicate
+        with self._core.lock:
+            rows = self._core.conn.execute("SELECT id, metadata FROM docs").fetchall()
+        return [row[0] for row in rows if test(json.loads(row[1]))]
+
+    def get_metadata(self, id: int) -> Optional[Dict[str, Any]]:
+        """0.1.4: the metadata of ``id`` (``None`` when it has none or is unknown)."""
+        records = self.get([id])
+        return (records[0].metadata or None) if records else None
+
+    def vacuum(self) -> int:
+        """0.1.4: deletes are immediate here, so there is nothing to reclaim (returns 0)."""
+        return 0
+
+    def export_live_items(self) -> List[Tuple[Id, npt.NDArray[np.float32], Optional[Dict[str, Any]]]]:
+        """0.1.4: ``(id, vector, metadata)`` of every document, by id."""
+        records = self.get(include_vectors=True)
+        items = [(r.id, r.vector, r.metadata or None) for r in records]
+        return sorted(items, key=lambda item: (isinstance(item[0], str), item[0]))  # type: ignore[return-value]
+
+    @staticmethod
+    def meta_path(path: _PathLike) -> Path:
+        """0.1.4: the sidecar file of a collection saved at ``path``."""
+        target = Path(os.fspath(path))
+        return target.with_name(target.name + ".meta.json")

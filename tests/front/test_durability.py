@@ -1,0 +1,273 @@
+"""Durability of a collection directory: processes killed with SIGKILL at
+random points of add/upsert/delete/save lose at most the call in flight,
+and the directory always reopens consistent (store and index agree); a
+second writer is refused; a damaged or missing index file is rebuilt."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import pytest
+
+import ruvector
+from ruvector_common.errors import PersistError
+
+DIM = 16
+
+# One deterministic sequence of operations: op(i) depends only on i and on
+# the state the previous ops left. The child runs them; the test replays
+# them in pure Python to know the state after each.
+OPS = textwrap.dedent(
+    """
+    import random
+    import numpy as np
+
+    DIM = 16
+
+    def vector(seed):
+        return np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+
+    def op(i, state):
+        # -> (name, args); state: {id: (text, metadata, vector seed)}
+        r = random.Random(i)
+        kind = i % 6
+        keys = sorted(state)
+        if kind in (0, 1) or len(keys) < 10:
+            ids = [f"d{i}-{j}" for j in range(40)]
+            return "add", ids
+        if kind == 2:
+            return "upsert", r.sample(keys, 5)
+        if kind == 3:
+            return "delete", r.sample(keys, 8)
+        if kind == 4:
+            return "delete_where", r.randrange(6)
+        return "save", None
+
+    def apply(i, state):
+        name, arg = op(i, state)
+        if name in ("add", "upsert"):
+            for j, key in enumerate(arg):
+                state[key] = (f"text {key} {i}", {"op": i, "g": j % 6}, i * 1000 + j)
+        elif name == "delete":
+            for key in arg:
+                state.pop(key, None)
+        elif name == "delete_where":
+            for key in [k for k, v in state.items() if v[1]["g"] == arg]:
+                del state[key]
+        return name, arg
+    """
+)
+
+CHILD = textwrap.dedent(
+    """
+    import sys, os
+    sys.path.insert(0, sys.argv[3])
+    from ops import op, apply, vector
+    import numpy as np
+    import ruvector
+
+    path, start = sys.argv[1], int(sys.argv[2])
+    coll = ruvector.Collection.open(path, embedder=None, metric="l2", index="flat")
+    state = {r.id: (r.text, r.metadata, None) for r in coll.get()}
+    ack = open(os.path.join(sys.argv[3], "ack"), "a")
+    i = start
+    while True:
+        name, arg = op(i, state)
+        before = dict(state)
+        apply(i, state)
+        if name in ("add", "upsert"):
+            keys = arg
+            vectors = np.stack([vector(state[k][2]) for k in keys])
+            texts = [state[k][0] for k in keys]
+            getattr(coll, name)(texts, ids=keys, metadata=[state[k][1] for k in keys], vectors=vectors)
+        elif name == "delete":
+            coll.delete(arg)
+        elif name == "delete_where":
+            coll.delete(where={"g": arg})
+        else:
+            coll.save()
+        ack.write(f"{i}\\n")
+        ack.flush()
+        i += 1
+    """
+)
+
+
+def _replay(ops: Any, upto: int) -> List[Dict[str, Tuple[Any, ...]]]:
+    """States after 0..upto ops (index i = state after i ops)."""
+    state: Dict[str, Tuple[Any, ...]] = {}
+    states = [dict(state)]
+    for i in range(upto):
+        ops.apply(i, state)
+        states.append(dict(state))
+    return states
+
+
+def _snapshot(coll: Any) -> Dict[str, Tuple[Any, ...]]:
+    return {r.id: (r.text, r.metadata) for r in coll.get()}
+
+
+def _check_index_agrees(coll: Any, ops: Any, state: Dict[str, Tuple[Any, ...]]) -> None:
+    records = coll.get(include_vectors=True)
+    if not records:
+        assert coll.query(np.ones(DIM, np.float32), k=1) == []
+        return
+    for record in records:  # stored vectors are the ones the op sequence wrote
+        np.testing.assert_array_equal(record.vector, ops.vector(state[record.id][2]))
+    matrix = np.stack([r.vector for r in records])
+    hits = coll.query(matrix, k=1)
+    assert [row[0].id for row in hits] == [r.id for r in records]
+    assert all(row[0].score < 1e-4 for row in hits)
+
+
+def test_sigkill_loop_loses_at_most_the_call_in_flight(tmp_path: pathlib.Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "ops.py").write_text(OPS)
+    (work / "child.py").write_text(CHILD)
+    sys.path.insert(0, str(work))
+    try:
+        import ops  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(work))
+    path = tmp_path / "coll"
+    rng = random.Random(20241201)
+    done = 0  # ops reflected by the store so far
+    kills = 0
+    for _ in range(14):
+        (work / "ack").write_text("")
+        child = subprocess.Popen([sys.executable, str(work / "child.py"), str(path), str(done), str(work)])
+        deadline = time.monotonic() + 60
+        # Wait until the child has the collection open, then kill it at a random moment.
+        while not (work / "ack").read_text() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.4))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        assert child.returncode == -signal.SIGKILL, "the child stopped on its own"
+        kills += 1
+        acked = [int(x) for x in (work / "ack").read_text().split()]
+        last = acked[-1] + 1 if acked else done
+        states = _replay(ops, last + 1)
+        coll = ruvector.Collection.open(path, embedder=None)
+        got = _snapshot(coll)
+        # Every acknowledged call is there; the one in flight is all there or not at all.
+        candidates = {last: states[last], last + 1: states[last + 1]}
+        matching = [n for n, s in candidates.items() if {k: (v[0], v[1]) for k, v in s.items()} == got]
+        assert matching, f"state after kill {kills} is neither after op {last - 1} nor after op {last}"
+        done = max(matching)
+        _check_index_agrees(coll, ops, states[done])
+        coll.close()
+    assert done > 14
+
+
+def test_a_killed_writer_releases_the_directory(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "c"
+    ruvector.Collection.open(path, embedder=None, dim=4).close()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, ruvector, time; c = ruvector.Collection.open(sys.argv[1]); print('open', flush=True); "
+            "time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "open"
+        with pytest.raises(PersistError, match=f"writer pid {child.pid}"):
+            ruvector.Collection.open(path)
+        with pytest.raises(PersistError):
+            ruvector.Collection.open(path, read_only=True)
+    finally:
+        child.kill()
+        child.wait()
+    ruvector.Collection.open(path).close()
+
+
+def _filled(path: pathlib.Path) -> Tuple[Any, np.ndarray[Any, Any]]:
+    coll = ruvector.Collection.open(path, embedder=None, metric="l2")
+    vectors = np.random.default_rng(1).standard_normal((200, DIM)).astype(np.float32)
+    coll.add(vectors=vectors, metadata=[{"i": i} for i in range(200)])
+    return coll, vectors
+
+
+def _index_files(path: pathlib.Path) -> List[pathlib.Path]:
+    return sorted(p for p in path.iterdir() if p.name.startswith("index."))
+
+
+def test_damaged_index_file_is_rebuilt_from_the_store(tmp_path: pathlib.Path, caplog: Any) -> None:
+    path = tmp_path / "c"
+    coll, vectors = _filled(path)
+    coll.close()
+    [index_file] = _index_files(path)
+    data = index_file.read_bytes()
+    index_file.write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING, logger="ruvector.collection"):
+        again = ruvector.Collection.open(path)
+    assert "rebuilding the index" in caplog.text
+    assert [row[0].id for row in again.query(vectors[:20], k=1)] == list(range(20))
+    again.close()
+    # ... and saved again: the next open loads it without a warning.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ruvector.collection"):
+        ruvector.Collection.open(path).close()
+    assert caplog.text == ""
+
+
+def test_missing_index_file_and_killed_save_leftovers(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "c"
+    coll, vectors = _filled(path)
+    coll.close()
+    for f in _index_files(path):
+        f.unlink()
+    leftover = path / ".index.7.rbpx.tmp.123.0.456"
+    leftover.write_bytes(b"partial")
+    orphan = path / "index.99999.rbpx"
+    orphan.write_bytes(b"never recorded")
+    again = ruvector.Collection.open(path)
+    assert [row[0].id for row in again.query(vectors[:10], k=1)] == list(range(10))
+    assert not leftover.exists() and not orphan.exists()
+    assert len(_index_files(path)) == 1
+    again.close()
+
+
+def test_unsaved_changes_are_replayed_on_open(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "c"
+    coll, vectors = _filled(path)
+    coll.save()
+    saved = _index_files(path)
+    coll.add(vectors=vectors[:5] + 10, ids=[500, 501, 502, 503, 504])
+    coll.delete([0, 1])
+    # Simulate a process that dies without closing: drop the object's state, keep the files.
+    coll._core.close = lambda: None  # type: ignore[method-assign]
+    coll._finalizer.detach()
+    coll._core.conn.close()
+    coll._core.release()
+    assert _index_files(path) == saved  # the index file is behind the store
+    again = ruvector.Collection.open(path)
+    assert again.count() == 203
+    assert again.query(vectors[2] + 10, k=1)[0].id == 502
+    assert 0 not in [h.id for h in again.query(vectors[0], k=3)]
+    again.close()
+
+
+def test_state_of_a_legacy_open_is_reported(tmp_path: pathlib.Path) -> None:
+    coll, _ = _filled(tmp_path / "c")
+    info = coll.describe()
+    assert info["path"] == str(tmp_path / "c") and info["count"] == 200
+    coll.close()
+    assert json.loads(json.dumps(info)) == info
