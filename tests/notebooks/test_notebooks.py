@@ -36,6 +36,7 @@ EXPECTED: Dict[str, Dict[str, Any]] = {
         "streamed": ["1: one", "2: two", "3: three", "4: four"],
         "final_state": "completed",
         "tasks": 2,
+        "impostor_refused": True,
     },
 }
 
