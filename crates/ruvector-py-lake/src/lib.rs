@@ -35,6 +35,9 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         env!("CARGO_PKG_VERSION"),
         error::CLASSES,
     )?;
+    // NumPy's C API now, not lazily at the first returned array (where a
+    // failed import would be a panic).
+    ruvector_py_core::arrays::init_numpy(m.py())?;
     m.add_class::<lake::RuLake>()?;
     m.add_class::<lake::RuLakeBuilder>()?;
     m.add_class::<lake::LakeSession>()?;
