@@ -130,6 +130,7 @@ def typecheck(session: nox.Session) -> None:
         "tests/lake",
         "tests/a2a",
         "tests/fuzz",
+        "tests/notebooks",
         "tests/embed",
         "examples",
         "python/ruvector-common/src",
