@@ -396,6 +396,9 @@ impl SymmetricCodes {
         cancel: &Cancel,
     ) -> Result<()> {
         let (d, w) = (self.dim, self.n_words);
+        if data.is_empty() {
+            return Ok(()); // nothing to check, and no rotation to build
+        }
         let mismatch = |r: usize| {
             ruvector_py_core::Error::invalid(format!(
                 "saved codes do not match the vectors (row {r} encodes differently)"
@@ -680,6 +683,17 @@ mod tests {
             assert_eq!(fast[r].to_bits(), ip.to_bits(), "row {r}");
             assert_eq!(portable[r].to_bits(), ip.to_bits(), "row {r}");
         }
+    }
+
+    #[test]
+    fn no_rows_build_no_rotation() {
+        let mut codes = SymmetricCodes::new(2048, 1, RandomRotationKind::HaarDense);
+        let no = Cancel::new();
+        codes.add_rows(&[]).unwrap();
+        codes.install(&[], Vec::new(), Vec::new(), &no).unwrap();
+        assert!(codes.scan_topk(&Store::new(2048, true), &[0.5; 2048], 3).is_empty());
+        assert!(codes.encoder.get().is_none(), "a 2048² rotation was built");
+        assert_eq!(codes.memory_bytes(), 0);
     }
 
     #[test]
