@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 import numpy as np
 import pytest
@@ -283,7 +283,7 @@ def test_base_exceptions_from_a_callback_reach_the_caller_unchanged(raised: Base
     other = Store("other", {"docs": (ids, x)})
     lake.register_backend(Raising("py", {"docs": (ids, x)}))
     lake.register_backend(other)
-    calls = {
+    calls: Dict[str, Callable[[], object]] = {
         "search_one": lambda: lake.search_one("py", "docs", x[0]),
         "search_batch": lambda: lake.search_batch("py", "docs", x[:3]),
         # two targets: the callbacks run on the lake's worker threads

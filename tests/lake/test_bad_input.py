@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 import pytest
@@ -303,7 +303,7 @@ def test_float64_and_float16_input_is_converted_like_float32(tmp_path: Any) -> N
     rng = np.random.default_rng(5)
     x = rng.standard_normal((40, DIM)).astype(np.float16).astype(np.float32)  # exact in all three
     ids = np.arange(40, dtype=np.uint64)
-    results = []
+    results: List[Tuple[object, object, object]] = []
     for form in (np.float32, np.float64, np.float16, "memoryview"):
 
         def conv(a: Any, form: Any = form) -> Any:

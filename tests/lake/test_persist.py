@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
 import zlib
 from pathlib import Path
 from typing import Callable, List, Tuple
@@ -346,3 +347,19 @@ def test_a_sampled_sweep_of_damaged_files_gives_a_clean_error_or_the_same_result
             continue
         assert [a.tolist() for a in lake.search_batch("hot", "docs", queries, 5)] == want
     assert refused > 0
+
+
+def test_an_empty_cache_of_a_large_dimension_warms_at_once(tmp_path: Path) -> None:
+    """Issue 10 (the cache file's side): a saved cache of dim 2048 with no
+    rows must not build the O(dim³) rotation (about 11 s) to install."""
+    hot = rl.LocalBackend("hot")
+    hot.upsert("c", np.zeros(0, dtype=np.uint64), np.zeros((0, 2048), dtype=np.float32))
+    lake = rl.RuLake()
+    lake.register_backend(hot)
+    assert lake.search_one("hot", "c", np.ones(2048, dtype=np.float32)) == []
+    lake.save_cache_to_dir("hot", "c", tmp_path)
+    started = time.monotonic()
+    fresh = rl.RuLake(consistency=rl.Consistency.FROZEN)
+    assert fresh.warm_from_dir("hot", "c", tmp_path) == 0
+    assert fresh.search_one("hot", "c", np.ones(2048, dtype=np.float32)) == []
+    assert time.monotonic() - started < 5.0, "did not hang, but built a rotation"

@@ -396,6 +396,9 @@ impl SymmetricCodes {
         cancel: &Cancel,
     ) -> Result<()> {
         let (d, w) = (self.dim, self.n_words);
+        if data.is_empty() {
+            return Ok(()); // nothing to check, and no rotation to build
+        }
         let mismatch = |r: usize| {
             ruvector_py_core::Error::invalid(format!(
                 "saved codes do not match the vectors (row {r} encodes differently)"
@@ -415,7 +418,8 @@ impl SymmetricCodes {
         let terms = (d + 2) as f64 * unit_roundoff;
         let gamma = terms / (1.0 - terms);
         // Per output i: 4·γ·‖mᵢ‖ (times ‖u‖ per row, below).
-        let tolerance: Vec<f64> = encoder.row_norms.iter().map(|n| 4.0 * gamma * n).collect();
+        // 4·γ·max‖mᵢ‖, times ‖u‖ per row below (at least twice the bound).
+        let tolerance = 4.0 * gamma * encoder.row_norms.iter().fold(0.0f64, |m, &n| m.max(n));
         let start = std::iter::empty::<f32>().sum::<f32>();
         let block = |first: usize, rows: &[f32]| -> Result<()> {
             cancel.check()?;
@@ -465,19 +469,29 @@ impl SymmetricCodes {
                 if words[w - 1] & !self.last_word_mask != 0 {
                     return Err(mismatch(first + r));
                 }
-                for (i, (&g, &tol)) in out.iter().zip(&tolerance).enumerate() {
-                    let bit = (words[i / 64] >> (63 - (i % 64))) & 1 == 1;
-                    let sign = if f64::from(g.abs()) > tol * unit_norms[r] {
-                        g > 0.0
-                    } else {
+                // Outside ±t the GEMM's sign is the crate's (t rounded up).
+                let t = (tolerance * unit_norms[r]) as f32 * (1.0 + 4.0 * f32::EPSILON);
+                for (wi, (gs, &word)) in out.chunks(64).zip(words).enumerate() {
+                    // MSB-first, as the encoder sets them (`x >= 0`).
+                    let mut want = gs
+                        .iter()
+                        .enumerate()
+                        .fold(0u64, |acc, (b, &g)| acc | (u64::from(g >= 0.0) << (63 - b)));
+                    let mut unsure = gs.iter().enumerate().fold(0u64, |acc, (b, &g)| {
+                        acc | (u64::from(g.abs() <= t) << (63 - b))
+                    });
+                    while unsure != 0 {
+                        let b = unsure.leading_zeros() as usize;
+                        unsure &= !(1u64 << (63 - b));
+                        let i = wi * 64 + b;
                         // The crate's sum for this output, term by term.
                         let mut acc = start;
                         for (j, &u) in unit.iter().enumerate() {
                             acc += dense.transposed[j * d + i] * u;
                         }
-                        acc >= 0.0
-                    };
-                    if sign != bit {
+                        want = (want & !(1u64 << (63 - b))) | (u64::from(acc >= 0.0) << (63 - b));
+                    }
+                    if want != word {
                         return Err(mismatch(first + r));
                     }
                 }
@@ -669,6 +683,17 @@ mod tests {
             assert_eq!(fast[r].to_bits(), ip.to_bits(), "row {r}");
             assert_eq!(portable[r].to_bits(), ip.to_bits(), "row {r}");
         }
+    }
+
+    #[test]
+    fn no_rows_build_no_rotation() {
+        let mut codes = SymmetricCodes::new(2048, 1, RandomRotationKind::HaarDense);
+        let no = Cancel::new();
+        codes.add_rows(&[]).unwrap();
+        codes.install(&[], Vec::new(), Vec::new(), &no).unwrap();
+        assert!(codes.scan_topk(&Store::new(2048, true), &[0.5; 2048], 3).is_empty());
+        assert!(codes.encoder.get().is_none(), "a 2048² rotation was built");
+        assert_eq!(codes.memory_bytes(), 0);
     }
 
     #[test]

@@ -18,7 +18,9 @@ class BackendAdapter(abc.ABC):
     check and calls :meth:`pull` only when the generation moved (or the
     entry was dropped): return a new generation whenever the data changes.
     An exception raised here reaches the caller as ``BackendError`` naming
-    the backend, with your exception as ``__cause__``.
+    the backend, with your exception as ``__cause__``; a ``BaseException``
+    that is not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``)
+    reaches it unchanged.
 
     >>> import numpy as np
     >>> class Mine(BackendAdapter):
@@ -44,7 +46,8 @@ class BackendAdapter(abc.ABC):
     @abc.abstractmethod
     def pull(self, collection: str) -> Tuple[npt.ArrayLike, npt.ArrayLike]:
         """Return ``(ids, vectors)`` of ``collection``: ``n`` unique unsigned
-        64-bit ids and an ``(n, dim)`` C-contiguous float32 array."""
+        64-bit ids and an ``(n, dim)`` float32 array (float16 / float64 are
+        converted, with a copy)."""
 
     @abc.abstractmethod
     def generation(self, collection: str) -> Union[int, str]:

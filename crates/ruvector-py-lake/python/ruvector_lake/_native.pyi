@@ -1,4 +1,13 @@
-"""Type stubs for the compiled module ``ruvector_lake._native``."""
+"""Type stubs for the compiled module ``ruvector_lake._native``.
+
+Vector arguments: float32 arrays are read without a copy; float16 and
+float64 arrays and buffers (``memoryview``, ``array.array``) are converted to
+float32 once (a copy); other dtypes raise ``InvalidArgument``. Names
+(``backend``, ``collection``, ``name``, ``filename``) are ``str``; paths are
+``str`` or ``os.PathLike[str]`` (anything else, ``bytes`` included, raises
+``TypeError``); a lone surrogate in either raises ``InvalidArgument`` naming
+the argument. A prime, ``search_batch`` and ``warm_from_dir`` stop at Ctrl-C.
+"""
 
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, final
@@ -14,6 +23,7 @@ MAX_DIM: int
 MAX_RERANK_FACTOR: int
 MAX_K: int
 
+#: Exactly what path parameters accept (``bytes`` paths are a ``TypeError``).
 _Path = Union[str, "os.PathLike[str]"]
 _Int = Union[int, np.integer[Any]]
 _Targets = Union[str, Sequence[Tuple[str, str]]]
@@ -39,7 +49,7 @@ class LocalBackend:
 
     def __init__(self, name: str) -> None: ...
     def upsert(self, collection: str, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
-        """Insert or replace rows (``(n, dim)`` float32, ``n`` unique u64 ids); all or nothing."""
+        """Insert or replace rows (``(n, dim)`` floats, ``n`` unique u64 ids); all or nothing."""
     @property
     def name(self) -> str: ...
     def collections(self) -> List[str]: ...
@@ -243,6 +253,7 @@ class RuLake:
     def save_cache_to_dir(self, backend: str, collection: str, dir: _Path) -> str:
         """Save the cached entry (ids, vectors, its own bundle) atomically; the cache file's path."""
     def warm_from_dir(self, backend: str, collection: str, dir: _Path) -> int:
-        """Install a saved entry after checking it; the number of vectors."""
+        """Install a saved entry after checking all of it (sizes, CRC, witness,
+        every vector, every saved code); the number of vectors."""
     def session(self) -> LakeSession: ...
     def __contains__(self, key: object) -> bool: ...

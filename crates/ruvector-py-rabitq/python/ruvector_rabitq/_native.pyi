@@ -1,4 +1,15 @@
-"""Type stubs for the compiled module ``ruvector_rabitq._native``."""
+"""Type stubs for the compiled module ``ruvector_rabitq._native``.
+
+Vector arguments (``vectors``, ``vector``, ``query``, ``queries``): a
+C-contiguous, aligned float32 array is read without a copy; float16 and
+float64 arrays and buffers (``memoryview``, ``array.array``) are converted
+to float32 once (a copy), as are plain sequences of numbers; other dtypes
+raise ``InvalidArgument``. Paths are ``str`` or ``os.PathLike[str]``
+(anything else, ``bytes`` included, raises ``TypeError``; a path with a lone
+surrogate raises ``InvalidArgument``). ``build``, ``add_batch``,
+``search_batch`` and ``load`` stop at Ctrl-C: ``KeyboardInterrupt`` arrives
+while they run, and an interrupted ``add_batch`` has changed nothing.
+"""
 
 import os
 from typing import Any, Dict, Iterator, List, Optional, Tuple, TypeVar, Union, final
@@ -16,6 +27,7 @@ MAX_VECTORS: int
 MAX_NLIST: int
 
 _Self = TypeVar("_Self", bound="_IndexBase")
+#: Exactly what path parameters accept (``bytes`` paths are a ``TypeError``).
 _Path = Union[str, "os.PathLike[str]"]
 _Int = Union[int, np.integer[Any]]
 _F32Matrix = npt.NDArray[np.float32]
@@ -68,7 +80,8 @@ class _IndexBase:
         """Adds one vector; the index is unchanged on error."""
 
     def add_batch(self, vectors: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> None:
-        """Adds the rows of ``vectors``; ids default to ``len(self)..``; all or nothing."""
+        """Adds the rows of ``vectors``; ids default to ``len(self)..``; all or nothing
+        (also when interrupted by Ctrl-C)."""
 
     def __len__(self) -> int: ...
     @property
@@ -104,7 +117,8 @@ class _IndexBase:
     def __eq__(self, other: object) -> bool: ...
     def __ne__(self, other: object) -> bool: ...
     def save(self, path: _Path) -> None:
-        """Saves atomically (temp file, fsync, rename)."""
+        """Saves atomically (temp file, fsync, rename); removes the temporaries
+        that killed saves of the same file left behind."""
 
 @final
 class FlatF32Index(_IndexBase):
