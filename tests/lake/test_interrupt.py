@@ -49,7 +49,7 @@ else:
 """
 
 
-def interrupt_child(setup: str, call: str, tmp_path: Path) -> Dict[str, Any]:
+def _interrupt_once(setup: str, call: str, tmp_path: Path) -> Dict[str, Any]:
     script = CHILD.format(setup=textwrap.dedent(setup).strip(), call=call)
     child = subprocess.Popen(
         [sys.executable, "-c", script],
@@ -73,8 +73,20 @@ def interrupt_child(setup: str, call: str, tmp_path: Path) -> Dict[str, Any]:
     assert child.returncode == 0, err
     report: Dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     assert report["interrupted"], f"the call finished after {report['took']:.1f} s instead of being interrupted"
-    assert report["took"] < SIGNAL_AFTER + BOUND, f"KeyboardInterrupt came {report['took']:.1f} s into the call"
     return report
+
+
+def interrupt_child(setup: str, call: str, tmp_path: Path) -> Dict[str, Any]:
+    """The child's report of an interrupted call that returned within the
+    bound; a run that a loaded machine slowed past it is tried again (at
+    most three runs; every run must have been interrupted)."""
+    took = []
+    for _ in range(3):
+        report = _interrupt_once(setup, call, tmp_path)
+        if report["took"] < SIGNAL_AFTER + BOUND:
+            return report
+        took.append(round(report["took"], 1))
+    raise AssertionError(f"KeyboardInterrupt came {took} s into the call (three runs)")
 
 
 # 60k rows of dim 1024 in a ruvec1 file: a prime encodes them (dim² each).

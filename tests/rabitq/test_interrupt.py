@@ -60,7 +60,7 @@ else:
 """
 
 
-def interrupt_child(setup: str, call: str, tmp_path: Path) -> Dict[str, Any]:
+def _interrupt_once(setup: str, call: str, tmp_path: Path) -> Dict[str, Any]:
     """Runs ``setup`` then ``call`` in a child, sends SIGINT ``SIGNAL_AFTER``
     seconds into ``call``; returns the child's report."""
     script = CHILD.format(setup=textwrap.dedent(setup).strip(), call=call)
@@ -86,8 +86,20 @@ def interrupt_child(setup: str, call: str, tmp_path: Path) -> Dict[str, Any]:
     assert child.returncode == 0, err
     report: Dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     assert report["interrupted"], f"the call finished after {report['took']:.1f} s instead of being interrupted"
-    assert report["took"] < SIGNAL_AFTER + BOUND, f"KeyboardInterrupt came {report['took']:.1f} s into the call"
     return report
+
+
+def interrupt_child(setup: str, call: str, tmp_path: Path) -> Dict[str, Any]:
+    """The child's report of an interrupted call that returned within the
+    bound; a run that a loaded machine slowed past it is tried again (at
+    most three runs; every run must have been interrupted)."""
+    took = []
+    for _ in range(3):
+        report = _interrupt_once(setup, call, tmp_path)
+        if report["took"] < SIGNAL_AFTER + BOUND:
+            return report
+        took.append(round(report["took"], 1))
+    raise AssertionError(f"KeyboardInterrupt came {took} s into the call (three runs)")
 
 
 # (setup, class expression) per kind. Encoding costs dim² per row, so dim
