@@ -46,8 +46,9 @@ def _packages() -> Dict[str, Dict[str, Any]]:
 
 
 def _role(package: Dict[str, Any]) -> str:
-    meta = package.get("metadata") or {}
-    role = (meta.get("ruvector") or {}).get("role")
+    meta: Dict[str, Any] = package.get("metadata") or {}
+    section: Dict[str, Any] = meta.get("ruvector") or {}
+    role = section.get("role")
     assert role in ROLES, f"{package['name']}: [package.metadata.ruvector] role must be one of {sorted(ROLES)}"
     return str(role)
 
@@ -164,7 +165,7 @@ def test_every_wheel_has_the_same_shape(name: str) -> None:
 
 def test_rust_imports_python_objects_only_in_py_modules() -> None:
     pattern = re.compile(r'\.import\(\s*"ruvector_')
-    offenders = []
+    offenders: List[str] = []
     for rs in sorted((ROOT / "crates").glob("*/src/**/*.rs")):
         if rs.name == "py_modules.rs":
             continue

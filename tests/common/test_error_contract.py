@@ -28,9 +28,9 @@ def _raised_by_wheels() -> Dict[str, List[str]]:
     raised: Dict[str, List[str]] = {}
     for wheel in WHEELS:
         native = importlib.import_module(f"{wheel}._native")
-        classes = vars(native)["_error_classes"]
+        classes: object = vars(native)["_error_classes"]
         assert isinstance(classes, list)
-        raised[wheel] = [str(c) for c in classes]
+        raised[wheel] = [str(c) for c in classes]  # pyright: ignore[reportUnknownVariableType,reportUnknownArgumentType]
     return raised
 
 

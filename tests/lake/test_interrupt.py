@@ -19,7 +19,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 
@@ -80,7 +80,7 @@ def interrupt_child(setup: str, call: str, tmp_path: Path) -> Dict[str, Any]:
     """The child's report of an interrupted call that returned within the
     bound; a run that a loaded machine slowed past it is tried again (at
     most three runs; every run must have been interrupted)."""
-    took = []
+    took: List[float] = []
     for _ in range(3):
         report = _interrupt_once(setup, call, tmp_path)
         if report["took"] < SIGNAL_AFTER + BOUND:

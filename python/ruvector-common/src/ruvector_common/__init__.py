@@ -22,7 +22,7 @@ import typing as _typing
 from ruvector_common import errors as _errors
 
 # The one list of classes is errors.__all__: everything in it is re-exported.
-from ruvector_common.errors import *  # noqa: F403
+from .errors import *  # noqa: F403
 
 __all__ = ["__version__"]
 __all__ += _errors.__all__

@@ -41,7 +41,7 @@ import typing as _typing
 from ruvector_common import errors as _errors
 
 # Every exception class, eagerly: the one list is ruvector_common.errors.__all__.
-from ruvector_common.errors import *  # noqa: F403
+from ruvector_common.errors import *  # noqa: F403  # pyright: ignore[reportWildcardImportFromLibrary]
 from ruvector_common.errors import MissingComponentError
 
 # Names that exist as soon as ``ruvector`` is imported. The lazily imported
