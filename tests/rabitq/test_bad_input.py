@@ -883,3 +883,11 @@ def test_a_rotation_that_is_not_a_string_is_an_invalid_argument() -> None:
         rr.RabitqPlusIndex(4, rotation=rotation)
     with pytest.raises(rr.InvalidArgument, match='got "HAAR"'):
         rr.RabitqIndex(4, rotation="HAAR")
+
+
+def test_a_rotation_with_a_lone_surrogate_is_an_invalid_argument() -> None:
+    for cls in (rr.RabitqPlusIndex, rr.IvfRabitqIndex):
+        with pytest.raises(rr.InvalidArgument, match="rotation must be"):
+            cls(4, rotation="haar\ud800")
+        with pytest.raises(rr.InvalidArgument, match="rotation must be"):
+            cls.build(np.ones((2, 4), dtype=np.float32), rotation="\ud800")

@@ -188,3 +188,53 @@ def test_ctrl_c_interrupts_load(tmp_path: Path) -> None:
     open("crate.rbpx", "wb").write(bytes(data))
     """
     interrupt_child(setup, 'rr.RabitqPlusIndex.load("crate.rbpx")', tmp_path)
+
+
+CONCURRENT = """
+import threading
+import numpy as np
+import ruvector_rabitq as rr
+rng = np.random.default_rng(0)
+x = rng.standard_normal((20_000, 64), dtype=np.float32)
+q = rng.standard_normal((400, 64), dtype=np.float32)
+more = rng.standard_normal((9_000, 64), dtype=np.float32)
+for kind in (rr.RabitqPlusIndex, rr.FlatF32Index, rr.IvfRabitqIndex):
+    idx = kind.build(x)
+    errors = []
+    def run(f):
+        try:
+            f()
+        except BaseException as e:
+            errors.append(e)
+    def search():
+        for _ in range(3):
+            idx.search_batch(q, 5)
+    def add():
+        for i in range(3):
+            idx.add_batch(more[3000 * i : 3000 * (i + 1)], np.arange(3000) + 10**6 + 3000 * i)
+    def look():
+        for _ in range(200):
+            len(idx), idx.memory_bytes, 5 in idx
+    threads = [threading.Thread(target=run, args=(f,), daemon=True) for f in (search, add, search, look)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+        if t.is_alive():
+            print("hung", kind.__name__, flush=True)
+            raise SystemExit(3)
+    assert not errors, errors
+    assert len(idx) == 29_000
+print("ok", flush=True)
+"""
+
+
+def test_long_searches_adds_and_reads_from_several_threads_do_not_deadlock() -> None:
+    """A long call takes the index lock on a thread of its own: run as a job
+    of the thread pool, a search holding the read lock picked up a queued
+    add (which wants the write lock) while it waited inside its parallel
+    loop, and both hung. Reads from other threads wait for a long add with
+    the GIL released."""
+    done = subprocess.run([sys.executable, "-c", CONCURRENT], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert done.stdout.strip() == "ok"

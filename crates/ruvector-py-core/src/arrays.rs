@@ -122,19 +122,29 @@ fn to_float32<'py>(
     let typed = native.cast::<PyArrayDyn<f64>>()?.readonly();
     let view = typed.as_array();
     let shape = view.shape().to_vec();
-    let mut data = Vec::with_capacity(view.len());
+    // One pass over the values, GIL released (a large array takes a while).
     // Logical (C) order, whatever the strides: the copy is contiguous.
-    for (flat, &x) in view.iter().enumerate() {
-        let y = x as f32;
-        if x.is_finite() && !y.is_finite() {
-            return Err(Error::invalid(format!(
-                "{what} holds {x:e} at {}, beyond the float32 range (about 3.4e38)",
-                place_text(what, &shape, flat)
-            ))
-            .into());
+    let narrow = |values: &mut dyn Iterator<Item = f64>| -> Result<Vec<f32>, (usize, f64)> {
+        let mut data = Vec::with_capacity(view.len());
+        for (flat, x) in values.enumerate() {
+            let y = x as f32;
+            if x.is_finite() && !y.is_finite() {
+                return Err((flat, x));
+            }
+            data.push(y);
         }
-        data.push(y);
-    }
+        Ok(data)
+    };
+    let converted = py.detach(|| match view.as_slice() {
+        Some(contiguous) => narrow(&mut contiguous.iter().copied()),
+        None => narrow(&mut view.iter().copied()),
+    });
+    let data = converted.map_err(|(flat, x)| {
+        Error::invalid(format!(
+            "{what} holds {x:e} at {}, beyond the float32 range (about 3.4e38)",
+            place_text(what, &shape, flat)
+        ))
+    })?;
     let out = PyArray1::from_vec(py, data).reshape(shape)?;
     Ok(out.into_any().cast_into::<PyUntypedArray>()?)
 }

@@ -132,36 +132,46 @@ mod python {
     use super::{catch_panic, Cancel, POLL_INTERVAL};
     use crate::errors::Error;
 
-    /// Runs `work` on the wheel's pool with the GIL released, polling
+    /// Runs `work` on a thread of its own with the GIL released, polling
     /// Python's signal handlers meanwhile. A handler that raises (Ctrl-C's
     /// `KeyboardInterrupt`) cancels the work and is what this returns, once
     /// the work has stopped; a panic in the work is an internal error.
+    ///
+    /// The work gets its own thread, not a pool job: a pool job that holds
+    /// a lock could otherwise be picked up by another job waiting inside a
+    /// parallel loop for that lock (a deadlock). Its parallel parts still
+    /// use the pool. The poll takes the GIL before the token's lock, so the
+    /// work never waits on the token while the poller waits for the GIL.
     pub fn run_interruptible<T, E, W>(py: Python<'_>, work: W) -> PyResult<T>
     where
         T: Send,
         E: From<Error> + Into<PyErr> + Send,
         W: FnOnce(&Cancel) -> std::result::Result<T, E> + Send,
     {
-        let pool = crate::parallel::pool()?;
         let cancel = Cancel::new();
         let mut raised: Option<PyErr> = None;
         let outcome = py.detach(|| {
-            let (tx, rx) = mpsc::sync_channel::<std::result::Result<T, E>>(1);
-            let cancel = &cancel;
-            let raised = &mut raised;
-            pool.in_place_scope(move |scope| {
-                scope.spawn(move |_| {
-                    let _ = tx.send(catch_panic(|| work(cancel)));
-                });
+            std::thread::scope(|scope| {
+                let (tx, rx) = mpsc::sync_channel::<std::result::Result<T, E>>(1);
+                let cancel = &cancel;
+                let spawned = std::thread::Builder::new()
+                    .name(format!("rv-{}-call", crate::component()))
+                    .spawn_scoped(scope, move || {
+                        let _ = tx.send(catch_panic(|| work(cancel)));
+                    });
+                if let Err(e) = spawned {
+                    return Err(Error::Index(format!("could not start a thread: {e}")).into());
+                }
                 loop {
                     match rx.recv_timeout(POLL_INTERVAL) {
                         Ok(outcome) => return outcome,
                         Err(mpsc::RecvTimeoutError::Timeout) => {
                             if raised.is_none() {
-                                let polled = cancel
-                                    .poll_while_running(|| Python::attach(|py| py.check_signals()));
+                                let polled = Python::attach(|py| {
+                                    cancel.poll_while_running(|| py.check_signals())
+                                });
                                 if let Err(e) = polled {
-                                    *raised = Some(e);
+                                    raised = Some(e);
                                 }
                             }
                         }

@@ -52,9 +52,10 @@ pub fn temp_writer_pid(candidate: &OsStr, target: &OsStr) -> Option<u32> {
     fields[0].parse().ok()
 }
 
-/// Whether process `pid` is certainly gone. Only Linux can tell without
-/// a system call binding (`/proc/<pid>`); elsewhere a process is never
-/// assumed gone, and the lock held by every live writer decides alone.
+/// Whether process `pid` may be gone: never for this process; on Linux,
+/// when `/proc/<pid>` does not exist. Elsewhere the pid cannot be checked
+/// without a system-call binding, so this says yes and the lock that every
+/// live writer holds decides alone.
 fn process_gone(pid: u32) -> bool {
     if pid == std::process::id() {
         return false;

@@ -691,7 +691,9 @@ mod tests {
         let no = Cancel::new();
         codes.add_rows(&[]).unwrap();
         codes.install(&[], Vec::new(), Vec::new(), &no).unwrap();
-        assert!(codes.scan_topk(&Store::new(2048, true), &[0.5; 2048], 3).is_empty());
+        assert!(codes
+            .scan_topk(&Store::new(2048, true), &[0.5; 2048], 3)
+            .is_empty());
         assert!(codes.encoder.get().is_none(), "a 2048² rotation was built");
         assert_eq!(codes.memory_bytes(), 0);
     }

@@ -3,7 +3,7 @@
 //! engine behind a read-write lock: searches from many threads run together
 //! with the GIL released; an add waits for them and excludes them.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use numpy::PyArray1;
 use pyo3::prelude::*;
@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use ruvector_py_core::args::int_in_range;
 use ruvector_py_core::arrays::{self, ids_u64, matrix_f32, path_arg, readonly_view, vector_f32};
 use ruvector_py_core::errors::py as pyerr;
-use ruvector_py_core::interrupt::{catch_panic, run_interruptible, Cancel};
+use ruvector_py_core::interrupt::{self, catch_panic, Cancel};
 use ruvector_py_core::{parallel, runtime, validate};
 
 use ruvector_py_index::engine::{Engine, Kind, Params, Rotation, SearchOpts, MAX_RERANK_FACTOR};
@@ -38,23 +38,27 @@ type Batch = (Vec<i64>, Vec<f32>, usize);
 
 /// Below this many multiply-adds a call runs on the calling thread with the
 /// GIL released: it ends in about a millisecond, too soon for Ctrl-C to
-/// matter, and a hand-off to the pool would cost more than it saves.
+/// matter, and a hand-off to another thread would cost more than it saves.
 const INTERRUPTIBLE_WORK: usize = 1 << 22;
 
 /// Runs `work` with the GIL released; when it is long (`work_size`
-/// multiply-adds, roughly), on the pool with Ctrl-C honoured between its
-/// chunks (`ruvector_py_core::interrupt::run_interruptible`). A panic is an
-/// internal error either way.
+/// multiply-adds, roughly), with Ctrl-C honoured between its chunks: the
+/// calling thread runs Python's signal handlers every
+/// [`interrupt::POLL_INTERVAL`] and cancels the work when one raises (see
+/// `ruvector_py_core::interrupt`). A panic is an internal error either way.
+///
+/// `interrupt::run_interruptible` runs the work on a thread of its own, not
+/// as a pool job: the work takes the index's lock, which a pool thread must
+/// never hold (see there).
 fn long_call<T, W>(py: Python<'_>, work_size: usize, work: W) -> PyResult<T>
 where
     T: Send,
     W: FnOnce(&Cancel) -> Result<T> + Send,
 {
     if work_size < INTERRUPTIBLE_WORK {
-        let cancel = Cancel::new();
-        return Ok(py.detach(|| catch_panic(|| work(&cancel)))?);
+        return Ok(py.detach(|| catch_panic(|| work(&Cancel::new())))?);
     }
-    run_interruptible(py, work)
+    interrupt::run_interruptible(py, work)
 }
 
 /// Rough multiply-adds of encoding `rows` rows of `dim` (a dense rotation
@@ -86,6 +90,31 @@ impl IndexBase {
 
     fn write(&self) -> RwLockWriteGuard<'_, Engine> {
         self.engine.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// [`IndexBase::read`] for a thread holding the GIL: a long add holds the
+    /// write lock for seconds, so the wait happens with the GIL released
+    /// (other threads, signal handlers and that add's own Ctrl-C poll keep
+    /// running), then the lock is taken again with the GIL.
+    fn read_py(&self, py: Python<'_>) -> RwLockReadGuard<'_, Engine> {
+        loop {
+            match self.engine.try_read() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => py.detach(|| drop(self.read())),
+            }
+        }
+    }
+
+    /// [`IndexBase::write`] for a thread holding the GIL (see [`IndexBase::read_py`]).
+    fn write_py(&self, py: Python<'_>) -> RwLockWriteGuard<'_, Engine> {
+        loop {
+            match self.engine.try_write() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => py.detach(|| drop(self.write())),
+            }
+        }
     }
 
     fn check_query(&self, query: &[f32], what: &str, matrix: bool) -> Result<()> {
@@ -130,7 +159,7 @@ impl IndexBase {
             .into());
         }
         let rf = int_in_range(obj, "rerank_factor", 1, MAX_RERANK_FACTOR as i128)? as usize;
-        if rf > 1 && !self.read().store().keeps_vectors() {
+        if rf > 1 && !self.read_py(obj.py()).store().keeps_vectors() {
             return Err(Error::invalid(format!(
                 "this {} was built with rerank_factor 1 and keeps no vectors to rerank with; \
                  got rerank_factor {rf} (build it with rerank_factor > 1)",
@@ -265,7 +294,9 @@ impl IndexBase {
         }
         let dim = self.dim;
         // Interruptible when long: Ctrl-C stops the batch between queries.
-        let work = nq.saturating_mul(self.read().len()).saturating_mul(dim);
+        // Without waiting for the lock: if a writer holds it, call it long.
+        let len = self.engine.try_read().map_or(usize::MAX, |e| e.len());
+        let work = nq.saturating_mul(len).saturating_mul(dim);
         let batch = long_call(py, work, |cancel| {
             let engine = self.read();
             Self::search_many(&engine, q, dim, k, opts, cancel)
@@ -379,8 +410,8 @@ impl IndexBase {
         self.add_rows(py, ids.as_deref(), m.as_slice()?, "vectors", true)
     }
 
-    fn __len__(&self) -> usize {
-        self.read().len()
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.read_py(py).len()
     }
 
     /// Dimension of the stored vectors.
@@ -391,20 +422,20 @@ impl IndexBase {
 
     /// Bytes held by the index: codes, rotation, kept vectors, ids.
     #[getter]
-    fn memory_bytes(&self) -> usize {
-        self.read().memory_bytes()
+    fn memory_bytes(&self, py: Python<'_>) -> usize {
+        self.read_py(py).memory_bytes()
     }
 
     /// Seed of the random rotation (`None` for `FlatF32Index`).
     #[getter]
-    fn seed(&self) -> Option<u64> {
-        (self.kind != Kind::Flat).then(|| self.read().params().seed)
+    fn seed(&self, py: Python<'_>) -> Option<u64> {
+        (self.kind != Kind::Flat).then(|| self.read_py(py).params().seed)
     }
 
     /// Candidates per result that are reranked exactly (1 = no rerank).
     #[getter]
-    fn rerank_factor(&self) -> usize {
-        self.read().params().rerank_factor
+    fn rerank_factor(&self, py: Python<'_>) -> usize {
+        self.read_py(py).params().rerank_factor
     }
 
     #[setter]
@@ -417,27 +448,27 @@ impl IndexBase {
             .into());
         }
         let rf = int_in_range(value, "rerank_factor", 1, MAX_RERANK_FACTOR as i128)? as usize;
-        Ok(self.write().set_rerank_factor(rf)?)
+        Ok(self.write_py(value.py()).set_rerank_factor(rf)?)
     }
 
     /// `"haar"` or `"hadamard"` (`None` for `FlatF32Index`, which rotates nothing).
     #[getter]
-    fn rotation(&self) -> Option<&'static str> {
-        (self.kind != Kind::Flat).then(|| self.read().params().rotation.name())
+    fn rotation(&self, py: Python<'_>) -> Option<&'static str> {
+        (self.kind != Kind::Flat).then(|| self.read_py(py).params().rotation.name())
     }
 
     /// Whether the original vectors are kept (for `idx[id]`, iteration,
     /// `numpy.asarray(idx)`, exact rerank and `save`).
     #[getter]
-    fn keeps_vectors(&self) -> bool {
-        self.read().store().keeps_vectors()
+    fn keeps_vectors(&self, py: Python<'_>) -> bool {
+        self.read_py(py).store().keeps_vectors()
     }
 
     /// The stored ids in insertion order (an int64 copy).
     #[getter]
     fn ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
         let ids: Vec<i64> = self
-            .read()
+            .read_py(py)
             .store()
             .ids()
             .iter()
@@ -448,7 +479,7 @@ impl IndexBase {
 
     fn __contains__(&self, id: &Bound<'_, PyAny>) -> bool {
         match int_in_range(id, "id", 0, u64::MAX as i128) {
-            Ok(id) => self.read().store().contains(id as u64),
+            Ok(v) => self.read_py(id.py()).store().contains(v as u64),
             Err(_) => false,
         }
     }
@@ -466,7 +497,7 @@ impl IndexBase {
                 id as i64,
             )));
         };
-        let engine = self.read();
+        let engine = self.read_py(py);
         let store = engine.store();
         if !store.keeps_vectors() {
             return Err(pyerr::NotFound::new_err((
@@ -488,8 +519,8 @@ impl IndexBase {
     }
 
     /// Iterates `(id, vector)` pairs in insertion order over a snapshot.
-    fn __iter__(&self) -> PyResult<VectorIter> {
-        let engine = self.read();
+    fn __iter__(&self, py: Python<'_>) -> PyResult<VectorIter> {
+        let engine = self.read_py(py);
         let store = engine.store();
         if !store.keeps_vectors() {
             return Err(Error::invalid(format!(
@@ -514,7 +545,7 @@ impl IndexBase {
         dtype: Option<&Bound<'py, PyAny>>,
         copy: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let engine = self.read();
+        let engine = self.read_py(py);
         let store = engine.store();
         if !store.keeps_vectors() {
             return Err(Error::invalid(format!(
@@ -546,8 +577,8 @@ impl IndexBase {
         Ok(view)
     }
 
-    fn __repr__(&self) -> String {
-        let engine = self.read();
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let engine = self.read_py(py);
         let p = engine.params();
         let mut s = format!(
             "{}(n={}, dim={}",
@@ -586,7 +617,7 @@ impl IndexBase {
             if Arc::ptr_eq(&self.engine, &other.engine) {
                 return true;
             }
-            self.read().same_as(&other.read())
+            self.read_py(py).same_as(&other.read_py(py))
         };
         match op {
             CompareOp::Eq => Ok(equal().into_pyobject(py)?.to_owned().into_any().unbind()),
@@ -776,7 +807,7 @@ fn build_base<'py>(
 
 fn load_base(py: Python<'_>, path: &Bound<'_, PyAny>, kind: Kind) -> PyResult<IndexBase> {
     let path = path_arg(path, "path")?;
-    let engine = run_interruptible(py, |cancel| {
+    let engine = long_call(py, usize::MAX, |cancel| {
         let loaded = rbpx::load(&path, Some(kind))?;
         cancel.check()?;
         rbpx::rebuild(&path, loaded, cancel)
@@ -944,7 +975,7 @@ impl IvfRabitqIndex {
     /// count (`None` when it will be chosen from the first batch).
     #[getter]
     fn nlist(slf: &Bound<'_, Self>) -> Option<usize> {
-        let engine = slf.as_super().get().read();
+        let engine = slf.as_super().get().read_py(slf.py());
         match engine.ivf().map(|ivf| ivf.nlist()).filter(|&n| n > 0) {
             Some(n) => Some(n),
             None => Some(engine.params().nlist).filter(|&n| n > 0),
@@ -954,13 +985,13 @@ impl IvfRabitqIndex {
     /// Lists visited per query (default: 1/8 of the lists, at least 8).
     #[getter]
     fn nprobe(slf: &Bound<'_, Self>) -> usize {
-        slf.as_super().get().read().effective_nprobe()
+        slf.as_super().get().read_py(slf.py()).effective_nprobe()
     }
 
     #[setter]
     fn set_nprobe(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let nprobe = int_in_range(value, "nprobe", 1, MAX_NLIST as i128)? as usize;
-        Ok(slf.as_super().get().write().set_nprobe(nprobe)?)
+        Ok(slf.as_super().get().write_py(slf.py()).set_nprobe(nprobe)?)
     }
 
     /// Number of vectors in each list (int64, in list order).
@@ -969,7 +1000,7 @@ impl IvfRabitqIndex {
         let sizes: Vec<i64> = slf
             .as_super()
             .get()
-            .read()
+            .read_py(slf.py())
             .ivf()
             .map(|ivf| ivf.list_sizes().into_iter().map(|n| n as i64).collect())
             .unwrap_or_default();
