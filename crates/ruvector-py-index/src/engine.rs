@@ -18,6 +18,7 @@ use ruvector_rabitq::RandomRotationKind;
 
 use crate::codes::{EncodedRows, SymmetricCodes};
 use crate::ivf::{self, IvfCodes, PendingRows};
+use crate::metric::Metric;
 use crate::store::Store;
 use crate::topk::{sq_l2, sq_l2_rows, TopK};
 
@@ -109,6 +110,8 @@ pub struct Params {
     pub nlist: usize,
     /// IVF only (0 elsewhere): lists visited per query, 0 = automatic.
     pub nprobe: usize,
+    /// What the index ranks by (see [`Metric`]).
+    pub metric: Metric,
 }
 
 impl Params {
@@ -558,6 +561,7 @@ mod tests {
             rotation,
             nlist: 0,
             nprobe: 0,
+            metric: Metric::L2,
         }
     }
 

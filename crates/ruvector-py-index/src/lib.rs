@@ -9,6 +9,7 @@
 //!   kept vectors;
 //! * [`ivf`], [`kmeans`], [`fastscan`], [`rotation`], [`distance`] — the
 //!   IVF index;
+//! * [`metric`] — the distance an index ranks by;
 //! * [`rbpx`] — `.rbpx` files, checked and atomic.
 
 pub mod codes;
@@ -17,6 +18,7 @@ pub mod engine;
 pub mod fastscan;
 pub mod ivf;
 pub mod kmeans;
+pub mod metric;
 pub mod rbpx;
 pub mod rotation;
 pub mod store;

@@ -53,6 +53,7 @@ use ruvector_py_core::io::{write_atomic, write_le, CrcWriter};
 use ruvector_py_core::{Error, Result};
 
 use crate::engine::{Engine, Kind, Params, Rotation, MAX_RERANK_FACTOR, MAX_VECTORS};
+use crate::metric::Metric;
 
 pub const CRATE_MAGIC: &[u8; 8] = b"rbpx0001";
 pub const SDK_MAGIC: &[u8; 8] = b"rvpx0001";
@@ -449,6 +450,7 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
             rotation,
             nlist: ivf_header.map_or(0, |h| h.1),
             nprobe: ivf_header.map_or(0, |h| h.2),
+            metric: Metric::L2,
         },
         ids,
         vectors,
@@ -519,6 +521,7 @@ mod tests {
             rotation,
             nlist: 0,
             nprobe: 0,
+            metric: Metric::L2,
         })
         .unwrap();
         let data: Vec<f32> = (0..ids.len() * dim)

@@ -122,6 +122,12 @@ impl Store {
         &self.vectors
     }
 
+    /// The one way to change the kept vectors: a buffer shared with NumPy
+    /// views is copied first, so a view never sees memory move or change.
+    fn vectors_mut(&mut self) -> &mut Vec<f32> {
+        Arc::make_mut(&mut self.vectors)
+    }
+
     pub fn fingerprint(&self) -> u32 {
         self.fingerprint
     }
@@ -153,7 +159,7 @@ impl Store {
             }
         }
         if self.keep_vectors {
-            Arc::make_mut(&mut self.vectors).extend_from_slice(data);
+            self.vectors_mut().extend_from_slice(data);
         } else {
             let mut h = crc32fast::Hasher::new_with_initial(self.fingerprint);
             for id in new_ids {

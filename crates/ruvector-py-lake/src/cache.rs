@@ -39,6 +39,7 @@ use ruvector_py_core::parallel;
 use crate::error::{Error, FromBase};
 pub use ruvector_py_index::engine::{Engine, MAX_RERANK_FACTOR};
 use ruvector_py_index::engine::{Kind, Params, Rotation, SearchOpts};
+use ruvector_py_index::metric::Metric;
 use ruvector_rulake::RuLakeBundle;
 
 use crate::source::{check_pulled, LResult, Pulled, Source};
@@ -243,6 +244,7 @@ pub fn index_params(dim: usize, seed: u64, rf: usize) -> Params {
         rotation: Rotation::Haar,
         nlist: 0,
         nprobe: 0,
+        metric: Metric::L2,
     }
 }
 

@@ -19,6 +19,7 @@ use ruvector_py_core::{parallel, runtime, validate};
 
 use ruvector_py_index::engine::{Engine, Kind, Params, Rotation, SearchOpts, MAX_RERANK_FACTOR};
 use ruvector_py_index::ivf::MAX_NLIST;
+use ruvector_py_index::metric::Metric;
 use ruvector_py_index::rbpx;
 
 use crate::error::{Error, Result};
@@ -682,6 +683,7 @@ fn params_from(
         rotation: Rotation::parse(rotation)?,
         nlist: 0,
         nprobe: 0,
+        metric: Metric::L2,
     };
     p.check()?;
     Ok(p)
