@@ -17,8 +17,9 @@ use ruvector_py_core::{validate, Error, Result};
 use ruvector_rabitq::RandomRotationKind;
 
 use crate::codes::{EncodedRows, SymmetricCodes};
+use crate::distance;
 use crate::ivf::{self, IvfCodes, PendingRows};
-use crate::metric::Metric;
+use crate::metric::{self, Metric};
 use crate::store::Store;
 use crate::topk::{sq_l2, sq_l2_rows, TopK};
 
@@ -123,6 +124,13 @@ impl Params {
                 self.rerank_factor
             )));
         }
+        if self.metric == Metric::Ip && !matches!(self.kind, Kind::Flat | Kind::Ivf) {
+            return Err(Error::invalid(format!(
+                "{} ranks by squared L2 over 1-bit codes and supports metric \"l2\" or \"cosine\", \
+                 got \"ip\"; inner-product search (MIPS) needs FlatF32Index or IvfRabitqIndex",
+                self.kind.class_name()
+            )));
+        }
         if self.kind == Kind::Asym && self.rotation != Rotation::Haar {
             return Err(Error::invalid(
                 "RabitqAsymIndex supports only rotation=\"haar\"",
@@ -199,11 +207,10 @@ impl Engine {
             Kind::Rabitq | Kind::Plus | Kind::Asym => Codes::Symmetric(Box::new(
                 SymmetricCodes::new(params.dim, params.seed, params.rotation.upstream()),
             )),
-            Kind::Ivf => Codes::Ivf(Box::new(IvfCodes::new(
-                params.dim,
-                params.seed,
-                params.rotation.upstream(),
-            ))),
+            Kind::Ivf => Codes::Ivf(Box::new(
+                IvfCodes::new(params.dim, params.seed, params.rotation.upstream())
+                    .with_metric(params.metric),
+            )),
         };
         Ok(Self {
             params,
@@ -386,6 +393,13 @@ impl Engine {
     ) -> Result<()> {
         self.check_add(ids, data, what, matrix)?;
         cancel.check()?;
+        let unit;
+        let data = if self.params.metric == Metric::Cosine {
+            unit = metric::normalized_rows(data, self.params.dim, what)?;
+            &unit[..]
+        } else {
+            data
+        };
         let pending = match &self.codes {
             Codes::None => Pending::None,
             Codes::Symmetric(codes) => Pending::Symmetric(codes.encode_rows(data, cancel)?),
@@ -402,13 +416,40 @@ impl Engine {
         Ok(())
     }
 
-    /// Top-`k` `(id, squared L2)` for a validated query, ascending.
-    /// `opts` overrides the index's settings for this call.
+    /// Top-`k` `(id, score)` for a validated query, best first: squared L2
+    /// ascending for `l2`, the inner product or cosine similarity
+    /// descending for `ip` / `cosine` (see [`Metric`]). `opts` overrides
+    /// the index's settings for this call.
     pub fn search(&self, query: &[f32], k: usize, opts: SearchOpts) -> Result<Vec<(u64, f32)>> {
+        let metric = self.params.metric;
+        let unit;
+        let query = if metric == Metric::Cosine {
+            unit = metric::normalized_rows(query, self.params.dim, "query")?;
+            &unit[..]
+        } else {
+            query
+        };
+        let mut hits = self.search_costs(query, k, opts);
+        for hit in &mut hits {
+            hit.1 = metric.score(hit.1);
+        }
+        Ok(hits)
+    }
+
+    /// [`Engine::search`] in costs (lower is better), ascending.
+    fn search_costs(&self, query: &[f32], k: usize, opts: SearchOpts) -> Vec<(u64, f32)> {
         let n = self.store.len();
         let k = k.min(n);
         let rf = opts.rerank_factor.unwrap_or(self.params.rerank_factor);
+        let metric = self.params.metric;
+        // A 1-bit estimate returned as it is: squared L2, or for `cosine`
+        // (unit vectors) the cost it stands for.
+        let estimate = |est: f32| match metric {
+            Metric::Cosine => Metric::cost_of_unit_l2(est),
+            _ => est,
+        };
         match &self.codes {
+            Codes::None if metric != Metric::L2 => self.flat_scan_ip(query, k),
             Codes::None => {
                 // The crate's serial sums, several rows at a time, and the
                 // heap touched only by rows that beat its worst.
@@ -430,47 +471,63 @@ impl Engine {
                         }
                     }
                 }
-                Ok(top.into_sorted())
+                top.into_sorted()
             }
             Codes::Symmetric(codes) if self.params.kind == Kind::Asym => {
                 if !self.store.keeps_vectors() || rf <= 1 {
-                    return Ok(codes
+                    return codes
                         .scan_asym_topk(&self.store, query, k)
                         .into_iter()
-                        .map(|(_, id, score)| (id, score))
-                        .collect());
+                        .map(|(_, id, score)| (id, estimate(score)))
+                        .collect();
                 }
                 let candidates = k.saturating_mul(rf).max(k).min(n);
                 let cand = codes.scan_asym_topk(&self.store, query, candidates);
-                Ok(self.rerank(
+                self.rerank(
                     query,
                     k,
                     cand.into_iter().map(|(pos, id, _)| (pos as usize, id)),
-                ))
+                )
             }
-            Codes::Symmetric(codes) if self.params.kind == Kind::Rabitq => Ok(codes
+            Codes::Symmetric(codes) if self.params.kind == Kind::Rabitq => codes
                 .scan_topk(&self.store, query, k)
                 .into_iter()
-                .map(|(_, id, score)| (id, score))
-                .collect()),
+                .map(|(_, id, score)| (id, estimate(score)))
+                .collect(),
             Codes::Symmetric(codes) => {
                 let candidates = k.saturating_mul(rf).max(k).min(n);
                 let cand = codes.scan_topk(&self.store, query, candidates);
-                Ok(self.rerank(
+                self.rerank(
                     query,
                     k,
                     cand.into_iter().map(|(pos, id, _)| (pos as usize, id)),
-                ))
+                )
             }
             Codes::Ivf(ivf) => {
                 let nprobe = opts.nprobe.unwrap_or_else(|| self.effective_nprobe());
-                Ok(ivf.search(&self.store, query, k, rf, nprobe))
+                ivf.search(&self.store, query, k, rf, nprobe)
             }
         }
     }
 
+    /// Exact scan by negated inner product (`ip`, and `cosine` over unit
+    /// vectors), ascending.
+    fn flat_scan_ip(&self, query: &[f32], k: usize) -> Vec<(u64, f32)> {
+        let mut top = TopK::new(k);
+        let mut bound = top.admission_bound();
+        for pos in 0..self.store.len() {
+            let cost = -distance::dot(query, self.store.vector(pos));
+            if bound.admits(cost) {
+                top.push(self.store.id_at(pos), cost);
+                bound = top.admission_bound();
+            }
+        }
+        top.into_sorted()
+    }
+
     /// Exact rerank of `(row, id)` candidates given best first, with the
-    /// crate's rules (so results equal `RabitqPlusIndex::search`).
+    /// crate's rules (so `l2` results equal `RabitqPlusIndex::search`), in
+    /// costs.
     fn rerank(
         &self,
         query: &[f32],
@@ -489,7 +546,12 @@ impl Engine {
             if let Some(&(next, _)) = cand.get(i + AHEAD) {
                 self.store.prefetch(next);
             }
-            top.push(id, sq_l2(query, self.store.vector(pos)));
+            let x = self.store.vector(pos);
+            let cost = match self.params.metric {
+                Metric::L2 => sq_l2(query, x),
+                Metric::Ip | Metric::Cosine => -distance::dot(query, x),
+            };
+            top.push(id, cost);
         }
         top.into_sorted()
     }
@@ -747,6 +809,126 @@ mod tests {
                 .unwrap();
             assert_eq!(e.len(), 3000);
         }
+    }
+
+    fn with_metric(kind: Kind, dim: usize, rf: usize, metric: Metric) -> Params {
+        let rotation = if kind == Kind::Ivf {
+            Rotation::Hadamard
+        } else {
+            Rotation::Haar
+        };
+        Params {
+            metric,
+            ..params(kind, dim, rf, rotation)
+        }
+    }
+
+    /// Rows scaled by norms spread over [0.5, 2], as unnormalised
+    /// embeddings are: the case where inner product and L2 disagree.
+    fn scaled(n: usize, d: usize, seed: u64) -> Vec<f32> {
+        let mut x = data(n, d, seed);
+        for (i, row) in x.chunks_exact_mut(d).enumerate() {
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            let want = 0.5 + 1.5 * ((i * 7919) % 1000) as f32 / 1000.0;
+            row.iter_mut().for_each(|v| *v *= want / norm);
+        }
+        x
+    }
+
+    /// Exact top-k ids by inner product (or cosine), best first.
+    fn exact_by(x: &[f32], d: usize, q: &[f32], k: usize, cosine: bool) -> Vec<u64> {
+        let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        let mut all: Vec<(f32, u64)> = x
+            .chunks_exact(d)
+            .zip(ids(x.len() / d))
+            .map(|(r, id)| {
+                let ip: f32 = r.iter().zip(q).map(|(a, b)| a * b).sum();
+                (if cosine { ip / (norm(r) * norm(q)) } else { ip }, id)
+            })
+            .collect();
+        all.sort_by(|a, b| b.0.total_cmp(&a.0));
+        all.into_iter().take(k).map(|p| p.1).collect()
+    }
+
+    fn recall(got: &[(u64, f32)], want: &[u64]) -> usize {
+        got.iter().filter(|h| want.contains(&h.0)).count()
+    }
+
+    #[test]
+    fn flat_ranks_by_inner_product_and_cosine_exactly() {
+        let (n, d) = (400, 24);
+        let x = scaled(n, d, 21);
+        for (metric, cosine) in [(Metric::Ip, false), (Metric::Cosine, true)] {
+            let mut e = Engine::new(with_metric(Kind::Flat, d, 1, metric)).unwrap();
+            e.add(&ids(n), &x).unwrap();
+            for q in x.chunks_exact(d).step_by(43) {
+                let hits = e.search(q, 10, SearchOpts::default()).unwrap();
+                let got: Vec<u64> = hits.iter().map(|h| h.0).collect();
+                assert_eq!(got, exact_by(&x, d, q, 10, cosine), "{metric:?}");
+                assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1), "best first");
+            }
+        }
+        // A cosine score is the cosine: a row against itself scores 1.
+        let mut e = Engine::new(with_metric(Kind::Flat, d, 1, Metric::Cosine)).unwrap();
+        e.add(&ids(n), &x).unwrap();
+        let top = e.search(&x[..d], 1, SearchOpts::default()).unwrap()[0];
+        assert_eq!(top.0, ids(1)[0]);
+        assert!((top.1 - 1.0).abs() < 1e-5, "{}", top.1);
+    }
+
+    #[test]
+    fn ivf_finds_the_largest_inner_products_of_unnormalised_rows() {
+        let (n, d) = (6000, 32);
+        let x = scaled(n, d, 23);
+        for (metric, cosine) in [(Metric::Ip, false), (Metric::Cosine, true)] {
+            let mut e = Engine::new(with_metric(Kind::Ivf, d, 10, metric)).unwrap();
+            e.add(&ids(n), &x).unwrap();
+            let (mut found, mut total) = (0, 0);
+            for q in x.chunks_exact(d).step_by(97) {
+                let hits = e.search(q, 10, SearchOpts::default()).unwrap();
+                found += recall(&hits, &exact_by(&x, d, q, 10, cosine));
+                total += 10;
+                assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1), "best first");
+            }
+            let r = found as f64 / total as f64;
+            assert!(r >= 0.9, "{metric:?} recall@10 {r}");
+        }
+    }
+
+    #[test]
+    fn one_bit_kinds_take_cosine_and_refuse_inner_product() {
+        let (n, d) = (800, 32);
+        let x = scaled(n, d, 25);
+        for kind in [Kind::Rabitq, Kind::Plus, Kind::Asym] {
+            let err = Engine::new(with_metric(kind, d, 3, Metric::Ip))
+                .err()
+                .unwrap();
+            let msg = format!("{err:?}");
+            assert!(msg.contains("FlatF32Index") && msg.contains("ip"), "{msg}");
+            let mut e = Engine::new(with_metric(kind, d, 8, Metric::Cosine)).unwrap();
+            e.add(&ids(n), &x).unwrap();
+            let q = &x[5 * d..6 * d];
+            let hits = e.search(q, 10, SearchOpts::default()).unwrap();
+            assert!(
+                hits.windows(2).all(|w| w[0].1 >= w[1].1),
+                "{kind:?} best first"
+            );
+            assert!(hits.iter().all(|h| h.1 <= 1.0 + 1e-3), "{kind:?} {hits:?}");
+            if kind != Kind::Rabitq {
+                // Reranked: the query's own row comes first, scoring ~1.
+                assert_eq!(hits[0].0, ids(6)[5], "{kind:?}");
+            }
+        }
+        let mut e = Engine::new(with_metric(Kind::Plus, d, 3, Metric::Cosine)).unwrap();
+        let mut zero = x[..2 * d].to_vec();
+        zero[d..].iter_mut().for_each(|v| *v = 0.0);
+        assert!(
+            e.add(&ids(2), &zero).is_err(),
+            "a zero row has no direction"
+        );
+        assert_eq!(e.len(), 0);
+        e.add(&ids(2), &x[..2 * d]).unwrap();
+        assert!(e.search(&vec![0.0; d], 1, SearchOpts::default()).is_err());
     }
 
     #[test]

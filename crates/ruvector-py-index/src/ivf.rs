@@ -14,6 +14,13 @@
 //! * Candidates are chosen with one `select_nth_unstable` over the visited
 //!   lists (no heap push per candidate), and `k · rerank_factor` of them are
 //!   reranked with exact float32 distances, so every returned score is exact.
+//! * Inner product (`Metric::Ip`, MIPS over unnormalised vectors): the
+//!   stored `offset` also subtracts `‖x‖²`, so the same scan estimates
+//!   `‖q − x‖² − ‖x‖² = ‖q‖² − 2⟨q, x⟩` (`‖q‖²` is the same for every row);
+//!   lists are visited by the upper bound `⟨q, c⟩ + ‖q‖·r` of any inner
+//!   product in them (`r` the largest `‖x − c‖` the list ever held), and
+//!   the rerank is by exact inner product. `cosine` is `l2` over unit
+//!   vectors with an inner-product rerank.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -24,6 +31,7 @@ use ruvector_py_core::{parallel, Result};
 use ruvector_rabitq::RandomRotationKind;
 
 use crate::fastscan::{BlockCodes, QueryLut};
+use crate::metric::Metric;
 use crate::rotation::Rotator;
 use crate::store::Store;
 use crate::topk::TopK;
@@ -68,6 +76,8 @@ struct Encoded {
     bits: Vec<u64>,
     offset: f32,
     slope: f32,
+    /// `‖x − c‖`, the row's distance to its list's centroid.
+    radius: f32,
 }
 
 /// Rows prepared for an add and not yet visible: the lists trained by a
@@ -94,6 +104,10 @@ pub struct IvfCodes {
     lists: Vec<List>,
     /// The list of every row of the store, in row order.
     labels: Vec<u32>,
+    /// Per list, the largest `‖x − c‖` of any row it held (an upper bound
+    /// that removals leave valid): orders lists for inner-product search.
+    radii: Vec<f32>,
+    metric: Metric,
     seed: u64,
 }
 
@@ -126,8 +140,16 @@ impl IvfCodes {
             rot_centroids: Vec::new(),
             lists: Vec::new(),
             labels: Vec::new(),
+            radii: Vec::new(),
+            metric: Metric::L2,
             seed,
         }
+    }
+
+    /// The metric the lists rank by (set before any row is added).
+    pub fn with_metric(mut self, metric: Metric) -> Self {
+        self.metric = metric;
+        self
     }
 
     fn rotation(&self) -> &Rotator {
@@ -176,6 +198,7 @@ impl IvfCodes {
     fn install_centroids(&mut self, centroids: Vec<f32>, rot: Vec<f32>) {
         let nlist = centroids.len() / self.dim;
         self.lists = (0..nlist).map(|_| List::new(self.rdim)).collect();
+        self.radii = vec![0.0; nlist];
         self.centroids = centroids;
         self.rot_centroids = rot;
         self.labels.clear();
@@ -206,6 +229,11 @@ impl IvfCodes {
     fn encode(&self, rotated: &mut [f32], l: usize, rot_centroids: &[f32]) -> Encoded {
         let r = self.rdim;
         let c = &rot_centroids[l * r..(l + 1) * r];
+        // ‖x‖² (the rotation is an isometry), for inner-product lists.
+        let x_sq = match self.metric {
+            Metric::Ip => distance::dot(rotated, rotated),
+            Metric::L2 | Metric::Cosine => 0.0,
+        };
         // Branch-free passes (the sign of a residual is a coin flip, so a
         // branch on it mispredicts half the time).
         for (x, &ci) in rotated.iter_mut().zip(c) {
@@ -223,8 +251,9 @@ impl IvfCodes {
         let f = if l1 > 0.0 { sq / l1 } else { 0.0 };
         Encoded {
             bits,
-            offset: sq + 2.0 * f * g,
+            offset: sq + 2.0 * f * g - x_sq,
             slope: 2.0 * f,
+            radius: sq.sqrt(),
         }
     }
 
@@ -275,6 +304,8 @@ impl IvfCodes {
             list.codes.push(&e.bits);
             list.offsets.push(e.offset);
             list.slopes.push(e.slope);
+            let radius = &mut self.radii[l as usize];
+            *radius = radius.max(e.radius);
         }
         self.labels.extend_from_slice(labels);
     }
@@ -390,9 +421,10 @@ impl IvfCodes {
         }
     }
 
-    /// The `k` nearest rows by exact distance among the `k · rerank_factor`
-    /// best estimates from the `nprobe` nearest lists (more lists if those
-    /// hold fewer than `k` vectors), as `(id, sq L2)`
+    /// The `k` best rows by exact cost (squared L2, or the negated inner
+    /// product for `ip`/`cosine`: see [`Metric`]) among the
+    /// `k · rerank_factor` best estimates from the `nprobe` first lists
+    /// (more lists if those hold fewer than `k` vectors), as `(id, cost)`
     /// ascending, with the crate's top-k rules for ties.
     pub fn search(
         &self,
@@ -409,14 +441,29 @@ impl IvfCodes {
         let d = self.dim;
         SCRATCH.with(|cell| {
             let s = &mut *cell.borrow_mut();
-            // Nearest lists by exact distance to the centroids.
+            // Lists in the order to visit: nearest centroids first, or for
+            // inner product the highest bound on any product in the list.
             s.centroid_dist.clear();
-            s.centroid_dist.extend(
-                self.centroids
-                    .chunks_exact(d)
-                    .enumerate()
-                    .map(|(i, c)| (distance::sq_l2(query, c), i as u32)),
-            );
+            match self.metric {
+                Metric::Ip => {
+                    let q_norm = distance::dot(query, query).sqrt();
+                    s.centroid_dist.extend(
+                        self.centroids
+                            .chunks_exact(d)
+                            .zip(&self.radii)
+                            .enumerate()
+                            .map(|(i, (c, &r))| {
+                                (-(distance::dot(query, c) + q_norm * r), i as u32)
+                            }),
+                    );
+                }
+                Metric::L2 | Metric::Cosine => s.centroid_dist.extend(
+                    self.centroids
+                        .chunks_exact(d)
+                        .enumerate()
+                        .map(|(i, c)| (distance::sq_l2(query, c), i as u32)),
+                ),
+            }
             let nprobe = nprobe.clamp(1, nlist);
             if nprobe < nlist {
                 s.centroid_dist
@@ -428,7 +475,8 @@ impl IvfCodes {
             let mut scan = ListScan::new(&q_rot, k.saturating_mul(rerank_factor.max(1)).max(k));
             s.cand.clear();
             for i in 0..nprobe {
-                let (q_sq, l) = s.centroid_dist[i];
+                let (key, l) = s.centroid_dist[i];
+                let q_sq = self.query_to_centroid(query, key, l);
                 self.scan_list_into(l as usize, q_sq, &mut scan, s);
             }
             // Fewer than k vectors in the probed lists: go on to the next
@@ -438,7 +486,8 @@ impl IvfCodes {
                 rest.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
                 let mut i = nprobe;
                 while s.cand.len() < k && i < nlist {
-                    let (q_sq, l) = s.centroid_dist[i];
+                    let (key, l) = s.centroid_dist[i];
+                    let q_sq = self.query_to_centroid(query, key, l);
                     self.scan_list_into(l as usize, q_sq, &mut scan, s);
                     i += 1;
                 }
@@ -466,10 +515,29 @@ impl IvfCodes {
                     store.prefetch(next as usize);
                 }
                 let row = row as usize;
-                top.push(store.id_at(row), distance::sq_l2(query, store.vector(row)));
+                let x = store.vector(row);
+                let cost = match self.metric {
+                    Metric::L2 => distance::sq_l2(query, x),
+                    Metric::Ip | Metric::Cosine => -distance::dot(query, x),
+                };
+                top.push(store.id_at(row), cost);
             }
             top.into_sorted()
         })
+    }
+
+    /// `‖q − c‖²` of list `l`, whose ordering key is `key`: the key itself
+    /// except for inner-product lists, ordered by another key.
+    #[inline]
+    fn query_to_centroid(&self, query: &[f32], key: f32, l: u32) -> f32 {
+        match self.metric {
+            Metric::Ip => {
+                let d = self.dim;
+                let l = l as usize;
+                distance::sq_l2(query, &self.centroids[l * d..(l + 1) * d])
+            }
+            Metric::L2 | Metric::Cosine => key,
+        }
     }
 
     /// Codes, norms, factors, row numbers, labels, centroids (both copies)
@@ -489,7 +557,7 @@ impl IvfCodes {
             .sum();
         rotation
             + lists
-            + self.labels.capacity() * 4
+            + (self.labels.capacity() + self.radii.capacity()) * 4
             + (self.centroids.capacity() + self.rot_centroids.capacity()) * 4
     }
 }
