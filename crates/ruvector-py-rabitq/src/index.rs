@@ -452,6 +452,17 @@ impl IndexBase {
         Ok(self.write_py(value.py()).set_rerank_factor(rf)?)
     }
 
+    /// What the index ranks by, fixed at construction: `"l2"` (hits carry
+    /// squared L2 distances, ascending), `"ip"` (inner products of the
+    /// vectors as given, descending: MIPS; `FlatF32Index` and
+    /// `IvfRabitqIndex` only) or `"cosine"` (cosine similarities,
+    /// descending; vectors are stored normalised, so `index[id]` returns
+    /// the unit vector).
+    #[getter]
+    fn metric(&self, py: Python<'_>) -> &'static str {
+        self.read_py(py).params().metric.name()
+    }
+
     /// `"haar"` or `"hadamard"` (`None` for `FlatF32Index`, which rotates nothing).
     #[getter]
     fn rotation(&self, py: Python<'_>) -> Option<&'static str> {
@@ -597,6 +608,9 @@ impl IndexBase {
         if self.kind.reranks() {
             s.push_str(&format!(", rerank_factor={}", p.rerank_factor));
         }
+        if p.metric != Metric::L2 {
+            s.push_str(&format!(", metric='{}'", p.metric.name()));
+        }
         if let Some(ivf) = engine.ivf() {
             s.push_str(&format!(
                 ", nlist={}, nprobe={}",
@@ -670,6 +684,7 @@ fn params_from(
     seed: &Bound<'_, PyAny>,
     rerank_factor: &Bound<'_, PyAny>,
     rotation: &str,
+    metric: Metric,
 ) -> PyResult<Params> {
     let dim = int_in_range(dim, "dim", 1, validate::MAX_DIM as i128)? as usize;
     let seed = int_in_range(seed, "seed", 0, u64::MAX as i128)? as u64;
@@ -683,7 +698,7 @@ fn params_from(
         rotation: Rotation::parse(rotation)?,
         nlist: 0,
         nprobe: 0,
-        metric: Metric::L2,
+        metric,
     };
     p.check()?;
     Ok(p)
@@ -694,6 +709,41 @@ pub const DEFAULT_SEED: u64 = 42;
 /// Default rerank factor of `IvfRabitqIndex`.
 pub const IVF_DEFAULT_RERANK_FACTOR: usize = 10;
 
+/// The `metric` argument: `"l2"` (default), `"ip"` or `"cosine"`.
+fn metric_arg(metric: Option<&Bound<'_, PyAny>>) -> PyResult<Metric> {
+    let Some(m) = metric.filter(|m| !m.is_none()) else {
+        return Ok(Metric::L2);
+    };
+    let text: String = m.extract().map_err(|_| {
+        Error::invalid(format!(
+            "metric must be \"l2\", \"ip\" or \"cosine\", got {}",
+            m.repr().map(|x| x.to_string()).unwrap_or_default()
+        ))
+    })?;
+    Ok(Metric::parse(&text)?)
+}
+
+/// The options every constructor and `build` share, defaults filled in.
+struct Options<'py> {
+    seed: Bound<'py, PyAny>,
+    rerank_factor: Bound<'py, PyAny>,
+    rotation: &'static str,
+    metric: Metric,
+}
+
+impl Options<'_> {
+    fn params(&self, kind: Kind, dim: &Bound<'_, PyAny>) -> PyResult<Params> {
+        params_from(
+            kind,
+            dim,
+            &self.seed,
+            &self.rerank_factor,
+            self.rotation,
+            self.metric,
+        )
+    }
+}
+
 /// Fills in defaults and refuses options that the kind does not have.
 fn defaults<'py>(
     py: Python<'py>,
@@ -701,7 +751,8 @@ fn defaults<'py>(
     seed: Option<&Bound<'py, PyAny>>,
     rerank_factor: Option<&Bound<'py, PyAny>>,
     rotation: Option<&Bound<'py, PyAny>>,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, &'static str)> {
+    metric: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Options<'py>> {
     let name = kind.class_name();
     let given = |o: Option<&Bound<'py, PyAny>>| o.is_some_and(|o| !o.is_none());
     if !kind.reranks() && given(rerank_factor) {
@@ -741,7 +792,12 @@ fn defaults<'py>(
         Some(r) => r.clone(),
         None => default_rf.into_pyobject(py)?.into_any(),
     };
-    Ok((seed, rf, rotation))
+    Ok(Options {
+        seed,
+        rerank_factor: rf,
+        rotation,
+        metric: metric_arg(metric)?,
+    })
 }
 
 /// `nlist` and `nprobe` of an `IvfRabitqIndex` (0 = automatic).
@@ -825,25 +881,28 @@ macro_rules! index_class {
 
         #[pymethods]
         impl $name {
-            /// An empty index of dimension `dim`.
+            /// An empty index of dimension `dim`, ranking by `metric`
+            /// (`"l2"`, `"ip"` or `"cosine"`; see `metric`).
             #[new]
-            #[pyo3(signature = (dim, *, seed=None, rerank_factor=None, rotation=None))]
+            #[pyo3(signature = (dim, *, seed=None, rerank_factor=None, rotation=None, metric=None))]
             fn new(
                 py: Python<'_>,
                 dim: &Bound<'_, PyAny>,
                 seed: Option<&Bound<'_, PyAny>>,
                 rerank_factor: Option<&Bound<'_, PyAny>>,
                 rotation: Option<&Bound<'_, PyAny>>,
+                metric: Option<&Bound<'_, PyAny>>,
             ) -> PyResult<PyClassInitializer<Self>> {
-                let (seed, rf, rotation) = defaults(py, $kind, seed, rerank_factor, rotation)?;
-                let params = params_from($kind, dim, &seed, &rf, rotation)?;
+                let options = defaults(py, $kind, seed, rerank_factor, rotation, metric)?;
+                let params = options.params($kind, dim)?;
                 Ok(PyClassInitializer::from(new_base(params)?).add_subclass($name))
             }
 
             /// Builds an index from the rows of an `(n, dim)` float32 array;
             /// `ids` defaults to `0..n`.
             #[classmethod]
-            #[pyo3(signature = (vectors, ids=None, *, seed=None, rerank_factor=None, rotation=None))]
+            #[pyo3(signature = (vectors, ids=None, *, seed=None, rerank_factor=None, rotation=None, metric=None))]
+            #[allow(clippy::too_many_arguments)]
             fn build(
                 cls: &Bound<'_, pyo3::types::PyType>,
                 vectors: &Bound<'_, PyAny>,
@@ -851,12 +910,11 @@ macro_rules! index_class {
                 seed: Option<&Bound<'_, PyAny>>,
                 rerank_factor: Option<&Bound<'_, PyAny>>,
                 rotation: Option<&Bound<'_, PyAny>>,
+                metric: Option<&Bound<'_, PyAny>>,
             ) -> PyResult<Py<$name>> {
                 let py = cls.py();
-                let (seed, rf, rotation) = defaults(py, $kind, seed, rerank_factor, rotation)?;
-                let base = build_base(py, vectors, ids, |dim| {
-                    params_from($kind, dim, &seed, &rf, rotation)
-                })?;
+                let options = defaults(py, $kind, seed, rerank_factor, rotation, metric)?;
+                let base = build_base(py, vectors, ids, |dim| options.params($kind, dim))?;
                 Py::new(py, PyClassInitializer::from(base).add_subclass($name))
             }
 
@@ -915,7 +973,8 @@ impl IvfRabitqIndex {
     /// An empty index of dimension `dim`; its lists are trained on the
     /// first batch added.
     #[new]
-    #[pyo3(signature = (dim, *, nlist=None, nprobe=None, seed=None, rerank_factor=None, rotation=None))]
+    #[pyo3(signature = (dim, *, nlist=None, nprobe=None, seed=None, rerank_factor=None, rotation=None, metric=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         dim: &Bound<'_, PyAny>,
@@ -924,17 +983,18 @@ impl IvfRabitqIndex {
         seed: Option<&Bound<'_, PyAny>>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
         rotation: Option<&Bound<'_, PyAny>>,
+        metric: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let lists = IvfArgs::parse(nlist, nprobe)?;
-        let (seed, rf, rotation) = defaults(py, Kind::Ivf, seed, rerank_factor, rotation)?;
-        let params = lists.apply(params_from(Kind::Ivf, dim, &seed, &rf, rotation)?)?;
+        let options = defaults(py, Kind::Ivf, seed, rerank_factor, rotation, metric)?;
+        let params = lists.apply(options.params(Kind::Ivf, dim)?)?;
         Ok(PyClassInitializer::from(new_base(params)?).add_subclass(IvfRabitqIndex))
     }
 
     /// Trains `nlist` lists (default about sqrt(n)) on the rows of an
     /// `(n, dim)` float32 array and adds them; `ids` defaults to `0..n`.
     #[classmethod]
-    #[pyo3(signature = (vectors, ids=None, *, nlist=None, nprobe=None, seed=None, rerank_factor=None, rotation=None))]
+    #[pyo3(signature = (vectors, ids=None, *, nlist=None, nprobe=None, seed=None, rerank_factor=None, rotation=None, metric=None))]
     #[allow(clippy::too_many_arguments)]
     fn build(
         cls: &Bound<'_, pyo3::types::PyType>,
@@ -945,12 +1005,13 @@ impl IvfRabitqIndex {
         seed: Option<&Bound<'_, PyAny>>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
         rotation: Option<&Bound<'_, PyAny>>,
+        metric: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<IvfRabitqIndex>> {
         let py = cls.py();
         let lists = IvfArgs::parse(nlist, nprobe)?;
-        let (seed, rf, rotation) = defaults(py, Kind::Ivf, seed, rerank_factor, rotation)?;
+        let options = defaults(py, Kind::Ivf, seed, rerank_factor, rotation, metric)?;
         let base = build_base(py, vectors, ids, |dim| {
-            lists.apply(params_from(Kind::Ivf, dim, &seed, &rf, rotation)?)
+            lists.apply(options.params(Kind::Ivf, dim)?)
         })?;
         Py::new(
             py,

@@ -12,7 +12,7 @@ while they run, and an interrupted ``add_batch`` has changed nothing.
 """
 
 import os
-from typing import Any, Dict, Iterator, List, Optional, Tuple, TypeVar, Union, final
+from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple, TypeVar, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,8 @@ _Path = Union[str, "os.PathLike[str]"]
 _Int = Union[int, np.integer[Any]]
 _F32Matrix = npt.NDArray[np.float32]
 _IdArray = npt.NDArray[np.int64]
+#: What an index ranks by (see :attr:`_IndexBase.metric`).
+_Metric = Literal["l2", "ip", "cosine"]
 
 def cpu_features() -> Dict[str, Union[bool, str]]:
     """CPU architecture and SIMD features detected at run time."""
@@ -49,7 +51,8 @@ class _IndexBase:
     def search(
         self, query: npt.ArrayLike, k: _Int, *, rerank_factor: Optional[_Int] = None, nprobe: Optional[_Int] = None
     ) -> List[SearchHit]:
-        """The ``k`` nearest stored vectors, ascending by squared L2 distance."""
+        """The ``k`` best stored vectors, best first: ascending squared L2 distance for
+        ``metric="l2"``, descending inner product or cosine similarity for ``"ip"``/``"cosine"``."""
 
     def search_batch(
         self,
@@ -99,6 +102,13 @@ class _IndexBase:
     @rerank_factor.setter
     def rerank_factor(self, value: _Int) -> None: ...
     @property
+    def metric(self) -> _Metric:
+        """What the index ranks by, fixed at construction: ``"l2"`` (scores are squared L2
+        distances, ascending), ``"ip"`` (inner products of the vectors as given, descending:
+        MIPS; :class:`FlatF32Index` and :class:`IvfRabitqIndex` only) or ``"cosine"`` (cosine
+        similarities, descending; vectors are stored normalised, so ``index[id]`` is the unit
+        vector)."""
+    @property
     def rotation(self) -> Optional[str]:
         """``"haar"`` or ``"hadamard"``; ``None`` for :class:`FlatF32Index`."""
     @property
@@ -129,9 +139,11 @@ class FlatF32Index(_IndexBase):
     and as ground truth.
     """
 
-    def __init__(self, dim: _Int) -> None: ...
+    def __init__(self, dim: _Int, *, metric: Optional[_Metric] = None) -> None: ...
     @classmethod
-    def build(cls, vectors: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> FlatF32Index: ...
+    def build(
+        cls, vectors: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None, *, metric: Optional[_Metric] = None
+    ) -> FlatF32Index: ...
     @classmethod
     def load(cls, path: _Path) -> FlatF32Index: ...
 
@@ -144,7 +156,9 @@ class RabitqIndex(_IndexBase):
     original vectors, so it cannot be indexed, iterated or saved.
     """
 
-    def __init__(self, dim: _Int, *, seed: Optional[_Int] = None, rotation: Optional[str] = None) -> None: ...
+    def __init__(
+        self, dim: _Int, *, seed: Optional[_Int] = None, rotation: Optional[str] = None, metric: Optional[_Metric] = None
+    ) -> None: ...
     @classmethod
     def build(
         cls,
@@ -153,6 +167,7 @@ class RabitqIndex(_IndexBase):
         *,
         seed: Optional[_Int] = None,
         rotation: Optional[str] = None,
+        metric: Optional[_Metric] = None,
     ) -> RabitqIndex: ...
     @classmethod
     def load(cls, path: _Path) -> RabitqIndex: ...
@@ -174,6 +189,7 @@ class RabitqPlusIndex(_IndexBase):
         seed: Optional[_Int] = None,
         rerank_factor: Optional[_Int] = None,
         rotation: Optional[str] = None,
+        metric: Optional[_Metric] = None,
     ) -> None: ...
     @classmethod
     def build(
@@ -184,6 +200,7 @@ class RabitqPlusIndex(_IndexBase):
         seed: Optional[_Int] = None,
         rerank_factor: Optional[_Int] = None,
         rotation: Optional[str] = None,
+        metric: Optional[_Metric] = None,
     ) -> RabitqPlusIndex: ...
     @classmethod
     def load(cls, path: _Path) -> RabitqPlusIndex: ...
@@ -204,6 +221,7 @@ class RabitqAsymIndex(_IndexBase):
         seed: Optional[_Int] = None,
         rerank_factor: Optional[_Int] = None,
         rotation: Optional[str] = None,
+        metric: Optional[_Metric] = None,
     ) -> None: ...
     @classmethod
     def build(
@@ -214,6 +232,7 @@ class RabitqAsymIndex(_IndexBase):
         seed: Optional[_Int] = None,
         rerank_factor: Optional[_Int] = None,
         rotation: Optional[str] = None,
+        metric: Optional[_Metric] = None,
     ) -> RabitqAsymIndex: ...
     @classmethod
     def load(cls, path: _Path) -> RabitqAsymIndex: ...
@@ -253,6 +272,7 @@ class IvfRabitqIndex(_IndexBase):
         seed: Optional[_Int] = None,
         rerank_factor: Optional[_Int] = None,
         rotation: Optional[str] = None,
+        metric: Optional[_Metric] = None,
     ) -> None: ...
     @classmethod
     def build(
@@ -265,6 +285,7 @@ class IvfRabitqIndex(_IndexBase):
         seed: Optional[_Int] = None,
         rerank_factor: Optional[_Int] = None,
         rotation: Optional[str] = None,
+        metric: Optional[_Metric] = None,
     ) -> IvfRabitqIndex: ...
     @classmethod
     def load(cls, path: _Path) -> IvfRabitqIndex: ...

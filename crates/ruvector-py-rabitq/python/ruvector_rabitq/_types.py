@@ -12,8 +12,11 @@ if TYPE_CHECKING:
 class SearchHit(NamedTuple):
     """One search result: the stored ``id`` and its ``score``.
 
-    ``score`` is the squared L2 distance to the query (exact after rerank,
-    estimated from 1-bit codes otherwise): lower is closer.
+    ``score`` depends on the index's ``metric`` (exact after rerank,
+    estimated from 1-bit codes otherwise): for ``"l2"`` the squared L2
+    distance to the query, lower is closer; for ``"ip"`` the inner product
+    and for ``"cosine"`` the cosine similarity, higher is closer. Hits come
+    best first either way.
 
     >>> SearchHit(7, 0.25).id
     7
