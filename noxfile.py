@@ -217,6 +217,9 @@ def bench(session: nox.Session) -> None:
     ]
     for run in runs:
         session.run("python", *common, *run, *session.posargs)
+    # Index features on the real embeddings: metrics (MIPS, cosine).
+    data = ["--cache", str(ROOT / "target" / "bench-data")]
+    session.run("python", "bench/index_metric_bench.py", *data, "--out", "bench/results-metric.md")
     session.run("python", "bench/lake_bench.py", "--out", "bench/results-lake.md")
     session.run("python", "bench/gate_g2.py", "--out", "bench/results-g2.md")
     # Embeddings: next to sentence-transformers + PyTorch and torchvision
