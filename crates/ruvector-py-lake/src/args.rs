@@ -9,7 +9,8 @@ use ruvector_py_core::arrays::{path_arg, text_arg};
 use ruvector_py_core::interrupt::{catch_panic, run_interruptible, Cancel};
 use ruvector_py_core::{parallel, Error as BaseError};
 
-use crate::error::Error;
+use crate::error::{Error, FromBase};
+use ruvector_py_index::metric::Metric;
 
 use crate::source::LResult;
 
@@ -62,4 +63,71 @@ where
 /// (a panicking task would leave its awaiter waiting forever).
 pub fn no_panic<T>(work: impl FnOnce() -> LResult<T>) -> LResult<T> {
     catch_panic(work)
+}
+
+/// Ids of any count (`remove`'s ids, a search's `filter`): a 1-D integer
+/// array or sequence of non-negative values below 2**64. Other dtypes,
+/// negative values and other shapes raise `InvalidArgument` naming what
+/// was expected and what came.
+pub fn id_list(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u64>> {
+    use numpy::PyUntypedArrayMethods;
+    let py = obj.py();
+    let arr = match obj.cast::<numpy::PyUntypedArray>() {
+        Ok(a) => a.clone(),
+        Err(_) => py
+            .import("numpy")?
+            .call_method1("asarray", (obj,))
+            .map_err(|e| {
+                PyErr::from(Error::invalid(format!(
+                    "{what} must be a 1-D sequence of integer ids, got {} ({})",
+                    ruvector_py_core::arrays::type_name(obj),
+                    e.value(py)
+                )))
+            })?
+            .cast_into::<numpy::PyUntypedArray>()?,
+    };
+    if arr.ndim() != 1 {
+        return Err(Error::invalid(format!(
+            "{what} must be a 1-D sequence of integer ids, got shape {}",
+            ruvector_py_core::arrays::shape_text(arr.shape())
+        ))
+        .into());
+    }
+    let n = arr.shape()[0];
+    ruvector_py_core::arrays::ids_u64(obj, n, what)
+}
+
+/// A search's `metric`: `"l2"` (default), `"ip"` or `"cosine"`, parsed as
+/// the indexes parse it.
+pub fn metric(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Metric> {
+    match obj.filter(|o| !o.is_none()) {
+        None => Ok(Metric::L2),
+        Some(o) => {
+            let Ok(s) = o.cast::<pyo3::types::PyString>() else {
+                return Err(Error::invalid(format!(
+                    "metric must be \"l2\", \"ip\" or \"cosine\", got {}",
+                    o.repr()?
+                ))
+                .into());
+            };
+            Ok(Metric::parse(&s.to_cow()?).map_err(Error::from)?)
+        }
+    }
+}
+
+/// A search's `filter`: `None`, or the allowed ids (the backend's ids),
+/// at least one.
+pub fn filter(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u64>>> {
+    let Some(o) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    let ids = id_list(o, "filter")?;
+    if ids.is_empty() {
+        return Err(Error::invalid(
+            "filter must hold at least one allowed id, got an empty sequence (to search \
+             everything pass filter=None)",
+        )
+        .into());
+    }
+    Ok(Some(ids))
 }

@@ -59,6 +59,23 @@ impl LocalBackend {
         Ok(py.detach(|| catch_panic(|| self.src.upsert(&collection, &ids, &data, dim)))?)
     }
 
+    /// Removes the rows of `ids` (a 1-D sequence of unsigned 64-bit ints)
+    /// from `collection` and returns how many were removed; ids the
+    /// collection does not hold are ignored, repeats count once. Removing
+    /// at least one row bumps the collection's generation, so a `FRESH`
+    /// lake re-primes on its next search and never returns a removed id
+    /// again (`EVENTUAL` / `FROZEN` lakes keep serving their entry as
+    /// documented). `NotFound` if there is no such collection.
+    fn remove(
+        &self,
+        py: Python<'_>,
+        #[pyo3(from_py_with = crate::args::collection)] collection: String,
+        ids: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
+        let ids = crate::args::id_list(ids, "ids")?;
+        Ok(py.detach(|| catch_panic(|| self.src.remove(&collection, &ids)))?)
+    }
+
     /// The backend's name (unique within a lake).
     #[getter]
     fn name(&self) -> String {

@@ -87,12 +87,116 @@ pub struct PerStats {
 }
 
 /// An immutable cache entry: the index (ids are row positions), the real
-/// ids by row, and the bundle it was built from.
+/// ids by row, and the bundle it was built from; plus what searches build
+/// from it on first need (see [`EntryData::engine_for`]).
 pub struct EntryData {
+    /// The `l2` index, the crate's `RabitqPlusIndex` (results identical to
+    /// the crate's; the one `lake.cache` files hold).
     pub index: Engine,
     pub ids: Vec<u64>,
     pub dim: usize,
     pub bundle: RuLakeBundle,
+    /// The indexes of the other metrics (`ip`, `cosine`), built from the
+    /// `l2` index's kept vectors on first use. Each slot's lock is held
+    /// while its index builds, so concurrent first searches build it once;
+    /// a cancelled or failed build leaves the slot empty.
+    others: [Mutex<Option<Arc<Engine>>>; 2],
+}
+
+/// Below this many rows an entry's `ip` index is a `FlatF32Index` (exact;
+/// building it is a copy, and a scan this short costs less than training
+/// lists); from here on it is an `IvfRabitqIndex` (real MIPS over the
+/// unnormalised vectors, approximate, trained once).
+pub const IP_FLAT_MAX_ROWS: usize = 20_000;
+
+/// The index a search runs on: the entry's `l2` index, or one built for
+/// another metric.
+pub enum EngineRef<'a> {
+    Main(&'a Engine),
+    Built(Arc<Engine>),
+}
+
+impl std::ops::Deref for EngineRef<'_> {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        match self {
+            EngineRef::Main(e) => e,
+            EngineRef::Built(e) => e,
+        }
+    }
+}
+
+impl EntryData {
+    pub fn new(index: Engine, ids: Vec<u64>, dim: usize, bundle: RuLakeBundle) -> Self {
+        Self {
+            index,
+            ids,
+            dim,
+            bundle,
+            others: Default::default(),
+        }
+    }
+
+    fn slot(&self, metric: Metric) -> Option<&Mutex<Option<Arc<Engine>>>> {
+        match metric {
+            Metric::L2 => None,
+            Metric::Ip => Some(&self.others[0]),
+            Metric::Cosine => Some(&self.others[1]),
+        }
+    }
+
+    /// Whether a search with `metric` can start at once (its index exists).
+    pub fn has_engine(&self, metric: Metric) -> bool {
+        self.slot(metric)
+            .is_none_or(|s| s.lock().unwrap_or_else(|p| p.into_inner()).is_some())
+    }
+
+    /// The index that ranks by `metric`: the `l2` index itself, else one
+    /// built now (once per entry, checking `cancel` while it encodes or
+    /// trains) from the `l2` index's vectors with the lake's seed and rerank
+    /// factor: `cosine` a `RabitqPlusIndex` with metric cosine (1-bit scan +
+    /// exact rerank like `l2`); `ip` a `FlatF32Index` up to
+    /// [`IP_FLAT_MAX_ROWS`] rows, else an `IvfRabitqIndex` (the 1-bit kinds
+    /// cannot rank by inner product).
+    pub fn engine_for(&self, metric: Metric, cancel: &Cancel) -> LResult<EngineRef<'_>> {
+        let Some(slot) = self.slot(metric) else {
+            return Ok(EngineRef::Main(&self.index));
+        };
+        let mut g = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = g.as_ref() {
+            return Ok(EngineRef::Built(Arc::clone(e)));
+        }
+        let main = self.index.params();
+        let n = self.index.len();
+        let (kind, rotation) = match metric {
+            Metric::Ip if n <= IP_FLAT_MAX_ROWS => (Kind::Flat, Rotation::Haar),
+            Metric::Ip => (Kind::Ivf, Rotation::Hadamard),
+            _ => (Kind::Plus, Rotation::Haar),
+        };
+        let mut e = Engine::new(Params {
+            kind,
+            rotation,
+            rerank_factor: if kind == Kind::Flat {
+                1
+            } else {
+                main.rerank_factor
+            },
+            metric,
+            ..*main
+        })?;
+        let rows: Vec<u64> = (0..n as u64).collect();
+        e.add_with(&rows, self.index.store().vectors(), "vectors", true, cancel)
+            .map_err(|err| match err {
+                ruvector_py_core::Error::Interrupted => err,
+                err => ruvector_py_core::Error::invalid(format!(
+                    "this collection cannot be searched with metric {:?}: {err}",
+                    metric.name()
+                )),
+            })?;
+        let e = Arc::new(e);
+        *g = Some(Arc::clone(&e));
+        Ok(EngineRef::Built(e))
+    }
 }
 
 /// The outcome of [`Cache::lookup`].
@@ -415,12 +519,7 @@ impl Cache {
         )?;
         let ms = start.elapsed().as_secs_f64() * 1000.0;
         cancel.check()?;
-        let data = EntryData {
-            index,
-            dim: pulled.dim,
-            ids: pulled.ids,
-            bundle,
-        };
+        let data = EntryData::new(index, pulled.ids, pulled.dim, bundle);
         Ok(self.install(key, witness, data, Some(ms)))
     }
 
@@ -506,36 +605,17 @@ impl Cache {
         v
     }
 
-    /// Top-`k` `(id, score)` of one query on a snapshot.
+    /// Top-`k` `(id, score)` of one query on a snapshot, best first by
+    /// `ask.metric`. Builds the metric's index first if needed (see
+    /// [`EntryData::engine_for`]; `cancel` is checked while it builds).
     pub fn search_snapshot(
         snap: &Snapshot,
         query: &[f32],
         k: usize,
-        rf: Option<usize>,
+        ask: &Ask<'_>,
+        cancel: &Cancel,
     ) -> LResult<Vec<(u64, f32)>> {
-        let d = &snap.data;
-        if query.len() != d.dim {
-            return Err(Error::dimension(
-                format!("query for ({:?}, {:?})", snap.key.0, snap.key.1),
-                d.dim,
-                query.len(),
-            )
-            .into());
-        }
-        let n = d.index.len();
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let k = k.min(n);
-        let opts = SearchOpts {
-            rerank_factor: rf,
-            nprobe: None,
-        };
-        let hits = d.index.search(query, k, opts)?;
-        Ok(hits
-            .into_iter()
-            .map(|(pos, score)| (d.ids[pos as usize], score))
-            .collect())
+        Plan::new(snap, ask, cancel)?.search(query, k, ask.rf)
     }
 
     pub fn search_one(
@@ -543,32 +623,36 @@ impl Cache {
         key: &Key,
         query: &[f32],
         k: usize,
-        rf: Option<usize>,
+        ask: &Ask<'_>,
         cancel: &Cancel,
     ) -> LResult<Vec<(u64, f32)>> {
         let snap = self.ensure(key, cancel)?;
-        Self::search_snapshot(&snap, query, k, rf)
+        Self::search_snapshot(&snap, query, k, ask, cancel)
     }
 
     /// Federated search with the crate's per-shard `k` and rerank rules;
     /// `resolve` gives the snapshot of each target (fresh, or a session's).
+    /// Hits merge best first by `ask.metric` (a stable sort: ties keep the
+    /// targets' order).
     pub fn federated_with(
         targets: &[Key],
         query: &[f32],
         k: usize,
-        rf: Option<usize>,
+        ask: &Ask<'_>,
         global_rf: usize,
         resolve: &(dyn Fn(&Key) -> LResult<Snapshot> + Sync),
         cancel: &Cancel,
     ) -> LResult<Vec<(Key, u64, f32)>> {
         let shards = targets.len().max(1);
-        let rf =
-            rf.or_else(|| (shards > 1).then(|| (global_rf / shards).max(MIN_PER_SHARD_RERANK)));
+        let rf = ask
+            .rf
+            .or_else(|| (shards > 1).then(|| (global_rf / shards).max(MIN_PER_SHARD_RERANK)));
         let kp = over_request_k(k, shards);
         let one = |t: &Key| -> LResult<Vec<(Key, u64, f32)>> {
             let snap = resolve(t)?;
             cancel.check()?;
-            Ok(Self::search_snapshot(&snap, query, kp, rf)?
+            Ok(Plan::new(&snap, ask, cancel)?
+                .search(query, kp, rf)?
                 .into_iter()
                 .map(|(id, s)| (t.clone(), id, s))
                 .collect())
@@ -582,7 +666,11 @@ impl Cache {
         for r in per {
             merged.extend(r?);
         }
-        merged.sort_by(|a, b| a.2.total_cmp(&b.2));
+        if ask.metric.higher_is_better() {
+            merged.sort_by(|a, b| b.2.total_cmp(&a.2));
+        } else {
+            merged.sort_by(|a, b| a.2.total_cmp(&b.2));
+        }
         merged.truncate(k);
         Ok(merged)
     }
@@ -592,14 +680,14 @@ impl Cache {
         targets: &[Key],
         query: &[f32],
         k: usize,
-        rf: Option<usize>,
+        ask: &Ask<'_>,
         cancel: &Cancel,
     ) -> LResult<Vec<(Key, u64, f32)>> {
         Self::federated_with(
             targets,
             query,
             k,
-            rf,
+            ask,
             self.cfg.rerank_factor,
             &|t| self.ensure(t, cancel),
             cancel,
@@ -608,13 +696,15 @@ impl Cache {
 
     /// Searches every row of `queries` (one coherence check), in parallel,
     /// checking `cancel` before each query. Returns `(ids, scores, k_eff)`,
-    /// row-major `(nq, k_eff)`.
+    /// row-major `(nq, k_eff)`: `k_eff` is `min(k, rows the search may
+    /// return)`, and a query that finds fewer (only an approximate filtered
+    /// search can) is padded with id `PAD_ID` and `ask.metric.pad_score()`.
     pub fn search_batch_snapshot(
         snap: &Snapshot,
         queries: &[f32],
         cols: usize,
         k: usize,
-        rf: Option<usize>,
+        ask: &Ask<'_>,
         cancel: &Cancel,
     ) -> LResult<(Vec<u64>, Vec<f32>, usize)> {
         let d = &snap.data;
@@ -627,18 +717,16 @@ impl Cache {
             .into());
         }
         let nq = queries.len() / d.dim;
-        let ke = k.min(d.index.len());
-        let mut ids = vec![0u64; nq * ke];
-        let mut scores = vec![0f32; nq * ke];
+        let plan = Plan::new(snap, ask, cancel)?;
+        let ke = k.min(plan.searchable());
+        let mut ids = vec![PAD_ID; nq * ke];
+        let mut scores = vec![ask.metric.pad_score(); nq * ke];
         if ke == 0 {
             return Ok((ids, scores, 0));
         }
         let run = |((i, s), q): ((&mut [u64], &mut [f32]), &[f32])| -> LResult<()> {
             cancel.check()?;
-            for (j, (id, sc)) in Self::search_snapshot(snap, q, ke, rf)?
-                .into_iter()
-                .enumerate()
-            {
+            for (j, (id, sc)) in plan.search(q, ke, ask.rf)?.into_iter().enumerate() {
                 i[j] = id;
                 s[j] = sc;
             }
@@ -666,11 +754,72 @@ impl Cache {
         queries: &[f32],
         cols: usize,
         k: usize,
-        rf: Option<usize>,
+        ask: &Ask<'_>,
         cancel: &Cancel,
     ) -> LResult<(Vec<u64>, Vec<f32>, usize)> {
         let snap = self.ensure(key, cancel)?;
-        Self::search_batch_snapshot(&snap, queries, cols, k, rf, cancel)
+        Self::search_batch_snapshot(&snap, queries, cols, k, ask, cancel)
+    }
+}
+
+/// The id that pads a batch row shorter than `k`: `-1` read as uint64
+/// (`2**64 - 1`).
+pub const PAD_ID: u64 = u64::MAX;
+
+/// What a search asks besides its query and `k`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ask<'a> {
+    /// Per-call rerank factor (`None`: the lake's).
+    pub rf: Option<usize>,
+    /// What to rank by (default `l2`).
+    pub metric: Metric,
+    /// Only these of the backend's ids may be returned.
+    pub filter: Option<&'a [u64]>,
+}
+
+/// One search call's view of one entry: the index of the call's metric
+/// (and, later, its filter bound to that index), prepared once and used for
+/// every query of the call.
+pub struct Plan<'a> {
+    snap: &'a Snapshot,
+    engine: EngineRef<'a>,
+}
+
+impl<'a> Plan<'a> {
+    pub fn new(snap: &'a Snapshot, ask: &Ask<'_>, cancel: &Cancel) -> LResult<Self> {
+        let engine = snap.data.engine_for(ask.metric, cancel)?;
+        Ok(Self { snap, engine })
+    }
+
+    /// Rows a search may return.
+    pub fn searchable(&self) -> usize {
+        self.engine.len()
+    }
+
+    /// Top-`k` `(id, score)` of one query, best first.
+    pub fn search(&self, query: &[f32], k: usize, rf: Option<usize>) -> LResult<Vec<(u64, f32)>> {
+        let d = &self.snap.data;
+        if query.len() != d.dim {
+            return Err(Error::dimension(
+                format!("query for ({:?}, {:?})", self.snap.key.0, self.snap.key.1),
+                d.dim,
+                query.len(),
+            )
+            .into());
+        }
+        let k = k.min(self.searchable());
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let opts = SearchOpts {
+            rerank_factor: rf,
+            nprobe: None,
+        };
+        let hits = self.engine.search(query, k, opts)?;
+        Ok(hits
+            .into_iter()
+            .map(|(pos, score)| (d.ids[pos as usize], score))
+            .collect())
     }
 }
 
@@ -741,7 +890,8 @@ mod tests {
                     .map(|h| (h.id, h.score))
                     .collect();
                 assert_eq!(
-                    ours.search_one(&key("a", "c"), qv, k, None, &no()).unwrap(),
+                    ours.search_one(&key("a", "c"), qv, k, &Ask::default(), &no())
+                        .unwrap(),
                     want
                 );
                 let want: Vec<(String, u64, f32)> = theirs
@@ -751,7 +901,13 @@ mod tests {
                     .map(|h| (h.backend, h.id, h.score))
                     .collect();
                 let got: Vec<(String, u64, f32)> = ours
-                    .search_federated(&[key("a", "c"), key("b", "c")], qv, k, None, &no())
+                    .search_federated(
+                        &[key("a", "c"), key("b", "c")],
+                        qv,
+                        k,
+                        &Ask::default(),
+                        &no(),
+                    )
                     .unwrap()
                     .into_iter()
                     .map(|(t, id, s)| (t.0, id, s))
@@ -762,7 +918,7 @@ mod tests {
         let qs: Vec<Vec<f32>> = q.chunks(d).map(|r| r.to_vec()).collect();
         let want = theirs.search_batch("b", "c", &qs, 5).unwrap();
         let (ids, scores, ke) = ours
-            .search_batch(&key("b", "c"), &q, d, 5, None, &no())
+            .search_batch(&key("b", "c"), &q, d, 5, &Ask::default(), &no())
             .unwrap();
         assert_eq!(ke, 5);
         for (i, row) in want.iter().enumerate() {
@@ -783,7 +939,7 @@ mod tests {
         }
         e.register(Arc::new(src)).unwrap();
         for c in ["x", "y", "z"] {
-            e.search_one(&key("l", c), &[0.0, 1.0], 1, None, &no())
+            e.search_one(&key("l", c), &[0.0, 1.0], 1, &Ask::default(), &no())
                 .unwrap();
             assert_eq!(e.entry_count(), 1);
         }
@@ -817,11 +973,16 @@ mod tests {
             e.register(src.clone()).unwrap();
             let k = key("l", "c");
             assert_eq!(
-                e.search_one(&k, &[5.0, 5.0], 1, None, &no()).unwrap()[0].0,
+                e.search_one(&k, &[5.0, 5.0], 1, &Ask::default(), &no())
+                    .unwrap()[0]
+                    .0,
                 1
             );
             src.upsert("c", &[2], &[5.0, 5.0], 2).unwrap();
-            let top = e.search_one(&k, &[5.0, 5.0], 1, None, &no()).unwrap()[0].0;
+            let top = e
+                .search_one(&k, &[5.0, 5.0], 1, &Ask::default(), &no())
+                .unwrap()[0]
+                .0;
             assert_eq!(top == 2, expect_new, "{mode:?}");
         }
     }
@@ -835,22 +996,137 @@ mod tests {
         let cancelled = Cancel::new();
         cancelled.cancel();
         let k = key("l", "c");
-        let err = e.search_one(&k, &[0.0, 1.0], 1, None, &cancelled);
+        let err = e.search_one(&k, &[0.0, 1.0], 1, &Ask::default(), &cancelled);
         assert!(matches!(
             err.unwrap_err().err(),
             Error::Base(ruvector_py_core::Error::Interrupted)
         ));
         assert_eq!((e.entry_count(), e.stats().primes), (0, 0));
-        let err = e.search_batch(&k, &[0.0, 1.0], 2, 1, None, &cancelled);
+        let err = e.search_batch(&k, &[0.0, 1.0], 2, 1, &Ask::default(), &cancelled);
         assert!(matches!(
             err.unwrap_err().err(),
             Error::Base(ruvector_py_core::Error::Interrupted)
         ));
         assert_eq!(
-            e.search_one(&k, &[0.0, 1.0], 1, None, &no()).unwrap()[0].0,
+            e.search_one(&k, &[0.0, 1.0], 1, &Ask::default(), &no())
+                .unwrap()[0]
+                .0,
             1
         );
         assert_eq!(e.stats().primes, 1);
+    }
+
+    /// Exact top-`k` `(id, score)` by inner product or cosine, best first.
+    fn exact(ids: &[u64], x: &[f32], d: usize, q: &[f32], k: usize, cos: bool) -> Vec<(u64, f32)> {
+        let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        let mut all: Vec<(u64, f32)> = ids
+            .iter()
+            .zip(x.chunks(d))
+            .map(|(&id, r)| {
+                let ip: f32 = r.iter().zip(q).map(|(a, b)| a * b).sum();
+                (id, if cos { ip / (norm(r) * norm(q)) } else { ip })
+            })
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1));
+        all.truncate(k);
+        all
+    }
+
+    #[test]
+    fn metrics_rank_like_an_exact_scan_and_build_once() {
+        let d = 12;
+        let e = Cache::new(cfg(Consistency::Fresh, None));
+        let src = LocalSource::new("l").unwrap();
+        let mut x = data(600, d, 5);
+        // Norms spread over [0.5, 3]: inner product and L2 disagree.
+        for (i, r) in x.chunks_mut(d).enumerate() {
+            let n = r.iter().map(|a| a * a).sum::<f32>().sqrt();
+            let want = 0.5 + 2.5 * ((i * 37) % 100) as f32 / 100.0;
+            r.iter_mut().for_each(|a| *a *= want / n);
+        }
+        let ids: Vec<u64> = (0..600).map(|i| 1000 + 3 * i).collect();
+        src.upsert("c", &ids, &x, d).unwrap();
+        e.register(Arc::new(src)).unwrap();
+        let k_ = key("l", "c");
+        for (metric, cos) in [(Metric::Ip, false), (Metric::Cosine, true)] {
+            // Cosine is a 1-bit scan + rerank: reranking every row (600 =
+            // 10 × 60) makes it exact.
+            let ask = Ask {
+                metric,
+                rf: Some(60),
+                ..Ask::default()
+            };
+            for q in data(5, d, 77).chunks(d) {
+                let got = e.search_one(&k_, q, 10, &ask, &no()).unwrap();
+                let want = exact(&ids, &x, d, q, 10, cos);
+                let g: Vec<u64> = got.iter().map(|h| h.0).collect();
+                let w: Vec<u64> = want.iter().map(|h| h.0).collect();
+                assert_eq!(g, w, "{metric:?}");
+                for (a, b) in got.iter().zip(&want) {
+                    assert!((a.1 - b.1).abs() < 1e-4 * b.1.abs().max(1.0), "{a:?} {b:?}");
+                }
+            }
+        }
+        // Built once per entry, shared by every later search.
+        let snap = e.cached(&k_).unwrap();
+        let a = snap.data.engine_for(Metric::Cosine, &no()).unwrap();
+        let b = snap.data.engine_for(Metric::Cosine, &no()).unwrap();
+        assert!(std::ptr::eq(&*a, &*b));
+        // A cancelled build leaves nothing behind; a later one succeeds.
+        let fresh = EntryData::new(
+            build_index(
+                &crate::source::Pulled {
+                    ids: ids.clone(),
+                    data: x.clone(),
+                    dim: d,
+                },
+                42,
+                20,
+                &no(),
+            )
+            .unwrap(),
+            ids.clone(),
+            d,
+            snap.data.bundle.clone(),
+        );
+        let c = Cancel::new();
+        c.cancel();
+        assert!(fresh.engine_for(Metric::Cosine, &c).is_err());
+        assert!(!fresh.has_engine(Metric::Cosine));
+        assert!(fresh.engine_for(Metric::Cosine, &no()).is_ok());
+        assert!(fresh.has_engine(Metric::Cosine));
+    }
+
+    #[test]
+    fn federated_merges_similarities_descending() {
+        let d = 8;
+        let e = Cache::new(cfg(Consistency::Fresh, None));
+        for (name, seed) in [("a", 1u64), ("b", 2)] {
+            let src = LocalSource::new(name).unwrap();
+            let ids: Vec<u64> = (0..200).collect();
+            src.upsert("c", &ids, &data(200, d, seed), d).unwrap();
+            e.register(Arc::new(src)).unwrap();
+        }
+        let q = data(1, d, 3);
+        for metric in [Metric::L2, Metric::Ip, Metric::Cosine] {
+            let ask = Ask {
+                metric,
+                ..Ask::default()
+            };
+            let hits = e
+                .search_federated(&[key("a", "c"), key("b", "c")], &q, 15, &ask, &no())
+                .unwrap();
+            assert_eq!(hits.len(), 15);
+            let ok = |w: &[(Key, u64, f32)]| {
+                if metric.higher_is_better() {
+                    w[0].2 >= w[1].2
+                } else {
+                    w[0].2 <= w[1].2
+                }
+            };
+            assert!(hits.windows(2).all(ok), "{metric:?}");
+            assert!(hits.iter().any(|h| h.0 .0 == "a") && hits.iter().any(|h| h.0 .0 == "b"));
+        }
     }
 
     #[test]
@@ -860,7 +1136,7 @@ mod tests {
         src.upsert("c", &[], &[], 3).unwrap();
         e.register(Arc::new(src)).unwrap();
         assert!(e
-            .search_one(&key("l", "c"), &[0.0; 3], 5, None, &no())
+            .search_one(&key("l", "c"), &[0.0; 3], 5, &Ask::default(), &no())
             .unwrap()
             .is_empty());
     }

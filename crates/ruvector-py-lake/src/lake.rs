@@ -27,10 +27,11 @@ use crate::args::{interruptible, no_panic};
 use crate::backends::{FsBackend, LocalBackend};
 use crate::bundle::Bundle;
 use crate::cache::{
-    Cache, Config, Consistency, Key, Lookup, PerStats, Snapshot, MAX_K, MAX_RERANK_FACTOR,
+    Ask, Cache, Config, Consistency, Key, Lookup, PerStats, Snapshot, MAX_K, MAX_RERANK_FACTOR,
 };
 use crate::snapshot;
 use crate::source::{LResult, Source};
+use ruvector_py_index::metric::Metric;
 
 type Hits = Vec<(Key, u64, f32)>;
 
@@ -73,6 +74,60 @@ fn rf_arg(rf: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
         .transpose()
 }
 
+/// A search's options besides its query and `k`, owned (async calls move
+/// them to the runtime): `rerank_factor`, `metric`, `filter`.
+struct Opts {
+    rf: Option<usize>,
+    metric: Metric,
+    filter: Option<Vec<u64>>,
+}
+
+impl Opts {
+    fn parse(
+        rerank_factor: Option<&Bound<'_, PyAny>>,
+        metric: Option<&Bound<'_, PyAny>>,
+        filter: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(Self {
+            rf: rf_arg(rerank_factor)?,
+            metric: crate::args::metric(metric)?,
+            filter: crate::args::filter(filter)?,
+        })
+    }
+
+    fn ask(&self) -> Ask<'_> {
+        Ask {
+            rf: self.rf,
+            metric: self.metric,
+            filter: self.filter.as_deref(),
+        }
+    }
+}
+
+/// Builds `snap`'s index for `metric` if it has none yet (once per entry;
+/// interruptible, it encodes every row), so the search itself is short.
+fn ready(py: Python<'_>, snap: &Snapshot, metric: Metric) -> PyResult<()> {
+    if snap.data.has_engine(metric) {
+        return Ok(());
+    }
+    interruptible(py, |cancel| {
+        snap.data.engine_for(metric, cancel).map(|_| ())
+    })
+}
+
+/// One query on `snap`: its metric's index built first if needed
+/// (interruptibly), then the search with the GIL released.
+fn one_on(
+    py: Python<'_>,
+    snap: &Snapshot,
+    q: &[f32],
+    k: usize,
+    o: &Opts,
+) -> PyResult<Vec<(u64, f32)>> {
+    ready(py, snap, o.metric)?;
+    Ok(py.detach(|| no_panic(|| Cache::search_snapshot(snap, q, k, &o.ask(), &Cancel::new())))?)
+}
+
 /// A query as a float32 vector, finite and of sane norm (its dimension is
 /// checked against each collection later).
 fn query_arg(query: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> {
@@ -113,26 +168,29 @@ fn entry(py: Python<'_>, engine: &Cache, key: &Key) -> PyResult<Snapshot> {
 /// runs on this thread: too short for Ctrl-C to matter.
 const INTERRUPTIBLE_BATCH_WORK: usize = 1 << 24;
 
-/// A batch search on `snap`, interruptible when it is long.
+/// A batch search on `snap`, interruptible when it is long (or when its
+/// metric's index must be built first).
 fn batch_on(
     py: Python<'_>,
     snap: &Snapshot,
     q: &[f32],
     cols: usize,
     k: usize,
-    rf: Option<usize>,
+    o: &Opts,
 ) -> PyResult<Batch> {
+    ready(py, snap, o.metric)?;
     let work = (q.len() / cols.max(1))
         .saturating_mul(snap.data.ids.len())
         .saturating_mul(cols);
+    let ask = o.ask();
     if work < INTERRUPTIBLE_BATCH_WORK {
         let cancel = Cancel::new();
         return Ok(py.detach(|| {
-            no_panic(|| Cache::search_batch_snapshot(snap, q, cols, k, rf, &cancel))
+            no_panic(|| Cache::search_batch_snapshot(snap, q, cols, k, &ask, &cancel))
         })?);
     }
     interruptible(py, |cancel| {
-        Cache::search_batch_snapshot(snap, q, cols, k, rf, cancel)
+        Cache::search_batch_snapshot(snap, q, cols, k, &ask, cancel)
     })
 }
 
@@ -367,7 +425,7 @@ impl RuLake {
     /// The `k` nearest vectors of `collection` on `backend`, as `LakeHit`s
     /// ascending by score (squared L2). Fewer than `k` if the collection is
     /// smaller; none if it is empty.
-    #[pyo3(signature = (backend, collection, query, k=None, *, rerank_factor=None))]
+    #[pyo3(signature = (backend, collection, query, k=None, *, rerank_factor=None, metric=None, filter=None))]
     fn search_one(
         &self,
         py: Python<'_>,
@@ -376,17 +434,20 @@ impl RuLake {
         query: &Bound<'_, PyAny>,
         k: Option<&Bound<'_, PyAny>>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
+        metric: Option<&Bound<'_, PyAny>>,
+        filter: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let (q, k, rf) = (query_arg(query)?, k_arg(k)?, rf_arg(rerank_factor)?);
+        let (q, k) = (query_arg(query)?, k_arg(k)?);
+        let o = Opts::parse(rerank_factor, metric, filter)?;
         let key = key_of(&backend, &collection);
         // A prime (pull, encode) stops at Ctrl-C; a cache hit costs a search.
         let snap = entry(py, &self.engine, &key)?;
-        let hits = py.detach(|| no_panic(|| Cache::search_snapshot(&snap, &q, k, rf)))?;
+        let hits = one_on(py, &snap, &q, k, &o)?;
         hits_to_list(py, one_to_hits(&key, hits))
     }
 
     /// Awaitable `search_one`, run on the wheel's tokio runtime.
-    #[pyo3(signature = (backend, collection, query, k=None, *, rerank_factor=None))]
+    #[pyo3(signature = (backend, collection, query, k=None, *, rerank_factor=None, metric=None, filter=None))]
     fn search_one_async<'py>(
         &self,
         py: Python<'py>,
@@ -395,8 +456,11 @@ impl RuLake {
         query: &Bound<'py, PyAny>,
         k: Option<&Bound<'py, PyAny>>,
         rerank_factor: Option<&Bound<'py, PyAny>>,
+        metric: Option<&Bound<'py, PyAny>>,
+        filter: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (q, k, rf) = (query_arg(query)?, k_arg(k)?, rf_arg(rerank_factor)?);
+        let (q, k) = (query_arg(query)?, k_arg(k)?);
+        let o = Opts::parse(rerank_factor, metric, filter)?;
         let key = key_of(&backend, &collection);
         let engine = Arc::clone(&self.engine);
         runtime::awaitable(
@@ -404,7 +468,7 @@ impl RuLake {
             move || {
                 Ok::<_, Error>(no_panic(|| {
                     // Cancelling the awaiting task drops the result instead.
-                    let hits = engine.search_one(&key, &q, k, rf, &Cancel::new())?;
+                    let hits = engine.search_one(&key, &q, k, &o.ask(), &Cancel::new())?;
                     Ok(one_to_hits(&key, hits))
                 }))
             },
@@ -417,7 +481,7 @@ impl RuLake {
     /// rerank `max(5, rerank_factor / shards)` unless `rerank_factor` is
     /// given). `targets` may be a collection name: that collection on every
     /// registered backend.
-    #[pyo3(signature = (targets, query, k=None, *, rerank_factor=None))]
+    #[pyo3(signature = (targets, query, k=None, *, rerank_factor=None, metric=None, filter=None))]
     fn search_federated(
         &self,
         py: Python<'_>,
@@ -425,17 +489,21 @@ impl RuLake {
         query: &Bound<'_, PyAny>,
         k: Option<&Bound<'_, PyAny>>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
+        metric: Option<&Bound<'_, PyAny>>,
+        filter: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let targets = targets_arg(&self.engine, targets)?;
-        let (q, k, rf) = (query_arg(query)?, k_arg(k)?, rf_arg(rerank_factor)?);
+        let (q, k) = (query_arg(query)?, k_arg(k)?);
+        let o = Opts::parse(rerank_factor, metric, filter)?;
         let hits = interruptible(py, |cancel| {
-            self.engine.search_federated(&targets, &q, k, rf, cancel)
+            self.engine
+                .search_federated(&targets, &q, k, &o.ask(), cancel)
         })?;
         hits_to_list(py, hits)
     }
 
     /// Awaitable `search_federated`.
-    #[pyo3(signature = (targets, query, k=None, *, rerank_factor=None))]
+    #[pyo3(signature = (targets, query, k=None, *, rerank_factor=None, metric=None, filter=None))]
     fn search_federated_async<'py>(
         &self,
         py: Python<'py>,
@@ -443,15 +511,18 @@ impl RuLake {
         query: &Bound<'py, PyAny>,
         k: Option<&Bound<'py, PyAny>>,
         rerank_factor: Option<&Bound<'py, PyAny>>,
+        metric: Option<&Bound<'py, PyAny>>,
+        filter: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let targets = targets_arg(&self.engine, targets)?;
-        let (q, k, rf) = (query_arg(query)?, k_arg(k)?, rf_arg(rerank_factor)?);
+        let (q, k) = (query_arg(query)?, k_arg(k)?);
+        let o = Opts::parse(rerank_factor, metric, filter)?;
         let engine = Arc::clone(&self.engine);
         runtime::awaitable(
             py,
             move || {
                 Ok::<_, Error>(no_panic(|| {
-                    engine.search_federated(&targets, &q, k, rf, &Cancel::new())
+                    engine.search_federated(&targets, &q, k, &o.ask(), &Cancel::new())
                 }))
             },
             Box::new(|py, r: LResult<Hits>| hits_to_list(py, r?)),
@@ -461,7 +532,7 @@ impl RuLake {
     /// Searches every row of `queries` (`(nq, dim)` float32) with one
     /// coherence check, in parallel. Returns `(ids, scores)`: uint64 and
     /// float32 arrays of shape `(nq, min(k, len(collection)))`.
-    #[pyo3(signature = (backend, collection, queries, k=None, *, rerank_factor=None))]
+    #[pyo3(signature = (backend, collection, queries, k=None, *, rerank_factor=None, metric=None, filter=None))]
     fn search_batch(
         &self,
         py: Python<'_>,
@@ -470,17 +541,20 @@ impl RuLake {
         queries: &Bound<'_, PyAny>,
         k: Option<&Bound<'_, PyAny>>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
+        metric: Option<&Bound<'_, PyAny>>,
+        filter: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let (q, nq, cols) = queries_arg(queries)?;
-        let (k, rf) = (k_arg(k)?, rf_arg(rerank_factor)?);
+        let k = k_arg(k)?;
+        let o = Opts::parse(rerank_factor, metric, filter)?;
         let key = key_of(&backend, &collection);
         let snap = entry(py, &self.engine, &key)?;
-        let batch = batch_on(py, &snap, &q, cols, k, rf)?;
+        let batch = batch_on(py, &snap, &q, cols, k, &o)?;
         batch_to_numpy(py, nq, batch)
     }
 
     /// Awaitable `search_batch`.
-    #[pyo3(signature = (backend, collection, queries, k=None, *, rerank_factor=None))]
+    #[pyo3(signature = (backend, collection, queries, k=None, *, rerank_factor=None, metric=None, filter=None))]
     fn search_batch_async<'py>(
         &self,
         py: Python<'py>,
@@ -489,16 +563,19 @@ impl RuLake {
         queries: &Bound<'py, PyAny>,
         k: Option<&Bound<'py, PyAny>>,
         rerank_factor: Option<&Bound<'py, PyAny>>,
+        metric: Option<&Bound<'py, PyAny>>,
+        filter: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (q, nq, cols) = queries_arg(queries)?;
-        let (k, rf) = (k_arg(k)?, rf_arg(rerank_factor)?);
+        let k = k_arg(k)?;
+        let o = Opts::parse(rerank_factor, metric, filter)?;
         let key = key_of(&backend, &collection);
         let engine = Arc::clone(&self.engine);
         runtime::awaitable(
             py,
             move || {
                 Ok::<_, Error>(no_panic(|| {
-                    engine.search_batch(&key, &q, cols, k, rf, &Cancel::new())
+                    engine.search_batch(&key, &q, cols, k, &o.ask(), &Cancel::new())
                 }))
             },
             Box::new(move |py, r: LResult<Batch>| batch_to_numpy(py, nq, r?)),
@@ -680,7 +757,7 @@ impl RuLake {
         if !probe.is_empty() {
             let q = PyArray1::from_vec(py, probe);
             let _ = crate::cache::without_counting_hits(|| {
-                self.search_one(py, backend, collection, q.as_any(), None, None)
+                self.search_one(py, backend, collection, q.as_any(), None, None, None, None)
             });
         }
         Ok(n)
@@ -771,7 +848,7 @@ impl LakeSession {
 #[pymethods]
 impl LakeSession {
     /// As `RuLake.search_one`, from the session's view.
-    #[pyo3(signature = (backend, collection, query, k=None, *, rerank_factor=None))]
+    #[pyo3(signature = (backend, collection, query, k=None, *, rerank_factor=None, metric=None, filter=None))]
     fn search_one(
         &self,
         py: Python<'_>,
@@ -780,16 +857,19 @@ impl LakeSession {
         query: &Bound<'_, PyAny>,
         k: Option<&Bound<'_, PyAny>>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
+        metric: Option<&Bound<'_, PyAny>>,
+        filter: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let (q, k, rf) = (query_arg(query)?, k_arg(k)?, rf_arg(rerank_factor)?);
+        let (q, k) = (query_arg(query)?, k_arg(k)?);
+        let o = Opts::parse(rerank_factor, metric, filter)?;
         let key = key_of(&backend, &collection);
         let s = self.resolve_here(py, &key)?;
-        let hits = py.detach(|| no_panic(|| Cache::search_snapshot(&s, &q, k, rf)))?;
+        let hits = one_on(py, &s, &q, k, &o)?;
         hits_to_list(py, one_to_hits(&key, hits))
     }
 
     /// As `RuLake.search_federated`, from the session's view.
-    #[pyo3(signature = (targets, query, k=None, *, rerank_factor=None))]
+    #[pyo3(signature = (targets, query, k=None, *, rerank_factor=None, metric=None, filter=None))]
     fn search_federated(
         &self,
         py: Python<'_>,
@@ -797,16 +877,19 @@ impl LakeSession {
         query: &Bound<'_, PyAny>,
         k: Option<&Bound<'_, PyAny>>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
+        metric: Option<&Bound<'_, PyAny>>,
+        filter: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let targets = targets_arg(&self.engine, targets)?;
-        let (q, k, rf) = (query_arg(query)?, k_arg(k)?, rf_arg(rerank_factor)?);
+        let (q, k) = (query_arg(query)?, k_arg(k)?);
+        let o = Opts::parse(rerank_factor, metric, filter)?;
         let global = self.engine.config().rerank_factor;
         let hits = interruptible(py, |cancel| {
             Cache::federated_with(
                 &targets,
                 &q,
                 k,
-                rf,
+                &o.ask(),
                 global,
                 &|t| self.resolve(t, cancel),
                 cancel,
@@ -816,7 +899,7 @@ impl LakeSession {
     }
 
     /// As `RuLake.search_batch`, from the session's view.
-    #[pyo3(signature = (backend, collection, queries, k=None, *, rerank_factor=None))]
+    #[pyo3(signature = (backend, collection, queries, k=None, *, rerank_factor=None, metric=None, filter=None))]
     fn search_batch(
         &self,
         py: Python<'_>,
@@ -825,12 +908,15 @@ impl LakeSession {
         queries: &Bound<'_, PyAny>,
         k: Option<&Bound<'_, PyAny>>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
+        metric: Option<&Bound<'_, PyAny>>,
+        filter: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let (q, nq, cols) = queries_arg(queries)?;
-        let (k, rf) = (k_arg(k)?, rf_arg(rerank_factor)?);
+        let k = k_arg(k)?;
+        let o = Opts::parse(rerank_factor, metric, filter)?;
         let key = key_of(&backend, &collection);
         let s = self.resolve_here(py, &key)?;
-        let batch = batch_on(py, &s, &q, cols, k, rf)?;
+        let batch = batch_on(py, &s, &q, cols, k, &o)?;
         batch_to_numpy(py, nq, batch)
     }
 

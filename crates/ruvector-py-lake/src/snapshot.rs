@@ -315,15 +315,7 @@ pub fn load_snapshot(
         build_index(&pulled, seed, rf, cancel)?
     };
     let witness = bundle.rvf_witness.clone();
-    Ok((
-        witness,
-        EntryData {
-            index,
-            ids: pulled.ids,
-            dim,
-            bundle,
-        },
-    ))
+    Ok((witness, EntryData::new(index, pulled.ids, dim, bundle)))
 }
 
 /// Saves `key`'s cached entry; `CacheMiss` if nothing is cached.
@@ -415,12 +407,15 @@ mod tests {
         s.upsert("c", &ids, &[0.0, 0.0, 1.0, 1.0, 2.0, 2.0], 2)
             .unwrap();
         let k = ("l".to_string(), "c".to_string());
-        let before = e.search_one(&k, &[2.0, 2.0], 3, None, &no()).unwrap();
+        let before = e
+            .search_one(&k, &[2.0, 2.0], 3, &crate::cache::Ask::default(), &no())
+            .unwrap();
         save(&e, &k, &dir).unwrap();
         let (e2, _) = engine(Consistency::Frozen);
         assert_eq!(warm(&e2, &k, &dir, &no()).unwrap().0, 3);
         assert_eq!(
-            e2.search_one(&k, &[2.0, 2.0], 3, None, &no()).unwrap(),
+            e2.search_one(&k, &[2.0, 2.0], 3, &crate::cache::Ask::default(), &no())
+                .unwrap(),
             before
         );
         assert_eq!(before[0].0, 17);
@@ -452,7 +447,9 @@ mod tests {
         s.upsert("c", &ids, &data, 8).unwrap();
         let k = ("l".to_string(), "c".to_string());
         let q = [0.3f32, -0.2, 0.1, 0.9, 0.0, 0.4, -0.5, 0.2];
-        let before = e.search_one(&k, &q, 5, None, &no()).unwrap();
+        let before = e
+            .search_one(&k, &q, 5, &crate::cache::Ask::default(), &no())
+            .unwrap();
         save(&e, &k, &dir).unwrap();
         // Codes that belong to other vectors (flip every sign of row 0's
         // words) with a valid CRC: the sampled re-encode refuses them.
@@ -477,6 +474,10 @@ mod tests {
             b[8..12].copy_from_slice(&VERSION_NO_CODES.to_le_bytes());
         });
         assert_eq!(warm(&e2, &k, &dir, &no()).unwrap().0, n);
-        assert_eq!(e2.search_one(&k, &q, 5, None, &no()).unwrap(), before);
+        assert_eq!(
+            e2.search_one(&k, &q, 5, &crate::cache::Ask::default(), &no())
+                .unwrap(),
+            before
+        );
     }
 }

@@ -315,6 +315,42 @@ impl LocalSource {
             .map_err(|e| crate_err(&self.name, e))
     }
 
+    /// Removes the rows of `ids` from `collection` and returns how many were
+    /// removed (ids not held are ignored, repeats count once). When at least
+    /// one row goes, the collection is replaced under the writer lock, which
+    /// bumps its generation (so its witness changes and a `Fresh` lake
+    /// re-primes on its next search); removing nothing changes nothing.
+    /// `NotFound` if there is no such collection.
+    pub fn remove(&self, collection: &str, ids: &[u64]) -> crate::error::Result<usize> {
+        check_name("collection name", collection)?;
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let b = match self.inner.pull_vectors(collection) {
+            Ok(b) => b,
+            Err(RuLakeError::UnknownCollection { .. }) => {
+                return Err(Error::not_found(
+                    format!("backend {:?} has no collection {collection:?}", self.name),
+                    None,
+                ))
+            }
+            Err(e) => return Err(crate_err(&self.name, e)),
+        };
+        let gone: std::collections::HashSet<u64> = ids.iter().copied().collect();
+        let before = b.ids.len();
+        let (kept_ids, kept_rows): (Vec<u64>, Vec<Vec<f32>>) = b
+            .ids
+            .into_iter()
+            .zip(b.vectors)
+            .filter(|(id, _)| !gone.contains(id))
+            .unzip();
+        let removed = before - kept_ids.len();
+        if removed > 0 {
+            self.inner
+                .put_collection(collection, b.dim, kept_ids, kept_rows)
+                .map_err(|e| crate_err(&self.name, e))?;
+        }
+        Ok(removed)
+    }
+
     /// Number of vectors in `collection`, if it exists.
     pub fn count(&self, collection: &str) -> Option<usize> {
         self.inner
