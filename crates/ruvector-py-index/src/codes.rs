@@ -23,6 +23,7 @@ use ruvector_py_core::{parallel, Result};
 use ruvector_rabitq::rotation::normalize_inplace;
 use ruvector_rabitq::{RabitqIndex, RandomRotation, RandomRotationKind};
 
+use crate::filter::{allows, RowFilter};
 use crate::store::Store;
 use crate::topk::TopK;
 
@@ -514,7 +515,15 @@ impl SymmetricCodes {
 
     /// The `k` best rows by the symmetric 1-bit estimate, as
     /// `(row, id, estimated squared L2)`, ascending.
-    pub fn scan_topk(&self, store: &Store, query: &[f32], k: usize) -> Vec<(u32, u64, f32)> {
+    ///
+    /// Rows `filter` does not allow never enter the top `k`.
+    pub fn scan_topk(
+        &self,
+        store: &Store,
+        query: &[f32],
+        k: usize,
+        filter: Option<&RowFilter>,
+    ) -> Vec<(u32, u64, f32)> {
         let n = self.len();
         if n == 0 || k == 0 {
             return Vec::new();
@@ -547,7 +556,7 @@ impl SymmetricCodes {
             for (i, (&a, &x_norm)) in agree.iter().zip(&self.norms).enumerate() {
                 let est_ip = q_norm * x_norm * lut[a as usize];
                 let score = q_sq + x_norm * x_norm - 2.0 * est_ip;
-                if bound.admits(score) {
+                if bound.admits(score) && allows(filter, i) {
                     top.push_at(store.id_at(i), score, i as u32);
                     bound = top.admission_bound();
                 }
@@ -562,7 +571,15 @@ impl SymmetricCodes {
     /// a time; here [`asym_ips`] runs the very same per-row sums for a block
     /// of rows side by side, so every score matches the crate's bit for bit
     /// at a fraction of the time.
-    pub fn scan_asym_topk(&self, store: &Store, query: &[f32], k: usize) -> Vec<(u32, u64, f32)> {
+    ///
+    /// Rows `filter` does not allow never enter the top `k`.
+    pub fn scan_asym_topk(
+        &self,
+        store: &Store,
+        query: &[f32],
+        k: usize,
+        filter: Option<&RowFilter>,
+    ) -> Vec<(u32, u64, f32)> {
         let n = self.len();
         if n == 0 || k == 0 {
             return Vec::new();
@@ -589,7 +606,7 @@ impl SymmetricCodes {
                 let unit_ip = ip * inv_sqrt_d;
                 let est_ip = q_norm * x_norm * unit_ip;
                 let score = q_sq + x_norm * x_norm - 2.0 * est_ip;
-                if bound.admits(score) {
+                if bound.admits(score) && allows(filter, i) {
                     top.push_at(store.id_at(i), score, i as u32);
                     bound = top.admission_bound();
                 }
@@ -634,6 +651,29 @@ impl SymmetricCodes {
                 + e.index.cos_lut().len() * 4
         });
         encoder + self.packed.capacity() * 8 + self.norms.capacity() * 4
+    }
+
+    /// Keeps the rows whose `keep` entry is true, in order (as
+    /// [`Store::retain_rows`] does).
+    pub fn retain_rows(&mut self, keep: &[bool]) {
+        debug_assert_eq!(keep.len(), self.len());
+        let w = self.n_words;
+        let mut to = 0;
+        for (from, _) in keep.iter().enumerate().filter(|(_, &k)| k) {
+            if from != to {
+                self.packed.copy_within(from * w..(from + 1) * w, to * w);
+                self.norms[to] = self.norms[from];
+            }
+            to += 1;
+        }
+        self.packed.truncate(to * w);
+        self.norms.truncate(to);
+    }
+
+    /// Gives back capacity not in use (after removals).
+    pub fn shrink(&mut self) {
+        self.packed.shrink_to_fit();
+        self.norms.shrink_to_fit();
     }
 
     pub fn same_codes(&self, other: &Self) -> bool {
@@ -692,7 +732,7 @@ mod tests {
         codes.add_rows(&[]).unwrap();
         codes.install(&[], Vec::new(), Vec::new(), &no).unwrap();
         assert!(codes
-            .scan_topk(&Store::new(2048, true), &[0.5; 2048], 3)
+            .scan_topk(&Store::new(2048, true), &[0.5; 2048], 3, None)
             .is_empty());
         assert!(codes.encoder.get().is_none(), "a 2048² rotation was built");
         assert_eq!(codes.memory_bytes(), 0);

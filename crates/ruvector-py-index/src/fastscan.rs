@@ -67,6 +67,35 @@ impl BlockCodes {
         self.len += 1;
     }
 
+    /// Keeps the vectors whose `keep` entry is true, in order, packed again
+    /// from the start (`keep.len() == self.len()`).
+    pub fn retain(&mut self, keep: &[bool]) {
+        debug_assert_eq!(keep.len(), self.len);
+        let bb = self.block_bytes();
+        let old = std::mem::take(&mut self.data);
+        let n = self.len;
+        self.len = 0;
+        for i in (0..n).filter(|&i| keep[i]) {
+            let (src, sbyte, sshift) = (i / BLOCK * bb, i % 16, if i % BLOCK < 16 { 0 } else { 4 });
+            let j = self.len % BLOCK;
+            if j == 0 {
+                self.data.resize(self.data.len() + bb, 0);
+            }
+            let dst = self.data.len() - bb;
+            let (dbyte, dshift) = (j % 16, if j < 16 { 0 } else { 4 });
+            for g in 0..self.groups {
+                let nibble = (old[src + g * 16 + sbyte] >> sshift) & 0xF;
+                self.data[dst + g * 16 + dbyte] |= nibble << dshift;
+            }
+            self.len += 1;
+        }
+    }
+
+    /// Gives back capacity not in use.
+    pub fn shrink(&mut self) {
+        self.data.shrink_to_fit();
+    }
+
     pub fn memory_bytes(&self) -> usize {
         self.data.capacity()
     }
@@ -313,6 +342,28 @@ mod tests {
             w[last] &= (1u64 << (dim % 64)) - 1;
         }
         w
+    }
+
+    #[test]
+    fn retain_equals_pushing_the_kept_vectors_again() {
+        let mut rng = SplitMix64::new(5);
+        for dim in [7usize, 100, 384] {
+            let vecs: Vec<Vec<u64>> = (0..77).map(|_| random_bits(&mut rng, dim)).collect();
+            let keep: Vec<bool> = (0..77).map(|i| i % 3 != 1 && i != 40).collect();
+            let mut codes = BlockCodes::new(dim);
+            vecs.iter().for_each(|v| codes.push(v));
+            codes.retain(&keep);
+            let mut want = BlockCodes::new(dim);
+            vecs.iter()
+                .zip(&keep)
+                .filter(|(_, &k)| k)
+                .for_each(|(v, _)| want.push(v));
+            assert_eq!(
+                (codes.len, &codes.data),
+                (want.len, &want.data),
+                "dim {dim}"
+            );
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ use ruvector_py_core::{parallel, Result};
 use ruvector_rabitq::RandomRotationKind;
 
 use crate::fastscan::{BlockCodes, QueryLut};
+use crate::filter::RowFilter;
 use crate::metric::Metric;
 use crate::rotation::Rotator;
 use crate::store::Store;
@@ -119,6 +120,8 @@ struct Scratch {
     sums: Vec<u32>,
     est: Vec<f32>,
     cand: Vec<(f32, u32)>,
+    /// Per group of 16 rows of a list: which the filter allows.
+    allowed: Vec<u32>,
 }
 
 thread_local! {
@@ -384,6 +387,22 @@ impl IvfCodes {
         if list.rows.is_empty() {
             return;
         }
+        // A filter: a mask of the allowed rows of each group of 16; a list
+        // without any is not scanned at all.
+        s.allowed.clear();
+        if let Some(f) = scan.filter {
+            s.allowed.extend(list.rows.chunks(16).map(|rows| {
+                rows.iter().enumerate().fold(0u32, |m, (i, &r)| {
+                    m | (u32::from(f.allows(r as usize)) << i)
+                })
+            }));
+            let seen: u32 = s.allowed.iter().map(|m| m.count_ones()).sum();
+            scan.allowed_seen += seen as usize;
+            if seen == 0 {
+                return;
+            }
+            scan.useful_lists += 1;
+        }
         list.codes.scan(&scan.lut, &mut s.sums);
         let (shift, step) = (scan.shift, scan.step);
         // Two passes: the estimates vectorise on their own; the filter after.
@@ -398,11 +417,14 @@ impl IvfCodes {
         // The bound rejects most rows: test 16 at a time as a bit mask (a
         // SIMD compare) and visit only the set bits.
         let bound = scan.bound;
-        for (est, rows) in s.est.chunks(16).zip(list.rows.chunks(16)) {
+        for (c, (est, rows)) in s.est.chunks(16).zip(list.rows.chunks(16)).enumerate() {
             let mut mask = est
                 .iter()
                 .enumerate()
                 .fold(0u32, |m, (i, &e)| m | (u32::from(e < bound) << i));
+            if scan.filter.is_some() {
+                mask &= s.allowed[c];
+            }
             while mask != 0 {
                 let i = mask.trailing_zeros() as usize;
                 s.cand.push((est[i], rows[i]));
@@ -434,9 +456,48 @@ impl IvfCodes {
         rerank_factor: usize,
         nprobe: usize,
     ) -> Vec<(u64, f32)> {
+        self.search_filtered(store, query, k, rerank_factor, nprobe, None)
+    }
+
+    /// [`IvfCodes::search`] among the rows `filter` allows (all when
+    /// `None`). The filter is applied inside the list scans, and the lists
+    /// visited widen so that a low selectivity `s` (allowed / rows) keeps
+    /// the unfiltered recall:
+    ///
+    /// * at most [`EXACT_FILTER_ROWS`] allowed rows (or no more than the
+    ///   candidates a search reranks): every allowed row is scored exactly
+    ///   (an exact filtered top-k, cheaper than any list scan);
+    /// * otherwise lists are visited nearest first until at least
+    ///   `nprobe / √s` lists are visited, at least `⌈nprobe / 4⌉` of them
+    ///   held an allowed row, and at least `k · rerank_factor` allowed rows
+    ///   were seen (or every list was visited).
+    pub fn search_filtered(
+        &self,
+        store: &Store,
+        query: &[f32],
+        k: usize,
+        rerank_factor: usize,
+        nprobe: usize,
+        filter: Option<&RowFilter>,
+    ) -> Vec<(u64, f32)> {
         let nlist = self.nlist();
         if nlist == 0 || k == 0 {
             return Vec::new();
+        }
+        let want = k.saturating_mul(rerank_factor.max(1)).max(k);
+        let mut nprobe = nprobe.clamp(1, nlist);
+        let mut min_useful = 0;
+        if let Some(f) = filter {
+            let m = f.count();
+            if m == 0 {
+                return Vec::new();
+            }
+            if m <= EXACT_FILTER_ROWS.max(want) {
+                return exact_rows(store, query, k, f.rows(), self.metric);
+            }
+            let s = m as f64 / store.len().max(1) as f64;
+            nprobe = ((nprobe as f64 / s.sqrt()).ceil() as usize).clamp(1, nlist);
+            min_useful = nprobe.div_ceil(4);
         }
         let d = self.dim;
         SCRATCH.with(|cell| {
@@ -464,7 +525,6 @@ impl IvfCodes {
                         .map(|(i, c)| (distance::sq_l2(query, c), i as u32)),
                 ),
             }
-            let nprobe = nprobe.clamp(1, nlist);
             if nprobe < nlist {
                 s.centroid_dist
                     .select_nth_unstable_by(nprobe - 1, |a, b| a.0.total_cmp(&b.0));
@@ -472,7 +532,7 @@ impl IvfCodes {
             s.q_rot.resize(self.rdim, 0.0);
             let mut q_rot = std::mem::take(&mut s.q_rot);
             self.rotation().apply(query, &mut q_rot);
-            let mut scan = ListScan::new(&q_rot, k.saturating_mul(rerank_factor.max(1)).max(k));
+            let mut scan = ListScan::new(&q_rot, want, filter);
             s.cand.clear();
             for i in 0..nprobe {
                 let (key, l) = s.centroid_dist[i];
@@ -480,12 +540,19 @@ impl IvfCodes {
                 self.scan_list_into(l as usize, q_sq, &mut scan, s);
             }
             // Fewer than k vectors in the probed lists: go on to the next
-            // nearest lists, so a search always returns k results.
-            if s.cand.len() < k && nprobe < nlist {
+            // nearest lists, so a search always returns k results. With a
+            // filter, also until enough allowed rows (and lists holding
+            // them) were seen.
+            let more = |scan: &ListScan, s: &Scratch| {
+                s.cand.len() < k
+                    || (scan.filter.is_some()
+                        && (scan.allowed_seen < want || scan.useful_lists < min_useful))
+            };
+            if more(&scan, s) && nprobe < nlist {
                 let rest = &mut s.centroid_dist[nprobe..];
                 rest.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
                 let mut i = nprobe;
-                while s.cand.len() < k && i < nlist {
+                while more(&scan, s) && i < nlist {
                     let (key, l) = s.centroid_dist[i];
                     let q_sq = self.query_to_centroid(query, key, l);
                     self.scan_list_into(l as usize, q_sq, &mut scan, s);
@@ -540,6 +607,45 @@ impl IvfCodes {
         }
     }
 
+    /// Removes the store rows whose `keep` entry is false (`keep` indexed
+    /// by store row, as long as the store): lists lose them, and the rows
+    /// kept are renumbered `0..kept` in order, as [`Store::retain_rows`]
+    /// does. Centroids stay (no retraining): later adds go to the nearest
+    /// of them.
+    pub fn retain_rows(&mut self, keep: &[bool]) {
+        debug_assert_eq!(keep.len(), self.labels.len());
+        let mut new_row = Vec::with_capacity(keep.len());
+        let mut next = 0u32;
+        for &k in keep {
+            new_row.push(next);
+            next += u32::from(k);
+        }
+        for list in &mut self.lists {
+            let mask: Vec<bool> = list.rows.iter().map(|&r| keep[r as usize]).collect();
+            if mask.iter().all(|&k| k) {
+                list.rows.iter_mut().for_each(|r| *r = new_row[*r as usize]);
+                continue;
+            }
+            list.codes.retain(&mask);
+            retain_by_mask(&mut list.offsets, &mask);
+            retain_by_mask(&mut list.slopes, &mask);
+            list.rows.retain(|&r| keep[r as usize]);
+            list.rows.iter_mut().for_each(|r| *r = new_row[*r as usize]);
+        }
+        retain_by_mask(&mut self.labels, keep);
+    }
+
+    /// Gives back capacity not in use (after removals).
+    pub fn shrink(&mut self) {
+        for list in &mut self.lists {
+            list.rows.shrink_to_fit();
+            list.codes.shrink();
+            list.offsets.shrink_to_fit();
+            list.slopes.shrink_to_fit();
+        }
+        self.labels.shrink_to_fit();
+    }
+
     /// Codes, norms, factors, row numbers, labels, centroids (both copies)
     /// and the rotation (the crate's Haar rotation keeps two copies).
     pub fn memory_bytes(&self) -> usize {
@@ -562,8 +668,57 @@ impl IvfCodes {
     }
 }
 
+/// Keeps the entries of `v` whose `mask` entry is true, in order.
+pub fn retain_by_mask<T>(v: &mut Vec<T>, mask: &[bool]) {
+    let mut it = mask.iter();
+    v.retain(|_| it.next().copied().unwrap_or(false));
+}
+
+/// Below this many allowed rows a filtered IVF search scores every allowed
+/// row exactly instead of scanning lists.
+pub const EXACT_FILTER_ROWS: usize = 2048;
+
+/// The exact top-`k` `(id, cost)` among `rows` (ascending rows), with the
+/// crate's top-k rules: squared L2, or the negated inner product for `ip`
+/// and `cosine` (whose rows are stored unit, see [`Metric`]).
+pub fn exact_rows(
+    store: &Store,
+    query: &[f32],
+    k: usize,
+    rows: &[u32],
+    metric: Metric,
+) -> Vec<(u64, f32)> {
+    let mut top = TopK::new(k.min(rows.len()));
+    let mut scores = Vec::with_capacity(256);
+    for chunk in rows.chunks(256) {
+        match metric {
+            Metric::L2 => crate::topk::sq_l2_rows(
+                query,
+                chunk.iter().map(|&r| store.vector(r as usize)),
+                &mut scores,
+            ),
+            Metric::Ip | Metric::Cosine => {
+                scores.clear();
+                scores.extend(
+                    chunk
+                        .iter()
+                        .map(|&r| -distance::dot(query, store.vector(r as usize))),
+                );
+            }
+        }
+        let mut bound = top.admission_bound();
+        for (&r, &score) in chunk.iter().zip(&scores) {
+            if bound.admits(score) {
+                top.push(store.id_at(r as usize), score);
+                bound = top.admission_bound();
+            }
+        }
+    }
+    top.into_sorted()
+}
+
 /// One query's state while its lists are scanned.
-struct ListScan {
+struct ListScan<'f> {
     lut: QueryLut,
     /// `⟨s, Pq⟩ ≈ shift + step·S`, from `Σ_{bit set} ≈ base + delta·S`.
     shift: f32,
@@ -571,10 +726,15 @@ struct ListScan {
     /// Candidates to rerank.
     want: usize,
     bound: f32,
+    filter: Option<&'f RowFilter>,
+    /// Allowed rows in the lists visited so far (with a filter).
+    allowed_seen: usize,
+    /// Lists visited that held an allowed row (with a filter).
+    useful_lists: usize,
 }
 
-impl ListScan {
-    fn new(q_rot: &[f32], want: usize) -> Self {
+impl<'f> ListScan<'f> {
+    fn new(q_rot: &[f32], want: usize, filter: Option<&'f RowFilter>) -> Self {
         let lut = QueryLut::new(q_rot);
         Self {
             shift: 2.0 * lut.base - q_rot.iter().sum::<f32>(),
@@ -582,6 +742,9 @@ impl ListScan {
             lut,
             want,
             bound: f32::INFINITY,
+            filter,
+            allowed_seen: 0,
+            useful_lists: 0,
         }
     }
 }

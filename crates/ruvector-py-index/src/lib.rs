@@ -9,13 +9,15 @@
 //!   kept vectors;
 //! * [`ivf`], [`kmeans`], [`fastscan`], [`rotation`], [`distance`] — the
 //!   IVF index;
-//! * [`metric`] — the distance an index ranks by;
+//! * [`metric`] — the distance an index ranks by; [`filter`] — the ids a
+//!   filtered search may return;
 //! * [`rbpx`] — `.rbpx` files, checked and atomic.
 
 pub mod codes;
 pub mod distance;
 pub mod engine;
 pub mod fastscan;
+pub mod filter;
 pub mod ivf;
 pub mod kmeans;
 pub mod metric;

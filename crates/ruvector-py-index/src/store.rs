@@ -172,6 +172,71 @@ impl Store {
         }
     }
 
+    /// Largest id held (`None` when empty).
+    pub fn max_id(&self) -> Option<u64> {
+        match &self.ids {
+            Ids::Dense(0) => None,
+            Ids::Dense(n) => Some(*n as u64 - 1),
+            Ids::Sparse { ids, .. } => ids.iter().copied().max(),
+        }
+    }
+
+    /// Removes every row whose `keep` entry is false (`keep.len() ==
+    /// self.len()`), keeping the others in order: rows are renumbered
+    /// `0..kept` and the id map follows. The vector buffer keeps its
+    /// capacity for later adds (see [`Store::shrink`]). Where vectors are
+    /// not kept, the fingerprint takes in the removed ids, so two indexes
+    /// with the same history still compare equal.
+    pub fn retain_rows(&mut self, keep: &[bool]) {
+        debug_assert_eq!(keep.len(), self.len());
+        let n = self.len();
+        let kept = keep.iter().filter(|&&k| k).count();
+        if kept == n {
+            return;
+        }
+        if !self.keep_vectors {
+            let mut h = crc32fast::Hasher::new_with_initial(self.fingerprint);
+            h.update(b"remove");
+            for (pos, _) in keep.iter().enumerate().filter(|(_, &k)| !k) {
+                h.update(&self.id_at(pos).to_le_bytes());
+            }
+            self.fingerprint = h.finalize();
+        }
+        // Removing a tail of dense ids keeps them dense.
+        let tail = keep[..kept].iter().all(|&k| k);
+        self.ids = match &self.ids {
+            Ids::Dense(_) if tail => Ids::Dense(kept),
+            _ => {
+                let ids: Vec<u64> = (0..n).filter(|&p| keep[p]).map(|p| self.id_at(p)).collect();
+                let rows = ids.iter().enumerate().map(|(r, &id)| (id, r)).collect();
+                Ids::Sparse { ids, rows }
+            }
+        };
+        if self.keep_vectors {
+            let d = self.dim;
+            let v = self.vectors_mut();
+            let mut to = 0;
+            for (from, _) in keep.iter().enumerate().filter(|(_, &k)| k) {
+                if from != to {
+                    v.copy_within(from * d..(from + 1) * d, to * d);
+                }
+                to += 1;
+            }
+            v.truncate(kept * d);
+        }
+    }
+
+    /// Gives back capacity not in use (after removals).
+    pub fn shrink(&mut self) {
+        if self.vectors.capacity() > self.vectors.len() {
+            self.vectors_mut().shrink_to_fit();
+        }
+        if let Ids::Sparse { ids, rows } = &mut self.ids {
+            ids.shrink_to_fit();
+            rows.shrink_to_fit();
+        }
+    }
+
     /// Bytes held: ids, the id map, and the vectors.
     pub fn memory_bytes(&self) -> usize {
         let ids = match &self.ids {
@@ -202,5 +267,24 @@ mod tests {
             (Some(3), Some(1), 10)
         );
         assert_eq!(s.vector(3), &[5.0]);
+    }
+
+    #[test]
+    fn retain_rows_renumbers_ids_and_vectors() {
+        let mut s = Store::new(2, true);
+        s.append(&[0, 1, 2, 3], &[0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]);
+        s.retain_rows(&[true, true, true, false]);
+        assert!(matches!(s.ids, Ids::Dense(3)), "a removed tail stays dense");
+        s.retain_rows(&[true, false, true]);
+        assert_eq!(&*s.ids(), &[0, 2]);
+        assert_eq!(
+            (s.row_of(2), s.row_of(1), s.max_id()),
+            (Some(1), None, Some(2))
+        );
+        assert_eq!(s.vectors(), &[0.0, 0.5, 2.0, 2.5]);
+        s.retain_rows(&[false, false]);
+        assert_eq!((s.len(), s.max_id()), (0, None));
+        s.shrink();
+        assert_eq!(s.memory_bytes(), 0);
     }
 }

@@ -130,7 +130,7 @@ impl IndexBase {
         &self,
         rerank_factor: Option<&Bound<'py, PyAny>>,
         nprobe: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<SearchOpts> {
+    ) -> PyResult<SearchOpts<'static>> {
         fn given<'a, 'py>(o: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
             o.filter(|o| !o.is_none())
         }
@@ -149,6 +149,7 @@ impl IndexBase {
             return Ok(SearchOpts {
                 rerank_factor: None,
                 nprobe,
+                ..SearchOpts::default()
             });
         };
         if !self.kind.reranks() {
@@ -171,6 +172,7 @@ impl IndexBase {
         Ok(SearchOpts {
             rerank_factor: Some(rf),
             nprobe,
+            ..SearchOpts::default()
         })
     }
 
