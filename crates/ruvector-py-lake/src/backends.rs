@@ -29,8 +29,9 @@ fn rows(
 }
 
 /// An in-memory backend (the crate's `LocalBackend`). Collections are
-/// created by the first `upsert`; every upsert bumps the collection's
-/// generation, so a `FRESH` lake sees it on its next search.
+/// created by the first `upsert`; every upsert (and every `remove` that
+/// removes a row) bumps the collection's generation, so a `FRESH` lake sees
+/// it on its next search.
 #[pyclass(frozen, module = "ruvector_lake")]
 pub struct LocalBackend {
     pub(crate) src: Arc<LocalSource>,

@@ -29,7 +29,7 @@
 //! changes no data: the next search would have primed the same entry).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -39,6 +39,7 @@ use ruvector_py_core::parallel;
 use crate::error::{Error, FromBase};
 pub use ruvector_py_index::engine::{Engine, MAX_RERANK_FACTOR};
 use ruvector_py_index::engine::{Kind, Params, Rotation, SearchOpts};
+use ruvector_py_index::filter::{IdSet, RowFilter};
 use ruvector_py_index::metric::Metric;
 use ruvector_rulake::RuLakeBundle;
 
@@ -101,6 +102,9 @@ pub struct EntryData {
     /// while its index builds, so concurrent first searches build it once;
     /// a cancelled or failed build leaves the slot empty.
     others: [Mutex<Option<Arc<Engine>>>; 2],
+    /// `(real id, row)` sorted by id, built on the first filtered search
+    /// with a small filter (see [`EntryData::rows_of`]).
+    by_id: OnceLock<Vec<(u64, u32)>>,
 }
 
 /// Below this many rows an entry's `ip` index is a `FlatF32Index` (exact;
@@ -134,7 +138,44 @@ impl EntryData {
             dim,
             bundle,
             others: Default::default(),
+            by_id: OnceLock::new(),
         }
+    }
+
+    /// The rows of the backend's ids `allowed` (ids the entry does not
+    /// hold are ignored), as the id set the entry's indexes filter by (their
+    /// ids are rows). A filter of at least a quarter of the rows is matched
+    /// in one pass over the rows; a smaller one looks each id up in a sorted
+    /// `(id, row)` table built once per entry.
+    pub fn rows_of(&self, allowed: &[u64]) -> IdSet {
+        let n = self.ids.len();
+        if allowed.len() >= n / 4 {
+            let set = IdSet::new(allowed);
+            let rows: Vec<u64> = (0..n as u64)
+                .filter(|&r| set.contains(self.ids[r as usize]))
+                .collect();
+            return IdSet::new(&rows);
+        }
+        let by_id = self.by_id.get_or_init(|| {
+            let mut v: Vec<(u64, u32)> = self
+                .ids
+                .iter()
+                .enumerate()
+                .map(|(r, &id)| (id, r as u32))
+                .collect();
+            v.sort_unstable();
+            v
+        });
+        let rows: Vec<u64> = allowed
+            .iter()
+            .filter_map(|id| {
+                by_id
+                    .binary_search_by_key(id, |p| p.0)
+                    .ok()
+                    .map(|i| u64::from(by_id[i].1))
+            })
+            .collect();
+        IdSet::new(&rows)
     }
 
     fn slot(&self, metric: Metric) -> Option<&Mutex<Option<Arc<Engine>>>> {
@@ -773,27 +814,38 @@ pub struct Ask<'a> {
     pub rf: Option<usize>,
     /// What to rank by (default `l2`).
     pub metric: Metric,
-    /// Only these of the backend's ids may be returned.
+    /// Only these of the backend's ids may be returned (ids the collection
+    /// does not hold are ignored).
     pub filter: Option<&'a [u64]>,
 }
 
-/// One search call's view of one entry: the index of the call's metric
-/// (and, later, its filter bound to that index), prepared once and used for
-/// every query of the call.
+/// One search call's view of one entry: the index of the call's metric and
+/// the call's filter bound to it, prepared once and used for every query of
+/// the call (and its shard, in a federated search).
 pub struct Plan<'a> {
     snap: &'a Snapshot,
     engine: EngineRef<'a>,
+    filter: Option<RowFilter>,
 }
 
 impl<'a> Plan<'a> {
     pub fn new(snap: &'a Snapshot, ask: &Ask<'_>, cancel: &Cancel) -> LResult<Self> {
         let engine = snap.data.engine_for(ask.metric, cancel)?;
-        Ok(Self { snap, engine })
+        let filter = ask
+            .filter
+            .map(|allowed| engine.row_filter(&snap.data.rows_of(allowed)));
+        Ok(Self {
+            snap,
+            engine,
+            filter,
+        })
     }
 
-    /// Rows a search may return.
+    /// Rows a search may return: the entry's, or those its filter allows.
     pub fn searchable(&self) -> usize {
-        self.engine.len()
+        self.filter
+            .as_ref()
+            .map_or(self.engine.len(), RowFilter::count)
     }
 
     /// Top-`k` `(id, score)` of one query, best first.
@@ -814,6 +866,7 @@ impl<'a> Plan<'a> {
         let opts = SearchOpts {
             rerank_factor: rf,
             nprobe: None,
+            filter: self.filter.as_ref(),
         };
         let hits = self.engine.search(query, k, opts)?;
         Ok(hits

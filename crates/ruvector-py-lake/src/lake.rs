@@ -422,10 +422,17 @@ impl RuLake {
         }
     }
 
-    /// The `k` nearest vectors of `collection` on `backend`, as `LakeHit`s
-    /// ascending by score (squared L2). Fewer than `k` if the collection is
-    /// smaller; none if it is empty.
+    /// The `k` best vectors of `collection` on `backend` as `LakeHit`s,
+    /// best first by `metric`: `"l2"` (default) squared L2 ascending, the
+    /// crate's results; `"ip"` inner product and `"cosine"` cosine
+    /// similarity, descending (their index is built from the entry's
+    /// vectors on first use, once: cosine a `RabitqPlusIndex`, ip a
+    /// `FlatF32Index` up to 20,000 rows, else an `IvfRabitqIndex`).
+    /// `filter`: only these of the backend's ids may be returned, applied
+    /// inside the scan. `min(k, rows allowed)` hits; none for an empty
+    /// collection.
     #[pyo3(signature = (backend, collection, query, k=None, *, rerank_factor=None, metric=None, filter=None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn search_one(
         &self,
         py: Python<'_>,
@@ -448,6 +455,7 @@ impl RuLake {
 
     /// Awaitable `search_one`, run on the wheel's tokio runtime.
     #[pyo3(signature = (backend, collection, query, k=None, *, rerank_factor=None, metric=None, filter=None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn search_one_async<'py>(
         &self,
         py: Python<'py>,
@@ -477,11 +485,12 @@ impl RuLake {
     }
 
     /// Searches several `(backend, collection)` targets in parallel and
-    /// merges by score (the crate's per-shard `k` over-request; per-shard
+    /// merges best first by `metric` (the crate's per-shard `k` over-request; per-shard
     /// rerank `max(5, rerank_factor / shards)` unless `rerank_factor` is
     /// given). `targets` may be a collection name: that collection on every
     /// registered backend.
     #[pyo3(signature = (targets, query, k=None, *, rerank_factor=None, metric=None, filter=None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn search_federated(
         &self,
         py: Python<'_>,
@@ -504,6 +513,7 @@ impl RuLake {
 
     /// Awaitable `search_federated`.
     #[pyo3(signature = (targets, query, k=None, *, rerank_factor=None, metric=None, filter=None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn search_federated_async<'py>(
         &self,
         py: Python<'py>,
@@ -530,9 +540,13 @@ impl RuLake {
     }
 
     /// Searches every row of `queries` (`(nq, dim)` float32) with one
-    /// coherence check, in parallel. Returns `(ids, scores)`: uint64 and
-    /// float32 arrays of shape `(nq, min(k, len(collection)))`.
+    /// coherence check, in parallel, with `metric` and `filter` as
+    /// `search_one`. Returns `(ids, scores)`: uint64 and float32 arrays of
+    /// shape `(nq, min(k, m))`, `m` the rows the search may return; a row
+    /// with fewer hits (only an approximate filtered search) is padded with
+    /// id `2**64 - 1` (-1 as uint64) and the metric's worst score.
     #[pyo3(signature = (backend, collection, queries, k=None, *, rerank_factor=None, metric=None, filter=None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn search_batch(
         &self,
         py: Python<'_>,
@@ -555,6 +569,7 @@ impl RuLake {
 
     /// Awaitable `search_batch`.
     #[pyo3(signature = (backend, collection, queries, k=None, *, rerank_factor=None, metric=None, filter=None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn search_batch_async<'py>(
         &self,
         py: Python<'py>,
@@ -849,6 +864,7 @@ impl LakeSession {
 impl LakeSession {
     /// As `RuLake.search_one`, from the session's view.
     #[pyo3(signature = (backend, collection, query, k=None, *, rerank_factor=None, metric=None, filter=None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn search_one(
         &self,
         py: Python<'_>,
@@ -870,6 +886,7 @@ impl LakeSession {
 
     /// As `RuLake.search_federated`, from the session's view.
     #[pyo3(signature = (targets, query, k=None, *, rerank_factor=None, metric=None, filter=None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn search_federated(
         &self,
         py: Python<'_>,
@@ -900,6 +917,7 @@ impl LakeSession {
 
     /// As `RuLake.search_batch`, from the session's view.
     #[pyo3(signature = (backend, collection, queries, k=None, *, rerank_factor=None, metric=None, filter=None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature
     fn search_batch(
         &self,
         py: Python<'_>,

@@ -10,7 +10,7 @@ the argument. A prime, ``search_batch`` and ``warm_from_dir`` stop at Ctrl-C.
 """
 
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, final
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,13 @@ _Path = Union[str, "os.PathLike[str]"]
 _Int = Union[int, np.integer[Any]]
 _Targets = Union[str, Sequence[Tuple[str, str]]]
 _Batch = Tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]
+#: What a search ranks by: ``"l2"`` (squared L2, ascending; the default),
+#: ``"ip"`` (inner product, descending) or ``"cosine"`` (cosine similarity,
+#: descending): the indexes' meaning. Anything else raises ``InvalidArgument``.
+_Metric = Literal["l2", "ip", "cosine"]
+#: Allowed ids (the backend's ids): a non-empty 1-D integer array or
+#: sequence; ids the collection does not hold are ignored.
+_Filter = Optional[npt.ArrayLike]
 
 def cpu_features() -> Dict[str, Union[bool, str]]:
     """CPU architecture and SIMD features detected at run time."""
@@ -45,7 +52,7 @@ def _crate_write_bundle(
 
 @final
 class LocalBackend:
-    """An in-memory backend; every ``upsert`` bumps the collection's generation."""
+    """An in-memory backend; every ``upsert`` (and ``remove`` of a row) bumps the collection's generation."""
 
     def __init__(self, name: str) -> None: ...
     def upsert(self, collection: str, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
@@ -53,6 +60,11 @@ class LocalBackend:
     @property
     def name(self) -> str: ...
     def collections(self) -> List[str]: ...
+    def remove(self, collection: str, ids: npt.ArrayLike) -> int:
+        """Remove the rows of ``ids`` (1-D u64 ids; unknown ones ignored) and
+        return how many went. Removing any bumps the generation: a ``FRESH``
+        lake re-primes and never returns them again. ``NotFound`` if there
+        is no such collection."""
     def count(self, collection: str) -> int:
         """Vectors in ``collection`` (``NotFound`` if absent)."""
 
@@ -121,9 +133,18 @@ class LakeSession:
         k: _Int = 10,
         *,
         rerank_factor: Optional[_Int] = None,
+        metric: _Metric = "l2",
+        filter: _Filter = None,
     ) -> List[LakeHit]: ...
     def search_federated(
-        self, targets: _Targets, query: npt.ArrayLike, k: _Int = 10, *, rerank_factor: Optional[_Int] = None
+        self,
+        targets: _Targets,
+        query: npt.ArrayLike,
+        k: _Int = 10,
+        *,
+        rerank_factor: Optional[_Int] = None,
+        metric: _Metric = "l2",
+        filter: _Filter = None,
     ) -> List[LakeHit]: ...
     def search_batch(
         self,
@@ -133,6 +154,8 @@ class LakeSession:
         k: _Int = 10,
         *,
         rerank_factor: Optional[_Int] = None,
+        metric: _Metric = "l2",
+        filter: _Filter = None,
     ) -> _Batch: ...
     def witness(self, backend: str, collection: str) -> Optional[str]: ...
     @property
@@ -193,8 +216,21 @@ class RuLake:
         k: _Int = 10,
         *,
         rerank_factor: Optional[_Int] = None,
+        metric: _Metric = "l2",
+        filter: _Filter = None,
     ) -> List[LakeHit]:
-        """The ``k`` nearest vectors of one collection, ascending by squared L2."""
+        """The ``k`` best vectors of one collection by ``metric``, best first.
+
+        ``metric="l2"`` (default): squared L2, ascending (the crate's
+        results); ``"ip"``: inner product, descending; ``"cosine"``: cosine
+        similarity, descending. The first search of an entry with ``"ip"``
+        or ``"cosine"`` builds that metric's index from the entry's vectors
+        (once; Ctrl-C stops it): cosine a ``RabitqPlusIndex`` (1-bit scan +
+        exact rerank), ip a ``FlatF32Index`` up to 20,000 rows (exact) and
+        an ``IvfRabitqIndex`` above (MIPS). ``filter``: only these of the
+        backend's ids may be returned, applied inside the scan, so
+        ``min(k, allowed ids held)`` hits come back.
+        """
     async def search_one_async(
         self,
         backend: str,
@@ -203,14 +239,31 @@ class RuLake:
         k: _Int = 10,
         *,
         rerank_factor: Optional[_Int] = None,
+        metric: _Metric = "l2",
+        filter: _Filter = None,
     ) -> List[LakeHit]:
         """Awaitable :meth:`search_one`, on the wheel's tokio runtime."""
     def search_federated(
-        self, targets: _Targets, query: npt.ArrayLike, k: _Int = 10, *, rerank_factor: Optional[_Int] = None
+        self,
+        targets: _Targets,
+        query: npt.ArrayLike,
+        k: _Int = 10,
+        *,
+        rerank_factor: Optional[_Int] = None,
+        metric: _Metric = "l2",
+        filter: _Filter = None,
     ) -> List[LakeHit]:
-        """Search several ``(backend, collection)`` pairs in parallel and merge by score."""
+        """Search several ``(backend, collection)`` pairs in parallel and merge
+        best first by ``metric`` (``filter`` holds real ids of any backend)."""
     async def search_federated_async(
-        self, targets: _Targets, query: npt.ArrayLike, k: _Int = 10, *, rerank_factor: Optional[_Int] = None
+        self,
+        targets: _Targets,
+        query: npt.ArrayLike,
+        k: _Int = 10,
+        *,
+        rerank_factor: Optional[_Int] = None,
+        metric: _Metric = "l2",
+        filter: _Filter = None,
     ) -> List[LakeHit]:
         """Awaitable :meth:`search_federated`."""
     def search_batch(
@@ -221,8 +274,15 @@ class RuLake:
         k: _Int = 10,
         *,
         rerank_factor: Optional[_Int] = None,
+        metric: _Metric = "l2",
+        filter: _Filter = None,
     ) -> _Batch:
-        """``(ids uint64, scores float32)`` of shape ``(nq, min(k, n))``; one coherence check."""
+        """``(ids uint64, scores float32)`` of shape ``(nq, min(k, m))``, ``m``
+        the rows the search may return (all, or those ``filter`` allows); one
+        coherence check. A row with fewer hits (possible only for an
+        approximate filtered search) is padded with id ``2**64 - 1`` (``-1``
+        as uint64) and the metric's worst score (``inf`` for ``l2``,
+        ``-inf`` for ``ip`` / ``cosine``)."""
     async def search_batch_async(
         self,
         backend: str,
@@ -231,6 +291,8 @@ class RuLake:
         k: _Int = 10,
         *,
         rerank_factor: Optional[_Int] = None,
+        metric: _Metric = "l2",
+        filter: _Filter = None,
     ) -> _Batch:
         """Awaitable :meth:`search_batch`."""
     def current_bundle(self, backend: str, collection: str) -> Bundle:
