@@ -1183,6 +1183,48 @@ mod tests {
     }
 
     #[test]
+    fn filters_take_real_ids_by_either_path_and_rank_by_the_metric() {
+        let d = 8;
+        let e = Cache::new(cfg(Consistency::Fresh, None));
+        let src = LocalSource::new("l").unwrap();
+        let x = data(400, d, 7);
+        let ids: Vec<u64> = (0..400).map(|i| (i * 7919) % 100_003 + (1 << 50)).collect();
+        src.upsert("c", &ids, &x, d).unwrap();
+        e.register(Arc::new(src)).unwrap();
+        let k_ = key("l", "c");
+        let snap = e.ensure(&k_, &no()).unwrap();
+        // Small filter (sorted table) and large one (one pass): same rows;
+        // ids the collection does not hold are ignored.
+        let small: Vec<u64> = ids.iter().step_by(50).copied().chain([5, 6]).collect();
+        assert_eq!(
+            snap.data.rows_of(&small).ids(),
+            &[0, 50, 100, 150, 200, 250, 300, 350]
+        );
+        let large: Vec<u64> = ids.iter().step_by(2).copied().chain([5]).collect();
+        let rows = snap.data.rows_of(&large);
+        assert_eq!(rows.len(), 200);
+        assert!(rows.ids().iter().all(|r| r % 2 == 0));
+        for metric in [Metric::L2, Metric::Ip, Metric::Cosine] {
+            let ask = Ask {
+                metric,
+                rf: Some(400),
+                filter: Some(&small),
+            };
+            let q = &x[3 * d..4 * d];
+            let hits = e.search_one(&k_, q, 20, &ask, &no()).unwrap();
+            assert_eq!(hits.len(), 8, "{metric:?}");
+            assert!(hits.iter().all(|h| small.contains(&h.0)));
+            let (ids_b, scores_b, ke) = e.search_batch(&k_, q, d, 20, &ask, &no()).unwrap();
+            assert_eq!(ke, 8);
+            assert_eq!(
+                hits,
+                ids_b.into_iter().zip(scores_b).collect::<Vec<_>>(),
+                "{metric:?}"
+            );
+        }
+    }
+
+    #[test]
     fn empty_collection_gives_no_hits() {
         let e = Cache::new(cfg(Consistency::Fresh, None));
         let src = LocalSource::new("l").unwrap();
