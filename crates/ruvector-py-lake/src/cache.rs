@@ -102,9 +102,9 @@ pub struct EntryData {
     /// while its index builds, so concurrent first searches build it once;
     /// a cancelled or failed build leaves the slot empty.
     others: [Mutex<Option<Arc<Engine>>>; 2],
-    /// `(real id, row)` sorted by id, built on the first filtered search
-    /// with a small filter (see [`EntryData::rows_of`]).
-    by_id: OnceLock<Vec<(u64, u32)>>,
+    /// Real id → row, built on the first filtered search (see
+    /// [`EntryData::rows_of`]).
+    by_id: OnceLock<IdTable>,
 }
 
 /// Below this many rows an entry's `ip` index is a `FlatF32Index` (exact;
@@ -112,6 +112,55 @@ pub struct EntryData {
 /// lists); from here on it is an `IvfRabitqIndex` (real MIPS over the
 /// unnormalised vectors, approximate, trained once).
 pub const IP_FLAT_MAX_ROWS: usize = 20_000;
+
+/// An open-addressing map from an entry's ids (unique) to their rows:
+/// Fibonacci hashing, linear probing, at most half full.
+pub struct IdTable {
+    slots: Vec<(u64, u32)>,
+    shift: u32,
+}
+
+impl IdTable {
+    const EMPTY: u32 = u32::MAX;
+
+    fn new(ids: &[u64]) -> Self {
+        let cap = (2 * ids.len()).next_power_of_two().max(2);
+        let mut t = Self {
+            slots: vec![(0, Self::EMPTY); cap],
+            shift: 64 - cap.trailing_zeros(),
+        };
+        let mask = cap - 1;
+        for (r, &id) in ids.iter().enumerate() {
+            let mut i = t.home(id);
+            while t.slots[i].1 != Self::EMPTY {
+                i = (i + 1) & mask;
+            }
+            t.slots[i] = (id, r as u32);
+        }
+        t
+    }
+
+    #[inline]
+    fn home(&self, id: u64) -> usize {
+        (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn get(&self, id: u64) -> Option<usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(id);
+        loop {
+            let (k, r) = self.slots[i];
+            if r == Self::EMPTY {
+                return None;
+            }
+            if k == id {
+                return Some(r as usize);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
 
 /// The index a search runs on: the entry's `l2` index, or one built for
 /// another metric.
@@ -144,37 +193,26 @@ impl EntryData {
 
     /// The rows of the backend's ids `allowed` (ids the entry does not
     /// hold are ignored), as the id set the entry's indexes filter by (their
-    /// ids are rows). A filter of at least a quarter of the rows is matched
-    /// in one pass over the rows; a smaller one looks each id up in a sorted
-    /// `(id, row)` table built once per entry.
+    /// ids are rows): one lookup per allowed id in a hash table built once
+    /// per entry, marks in a bitmap of rows, and the rows read back in
+    /// order (no sort of `allowed`).
     pub fn rows_of(&self, allowed: &[u64]) -> IdSet {
         let n = self.ids.len();
-        if allowed.len() >= n / 4 {
-            let set = IdSet::new(allowed);
-            let rows: Vec<u64> = (0..n as u64)
-                .filter(|&r| set.contains(self.ids[r as usize]))
-                .collect();
-            return IdSet::new(&rows);
+        let table = self.by_id.get_or_init(|| IdTable::new(&self.ids));
+        let mut bits = vec![0u64; n.div_ceil(64)];
+        for &id in allowed {
+            if let Some(r) = table.get(id) {
+                bits[r / 64] |= 1 << (r % 64);
+            }
         }
-        let by_id = self.by_id.get_or_init(|| {
-            let mut v: Vec<(u64, u32)> = self
-                .ids
-                .iter()
-                .enumerate()
-                .map(|(r, &id)| (id, r as u32))
-                .collect();
-            v.sort_unstable();
-            v
-        });
-        let rows: Vec<u64> = allowed
-            .iter()
-            .filter_map(|id| {
-                by_id
-                    .binary_search_by_key(id, |p| p.0)
-                    .ok()
-                    .map(|i| u64::from(by_id[i].1))
-            })
-            .collect();
+        let mut rows = Vec::new();
+        for (w, &word) in bits.iter().enumerate() {
+            let mut b = word;
+            while b != 0 {
+                rows.push((w * 64) as u64 + u64::from(b.trailing_zeros()));
+                b &= b - 1;
+            }
+        }
         IdSet::new(&rows)
     }
 
@@ -1193,8 +1231,8 @@ mod tests {
         e.register(Arc::new(src)).unwrap();
         let k_ = key("l", "c");
         let snap = e.ensure(&k_, &no()).unwrap();
-        // Small filter (sorted table) and large one (one pass): same rows;
-        // ids the collection does not hold are ignored.
+        // Small and large filters; ids the collection does not hold are
+        // ignored.
         let small: Vec<u64> = ids.iter().step_by(50).copied().chain([5, 6]).collect();
         assert_eq!(
             snap.data.rows_of(&small).ids(),
