@@ -416,11 +416,17 @@ impl Engine {
         self.store.append(ids, data);
     }
 
-    /// The id an add without ids gives its first row: one above the
-    /// largest id held (0 when empty), so default ids never collide with
-    /// held ones, removals included (for ids `0..n` this is `n`).
-    pub fn next_default_id(&self) -> u64 {
-        self.store.max_id().map_or(0, |m| m.saturating_add(1))
+    /// The first id of `n` default ids (an add without ids): `len()` as
+    /// always, unless one of `len()..len()+n` is held (after removals, or
+    /// with ids of the caller's), then one above the largest id held, so
+    /// default ids never collide with held ones.
+    pub fn next_default_id(&self, n: usize) -> u64 {
+        let start = self.len() as u64;
+        if (start..start + n as u64).any(|id| self.store.contains(id)) {
+            self.store.max_id().map_or(0, |m| m.saturating_add(1))
+        } else {
+            start
+        }
     }
 
     /// Removes the rows of `ids` (ids not held are ignored, repeats count

@@ -529,7 +529,7 @@ impl Cache {
         let k = k.min(n);
         let opts = SearchOpts {
             rerank_factor: rf,
-            nprobe: None,
+            ..SearchOpts::default()
         };
         let hits = d.index.search(query, k, opts)?;
         Ok(hits
