@@ -100,7 +100,7 @@ def peers(x: np.ndarray, threads: int) -> Dict[str, Any]:
 
         faiss.omp_set_num_threads(threads)
         n, d = x.shape
-        nlist = int(round(np.sqrt(n)))
+        nlist = round(float(np.sqrt(n)))
         quant = faiss.IndexFlatL2(d)
         ivf = faiss.IndexIVFFlat(quant, d, nlist)
         ivf.train(x)
@@ -145,8 +145,8 @@ def filtered(x: np.ndarray, q: np.ndarray, threads: int) -> List[Dict[str, Any]]
             truth = exact_filtered(x, allowed, q, K)
             ids = rr.IdSet(allowed)
             cands: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
-                "ruvector-ivf": lambda qi: np.array([h.id for h in ivf.search(qi, K, filter=ids)]),
-                "ruvector-flat": lambda qi: np.array([h.id for h in flat.search(qi, K, filter=ids)]),
+                "ruvector-ivf": lambda qi, ids=ids: np.array([h.id for h in ivf.search(qi, K, filter=ids)]),
+                "ruvector-flat": lambda qi, ids=ids: np.array([h.id for h in flat.search(qi, K, filter=ids)]),
             }
             if "faiss-ivfflat" in others:
                 faiss, fivf, nprobe = others["faiss-ivfflat"]
@@ -165,10 +165,10 @@ def filtered(x: np.ndarray, q: np.ndarray, threads: int) -> List[Dict[str, Any]]
             for name, fn in cands.items():
                 got, p50, p99 = timed(fn, q)
                 got = [g[g >= 0] for g in got]
-                rows.append(
-                    dict(kind=kind, sel=sel, lib=name, recall=recall(got, truth), p50=p50, p99=p99)
+                rows.append(dict(kind=kind, sel=sel, lib=name, recall=recall(got, truth), p50=p50, p99=p99))
+                log(
+                    f"{kind:7s} {sel:6.3f} {name:14s} recall {rows[-1]['recall']:.3f} p50 {p50:.3f} ms p99 {p99:.3f} ms"
                 )
-                log(f"{kind:7s} {sel:6.3f} {name:14s} recall {rows[-1]['recall']:.3f} p50 {p50:.3f} ms p99 {p99:.3f} ms")
     return rows
 
 
@@ -188,7 +188,11 @@ def churn(x: np.ndarray, q: np.ndarray, n: int, rounds: int = 5) -> List[Dict[st
         return recall(got, truth), p50
 
     r0, p0 = measure(idx, idx.ids)
-    rows.append(dict(round=0, recall=r0, p50=p0, mem=idx.memory_bytes, fresh_recall=r0, fresh_p50=p0, fresh_mem=idx.memory_bytes))
+    rows.append(
+        dict(
+            round=0, recall=r0, p50=p0, mem=idx.memory_bytes, fresh_recall=r0, fresh_p50=p0, fresh_mem=idx.memory_bytes
+        )
+    )
     for r in range(1, rounds + 1):
         step = len(held) // 10
         gone = rng.choice(np.array(list(held)), step, replace=False)
@@ -211,22 +215,40 @@ def churn(x: np.ndarray, q: np.ndarray, n: int, rounds: int = 5) -> List[Dict[st
         fresh = rr.IvfRabitqIndex.build(x[[held[int(i)] for i in idx.ids]], idx.ids, seed=1)
         frec, fp50 = measure(fresh, fresh.ids)
         rows.append(
-            dict(round=r, recall=rec, p50=p50, mem=idx.memory_bytes, fresh_recall=frec, fresh_p50=fp50,
-                 fresh_mem=fresh.memory_bytes, remove_s=t_remove, upsert_s=t_upsert)
+            dict(
+                round=r,
+                recall=rec,
+                p50=p50,
+                mem=idx.memory_bytes,
+                fresh_recall=frec,
+                fresh_p50=fp50,
+                fresh_mem=fresh.memory_bytes,
+                remove_s=t_remove,
+                upsert_s=t_upsert,
+            )
         )
-        log(f"churn round {r}: recall {rec:.3f} (fresh {frec:.3f}) p50 {p50:.3f} ms (fresh {fp50:.3f}) "
+        log(
+            f"churn round {r}: recall {rec:.3f} (fresh {frec:.3f}) p50 {p50:.3f} ms (fresh {fp50:.3f}) "
             f"mem {idx.memory_bytes / 1e6:.1f} MB (fresh {fresh.memory_bytes / 1e6:.1f}) "
-            f"remove {t_remove * 1e3:.0f} ms upsert {t_upsert * 1e3:.0f} ms")
+            f"remove {t_remove * 1e3:.0f} ms upsert {t_upsert * 1e3:.0f} ms"
+        )
     return rows
 
 
 def report(desc: str, n: int, nq: int, frows: List[Dict[str, Any]], crows: List[Dict[str, Any]]) -> str:
     out = [f"# Indexes for changing data\n\n{n} vectors ({desc}), {nq} queries, k = {K}, single-query latency.\n"]
-    out.append("## Filtered search\n\n| allowed | selectivity | library | recall@10 | p50 ms | p99 ms |\n|---|---|---|---|---|---|")
+    out.append(
+        "## Filtered search\n\n| allowed | selectivity | library | recall@10 | p50 ms | p99 ms |\n"
+        "|---|---|---|---|---|---|"
+    )
     for r in frows:
-        out.append(f"| {r['kind']} | {r['sel']:.1%} | {r['lib']} | {r['recall']:.3f} | {r['p50']:.3f} | {r['p99']:.3f} |")
+        out.append(
+            f"| {r['kind']} | {r['sel']:.1%} | {r['lib']} | {r['recall']:.3f} | {r['p50']:.3f} | {r['p99']:.3f} |"
+        )
     out.append("\n## Churn (IvfRabitqIndex: remove 10 %, upsert 10 %, compact)\n")
-    out.append("| round | recall@10 | fresh | p50 ms | fresh | memory MB | fresh | ratio |\n|---|---|---|---|---|---|---|---|")
+    out.append(
+        "| round | recall@10 | fresh | p50 ms | fresh | memory MB | fresh | ratio |\n|---|---|---|---|---|---|---|---|"
+    )
     for r in crows:
         out.append(
             f"| {r['round']} | {r['recall']:.3f} | {r['fresh_recall']:.3f} | {r['p50']:.3f} | {r['fresh_p50']:.3f} "

@@ -5,6 +5,7 @@ the one k rule, on every index kind, against NumPy references."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set
 
@@ -228,7 +229,8 @@ def test_flat_filtered_search_is_the_exact_filtered_top_k() -> None:
 def test_an_empty_filter_gives_no_hits(build_any: Builder) -> None:
     x, q = make_clustered(100, DIM, seed=16, queries=3)
     idx = build_any(x)
-    for f in [[], np.array([], dtype=np.int64), rr.IdSet([]), [10**6 if idx.rotation is None else 10**9]]:
+    filters: List[Any] = [[], np.array([], dtype=np.int64), rr.IdSet([]), [10**6 if idx.rotation is None else 10**9]]
+    for f in filters:
         assert idx.search(q[0], 5, filter=f) == []
         ids, scores = idx.search_batch(q, 5, filter=f)
         assert (ids == -1).all() and (scores == np.inf).all()
@@ -280,18 +282,19 @@ class ChangesMachine(RuleBasedStateMachine):
         self.model: Dict[int, F32] = {}
         self.idx: Optional[Index] = None
         self.rng = np.random.default_rng(0)
-        self.tmp = Path(__import__("tempfile").mkdtemp())
+        self.tmp = Path(tempfile.mkdtemp())
 
     @initialize(kind=st.sampled_from(["flat", "plus", "ivf", "rabitq", "asym"]))
     def start(self, kind: str) -> None:
         self.kind = kind
-        self.idx = {
+        makers: Dict[str, Callable[[], Index]] = {
             "flat": lambda: rr.FlatF32Index(DIM),
             "plus": lambda: rr.RabitqPlusIndex(DIM, seed=2, rerank_factor=4),
             "ivf": lambda: rr.IvfRabitqIndex(DIM, seed=2, nlist=4, rerank_factor=4),
             "rabitq": lambda: rr.RabitqIndex(DIM, seed=2),
             "asym": lambda: rr.RabitqAsymIndex(DIM, seed=2, rerank_factor=2),
-        }[kind]()
+        }
+        self.idx = makers[kind]()
 
     def vectors(self, n: int) -> F32:
         return self.rng.standard_normal((n, DIM)).astype(np.float32)

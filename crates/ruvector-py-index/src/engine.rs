@@ -994,13 +994,14 @@ mod tests {
             // Everything removed: empty, and adds work again.
             assert_eq!(e.remove(&kept_ids), kept_ids.len());
             assert!(e.is_empty());
-            assert_eq!(e.next_default_id(), 0);
+            assert_eq!(e.next_default_id(3), 0);
             e.add(&[3, 4], &x[..2 * d]).unwrap();
             assert_eq!(
                 e.search(&x[..d], 5, SearchOpts::default()).unwrap().len(),
                 2
             );
-            assert_eq!(e.next_default_id(), 5);
+            assert_eq!(e.next_default_id(1), 2, "2 is free");
+            assert_eq!(e.next_default_id(2), 5, "3 is held");
         }
     }
 

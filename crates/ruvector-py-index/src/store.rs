@@ -215,12 +215,11 @@ impl Store {
         if self.keep_vectors {
             let d = self.dim;
             let v = self.vectors_mut();
-            let mut to = 0;
-            for (from, _) in keep.iter().enumerate().filter(|(_, &k)| k) {
+            let kept_rows = keep.iter().enumerate().filter(|(_, &k)| k);
+            for (to, (from, _)) in kept_rows.enumerate() {
                 if from != to {
                     v.copy_within(from * d..(from + 1) * d, to * d);
                 }
-                to += 1;
             }
             v.truncate(kept * d);
         }

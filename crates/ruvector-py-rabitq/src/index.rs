@@ -452,7 +452,10 @@ impl IndexBase {
     /// `compact()` to give back the memory they held.
     fn remove(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<usize> {
         let ids = id_list(ids, "ids")?;
-        let work = self.engine.try_read().map_or(usize::MAX, |e| e.len() * self.dim);
+        let work = self
+            .engine
+            .try_read()
+            .map_or(usize::MAX, |e| e.len() * self.dim);
         long_call(py, work, |_| Ok(self.write().remove(&ids)))
     }
 
