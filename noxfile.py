@@ -185,7 +185,8 @@ def bench(session: nox.Session) -> None:
     and 1M x 384 sampled around them (bench/results-1m.md); the embeddings
     are computed once by the ruvector-embed wheel and cached in
     target/bench-data, and extra arguments go to these runs. Then ruLake
-    (bench/results-lake.md), gate G2 (bench/results-g2.md), embeddings vs
+    (bench/results-lake.md), filtered search and churn
+    (bench/results-changes.md), gate G2 (bench/results-g2.md), embeddings vs
     sentence-transformers and torchvision (bench/results-embed.md) and A2A
     vs the a2a-sdk (bench/results-a2a.md).
     """
@@ -220,6 +221,18 @@ def bench(session: nox.Session) -> None:
     # Index features on the real embeddings: metrics (MIPS, cosine).
     data = ["--cache", str(ROOT / "target" / "bench-data")]
     session.run("python", "bench/index_metric_bench.py", *data, "--out", "bench/results-metric.md")
+    # Indexes for changing data: filtered search next to faiss IDSelectorBatch
+    # and hnswlib filter=, and churn, on the real embeddings.
+    session.run(
+        "python",
+        "bench/index_changes_bench.py",
+        "--data",
+        "wordnet",
+        "--cache",
+        str(ROOT / "target" / "bench-data"),
+        "--out",
+        "bench/results-changes.md",
+    )
     session.run("python", "bench/lake_bench.py", "--out", "bench/results-lake.md")
     session.run("python", "bench/gate_g2.py", "--out", "bench/results-g2.md")
     # Embeddings: next to sentence-transformers + PyTorch and torchvision

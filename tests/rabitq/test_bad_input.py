@@ -412,7 +412,8 @@ def test_large_but_safe_values_are_accepted() -> None:
 
 @FUZZ
 @given(k=st.integers(-(2**70), 2**70), how=st.sampled_from(["search", "search_batch", "search_async"]))
-def test_k_must_be_between_1_and_len(k: int, how: str) -> None:
+def test_k_must_be_between_1_and_max_k(k: int, how: str) -> None:
+    """The one k rule: 1 <= k <= MAX_K; above len the hits are min(k, len), batches padded."""
     idx = small_index()  # 20 vectors
     q = good_input(OPS["search"])
     call: Callable[[], Any] = {
@@ -420,18 +421,27 @@ def test_k_must_be_between_1_and_len(k: int, how: str) -> None:
         "search_batch": lambda: idx.search_batch(q[None, :], k),
         "search_async": lambda: resolve(idx.search_async(q, k)),
     }[how]
-    if 1 <= k <= 20:
+    if 1 <= k <= 1000:
         result = call()
-        assert (len(result) if how != "search_batch" else result[0].shape[1]) == k
+        if how == "search_batch":
+            ids, scores = result
+            assert ids.shape == scores.shape == (1, k)
+            assert (ids[0, :20] >= 0).all() and (ids[0, 20:] == -1).all()
+            assert np.isfinite(scores[0, :20]).all() and (scores[0, 20:] == np.inf).all()
+        else:
+            assert len(result) == min(k, 20)
+        return
+    if 1000 < k <= rr.MAX_K:
+        if how != "search_batch":  # a batch of one query would allocate k columns
+            assert len(call()) == 20
         return
     with pytest.raises(rr.InvalidArgument) as err:
         call()
     msg = str(err.value)
-    assert str(k) in msg
-    if -(2**63) <= k < 1:
-        assert f"k must be at least 1, got {k}" in msg
-    elif 20 < k < 2**63:
-        assert f"k must be at most the number of vectors in the index (20), got {k}" in msg
+    if -(2**63) <= k < 2**64:
+        assert f"k must be between 1 and {rr.MAX_K}, got {k}" in msg
+    else:
+        assert "k must be between 1 and" in msg
 
 
 @pytest.mark.parametrize(
@@ -474,7 +484,7 @@ def test_searching_an_empty_index_raises_empty_index(build_any: Builder) -> None
         with pytest.raises(rr.EmptyIndex, match="the index is empty: add vectors before searching"):
             call()
     assert issubclass(rr.EmptyIndex, ValueError)
-    with pytest.raises(rr.InvalidArgument, match="k must be at least 1"):
+    with pytest.raises(rr.InvalidArgument, match="k must be between 1 and"):
         idx.search(q, 0)  # a bad k is reported before the emptiness
 
 
@@ -642,11 +652,12 @@ def test_ids_already_in_the_index_are_refused() -> None:
     assert len(idx) == 20
 
 
-def test_default_ids_of_add_batch_collide_with_explicit_ids() -> None:
+def test_default_ids_of_add_batch_skip_explicit_ids() -> None:
     idx = rr.RabitqPlusIndex.build(np.eye(2, DIM, dtype=np.float32), ids=[2, 3])
-    with pytest.raises(rr.InvalidArgument, match="ids\\[0\\] = 2 is already in the index"):
-        idx.add_batch(np.ones((2, DIM), dtype=np.float32))  # defaults 2, 3
-    assert len(idx) == 2
+    idx.add_batch(np.ones((2, DIM), dtype=np.float32))  # 2, 3 are held: 4, 5
+    assert idx.ids.tolist() == [2, 3, 4, 5]
+    idx.add_batch(np.ones((1, DIM), dtype=np.float32))  # 4 is held: from 6
+    assert idx.ids.tolist() == [2, 3, 4, 5, 6]
 
 
 # ── a failed add changes nothing ────────────────────────────────────────────

@@ -59,22 +59,49 @@ pub fn check_rows(data: &[f32], dim: usize, what: &str, matrix: bool) -> Result<
     Ok(())
 }
 
-/// Checks `k` for a search over `n` vectors: 1 ≤ k ≤ n.
-pub fn check_k(k: i64, n: usize) -> Result<usize> {
-    if k < 1 {
-        return Err(Error::invalid(format!("k must be at least 1, got {k}")));
+/// `k` when a caller gives none.
+pub const DEFAULT_K: usize = 10;
+
+/// Largest `k` any search accepts.
+pub const MAX_K: usize = 100_000_000;
+
+/// Largest `queries × k` of one batch search (its result arrays).
+pub const MAX_BATCH_RESULTS: usize = 1 << 30;
+
+/// The one k rule of every wheel: `k` is an integer between 1 and
+/// [`MAX_K`] (Python callers refuse bools before this); a search returns
+/// `min(k, available)` hits, and batch results are padded to `k` columns
+/// with id `-1` and the worst score of the metric (`pad_score` in the index
+/// crate's `metric.rs`). `k` above the number of vectors is not an error.
+pub fn check_k(k: i64) -> Result<usize> {
+    if k < 1 || k as u64 > MAX_K as u64 {
+        return Err(Error::invalid(format!(
+            "k must be between 1 and {MAX_K}, got {k}"
+        )));
     }
+    Ok(k as usize)
+}
+
+/// Searching an index without vectors is an error (`EmptyIndex`), not an
+/// empty answer: it is almost always a missing `add`.
+pub fn check_not_empty(n: usize) -> Result<()> {
     if n == 0 {
         return Err(Error::EmptyIndex(
             "the index is empty: add vectors before searching".into(),
         ));
     }
-    if k as u64 > n as u64 {
+    Ok(())
+}
+
+/// Checks the size of a batch result (`nq × k` ids and scores).
+pub fn check_batch(nq: usize, k: usize) -> Result<()> {
+    if nq.saturating_mul(k) > MAX_BATCH_RESULTS {
         return Err(Error::invalid(format!(
-            "k must be at most the number of vectors in the index ({n}), got {k}"
+            "a batch search returns at most {MAX_BATCH_RESULTS} ids (queries × k), got {nq} \
+             queries × k {k}"
         )));
     }
-    Ok(k as usize)
+    Ok(())
 }
 
 /// Checks ids against the largest id an index can store, and against each
@@ -151,11 +178,15 @@ mod tests {
 
     #[test]
     fn k_bounds() {
-        assert!(check_k(0, 5).is_err());
-        assert!(check_k(-3, 5).is_err());
-        assert_eq!(check_k(5, 5).unwrap(), 5);
-        assert!(check_k(6, 5).is_err());
-        assert!(matches!(check_k(1, 0), Err(Error::EmptyIndex(_))));
+        assert!(check_k(0).is_err());
+        assert!(check_k(-3).is_err());
+        assert_eq!(check_k(6).unwrap(), 6, "k above the vectors held is fine");
+        assert_eq!(check_k(MAX_K as i64).unwrap(), MAX_K);
+        assert!(check_k(MAX_K as i64 + 1).is_err());
+        assert!(matches!(check_not_empty(0), Err(Error::EmptyIndex(_))));
+        assert!(check_not_empty(1).is_ok());
+        assert!(check_batch(1 << 10, 1 << 20).is_ok());
+        assert!(check_batch(1 << 11, 1 << 20).is_err());
     }
 
     #[test]

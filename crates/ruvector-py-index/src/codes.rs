@@ -658,16 +658,16 @@ impl SymmetricCodes {
     pub fn retain_rows(&mut self, keep: &[bool]) {
         debug_assert_eq!(keep.len(), self.len());
         let w = self.n_words;
-        let mut to = 0;
-        for (from, _) in keep.iter().enumerate().filter(|(_, &k)| k) {
+        let mut kept = 0;
+        for (to, (from, _)) in keep.iter().enumerate().filter(|(_, &k)| k).enumerate() {
             if from != to {
                 self.packed.copy_within(from * w..(from + 1) * w, to * w);
                 self.norms[to] = self.norms[from];
             }
-            to += 1;
+            kept = to + 1;
         }
-        self.packed.truncate(to * w);
-        self.norms.truncate(to);
+        self.packed.truncate(kept * w);
+        self.norms.truncate(kept);
     }
 
     /// Gives back capacity not in use (after removals).

@@ -469,8 +469,10 @@ impl IvfCodes {
     ///   (an exact filtered top-k, cheaper than any list scan);
     /// * otherwise lists are visited nearest first until at least
     ///   `nprobe / √s` lists are visited, at least `⌈nprobe / 4⌉` of them
-    ///   held an allowed row, and at least `k · rerank_factor` allowed rows
-    ///   were seen (or every list was visited).
+    ///   held an allowed row, and at least `2 · k · rerank_factor` allowed
+    ///   rows were seen (or every list was visited); those candidates (twice
+    ///   the unfiltered count: allowed rows far from the query, as a
+    ///   clustered filter gives, have the coarsest estimates) are reranked.
     pub fn search_filtered(
         &self,
         store: &Store,
@@ -484,7 +486,7 @@ impl IvfCodes {
         if nlist == 0 || k == 0 {
             return Vec::new();
         }
-        let want = k.saturating_mul(rerank_factor.max(1)).max(k);
+        let mut want = k.saturating_mul(rerank_factor.max(1)).max(k);
         let mut nprobe = nprobe.clamp(1, nlist);
         let mut min_useful = 0;
         if let Some(f) = filter {
@@ -498,6 +500,9 @@ impl IvfCodes {
             let s = m as f64 / store.len().max(1) as f64;
             nprobe = ((nprobe as f64 / s.sqrt()).ceil() as usize).clamp(1, nlist);
             min_useful = nprobe.div_ceil(4);
+            // Allowed rows far from the query (a clustered filter) have the
+            // coarsest estimates: rerank twice the candidates.
+            want = want.saturating_mul(2);
         }
         let d = self.dim;
         SCRATCH.with(|cell| {

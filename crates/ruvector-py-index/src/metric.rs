@@ -68,6 +68,17 @@ impl Metric {
         }
     }
 
+    /// The score that pads a batch row holding fewer than `k` hits (with
+    /// id `-1`): the worst score there is for the metric, `+inf` for `l2`
+    /// and `-inf` for `ip` and `cosine`, so padding sorts after every hit.
+    pub fn pad_score(self) -> f32 {
+        if self.higher_is_better() {
+            f32::NEG_INFINITY
+        } else {
+            f32::INFINITY
+        }
+    }
+
     /// Whether a larger score is better (similarities) or a smaller one
     /// (distances).
     pub fn higher_is_better(self) -> bool {
@@ -89,16 +100,6 @@ impl Metric {
     #[inline]
     pub fn cost_of_unit_l2(sq_l2: f32) -> f32 {
         0.5 * sq_l2 - 1.0
-    }
-
-    /// The score that pads a result shorter than `k`: worse than any real
-    /// one (`+inf` for a distance, `-inf` for a similarity).
-    pub fn pad_score(self) -> f32 {
-        if self.higher_is_better() {
-            f32::NEG_INFINITY
-        } else {
-            f32::INFINITY
-        }
     }
 }
 

@@ -215,7 +215,8 @@ impl Store {
         if self.keep_vectors {
             let d = self.dim;
             let v = self.vectors_mut();
-            for (to, (from, _)) in keep.iter().enumerate().filter(|(_, &k)| k).enumerate() {
+            let kept_rows = keep.iter().enumerate().filter(|(_, &k)| k);
+            for (to, (from, _)) in kept_rows.enumerate() {
                 if from != to {
                     v.copy_within(from * d..(from + 1) * d, to * d);
                 }

@@ -18,6 +18,7 @@ use ruvector_py_core::interrupt::{self, catch_panic, Cancel};
 use ruvector_py_core::{parallel, runtime, validate};
 
 use ruvector_py_index::engine::{Engine, Kind, Params, Rotation, SearchOpts, MAX_RERANK_FACTOR};
+use ruvector_py_index::filter::IdSet as EngineIdSet;
 use ruvector_py_index::ivf::MAX_NLIST;
 use ruvector_py_index::metric::Metric;
 use ruvector_py_index::rbpx;
@@ -147,7 +148,6 @@ impl IndexBase {
         };
         let Some(obj) = given(rerank_factor) else {
             return Ok(SearchOpts {
-                rerank_factor: None,
                 nprobe,
                 ..SearchOpts::default()
             });
@@ -172,8 +172,54 @@ impl IndexBase {
         Ok(SearchOpts {
             rerank_factor: Some(rf),
             nprobe,
-            ..SearchOpts::default()
+            filter: None,
         })
+    }
+
+    /// The arguments every search form shares, checked: `k` (the one k
+    /// rule, `validate::check_k`), the per-call overrides and the filter.
+    fn call_args<'py>(
+        &self,
+        k: &Bound<'py, PyAny>,
+        rerank_factor: Option<&Bound<'py, PyAny>>,
+        nprobe: Option<&Bound<'py, PyAny>>,
+        filter: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<CallArgs> {
+        let k = int_in_range(k, "k", 1, validate::MAX_K as i128)? as usize;
+        let opts = self.search_opts(rerank_factor, nprobe)?;
+        let filter = filter_arg(filter, self.kind)?;
+        Ok(CallArgs { k, opts, filter })
+    }
+
+    /// Checks one query against the index's dimension.
+    fn query_slice(&self, q: &[f32]) -> Result<()> {
+        if q.len() != self.dim {
+            return Err(Error::dimension("query", self.dim, q.len()));
+        }
+        self.check_query(q, "query", false)
+    }
+
+    /// Checks a `(nq, cols)` block of queries; returns `nq`.
+    fn queries_slice(&self, q: &[f32], cols: usize) -> Result<usize> {
+        if cols != self.dim {
+            return Err(Error::dimension("queries", self.dim, cols));
+        }
+        let nq = q.len() / self.dim;
+        if nq > 0 {
+            self.check_query(q, "queries", true)?;
+        }
+        Ok(nq)
+    }
+
+    /// One search under the read lock (the filter bound to its rows there).
+    fn search_one(engine: &Engine, q: &[f32], args: &CallArgs) -> Result<Vec<(u64, f32)>> {
+        validate::check_not_empty(engine.len())?;
+        let rows = args.filter.as_ref().map(|f| engine.row_filter(f));
+        let opts = SearchOpts {
+            filter: rows.as_ref(),
+            ..args.opts
+        };
+        engine.search(q, args.k, opts)
     }
 
     /// Searches every row of `queries`, checking `cancel` before each.
@@ -181,14 +227,20 @@ impl IndexBase {
         engine: &Engine,
         queries: &[f32],
         dim: usize,
-        k: i64,
-        opts: SearchOpts,
+        args: &CallArgs,
         cancel: &Cancel,
     ) -> Result<Batch> {
-        let k = validate::check_k(k, engine.len())?;
+        validate::check_not_empty(engine.len())?;
+        let k = args.k;
         let nq = queries.len() / dim;
+        validate::check_batch(nq, k)?;
+        let rows = args.filter.as_ref().map(|f| engine.row_filter(f));
+        let opts = SearchOpts {
+            filter: rows.as_ref(),
+            ..args.opts
+        };
         let mut ids = vec![-1i64; nq * k];
-        let mut scores = vec![f32::INFINITY; nq * k];
+        let mut scores = vec![engine.params().metric.pad_score(); nq * k];
         let mut run = || {
             ids.par_chunks_mut(k)
                 .zip(scores.par_chunks_mut(k))
@@ -231,7 +283,7 @@ impl IndexBase {
                 // Default ids are taken under the write lock, so concurrent
                 // add_batch calls never pick the same ones.
                 None => {
-                    let start = engine.len() as u64;
+                    let start = engine.next_default_id(data.len() / self.dim);
                     let ids: Vec<u64> = (start..start + (data.len() / self.dim) as u64).collect();
                     engine.add_with(&ids, data, what, matrix, cancel)
                 }
@@ -243,8 +295,11 @@ impl IndexBase {
 #[pymethods]
 impl IndexBase {
     /// The `k` nearest stored vectors to `query`, as a list of
-    /// `SearchHit(id, score)` ascending by score (squared L2 distance).
-    #[pyo3(signature = (query, k, *, rerank_factor=None, nprobe=None))]
+    /// `SearchHit(id, score)` ascending by score (squared L2 distance):
+    /// `min(k, available)` hits. `filter` (an `IdSet` or a 1-D array of
+    /// ids) restricts the hits to those ids, inside the scan; an empty
+    /// filter gives no hits.
+    #[pyo3(signature = (query, k, *, rerank_factor=None, nprobe=None, filter=None))]
     fn search(
         &self,
         py: Python<'_>,
@@ -252,29 +307,22 @@ impl IndexBase {
         k: &Bound<'_, PyAny>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
         nprobe: Option<&Bound<'_, PyAny>>,
+        filter: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let q = vector_f32(query, "query", "search_batch")?;
         let q = q.as_slice()?;
-        let k = int_in_range(k, "k", i64::MIN as i128, i64::MAX as i128)? as i64;
-        let opts = self.search_opts(rerank_factor, nprobe)?;
-        if q.len() != self.dim {
-            return Err(Error::dimension("query", self.dim, q.len()).into());
-        }
-        self.check_query(q, "query", false)?;
-        let hits = py.detach(|| {
-            catch_panic(|| {
-                let engine = self.read();
-                let k = validate::check_k(k, engine.len())?;
-                engine.search(q, k, opts)
-            })
-        })?;
+        let args = self.call_args(k, rerank_factor, nprobe, filter)?;
+        self.query_slice(q)?;
+        let hits = py.detach(|| catch_panic(|| Self::search_one(&self.read(), q, &args)))?;
         hits_to_list(py, hits)
     }
 
     /// Searches every row of `queries` (shape `(nq, dim)`) in parallel with
     /// the GIL released. Returns `(ids, scores)`: int64 and float32 arrays
-    /// of shape `(nq, k)`, each row ascending by score.
-    #[pyo3(signature = (queries, k, *, rerank_factor=None, nprobe=None))]
+    /// of shape `(nq, k)`, each row ascending by score; rows with fewer
+    /// than `k` hits are padded with id `-1` and score `+inf`. `filter` as
+    /// in `search`.
+    #[pyo3(signature = (queries, k, *, rerank_factor=None, nprobe=None, filter=None))]
     fn search_batch(
         &self,
         py: Python<'_>,
@@ -282,19 +330,13 @@ impl IndexBase {
         k: &Bound<'_, PyAny>,
         rerank_factor: Option<&Bound<'_, PyAny>>,
         nprobe: Option<&Bound<'_, PyAny>>,
+        filter: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let m = matrix_f32(queries, "queries")?;
         let cols = m.as_array().ncols();
         let q = m.as_slice()?;
-        let k = int_in_range(k, "k", i64::MIN as i128, i64::MAX as i128)? as i64;
-        let opts = self.search_opts(rerank_factor, nprobe)?;
-        if cols != self.dim {
-            return Err(Error::dimension("queries", self.dim, cols).into());
-        }
-        let nq = q.len() / self.dim;
-        if nq > 0 {
-            self.check_query(q, "queries", true)?;
-        }
+        let args = self.call_args(k, rerank_factor, nprobe, filter)?;
+        let nq = self.queries_slice(q, cols)?;
         let dim = self.dim;
         // Interruptible when long: Ctrl-C stops the batch between queries.
         // Without waiting for the lock: if a writer holds it, call it long.
@@ -302,14 +344,14 @@ impl IndexBase {
         let work = nq.saturating_mul(len).saturating_mul(dim);
         let batch = long_call(py, work, |cancel| {
             let engine = self.read();
-            Self::search_many(&engine, q, dim, k, opts, cancel)
+            Self::search_many(&engine, q, dim, &args, cancel)
         })?;
         Self::batch_to_numpy(py, nq, batch)
     }
 
     /// Awaitable form of `search`, run on the wheel's runtime (the query is
     /// copied, so the caller may reuse its array at once).
-    #[pyo3(signature = (query, k, *, rerank_factor=None, nprobe=None))]
+    #[pyo3(signature = (query, k, *, rerank_factor=None, nprobe=None, filter=None))]
     fn search_async<'py>(
         &self,
         py: Python<'py>,
@@ -317,23 +359,19 @@ impl IndexBase {
         k: &Bound<'py, PyAny>,
         rerank_factor: Option<&Bound<'py, PyAny>>,
         nprobe: Option<&Bound<'py, PyAny>>,
+        filter: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let q = vector_f32(query, "query", "search_batch")?;
         let q = q.as_slice()?.to_vec();
-        let k = int_in_range(k, "k", i64::MIN as i128, i64::MAX as i128)? as i64;
-        let opts = self.search_opts(rerank_factor, nprobe)?;
-        if q.len() != self.dim {
-            return Err(Error::dimension("query", self.dim, q.len()).into());
-        }
-        self.check_query(&q, "query", false)?;
+        let args = self.call_args(k, rerank_factor, nprobe, filter)?;
+        self.query_slice(&q)?;
         let engine = Arc::clone(&self.engine);
         runtime::awaitable(
             py,
             move || {
                 catch_panic(|| {
                     let engine = engine.read().unwrap_or_else(|p| p.into_inner());
-                    let k = validate::check_k(k, engine.len())?;
-                    engine.search(&q, k, opts)
+                    Self::search_one(&engine, &q, &args)
                 })
             },
             Box::new(hits_to_list),
@@ -341,7 +379,7 @@ impl IndexBase {
     }
 
     /// Awaitable form of `search_batch` (the queries are copied).
-    #[pyo3(signature = (queries, k, *, rerank_factor=None, nprobe=None))]
+    #[pyo3(signature = (queries, k, *, rerank_factor=None, nprobe=None, filter=None))]
     fn search_batch_async<'py>(
         &self,
         py: Python<'py>,
@@ -349,19 +387,13 @@ impl IndexBase {
         k: &Bound<'py, PyAny>,
         rerank_factor: Option<&Bound<'py, PyAny>>,
         nprobe: Option<&Bound<'py, PyAny>>,
+        filter: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = matrix_f32(queries, "queries")?;
         let cols = m.as_array().ncols();
         let q = m.as_slice()?.to_vec();
-        let k = int_in_range(k, "k", i64::MIN as i128, i64::MAX as i128)? as i64;
-        let opts = self.search_opts(rerank_factor, nprobe)?;
-        if cols != self.dim {
-            return Err(Error::dimension("queries", self.dim, cols).into());
-        }
-        let nq = q.len() / self.dim;
-        if nq > 0 {
-            self.check_query(&q, "queries", true)?;
-        }
+        let args = self.call_args(k, rerank_factor, nprobe, filter)?;
+        let nq = self.queries_slice(&q, cols)?;
         let (engine, dim) = (Arc::clone(&self.engine), self.dim);
         runtime::awaitable(
             py,
@@ -369,7 +401,7 @@ impl IndexBase {
                 catch_panic(|| {
                     let engine = engine.read().unwrap_or_else(|p| p.into_inner());
                     // Cancelling the awaiting task drops the result instead.
-                    Self::search_many(&engine, &q, dim, k, opts, &Cancel::new())
+                    Self::search_many(&engine, &q, dim, &args, &Cancel::new())
                 })
             },
             Box::new(move |py, batch: Batch| Self::batch_to_numpy(py, nq, batch)),
@@ -393,7 +425,8 @@ impl IndexBase {
     }
 
     /// Adds the rows of `vectors` (shape `(n, dim)`) under `ids`, by default
-    /// `len(self) .. len(self) + n`. All or nothing.
+    /// `len(self) .. len(self) + n`, or, when one of those is held (after
+    /// removals), from one above the largest id held. All or nothing.
     #[pyo3(signature = (vectors, ids=None))]
     fn add_batch(
         &self,
@@ -411,6 +444,69 @@ impl IndexBase {
             .map(|i| ids_u64(i, n, "ids"))
             .transpose()?;
         self.add_rows(py, ids.as_deref(), m.as_slice()?, "vectors", true)
+    }
+
+    /// Removes the vectors of `ids` (a 1-D sequence or array of ints);
+    /// ids not held are ignored. Returns how many were removed. Removal is
+    /// physical (`len`, `ids`, iteration and `save` agree at once); call
+    /// `compact()` to give back the memory they held.
+    fn remove(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let ids = id_list(ids, "ids")?;
+        let work = self
+            .engine
+            .try_read()
+            .map_or(usize::MAX, |e| e.len() * self.dim);
+        long_call(py, work, |_| Ok(self.write().remove(&ids)))
+    }
+
+    /// Replaces the vectors of the ids already held and adds the others
+    /// (`vectors` of shape `(len(ids), dim)`); the upserted rows come last,
+    /// in order. All or nothing: a bad row (NaN, wrong shape) or a repeated
+    /// id changes nothing.
+    fn upsert(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        vectors: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let m = matrix_f32(vectors, "vectors")?;
+        let (n, cols) = m.as_array().dim();
+        if cols != self.dim {
+            return Err(Error::dimension("vectors", self.dim, cols).into());
+        }
+        let ids = ids_u64(ids, n, "ids")?;
+        let data = m.as_slice()?;
+        long_call(py, add_work(n, self.dim), |cancel| {
+            self.write()
+                .upsert_with(&ids, data, "vectors", true, cancel)
+                .map(|_| ())
+        })
+    }
+
+    /// `del index[id]`: removes one id; `NotFound` (a `KeyError`) if it is
+    /// not held.
+    fn __delitem__(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<()> {
+        let id = int_in_range(id, "id", i64::MIN as i128, u64::MAX as i128)?;
+        let removed = match u64::try_from(id) {
+            Ok(v) => self.remove(py, &[v].into_pyobject(py)?.into_any())?,
+            Err(_) => 0,
+        };
+        if removed == 0 {
+            return Err(pyerr::NotFound::new_err((
+                format!("id {id} is not in the index"),
+                id as i64,
+            )));
+        }
+        Ok(())
+    }
+
+    /// Gives back memory not in use after removals (vectors, codes, lists,
+    /// id map), so `memory_bytes` matches a fresh build of the same rows.
+    fn compact(&self, py: Python<'_>) -> PyResult<()> {
+        long_call(py, 0, |_| {
+            self.write().compact();
+            Ok(())
+        })
     }
 
     fn __len__(&self, py: Python<'_>) -> usize {
@@ -648,6 +744,103 @@ impl IndexBase {
     fn save(&self, py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<()> {
         let path = path_arg(path, "path")?;
         Ok(py.detach(|| catch_panic(|| rbpx::save(&self.read(), &path)))?)
+    }
+}
+
+/// Checked search arguments shared by every search form.
+struct CallArgs {
+    k: usize,
+    opts: SearchOpts<'static>,
+    filter: Option<Arc<EngineIdSet>>,
+}
+
+/// A 1-D sequence or array of ids of any length (`what` names it).
+fn id_list(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u64>> {
+    if let Ok(arr) = obj.cast::<numpy::PyUntypedArray>() {
+        use numpy::PyUntypedArrayMethods;
+        if arr.ndim() != 1 {
+            return Err(Error::invalid(format!(
+                "{what} must be a 1-D sequence of ids, got an array of shape {}",
+                arrays::shape_text(arr.shape())
+            ))
+            .into());
+        }
+        return ids_u64(obj, arr.shape()[0], what);
+    }
+    let n = obj.len().map_err(|_| {
+        PyErr::from(Error::invalid(format!(
+            "{what} must be a 1-D sequence of ids, got {}",
+            arrays::type_name(obj)
+        )))
+    })?;
+    ids_u64(obj, n, what)
+}
+
+/// The `filter=` argument: `None`, an `IdSet`, or a 1-D sequence of ids
+/// between 0 and the kind's largest id.
+fn filter_arg(obj: Option<&Bound<'_, PyAny>>, kind: Kind) -> PyResult<Option<Arc<EngineIdSet>>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    if let Ok(set) = obj.cast::<IdSet>() {
+        return Ok(Some(Arc::clone(&set.get().set)));
+    }
+    let ids = id_list(obj, "filter")?;
+    let max = kind.max_id();
+    if let Some((i, id)) = ids.iter().enumerate().find(|(_, &id)| id > max) {
+        return Err(Error::invalid(format!(
+            "filter[{i}] = {id} cannot be an id of {}: ids are between 0 and {max}",
+            kind.class_name()
+        ))
+        .into());
+    }
+    Ok(Some(Arc::new(EngineIdSet::new(&ids))))
+}
+
+/// A precompiled, reusable set of allowed ids for `filter=`: built once
+/// (sorted, duplicates dropped), shared by any number of searches and
+/// indexes without converting the ids again.
+#[pyclass(frozen, module = "ruvector_rabitq", name = "IdSet")]
+pub struct IdSet {
+    set: Arc<EngineIdSet>,
+}
+
+#[pymethods]
+impl IdSet {
+    /// `IdSet(ids)`: `ids` a 1-D sequence or array of ints between 0 and
+    /// 2**63 - 1.
+    #[new]
+    fn new(ids: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let ids = id_list(ids, "ids")?;
+        if let Some((i, id)) = ids.iter().enumerate().find(|(_, &id)| id > i64::MAX as u64) {
+            return Err(Error::invalid(format!(
+                "ids[{i}] = {id} is not an id: ids are between 0 and {}",
+                i64::MAX
+            ))
+            .into());
+        }
+        Ok(Self {
+            set: Arc::new(EngineIdSet::new(&ids)),
+        })
+    }
+
+    /// Number of distinct ids.
+    fn __len__(&self) -> usize {
+        self.set.len()
+    }
+
+    fn __contains__(&self, id: &Bound<'_, PyAny>) -> bool {
+        int_in_range(id, "id", 0, u64::MAX as i128).is_ok_and(|v| self.set.contains(v as u64))
+    }
+
+    /// The ids, ascending (an int64 copy).
+    #[getter]
+    fn ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        PyArray1::from_vec(py, self.set.ids().iter().map(|&i| i as i64).collect())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("IdSet(len={})", self.set.len())
     }
 }
 

@@ -31,6 +31,8 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<index::RabitqAsymIndex>()?;
     m.add_class::<index::IvfRabitqIndex>()?;
     m.add_class::<index::VectorIter>()?;
+    m.add_class::<index::IdSet>()?;
+    m.add("MAX_K", ruvector_py_core::validate::MAX_K)?;
     m.add("MAX_DIM", ruvector_py_core::validate::MAX_DIM)?;
     m.add("MAX_HAAR_DIM", engine::MAX_HAAR_DIM)?;
     m.add("MAX_RERANK_FACTOR", engine::MAX_RERANK_FACTOR)?;

@@ -37,6 +37,7 @@ from ruvector_common.errors import (
 
 from ._native import (
     FlatF32Index,
+    IdSet,
     IvfRabitqIndex,
     RabitqAsymIndex,
     RabitqIndex,
@@ -53,16 +54,19 @@ MAX_HAAR_DIM: int = _native.MAX_HAAR_DIM
 MAX_RERANK_FACTOR: int = _native.MAX_RERANK_FACTOR
 MAX_VECTORS: int = _native.MAX_VECTORS
 MAX_NLIST: int = _native.MAX_NLIST
+MAX_K: int = _native.MAX_K
 
 __all__ = [
     "AnyIndex",
     "DimensionMismatch",
     "EmptyIndex",
     "FlatF32Index",
+    "IdSet",
     "InvalidArgument",
     "IvfRabitqIndex",
     "MAX_DIM",
     "MAX_HAAR_DIM",
+    "MAX_K",
     "MAX_NLIST",
     "MAX_RERANK_FACTOR",
     "MAX_VECTORS",

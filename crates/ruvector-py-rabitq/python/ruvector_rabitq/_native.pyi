@@ -25,6 +25,7 @@ MAX_HAAR_DIM: int
 MAX_RERANK_FACTOR: int
 MAX_VECTORS: int
 MAX_NLIST: int
+MAX_K: int
 
 _Self = TypeVar("_Self", bound="_IndexBase")
 #: Exactly what path parameters accept (``bytes`` paths are a ``TypeError``).
@@ -34,6 +35,8 @@ _F32Matrix = npt.NDArray[np.float32]
 _IdArray = npt.NDArray[np.int64]
 #: What an index ranks by (see :attr:`_IndexBase.metric`).
 _Metric = Literal["l2", "ip", "cosine"]
+#: ``filter=``: an :class:`IdSet`, or a 1-D int64/uint64 array or sequence of ids.
+_Filter = Union["IdSet", npt.ArrayLike]
 
 def cpu_features() -> Dict[str, Union[bool, str]]:
     """CPU architecture and SIMD features detected at run time."""
@@ -46,13 +49,31 @@ class _IndexBase:
 
     ``nprobe`` (per call) applies to :class:`IvfRabitqIndex` only;
     ``rerank_factor`` to the kinds that rerank.
+
+    ``k`` is an int from 1 to :data:`MAX_K` (bools refused); ``k`` above the
+    vectors held is fine: a search returns ``min(k, available)`` hits and
+    batch rows are padded to ``k`` with id ``-1`` and score ``+inf``.
+    Searching an index without vectors raises ``EmptyIndex``.
+
+    ``filter`` restricts hits to the given ids, applied inside the scan (not
+    by dropping hits afterwards): an :class:`IdSet` (reusable) or a 1-D
+    int64/uint64 array or sequence of ids from 0 to the kind's largest id
+    (ids not held are ignored; negative ids, other dtypes or 2-D raise
+    ``InvalidArgument``). An empty filter gives no hits (an all-padded batch).
     """
 
     def search(
-        self, query: npt.ArrayLike, k: _Int, *, rerank_factor: Optional[_Int] = None, nprobe: Optional[_Int] = None
+        self,
+        query: npt.ArrayLike,
+        k: _Int,
+        *,
+        rerank_factor: Optional[_Int] = None,
+        nprobe: Optional[_Int] = None,
+        filter: Optional[_Filter] = None,
     ) -> List[SearchHit]:
-        """The ``k`` best stored vectors, best first: ascending squared L2 distance for
-        ``metric="l2"``, descending inner product or cosine similarity for ``"ip"``/``"cosine"``."""
+        """The ``min(k, available)`` best stored vectors (among ``filter``), best first:
+        ascending squared L2 distance for ``metric="l2"``, descending inner product or cosine
+        similarity for ``"ip"``/``"cosine"``."""
 
     def search_batch(
         self,
@@ -61,11 +82,19 @@ class _IndexBase:
         *,
         rerank_factor: Optional[_Int] = None,
         nprobe: Optional[_Int] = None,
+        filter: Optional[_Filter] = None,
     ) -> Tuple[_IdArray, npt.NDArray[np.float32]]:
-        """Searches each row in parallel (GIL released): ``(ids, scores)`` of shape ``(nq, k)``."""
+        """Searches each row in parallel (GIL released): ``(ids, scores)`` of shape ``(nq, k)``,
+        padded with ``-1`` / ``+inf``."""
 
     async def search_async(
-        self, query: npt.ArrayLike, k: _Int, *, rerank_factor: Optional[_Int] = None, nprobe: Optional[_Int] = None
+        self,
+        query: npt.ArrayLike,
+        k: _Int,
+        *,
+        rerank_factor: Optional[_Int] = None,
+        nprobe: Optional[_Int] = None,
+        filter: Optional[_Filter] = None,
     ) -> List[SearchHit]:
         """Awaitable :meth:`search`, run on the wheel's runtime."""
 
@@ -76,6 +105,7 @@ class _IndexBase:
         *,
         rerank_factor: Optional[_Int] = None,
         nprobe: Optional[_Int] = None,
+        filter: Optional[_Filter] = None,
     ) -> Tuple[_IdArray, npt.NDArray[np.float32]]:
         """Awaitable :meth:`search_batch`."""
 
@@ -83,8 +113,23 @@ class _IndexBase:
         """Adds one vector; the index is unchanged on error."""
 
     def add_batch(self, vectors: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> None:
-        """Adds the rows of ``vectors``; ids default to ``len(self)..``; all or nothing
-        (also when interrupted by Ctrl-C)."""
+        """Adds the rows of ``vectors``; ids default to ``len(self)..``, or to one above the
+        largest id held when one of those is held (after removals); all or nothing (also when
+        interrupted by Ctrl-C)."""
+
+    def remove(self, ids: npt.ArrayLike) -> int:
+        """Removes the vectors of ``ids`` (ids not held are ignored); returns how many were
+        removed. Physical: ``len``, ``ids``, iteration and ``save`` agree at once."""
+
+    def upsert(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
+        """Replaces the vectors of held ids and adds the others (upserted rows come last);
+        all or nothing (NaN, shape, repeated ids)."""
+
+    def __delitem__(self, id: _Int) -> None:
+        """``del idx[id]``; ``NotFound`` (a ``KeyError``) if ``id`` is not held."""
+
+    def compact(self) -> None:
+        """Gives back memory not in use after removals."""
 
     def __len__(self) -> int: ...
     @property
@@ -129,6 +174,17 @@ class _IndexBase:
     def save(self, path: _Path) -> None:
         """Saves atomically (temp file, fsync, rename); removes the temporaries
         that killed saves of the same file left behind."""
+
+@final
+class IdSet:
+    """A precompiled, reusable set of allowed ids for ``filter=`` (sorted, unique)."""
+
+    def __init__(self, ids: npt.ArrayLike) -> None: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, id: object) -> bool: ...
+    @property
+    def ids(self) -> _IdArray:
+        """The ids, ascending (a copy)."""
 
 @final
 class FlatF32Index(_IndexBase):
