@@ -85,6 +85,7 @@ pub fn pool_threads() -> Option<usize> {
 
 /// In a forked child: the pool (and its lock) are leaked, never dropped,
 /// since its threads do not exist here; the next use builds a fresh one.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
 pub(crate) fn forget_after_fork() {
     POOL.forget();
 }

@@ -639,7 +639,7 @@ impl IndexBase {
 #[pyclass(frozen, module = "ruvector_rabitq")]
 pub struct VectorIter {
     ids: Vec<u64>,
-    data: Arc<Vec<f32>>,
+    data: arrays::SharedF32,
     dim: usize,
     next: std::sync::atomic::AtomicUsize,
 }
