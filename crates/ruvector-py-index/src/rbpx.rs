@@ -1051,6 +1051,34 @@ fn read_le4<R: Read, T>(
     Ok(out)
 }
 
+/// What [`rebuild`] needs to make an independent copy of `engine` (its
+/// vectors copied into owned memory, its lists and codes cloned): the
+/// engine behind `copy.copy` / `copy.deepcopy`, without a byte buffer.
+pub fn snapshot(engine: &Engine) -> Loaded {
+    let store = engine.store();
+    let keeps = store.keeps_vectors();
+    Loaded {
+        params: *engine.params(),
+        ids: store.ids().into_owned(),
+        vectors: Backing::Owned(Arc::new(if keeps {
+            store.vectors().to_vec()
+        } else {
+            Vec::new()
+        })),
+        checked: true,
+        saved: Saved {
+            ivf: engine
+                .ivf()
+                .map(|ivf| (ivf.centroids().to_vec(), ivf.labels().to_vec())),
+            codes: engine
+                .symmetric_codes()
+                .filter(|_| !keeps)
+                .map(|(p, n)| (p.to_vec(), n.to_vec())),
+        },
+        source: "<copy>".into(),
+    }
+}
+
 /// Builds the engine from a loaded file, validating every value like `add`;
 /// `cancel` is checked between chunks of the work. The vectors become the
 /// index's buffer as they are (no copy; mapped ones stay mapped).
