@@ -35,7 +35,7 @@ fn runtime_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 /// finish on the old pool. Overrides `RUVECTOR_NUM_THREADS`.
 #[pyfunction]
 fn set_num_threads(n: &Bound<'_, PyAny>) -> PyResult<()> {
-    let n = crate::args::int_in_range(n, "n", i64::MIN as i128, u64::MAX as i128)?;
+    let n = crate::args::int_in_range(n, "n", 1, parallel::MAX_THREADS as i128)?;
     Ok(parallel::set_num_threads(n)?)
 }
 

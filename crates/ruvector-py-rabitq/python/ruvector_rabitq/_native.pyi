@@ -128,9 +128,41 @@ class _IndexBase:
         """``numpy.asarray(idx)``: the read-only ``(n, dim)`` matrix, no copy."""
     def __eq__(self, other: object) -> bool: ...
     def __ne__(self, other: object) -> bool: ...
-    def save(self, path: _Path) -> None:
+    def save(self, path: _Path, *, crate_format: bool = True) -> None:
         """Saves atomically (temp file, fsync, rename); removes the temporaries
-        that killed saves of the same file left behind."""
+        that killed saves of the same file left behind.
+
+        A RabitqPlusIndex with the Haar rotation and metric ``"l2"`` is
+        written in the Rust crate's layout (which the crate reads) unless
+        ``crate_format=False``; everything else in the SDK's ``.rbpx``
+        version 2 layout, the one ``load(path, mmap=True)`` can map."""
+    # ── serialisation ────────────────────────────────────────────────────
+    def to_bytes(self) -> bytes:
+        """The index as bytes (the ``.rbpx`` version 2 layout, CRC-checked),
+        for :meth:`from_bytes`: one copy, written with the GIL released."""
+    @classmethod
+    def from_bytes(cls: type[_Self], data: Any) -> _Self:
+        """An index from :meth:`to_bytes` output, given as any C-contiguous
+        buffer (``bytes``, ``bytearray``, ``memoryview``,
+        ``pickle.PickleBuffer``, ``mmap``). The bytes must hold this class's
+        kind (else :class:`PersistError` naming both; on ``_IndexBase`` any
+        kind). Damaged bytes raise :class:`PersistError`. The vectors are
+        copied into the index."""
+    def __reduce_ex__(self, protocol: Any) -> Tuple[Any, Tuple[Any]]:
+        """Pickles by value as ``type(self).from_bytes(self.to_bytes())``;
+        with protocol 5 the bytes are a ``pickle.PickleBuffer`` (out-of-band
+        with a ``buffer_callback``, so a big index is not copied into the
+        stream)."""
+    def __copy__(self: _Self) -> _Self:
+        """An independent index with equal contents (same as ``deepcopy``;
+        a mapped index's copy holds its vectors in memory)."""
+    def __deepcopy__(self: _Self, memo: Any) -> _Self:
+        """See :meth:`__copy__`."""
+    @property
+    def mapped(self) -> bool:
+        """Whether the vectors are mapped read-only from a file
+        (``load(path, mmap=True)``). The first change to a mapped index copies
+        its vectors into memory ("copy first"); the file is never written."""
 
 @final
 class FlatF32Index(_IndexBase):
@@ -145,7 +177,11 @@ class FlatF32Index(_IndexBase):
     @classmethod
     def build(cls, vectors: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> FlatF32Index: ...
     @classmethod
-    def load(cls, path: _Path) -> FlatF32Index: ...
+    def load(cls, path: _Path, *, mmap: bool = False) -> FlatF32Index:
+        """Loads a saved index; the peak memory of a load is about the index's
+        size. ``mmap=True`` maps the vectors read-only from a version 2 file
+        (processes that map one file share one copy; the whole file is checked
+        first; a version 1 file raises :class:`PersistError`)."""
 
 @final
 class RabitqIndex(_IndexBase):
@@ -153,7 +189,7 @@ class RabitqIndex(_IndexBase):
 
     Trade-off: the smallest (about dim/8 bytes per vector) and fastest scan,
     but estimated distances only: recall@10 is low (about 0.1-0.4). Keeps no
-    original vectors, so it cannot be indexed, iterated or saved.
+    original vectors, so it cannot be indexed or iterated (it saves its codes).
     """
 
     def __init__(self, dim: _Int, *, seed: Optional[_Int] = None, rotation: Optional[str] = None) -> None: ...
@@ -167,7 +203,11 @@ class RabitqIndex(_IndexBase):
         rotation: Optional[str] = None,
     ) -> RabitqIndex: ...
     @classmethod
-    def load(cls, path: _Path) -> RabitqIndex: ...
+    def load(cls, path: _Path, *, mmap: bool = False) -> RabitqIndex:
+        """Loads a saved index; the peak memory of a load is about the index's
+        size. ``mmap=True`` maps the vectors read-only from a version 2 file
+        (processes that map one file share one copy; the whole file is checked
+        first; a version 1 file raises :class:`PersistError`)."""
 
 @final
 class RabitqPlusIndex(_IndexBase):
@@ -198,7 +238,11 @@ class RabitqPlusIndex(_IndexBase):
         rotation: Optional[str] = None,
     ) -> RabitqPlusIndex: ...
     @classmethod
-    def load(cls, path: _Path) -> RabitqPlusIndex: ...
+    def load(cls, path: _Path, *, mmap: bool = False) -> RabitqPlusIndex:
+        """Loads a saved index; the peak memory of a load is about the index's
+        size. ``mmap=True`` maps the vectors read-only from a version 2 file
+        (processes that map one file share one copy; the whole file is checked
+        first; a version 1 file raises :class:`PersistError`)."""
 
 @final
 class RabitqAsymIndex(_IndexBase):
@@ -228,7 +272,11 @@ class RabitqAsymIndex(_IndexBase):
         rotation: Optional[str] = None,
     ) -> RabitqAsymIndex: ...
     @classmethod
-    def load(cls, path: _Path) -> RabitqAsymIndex: ...
+    def load(cls, path: _Path, *, mmap: bool = False) -> RabitqAsymIndex:
+        """Loads a saved index; the peak memory of a load is about the index's
+        size. ``mmap=True`` maps the vectors read-only from a version 2 file
+        (processes that map one file share one copy; the whole file is checked
+        first; a version 1 file raises :class:`PersistError`)."""
 
 @final
 class IvfRabitqIndex(_IndexBase):
@@ -279,7 +327,11 @@ class IvfRabitqIndex(_IndexBase):
         rotation: Optional[str] = None,
     ) -> IvfRabitqIndex: ...
     @classmethod
-    def load(cls, path: _Path) -> IvfRabitqIndex: ...
+    def load(cls, path: _Path, *, mmap: bool = False) -> IvfRabitqIndex:
+        """Loads a saved index; the peak memory of a load is about the index's
+        size. ``mmap=True`` maps the vectors read-only from a version 2 file
+        (processes that map one file share one copy; the whole file is checked
+        first; a version 1 file raises :class:`PersistError`)."""
     @property
     def nlist(self) -> Optional[int]:
         """Trained lists; before training the requested count, or ``None`` (about sqrt(n))."""
