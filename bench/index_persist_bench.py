@@ -82,7 +82,7 @@ if peer == 'ruvector':
 elif peer == 'faiss':
     idx = faiss.read_index(path, faiss.IO_FLAG_MMAP if mode == 'mmap' else 0)
     idx.nprobe = 16
-    size = os.path.getsize(path) if False else None
+    size = None
     search = lambda: idx.search(q, 10)
 else:
     idx = Index.restore(path, view=(mode == 'mmap'))
@@ -103,7 +103,7 @@ if wait == '1':
 """.replace("import json, sys, time", "import json, os, sys, time")
 
 
-def run_load(peer: str, path: Path, mode: str, qpath: Path, wait: bool = False) -> "subprocess.Popen[str]":
+def run_load(peer: str, path: Path, mode: str, qpath: Path, wait: bool = False) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", LOAD_SCRIPT, peer, str(path), mode, str(qpath), "1" if wait else "0"],
         stdin=subprocess.PIPE,
@@ -133,7 +133,7 @@ def shared(peer: str, path: Path, qpath: Path) -> List[Dict[str, Any]]:
 
 
 def mb(x: Optional[float]) -> str:
-    return "–" if x is None else f"{x / 2**20:,.0f} MB"
+    return "-" if x is None else f"{x / 2**20:,.0f} MB"
 
 
 def main() -> None:
@@ -150,7 +150,7 @@ def main() -> None:
     rows: List[str] = []
     with tempfile.TemporaryDirectory(prefix="rv-persist-") as tmp:
         tdir = Path(tmp)
-        x, q = generate(DataSpec(n=args.n, dim=args.dim, queries=args.queries))
+        x, q, _ = generate(DataSpec(n=args.n, d=args.dim, n_queries=args.queries, n_tune=0))
         x = np.ascontiguousarray(x, dtype=np.float32)
         q = np.ascontiguousarray(q, dtype=np.float32)
         qpath = tdir / "q.npy"
@@ -212,7 +212,9 @@ def main() -> None:
         rows.append("")
         for peer, fpath in files.items():
             a, b = shared(peer, fpath, qpath)
-            rows.append(f"- {peer}: {mb(a['private'])} and {mb(b['private'])} private; RSS {mb(a['rss'])} and {mb(b['rss'])}")
+            rows.append(
+                f"- {peer}: {mb(a['private'])} and {mb(b['private'])} private; RSS {mb(a['rss'])} and {mb(b['rss'])}"
+            )
             print(rows[-1], file=sys.stderr)
 
         # Pickle round trip of a smaller index.

@@ -30,13 +30,13 @@ from hypothesis import strategies as st
 import ruvector_rabitq as rr
 
 if TYPE_CHECKING:
-    from conftest import Builder, Data, Index
+    from conftest import Builder, Data
 
 V2_HEADER = struct.Struct("<8sIIQII4B4I12x")
-ALL_CLASSES = [rr.FlatF32Index, rr.RabitqIndex, rr.RabitqPlusIndex, rr.RabitqAsymIndex, rr.IvfRabitqIndex]
+ALL_CLASSES: List[Any] = [rr.FlatF32Index, rr.RabitqIndex, rr.RabitqPlusIndex, rr.RabitqAsymIndex, rr.IvfRabitqIndex]
 
 
-def results(idx: Index, q: npt.NDArray[np.float32], k: int = 10) -> Tuple[List[List[int]], List[List[float]]]:
+def results(idx: Any, q: npt.NDArray[np.float32], k: int = 10) -> Tuple[List[List[int]], List[List[float]]]:
     ids, scores = idx.search_batch(q, k)
     return ids.tolist(), scores.tolist()
 
@@ -75,7 +75,7 @@ def test_every_kind_round_trips_through_bytes_pickle_and_copy(build_any: Builder
 
 
 def test_copies_are_independent(data: Data) -> None:
-    x, q = data
+    x, _q = data
     idx = rr.RabitqPlusIndex.build(x[:200], seed=1)
     twin = copy.copy(idx)
     twin.add(10_000, x[300])
@@ -133,8 +133,8 @@ def test_unknown_versions_and_garbage_name_what_was_expected() -> None:
         rr.FlatF32Index.from_bytes(b"not an index at all, but long enough for a header")
     with pytest.raises(rr.PersistError):
         rr.FlatF32Index.from_bytes(b"")
-    with pytest.raises(rr.InvalidArgument, match="bytes-like object.*got int"):
-        rr.FlatF32Index.from_bytes(5)  # type: ignore[arg-type]
+    with pytest.raises(rr.InvalidArgument, match=r"bytes-like object.*got int"):
+        rr.FlatF32Index.from_bytes(5)
 
 
 class _Forged:
@@ -212,7 +212,7 @@ def test_version_2_header_and_alignment(tmp_path: Path) -> None:
     path = tmp_path / "v2.rbpx"
     idx.save(path)
     raw = path.read_bytes()
-    magic, version, dim, seed, rerank, n, kind, rotation, metric, flags, *_ = V2_HEADER.unpack_from(raw)
+    magic, version, dim, seed, _rerank, n, kind, rotation, metric, flags, *_ = V2_HEADER.unpack_from(raw)
     assert (magic, version, dim, seed, n, kind, rotation, metric) == (b"rvpx0001", 2, 24, 4, 100, 0, 1, 0)
     assert flags == 2  # vectors, dense ids, no codes
     # The vectors start at byte 64, exactly as given.
@@ -249,12 +249,13 @@ def test_codes_only_kinds_save_and_load_now(data: Data, build_codes_only: Builde
 
 def test_mapped_index_searches_the_same_and_copies_before_a_change(data: Data, tmp_path: Path) -> None:
     x, q = data
-    for idx in [
+    indexes: List[Any] = [
         rr.FlatF32Index.build(x),
         rr.RabitqPlusIndex.build(x, rotation="hadamard"),
         rr.RabitqAsymIndex.build(x, rerank_factor=4),
         rr.IvfRabitqIndex.build(x, nlist=8),
-    ]:
+    ]
+    for idx in indexes:
         path = tmp_path / f"{type(idx).__name__}.rbpx"
         idx.save(path, crate_format=False)
         before = path.read_bytes()
@@ -283,14 +284,6 @@ def test_a_mapped_index_survives_the_file_being_replaced(data: Data, tmp_path: P
     assert results(mapped, q) == want
 
 
-def _private_kb(pid: int) -> int:
-    fields = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-        name, value = line.split(":", 1)
-        fields[name.strip()] = int(value.split()[0])
-    return fields["Private_Clean"] + fields["Private_Dirty"]
-
-
 @pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux smaps_rollup")
 def test_two_processes_share_one_mapped_copy(tmp_path: Path) -> None:
     n, dim = 40_000, 256  # 41 MB of vectors
@@ -316,7 +309,7 @@ def test_two_processes_share_one_mapped_copy(tmp_path: Path) -> None:
         """
     )
 
-    def start(mmap: bool) -> "subprocess.Popen[str]":
+    def start(mmap: bool) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-c", script.replace("{mmap}", str(mmap))],
             stdin=subprocess.PIPE,
@@ -406,6 +399,8 @@ def test_thread_count_is_set_at_runtime_and_checked(data: Data) -> None:
 
 def test_thread_count_from_the_environment_until_set() -> None:
     env = dict(os.environ, RUVECTOR_NUM_THREADS="2")
-    script = "import ruvector_rabitq as rr; a = rr.get_num_threads(); rr.set_num_threads(5); print(a, rr.get_num_threads())"
+    script = (
+        "import ruvector_rabitq as rr; a = rr.get_num_threads(); rr.set_num_threads(5); print(a, rr.get_num_threads())"
+    )
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["2", "5"]

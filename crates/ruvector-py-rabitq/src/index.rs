@@ -1028,7 +1028,7 @@ index_class!(
 index_class!(
     RabitqIndex,
     Kind::Rabitq,
-    "1-bit RaBitQ codes only, no rerank. Trade-off: the smallest (about dim/8 bytes per vector) and fastest scan, but estimated distances only: low recall@10 (about 0.1-0.4). Keeps no original vectors, so it cannot be indexed, iterated or saved."
+    "1-bit RaBitQ codes only, no rerank. Trade-off: the smallest (about dim/8 bytes per vector) and fastest scan, but estimated distances only: low recall@10 (about 0.1-0.4). Keeps no original vectors, so it cannot be indexed or iterated (save keeps its codes)."
 );
 index_class!(
     RabitqPlusIndex,

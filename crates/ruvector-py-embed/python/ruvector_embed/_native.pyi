@@ -80,6 +80,15 @@ class Embedder:
         the folder's configuration. The image model name
         ``"mobilenetv3-small"`` gives an :class:`ImageEmbedder` instead."""
 
+    def __reduce__(self) -> tuple[Any, tuple[Dict[str, Any]]]:
+        """Pickles by reference: the model's file paths, sizes and SHA-256
+        digests and its settings, not the weights. Unpickling checks every file
+        again and loads it; a missing or changed file raises ``EmbedError``
+        naming the file, the expected and the found size or digest."""
+    def __copy__(self) -> Embedder:
+        """The same embedder (it is immutable)."""
+    def __deepcopy__(self, memo: Any) -> Embedder:
+        """The same embedder (it is immutable)."""
     def embed(self, text: str) -> npt.NDArray[np.float32]:
         """Embeds one text: shape ``(dim,)``. Only the first :attr:`max_seq_length`
         tokens count; a long text is cut before it is tokenised (see the README)."""
@@ -182,6 +191,15 @@ class ImageEmbedder:
         a logged warning. ``normalize`` (default ``True``): L2-normalise the
         features; ``False`` gives torchvision's raw pooled features."""
 
+    def __reduce__(self) -> tuple[Any, tuple[Dict[str, Any]]]:
+        """Pickles by reference: the model's file paths, sizes and SHA-256
+        digests and its settings, not the weights. Unpickling checks every file
+        again and loads it; a missing or changed file raises ``EmbedError``
+        naming the file, the expected and the found size or digest."""
+    def __copy__(self) -> ImageEmbedder:
+        """The same embedder (it is immutable)."""
+    def __deepcopy__(self, memo: Any) -> ImageEmbedder:
+        """The same embedder (it is immutable)."""
     def embed_image(self, image: _Image) -> npt.NDArray[np.float32]:
         """Embeds one ``(H, W, 3)`` uint8 image: shape ``(576,)``."""
 
