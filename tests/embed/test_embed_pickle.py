@@ -91,3 +91,19 @@ def test_a_pickle_of_another_kind_or_version_is_refused() -> None:
     state: Any = {"kind": "Embedder", "version": 99}
     with pytest.raises(rve.EmbedError, match="expected pickle state version 1, got 99"):
         _pickle.restore_embedder(state)
+
+
+def test_the_thread_count_is_set_at_runtime(minilm: rve.Embedder) -> None:
+    # The same core code as ruvector_rabitq.set_num_threads (one pool per wheel).
+    before = rve.get_num_threads()
+    texts = ["one", "two", "three"]
+    want = minilm.embed_batch(texts)
+    try:
+        rve.set_num_threads(1)
+        assert rve.get_num_threads() == 1
+        np.testing.assert_array_equal(minilm.embed_batch(texts), want)
+        assert rve.runtime_info()["pool_threads"] == 1
+        with pytest.raises(rve.InvalidArgument, match="between 1 and 1024, got 0"):
+            rve.set_num_threads(0)
+    finally:
+        rve.set_num_threads(before)

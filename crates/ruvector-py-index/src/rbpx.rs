@@ -882,7 +882,7 @@ fn load_v2<R: Read>(mut r: R, len: u64, shown: &str, map: Option<memmap2::Mmap>)
         || !lists_ok
     {
         return Err(fail(format!(
-            "corrupt header: flags {flags}, {lists} lists and {words} code words do not fit a {}              of {n} vectors",
+            "corrupt header: flags {flags}, {lists} lists and {words} code words do not fit a {} of {n} vectors",
             kind.class_name()
         )));
     }
@@ -901,7 +901,7 @@ fn load_v2<R: Read>(mut r: R, len: u64, shown: &str, map: Option<memmap2::Mmap>)
             format!("{} bytes missing", layout.total() - len)
         };
         return Err(fail(format!(
-            "file is {len} bytes, but a version 2 {} with n={n} and dim={dim} is exactly {}              bytes ({diff}): truncated or corrupt",
+            "file is {len} bytes, but a version 2 {} with n={n} and dim={dim} is exactly {} bytes ({diff}): truncated or corrupt",
             kind.class_name(),
             layout.total()
         )));
@@ -978,7 +978,7 @@ fn load_v2<R: Read>(mut r: R, len: u64, shown: &str, map: Option<memmap2::Mmap>)
     let (stored, actual) = (read_u32(&t, 0), crc.finalize());
     if stored != actual {
         return Err(fail(format!(
-            "checksum mismatch: the file says CRC-32 {stored:08x}, its bytes give {actual:08x};              the file is corrupt"
+            "checksum mismatch: the file says CRC-32 {stored:08x}, its bytes give {actual:08x}; the file is corrupt"
         )));
     }
     let u32s = |b: &[u8]| -> Vec<u32> {

@@ -672,7 +672,7 @@ impl IndexBase {
             .unwrap_or_default();
         let not_buffer = |_| {
             PyErr::from(Error::invalid(format!(
-                "data must be a bytes-like object (bytes, bytearray, memoryview,                  pickle.PickleBuffer), got {type_name}"
+                "data must be a bytes-like object (bytes, bytearray, memoryview, pickle.PickleBuffer), got {type_name}"
             )))
         };
         let view = py
