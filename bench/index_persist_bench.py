@@ -6,9 +6,9 @@ Measures, side by side in one run, on clustered synthetic vectors
 default is smaller so a run takes minutes):
 
 * ``IvfRabitqIndex.load(path)`` and ``load(path, mmap=True)``: load time, peak
-  RSS growth during the load (``VmHWM``) against the index size, RSS and
-  private memory (``/proc/self/smaps_rollup``) right after the load and after
-  1,000 queries, each in a fresh process;
+  RSS growth during the load (``VmHWM`` after ``clear_refs``, minus the RSS
+  before) against the index size, RSS and private (anonymous) memory right
+  after the load and after 1,000 queries, each in a fresh process;
 * two processes mapping the same file at once: the private memory of each;
 * pickle round trip (protocol 5, in-band and out-of-band buffers) of an index
   of ``min(n, 100k)`` vectors: time and bytes;
@@ -54,16 +54,14 @@ def status():
     out = {}
     for line in open('/proc/self/status'):
         k, v = line.split(':', 1)
-        if k in ('VmHWM', 'VmRSS'):
+        if k in ('VmHWM', 'VmRSS', 'RssAnon'):
             out[k] = int(v.split()[0]) * 1024
     return out
 
 def private():
-    f = {}
-    for line in open('/proc/self/smaps_rollup').read().splitlines()[1:]:
-        k, v = line.split(':', 1)
-        f[k.strip()] = int(v.split()[0]) * 1024
-    return f['Private_Clean'] + f['Private_Dirty']
+    # Memory only this process can use: anonymous pages (heap). A mapped
+    # file's pages are page cache, shared by every process mapping it.
+    return status()['RssAnon']
 
 q = np.load(qpath)
 if peer == 'ruvector':
@@ -73,7 +71,11 @@ elif peer == 'faiss':
     import faiss
 elif peer == 'usearch':
     from usearch.index import Index
-base = status()['VmHWM']
+# Reset the high-water mark to the current RSS (Linux clear_refs 5), so the
+# peak measured is the load's own.
+with open('/proc/self/clear_refs', 'w') as f:
+    f.write('5')
+base = status()['VmRSS']
 t0 = time.perf_counter()
 if peer == 'ruvector':
     idx = rr.IvfRabitqIndex.load(path, mmap=(mode == 'mmap'))
@@ -254,7 +256,8 @@ def main() -> None:
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, ruvector-rabitq {rr.__version__}.",
         f"IvfRabitqIndex of {args.n:,} {TIMES} {args.dim} (index {mb(size)}, {nlist} lists); "
-        f"each load in a fresh process after a warm-up load; peak growth is VmHWM after minus before.",
+        f"each load in a fresh process after a warm-up load; peak growth is VmHWM (reset before the load) "
+        f"minus the RSS before; private is anonymous memory (RssAnon), RSS includes mapped file pages.",
         "",
     ]
     text = "\n".join(header + rows) + "\n"

@@ -225,7 +225,7 @@ impl Layout2 {
             n,
             dim: engine.params().dim as u64,
             lists: engine.ivf().map_or(0, |ivf| ivf.nlist() as u64),
-            words: codes.map_or(0, |(p, _)| if n == 0 { 0 } else { p.len() as u64 / n }),
+            words: codes.map_or(0, |(p, _)| (p.len() as u64).checked_div(n).unwrap_or(0)),
             flags,
         }
     }
@@ -877,7 +877,7 @@ fn load_v2<R: Read>(mut r: R, len: u64, shown: &str, map: Option<memmap2::Mmap>)
         lists == 0
     };
     if ((flags & FLAG2_VECTORS != 0) != keeps)
-        || ((flags & FLAG2_CODES != 0) != !keeps)
+        || ((flags & FLAG2_CODES != 0) == keeps)
         || words != want_words
         || !lists_ok
     {

@@ -32,7 +32,7 @@ impl MappedF32 {
     /// native floats and must be copied instead).
     pub fn new(map: memmap2::Mmap, offset: usize, len: usize) -> Option<Self> {
         let end = offset.checked_add(len.checked_mul(4)?)?;
-        let aligned = (map.as_ptr() as usize + offset) % std::mem::align_of::<f32>() == 0;
+        let aligned = (map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<f32>());
         (cfg!(target_endian = "little") && end <= map.len() && aligned).then_some(Self {
             map,
             offset,
