@@ -185,8 +185,9 @@ def bench(session: nox.Session) -> None:
     and 1M x 384 sampled around them (bench/results-1m.md); the embeddings
     are computed once by the ruvector-embed wheel and cached in
     target/bench-data, and extra arguments go to these runs. Then ruLake
-    (bench/results-lake.md), filtered search and churn
-    (bench/results-changes.md), gate G2 (bench/results-g2.md), embeddings vs
+    (bench/results-lake.md), metrics (bench/results-metric.md), filtered search
+    and churn (bench/results-changes.md), index persistence
+    (bench/results-persist.md), gate G2 (bench/results-g2.md), embeddings vs
     sentence-transformers and torchvision (bench/results-embed.md) and A2A
     vs the a2a-sdk (bench/results-a2a.md).
     """
@@ -234,6 +235,10 @@ def bench(session: nox.Session) -> None:
         "bench/results-changes.md",
     )
     session.run("python", "bench/lake_bench.py", "--out", "bench/results-lake.md")
+    # Persistence: load / mmap load peak and RSS, two processes sharing a
+    # map, pickling; next to faiss read_index (IO_FLAG_MMAP) and usearch
+    # restore(view=True). The issue's size: --n 1000000 --dim 384.
+    session.run("python", "bench/index_persist_bench.py", "--n", "1000000", "--out", "bench/results-persist.md")
     session.run("python", "bench/gate_g2.py", "--out", "bench/results-g2.md")
     # Embeddings: next to sentence-transformers + PyTorch and torchvision
     # (CPU) on the same model files; PyTorch is a large download, bench only.

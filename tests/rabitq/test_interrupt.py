@@ -180,12 +180,14 @@ def test_ctrl_c_interrupts_search_batch(kind: str, tmp_path: Path) -> None:
 
 def test_ctrl_c_interrupts_load(tmp_path: Path) -> None:
     setup = """
-    # 60k rows of dim 1024: the load re-encodes them (seconds).
-    rr.FlatF32Index.build(rng.standard_normal((60_000, 1024), dtype=np.float32)).save("flat.rbpx")
-    flat = open("flat.rbpx", "rb").read()
-    data = bytearray(flat[:-16])
-    data[:8] = b"rbpx0001"
-    open("crate.rbpx", "wb").write(bytes(data))
+    # 60k rows of dim 1024 in the crate's layout (u32 id, then the row):
+    # the load re-encodes them (seconds).
+    import struct
+    rows = np.empty((60_000, 1025), dtype="<f4")
+    rows[:, 1:] = rng.standard_normal((60_000, 1024), dtype=np.float32)
+    rows[:, 0] = np.arange(60_000, dtype="<u4").view("<f4")
+    header = struct.pack("<8sIIQII", b"rbpx0001", 1, 1024, 42, 20, 60_000)
+    open("crate.rbpx", "wb").write(header + rows.tobytes())
     """
     interrupt_child(setup, 'rr.RabitqPlusIndex.load("crate.rbpx")', tmp_path)
 

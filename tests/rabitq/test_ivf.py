@@ -183,16 +183,23 @@ def test_a_saved_index_keeps_its_lists_and_settings(
         rr.RabitqPlusIndex.load(path)
 
 
-def test_an_ivf_file_whose_lists_block_lies_is_refused(tmp_path: Path) -> None:
+def _with_crc(raw: bytearray) -> bytes:
+    """A version 2 file with its CRC-32 recomputed (so only the edit is wrong)."""
+    raw[-16:-12] = zlib.crc32(bytes(raw[:-16])).to_bytes(4, "little")
+    return bytes(raw)
+
+
+def test_an_ivf_file_whose_lists_count_lies_is_refused(tmp_path: Path) -> None:
     x = np.random.default_rng(2).standard_normal((40, 8)).astype(np.float32)
     path = tmp_path / "lie.rbpx"
     rr.IvfRabitqIndex.build(x, nlist=4).save(path)
     good = bytearray(path.read_bytes())
-    block = good.index(b"RVIVF001")
+    assert good[:12] == b"rvpx0001" + (2).to_bytes(4, "little")
+    assert int.from_bytes(good[44:48], "little") == 4  # version 2: trained lists
     for lists in [0, 5, 41, 2**31]:  # a list count the sizes do not back
         bad = bytearray(good)
-        bad[block + 8 : block + 12] = lists.to_bytes(4, "little")
-        path.write_bytes(bytes(bad))
+        bad[44:48] = lists.to_bytes(4, "little")
+        path.write_bytes(_with_crc(bad))
         with pytest.raises(rr.PersistError):
             rr.IvfRabitqIndex.load(path)
 
@@ -226,17 +233,15 @@ def test_any_shape_gives_k_distinct_ids_with_exact_ascending_scores(
 
 
 def test_a_plain_file_claiming_the_ivf_kind_is_refused(tmp_path: Path) -> None:
-    # A kind-4 trailer without the lists block: the kind and the contents
-    # disagree, so the file is refused instead of rebuilt without its lists.
+    # The IVF kind code without lists: the kind and the contents disagree,
+    # so the file is refused instead of rebuilt without its lists.
     x = np.random.default_rng(3).standard_normal((3, 4)).astype(np.float32)
     path = tmp_path / "plain.rbpx"
     rr.RabitqPlusIndex.build(x, rotation="hadamard").save(path)
     raw = bytearray(path.read_bytes())
-    raw[-16] = 4  # kind code of IvfRabitqIndex
-    crc = zlib.crc32(bytes(raw[:-12]))
-    raw[-12:-8] = crc.to_bytes(4, "little")
-    path.write_bytes(bytes(raw))
-    with pytest.raises(rr.PersistError, match="the IVF block and the index kind disagree"):
+    raw[32] = 4  # version 2: kind code of IvfRabitqIndex
+    path.write_bytes(_with_crc(raw))
+    with pytest.raises(rr.PersistError, match="do not fit a IvfRabitqIndex of 3 vectors"):
         rr.IvfRabitqIndex.load(path)
 
 

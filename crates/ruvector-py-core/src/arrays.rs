@@ -386,8 +386,12 @@ mod tests {
 /// Keeps a shared float buffer alive for as long as NumPy views of it exist.
 #[pyclass(frozen, module = "ruvector_common", name = "_SharedBuffer")]
 pub struct SharedBuffer {
-    data: std::sync::Arc<Vec<f32>>,
+    data: SharedF32,
 }
+
+/// A float buffer shared with NumPy views: an owned `Vec<f32>` or a
+/// read-only memory map (any owner whose slice never changes while shared).
+pub type SharedF32 = std::sync::Arc<dyn AsRef<[f32]> + Send + Sync>;
 
 /// A read-only NumPy view of `data[offset .. offset + rows*cols]` shaped
 /// `(rows, cols)`, or `(cols,)` when `rows` is `None`. No copy: the view
@@ -395,15 +399,15 @@ pub struct SharedBuffer {
 /// under it (writers copy a shared buffer first, see `Arc::make_mut`).
 pub fn readonly_view<'py>(
     py: Python<'py>,
-    data: std::sync::Arc<Vec<f32>>,
+    data: SharedF32,
     offset: usize,
     rows: Option<usize>,
     cols: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let len = rows.unwrap_or(1) * cols;
-    assert!(offset + len <= data.len(), "view out of bounds");
+    assert!(offset + len <= (*data).as_ref().len(), "view out of bounds");
     let owner = Bound::new(py, SharedBuffer { data })?;
-    let slice: &[f32] = &owner.get().data[offset..offset + len];
+    let slice: &[f32] = &(*owner.get().data).as_ref()[offset..offset + len];
     let view = match rows {
         Some(r) => {
             let a = numpy::ndarray::ArrayView2::from_shape((r, cols), slice)

@@ -45,7 +45,7 @@ pub mod runtime;
 use std::sync::OnceLock;
 
 #[cfg(feature = "python")]
-pub use module::init_module;
+pub use module::{add_thread_functions, init_module};
 
 pub use errors::{Error, Result};
 

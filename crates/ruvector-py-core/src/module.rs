@@ -30,6 +30,30 @@ fn runtime_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(d)
 }
 
+/// `set_num_threads(n)`: the size of this wheel's thread pool from now on
+/// (1 to 1024; like `faiss.omp_set_num_threads`). Calls already running
+/// finish on the old pool. Overrides `RUVECTOR_NUM_THREADS`.
+#[pyfunction]
+fn set_num_threads(n: &Bound<'_, PyAny>) -> PyResult<()> {
+    let n = crate::args::int_in_range(n, "n", 1, parallel::MAX_THREADS as i128)?;
+    Ok(parallel::set_num_threads(n)?)
+}
+
+/// `get_num_threads()`: the size of this wheel's thread pool (the value set
+/// by `set_num_threads`, else the environment variable, else the CPU count).
+#[pyfunction]
+fn get_num_threads() -> PyResult<usize> {
+    Ok(parallel::num_threads()?)
+}
+
+/// Adds `set_num_threads` and `get_num_threads` to a wheel whose batch
+/// calls run on the core's pool (one implementation for every wheel).
+pub fn add_thread_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    Ok(())
+}
+
 /// Sets up a wheel's native module: checks the shared exceptions (the base
 /// classes and `error_classes`, the names of the wheel's own), adds
 /// `__version__`, `_error_classes`, `cpu_features`, `runtime_info`, and

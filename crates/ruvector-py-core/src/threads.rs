@@ -4,6 +4,9 @@
 
 use crate::errors::{Error, Result};
 
+/// Largest thread count accepted, from the environment or at runtime.
+pub const MAX_THREADS: usize = 1024;
+
 /// Number of CPUs this process may use (at least 1).
 pub fn available_cpus() -> usize {
     std::thread::available_parallelism()
@@ -25,9 +28,9 @@ pub fn thread_count(component: &str, name: &str, default: usize) -> Result<usize
 
 fn parse_count(var: &str, raw: &str) -> Result<usize> {
     match raw.trim().parse::<usize>() {
-        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
         _ => Err(Error::invalid(format!(
-            "environment variable {var} must be a whole number between 1 and 1024, got {raw:?}"
+            "environment variable {var} must be a whole number between 1 and {MAX_THREADS}, got {raw:?}"
         ))),
     }
 }

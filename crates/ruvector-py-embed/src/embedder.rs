@@ -12,7 +12,7 @@ use ruvector_py_core::interrupt::{run_interruptible, Cancel};
 use ruvector_py_core::runtime;
 
 use crate::error::{Error, FromBase};
-use crate::py_modules::{IMAGE_MODEL_NAME, RESOLVE_MODEL};
+use crate::py_modules::{IMAGE_MODEL_NAME, REDUCE_EMBEDDER, RESOLVE_MODEL};
 
 use crate::config::{Defaults, Pooling};
 use crate::files::ModelDir;
@@ -156,6 +156,23 @@ impl Embedder {
             origin,
         };
         Ok(Bound::new(py, emb)?.into_any().unbind())
+    }
+
+    /// Pickles by reference: the model's file paths, sizes and SHA-256
+    /// digests and its settings, not its weights; unpickling checks the
+    /// files again and loads them (a changed file raises ``EmbedError``).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        REDUCE_EMBEDDER.get(slf.py())?.call1((slf,))
+    }
+
+    /// The same embedder: it is immutable, so a copy is not needed.
+    fn __copy__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// The same embedder (see ``__copy__``).
+    fn __deepcopy__(slf: Py<Self>, _memo: &Bound<'_, PyAny>) -> Py<Self> {
+        slf
     }
 
     /// Embeds one text: a ``(dim,)`` float32 array.

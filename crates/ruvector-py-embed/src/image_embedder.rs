@@ -23,7 +23,7 @@ use ruvector_py_core::{parallel, runtime};
 use ruvector_py_core::errors::Error as BaseError;
 
 use crate::error::{Error, FromBase, Result};
-use crate::py_modules::RESOLVE_IMAGE_WEIGHTS;
+use crate::py_modules::{REDUCE_IMAGE_EMBEDDER, RESOLVE_IMAGE_WEIGHTS};
 
 use crate::files::ModelDir;
 use crate::image::{Rgb8, CROP, MAX_SIDE};
@@ -391,6 +391,23 @@ impl ImageEmbedder {
         let default = PyString::new(py, "mobilenetv3-small").into_any();
         let name = name.unwrap_or(&default);
         Self::create(py, name, weights, cache_dir, None, sources, normalize)
+    }
+
+    /// Pickles by reference: the model's file paths, sizes and SHA-256
+    /// digests and its settings, not its weights; unpickling checks the
+    /// files again and loads them (a changed file raises ``EmbedError``).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        REDUCE_IMAGE_EMBEDDER.get(slf.py())?.call1((slf,))
+    }
+
+    /// The same embedder: it is immutable, so a copy is not needed.
+    fn __copy__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// The same embedder (see ``__copy__``).
+    fn __deepcopy__(slf: Py<Self>, _memo: &Bound<'_, PyAny>) -> Py<Self> {
+        slf
     }
 
     /// Embeds one ``(H, W, 3)`` uint8 RGB image: a ``(576,)`` float32 array.

@@ -12,3 +12,9 @@ pub static RESOLVE_MODEL: LazyPyImport =
 /// `resolve_image_weights(name, ...)`: where an image model's weights are.
 pub static RESOLVE_IMAGE_WEIGHTS: LazyPyImport =
     LazyPyImport::new("ruvector_embed._models", "resolve_image_weights");
+/// `reduce_embedder(emb)`: pickling an `Embedder` by reference to its files.
+pub static REDUCE_EMBEDDER: LazyPyImport =
+    LazyPyImport::new("ruvector_embed._pickle", "reduce_embedder");
+/// `reduce_image_embedder(emb)`: the same for an `ImageEmbedder`.
+pub static REDUCE_IMAGE_EMBEDDER: LazyPyImport =
+    LazyPyImport::new("ruvector_embed._pickle", "reduce_image_embedder");

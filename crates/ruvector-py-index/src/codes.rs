@@ -375,6 +375,36 @@ impl SymmetricCodes {
         Ok(())
     }
 
+    /// Installs the saved codes of an index that keeps no vectors (so they
+    /// cannot be checked against rows; the file's CRC covers them). Sizes,
+    /// finite non-negative norms and the unused bits of each last word are
+    /// checked. Nothing changes on an error.
+    pub fn install_saved(&mut self, rows: usize, packed: Vec<u64>, norms: Vec<f32>) -> Result<()> {
+        let w = self.n_words;
+        if !self.is_empty() || norms.len() != rows || packed.len() != rows * w {
+            return Err(ruvector_py_core::Error::invalid(format!(
+                "saved codes do not fit: expected {rows} norms and {} words, got {} and {}",
+                rows * w,
+                norms.len(),
+                packed.len()
+            )));
+        }
+        if let Some(r) = norms.iter().position(|x| !x.is_finite() || *x < 0.0) {
+            return Err(ruvector_py_core::Error::invalid(format!(
+                "saved norm of row {r} must be finite and >= 0, got {}",
+                norms[r]
+            )));
+        }
+        if let Some(r) = (0..rows).find(|r| packed[r * w + w - 1] & !self.last_word_mask != 0) {
+            return Err(ruvector_py_core::Error::invalid(format!(
+                "saved code of row {r} sets bits beyond dim {}",
+                self.dim
+            )));
+        }
+        self.append(EncodedRows { packed, norms });
+        Ok(())
+    }
+
     /// Checks that `packed` and `norms` are exactly what
     /// [`SymmetricCodes::encode_rows`] gives for `data`, checking `cancel`
     /// between blocks of rows.

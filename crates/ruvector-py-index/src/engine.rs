@@ -21,7 +21,7 @@ use crate::distance;
 use crate::filter::{IdSet, RowFilter};
 use crate::ivf::{self, IvfCodes, PendingRows};
 use crate::metric::{self, Metric};
-use crate::store::Store;
+use crate::store::{Backing, Store};
 use crate::topk::{sq_l2, sq_l2_rows, TopK};
 
 /// Largest dimension for the dense Haar rotation, whose construction costs
@@ -323,12 +323,26 @@ impl Engine {
         cancel: &Cancel,
     ) -> Result<()> {
         self.check_add(ids, data, "vectors", true)?;
+        self.install_ivf(data, centroids, labels, cancel)?;
+        self.store.append(ids, data);
+        Ok(())
+    }
+
+    /// The lists of [`Engine::restore_ivf`] for validated rows `data`.
+    fn install_ivf(
+        &mut self,
+        data: &[f32],
+        centroids: Vec<f32>,
+        labels: &[u32],
+        cancel: &Cancel,
+    ) -> Result<()> {
+        let rows = data.len() / self.params.dim;
         let Codes::Ivf(ivf) = &mut self.codes else {
             return Err(Error::invalid("restore_ivf on a non-IVF index"));
         };
         validate::check_rows(&centroids, self.params.dim, "centroids", true)?;
         let nlist = centroids.len() / self.params.dim;
-        if nlist == 0 && !ids.is_empty() {
+        if nlist == 0 && rows > 0 {
             return Err(Error::invalid("an IVF index with vectors has no centroids"));
         }
         if let Some(bad) = labels.iter().find(|&&l| l as usize >= nlist) {
@@ -336,18 +350,16 @@ impl Engine {
                 "list label {bad} is out of range for {nlist} lists"
             )));
         }
-        if labels.len() != ids.len() {
+        if labels.len() != rows {
             return Err(Error::invalid(format!(
-                "got {} list labels for {} vectors",
+                "got {} list labels for {rows} vectors",
                 labels.len(),
-                ids.len()
             )));
         }
         if nlist > 0 {
             ivf.set_centroids(centroids);
             ivf.add_assigned(data, labels, 0, cancel)?;
         }
-        self.store.append(ids, data);
         Ok(())
     }
 
@@ -742,6 +754,77 @@ impl Engine {
             }
             _ => self.store.vectors() == other.store.vectors(),
         }
+    }
+}
+
+// ── restoring a saved index (`.rbpx`, `from_bytes`, mmap) ───────────────────
+
+/// The blocks of a saved index besides ids and vectors.
+pub struct Saved {
+    /// IVF: centroids and the list of every row.
+    pub ivf: Option<(Vec<f32>, Vec<u32>)>,
+    /// Kinds that keep no vectors: packed sign words and norms.
+    pub codes: Option<(Vec<u64>, Vec<f32>)>,
+}
+
+impl Engine {
+    /// Fills this empty engine from a saved index. `vectors` (owned or a
+    /// read-only map) becomes the store's buffer without a copy, after
+    /// every value is validated as in `add`; codes are encoded again from
+    /// the vectors (IVF: into the saved lists), or, for kinds that keep no
+    /// vectors, installed from `saved.codes`.
+    pub fn restore_saved(
+        &mut self,
+        ids: &[u64],
+        vectors: Backing,
+        saved: Saved,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        if !self.is_empty() {
+            return Err(Error::invalid("restore_saved needs an empty index"));
+        }
+        let keeps = self.store.keeps_vectors();
+        let data = vectors.as_slice();
+        if keeps {
+            self.check_add(ids, data, "vectors", true)?;
+        } else {
+            if !data.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{} keeps no vectors, but the saved index has some",
+                    self.params.kind.class_name()
+                )));
+            }
+            if ids.len() > MAX_VECTORS {
+                return Err(Error::invalid(format!(
+                    "an index holds at most {MAX_VECTORS} vectors, got {}",
+                    ids.len()
+                )));
+            }
+            validate::check_ids(ids, self.params.kind.max_id(), |_| false)?;
+        }
+        let kind = self.params.kind.class_name();
+        let misfit = || Error::invalid(format!("the saved blocks do not fit a {kind}"));
+        match (&mut self.codes, saved.ivf, saved.codes) {
+            (Codes::None, None, None) => {}
+            (Codes::Symmetric(c), None, Some((packed, norms))) if !keeps => {
+                c.install_saved(ids.len(), packed, norms)?
+            }
+            (Codes::Symmetric(c), None, None) if keeps => {
+                let rows = c.encode_rows(data, cancel)?;
+                c.append(rows);
+            }
+            (Codes::Ivf(_), Some((centroids, labels)), None) if keeps => {
+                self.install_ivf(data, centroids, &labels, cancel)?
+            }
+            _ => return Err(misfit()),
+        }
+        self.store.restore(ids, vectors);
+        Ok(())
+    }
+
+    /// Whether the kept vectors are a read-only map of a file.
+    pub fn is_mapped(&self) -> bool {
+        self.store.is_mapped()
     }
 }
 

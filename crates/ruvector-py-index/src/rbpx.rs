@@ -1,4 +1,33 @@
-//! Saving and loading indexes in the upstream `.rbpx` layout, made safe.
+//! Saving and loading indexes: `.rbpx` files, `to_bytes`, memory maps.
+//!
+//! Two layouts, told apart by the version field (bytes 8..12):
+//!
+//! * **version 2** (magic `rvpx0001`), the SDK's: every kind, every metric,
+//!   vectors 64-byte aligned so that `load(path, mmap=True)` maps them in
+//!   place; also what `to_bytes` / pickling produce;
+//! * **version 1**: the crate's layout (magic `rbpx0001`), still written by
+//!   `save` for a `RabitqPlusIndex` with the Haar rotation, metric `l2` and
+//!   ids below 2³² so the crate keeps reading it; version 1 `rvpx0001`
+//!   files of earlier SDK releases still load (as metric `l2`).
+//!
+//! ## Version 2
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | `b"rvpx0001"` |
+//! | 4 | version, 2 |
+//! | 4, 8, 4, 4 | dim, seed, rerank factor, n |
+//! | 1 each | kind (codes below), rotation (0 Haar, 1 Hadamard), metric (`Metric::code`), flags (bit 0 ids, bit 1 vectors, bit 2 codes) |
+//! | 4, 4, 4, 4 | IVF nlist setting, nprobe setting, trained lists, code words per row (codes only) |
+//! | 12 | reserved, 0 |
+//! | then, each starting at a multiple of 64 (zero padding) | vectors `n·dim` f32 (kinds that keep them) · ids `n` u64 (absent when they are `0..n`) · IVF centroids `lists·dim` f32 · IVF list of every row `n` u32 · codes (kinds without vectors) `n·words` u64 · norms `n` f32 |
+//! | 16, at a multiple of 64 | CRC-32 of every byte before it, u32 0, `b"RVPYTRL2"` |
+//!
+//! The size is a function of the header, and must match exactly; the CRC
+//! is checked before anything is used (for a mapped file too: that reads
+//! the map once, into the shared page cache). All values little-endian.
+//!
+//! ## Version 1
 //!
 //! A file is the crate's layout — a 32-byte header (magic, version, dim,
 //! seed, rerank factor, n) and n rows of `u32 id, dim × f32` — followed by a
@@ -52,8 +81,10 @@ use ruvector_py_core::interrupt::Cancel;
 use ruvector_py_core::io::{write_atomic, write_le, CrcWriter};
 use ruvector_py_core::{Error, Result};
 
-use crate::engine::{Engine, Kind, Params, Rotation, MAX_RERANK_FACTOR, MAX_VECTORS};
+use crate::engine::{Engine, Kind, Params, Rotation, Saved, MAX_RERANK_FACTOR, MAX_VECTORS};
 use crate::metric::Metric;
+use crate::store::{Backing, MappedF32};
+use std::sync::Arc;
 
 pub const CRATE_MAGIC: &[u8; 8] = b"rbpx0001";
 pub const SDK_MAGIC: &[u8; 8] = b"rvpx0001";
@@ -61,6 +92,13 @@ pub const TRAILER_MAGIC: &[u8; 8] = b"RVPYTRL1";
 pub const IVF_MAGIC: &[u8; 8] = b"RVIVF001";
 const IVF_HEADER_LEN: u64 = 24;
 pub const VERSION: u32 = 1;
+/// The SDK's own layout (see the module docs).
+pub const VERSION2: u32 = 2;
+pub const TRAILER2_MAGIC: &[u8; 8] = b"RVPYTRL2";
+const HEADER2_LEN: u64 = 64;
+const FLAG2_IDS: u8 = 1;
+const FLAG2_VECTORS: u8 = 2;
+const FLAG2_CODES: u8 = 4;
 const HEADER_LEN: u64 = 32;
 const TRAILER_LEN: u64 = 16;
 const FLAG_IDS64: u8 = 1;
@@ -86,28 +124,8 @@ fn kind_from_code(code: u8) -> Option<Kind> {
     }
 }
 
-/// Whether an index of this kind can be saved (it needs its vectors).
-pub fn check_savable(engine: &Engine) -> Result<()> {
-    if !engine.store().keeps_vectors() {
-        let p = engine.params();
-        let hint = if p.kind == Kind::Rabitq {
-            "use RabitqPlusIndex, which keeps them"
-        } else {
-            "build it with rerank_factor > 1 to keep them"
-        };
-        return Err(Error::Persist {
-            message: format!(
-                "{} keeps only 1-bit codes, not the original vectors it would be rebuilt \
-                 from, so it cannot be saved; {hint}",
-                p.kind.class_name()
-            ),
-            path: None,
-        });
-    }
-    Ok(())
-}
-
-fn write_index<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
+/// Writes the version 1 layout (the crate's, for the kinds it can read).
+fn write_v1<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
     let p = engine.params();
     let store = engine.store();
     let ids = store.ids();
@@ -159,36 +177,251 @@ fn write_index<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
     Ok(inner)
 }
 
+/// Whether the crate reads the index from its own layout (version 1,
+/// `rbpx0001`): a `RabitqPlusIndex`, Haar rotation, metric `l2`, u32 ids.
+pub fn crate_readable(engine: &Engine) -> bool {
+    let p = engine.params();
+    p.kind == Kind::Plus
+        && p.rotation == Rotation::Haar
+        && p.metric == Metric::L2
+        && engine.store().ids().iter().all(|&id| id <= u32::MAX as u64)
+}
+
+fn align64(x: u64) -> u64 {
+    x.div_ceil(64) * 64
+}
+
+/// Sizes of a version 2 file, all from its header.
+#[derive(Clone, Copy, Debug)]
+struct Layout2 {
+    n: u64,
+    dim: u64,
+    lists: u64,
+    words: u64,
+    flags: u8,
+}
+
+impl Layout2 {
+    fn of(engine: &Engine) -> Self {
+        let store = engine.store();
+        let n = store.len() as u64;
+        let sparse = store
+            .ids()
+            .iter()
+            .enumerate()
+            .any(|(i, &id)| id != i as u64);
+        let codes = engine.symmetric_codes().filter(|_| !store.keeps_vectors());
+        let mut flags = 0;
+        if sparse {
+            flags |= FLAG2_IDS;
+        }
+        if store.keeps_vectors() {
+            flags |= FLAG2_VECTORS;
+        }
+        if codes.is_some() {
+            flags |= FLAG2_CODES;
+        }
+        Self {
+            n,
+            dim: engine.params().dim as u64,
+            lists: engine.ivf().map_or(0, |ivf| ivf.nlist() as u64),
+            words: codes.map_or(0, |(p, _)| (p.len() as u64).checked_div(n).unwrap_or(0)),
+            flags,
+        }
+    }
+
+    /// `(offset, bytes)` of: vectors, ids, centroids, labels, codes, norms.
+    fn sections(&self) -> [(u64, u64); 6] {
+        let has = |f: u8| self.flags & f != 0;
+        let lens = [
+            if has(FLAG2_VECTORS) {
+                4 * self.n * self.dim
+            } else {
+                0
+            },
+            if has(FLAG2_IDS) { 8 * self.n } else { 0 },
+            4 * self.lists * self.dim,
+            if self.lists > 0 { 4 * self.n } else { 0 },
+            if has(FLAG2_CODES) {
+                8 * self.n * self.words
+            } else {
+                0
+            },
+            if has(FLAG2_CODES) { 4 * self.n } else { 0 },
+        ];
+        let mut at = HEADER2_LEN;
+        lens.map(|len| {
+            let start = align64(at);
+            at = start + len;
+            (start, len)
+        })
+    }
+
+    fn trailer_at(&self) -> u64 {
+        let [.., (at, len)] = self.sections();
+        align64(at + len)
+    }
+
+    fn total(&self) -> u64 {
+        self.trailer_at() + TRAILER_LEN
+    }
+}
+
+/// Bytes of `engine` in the version 2 layout (what [`to_bytes`] returns).
+pub fn encoded_len(engine: &Engine) -> u64 {
+    Layout2::of(engine).total()
+}
+
+fn f32_bytes(v: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        // SAFETY: any f32 is 4 plain bytes; u8 has no alignment.
+        std::borrow::Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v))
+        })
+    } else {
+        std::borrow::Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+}
+
+/// Writes the version 2 layout.
+fn write_v2<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
+    let p = engine.params();
+    let store = engine.store();
+    let layout = Layout2::of(engine);
+    let mut w = CrcWriter::new(w);
+    let mut h = Vec::with_capacity(HEADER2_LEN as usize);
+    h.extend_from_slice(SDK_MAGIC);
+    h.extend_from_slice(&VERSION2.to_le_bytes());
+    h.extend_from_slice(&(p.dim as u32).to_le_bytes());
+    h.extend_from_slice(&p.seed.to_le_bytes());
+    h.extend_from_slice(&(p.rerank_factor as u32).to_le_bytes());
+    h.extend_from_slice(&(layout.n as u32).to_le_bytes());
+    let rotation = match p.rotation {
+        Rotation::Haar => 0u8,
+        Rotation::Hadamard => 1u8,
+    };
+    h.extend_from_slice(&[kind_code(p.kind), rotation, p.metric.code(), layout.flags]);
+    for v in [p.nlist as u64, p.nprobe as u64, layout.lists, layout.words] {
+        h.extend_from_slice(&(v as u32).to_le_bytes());
+    }
+    h.resize(HEADER2_LEN as usize, 0);
+    w.write_all(&h)?;
+    let mut at = HEADER2_LEN;
+    let zeros = [0u8; 64];
+    let sections = layout.sections();
+    let section = |w: &mut CrcWriter<W>, at: &mut u64, i: usize, bytes: &[u8]| {
+        let (start, len) = sections[i];
+        debug_assert_eq!(bytes.len() as u64, len);
+        w.write_all(&zeros[..(start - *at) as usize])?;
+        w.write_all(bytes)?;
+        *at = start + len;
+        std::io::Result::Ok(())
+    };
+    if layout.flags & FLAG2_VECTORS != 0 {
+        // In blocks, so a big-endian machine converts a block at a time.
+        w.write_all(&zeros[..(sections[0].0 - at) as usize])?;
+        for block in store.vectors().chunks(1 << 18) {
+            w.write_all(&f32_bytes(block))?;
+        }
+        at = sections[0].0 + sections[0].1;
+    }
+    let le64 = |v: &[u64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    if layout.flags & FLAG2_IDS != 0 {
+        section(&mut w, &mut at, 1, &le64(&store.ids()))?;
+    }
+    if let Some(ivf) = engine.ivf().filter(|_| layout.lists > 0) {
+        section(&mut w, &mut at, 2, &f32_bytes(ivf.centroids()))?;
+        let labels: Vec<u8> = ivf.labels().iter().flat_map(|x| x.to_le_bytes()).collect();
+        section(&mut w, &mut at, 3, &labels)?;
+    }
+    if layout.flags & FLAG2_CODES != 0 {
+        let (packed, norms) = engine.symmetric_codes().expect("codes flag");
+        section(&mut w, &mut at, 4, &le64(packed))?;
+        section(&mut w, &mut at, 5, &f32_bytes(norms))?;
+    }
+    w.write_all(&zeros[..(layout.trailer_at() - at) as usize])?;
+    let crc = w.crc.clone().finalize();
+    let mut inner = w.inner;
+    inner.write_all(&crc.to_le_bytes())?;
+    inner.write_all(&0u32.to_le_bytes())?;
+    inner.write_all(TRAILER2_MAGIC)?;
+    Ok(inner)
+}
+
+/// The index in the version 2 layout, in memory.
+pub fn to_bytes(engine: &Engine) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded_len(engine) as usize);
+    write_v2(engine, &mut out).expect("writing to memory");
+    out
+}
+
+/// Writes the version 2 layout into `out`, which must be exactly
+/// [`encoded_len`] bytes (for a Python `bytes` filled in place).
+pub fn write_bytes(engine: &Engine, out: &mut [u8]) -> Result<()> {
+    let want = encoded_len(engine);
+    if out.len() as u64 != want {
+        return Err(Error::invalid(format!(
+            "the buffer must be {want} bytes, got {}",
+            out.len()
+        )));
+    }
+    let mut rest = write_v2(engine, &mut *out)
+        .map_err(|e| Error::persist("<bytes>", format!("cannot write: {e}")))?;
+    debug_assert!(rest.is_empty());
+    let _ = rest.flush();
+    Ok(())
+}
+
 /// Writes `engine` to `path` atomically: a reader sees the old file or the
-/// complete new one, never a partial write.
+/// complete new one, never a partial write. The crate's layout (version 1)
+/// when `crate_format` and the crate can read the index, else version 2.
 pub fn save(engine: &Engine, path: &Path) -> Result<()> {
-    check_savable(engine).map_err(|e| match e {
-        Error::Persist { message, .. } => Error::persist(path.display(), message),
-        other => other,
-    })?;
+    save_as(engine, path, true)
+}
+
+/// [`save`], choosing the layout: `crate_format = false` always writes
+/// version 2 (the layout `mmap=True` can map).
+pub fn save_as(engine: &Engine, path: &Path, crate_format: bool) -> Result<()> {
     let io = |e: std::io::Error| Error::persist(path.display(), format!("cannot write: {e}"));
     if path.file_name().is_none() {
         return Err(Error::persist(path.display(), "the path names no file"));
     }
-    write_atomic(path, |w| write_index(engine, w).map(drop), |_| Ok(())).map_err(io)
+    let v1 = crate_format && crate_readable(engine);
+    write_atomic(
+        path,
+        |w| {
+            if v1 {
+                write_v1(engine, w).map(drop)
+            } else {
+                write_v2(engine, std::io::BufWriter::with_capacity(1 << 20, w))
+                    .and_then(|b| b.into_inner().map_err(|e| e.into_error()))
+                    .map(drop)
+            }
+        },
+        |_| Ok(()),
+    )
+    .map_err(io)
 }
 
 /// What a load found in the file, before vectors are added to an index.
 pub struct Loaded {
     pub params: Params,
     pub ids: Vec<u64>,
-    pub vectors: Vec<f32>,
-    /// Whether the SDK trailer (and so a CRC) was present.
+    /// Owned, or (`mmap=True`) a read-only map of the file.
+    pub vectors: Backing,
+    /// Whether a CRC was present (and matched).
     pub checked: bool,
-    /// IVF files: the centroids and the list of every row.
-    pub ivf: Option<(Vec<f32>, Vec<u32>)>,
+    /// IVF lists; saved codes of kinds without vectors.
+    pub saved: Saved,
+    /// Where it came from, for messages (a path or `<bytes>`).
+    pub source: String,
 }
 
 /// The IVF block's `(lists, nlist setting, nprobe setting)` if the file's
 /// trailer says IVF: read by seeking, before anything is allocated, so the
 /// file size can be checked against the block's claims first.
-fn peek_ivf(
-    file: &mut File,
+fn peek_ivf<R: Read + Seek>(
+    file: &mut R,
     file_len: u64,
     block_at: u64,
 ) -> std::io::Result<Option<(u64, u32, u32)>> {
@@ -216,16 +449,131 @@ fn read_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
 
+/// Where a load reads from: a file (read or mapped) or a byte slice.
+enum Source<'a> {
+    File(File),
+    Mapped(memmap2::Mmap),
+    Bytes(&'a [u8]),
+}
+
 /// Reads and checks a file written by [`save`] or by the crate's
 /// `persist::save_index`. `expected` restricts the kind (a class's `load`).
+/// Streams: the vectors are read once, into the buffer the index keeps.
 pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
-    let shown = path.display();
-    let fail = |msg: String| Error::persist(&shown, msg);
+    let shown = path.display().to_string();
+    let file = File::open(path).map_err(|e| Error::persist(&shown, format!("cannot open: {e}")))?;
+    load_from(Source::File(file), shown, expected)
+}
+
+/// [`load`] with the vectors mapped read-only from the file (version 2
+/// files only), so processes that map one file share one copy. The whole
+/// file is checked (size, CRC, every value) before it is used.
+pub fn load_mapped(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
+    let shown = path.display().to_string();
+    let fail = |m: String| Error::persist(&shown, m);
     let file = File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
-    let file_len = file
+    let len = file
         .metadata()
         .map_err(|e| fail(format!("cannot stat: {e}")))?
         .len();
+    if len == 0 {
+        return Err(fail("not an index file: 0 bytes".into()));
+    }
+    // SAFETY: mapped read-only; a file changed by another process while
+    // mapped can show changed values (never unsafety in this code, which
+    // reads it as plain bytes and floats) or fault if truncated; the SDK
+    // replaces files by rename, which leaves a mapped inode intact.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| fail(format!("cannot map: {e}")))?;
+    load_from(Source::Mapped(map), shown, expected)
+}
+
+/// Reads an index from bytes produced by [`to_bytes`] (or a whole file).
+pub fn from_bytes(data: &[u8], expected: Option<Kind>) -> Result<Loaded> {
+    load_from(Source::Bytes(data), "<bytes>".into(), expected)
+}
+
+fn load_from(source: Source<'_>, shown: String, expected: Option<Kind>) -> Result<Loaded> {
+    let fail = |m: String| Error::persist(&shown, m);
+    let mut first = [0u8; 12];
+    let (len, is_v2) = {
+        let bytes: Option<&[u8]> = match &source {
+            Source::File(_) => None,
+            Source::Mapped(m) => Some(m),
+            Source::Bytes(b) => Some(b),
+        };
+        let len = match (&source, bytes) {
+            (_, Some(b)) => b.len() as u64,
+            (Source::File(f), None) => f
+                .metadata()
+                .map_err(|e| fail(format!("cannot stat: {e}")))?
+                .len(),
+            _ => unreachable!(),
+        };
+        match (bytes, &source) {
+            (Some(b), _) if b.len() >= 12 => first.copy_from_slice(&b[..12]),
+            (None, Source::File(f)) if len >= 12 => {
+                let mut f = f;
+                f.read_exact(&mut first)
+                    .and_then(|_| f.seek(SeekFrom::Start(0)).map(drop))
+                    .map_err(|e| fail(format!("cannot read the header: {e}")))?;
+            }
+            _ => {}
+        }
+        (
+            len,
+            &first[..8] == SDK_MAGIC && read_u32(&first, 8) == VERSION2,
+        )
+    };
+    let mut loaded = match source {
+        Source::File(f) if is_v2 => {
+            load_v2(BufReader::with_capacity(1 << 20, f), len, &shown, None)?
+        }
+        Source::File(f) => load_v1(f, len, &shown)?,
+        Source::Bytes(b) if is_v2 => load_v2(b, len, &shown, None)?,
+        Source::Bytes(b) => load_v1(std::io::Cursor::new(b), len, &shown)?,
+        Source::Mapped(m) if is_v2 => {
+            // SAFETY of the borrow: `m` moves into the result only after
+            // the reader over it is done.
+            let bytes: &[u8] = &m;
+            let bytes: &[u8] = unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
+            load_v2(bytes, len, &shown, Some(m))?
+        }
+        Source::Mapped(_) => {
+            return Err(fail(
+                "cannot be mapped: it is in the version 1 layout (the crate's, rows \
+                 interleaved with ids), not the 64-byte aligned version 2; load it without \
+                 mmap=True, or save it with save(path, crate_format=False)"
+                    .into(),
+            ))
+        }
+    };
+    if let Some(want) = expected {
+        let kind = loaded.params.kind;
+        if want != kind {
+            let what = if shown == "<bytes>" {
+                "these bytes hold"
+            } else {
+                "this file holds"
+            };
+            let how = if shown == "<bytes>" {
+                "from_bytes"
+            } else {
+                "load"
+            };
+            return Err(fail(format!(
+                "{what} a {}, not a {}; load it with {}.{how}",
+                kind.class_name(),
+                want.class_name(),
+                kind.class_name()
+            )));
+        }
+    }
+    loaded.source = shown;
+    Ok(loaded)
+}
+
+fn load_v1<R: Read + Seek>(file: R, file_len: u64, shown: &str) -> Result<Loaded> {
+    let fail = |msg: String| Error::persist(shown, msg);
     if file_len < HEADER_LEN {
         return Err(fail(format!(
             "not an index file: {file_len} bytes, shorter than the {HEADER_LEN}-byte header"
@@ -248,7 +596,7 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
     let version = read_u32(&header, 8);
     if version != VERSION {
         return Err(fail(format!(
-            "unsupported format version: expected {VERSION}, got {version}"
+            "unsupported format version: expected {VERSION} or {VERSION2}, got {version}"
         )));
     }
     let dim = read_u32(&header, 12) as usize;
@@ -431,16 +779,6 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
             return Err(fail("corrupt file: magic and trailer disagree".into()));
         }
     }
-    if let Some(want) = expected {
-        if want != kind {
-            return Err(fail(format!(
-                "this file holds a {}, not a {}; load it with {}.load",
-                kind.class_name(),
-                want.class_name(),
-                kind.class_name()
-            )));
-        }
-    }
     Ok(Loaded {
         params: Params {
             kind,
@@ -453,9 +791,239 @@ pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
             metric: Metric::L2,
         },
         ids,
-        vectors,
+        vectors: Backing::Owned(Arc::new(vectors)),
         checked: trailer.is_some(),
-        ivf,
+        saved: Saved { ivf, codes: None },
+        source: String::new(),
+    })
+}
+
+/// Reads a version 2 file (see the module docs) after its first 12 bytes
+/// said so. `map`: the vectors stay in this map (they are read for the CRC
+/// only) instead of being copied.
+fn load_v2<R: Read>(mut r: R, len: u64, shown: &str, map: Option<memmap2::Mmap>) -> Result<Loaded> {
+    let fail = |msg: String| Error::persist(shown, msg);
+    let io = |e: std::io::Error| Error::persist(shown, format!("cannot read: {e}"));
+    if len < HEADER2_LEN + TRAILER_LEN {
+        return Err(fail(format!(
+            "truncated: {len} bytes, shorter than a version 2 header and trailer ({} bytes)",
+            HEADER2_LEN + TRAILER_LEN
+        )));
+    }
+    let mut crc = crc32fast::Hasher::new();
+    let mut h = [0u8; HEADER2_LEN as usize];
+    r.read_exact(&mut h).map_err(io)?;
+    crc.update(&h);
+    let dim = read_u32(&h, 12) as u64;
+    let seed = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
+    let rerank_factor = read_u32(&h, 24) as usize;
+    let n = read_u32(&h, 28) as u64;
+    let kind =
+        kind_from_code(h[32]).ok_or_else(|| fail(format!("unknown index kind code {}", h[32])))?;
+    let rotation = match h[33] {
+        0 => Rotation::Haar,
+        1 => Rotation::Hadamard,
+        other => return Err(fail(format!("unknown rotation code {other}"))),
+    };
+    let metric = Metric::from_code(h[34]).ok_or_else(|| {
+        fail(format!(
+            "unknown metric code {}: expected 0 (l2), 1 (ip) or 2 (cosine)",
+            h[34]
+        ))
+    })?;
+    let flags = h[35];
+    let (nlist, nprobe, lists, words) = (
+        read_u32(&h, 36) as usize,
+        read_u32(&h, 40) as usize,
+        read_u32(&h, 44) as u64,
+        read_u32(&h, 48) as u64,
+    );
+    if h[52..].iter().any(|&b| b != 0) || flags & !(FLAG2_IDS | FLAG2_VECTORS | FLAG2_CODES) != 0 {
+        return Err(fail("corrupt header: reserved bits are set".into()));
+    }
+    if dim == 0 || dim > ruvector_py_core::validate::MAX_DIM as u64 {
+        return Err(fail(format!(
+            "corrupt header: dim must be between 1 and {}, got {dim}",
+            ruvector_py_core::validate::MAX_DIM
+        )));
+    }
+    if n > MAX_VECTORS as u64 {
+        return Err(fail(format!(
+            "corrupt header: n must be at most {MAX_VECTORS}, got {n}"
+        )));
+    }
+    let params = Params {
+        kind,
+        dim: dim as usize,
+        seed,
+        rerank_factor,
+        rotation,
+        nlist,
+        nprobe,
+        metric,
+    };
+    params
+        .check()
+        .map_err(|e| fail(format!("corrupt header: {e}")))?;
+    let keeps = params.keeps_vectors();
+    let want_words = if keeps {
+        0
+    } else {
+        dim.div_ceil(64) * u64::from(n > 0)
+    };
+    let lists_ok = if kind == Kind::Ivf {
+        lists <= n.min(crate::ivf::MAX_NLIST as u64) && (lists == 0) == (n == 0)
+    } else {
+        lists == 0
+    };
+    if ((flags & FLAG2_VECTORS != 0) != keeps)
+        || ((flags & FLAG2_CODES != 0) == keeps)
+        || words != want_words
+        || !lists_ok
+    {
+        return Err(fail(format!(
+            "corrupt header: flags {flags}, {lists} lists and {words} code words do not fit a {} of {n} vectors",
+            kind.class_name()
+        )));
+    }
+    let layout = Layout2 {
+        n,
+        dim,
+        lists,
+        words,
+        flags,
+    };
+    // Sizes are bounded (n ≤ 1e8, dim ≤ 8192, lists ≤ 65536): no overflow.
+    if len != layout.total() {
+        let diff = if len > layout.total() {
+            format!("{} trailing bytes", len - layout.total())
+        } else {
+            format!("{} bytes missing", layout.total() - len)
+        };
+        return Err(fail(format!(
+            "file is {len} bytes, but a version 2 {} with n={n} and dim={dim} is exactly {} bytes ({diff}): truncated or corrupt",
+            kind.class_name(),
+            layout.total()
+        )));
+    }
+    let sections = layout.sections();
+    let mut at = HEADER2_LEN;
+    let pad = |r: &mut R, crc: &mut crc32fast::Hasher, to: u64, at: &mut u64| -> Result<()> {
+        let mut z = [0u8; 64];
+        let gap = &mut z[..(to - *at) as usize];
+        r.read_exact(gap).map_err(io)?;
+        crc.update(gap);
+        if gap.iter().any(|&b| b != 0) {
+            return Err(fail("corrupt file: padding is not zero".into()));
+        }
+        *at = to;
+        Ok(())
+    };
+    let n_us = n as usize;
+    // Vectors: read once into the buffer the index keeps, or (mapped)
+    // only through a small buffer for the CRC.
+    let (vstart, vlen) = sections[0];
+    pad(&mut r, &mut crc, vstart, &mut at)?;
+    let mut owned: Vec<f32> = Vec::new();
+    if map.is_some() && cfg!(target_endian = "little") {
+        let mut buf = vec![0u8; (1 << 20).min(vlen as usize)];
+        let mut left = vlen as usize;
+        while left > 0 {
+            let b = &mut buf[..left.min(1 << 20)];
+            r.read_exact(b).map_err(io)?;
+            crc.update(b);
+            left -= b.len();
+        }
+    } else {
+        owned = vec![0f32; (vlen / 4) as usize];
+        {
+            // SAFETY: the f32 buffer viewed as its bytes (any bytes are a
+            // valid f32; u8 has no alignment).
+            let bytes = unsafe {
+                std::slice::from_raw_parts_mut(owned.as_mut_ptr() as *mut u8, vlen as usize)
+            };
+            for chunk in bytes.chunks_mut(1 << 24) {
+                r.read_exact(chunk).map_err(io)?;
+                crc.update(chunk);
+            }
+        }
+        if cfg!(target_endian = "big") {
+            for x in owned.iter_mut() {
+                *x = f32::from_bits(u32::from_le(x.to_bits()));
+            }
+        }
+    }
+    at = vstart + vlen;
+    let read_section =
+        |r: &mut R, crc: &mut crc32fast::Hasher, i: usize, at: &mut u64| -> Result<Vec<u8>> {
+            let (start, slen) = sections[i];
+            pad(r, crc, start, at)?;
+            let mut b = vec![0u8; slen as usize];
+            r.read_exact(&mut b).map_err(io)?;
+            crc.update(&b);
+            *at = start + slen;
+            Ok(b)
+        };
+    let ids_raw = read_section(&mut r, &mut crc, 1, &mut at)?;
+    let cent_raw = read_section(&mut r, &mut crc, 2, &mut at)?;
+    let labels_raw = read_section(&mut r, &mut crc, 3, &mut at)?;
+    let codes_raw = read_section(&mut r, &mut crc, 4, &mut at)?;
+    let norms_raw = read_section(&mut r, &mut crc, 5, &mut at)?;
+    pad(&mut r, &mut crc, layout.trailer_at(), &mut at)?;
+    let mut t = [0u8; TRAILER_LEN as usize];
+    r.read_exact(&mut t).map_err(io)?;
+    if &t[8..16] != TRAILER2_MAGIC || read_u32(&t, 4) != 0 {
+        return Err(fail("corrupt file: bad trailer".into()));
+    }
+    let (stored, actual) = (read_u32(&t, 0), crc.finalize());
+    if stored != actual {
+        return Err(fail(format!(
+            "checksum mismatch: the file says CRC-32 {stored:08x}, its bytes give {actual:08x}; the file is corrupt"
+        )));
+    }
+    let u32s = |b: &[u8]| -> Vec<u32> {
+        b.chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4")))
+            .collect()
+    };
+    let f32s = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+            .collect()
+    };
+    let u64s = |b: &[u8]| -> Vec<u64> {
+        b.chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
+            .collect()
+    };
+    let ids = if flags & FLAG2_IDS != 0 {
+        u64s(&ids_raw)
+    } else {
+        (0..n).collect()
+    };
+    let vectors = match map {
+        Some(m) if cfg!(target_endian = "little") => {
+            let mapped = MappedF32::new(m, vstart as usize, (vlen / 4) as usize)
+                .ok_or_else(|| fail("cannot map the vectors: misaligned".into()))?;
+            Backing::Mapped(Arc::new(mapped))
+        }
+        _ => Backing::Owned(Arc::new(owned)),
+    };
+    let ivf = (kind == Kind::Ivf && n > 0).then(|| (f32s(&cent_raw), u32s(&labels_raw)));
+    let ivf = if kind == Kind::Ivf && ivf.is_none() {
+        Some((Vec::new(), Vec::new()))
+    } else {
+        ivf
+    };
+    let codes = (!keeps).then(|| (u64s(&codes_raw), f32s(&norms_raw)));
+    debug_assert_eq!(ids.len(), n_us);
+    Ok(Loaded {
+        params,
+        ids,
+        vectors,
+        checked: true,
+        saved: Saved { ivf, codes },
+        source: String::new(),
     })
 }
 
@@ -483,22 +1051,47 @@ fn read_le4<R: Read, T>(
     Ok(out)
 }
 
+/// What [`rebuild`] needs to make an independent copy of `engine` (its
+/// vectors copied into owned memory, its lists and codes cloned): the
+/// engine behind `copy.copy` / `copy.deepcopy`, without a byte buffer.
+pub fn snapshot(engine: &Engine) -> Loaded {
+    let store = engine.store();
+    let keeps = store.keeps_vectors();
+    Loaded {
+        params: *engine.params(),
+        ids: store.ids().into_owned(),
+        vectors: Backing::Owned(Arc::new(if keeps {
+            store.vectors().to_vec()
+        } else {
+            Vec::new()
+        })),
+        checked: true,
+        saved: Saved {
+            ivf: engine
+                .ivf()
+                .map(|ivf| (ivf.centroids().to_vec(), ivf.labels().to_vec())),
+            codes: engine
+                .symmetric_codes()
+                .filter(|_| !keeps)
+                .map(|(p, n)| (p.to_vec(), n.to_vec())),
+        },
+        source: "<copy>".into(),
+    }
+}
+
 /// Builds the engine from a loaded file, validating every value like `add`;
-/// `cancel` is checked between chunks of the work.
-pub fn rebuild(path: &Path, loaded: Loaded, cancel: &Cancel) -> Result<Engine> {
-    let shown = path.display();
+/// `cancel` is checked between chunks of the work. The vectors become the
+/// index's buffer as they are (no copy; mapped ones stay mapped).
+pub fn rebuild(loaded: Loaded, cancel: &Cancel) -> Result<Engine> {
+    let shown = loaded.source;
     let mut engine =
         Engine::new(loaded.params).map_err(|e| Error::persist(&shown, e.to_string()))?;
-    let added = match loaded.ivf {
-        Some((centroids, labels)) => {
-            engine.restore_ivf(&loaded.ids, &loaded.vectors, centroids, &labels, cancel)
-        }
-        None => engine.add_with(&loaded.ids, &loaded.vectors, "vectors", true, cancel),
-    };
-    added.map_err(|e| match e {
-        Error::Interrupted => e,
-        e => Error::persist(&shown, format!("invalid contents: {e}")),
-    })?;
+    engine
+        .restore_saved(&loaded.ids, loaded.vectors, loaded.saved, cancel)
+        .map_err(|e| match e {
+            Error::Interrupted => e,
+            e => Error::persist(&shown, format!("invalid contents: {e}")),
+        })?;
     Ok(engine)
 }
 
@@ -556,7 +1149,7 @@ mod tests {
                 &bytes[..8],
                 if crate_magic { CRATE_MAGIC } else { SDK_MAGIC }
             );
-            let back = rebuild(&path, load(&path, Some(kind)).unwrap(), &Cancel::new()).unwrap();
+            let back = rebuild(load(&path, Some(kind)).unwrap(), &Cancel::new()).unwrap();
             assert!(back.same_as(&e), "{kind:?}");
         }
     }
@@ -572,7 +1165,7 @@ mod tests {
         let without_trailer = good.len() - TRAILER_LEN as usize;
         assert_damage_refused(&path, &good, Some(without_trailer));
         fs::write(&path, &good[..without_trailer]).unwrap();
-        let back = rebuild(&path, load(&path, None).unwrap(), &Cancel::new()).unwrap();
+        let back = rebuild(load(&path, None).unwrap(), &Cancel::new()).unwrap();
         assert!(back.same_as(&original));
     }
 
@@ -599,7 +1192,7 @@ mod tests {
         save(&original, &path).unwrap();
         let good = fs::read(&path).unwrap();
         assert_eq!(&good[..8], SDK_MAGIC);
-        let back = rebuild(&path, load(&path, Some(Kind::Ivf)).unwrap(), &Cancel::new()).unwrap();
+        let back = rebuild(load(&path, Some(Kind::Ivf)).unwrap(), &Cancel::new()).unwrap();
         assert!(back.same_as(&original));
         assert_eq!(
             back.ivf().unwrap().labels(),
@@ -652,7 +1245,7 @@ mod tests {
             // The same rows without the trailer are the crate's format.
             let crate_len = good.len() - TRAILER_LEN as usize;
             fs::write(&path, &good[..crate_len]).unwrap();
-            let back = rebuild(&path, load(&path, None).unwrap(), &Cancel::new()).unwrap();
+            let back = rebuild(load(&path, None).unwrap(), &Cancel::new()).unwrap();
             assert!(back.same_as(&original));
         }
     }
@@ -719,7 +1312,7 @@ mod tests {
         h.extend_from_slice(&20u32.to_le_bytes());
         h.extend_from_slice(&0u32.to_le_bytes());
         fs::write(&path, &h).unwrap();
-        let e = rebuild(&path, load(&path, None).unwrap(), &Cancel::new()).unwrap();
+        let e = rebuild(load(&path, None).unwrap(), &Cancel::new()).unwrap();
         assert_eq!((e.len(), e.params().dim), (0, 2048));
         assert!(
             e.memory_bytes() < 1 << 20,
@@ -729,7 +1322,7 @@ mod tests {
         // The same for an empty IVF index restored from a file.
         let ivf = engine_dim(Kind::Ivf, Rotation::Haar, &[], 2048);
         save(&ivf, &path).unwrap();
-        let back = rebuild(&path, load(&path, None).unwrap(), &Cancel::new()).unwrap();
+        let back = rebuild(load(&path, None).unwrap(), &Cancel::new()).unwrap();
         assert!(back.memory_bytes() < 1 << 20);
     }
 
@@ -740,7 +1333,7 @@ mod tests {
         save(&engine(Kind::Plus, Rotation::Haar, &ids), &path).unwrap();
         let cancel = Cancel::new();
         cancel.cancel();
-        let e = rebuild(&path, load(&path, None).unwrap(), &cancel).err();
+        let e = rebuild(load(&path, None).unwrap(), &cancel).err();
         assert_eq!(e, Some(Error::Interrupted));
     }
 
@@ -757,5 +1350,147 @@ mod tests {
         fs::write(&path, &h).unwrap();
         let e = load(&path, None).err().unwrap().to_string();
         assert!(e.contains("truncated or corrupt"), "{e}");
+    }
+
+    fn engine_full(
+        kind: Kind,
+        rotation: Rotation,
+        rf: usize,
+        metric: Metric,
+        ids: &[u64],
+    ) -> Engine {
+        let dim = 5;
+        let mut e = Engine::new(Params {
+            kind,
+            dim,
+            seed: 3,
+            rerank_factor: rf,
+            rotation,
+            nlist: 0,
+            nprobe: 0,
+            metric,
+        })
+        .unwrap();
+        let data: Vec<f32> = (0..ids.len() * dim)
+            .map(|i| (i as f32 * 0.71).cos())
+            .collect();
+        e.add(ids, &data).unwrap();
+        e
+    }
+
+    #[test]
+    fn version_2_round_trips_every_kind_metric_and_source() {
+        for (kind, rotation, rf) in [
+            (Kind::Flat, Rotation::Haar, 1),
+            (Kind::Rabitq, Rotation::Hadamard, 1),
+            (Kind::Plus, Rotation::Haar, 4),
+            (Kind::Asym, Rotation::Haar, 1),
+            (Kind::Asym, Rotation::Haar, 3),
+            (Kind::Ivf, Rotation::Hadamard, 5),
+        ] {
+            for metric in [Metric::L2, Metric::Cosine] {
+                for ids in [vec![], vec![0u64, 1, 2, 3], vec![9, 4, 1 << 20]] {
+                    let e = engine_full(kind, rotation, rf, metric, &ids);
+                    let bytes = to_bytes(&e);
+                    assert_eq!(bytes.len() as u64, encoded_len(&e));
+                    assert_eq!(&bytes[..8], SDK_MAGIC);
+                    let back =
+                        rebuild(from_bytes(&bytes, Some(kind)).unwrap(), &Cancel::new()).unwrap();
+                    assert!(back.same_as(&e), "{kind:?} {metric:?} {ids:?}");
+                    assert_eq!(back.params().metric, metric);
+                    let path = tmp(&format!("v2-{kind:?}-{rf}-{metric:?}-{}", ids.len()));
+                    save_as(&e, &path, false).unwrap();
+                    assert_eq!(fs::read(&path).unwrap(), bytes);
+                    for loaded in [load(&path, Some(kind)), load_mapped(&path, Some(kind))] {
+                        let back = rebuild(loaded.unwrap(), &Cancel::new()).unwrap();
+                        assert!(back.same_as(&e));
+                        if !ids.is_empty() {
+                            let q = [0.3f32, -0.1, 0.2, 0.9, 0.0];
+                            let opts = crate::engine::SearchOpts::default();
+                            assert_eq!(
+                                back.search(&q, 2, opts).unwrap(),
+                                e.search(&q, 2, opts).unwrap()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vectors_are_64_byte_aligned_and_mapped_in_place() {
+        let e = engine_full(Kind::Plus, Rotation::Hadamard, 4, Metric::L2, &[3, 4, 5]);
+        let path = tmp("mapped");
+        save(&e, &path).unwrap();
+        let loaded = load_mapped(&path, None).unwrap();
+        let back = rebuild(loaded, &Cancel::new()).unwrap();
+        assert!(back.is_mapped());
+        assert_eq!(back.store().vectors().as_ptr() as usize % 64, 0);
+        assert_eq!(back.store().vectors(), e.store().vectors());
+        // Crate-layout files cannot be mapped, and say how to fix it.
+        let crate_file = engine_full(Kind::Plus, Rotation::Haar, 4, Metric::L2, &[3, 4, 5]);
+        save(&crate_file, &path).unwrap();
+        assert_eq!(&fs::read(&path).unwrap()[..8], CRATE_MAGIC);
+        let err = load_mapped(&path, None).err().unwrap().to_string();
+        assert!(err.contains("crate_format=False"), "{err}");
+        save_as(&crate_file, &path, false).unwrap();
+        assert!(rebuild(load_mapped(&path, None).unwrap(), &Cancel::new())
+            .unwrap()
+            .is_mapped());
+    }
+
+    #[test]
+    fn every_version_1_file_written_today_still_loads_as_l2() {
+        for (kind, rotation, ids) in [
+            (Kind::Plus, Rotation::Hadamard, vec![5u64, 9]),
+            (Kind::Flat, Rotation::Haar, vec![1 << 40, 2]),
+            (Kind::Asym, Rotation::Haar, vec![7, 8]),
+            (Kind::Ivf, Rotation::Hadamard, vec![5, 9, 11]),
+        ] {
+            let e = engine_dim(kind, rotation, &ids, 3);
+            let v1 = write_v1(&e, Vec::new()).unwrap();
+            assert_eq!(read_u32(&v1, 8), VERSION);
+            let path = tmp(&format!("v1-{kind:?}"));
+            fs::write(&path, &v1).unwrap();
+            let back = rebuild(load(&path, Some(kind)).unwrap(), &Cancel::new()).unwrap();
+            assert!(back.same_as(&e), "{kind:?}");
+            assert_eq!(back.params().metric, Metric::L2);
+            let back = rebuild(from_bytes(&v1, Some(kind)).unwrap(), &Cancel::new()).unwrap();
+            assert!(back.same_as(&e));
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_of_version_2_is_refused() {
+        for (kind, rf, ids) in [
+            (Kind::Rabitq, 1, vec![5u64, 9]),
+            (Kind::Plus, 2, vec![0, 1]),
+            (Kind::Ivf, 2, vec![4, 1 << 40]),
+        ] {
+            let e = engine_full(kind, Rotation::Hadamard, rf, Metric::Cosine, &ids);
+            let good = to_bytes(&e);
+            for cut in 0..good.len() {
+                assert!(from_bytes(&good[..cut], None).is_err(), "cut at {cut}");
+            }
+            let mut longer = good.clone();
+            longer.push(0);
+            assert!(from_bytes(&longer, None).is_err());
+            for at in 0..good.len() {
+                for bit in 0..8 {
+                    let mut bad = good.clone();
+                    bad[at] ^= 1 << bit;
+                    assert!(from_bytes(&bad, None).is_err(), "bit {bit} of byte {at}");
+                }
+            }
+            let e = from_bytes(&good, Some(Kind::Flat))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                e.contains("not a FlatF32Index") && e.contains("<bytes>"),
+                "{e}"
+            );
+        }
     }
 }

@@ -6,10 +6,82 @@
 //! copy: a view holds a clone of the `Arc`, and a later `add` that finds
 //! the buffer shared copies it first (`Arc::make_mut`), so a view never
 //! sees memory move or change under it.
+//!
+//! The buffer is either owned memory or a read-only map of a saved file
+//! (`load(path, mmap=True)`; see [`Backing`]). A mapped buffer is never
+//! written: the one way to change the vectors, [`Store::vectors_mut`],
+//! copies it into owned memory first ("copy first"), so the first change
+//! to a mapped index costs one copy of its vectors and makes them private
+//! to the process; the file is never modified.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// A read-only memory map of a file holding little-endian f32 values at a
+/// 4-byte aligned offset (the `.rbpx` v2 layout aligns them to 64).
+pub struct MappedF32 {
+    map: memmap2::Mmap,
+    offset: usize,
+    len: usize,
+}
+
+impl MappedF32 {
+    /// `len` floats at byte `offset` of `map`; `None` when out of bounds,
+    /// misaligned, or on a big-endian machine (where the bytes are not the
+    /// native floats and must be copied instead).
+    pub fn new(map: memmap2::Mmap, offset: usize, len: usize) -> Option<Self> {
+        let end = offset.checked_add(len.checked_mul(4)?)?;
+        let aligned = (map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<f32>());
+        (cfg!(target_endian = "little") && end <= map.len() && aligned).then_some(Self {
+            map,
+            offset,
+            len,
+        })
+    }
+
+    /// The whole mapped file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl AsRef<[f32]> for MappedF32 {
+    fn as_ref(&self) -> &[f32] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `new` checked bounds, alignment and endianness; every bit
+        // pattern is a valid f32; the map is read-only and lives as long as
+        // `self`. (The file must not be truncated while mapped: the SDK's
+        // saves replace a file by rename, never in place.)
+        unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(self.offset) as *const f32, self.len)
+        }
+    }
+}
+
+/// Where the kept vectors live.
+pub enum Backing {
+    Owned(Arc<Vec<f32>>),
+    Mapped(Arc<MappedF32>),
+}
+
+impl Backing {
+    pub fn as_slice(&self) -> &[f32] {
+        match self {
+            Backing::Owned(v) => v,
+            Backing::Mapped(m) => (**m).as_ref(),
+        }
+    }
+
+    pub fn is_mapped(&self) -> bool {
+        matches!(self, Backing::Mapped(_))
+    }
+}
+
+/// A buffer NumPy views can share (see `ruvector_py_core::arrays`).
+pub type SharedF32 = Arc<dyn AsRef<[f32]> + Send + Sync>;
 
 /// Ids and their rows. The common case — ids `0..n` in insertion order — is
 /// kept as a count, with no per-vector memory.
@@ -25,7 +97,7 @@ pub struct Store {
     dim: usize,
     keep_vectors: bool,
     ids: Ids,
-    vectors: Arc<Vec<f32>>,
+    vectors: Backing,
     /// CRC-32 of every id and row added, in order: lets indexes that keep no
     /// vectors still be compared for equality.
     fingerprint: u32,
@@ -37,7 +109,7 @@ impl Store {
             dim,
             keep_vectors,
             ids: Ids::Dense(0),
-            vectors: Arc::new(Vec::new()),
+            vectors: Backing::Owned(Arc::new(Vec::new())),
             fingerprint: 0,
         }
     }
@@ -71,7 +143,7 @@ impl Store {
     #[inline(always)]
     pub fn prefetch(&self, pos: usize) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(v) = self.vectors.get(pos * self.dim..(pos + 1) * self.dim) {
+        if let Some(v) = self.vectors().get(pos * self.dim..(pos + 1) * self.dim) {
             for line in v.chunks(16) {
                 // SAFETY: prefetching is a hint that never faults, and the
                 // pointer is inside `v`. SSE is in the x86_64 baseline.
@@ -110,22 +182,56 @@ impl Store {
     /// Row `pos` of the original vectors (only when they are kept).
     #[inline]
     pub fn vector(&self, pos: usize) -> &[f32] {
-        &self.vectors[pos * self.dim..(pos + 1) * self.dim]
+        &self.vectors()[pos * self.dim..(pos + 1) * self.dim]
     }
 
     /// The shared buffer of all kept vectors (empty when not kept).
-    pub fn shared_vectors(&self) -> Arc<Vec<f32>> {
-        Arc::clone(&self.vectors)
+    pub fn shared_vectors(&self) -> SharedF32 {
+        match &self.vectors {
+            Backing::Owned(v) => Arc::clone(v) as SharedF32,
+            Backing::Mapped(m) => Arc::clone(m) as SharedF32,
+        }
     }
 
+    #[inline]
     pub fn vectors(&self) -> &[f32] {
-        &self.vectors
+        self.vectors.as_slice()
+    }
+
+    /// Whether the vectors are a read-only map of a file.
+    pub fn is_mapped(&self) -> bool {
+        self.vectors.is_mapped()
     }
 
     /// The one way to change the kept vectors: a buffer shared with NumPy
-    /// views is copied first, so a view never sees memory move or change.
+    /// views is copied first, so a view never sees memory move or change;
+    /// a mapped buffer is copied into owned memory first (copy first: the
+    /// file is never written, and the index's vectors become private).
     fn vectors_mut(&mut self) -> &mut Vec<f32> {
-        Arc::make_mut(&mut self.vectors)
+        if let Backing::Mapped(m) = &self.vectors {
+            let owned = (**m).as_ref().to_vec();
+            self.vectors = Backing::Owned(Arc::new(owned));
+        }
+        match &mut self.vectors {
+            Backing::Owned(v) => Arc::make_mut(v),
+            Backing::Mapped(_) => unreachable!("copied above"),
+        }
+    }
+
+    /// Fills an empty store from a saved file: `vectors` (owned or mapped)
+    /// becomes the buffer as it is, without a copy. Rows already validated.
+    pub fn restore(&mut self, ids: &[u64], vectors: Backing) {
+        debug_assert!(self.is_empty());
+        debug_assert_eq!(
+            vectors.as_slice().len(),
+            ids.len() * self.dim * self.keep_vectors as usize
+        );
+        self.append_ids(ids);
+        if self.keep_vectors {
+            self.vectors = vectors;
+        } else {
+            self.fold_fingerprint(ids, &[]);
+        }
     }
 
     pub fn fingerprint(&self) -> u32 {
@@ -135,6 +241,26 @@ impl Store {
     /// Appends already validated rows (`data.len() == ids.len() * dim`).
     pub fn append(&mut self, new_ids: &[u64], data: &[f32]) {
         debug_assert_eq!(data.len(), new_ids.len() * self.dim);
+        self.append_ids(new_ids);
+        if self.keep_vectors {
+            self.vectors_mut().extend_from_slice(data);
+        } else {
+            self.fold_fingerprint(new_ids, data);
+        }
+    }
+
+    fn fold_fingerprint(&mut self, new_ids: &[u64], data: &[f32]) {
+        let mut h = crc32fast::Hasher::new_with_initial(self.fingerprint);
+        for id in new_ids {
+            h.update(&id.to_le_bytes());
+        }
+        for x in data {
+            h.update(&x.to_bits().to_le_bytes());
+        }
+        self.fingerprint = h.finalize();
+    }
+
+    fn append_ids(&mut self, new_ids: &[u64]) {
         let n = self.len();
         let stays_dense = matches!(self.ids, Ids::Dense(_))
             && new_ids
@@ -157,18 +283,6 @@ impl Store {
                 }
                 ids.extend_from_slice(new_ids);
             }
-        }
-        if self.keep_vectors {
-            self.vectors_mut().extend_from_slice(data);
-        } else {
-            let mut h = crc32fast::Hasher::new_with_initial(self.fingerprint);
-            for id in new_ids {
-                h.update(&id.to_le_bytes());
-            }
-            for x in data {
-                h.update(&x.to_bits().to_le_bytes());
-            }
-            self.fingerprint = h.finalize();
         }
     }
 
@@ -227,7 +341,8 @@ impl Store {
 
     /// Gives back capacity not in use (after removals).
     pub fn shrink(&mut self) {
-        if self.vectors.capacity() > self.vectors.len() {
+        // A mapped buffer has no spare capacity to give back.
+        if matches!(&self.vectors, Backing::Owned(v) if v.capacity() > v.len()) {
             self.vectors_mut().shrink_to_fit();
         }
         if let Ids::Sparse { ids, rows } = &mut self.ids {
@@ -244,7 +359,11 @@ impl Store {
                 ids.capacity() * 8 + rows.capacity() * (std::mem::size_of::<(u64, usize)>() + 1)
             }
         };
-        ids + self.vectors.capacity() * 4
+        let vectors = match &self.vectors {
+            Backing::Owned(v) => v.capacity(),
+            Backing::Mapped(m) => (**m).as_ref().len(),
+        };
+        ids + vectors * 4
     }
 }
 

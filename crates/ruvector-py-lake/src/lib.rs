@@ -38,6 +38,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // NumPy's C API now, not lazily at the first returned array (where a
     // failed import would be a panic).
     ruvector_py_core::arrays::init_numpy(m.py())?;
+    ruvector_py_core::add_thread_functions(m)?;
     m.add_class::<lake::RuLake>()?;
     m.add_class::<lake::RuLakeBuilder>()?;
     m.add_class::<lake::LakeSession>()?;

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
-use numpy::PyArray1;
+use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::PyList;
@@ -740,11 +740,145 @@ impl IndexBase {
     }
 
     /// Saves atomically to `path` (a `str` or `os.PathLike[str]`; see the
-    /// package docs for the format).
-    fn save(&self, py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// package docs for the format). A `RabitqPlusIndex` with the Haar
+    /// rotation and metric `"l2"` is written in the Rust crate's layout
+    /// (which the crate reads) unless `crate_format=False`; every other
+    /// index, and that one with `crate_format=False`, in the SDK's version 2
+    /// layout, which `load(path, mmap=True)` can map.
+    #[pyo3(signature = (path, *, crate_format=true))]
+    fn save(&self, py: Python<'_>, path: &Bound<'_, PyAny>, crate_format: bool) -> PyResult<()> {
         let path = path_arg(path, "path")?;
-        Ok(py.detach(|| catch_panic(|| rbpx::save(&self.read(), &path)))?)
+        Ok(py.detach(|| catch_panic(|| rbpx::save_as(&self.read(), &path, crate_format)))?)
     }
+
+    // ── serialisation (to_bytes / from_bytes, pickle, copy) ────────────────
+
+    /// The index as bytes (the `.rbpx` version 2 layout, CRC-checked), for
+    /// `from_bytes`. One copy of the index, written with the GIL released.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let engine = self.read_py(py);
+        let len = rbpx::encoded_len(&engine) as usize;
+        let engine: &Engine = &engine;
+        pyo3::types::PyBytes::new_with(py, len, |buf| {
+            // The new bytes object is not visible to any other thread yet.
+            Ok(py.detach(|| catch_panic(|| rbpx::write_bytes(engine, buf)))?)
+        })
+    }
+
+    /// An index from `to_bytes()` output: any C-contiguous buffer (`bytes`,
+    /// `bytearray`, `memoryview`, `pickle.PickleBuffer`, `mmap`). Called on
+    /// a class, the bytes must hold that kind (else `PersistError` naming
+    /// both); on `_IndexBase`, any kind. The vectors are copied into the
+    /// index (the buffer can be released afterwards).
+    #[classmethod]
+    fn from_bytes(
+        cls: &Bound<'_, pyo3::types::PyType>,
+        data: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = cls.py();
+        let expected = kind_of_class(cls)?;
+        let type_name = data
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        let not_buffer = |_| {
+            PyErr::from(Error::invalid(format!(
+                "data must be a bytes-like object (bytes, bytearray, memoryview, pickle.PickleBuffer), got {type_name}"
+            )))
+        };
+        let view = py
+            .import("builtins")?
+            .getattr("memoryview")?
+            .call1((data,))
+            .map_err(not_buffer)?;
+        let view = view.call_method1("cast", ("B",)).map_err(not_buffer)?;
+        let array = py
+            .import("numpy")?
+            .call_method1("frombuffer", (view, "uint8"))?;
+        let array = array.cast::<numpy::PyArray1<u8>>()?.readonly();
+        let bytes = array.as_slice()?;
+        let engine = long_call(py, bytes.len(), |cancel| {
+            let loaded = rbpx::from_bytes(bytes, expected)?;
+            cancel.check()?;
+            rbpx::rebuild(loaded, cancel)
+        })?;
+        wrap_engine(py, engine)
+    }
+
+    /// Pickling: by value, as `to_bytes()`; with protocol 5 the bytes go
+    /// out-of-band as a `pickle.PickleBuffer` (no copy into the pickle
+    /// stream when the pickler has a `buffer_callback`).
+    fn __reduce_ex__<'py>(
+        slf: &Bound<'py, Self>,
+        protocol: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let protocol: i64 = protocol.extract().unwrap_or(0);
+        let payload = slf.get().to_bytes(py)?.into_any();
+        let payload = if protocol >= 5 {
+            py.import("pickle")?
+                .getattr("PickleBuffer")?
+                .call1((payload,))?
+        } else {
+            payload
+        };
+        let make = slf.get_type().getattr("from_bytes")?;
+        Ok((make, (payload,)).into_pyobject(py)?.into_any())
+    }
+
+    /// `copy.copy(index)`: an independent index with equal contents (an
+    /// index owns its data, so this is the same as `deepcopy`; a mapped
+    /// index's copy holds its vectors in memory).
+    fn __copy__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let engine = long_call(py, usize::MAX, |cancel| {
+            let snapshot = rbpx::snapshot(&self.read());
+            rbpx::rebuild(snapshot, cancel)
+        })?;
+        wrap_engine(py, engine)
+    }
+
+    /// `copy.deepcopy(index)`: see `__copy__`.
+    fn __deepcopy__(&self, py: Python<'_>, _memo: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.__copy__(py)
+    }
+
+    /// Whether the vectors are mapped read-only from a file
+    /// (`load(path, mmap=True)`); the first change copies them into memory.
+    #[getter]
+    fn mapped(&self, py: Python<'_>) -> bool {
+        self.read_py(py).is_mapped()
+    }
+}
+
+/// The kind a class method was called on (`None` on `_IndexBase`).
+fn kind_of_class(cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<Option<Kind>> {
+    Ok(if cls.is_subclass_of::<FlatF32Index>()? {
+        Some(Kind::Flat)
+    } else if cls.is_subclass_of::<RabitqIndex>()? {
+        Some(Kind::Rabitq)
+    } else if cls.is_subclass_of::<RabitqPlusIndex>()? {
+        Some(Kind::Plus)
+    } else if cls.is_subclass_of::<RabitqAsymIndex>()? {
+        Some(Kind::Asym)
+    } else if cls.is_subclass_of::<IvfRabitqIndex>()? {
+        Some(Kind::Ivf)
+    } else {
+        None
+    })
+}
+
+/// The Python object of the engine's kind.
+fn wrap_engine(py: Python<'_>, engine: Engine) -> PyResult<Py<PyAny>> {
+    let kind = engine.params().kind;
+    let base = PyClassInitializer::from(IndexBase::from_engine(engine));
+    Ok(match kind {
+        Kind::Flat => Py::new(py, base.add_subclass(FlatF32Index))?.into_any(),
+        Kind::Rabitq => Py::new(py, base.add_subclass(RabitqIndex))?.into_any(),
+        Kind::Plus => Py::new(py, base.add_subclass(RabitqPlusIndex))?.into_any(),
+        Kind::Asym => Py::new(py, base.add_subclass(RabitqAsymIndex))?.into_any(),
+        Kind::Ivf => Py::new(py, base.add_subclass(IvfRabitqIndex))?.into_any(),
+    })
 }
 
 /// Checked search arguments shared by every search form.
@@ -848,7 +982,7 @@ impl IdSet {
 #[pyclass(frozen, module = "ruvector_rabitq")]
 pub struct VectorIter {
     ids: Vec<u64>,
-    data: Arc<Vec<f32>>,
+    data: arrays::SharedF32,
     dim: usize,
     next: std::sync::atomic::AtomicUsize,
 }
@@ -1058,12 +1192,21 @@ fn build_base<'py>(
     Ok(IndexBase::from_engine(engine))
 }
 
-fn load_base(py: Python<'_>, path: &Bound<'_, PyAny>, kind: Kind) -> PyResult<IndexBase> {
+fn load_base(
+    py: Python<'_>,
+    path: &Bound<'_, PyAny>,
+    kind: Kind,
+    mmap: bool,
+) -> PyResult<IndexBase> {
     let path = path_arg(path, "path")?;
     let engine = long_call(py, usize::MAX, |cancel| {
-        let loaded = rbpx::load(&path, Some(kind))?;
+        let loaded = if mmap {
+            rbpx::load_mapped(&path, Some(kind))?
+        } else {
+            rbpx::load(&path, Some(kind))?
+        };
         cancel.check()?;
-        rbpx::rebuild(&path, loaded, cancel)
+        rbpx::rebuild(loaded, cancel)
     })?;
     Ok(IndexBase::from_engine(engine))
 }
@@ -1115,11 +1258,15 @@ macro_rules! index_class {
 
             /// Loads an index saved by `save` (or, for `RabitqPlusIndex`,
             /// by the Rust crate's `rbpx::save_index`) from `path` (a
-            /// `str` or `os.PathLike[str]`).
+            /// `str` or `os.PathLike[str]`). Streams: the peak memory is
+            /// the index's size. `mmap=True` maps the vectors read-only
+            /// from a version 2 file instead (processes share one copy; the
+            /// file is checked first; the first change copies them).
             #[classmethod]
-            fn load(cls: &Bound<'_, pyo3::types::PyType>, path: &Bound<'_, PyAny>) -> PyResult<Py<$name>> {
+            #[pyo3(signature = (path, *, mmap=false))]
+            fn load(cls: &Bound<'_, pyo3::types::PyType>, path: &Bound<'_, PyAny>, mmap: bool) -> PyResult<Py<$name>> {
                 let py = cls.py();
-                let base = load_base(py, path, $kind)?;
+                let base = load_base(py, path, $kind, mmap)?;
                 Py::new(py, PyClassInitializer::from(base).add_subclass($name))
             }
         }
@@ -1134,7 +1281,7 @@ index_class!(
 index_class!(
     RabitqIndex,
     Kind::Rabitq,
-    "1-bit RaBitQ codes only, no rerank. Trade-off: the smallest (about dim/8 bytes per vector) and fastest scan, but estimated distances only: low recall@10 (about 0.1-0.4). Keeps no original vectors, so it cannot be indexed, iterated or saved."
+    "1-bit RaBitQ codes only, no rerank. Trade-off: the smallest (about dim/8 bytes per vector) and fastest scan, but estimated distances only: low recall@10 (about 0.1-0.4). Keeps no original vectors, so it cannot be indexed or iterated (save keeps its codes)."
 );
 index_class!(
     RabitqPlusIndex,
@@ -1215,14 +1362,17 @@ impl IvfRabitqIndex {
     }
 
     /// Loads an index saved by `save` (lists and all; nothing is retrained)
-    /// from `path` (a `str` or `os.PathLike[str]`).
+    /// from `path` (a `str` or `os.PathLike[str]`); `mmap=True` maps the
+    /// vectors read-only (see `RabitqPlusIndex.load`).
     #[classmethod]
+    #[pyo3(signature = (path, *, mmap=false))]
     fn load(
         cls: &Bound<'_, pyo3::types::PyType>,
         path: &Bound<'_, PyAny>,
+        mmap: bool,
     ) -> PyResult<Py<IvfRabitqIndex>> {
         let py = cls.py();
-        let base = load_base(py, path, Kind::Ivf)?;
+        let base = load_base(py, path, Kind::Ivf, mmap)?;
         Py::new(
             py,
             PyClassInitializer::from(base).add_subclass(IvfRabitqIndex),

@@ -45,7 +45,16 @@ from ._models import (
     resolve_image_weights,
     resolve_model,
 )
-from ._native import Embedder, ImageEmbedder, __version__, cpu_features, runtime_info, sha256_file
+from ._native import (
+    Embedder,
+    ImageEmbedder,
+    __version__,
+    cpu_features,
+    get_num_threads,
+    runtime_info,
+    set_num_threads,
+    sha256_file,
+)
 
 __all__ = [
     "KNOWN_MODELS",
@@ -60,9 +69,11 @@ __all__ = [
     "RuVectorError",
     "__version__",
     "cpu_features",
+    "get_num_threads",
     "default_cache_dir",
     "resolve_image_weights",
     "resolve_model",
     "runtime_info",
+    "set_num_threads",
     "sha256_file",
 ]

@@ -19,6 +19,18 @@ _Image = npt.ArrayLike
 def cpu_features() -> Dict[str, Union[bool, str]]:
     """CPU architecture and SIMD features detected at run time."""
 
+def set_num_threads(n: int) -> None:
+    """Sets the size of this wheel's thread pool from now on (1 to 1024).
+
+    Like ``faiss.omp_set_num_threads``; overrides ``RUVECTOR_NUM_THREADS``.
+    Calls already running finish on the old pool. Raises
+    :class:`ruvector_common.errors.InvalidArgument` outside 1..1024.
+    """
+
+def get_num_threads() -> int:
+    """The size of this wheel's thread pool: the value set by
+    :func:`set_num_threads`, else ``RUVECTOR_NUM_THREADS``, else the CPU count."""
+
 def runtime_info() -> Dict[str, Any]:
     """State of this wheel's tokio runtime and thread pool (started lazily)."""
 
@@ -68,6 +80,15 @@ class Embedder:
         the folder's configuration. The image model name
         ``"mobilenetv3-small"`` gives an :class:`ImageEmbedder` instead."""
 
+    def __reduce__(self) -> tuple[Any, tuple[Dict[str, Any]]]:
+        """Pickles by reference: the model's file paths, sizes and SHA-256
+        digests and its settings, not the weights. Unpickling checks every file
+        again and loads it; a missing or changed file raises ``EmbedError``
+        naming the file, the expected and the found size or digest."""
+    def __copy__(self) -> Embedder:
+        """The same embedder (it is immutable)."""
+    def __deepcopy__(self, memo: Any) -> Embedder:
+        """The same embedder (it is immutable)."""
     def embed(self, text: str) -> npt.NDArray[np.float32]:
         """Embeds one text: shape ``(dim,)``. Only the first :attr:`max_seq_length`
         tokens count; a long text is cut before it is tokenised (see the README)."""
@@ -170,6 +191,15 @@ class ImageEmbedder:
         a logged warning. ``normalize`` (default ``True``): L2-normalise the
         features; ``False`` gives torchvision's raw pooled features."""
 
+    def __reduce__(self) -> tuple[Any, tuple[Dict[str, Any]]]:
+        """Pickles by reference: the model's file paths, sizes and SHA-256
+        digests and its settings, not the weights. Unpickling checks every file
+        again and loads it; a missing or changed file raises ``EmbedError``
+        naming the file, the expected and the found size or digest."""
+    def __copy__(self) -> ImageEmbedder:
+        """The same embedder (it is immutable)."""
+    def __deepcopy__(self, memo: Any) -> ImageEmbedder:
+        """The same embedder (it is immutable)."""
     def embed_image(self, image: _Image) -> npt.NDArray[np.float32]:
         """Embeds one ``(H, W, 3)`` uint8 image: shape ``(576,)``."""
 

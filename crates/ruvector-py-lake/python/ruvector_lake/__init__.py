@@ -46,7 +46,9 @@ from ._native import (
     RuLakeBuilder,
     __version__,
     cpu_features,
+    get_num_threads,
     runtime_info,
+    set_num_threads,
 )
 from ._types import BackendStats, CacheStats, Consistency, LakeHit, RefreshResult
 
@@ -80,5 +82,7 @@ __all__ = [
     "WitnessMismatch",
     "__version__",
     "cpu_features",
+    "get_num_threads",
     "runtime_info",
+    "set_num_threads",
 ]

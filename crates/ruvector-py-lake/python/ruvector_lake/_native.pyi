@@ -39,6 +39,18 @@ _Filter = Optional[npt.ArrayLike]
 def cpu_features() -> Dict[str, Union[bool, str]]:
     """CPU architecture and SIMD features detected at run time."""
 
+def set_num_threads(n: int) -> None:
+    """Sets the size of this wheel's thread pool from now on (1 to 1024).
+
+    Like ``faiss.omp_set_num_threads``; overrides ``RUVECTOR_NUM_THREADS``.
+    Calls already running finish on the old pool. Raises
+    :class:`ruvector_common.errors.InvalidArgument` outside 1..1024.
+    """
+
+def get_num_threads() -> int:
+    """The size of this wheel's thread pool: the value set by
+    :func:`set_num_threads`, else ``RUVECTOR_NUM_THREADS``, else the CPU count."""
+
 def runtime_info() -> Dict[str, Any]:
     """State of this wheel's tokio runtime and thread pool (started lazily)."""
 

@@ -44,7 +44,9 @@ from ._native import (
     RabitqPlusIndex,
     __version__,
     cpu_features,
+    get_num_threads,
     runtime_info,
+    set_num_threads,
 )
 from ._recommend import Recommendation, recommend
 from ._types import AnyIndex, SearchHit
@@ -81,6 +83,8 @@ __all__ = [
     "VectorIndexError",
     "__version__",
     "cpu_features",
+    "get_num_threads",
     "recommend",
     "runtime_info",
+    "set_num_threads",
 ]

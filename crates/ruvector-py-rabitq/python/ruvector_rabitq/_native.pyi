@@ -41,6 +41,18 @@ _Filter = Union["IdSet", npt.ArrayLike]
 def cpu_features() -> Dict[str, Union[bool, str]]:
     """CPU architecture and SIMD features detected at run time."""
 
+def set_num_threads(n: int) -> None:
+    """Sets the size of this wheel's thread pool from now on (1 to 1024).
+
+    Like ``faiss.omp_set_num_threads``; overrides ``RUVECTOR_NUM_THREADS``.
+    Calls already running finish on the old pool. Raises
+    :class:`ruvector_common.errors.InvalidArgument` outside 1..1024.
+    """
+
+def get_num_threads() -> int:
+    """The size of this wheel's thread pool: the value set by
+    :func:`set_num_threads`, else ``RUVECTOR_NUM_THREADS``, else the CPU count."""
+
 def runtime_info() -> Dict[str, Any]:
     """State of this wheel's tokio runtime and thread pool (started lazily)."""
 
@@ -171,9 +183,41 @@ class _IndexBase:
         """``numpy.asarray(idx)``: the read-only ``(n, dim)`` matrix, no copy."""
     def __eq__(self, other: object) -> bool: ...
     def __ne__(self, other: object) -> bool: ...
-    def save(self, path: _Path) -> None:
+    def save(self, path: _Path, *, crate_format: bool = True) -> None:
         """Saves atomically (temp file, fsync, rename); removes the temporaries
-        that killed saves of the same file left behind."""
+        that killed saves of the same file left behind.
+
+        A RabitqPlusIndex with the Haar rotation and metric ``"l2"`` is
+        written in the Rust crate's layout (which the crate reads) unless
+        ``crate_format=False``; everything else in the SDK's ``.rbpx``
+        version 2 layout, the one ``load(path, mmap=True)`` can map."""
+    # ── serialisation ────────────────────────────────────────────────────
+    def to_bytes(self) -> bytes:
+        """The index as bytes (the ``.rbpx`` version 2 layout, CRC-checked),
+        for :meth:`from_bytes`: one copy, written with the GIL released."""
+    @classmethod
+    def from_bytes(cls: type[_Self], data: Any) -> _Self:
+        """An index from :meth:`to_bytes` output, given as any C-contiguous
+        buffer (``bytes``, ``bytearray``, ``memoryview``,
+        ``pickle.PickleBuffer``, ``mmap``). The bytes must hold this class's
+        kind (else :class:`PersistError` naming both; on ``_IndexBase`` any
+        kind). Damaged bytes raise :class:`PersistError`. The vectors are
+        copied into the index."""
+    def __reduce_ex__(self, protocol: Any) -> Tuple[Any, Tuple[Any]]:
+        """Pickles by value as ``type(self).from_bytes(self.to_bytes())``;
+        with protocol 5 the bytes are a ``pickle.PickleBuffer`` (out-of-band
+        with a ``buffer_callback``, so a big index is not copied into the
+        stream)."""
+    def __copy__(self: _Self) -> _Self:
+        """An independent index with equal contents (same as ``deepcopy``;
+        a mapped index's copy holds its vectors in memory)."""
+    def __deepcopy__(self: _Self, memo: Any) -> _Self:
+        """See :meth:`__copy__`."""
+    @property
+    def mapped(self) -> bool:
+        """Whether the vectors are mapped read-only from a file
+        (``load(path, mmap=True)``). The first change to a mapped index copies
+        its vectors into memory ("copy first"); the file is never written."""
 
 @final
 class IdSet:
@@ -201,7 +245,11 @@ class FlatF32Index(_IndexBase):
         cls, vectors: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None, *, metric: Optional[_Metric] = None
     ) -> FlatF32Index: ...
     @classmethod
-    def load(cls, path: _Path) -> FlatF32Index: ...
+    def load(cls, path: _Path, *, mmap: bool = False) -> FlatF32Index:
+        """Loads a saved index; the peak memory of a load is about the index's
+        size. ``mmap=True`` maps the vectors read-only from a version 2 file
+        (processes that map one file share one copy; the whole file is checked
+        first; a version 1 file raises :class:`PersistError`)."""
 
 @final
 class RabitqIndex(_IndexBase):
@@ -209,7 +257,7 @@ class RabitqIndex(_IndexBase):
 
     Trade-off: the smallest (about dim/8 bytes per vector) and fastest scan,
     but estimated distances only: recall@10 is low (about 0.1-0.4). Keeps no
-    original vectors, so it cannot be indexed, iterated or saved.
+    original vectors, so it cannot be indexed or iterated (it saves its codes).
     """
 
     def __init__(
@@ -226,7 +274,11 @@ class RabitqIndex(_IndexBase):
         metric: Optional[_Metric] = None,
     ) -> RabitqIndex: ...
     @classmethod
-    def load(cls, path: _Path) -> RabitqIndex: ...
+    def load(cls, path: _Path, *, mmap: bool = False) -> RabitqIndex:
+        """Loads a saved index; the peak memory of a load is about the index's
+        size. ``mmap=True`` maps the vectors read-only from a version 2 file
+        (processes that map one file share one copy; the whole file is checked
+        first; a version 1 file raises :class:`PersistError`)."""
 
 @final
 class RabitqPlusIndex(_IndexBase):
@@ -259,7 +311,11 @@ class RabitqPlusIndex(_IndexBase):
         metric: Optional[_Metric] = None,
     ) -> RabitqPlusIndex: ...
     @classmethod
-    def load(cls, path: _Path) -> RabitqPlusIndex: ...
+    def load(cls, path: _Path, *, mmap: bool = False) -> RabitqPlusIndex:
+        """Loads a saved index; the peak memory of a load is about the index's
+        size. ``mmap=True`` maps the vectors read-only from a version 2 file
+        (processes that map one file share one copy; the whole file is checked
+        first; a version 1 file raises :class:`PersistError`)."""
 
 @final
 class RabitqAsymIndex(_IndexBase):
@@ -291,7 +347,11 @@ class RabitqAsymIndex(_IndexBase):
         metric: Optional[_Metric] = None,
     ) -> RabitqAsymIndex: ...
     @classmethod
-    def load(cls, path: _Path) -> RabitqAsymIndex: ...
+    def load(cls, path: _Path, *, mmap: bool = False) -> RabitqAsymIndex:
+        """Loads a saved index; the peak memory of a load is about the index's
+        size. ``mmap=True`` maps the vectors read-only from a version 2 file
+        (processes that map one file share one copy; the whole file is checked
+        first; a version 1 file raises :class:`PersistError`)."""
 
 @final
 class IvfRabitqIndex(_IndexBase):
@@ -344,7 +404,11 @@ class IvfRabitqIndex(_IndexBase):
         metric: Optional[_Metric] = None,
     ) -> IvfRabitqIndex: ...
     @classmethod
-    def load(cls, path: _Path) -> IvfRabitqIndex: ...
+    def load(cls, path: _Path, *, mmap: bool = False) -> IvfRabitqIndex:
+        """Loads a saved index; the peak memory of a load is about the index's
+        size. ``mmap=True`` maps the vectors read-only from a version 2 file
+        (processes that map one file share one copy; the whole file is checked
+        first; a version 1 file raises :class:`PersistError`)."""
     @property
     def nlist(self) -> Optional[int]:
         """Trained lists; before training the requested count, or ``None`` (about sqrt(n))."""
