@@ -89,6 +89,8 @@ def _write_atomic(path: Path, write: Any) -> None:
 
 def save_legacy(coll: Collection, path: Path) -> None:
     """Writes ``path`` + ``path.meta.json`` as 0.1.4's ``Collection.save`` did."""
+    from .collection import stack_vectors
+
     records = coll.get(include_vectors=True)
     for record in records:
         if not isinstance(record.id, int) or record.id < 0:
@@ -102,7 +104,7 @@ def save_legacy(coll: Collection, path: Path) -> None:
     rabitq = core.config.get("legacy_backend") == "rabitq" or (
         core.config["index"] == "RabitqPlusIndex" and core.config["metric"] == "l2"
     )
-    vectors = np.stack([r.vector for r in records]) if records else np.zeros((0, dim), np.float32)  # type: ignore[arg-type]
+    vectors = stack_vectors(records, dim)
     sidecar: Dict[str, Any]
     if rabitq:
         if any(i > _U32 for i in ids):

@@ -20,6 +20,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from ruvector.collection import Collection
 
 __all__ = ["main"]
@@ -197,6 +199,8 @@ def cmd_delete(args: argparse.Namespace) -> Any:
 def cmd_export(args: argparse.Namespace) -> Any:
     import numpy as np
 
+    from ruvector.collection import stack_vectors
+
     coll = _open(args.path, embedder=None)
     try:
         records = coll.get(include_vectors=True)
@@ -204,7 +208,7 @@ def cmd_export(args: argparse.Namespace) -> Any:
         coll.close()
     if not records:
         raise LookupError("collection is empty, nothing to export")
-    np.save(args.out + ".npy", np.stack([r.vector for r in records]))  # type: ignore[arg-type]
+    np.save(args.out + ".npy", stack_vectors(records, coll.dim or 1))
     with open(args.out + ".meta.json", "w", encoding="utf-8") as handle:
         json.dump([r.metadata or None for r in records], handle)
     with open(args.out + ".docs.jsonl", "w", encoding="utf-8") as handle:
@@ -312,13 +316,13 @@ def cmd_add(args: argparse.Namespace) -> Any:
             ids = _convert_ids(coll, [str(i) for i in ids])
         # Embedded in batches for the progress bar; added in one transaction.
         show = _progress(len(texts), "embedding", not args.json)
-        parts = []
+        parts: List[npt.NDArray[np.float32]] = []
         done = 0
         for batch in _text_batches([t or "" for t in texts], 256):
-            parts.append(coll._core.embedder.embed(list(batch)) if coll._core.embedder else None)  # type: ignore[union-attr]
+            parts.append(coll.embed(batch))
             done += len(batch)
             show(done)
-        vectors = None if any(p is None for p in parts) else np.concatenate(parts)
+        vectors = np.concatenate(parts)
         method = coll.upsert if args.upsert else coll.add
         added = method(texts, ids=ids, metadata=metadatas, vectors=vectors)
         count = coll.count()

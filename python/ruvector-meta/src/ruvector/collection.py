@@ -98,7 +98,9 @@ _CHUNK = 900
 AUTOSAVE_CHANGES = 10_000
 DEFAULT_RECALL = 0.95
 
-_rr = rabitq_module("ruvector.Collection")
+rabitq_module("ruvector.Collection")  # MissingComponentError naming the extra, if absent
+from ruvector_rabitq import SearchHit as _IndexHit  # noqa: E402
+from ruvector_rabitq import recommend as _recommend  # noqa: E402
 
 
 class _Unset:
@@ -134,7 +136,7 @@ class Record(NamedTuple):
     vector: Optional[npt.NDArray[np.float32]] = None
 
 
-class SearchHit(_rr.SearchHit):  # type: ignore[misc,valid-type]
+class SearchHit(_IndexHit):
     """A hit of the 0.1.4 :meth:`Collection.search`: ``id``, ``score`` and
     ``metadata`` (``None`` when the document has none). It is a
     ``ruvector.SearchHit`` and unpacks as ``(id, score)`` like 0.1.4's."""
@@ -144,7 +146,7 @@ class SearchHit(_rr.SearchHit):  # type: ignore[misc,valid-type]
     def __new__(cls, id: int, score: float, metadata: Optional[Dict[str, Any]] = None) -> SearchHit:
         self = super().__new__(cls, id, score)
         self.metadata = metadata
-        return self  # type: ignore[no-any-return]
+        return self
 
     def __repr__(self) -> str:
         return f"SearchHit(id={self.id!r}, score={self.score!r}, metadata={self.metadata!r})"
@@ -247,6 +249,14 @@ def _as_matrix(vectors: object, dim: Optional[int], name: str = "vectors") -> np
         row = int(np.argwhere(~np.isfinite(array))[0][0])
         raise InvalidArgument(f"{name} must be finite: row {row} holds NaN or infinity (or a float32 overflow)")
     return np.ascontiguousarray(array)
+
+
+def stack_vectors(records: Sequence[Record], dim: int) -> npt.NDArray[np.float32]:
+    """The vectors of records read with ``include_vectors=True``, one row each."""
+    rows = [r.vector for r in records if r.vector is not None]
+    if len(rows) != len(records):
+        raise InvalidArgument("the records were read without their vectors (get(include_vectors=True))")
+    return np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
 
 
 def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
@@ -378,7 +388,7 @@ class _Core:
         if kind != "auto":
             return kind, params
         dim = int(self.config["dim"])
-        rec = _rr.recommend(max(n, 1), dim, float(self.config["recall_target"]))
+        rec = _recommend(max(n, 1), dim, float(self.config["recall_target"]))
         chosen = rec.index if rec.index in ("FlatF32Index", "IvfRabitqIndex") else "IvfRabitqIndex"
         merged = dict(rec.params) if chosen == rec.index else {}
         if chosen == "IvfRabitqIndex":
@@ -750,6 +760,27 @@ class Collection:
         Also done when the collection is garbage-collected or at exit."""
         self._finalizer()
 
+    def embed(self, texts: Sequence[str], *, query: bool = False) -> npt.NDArray[np.float32]:
+        """``texts`` as this collection's embedder makes them: a
+        ``(len(texts), dim)`` float32 matrix (``query=True`` uses the
+        embedder's query form where it has one).
+
+        Raises:
+            InvalidArgument: The collection has no embedder (it takes vectors only).
+            DimensionMismatch: The embedder's vectors differ from the collection's dimension.
+        """
+        embedder = self._core.embedder
+        if embedder is None:
+            raise InvalidArgument(
+                "this collection has no embedder: pass vectors=..., or open it with embedder='all-MiniLM-L6-v2'"
+            )
+        dim = self._core.config.get("dim")
+        if not texts:
+            return np.zeros((0, dim or 1), dtype=np.float32)
+        matrix = embedder.embed(list(texts), query=query)
+        embedder.check_dim(matrix.shape[1], dim)
+        return _as_matrix(matrix, dim, "embeddings")
+
     # -- writing ------------------------------------------------------------------------
 
     def add(
@@ -837,20 +868,11 @@ class Collection:
             if len(id_list) != n:
                 raise InvalidArgument(f"got {n} documents but {len(id_list)} ids")
         if matrix is None:
-            embedder = core.embedder
-            missing = [i for i, t in enumerate(text_list) if t is None]
-            if missing:
-                raise InvalidArgument(f"texts[{missing[0]}] is None and no vector was given for it")
-            if embedder is None:
-                raise InvalidArgument(
-                    "this collection has no embedder: pass vectors=..., or open it with embedder='all-MiniLM-L6-v2'"
-                )
-            if n:
-                matrix = embedder.embed([t for t in text_list if t is not None])
-                embedder.check_dim(matrix.shape[1], dim)
-                matrix = _as_matrix(matrix, dim, "embeddings")
-            else:
-                matrix = np.zeros((0, dim or 1), dtype=np.float32)
+            present = [t for t in text_list if t is not None]
+            if len(present) != n:
+                missing = text_list.index(None)
+                raise InvalidArgument(f"texts[{missing}] is None and no vector was given for it")
+            matrix = self.embed(present)
         if core.config["metric"] == "cosine" and len(matrix):
             zero = np.flatnonzero(~(np.einsum("ij,ij->i", matrix, matrix) > 0))
             if len(zero):
@@ -933,7 +955,7 @@ class Collection:
             core.set_meta("generation", gen)
             core.set_meta("next_doc", next_doc)
             if id_kind == "int":
-                top = max(int(x) for x in ids) + 1  # type: ignore[call-overload]
+                top = max(int(x) for x in ids) + 1
                 core.set_meta("next_id", max(top, int(core.meta("next_id", 0))))
             if core.config.get("id_kind") is None:
                 core.set_meta("id_kind", id_kind)
@@ -1087,8 +1109,8 @@ class Collection:
                 rows = conn.execute(sql, (-1 if limit is None else limit, offset)).fetchall()
             else:
                 docs = self._select_docs(ids, where)
+                order: Dict[Id, int] = {}
                 if ids is not None:
-                    order = {}
                     for position, x in enumerate(_check_id(v, None)[0] for v in ids):
                         order.setdefault(x, position)
                 rows = []
@@ -1140,11 +1162,7 @@ class Collection:
             isinstance(query, (list, tuple)) and query and all(isinstance(q, str) for q in query)
         ):
             texts = [query] if isinstance(query, str) else list(query)
-            if core.embedder is None:
-                raise InvalidArgument("this collection has no embedder: query with a vector, or open it with embedder=")
-            matrix = core.embedder.embed(texts, query=True)
-            core.embedder.check_dim(matrix.shape[1], dim)
-            return _as_matrix(matrix, dim, "embeddings"), isinstance(query, str)
+            return self.embed(texts, query=True), isinstance(query, str)
         if isinstance(query, (bytes, Mapping)) or query is None:
             raise InvalidArgument(f"query must be a text, texts, a vector or vectors, got {type(query).__name__}")
         array = np.asarray(query) if not isinstance(query, np.ndarray) else query
@@ -1275,7 +1293,7 @@ class Collection:
                     [r.text for r in records],
                     ids=[r.id for r in records],
                     metadata=[r.metadata for r in records],
-                    vectors=np.stack([r.vector for r in records]),  # type: ignore[arg-type]
+                    vectors=stack_vectors(records, self.dim or 1),
                 )
                 offset += batch
         except BaseException:
@@ -1399,14 +1417,14 @@ class Collection:
 
     def insert(self, vector: Any, *, metadata: Optional[Dict[str, Any]] = None) -> int:
         """0.1.4: adds one vector under the next integer id; returns it."""
-        return int(self.add(vectors=_as_matrix(vector, self.dim, "vector"), metadata=[metadata])[0])  # type: ignore[call-overload]
+        return int(self.add(vectors=_as_matrix(vector, self.dim, "vector"), metadata=[metadata])[0])
 
     def insert_batch(
         self, vectors: Any, *, metadatas: Optional[Sequence[Optional[Dict[str, Any]]]] = None
     ) -> List[int]:
         """0.1.4: adds the rows of ``vectors`` under the next integer ids."""
         matrix = _as_matrix(vectors, self.dim)
-        return [int(x) for x in self.add(vectors=matrix, metadata=metadatas)]  # type: ignore[call-overload]
+        return [int(x) for x in self.add(vectors=matrix, metadata=metadatas)]
 
     def search(
         self,
@@ -1428,7 +1446,7 @@ class Collection:
         if callable(filter) or (
             isinstance(filter, Mapping) and any(isinstance(v, (list, tuple, dict)) for v in filter.values())
         ):
-            ids = self._matching_ids(filter)  # type: ignore[arg-type]
+            ids = self._matching_ids(filter)
             if not ids:
                 return []
         elif isinstance(filter, Mapping):
@@ -1442,12 +1460,14 @@ class Collection:
 
     def _matching_ids(self, predicate: Union[Mapping[str, Any], Callable[[Dict[str, Any]], bool]]) -> List[Id]:
         """Ids whose metadata passes a 0.1.4 predicate (evaluated before the search)."""
+        test: Callable[[Dict[str, Any]], bool]
         if isinstance(predicate, Mapping):
             wanted = dict(predicate)
 
-            def test(meta: Dict[str, Any]) -> bool:
+            def matches(meta: Dict[str, Any]) -> bool:
                 return all(meta.get(key) == value for key, value in wanted.items())
 
+            test = matches
         else:
             test = predicate
         with self._core.lock:
@@ -1466,8 +1486,8 @@ class Collection:
     def export_live_items(self) -> List[Tuple[Id, npt.NDArray[np.float32], Optional[Dict[str, Any]]]]:
         """0.1.4: ``(id, vector, metadata)`` of every document, by id."""
         records = self.get(include_vectors=True)
-        items = [(r.id, r.vector, r.metadata or None) for r in records]
-        return sorted(items, key=lambda item: (isinstance(item[0], str), item[0]))  # type: ignore[return-value]
+        items = [(r.id, v, r.metadata or None) for r, v in zip(records, stack_vectors(records, self.dim or 1))]
+        return sorted(items, key=lambda item: (isinstance(item[0], str), item[0]))
 
     @staticmethod
     def meta_path(path: _PathLike) -> Path:

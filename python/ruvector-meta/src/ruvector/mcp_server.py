@@ -24,7 +24,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TypeVar, Union
 
 from ruvector_common.errors import InvalidArgument, MissingComponentError, NotFound, RuVectorError
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["build_server", "serve", "UnsafeBind"]
 
+_Tool = TypeVar("_Tool", bound=Callable[..., Any])
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_DOCS_PER_CALL = 1_000
 MAX_METADATA_BYTES = 65_536
@@ -164,8 +165,10 @@ def build_server(
     )
     server._ruvector_collections = collections  # type: ignore[attr-defined]
 
-    def tool(annotations: ToolAnnotations, writes: bool = False) -> Any:
-        def register(fn: Any) -> Any:
+    def tool(annotations: ToolAnnotations, writes: bool = False) -> Callable[[_Tool], _Tool]:
+        """Registers a tool (a write tool only when not read-only)."""
+
+        def register(fn: _Tool) -> _Tool:
             if writes and read_only:
                 return fn
 
@@ -179,7 +182,8 @@ def build_server(
                     # Our messages say what to correct; the SDK would hide them otherwise.
                     raise ToolError(str(error)) from error
 
-            return server.tool(name=fn.__name__, description=fn.__doc__, annotations=annotations)(wrapped)
+            server.tool(name=fn.__name__, description=fn.__doc__, annotations=annotations)(wrapped)
+            return fn
 
         return register
 

@@ -31,7 +31,7 @@ except ModuleNotFoundError as error:
         "ruvector.integrations.langchain", "langchain", "langchain-core", "langchain_core"
     ) from error
 
-from ruvector.collection import Collection
+from ruvector.collection import Collection, stack_vectors
 
 __all__ = ["RuVectorStore", "RuVectorEmbeddings"]
 
@@ -160,7 +160,7 @@ class RuVectorStore(VectorStore):
         if not hits:
             return []
         records = {r.id: r for r in self.collection.get([h.id for h in hits], include_vectors=True)}
-        vectors = [records[h.id].vector for h in hits]
+        vectors = stack_vectors([records[h.id] for h in hits], len(query_vector)).tolist()
         chosen = maximal_marginal_relevance(np.asarray(query_vector), vectors, lambda_mult=lambda_mult, k=k)
         return [Document(id=hits[i].id, page_content=hits[i].text or "", metadata=hits[i].metadata) for i in chosen]
 

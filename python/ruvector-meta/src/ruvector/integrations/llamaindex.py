@@ -87,7 +87,7 @@ class RuVectorStore(BasePydanticVectorStore):
     _collection: Collection = PrivateAttr()
 
     def __init__(self, path: Optional[str] = None, *, collection: Optional[Collection] = None, **options: Any) -> None:
-        super().__init__()
+        super().__init__(stores_text=True)
         if collection is None:
             if path is None:
                 raise InvalidArgument("give the collection directory (path=...) or collection=...")
