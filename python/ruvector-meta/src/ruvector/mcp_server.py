@@ -81,7 +81,7 @@ class _Collections:
         self.open: Dict[str, Collection] = {}
         self.lock = threading.Lock()
 
-    def path(self, name: str) -> Path:
+    def path(self, name: object) -> Path:
         if not isinstance(name, str) or not _NAME.match(name):
             raise InvalidArgument(f"invalid collection name {name!r}: use 1-64 letters, digits, '-' or '_'")
         return self.root / name
@@ -190,7 +190,7 @@ def build_server(
     @tool(_READ)
     def list_collections() -> Dict[str, Any]:
         """List the collections and their document counts."""
-        out = []
+        out: List[Dict[str, Any]] = []
         for name in collections.names():
             out.append({"name": name, "count": collections.get(name).count()})
         return {"collections": out, "read_only": read_only}

@@ -89,19 +89,19 @@ class RuVectorStore(VectorStore):
         texts: Iterable[str],
         metadatas: Optional[List[dict[str, Any]]] = None,
         *,
-        ids: Optional[List[str]] = None,
+        ids: Optional[Sequence[Optional[str]]] = None,
         **kwargs: Any,
     ) -> List[str]:
-        """Embeds and stores ``texts``; an existing id is replaced."""
+        """Embeds and stores ``texts``; an existing id is replaced (an id
+        that is ``None`` gets a new one)."""
         text_list = list(texts)
         if not text_list:
             return []
-        if ids is None:
-            ids = [uuid.uuid4().hex for _ in text_list]
-        ids = [i if i is not None else uuid.uuid4().hex for i in ids]
+        given = [None] * len(text_list) if ids is None else list(ids)
+        id_list = [i if i is not None else uuid.uuid4().hex for i in given]
         vectors = self._embedding.embed_documents(text_list)
-        self.collection.upsert(text_list, ids=ids, metadata=metadatas, vectors=vectors)
-        return list(ids)
+        self.collection.upsert(text_list, ids=id_list, metadata=metadatas, vectors=vectors)
+        return id_list
 
     def add_documents(self, documents: List[Document], **kwargs: Any) -> List[str]:
         if "ids" not in kwargs:

@@ -32,7 +32,8 @@ try:
         VectorStoreQueryMode,
         VectorStoreQueryResult,
     )
-    from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+    from llama_index.core.vector_stores import utils as _node_utils
+    from llama_index.core.vector_stores.utils import node_to_metadata_dict
 except ModuleNotFoundError as error:
     if error.name is None or not error.name.startswith("llama_index"):
         raise
@@ -136,7 +137,8 @@ class RuVectorStore(BasePydanticVectorStore):
 
     @staticmethod
     def _node(text: Optional[str], metadata: Dict[str, Any]) -> BaseNode:
-        node = metadata_dict_to_node(metadata, text=text)
+        # llama-index annotates the parameter as a bare ``dict``.
+        node: BaseNode = _node_utils.metadata_dict_to_node(metadata, text=text)  # pyright: ignore[reportUnknownMemberType]
         return node
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
