@@ -54,6 +54,7 @@ class NativeIndexClass(Protocol):
     def build(self, vectors: _Rows, ids: Optional[_Ids] = None, **params: Any) -> NativeIndex: ...
     def load(self, path: str) -> NativeIndex: ...
 
+
 __all__ = ["KINDS", "METRICS", "IndexAdapter", "resolve_kind", "rabitq_module"]
 
 #: Short names of the index kinds, and their classes in ``ruvector_rabitq``.

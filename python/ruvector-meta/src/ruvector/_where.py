@@ -36,7 +36,19 @@ from typing import List, Mapping, Optional, Sequence, Tuple, cast
 
 from ruvector_common.errors import InvalidArgument
 
-__all__ = ["as_int", "as_mapping", "as_list", "KIND_NULL", "KIND_BOOL", "KIND_NUM", "KIND_STR", "KIND_OTHER", "scalar_kind", "compile_where", "ALL_DOCS"]
+__all__ = [
+    "as_int",
+    "as_mapping",
+    "as_list",
+    "KIND_NULL",
+    "KIND_BOOL",
+    "KIND_NUM",
+    "KIND_STR",
+    "KIND_OTHER",
+    "scalar_kind",
+    "compile_where",
+    "ALL_DOCS",
+]
 
 KIND_NULL = 0
 KIND_BOOL = 1

@@ -88,6 +88,12 @@ _T = TypeVar("_T")
 
 Id = Union[int, str]
 Where = Mapping[str, Any]
+#: Texts as :meth:`Collection.add` takes them (one, a list, or none with vectors).
+Texts = Union[str, Sequence[Optional[str]], None]
+#: Ids as :meth:`Collection.add` takes them (one per document, or ``None`` for new ones).
+Ids = Optional[Sequence[Id]]
+#: Metadata as :meth:`Collection.add` takes it (one dict per document).
+Metadatas = Union[Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]], None]
 _PathLike = Union[str, "os.PathLike[str]"]
 
 FORMAT = 1
@@ -468,6 +474,24 @@ class CollectionCore:
             return True
         return False
 
+    def change_index(self, docs: Sequence[int], vectors: Optional[npt.NDArray[np.float32]]) -> bool:
+        """Follows a change of the store (inside its transaction) in the
+        index: ``vectors`` put under ``docs``, or ``docs`` removed when
+        ``vectors`` is ``None``. Tells whether the index was rebuilt for its
+        new size (then it is saved after the call)."""
+        adapter = self.ensure_index()
+        if not adapter.can_change():
+            # No change API in this wheel: rebuilt from the store (a reopen
+            # does the same, so no need to save the file now).
+            self.rebuild_index()
+            return False
+        ids = np.asarray(docs, dtype=np.int64)
+        if vectors is None:
+            adapter.remove(ids)
+        else:
+            adapter.upsert(ids, vectors)
+        return self.after_change(int(self.conn.execute("SELECT count(*) FROM docs").fetchone()[0]))
+
     def save_index(self) -> None:
         """Writes the index file for the current generation and records it."""
         assert self.path is not None
@@ -830,14 +854,7 @@ class Collection:
 
     # -- writing ------------------------------------------------------------------------
 
-    def add(
-        self,
-        texts: Union[str, Sequence[Optional[str]], None] = None,
-        *,
-        ids: Optional[Sequence[Id]] = None,
-        metadata: Union[Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]], None] = None,
-        vectors: Any = None,
-    ) -> List[Id]:
+    def add(self, texts: Texts = None, *, ids: Ids = None, metadata: Metadatas = None, vectors: Any = None) -> List[Id]:
         """Adds documents; returns their ids.
 
         ``texts`` are embedded unless ``vectors`` (one row per document) are
@@ -849,24 +866,12 @@ class Collection:
         return self._put(texts, ids, metadata, vectors, replace=False)
 
     def upsert(
-        self,
-        texts: Union[str, Sequence[Optional[str]], None] = None,
-        *,
-        ids: Optional[Sequence[Id]] = None,
-        metadata: Union[Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]], None] = None,
-        vectors: Any = None,
+        self, texts: Texts = None, *, ids: Ids = None, metadata: Metadatas = None, vectors: Any = None
     ) -> List[Id]:
         """Like :meth:`add`, but a present id is replaced (text, metadata and vector)."""
         return self._put(texts, ids, metadata, vectors, replace=True)
 
-    def _put(
-        self,
-        texts: Union[str, Sequence[Optional[str]], None],
-        ids: Optional[Sequence[Id]],
-        metadata: Union[Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]], None],
-        vectors: Any,
-        replace: bool,
-    ) -> List[Id]:
+    def _put(self, texts: Texts, ids: Ids, metadata: Metadatas, vectors: Any, replace: bool) -> List[Id]:
         core = self._core
         core.check_writable()
         given = _check_texts(texts)
@@ -946,9 +951,8 @@ class Collection:
     ) -> List[Id]:
         core = self._core
         conn = core.conn
-        conn.execute("BEGIN IMMEDIATE")
-        touched_index = False
-        try:
+
+        def store() -> Tuple[List[int], Optional[npt.NDArray[np.float32]]]:
             existing: Dict[Id, int] = {}
             for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
@@ -959,7 +963,6 @@ class Collection:
                 raise InvalidArgument(
                     f"{len(existing)} id(s) already present, e.g. {shown!r}: use upsert() to replace documents"
                 )
-            gen = core.generation + 1
             next_doc = int(core.meta("next_doc", 0))
             docs: List[int] = []
             new_rows: List[Tuple[int, Id, Optional[str], str, bytes]] = []
@@ -984,8 +987,6 @@ class Collection:
                 "INSERT INTO fields(doc, key, elem, kind, val) VALUES (?, ?, ?, ?, ?)",
                 [(doc, *row) for doc, (_, rows) in zip(docs, encoded) for row in rows],
             )
-            conn.executemany("INSERT INTO changes(gen, doc) VALUES (?, ?)", [(gen, d) for d in docs])
-            core.set_meta("generation", gen)
             core.set_meta("next_doc", next_doc)
             if id_kind == "int":
                 top = max(int(x) for x in ids) + 1
@@ -996,24 +997,33 @@ class Collection:
                 core.set_meta("dim", int(matrix.shape[1]))
             core.config["id_kind"] = id_kind
             core.config["dim"] = int(matrix.shape[1])
+            return docs, matrix
+
+        self._transact(store)
+        return list(ids)
+
+    def _transact(self, store: Callable[[], Tuple[List[int], Optional[npt.NDArray[np.float32]]]]) -> None:
+        """One write call as one SQLite transaction: ``store`` changes the
+        store and returns the documents it put (with their vectors) or
+        removed (``None``); they are logged under the next generation and
+        the index follows before the commit. Any error rolls back both."""
+        core = self._core
+        conn = core.conn
+        conn.execute("BEGIN IMMEDIATE")
+        touched_index = False
+        try:
+            docs, vectors = store()
+            gen = core.generation + 1
+            conn.executemany("INSERT INTO changes(gen, doc) VALUES (?, ?)", [(gen, d) for d in docs])
+            core.set_meta("generation", gen)
             touched_index = True
-            adapter = core.ensure_index()
-            if adapter.can_change():
-                adapter.upsert(np.asarray(docs, dtype=np.int64), matrix)
-                count = int(conn.execute("SELECT count(*) FROM docs").fetchone()[0])
-                rebuilt = core.after_change(count)
-            else:
-                # No change API in this wheel: rebuilt from the store (a
-                # reopen does the same, so no need to save the file now).
-                core.rebuild_index()
-                rebuilt = False
+            rebuilt = core.change_index(docs, vectors)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(touched_index)
             raise
         core.filter_cache.clear()
         self._maybe_save(rebuilt)
-        return list(ids)
 
     def _rollback(self, touched_index: bool) -> None:
         core = self._core
@@ -1055,31 +1065,15 @@ class Collection:
             if not docs:
                 return 0
             conn = core.conn
-            conn.execute("BEGIN IMMEDIATE")
-            touched = False
-            try:
+
+            def store() -> Tuple[List[int], Optional[npt.NDArray[np.float32]]]:
                 for chunk in _chunks(docs):
                     marks = ",".join("?" * len(chunk))
                     conn.execute(f"DELETE FROM docs WHERE doc IN ({marks})", list(chunk))
                     conn.execute(f"DELETE FROM fields WHERE doc IN ({marks})", list(chunk))
-                gen = core.generation + 1
-                conn.executemany("INSERT INTO changes(gen, doc) VALUES (?, ?)", [(gen, d) for d in docs])
-                core.set_meta("generation", gen)
-                touched = True
-                adapter = core.ensure_index()
-                count = int(conn.execute("SELECT count(*) FROM docs").fetchone()[0])
-                if adapter.can_change():
-                    adapter.remove(np.asarray(docs, dtype=np.int64))
-                    rebuilt = core.after_change(count)
-                else:
-                    core.rebuild_index()  # no change API in this wheel (see _write)
-                    rebuilt = False
-                conn.execute("COMMIT")
-            except BaseException:
-                self._rollback(touched)
-                raise
-            core.filter_cache.clear()
-            self._maybe_save(rebuilt)
+                return docs, None
+
+            self._transact(store)
             return len(docs)
 
     # -- reading ------------------------------------------------------------------------

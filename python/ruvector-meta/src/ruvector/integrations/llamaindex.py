@@ -22,6 +22,7 @@ from ruvector_common.errors import InvalidArgument, MissingComponentError
 try:
     from llama_index.core.bridge.pydantic import PrivateAttr
     from llama_index.core.schema import BaseNode
+    from llama_index.core.vector_stores import utils as _node_utils
     from llama_index.core.vector_stores.types import (
         BasePydanticVectorStore,
         FilterCondition,
@@ -32,7 +33,6 @@ try:
         VectorStoreQueryMode,
         VectorStoreQueryResult,
     )
-    from llama_index.core.vector_stores import utils as _node_utils
     from llama_index.core.vector_stores.utils import node_to_metadata_dict
 except ModuleNotFoundError as error:
     if error.name is None or not error.name.startswith("llama_index"):
