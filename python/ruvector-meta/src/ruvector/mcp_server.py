@@ -24,7 +24,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
 from ruvector_common.errors import InvalidArgument, MissingComponentError, NotFound, RuVectorError
 
@@ -144,6 +144,13 @@ def build_server(
 ) -> MCPServer:
     """The MCP server over the collections in ``data_dir`` (``token``: the
     bearer token HTTP requests must carry)."""
+    return _build(data_dir, read_only, token)[0]
+
+
+def _build(
+    data_dir: Union[str, os.PathLike[str], None], read_only: bool, token: Optional[str]
+) -> Tuple[MCPServer, _Collections]:
+    """:func:`build_server` and the open collections it serves (closed by :func:`serve`)."""
     root = Path(
         os.fspath(data_dir) if data_dir is not None else os.environ.get("RUVECTOR_MCP_DATA_DIR", "~/.ruvector/mcp")
     ).expanduser()
@@ -163,7 +170,6 @@ def build_server(
         token_verifier=verifier,
         auth=auth,
     )
-    server._ruvector_collections = collections  # type: ignore[attr-defined]
 
     def tool(annotations: ToolAnnotations, writes: bool = False) -> Callable[[_Tool], _Tool]:
         """Registers a tool (a write tool only when not read-only)."""
@@ -268,7 +274,7 @@ def build_server(
         deleted = coll.delete(ids, where=where)
         return {"deleted": deleted, "count": coll.count()}
 
-    return server
+    return server, collections
 
 
 def _is_loopback(host: str) -> bool:
@@ -294,11 +300,11 @@ def serve(
     token = (os.environ.get(token_env) or "").strip() or None
     if http and token is None and not _is_loopback(host):
         raise UnsafeBind(f"refusing to serve HTTP on {host!r} without a token: set {token_env}, or bind 127.0.0.1")
-    server = build_server(data_dir, read_only=read_only, token=token if http else None)
+    server, collections = _build(data_dir, read_only, token if http else None)
     try:
         if http:
             server.run(transport="streamable-http", host=host, port=port)
         else:
             server.run(transport="stdio")
     finally:
-        server._ruvector_collections.close()  # type: ignore[attr-defined]
+        collections.close()

@@ -49,10 +49,12 @@ class RuVectorEmbeddings(Embeddings):
         self.name = self._model.name
 
     def embed_documents(self, texts: List[str]) -> List[List[float]]:
-        return self._model.embed_batch(texts).tolist()  # type: ignore[no-any-return]
+        rows: List[List[float]] = self._model.embed_batch(texts).tolist()
+        return rows
 
     def embed_query(self, text: str) -> List[float]:
-        return self._model.embed(text).tolist()  # type: ignore[no-any-return]
+        row: List[float] = self._model.embed(text).tolist()
+        return row
 
 
 class RuVectorStore(VectorStore):
