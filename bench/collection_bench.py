@@ -78,18 +78,7 @@ def load_data(cache: Path, n: int, nq: int) -> Dict[str, Any]:
     order = np.random.default_rng(SEED).permutation(len(texts))
     chosen = [texts[i] for i in order[: n + nq]]
     digest = hashlib.sha256("\n".join(chosen).encode()).hexdigest()[:16]
-    path = cache / f"collection-minilm-{digest}.npy"
-    if path.exists():
-        vectors = np.load(path)
-    else:
-        import ruvector_embed
-
-        log(f"embedding {len(chosen):,} texts with {corpus.MODEL} (cached in {path}) ...")
-        t0 = time.monotonic()
-        vectors = ruvector_embed.Embedder.from_pretrained(corpus.MODEL, download=False).embed_batch(chosen)
-        log(f"  {len(chosen) / (time.monotonic() - t0):,.0f} sentences/s")
-        cache.mkdir(parents=True, exist_ok=True)
-        np.save(path, vectors)
+    vectors = corpus.embed_cached(chosen, cache / f"collection-minilm-{digest}.npy", log)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     buckets = np.random.default_rng(SEED + 2).integers(0, 100, size=n)
     return {
