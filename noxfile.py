@@ -189,7 +189,8 @@ def bench(session: nox.Session) -> None:
     and churn (bench/results-changes.md), index persistence
     (bench/results-persist.md), gate G2 (bench/results-g2.md), embeddings vs
     sentence-transformers and torchvision (bench/results-embed.md) and A2A
-    vs the a2a-sdk (bench/results-a2a.md).
+    vs the a2a-sdk (bench/results-a2a.md), and the ``ruvector.Collection``
+    front door next to chromadb and lancedb (bench/results-collection.md).
     """
     session.run("cargo", "build", "--locked", "--release", "-p", "rabitq-rust-bench", external=True)
     peers = ["faiss-cpu", "hnswlib", "usearch"]
@@ -255,3 +256,19 @@ def bench(session: nox.Session) -> None:
     # A2A on loopback: this wheel's client and server next to the a2a-sdk's.
     session.install("a2a-sdk[http-server]>=1.3,<2", "uvicorn>=0.30")
     session.run("python", "bench/a2a_bench.py", "--wheels-dir", str(DIST), "--out", "bench/results-a2a.md")
+    # ruvector.Collection next to chromadb and lancedb on the same documents
+    # and precomputed vectors, and `ruvector --help` next to 0.1.4's CLI
+    # (bench/results-collection.md); RUVECTOR_COLLECTION_N sets the size.
+    session.install("chromadb", "lancedb", "pyarrow")
+    session.run(
+        "python",
+        "bench/collection_bench.py",
+        "--n",
+        os.environ.get("RUVECTOR_COLLECTION_N", "100000"),
+        "--cache",
+        str(ROOT / "target" / "bench-data"),
+        "--ruvector-014-path",
+        str(peer),
+        "--out",
+        "bench/results-collection.md",
+    )

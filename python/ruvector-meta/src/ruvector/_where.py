@@ -31,11 +31,24 @@ an indexed ``fields`` table, so each condition is an index look-up and
 from __future__ import annotations
 
 import math
-from typing import List, Mapping, Optional, Sequence, Tuple
+import numbers
+from typing import List, Mapping, Optional, Sequence, Tuple, cast
 
 from ruvector_common.errors import InvalidArgument
 
-__all__ = ["KIND_NULL", "KIND_BOOL", "KIND_NUM", "KIND_STR", "KIND_OTHER", "scalar_kind", "compile_where", "ALL_DOCS"]
+__all__ = [
+    "as_int",
+    "as_mapping",
+    "as_list",
+    "KIND_NULL",
+    "KIND_BOOL",
+    "KIND_NUM",
+    "KIND_STR",
+    "KIND_OTHER",
+    "scalar_kind",
+    "compile_where",
+    "ALL_DOCS",
+]
 
 KIND_NULL = 0
 KIND_BOOL = 1
@@ -52,6 +65,25 @@ _KEY_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists"
 MAX_DEPTH = 32
 #: Values in one ``$in``/``$nin`` list (SQLite binds at most 32766 variables).
 MAX_IN_VALUES = 10_000
+
+
+def as_mapping(value: object) -> Optional[Mapping[object, object]]:
+    """``value`` as a mapping whose keys and values are still to be checked
+    (``None`` when it is not a mapping)."""
+    return cast("Mapping[object, object]", value) if isinstance(value, Mapping) else None
+
+
+def as_list(value: object) -> Optional[Sequence[object]]:
+    """``value`` (a list or tuple) as a sequence of unchecked items, else ``None``."""
+    return cast("Sequence[object]", value) if isinstance(value, (list, tuple)) else None
+
+
+def as_int(value: object) -> Optional[int]:
+    """``value`` as an ``int`` when it is an integer (Python or NumPy, never
+    a ``bool``), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
 
 
 def scalar_kind(value: object) -> Optional[Tuple[int, object]]:
@@ -82,10 +114,9 @@ def scalar_kind(value: object) -> Optional[Tuple[int, object]]:
 
 def _operand(op: str, value: object) -> Tuple[int, object]:
     """The kind and stored value of a scalar operand of ``op``."""
-    if isinstance(value, (list, tuple, dict)):
-        raise InvalidArgument(f"{op} takes a str, int, float, bool or None, got {type(value).__name__}")
     found = scalar_kind(value)
-    assert found is not None
+    if found is None:
+        raise InvalidArgument(f"{op} takes a str, int, float, bool or None, got {type(value).__name__}")
     return found
 
 
@@ -96,16 +127,18 @@ class _Compiler:
     def where(self, where: object, depth: int) -> str:
         if depth > MAX_DEPTH:
             raise InvalidArgument(f"where nests deeper than {MAX_DEPTH} levels")
-        if not isinstance(where, Mapping):
+        mapping = as_mapping(where)
+        if mapping is None:
             raise InvalidArgument(f"a where must be a dict, got {type(where).__name__}")
         parts: List[str] = []
-        for key, cond in where.items():
+        for key, cond in mapping.items():
             if not isinstance(key, str):
                 raise InvalidArgument(f"where keys must be strings, got {key!r}")
             if key in ("$and", "$or"):
-                if not isinstance(cond, (list, tuple)) or not cond:
+                subs_in = as_list(cond)
+                if not subs_in:
                     raise InvalidArgument(f"{key} takes a non-empty list of wheres, got {cond!r}")
-                subs = [self.where(sub, depth + 1) for sub in cond]
+                subs = [self.where(sub, depth + 1) for sub in subs_in]
                 joiner = " INTERSECT " if key == "$and" else " UNION "
                 parts.append(joiner.join(f"SELECT doc FROM ({s})" for s in subs))
             elif key == "$not":
@@ -119,10 +152,11 @@ class _Compiler:
         return " INTERSECT ".join(f"SELECT doc FROM ({p})" for p in parts)
 
     def key(self, key: str, cond: object) -> str:
-        if isinstance(cond, Mapping) and cond and all(isinstance(k, str) and k.startswith("$") for k in cond):
-            ops = [self.op(key, op, value) for op, value in cond.items()]
-            return " INTERSECT ".join(f"SELECT doc FROM ({o})" for o in ops)
-        if isinstance(cond, Mapping):
+        ops = as_mapping(cond)
+        if ops and all(isinstance(k, str) and k.startswith("$") for k in ops):
+            sqls = [self.op(key, str(op), value) for op, value in ops.items()]
+            return " INTERSECT ".join(f"SELECT doc FROM ({o})" for o in sqls)
+        if ops is not None:
             raise InvalidArgument(
                 f"the condition on {key!r} must be a value or a dict of operators ({', '.join(_KEY_OPS)}), got {cond!r}"
             )
@@ -151,11 +185,12 @@ class _Compiler:
             eq = self._eq(key, [_operand(op, value)], 0)
             return eq if op == "$eq" else f"{ALL_DOCS} EXCEPT {eq}"
         if op in ("$in", "$nin"):
-            if not isinstance(value, (list, tuple)):
+            values = as_list(value)
+            if values is None:
                 raise InvalidArgument(f"{op} takes a list, got {type(value).__name__}")
-            if len(value) > MAX_IN_VALUES:
-                raise InvalidArgument(f"{op} takes at most {MAX_IN_VALUES} values, got {len(value)}")
-            eq = self._eq(key, [_operand(op, v) for v in value], 0)
+            if len(values) > MAX_IN_VALUES:
+                raise InvalidArgument(f"{op} takes at most {MAX_IN_VALUES} values, got {len(values)}")
+            eq = self._eq(key, [_operand(op, v) for v in values], 0)
             return eq if op == "$in" else f"{ALL_DOCS} EXCEPT {eq}"
         if op in ("$gt", "$gte", "$lt", "$lte"):
             if isinstance(value, bool) or not isinstance(value, (int, float, str)):

@@ -20,6 +20,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from ruvector.collection import Collection
 
 __all__ = ["main"]
@@ -120,12 +122,14 @@ def cmd_create(args: argparse.Namespace) -> Any:
 def _load_rows(vectors_path: str, metadata_path: Optional[str]) -> Any:
     import numpy as np
 
+    from ruvector._where import as_list
+
     vectors = np.load(vectors_path, allow_pickle=False)
     metadatas = None
     if metadata_path:
         with open(metadata_path, encoding="utf-8") as handle:
-            metadatas = json.load(handle)
-        if not isinstance(metadatas, list) or len(metadatas) != len(vectors):
+            metadatas = as_list(json.load(handle))
+        if metadatas is None or len(metadatas) != len(vectors):
             raise UsageError(f"{metadata_path} must hold a JSON list of {len(vectors)} objects (one per row)")
     return vectors, metadatas
 
@@ -142,8 +146,8 @@ def cmd_insert_batch(args: argparse.Namespace) -> Any:
     return {"ids": ids, "count": count}, f"inserted {len(ids)} vectors{span}; collection now has {count} rows"
 
 
-def _hits_out(hits: Sequence[Any], with_text: bool) -> Any:
-    rows = []
+def _hits_out(hits: Sequence[Any], with_text: bool) -> List[Dict[str, Any]]:
+    rows: List[Dict[str, Any]] = []
     for h in hits:
         row = {"id": h.id, "score": h.score, "metadata": h.metadata}
         if with_text:
@@ -197,6 +201,8 @@ def cmd_delete(args: argparse.Namespace) -> Any:
 def cmd_export(args: argparse.Namespace) -> Any:
     import numpy as np
 
+    from ruvector.collection import stack_vectors
+
     coll = _open(args.path, embedder=None)
     try:
         records = coll.get(include_vectors=True)
@@ -204,7 +210,7 @@ def cmd_export(args: argparse.Namespace) -> Any:
         coll.close()
     if not records:
         raise LookupError("collection is empty, nothing to export")
-    np.save(args.out + ".npy", np.stack([r.vector for r in records]))  # type: ignore[arg-type]
+    np.save(args.out + ".npy", stack_vectors(records, coll.dim or 1))
     with open(args.out + ".meta.json", "w", encoding="utf-8") as handle:
         json.dump([r.metadata or None for r in records], handle)
     with open(args.out + ".docs.jsonl", "w", encoding="utf-8") as handle:
@@ -215,7 +221,9 @@ def cmd_export(args: argparse.Namespace) -> Any:
 
 
 def _read_docs(path: str) -> List[Dict[str, Any]]:
-    docs = []
+    from ruvector._where import as_mapping
+
+    docs: List[Dict[str, Any]] = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if line.strip():
@@ -223,9 +231,10 @@ def _read_docs(path: str) -> List[Dict[str, Any]]:
                     doc = json.loads(line)
                 except ValueError as error:
                     raise UsageError(f"{path}:{number}: not JSON: {error}") from None
-                if not isinstance(doc, dict):
+                fields = as_mapping(doc)
+                if fields is None:
                     raise UsageError(f"{path}:{number}: expected a JSON object")
-                docs.append(doc)
+                docs.append({str(key): value for key, value in fields.items()})  # JSON keys are strings
     return docs
 
 
@@ -292,8 +301,9 @@ def cmd_add(args: argparse.Namespace) -> Any:
                 texts += [line.rstrip("\n") for line in handle if line.strip()]
     if not texts:
         raise UsageError("give texts as arguments or --file")
-    meta = _json_arg(args.metadata, "--metadata")
-    if meta is not None and not isinstance(meta, dict):
+    given = _json_arg(args.metadata, "--metadata")
+    meta: Optional[Dict[str, Any]] = given
+    if given is not None and not isinstance(given, dict):
         raise UsageError("--metadata must be a JSON object (applied to every text)")
     if not metadatas:
         metadatas = [dict(meta or {}) for _ in texts]
@@ -312,13 +322,13 @@ def cmd_add(args: argparse.Namespace) -> Any:
             ids = _convert_ids(coll, [str(i) for i in ids])
         # Embedded in batches for the progress bar; added in one transaction.
         show = _progress(len(texts), "embedding", not args.json)
-        parts = []
+        parts: List[npt.NDArray[np.float32]] = []
         done = 0
         for batch in _text_batches([t or "" for t in texts], 256):
-            parts.append(coll._core.embedder.embed(list(batch)) if coll._core.embedder else None)  # type: ignore[union-attr]
+            parts.append(coll.embed(batch))
             done += len(batch)
             show(done)
-        vectors = None if any(p is None for p in parts) else np.concatenate(parts)
+        vectors = np.concatenate(parts)
         method = coll.upsert if args.upsert else coll.add
         added = method(texts, ids=ids, metadata=metadatas, vectors=vectors)
         count = coll.count()
@@ -375,7 +385,7 @@ def cmd_embed(args: argparse.Namespace) -> Any:
         raise UsageError("give texts as arguments or --file")
     model = embed.Embedder.from_pretrained(args.model)
     show = _progress(len(texts), "embedding", not args.json)
-    parts = []
+    parts: List[npt.NDArray[np.float32]] = []
     for batch in _text_batches(texts, 256):
         parts.append(model.embed_batch(list(batch)))
         show(sum(len(p) for p in parts))
@@ -405,9 +415,9 @@ def cmd_benchmark(args: argparse.Namespace) -> Any:
         coll = Collection.open(os.path.join(tmp, "bench"), embedder=None, metric="l2")
         coll.add(vectors=vectors)
         build = time.perf_counter() - t0
-        latencies = []
+        latencies: List[float] = []
         show = _progress(args.queries, "querying", not args.json)
-        found = []
+        found: List[List[Any]] = []
         for i, q in enumerate(queries):
             t0 = time.perf_counter()
             hits = coll.query(q, k=max(args.k, args.recall_k))

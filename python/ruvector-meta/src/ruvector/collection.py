@@ -43,6 +43,7 @@ from typing import (
     Any,
     Callable,
     Dict,
+    Iterable,
     Iterator,
     List,
     Mapping,
@@ -52,6 +53,7 @@ from typing import (
     Tuple,
     TypeVar,
     Union,
+    cast,
 )
 
 import numpy as np
@@ -86,6 +88,12 @@ _T = TypeVar("_T")
 
 Id = Union[int, str]
 Where = Mapping[str, Any]
+#: Texts as :meth:`Collection.add` takes them (one, a list, or none with vectors).
+Texts = Union[str, Sequence[Optional[str]], None]
+#: Ids as :meth:`Collection.add` takes them (one per document, or ``None`` for new ones).
+Ids = Optional[Sequence[Id]]
+#: Metadata as :meth:`Collection.add` takes it (one dict per document).
+Metadatas = Union[Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]], None]
 _PathLike = Union[str, "os.PathLike[str]"]
 
 FORMAT = 1
@@ -98,7 +106,9 @@ _CHUNK = 900
 AUTOSAVE_CHANGES = 10_000
 DEFAULT_RECALL = 0.95
 
-_rr = rabitq_module("ruvector.Collection")
+rabitq_module("ruvector.Collection")  # MissingComponentError naming the extra, if absent
+from ruvector_rabitq import SearchHit as _IndexHit  # noqa: E402
+from ruvector_rabitq import recommend as _recommend  # noqa: E402
 
 
 class _Unset:
@@ -134,7 +144,7 @@ class Record(NamedTuple):
     vector: Optional[npt.NDArray[np.float32]] = None
 
 
-class SearchHit(_rr.SearchHit):  # type: ignore[misc,valid-type]
+class SearchHit(_IndexHit):
     """A hit of the 0.1.4 :meth:`Collection.search`: ``id``, ``score`` and
     ``metadata`` (``None`` when the document has none). It is a
     ``ruvector.SearchHit`` and unpacks as ``(id, score)`` like 0.1.4's."""
@@ -144,7 +154,7 @@ class SearchHit(_rr.SearchHit):  # type: ignore[misc,valid-type]
     def __new__(cls, id: int, score: float, metadata: Optional[Dict[str, Any]] = None) -> SearchHit:
         self = super().__new__(cls, id, score)
         self.metadata = metadata
-        return self  # type: ignore[no-any-return]
+        return self
 
     def __repr__(self) -> str:
         return f"SearchHit(id={self.id!r}, score={self.score!r}, metadata={self.metadata!r})"
@@ -174,17 +184,19 @@ class CollectionStats:
 
 
 def _check_id(value: object, kind: Optional[str]) -> Tuple[Id, str]:
-    if isinstance(value, bool) or not isinstance(value, (int, str, np.integer)):
-        raise InvalidArgument(f"ids must be str or int, got {type(value).__name__} {value!r}")
+    number = _where.as_int(value)
+    got: Id
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidArgument(f"id {value!r} is not valid text (a lone surrogate)") from None
-        got: Id = value
+        got = value
         got_kind = "str"
+    elif number is None:
+        raise InvalidArgument(f"ids must be str or int, got {type(value).__name__} {value!r}")
     else:
-        got = int(value)
+        got = number
         if not -(2**63) <= got < 2**63:
             raise InvalidArgument(f"integer ids must fit in 64 bits, got {got}")
         got_kind = "int"
@@ -193,14 +205,51 @@ def _check_id(value: object, kind: Optional[str]) -> Tuple[Id, str]:
     return got, got_kind
 
 
+def _check_texts(texts: object) -> Optional[List[Optional[str]]]:
+    """``texts`` (one text, a list of texts or ``None``s, or ``None``) as a
+    list, each valid UTF-8."""
+    if texts is None:
+        return None
+    got = type(texts).__name__
+    if isinstance(texts, str):
+        items: List[object] = [texts]
+    elif isinstance(texts, (bytes, Mapping)) or not isinstance(texts, Iterable):
+        raise InvalidArgument(f"texts must be a str or a list of str, got {got}")
+    else:
+        items = list(cast("Iterable[object]", texts))
+    out: List[Optional[str]] = []
+    for i, text in enumerate(items):
+        if text is not None and not isinstance(text, str):
+            raise InvalidArgument(f"texts[{i}] must be a str, got {type(text).__name__}")
+        if text is not None:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidArgument(f"texts[{i}] is not valid text (a lone surrogate)") from None
+        out.append(text)
+    return out
+
+
+def _query_texts(query: object) -> Optional[List[str]]:
+    """The texts of a query given as a text or a non-empty list of texts (else ``None``)."""
+    if isinstance(query, str):
+        return [query]
+    items = _where.as_list(query)
+    if not items:
+        return None
+    texts = [q for q in items if isinstance(q, str)]
+    return texts if len(texts) == len(items) else None
+
+
 def _check_metadata(value: object, position: int) -> Tuple[str, List[Tuple[str, int, int, object]]]:
     """The JSON text of one metadata dict and its ``fields`` rows (without doc)."""
     if value is None:
         return "{}", []
-    if not isinstance(value, Mapping):
+    mapping = _where.as_mapping(value)
+    if mapping is None:
         raise InvalidArgument(f"metadata[{position}] must be a dict or None, got {type(value).__name__}")
     rows: List[Tuple[str, int, int, object]] = []
-    for key, item in value.items():
+    for key, item in mapping.items():
         if not isinstance(key, str):
             raise InvalidArgument(f"metadata[{position}] keys must be strings, got {key!r}")
         if key.startswith("$"):
@@ -210,12 +259,10 @@ def _check_metadata(value: object, position: int) -> Tuple[str, List[Tuple[str, 
             rows.append((key, 0, found[0], found[1]))
             continue
         rows.append((key, 0, _where.KIND_OTHER, None))
-        if isinstance(item, (list, tuple)):
-            for element in item:
-                if isinstance(element, (list, tuple, dict)):
-                    continue
-                kind, stored = _where.scalar_kind(element)  # type: ignore[misc]
-                rows.append((key, 1, kind, stored))
+        for element in _where.as_list(item) or ():
+            scalar = _where.scalar_kind(element)
+            if scalar is not None:  # nested lists and dicts are not indexed
+                rows.append((key, 1, *scalar))
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as error:
@@ -249,6 +296,14 @@ def _as_matrix(vectors: object, dim: Optional[int], name: str = "vectors") -> np
     return np.ascontiguousarray(array)
 
 
+def stack_vectors(records: Sequence[Record], dim: int) -> npt.NDArray[np.float32]:
+    """The vectors of records read with ``include_vectors=True``, one row each."""
+    rows = [r.vector for r in records if r.vector is not None]
+    if len(rows) != len(records):
+        raise InvalidArgument("the records were read without their vectors (get(include_vectors=True))")
+    return np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
+
+
 def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -269,7 +324,7 @@ CREATE INDEX IF NOT EXISTS changes_gen ON changes(gen);
 """
 
 
-class _Core:
+class CollectionCore:
     """Everything a collection holds; kept apart from :class:`Collection` so
     the finaliser that saves and closes at exit does not keep it alive."""
 
@@ -378,7 +433,7 @@ class _Core:
         if kind != "auto":
             return kind, params
         dim = int(self.config["dim"])
-        rec = _rr.recommend(max(n, 1), dim, float(self.config["recall_target"]))
+        rec = _recommend(max(n, 1), dim, float(self.config["recall_target"]))
         chosen = rec.index if rec.index in ("FlatF32Index", "IvfRabitqIndex") else "IvfRabitqIndex"
         merged = dict(rec.params) if chosen == rec.index else {}
         if chosen == "IvfRabitqIndex":
@@ -419,6 +474,24 @@ class _Core:
             return True
         return False
 
+    def change_index(self, docs: Sequence[int], vectors: Optional[npt.NDArray[np.float32]]) -> bool:
+        """Follows a change of the store (inside its transaction) in the
+        index: ``vectors`` put under ``docs``, or ``docs`` removed when
+        ``vectors`` is ``None``. Tells whether the index was rebuilt for its
+        new size (then it is saved after the call)."""
+        adapter = self.ensure_index()
+        if not adapter.can_change():
+            # No change API in this wheel: rebuilt from the store (a reopen
+            # does the same, so no need to save the file now).
+            self.rebuild_index()
+            return False
+        ids = np.asarray(docs, dtype=np.int64)
+        if vectors is None:
+            adapter.remove(ids)
+        else:
+            adapter.upsert(ids, vectors)
+        return self.after_change(int(self.conn.execute("SELECT count(*) FROM docs").fetchone()[0]))
+
     def save_index(self) -> None:
         """Writes the index file for the current generation and records it."""
         assert self.path is not None
@@ -456,7 +529,7 @@ class _Core:
         store when the file is missing, damaged or disagrees. Tells whether
         the in-memory index differs from the saved file."""
         assert self.path is not None
-        state = self.meta("index_state")
+        state: Optional[Dict[str, Any]] = self.meta("index_state")
         if self.config.get("dim") is None:
             self.ensure_index()
             self.saved_gen = self.generation
@@ -479,6 +552,7 @@ class _Core:
             self.rebuild_index()
             return True
         changed = False
+        assert state is not None  # loaded from it
         saved_gen = int(state["generation"])
         docs = [r[0] for r in self.conn.execute("SELECT DISTINCT doc FROM changes WHERE gen > ?", (saved_gen,))]
         if docs:
@@ -516,6 +590,87 @@ def _dir_size(path: Path) -> int:
     return total
 
 
+def configure(
+    core: CollectionCore,
+    exists: bool,
+    embedder: Any,
+    dim: Optional[int],
+    metric: Optional[str],
+    index: Any,
+    index_params: Optional[Mapping[str, Any]],
+    recall_target: Optional[float],
+) -> None:
+    """Checks the options of :meth:`Collection.open` (or of a 0.1.4 in-memory
+    collection), writes them into a new store or compares them with an
+    existing one, and sets ``core.config`` and ``core.embedder``."""
+    if metric is not None and metric not in METRICS:
+        raise InvalidArgument(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if dim is not None:
+        checked_dim = _where.as_int(dim)
+        if checked_dim is None or not 1 <= checked_dim <= MAX_DIM:
+            raise InvalidArgument(f"dim must be an integer in 1..{MAX_DIM}, got {dim!r}")
+        dim = checked_dim
+    kind = None if index is None else resolve_kind(index)
+    if recall_target is not None and not (0.0 < float(recall_target) <= 1.0):
+        raise InvalidArgument(f"recall_target must be in (0, 1], got {recall_target!r}")
+    if index_params is not None and _where.as_mapping(index_params) is None:
+        raise InvalidArgument(f"index_params must be a dict, got {type(index_params).__name__}")
+    if embedder is _UNSET:
+        adapter = None if exists else make_embedder(DEFAULT_MODEL)
+    else:
+        adapter = make_embedder(embedder)
+    if not exists:
+        core.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.strip().split(";"):
+                if statement.strip():
+                    core.conn.execute(statement)
+            core.set_meta("format", FORMAT)
+            core.set_meta("dim", dim)
+            core.set_meta("metric", metric or "cosine")
+            core.set_meta("index", kind or "auto")
+            core.set_meta("index_params", dict(index_params or {}))
+            core.set_meta("recall_target", float(recall_target or DEFAULT_RECALL))
+            core.set_meta("embedder", None if adapter is None else adapter.name)
+            core.set_meta("id_kind", None)
+            core.set_meta("next_id", 0)
+            core.set_meta("next_doc", 0)
+            core.set_meta("generation", 0)
+            core.conn.execute("COMMIT")
+        except BaseException:
+            core.conn.execute("ROLLBACK")
+            raise
+    else:
+        try:
+            fmt = core.meta("format")
+        except Exception as error:
+            raise PersistError(f"{core.path} is not a ruvector collection: {error}", str(core.path)) from error
+        if fmt != FORMAT:
+            raise PersistError(
+                f"{core.path} has collection format {fmt!r}; this ruvector reads format {FORMAT}", str(core.path)
+            )
+    config = {
+        key: core.meta(key)
+        for key in ("dim", "metric", "index", "index_params", "recall_target", "embedder", "id_kind")
+    }
+    for name, given, stored in (("dim", dim, config["dim"]), ("metric", metric, config["metric"])):
+        if given is not None and stored is not None and given != stored:
+            raise InvalidArgument(f"this collection was made with {name}={stored!r}, got {name}={given!r}")
+    if kind is not None and kind != config["index"]:
+        raise InvalidArgument(f"this collection was made with index={config['index']!r}, got index={kind!r}")
+    if exists and embedder is not _UNSET and embedder is not None:
+        stored_name = config["embedder"]
+        if isinstance(embedder, str) and stored_name is not None and embedder != stored_name:
+            raise InvalidArgument(
+                f"this collection was embedded with {stored_name!r}; embedding with {embedder!r} "
+                "would put queries in another space"
+            )
+    if exists and embedder is _UNSET:
+        adapter = make_embedder(config["embedder"])
+    core.config = config
+    core.embedder = adapter
+
+
 class Collection:
     """Documents (text, metadata, vector) under string or integer ids, in a
     persistent directory, searched by meaning with ``where`` filters.
@@ -525,7 +680,7 @@ class Collection:
     Thread-safe; ``*_async`` variants run the call on a worker thread.
     """
 
-    def __init__(self, _core: _Core) -> None:
+    def __init__(self, _core: CollectionCore) -> None:
         self._core = _core
         self._finalizer = weakref.finalize(self, _core.close)
 
@@ -585,15 +740,16 @@ class Collection:
             if read_only or not create:
                 raise NotFound(f"no collection at {str(directory)!r}", str(directory))
             directory.mkdir(parents=True, exist_ok=True)
-        core = _Core(directory, read_only)
+        core = CollectionCore(directory, read_only)
         try:
-            cls._configure(core, exists, embedder, dim, metric, index, index_params, recall_target)
+            configure(core, exists, embedder, dim, metric, index, index_params, recall_target)
             if exists:
                 differs = core.load_index()
                 if differs and not read_only:
                     core.save_index()
             if not read_only:
-                for stale in stale_files(directory, (core.meta("index_state") or {}).get("file")):
+                state: Dict[str, Any] = core.meta("index_state") or {}
+                for stale in stale_files(directory, state.get("file")):
                     try:
                         stale.unlink()
                     except OSError:
@@ -604,81 +760,6 @@ class Collection:
             core.release()
             raise
         return cls(core)
-
-    @staticmethod
-    def _configure(
-        core: _Core,
-        exists: bool,
-        embedder: Any,
-        dim: Optional[int],
-        metric: Optional[str],
-        index: Any,
-        index_params: Optional[Mapping[str, Any]],
-        recall_target: Optional[float],
-    ) -> None:
-        if metric is not None and metric not in METRICS:
-            raise InvalidArgument(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_DIM):
-            raise InvalidArgument(f"dim must be an integer in 1..{MAX_DIM}, got {dim!r}")
-        kind = None if index is None else resolve_kind(index)
-        if recall_target is not None and not (0.0 < float(recall_target) <= 1.0):
-            raise InvalidArgument(f"recall_target must be in (0, 1], got {recall_target!r}")
-        if index_params is not None and not isinstance(index_params, Mapping):
-            raise InvalidArgument(f"index_params must be a dict, got {type(index_params).__name__}")
-        if embedder is _UNSET:
-            adapter = None if exists else make_embedder(DEFAULT_MODEL)
-        else:
-            adapter = make_embedder(embedder)
-        if not exists:
-            core.conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA.strip().split(";"):
-                    if statement.strip():
-                        core.conn.execute(statement)
-                core.set_meta("format", FORMAT)
-                core.set_meta("dim", dim)
-                core.set_meta("metric", metric or "cosine")
-                core.set_meta("index", kind or "auto")
-                core.set_meta("index_params", dict(index_params or {}))
-                core.set_meta("recall_target", float(recall_target or DEFAULT_RECALL))
-                core.set_meta("embedder", None if adapter is None else adapter.name)
-                core.set_meta("id_kind", None)
-                core.set_meta("next_id", 0)
-                core.set_meta("next_doc", 0)
-                core.set_meta("generation", 0)
-                core.conn.execute("COMMIT")
-            except BaseException:
-                core.conn.execute("ROLLBACK")
-                raise
-        else:
-            try:
-                fmt = core.meta("format")
-            except Exception as error:
-                raise PersistError(f"{core.path} is not a ruvector collection: {error}", str(core.path)) from error
-            if fmt != FORMAT:
-                raise PersistError(
-                    f"{core.path} has collection format {fmt!r}; this ruvector reads format {FORMAT}", str(core.path)
-                )
-        config = {
-            key: core.meta(key)
-            for key in ("dim", "metric", "index", "index_params", "recall_target", "embedder", "id_kind")
-        }
-        for name, given, stored in (("dim", dim, config["dim"]), ("metric", metric, config["metric"])):
-            if given is not None and stored is not None and given != stored:
-                raise InvalidArgument(f"this collection was made with {name}={stored!r}, got {name}={given!r}")
-        if kind is not None and kind != config["index"]:
-            raise InvalidArgument(f"this collection was made with index={config['index']!r}, got index={kind!r}")
-        if exists and embedder is not _UNSET and embedder is not None:
-            stored_name = config["embedder"]
-            if isinstance(embedder, str) and stored_name is not None and embedder != stored_name:
-                raise InvalidArgument(
-                    f"this collection was embedded with {stored_name!r}; embedding with {embedder!r} "
-                    "would put queries in another space"
-                )
-        if exists and embedder is _UNSET:
-            adapter = make_embedder(config["embedder"])
-        core.config = config
-        core.embedder = adapter
 
     # -- properties --------------------------------------------------------------------
 
@@ -725,11 +806,11 @@ class Collection:
         return self.count()
 
     def __contains__(self, id: object) -> bool:
-        if isinstance(id, bool) or not isinstance(id, (int, str, np.integer)):
+        key = id if isinstance(id, str) else _where.as_int(id)
+        if key is None:
             return False
         with self._core.lock:
             self._core.check_open()
-            key = int(id) if isinstance(id, np.integer) else id
             return self._core.conn.execute("SELECT 1 FROM docs WHERE id = ?", (key,)).fetchone() is not None
 
     def __repr__(self) -> str:
@@ -750,16 +831,30 @@ class Collection:
         Also done when the collection is garbage-collected or at exit."""
         self._finalizer()
 
+    def embed(self, texts: Sequence[str], *, query: bool = False) -> npt.NDArray[np.float32]:
+        """``texts`` as this collection's embedder makes them: a
+        ``(len(texts), dim)`` float32 matrix (``query=True`` uses the
+        embedder's query form where it has one).
+
+        Raises:
+            InvalidArgument: The collection has no embedder (it takes vectors only).
+            DimensionMismatch: The embedder's vectors differ from the collection's dimension.
+        """
+        embedder = self._core.embedder
+        if embedder is None:
+            raise InvalidArgument(
+                "this collection has no embedder: pass vectors=..., or open it with embedder='all-MiniLM-L6-v2'"
+            )
+        dim = self._core.config.get("dim")
+        if not texts:
+            return np.zeros((0, dim or 1), dtype=np.float32)
+        matrix = embedder.embed(list(texts), query=query)
+        embedder.check_dim(matrix.shape[1], dim)
+        return _as_matrix(matrix, dim, "embeddings")
+
     # -- writing ------------------------------------------------------------------------
 
-    def add(
-        self,
-        texts: Union[str, Sequence[Optional[str]], None] = None,
-        *,
-        ids: Optional[Sequence[Id]] = None,
-        metadata: Union[Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]], None] = None,
-        vectors: Any = None,
-    ) -> List[Id]:
+    def add(self, texts: Texts = None, *, ids: Ids = None, metadata: Metadatas = None, vectors: Any = None) -> List[Id]:
         """Adds documents; returns their ids.
 
         ``texts`` are embedded unless ``vectors`` (one row per document) are
@@ -771,54 +866,27 @@ class Collection:
         return self._put(texts, ids, metadata, vectors, replace=False)
 
     def upsert(
-        self,
-        texts: Union[str, Sequence[Optional[str]], None] = None,
-        *,
-        ids: Optional[Sequence[Id]] = None,
-        metadata: Union[Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]], None] = None,
-        vectors: Any = None,
+        self, texts: Texts = None, *, ids: Ids = None, metadata: Metadatas = None, vectors: Any = None
     ) -> List[Id]:
         """Like :meth:`add`, but a present id is replaced (text, metadata and vector)."""
         return self._put(texts, ids, metadata, vectors, replace=True)
 
-    def _put(
-        self,
-        texts: Union[str, Sequence[Optional[str]], None],
-        ids: Optional[Sequence[Id]],
-        metadata: Union[Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]], None],
-        vectors: Any,
-        replace: bool,
-    ) -> List[Id]:
+    def _put(self, texts: Texts, ids: Ids, metadata: Metadatas, vectors: Any, replace: bool) -> List[Id]:
         core = self._core
         core.check_writable()
-        text_list: Optional[List[Optional[str]]]
-        if texts is None:
-            text_list = None
-        elif isinstance(texts, str):
-            text_list = [texts]
-        else:
-            if isinstance(texts, (bytes, Mapping)):
-                raise InvalidArgument(f"texts must be a str or a list of str, got {type(texts).__name__}")
-            text_list = list(texts)
-            for i, text in enumerate(text_list):
-                if text is not None and not isinstance(text, str):
-                    raise InvalidArgument(f"texts[{i}] must be a str, got {type(text).__name__}")
-        if text_list is not None:
-            for i, text in enumerate(text_list):
-                if text is not None:
-                    try:
-                        text.encode("utf-8")
-                    except UnicodeEncodeError:
-                        raise InvalidArgument(f"texts[{i}] is not valid text (a lone surrogate)") from None
+        given = _check_texts(texts)
         dim = core.config.get("dim")
         matrix = None if vectors is None else _as_matrix(vectors, dim)
-        if text_list is None and matrix is None:
-            raise InvalidArgument("give texts, vectors or both")
-        n = len(text_list) if text_list is not None else len(matrix)  # type: ignore[arg-type]
-        if matrix is not None and len(matrix) != n:
-            raise InvalidArgument(f"got {n} texts but {len(matrix)} vectors")
-        if text_list is None:
-            text_list = [None] * n
+        if given is None:
+            if matrix is None:
+                raise InvalidArgument("give texts, vectors or both")
+            n = len(matrix)
+            text_list: List[Optional[str]] = [None] * n
+        else:
+            text_list = given
+            n = len(text_list)
+            if matrix is not None and len(matrix) != n:
+                raise InvalidArgument(f"got {n} texts but {len(matrix)} vectors")
         if isinstance(metadata, Mapping):
             if n != 1:
                 raise InvalidArgument(f"metadata must be a list of {n} dicts (one per document), got one dict")
@@ -830,6 +898,7 @@ class Collection:
             if len(metas) != n:
                 raise InvalidArgument(f"got {n} documents but {len(metas)} metadata entries")
         encoded = [_check_metadata(m, i) for i, m in enumerate(metas)]
+        id_list: List[object] = []
         if ids is not None:
             if isinstance(ids, (str, bytes, int)):
                 raise InvalidArgument("ids must be a list (one id per document)")
@@ -837,20 +906,11 @@ class Collection:
             if len(id_list) != n:
                 raise InvalidArgument(f"got {n} documents but {len(id_list)} ids")
         if matrix is None:
-            embedder = core.embedder
-            missing = [i for i, t in enumerate(text_list) if t is None]
-            if missing:
-                raise InvalidArgument(f"texts[{missing[0]}] is None and no vector was given for it")
-            if embedder is None:
-                raise InvalidArgument(
-                    "this collection has no embedder: pass vectors=..., or open it with embedder='all-MiniLM-L6-v2'"
-                )
-            if n:
-                matrix = embedder.embed([t for t in text_list if t is not None])
-                embedder.check_dim(matrix.shape[1], dim)
-                matrix = _as_matrix(matrix, dim, "embeddings")
-            else:
-                matrix = np.zeros((0, dim or 1), dtype=np.float32)
+            present = [t for t in text_list if t is not None]
+            if len(present) != n:
+                missing = text_list.index(None)
+                raise InvalidArgument(f"texts[{missing}] is None and no vector was given for it")
+            matrix = self.embed(present)
         if core.config["metric"] == "cosine" and len(matrix):
             zero = np.flatnonzero(~(np.einsum("ij,ij->i", matrix, matrix) > 0))
             if len(zero):
@@ -867,7 +927,7 @@ class Collection:
                 else:
                     id_list = list(range(next_id, next_id + n))
                     id_kind = "int"
-            checked = []
+            checked: List[Id] = []
             for value in id_list:
                 got, got_kind = _check_id(value, id_kind)
                 id_kind = got_kind
@@ -891,9 +951,8 @@ class Collection:
     ) -> List[Id]:
         core = self._core
         conn = core.conn
-        conn.execute("BEGIN IMMEDIATE")
-        touched_index = False
-        try:
+
+        def store() -> Tuple[List[int], Optional[npt.NDArray[np.float32]]]:
             existing: Dict[Id, int] = {}
             for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
@@ -904,11 +963,10 @@ class Collection:
                 raise InvalidArgument(
                     f"{len(existing)} id(s) already present, e.g. {shown!r}: use upsert() to replace documents"
                 )
-            gen = core.generation + 1
             next_doc = int(core.meta("next_doc", 0))
             docs: List[int] = []
-            new_rows = []
-            updates = []
+            new_rows: List[Tuple[int, Id, Optional[str], str, bytes]] = []
+            updates: List[Tuple[Optional[str], str, bytes, int]] = []
             for i, ext in enumerate(ids):
                 blob = matrix[i].tobytes()
                 if ext in existing:
@@ -929,11 +987,9 @@ class Collection:
                 "INSERT INTO fields(doc, key, elem, kind, val) VALUES (?, ?, ?, ?, ?)",
                 [(doc, *row) for doc, (_, rows) in zip(docs, encoded) for row in rows],
             )
-            conn.executemany("INSERT INTO changes(gen, doc) VALUES (?, ?)", [(gen, d) for d in docs])
-            core.set_meta("generation", gen)
             core.set_meta("next_doc", next_doc)
             if id_kind == "int":
-                top = max(int(x) for x in ids) + 1  # type: ignore[call-overload]
+                top = max(int(x) for x in ids) + 1
                 core.set_meta("next_id", max(top, int(core.meta("next_id", 0))))
             if core.config.get("id_kind") is None:
                 core.set_meta("id_kind", id_kind)
@@ -941,24 +997,33 @@ class Collection:
                 core.set_meta("dim", int(matrix.shape[1]))
             core.config["id_kind"] = id_kind
             core.config["dim"] = int(matrix.shape[1])
+            return docs, matrix
+
+        self._transact(store)
+        return list(ids)
+
+    def _transact(self, store: Callable[[], Tuple[List[int], Optional[npt.NDArray[np.float32]]]]) -> None:
+        """One write call as one SQLite transaction: ``store`` changes the
+        store and returns the documents it put (with their vectors) or
+        removed (``None``); they are logged under the next generation and
+        the index follows before the commit. Any error rolls back both."""
+        core = self._core
+        conn = core.conn
+        conn.execute("BEGIN IMMEDIATE")
+        touched_index = False
+        try:
+            docs, vectors = store()
+            gen = core.generation + 1
+            conn.executemany("INSERT INTO changes(gen, doc) VALUES (?, ?)", [(gen, d) for d in docs])
+            core.set_meta("generation", gen)
             touched_index = True
-            adapter = core.ensure_index()
-            if adapter.can_change():
-                adapter.upsert(np.asarray(docs, dtype=np.int64), matrix)
-                count = int(conn.execute("SELECT count(*) FROM docs").fetchone()[0])
-                rebuilt = core.after_change(count)
-            else:
-                # No change API in this wheel: rebuilt from the store (a
-                # reopen does the same, so no need to save the file now).
-                core.rebuild_index()
-                rebuilt = False
+            rebuilt = core.change_index(docs, vectors)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(touched_index)
             raise
         core.filter_cache.clear()
         self._maybe_save(rebuilt)
-        return list(ids)
 
     def _rollback(self, touched_index: bool) -> None:
         core = self._core
@@ -1000,31 +1065,15 @@ class Collection:
             if not docs:
                 return 0
             conn = core.conn
-            conn.execute("BEGIN IMMEDIATE")
-            touched = False
-            try:
+
+            def store() -> Tuple[List[int], Optional[npt.NDArray[np.float32]]]:
                 for chunk in _chunks(docs):
                     marks = ",".join("?" * len(chunk))
                     conn.execute(f"DELETE FROM docs WHERE doc IN ({marks})", list(chunk))
                     conn.execute(f"DELETE FROM fields WHERE doc IN ({marks})", list(chunk))
-                gen = core.generation + 1
-                conn.executemany("INSERT INTO changes(gen, doc) VALUES (?, ?)", [(gen, d) for d in docs])
-                core.set_meta("generation", gen)
-                touched = True
-                adapter = core.ensure_index()
-                count = int(conn.execute("SELECT count(*) FROM docs").fetchone()[0])
-                if adapter.can_change():
-                    adapter.remove(np.asarray(docs, dtype=np.int64))
-                    rebuilt = core.after_change(count)
-                else:
-                    core.rebuild_index()  # no change API in this wheel (see _write)
-                    rebuilt = False
-                conn.execute("COMMIT")
-            except BaseException:
-                self._rollback(touched)
-                raise
-            core.filter_cache.clear()
-            self._maybe_save(rebuilt)
+                return docs, None
+
+            self._transact(store)
             return len(docs)
 
     # -- reading ------------------------------------------------------------------------
@@ -1074,11 +1123,17 @@ class Collection:
         core = self._core
         if isinstance(ids, (str, int)):
             ids = [ids]
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise InvalidArgument(f"limit must be a non-negative integer, got {limit!r}")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        if limit is not None:
+            checked = _where.as_int(limit)
+            if checked is None or checked < 0:
+                raise InvalidArgument(f"limit must be a non-negative integer, got {limit!r}")
+            limit = checked
+        checked = _where.as_int(offset)
+        if checked is None or checked < 0:
             raise InvalidArgument(f"offset must be a non-negative integer, got {offset!r}")
+        offset = checked
         cols = "doc, id, text, metadata" + (", vector" if include_vectors else "")
+        rows: List[Tuple[Any, ...]]
         with core.lock:
             core.check_open()
             conn = core.conn
@@ -1087,8 +1142,8 @@ class Collection:
                 rows = conn.execute(sql, (-1 if limit is None else limit, offset)).fetchall()
             else:
                 docs = self._select_docs(ids, where)
+                order: Dict[Id, int] = {}
                 if ids is not None:
-                    order = {}
                     for position, x in enumerate(_check_id(v, None)[0] for v in ids):
                         order.setdefault(x, position)
                 rows = []
@@ -1136,24 +1191,19 @@ class Collection:
         """Query rows and whether one query was given (not a batch)."""
         core = self._core
         dim = core.config.get("dim")
-        if isinstance(query, str) or (
-            isinstance(query, (list, tuple)) and query and all(isinstance(q, str) for q in query)
-        ):
-            texts = [query] if isinstance(query, str) else list(query)
-            if core.embedder is None:
-                raise InvalidArgument("this collection has no embedder: query with a vector, or open it with embedder=")
-            matrix = core.embedder.embed(texts, query=True)
-            core.embedder.check_dim(matrix.shape[1], dim)
-            return _as_matrix(matrix, dim, "embeddings"), isinstance(query, str)
+        texts = _query_texts(query)
+        if texts is not None:
+            return self.embed(texts, query=True), isinstance(query, str)
+        got = type(query).__name__
         if isinstance(query, (bytes, Mapping)) or query is None:
-            raise InvalidArgument(f"query must be a text, texts, a vector or vectors, got {type(query).__name__}")
-        array = np.asarray(query) if not isinstance(query, np.ndarray) else query
+            raise InvalidArgument(f"query must be a text, texts, a vector or vectors, got {got}")
+        array: npt.NDArray[Any] = np.asarray(query)
         single = array.ndim == 1
         return _as_matrix(array, dim, "query"), single
 
     def query(
         self,
-        query: Any,
+        query: object,
         k: int = 10,
         *,
         where: Optional[Where] = None,
@@ -1170,23 +1220,23 @@ class Collection:
         matches)`` hits come back. ``nprobe``/``rerank_factor`` tune one
         call of an IVF or reranking index.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_K:
+        checked_k = _where.as_int(k)
+        if checked_k is None or not 1 <= checked_k <= MAX_K:
             raise InvalidArgument(f"k must be an integer in 1..{MAX_K}, got {k!r}")
-        k = int(k)
+        k = checked_k
         core = self._core
         core.check_open()
         if isinstance(ids, (str, int)):
             ids = [ids]
-        if where is not None and not isinstance(where, Mapping):
+        if where is not None and _where.as_mapping(where) is None:
             raise InvalidArgument(f"a where must be a dict, got {type(where).__name__}")
         if where is not None and not where:
             where = None  # {} matches every document: no filter
         with core.lock:
             if core.config.get("dim") is None or self.count() == 0:
-                if isinstance(query, str):
-                    return []
-                if isinstance(query, (list, tuple)) and query and all(isinstance(q, str) for q in query):
-                    return [[] for _ in query]
+                texts = _query_texts(query)
+                if texts is not None:
+                    return [] if isinstance(query, str) else [[] for _ in texts]
                 array = np.asarray(query, dtype=np.float32) if query is not None else None
                 if array is None or array.ndim not in (1, 2):
                     raise InvalidArgument("query must be a text, texts, a vector or vectors")
@@ -1237,7 +1287,7 @@ class Collection:
                 return
             from ._compat import save_legacy
 
-            save_legacy(self, Path(os.fspath(path)))
+            save_legacy(self, self._core, Path(os.fspath(path)))
 
     @classmethod
     def load(cls, path: _PathLike, **options: Any) -> Collection:
@@ -1275,7 +1325,7 @@ class Collection:
                     [r.text for r in records],
                     ids=[r.id for r in records],
                     metadata=[r.metadata for r in records],
-                    vectors=np.stack([r.vector for r in records]),  # type: ignore[arg-type]
+                    vectors=stack_vectors(records, self.dim or 1),
                 )
                 offset += batch
         except BaseException:
@@ -1399,14 +1449,14 @@ class Collection:
 
     def insert(self, vector: Any, *, metadata: Optional[Dict[str, Any]] = None) -> int:
         """0.1.4: adds one vector under the next integer id; returns it."""
-        return int(self.add(vectors=_as_matrix(vector, self.dim, "vector"), metadata=[metadata])[0])  # type: ignore[call-overload]
+        return int(self.add(vectors=_as_matrix(vector, self.dim, "vector"), metadata=[metadata])[0])
 
     def insert_batch(
         self, vectors: Any, *, metadatas: Optional[Sequence[Optional[Dict[str, Any]]]] = None
     ) -> List[int]:
         """0.1.4: adds the rows of ``vectors`` under the next integer ids."""
         matrix = _as_matrix(vectors, self.dim)
-        return [int(x) for x in self.add(vectors=matrix, metadata=metadatas)]  # type: ignore[call-overload]
+        return [int(x) for x in self.add(vectors=matrix, metadata=metadatas)]
 
     def search(
         self,
@@ -1428,7 +1478,7 @@ class Collection:
         if callable(filter) or (
             isinstance(filter, Mapping) and any(isinstance(v, (list, tuple, dict)) for v in filter.values())
         ):
-            ids = self._matching_ids(filter)  # type: ignore[arg-type]
+            ids = self._matching_ids(filter)
             if not ids:
                 return []
         elif isinstance(filter, Mapping):
@@ -1442,14 +1492,16 @@ class Collection:
 
     def _matching_ids(self, predicate: Union[Mapping[str, Any], Callable[[Dict[str, Any]], bool]]) -> List[Id]:
         """Ids whose metadata passes a 0.1.4 predicate (evaluated before the search)."""
-        if isinstance(predicate, Mapping):
+        test: Callable[[Dict[str, Any]], bool]
+        if callable(predicate):
+            test = predicate
+        else:
             wanted = dict(predicate)
 
-            def test(meta: Dict[str, Any]) -> bool:
+            def matches(meta: Dict[str, Any]) -> bool:
                 return all(meta.get(key) == value for key, value in wanted.items())
 
-        else:
-            test = predicate
+            test = matches
         with self._core.lock:
             rows = self._core.conn.execute("SELECT id, metadata FROM docs").fetchall()
         return [row[0] for row in rows if test(json.loads(row[1]))]
@@ -1466,8 +1518,8 @@ class Collection:
     def export_live_items(self) -> List[Tuple[Id, npt.NDArray[np.float32], Optional[Dict[str, Any]]]]:
         """0.1.4: ``(id, vector, metadata)`` of every document, by id."""
         records = self.get(include_vectors=True)
-        items = [(r.id, r.vector, r.metadata or None) for r in records]
-        return sorted(items, key=lambda item: (isinstance(item[0], str), item[0]))  # type: ignore[return-value]
+        items = [(r.id, v, r.metadata or None) for r, v in zip(records, stack_vectors(records, self.dim or 1))]
+        return sorted(items, key=lambda item: (isinstance(item[0], str), item[0]))
 
     @staticmethod
     def meta_path(path: _PathLike) -> Path:

@@ -24,7 +24,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
 from ruvector_common.errors import InvalidArgument, MissingComponentError, NotFound, RuVectorError
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["build_server", "serve", "UnsafeBind"]
 
+_Tool = TypeVar("_Tool", bound=Callable[..., Any])
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_DOCS_PER_CALL = 1_000
 MAX_METADATA_BYTES = 65_536
@@ -80,7 +81,7 @@ class _Collections:
         self.open: Dict[str, Collection] = {}
         self.lock = threading.Lock()
 
-    def path(self, name: str) -> Path:
+    def path(self, name: object) -> Path:
         if not isinstance(name, str) or not _NAME.match(name):
             raise InvalidArgument(f"invalid collection name {name!r}: use 1-64 letters, digits, '-' or '_'")
         return self.root / name
@@ -143,6 +144,13 @@ def build_server(
 ) -> MCPServer:
     """The MCP server over the collections in ``data_dir`` (``token``: the
     bearer token HTTP requests must carry)."""
+    return _build(data_dir, read_only, token)[0]
+
+
+def _build(
+    data_dir: Union[str, os.PathLike[str], None], read_only: bool, token: Optional[str]
+) -> Tuple[MCPServer, _Collections]:
+    """:func:`build_server` and the open collections it serves (closed by :func:`serve`)."""
     root = Path(
         os.fspath(data_dir) if data_dir is not None else os.environ.get("RUVECTOR_MCP_DATA_DIR", "~/.ruvector/mcp")
     ).expanduser()
@@ -162,10 +170,11 @@ def build_server(
         token_verifier=verifier,
         auth=auth,
     )
-    server._ruvector_collections = collections  # type: ignore[attr-defined]
 
-    def tool(annotations: ToolAnnotations, writes: bool = False) -> Any:
-        def register(fn: Any) -> Any:
+    def tool(annotations: ToolAnnotations, writes: bool = False) -> Callable[[_Tool], _Tool]:
+        """Registers a tool (a write tool only when not read-only)."""
+
+        def register(fn: _Tool) -> _Tool:
             if writes and read_only:
                 return fn
 
@@ -179,14 +188,15 @@ def build_server(
                     # Our messages say what to correct; the SDK would hide them otherwise.
                     raise ToolError(str(error)) from error
 
-            return server.tool(name=fn.__name__, description=fn.__doc__, annotations=annotations)(wrapped)
+            server.tool(name=fn.__name__, description=fn.__doc__, annotations=annotations)(wrapped)
+            return fn
 
         return register
 
     @tool(_READ)
     def list_collections() -> Dict[str, Any]:
         """List the collections and their document counts."""
-        out = []
+        out: List[Dict[str, Any]] = []
         for name in collections.names():
             out.append({"name": name, "count": collections.get(name).count()})
         return {"collections": out, "read_only": read_only}
@@ -264,7 +274,7 @@ def build_server(
         deleted = coll.delete(ids, where=where)
         return {"deleted": deleted, "count": coll.count()}
 
-    return server
+    return server, collections
 
 
 def _is_loopback(host: str) -> bool:
@@ -290,11 +300,11 @@ def serve(
     token = (os.environ.get(token_env) or "").strip() or None
     if http and token is None and not _is_loopback(host):
         raise UnsafeBind(f"refusing to serve HTTP on {host!r} without a token: set {token_env}, or bind 127.0.0.1")
-    server = build_server(data_dir, read_only=read_only, token=token if http else None)
+    server, collections = _build(data_dir, read_only, token if http else None)
     try:
         if http:
             server.run(transport="streamable-http", host=host, port=port)
         else:
             server.run(transport="stdio")
     finally:
-        server._ruvector_collections.close()  # type: ignore[attr-defined]
+        collections.close()

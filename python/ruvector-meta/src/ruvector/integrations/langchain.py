@@ -31,7 +31,7 @@ except ModuleNotFoundError as error:
         "ruvector.integrations.langchain", "langchain", "langchain-core", "langchain_core"
     ) from error
 
-from ruvector.collection import Collection
+from ruvector.collection import Collection, stack_vectors
 
 __all__ = ["RuVectorStore", "RuVectorEmbeddings"]
 
@@ -49,10 +49,12 @@ class RuVectorEmbeddings(Embeddings):
         self.name = self._model.name
 
     def embed_documents(self, texts: List[str]) -> List[List[float]]:
-        return self._model.embed_batch(texts).tolist()  # type: ignore[no-any-return]
+        rows: List[List[float]] = self._model.embed_batch(texts).tolist()
+        return rows
 
     def embed_query(self, text: str) -> List[float]:
-        return self._model.embed(text).tolist()  # type: ignore[no-any-return]
+        row: List[float] = self._model.embed(text).tolist()
+        return row
 
 
 class RuVectorStore(VectorStore):
@@ -89,19 +91,19 @@ class RuVectorStore(VectorStore):
         texts: Iterable[str],
         metadatas: Optional[List[dict[str, Any]]] = None,
         *,
-        ids: Optional[List[str]] = None,
+        ids: Optional[Sequence[Optional[str]]] = None,
         **kwargs: Any,
     ) -> List[str]:
-        """Embeds and stores ``texts``; an existing id is replaced."""
+        """Embeds and stores ``texts``; an existing id is replaced (an id
+        that is ``None`` gets a new one)."""
         text_list = list(texts)
         if not text_list:
             return []
-        if ids is None:
-            ids = [uuid.uuid4().hex for _ in text_list]
-        ids = [i if i is not None else uuid.uuid4().hex for i in ids]
+        given = [None] * len(text_list) if ids is None else list(ids)
+        id_list = [i if i is not None else uuid.uuid4().hex for i in given]
         vectors = self._embedding.embed_documents(text_list)
-        self.collection.upsert(text_list, ids=ids, metadata=metadatas, vectors=vectors)
-        return list(ids)
+        self.collection.upsert(text_list, ids=id_list, metadata=metadatas, vectors=vectors)
+        return id_list
 
     def add_documents(self, documents: List[Document], **kwargs: Any) -> List[str]:
         if "ids" not in kwargs:
@@ -160,7 +162,7 @@ class RuVectorStore(VectorStore):
         if not hits:
             return []
         records = {r.id: r for r in self.collection.get([h.id for h in hits], include_vectors=True)}
-        vectors = [records[h.id].vector for h in hits]
+        vectors = stack_vectors([records[h.id] for h in hits], len(query_vector)).tolist()
         chosen = maximal_marginal_relevance(np.asarray(query_vector), vectors, lambda_mult=lambda_mult, k=k)
         return [Document(id=hits[i].id, page_content=hits[i].text or "", metadata=hits[i].metadata) for i in chosen]
 

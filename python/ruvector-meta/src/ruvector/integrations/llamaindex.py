@@ -22,6 +22,7 @@ from ruvector_common.errors import InvalidArgument, MissingComponentError
 try:
     from llama_index.core.bridge.pydantic import PrivateAttr
     from llama_index.core.schema import BaseNode
+    from llama_index.core.vector_stores import utils as _node_utils
     from llama_index.core.vector_stores.types import (
         BasePydanticVectorStore,
         FilterCondition,
@@ -32,7 +33,7 @@ try:
         VectorStoreQueryMode,
         VectorStoreQueryResult,
     )
-    from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+    from llama_index.core.vector_stores.utils import node_to_metadata_dict
 except ModuleNotFoundError as error:
     if error.name is None or not error.name.startswith("llama_index"):
         raise
@@ -87,7 +88,7 @@ class RuVectorStore(BasePydanticVectorStore):
     _collection: Collection = PrivateAttr()
 
     def __init__(self, path: Optional[str] = None, *, collection: Optional[Collection] = None, **options: Any) -> None:
-        super().__init__()
+        super().__init__(stores_text=True)
         if collection is None:
             if path is None:
                 raise InvalidArgument("give the collection directory (path=...) or collection=...")
@@ -136,7 +137,8 @@ class RuVectorStore(BasePydanticVectorStore):
 
     @staticmethod
     def _node(text: Optional[str], metadata: Dict[str, Any]) -> BaseNode:
-        node = metadata_dict_to_node(metadata, text=text)
+        # llama-index annotates the parameter as a bare ``dict``.
+        node: BaseNode = _node_utils.metadata_dict_to_node(metadata, text=text)  # pyright: ignore[reportUnknownMemberType]
         return node
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
