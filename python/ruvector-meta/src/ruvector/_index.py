@@ -231,18 +231,30 @@ class IndexAdapter:
             # Before the index API: k must not exceed the index size.
             k = min(k, len(self.index))
         q = self.prepare(queries)
-        halve = self.metric == "cosine" and not self.native_metric
         out: List[List[Tuple[int, float]]] = []
         if len(q) == 1:
             hits = self.index.search(q[0], k, **kwargs)
-            out.append([(int(h[0]), float(h[1]) / 2 if halve else float(h[1])) for h in hits])
-            return out
-        ids, scores = self.index.search_batch(q, k, **kwargs)
-        if halve:
-            scores = (scores / 2).astype(np.float32, copy=False)
-        for row_ids, row_scores in zip(ids.tolist(), scores.tolist()):
-            out.append([(i, s) for i, s in zip(row_ids, row_scores) if i >= 0 and s != float("inf")])
+            ids = np.array([[int(h[0]) for h in hits]], dtype=np.int64)
+            scores = np.array([[float(h[1]) for h in hits]], dtype=np.float32)
+        else:
+            ids, scores = self.index.search_batch(q, k, **kwargs)
+        distances = self.distances(scores)
+        for row_ids, row_distances in zip(ids.tolist(), distances.tolist()):
+            # Rows shorter than k are padded with id -1.
+            out.append([(i, d) for i, d in zip(row_ids, row_distances) if i >= 0])
         return out
+
+    def distances(self, scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The collection's distances (lower is nearer, as chromadb's) from the
+        index's scores: squared L2 for ``l2``; ``1 - similarity`` for
+        ``cosine`` and ``ip`` (native indexes score those as similarities; an
+        emulated cosine index scores squared L2 between unit rows, twice the
+        cosine distance)."""
+        if self.metric == "l2":
+            return scores
+        if self.native_metric:
+            return (1.0 - scores).astype(np.float32, copy=False)
+        return (scores / 2).astype(np.float32, copy=False)
 
     # -- files ----------------------------------------------------------------------
 
