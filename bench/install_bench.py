@@ -120,7 +120,7 @@ def measure(house: Path, work: Path, target: str, module: str, repeats: int) -> 
     return {
         "pip_s": statistics.median(pip_s),
         "uv_s": statistics.median(uv_s) if uv_s else float("nan"),
-        "size_mb": size / 1e6,
+        "size_mib": size / (1 << 20),
         "import_s": statistics.median(imports),
         "numpy_import_s": statistics.median(numpy_imports),
     }
@@ -147,7 +147,7 @@ def main() -> None:
                 f"`pip install {target}` {r['pip_s']:.2f} s (limit {limit:.0f} s): {'ok' if ok else 'OVER'}"
             )
             rows.append(
-                f"| `{target}` | {r['pip_s']:.2f} | {r['uv_s']:.2f} | {r['size_mb']:.2f} | "
+                f"| `{target}` | {r['pip_s']:.2f} | {r['uv_s']:.2f} | {r['size_mib']:.2f} | "
                 f"{r['import_s'] * 1000:.0f} | {r['numpy_import_s'] * 1000:.0f} |"
             )
             print(rows[-1], flush=True)
@@ -164,7 +164,7 @@ def main() -> None:
             "`ruvector-common` (a dependency of everything) is in both. The import time is a first",
             "import in a fresh interpreter; the components that load NumPy include its import.",
             "",
-            "| install | pip install (s) | uv pip install (s) | installed (MB, no NumPy) "
+            "| install | pip install (s) | uv pip install (s) | installed (MiB, no NumPy) "
             "| import (ms) | NumPy alone (ms) |",
             "|---|---:|---:|---:|---:|---:|",
             *rows,

@@ -10,19 +10,14 @@ tree. ``tests/release/smoke.py`` is the workload run in those virtualenvs.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
-import sys
 import venv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - the tests run on 3.11+ locally, 3.9 in CI
-    tomllib = None
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST = Path(os.environ.get("RUVECTOR_DIST", str(ROOT / "dist")))
@@ -45,13 +40,10 @@ class Package:
 
 
 def _project_name(pyproject: Path) -> str:
-    text = pyproject.read_text("utf-8")
-    if tomllib is not None:
-        return str(tomllib.loads(text)["project"]["name"])
-    for line in text.splitlines():  # 3.9/3.10: the one `name = "..."` of [project]
-        if line.startswith("name = "):
-            return line.split("=", 1)[1].strip().strip('"')
-    raise AssertionError(f"{pyproject} has no project name")
+    """``[project] name`` (a line scan: tomllib is 3.11+, CI tests on 3.9)."""
+    match = re.search(r'^\[project\]\s*\nname = "([^"]+)"', pyproject.read_text("utf-8"), flags=re.MULTILINE)
+    assert match, f"{pyproject}: no name right after [project]"
+    return match.group(1)
 
 
 def packages() -> List[Package]:

@@ -65,7 +65,9 @@ def _needed_libs(data: bytes) -> Set[str]:
     needed: Set[str] = set()
     for section in elf.iter_sections():
         if isinstance(section, DynamicSection):
-            needed.update(str(tag.needed) for tag in section.iter_tags() if tag.entry.d_tag == "DT_NEEDED")
+            for tag in section.iter_tags():
+                if tag.entry.d_tag == "DT_NEEDED":
+                    needed.add(str(tag.needed))  # type: ignore[attr-defined]  # set by pyelftools per tag kind
     return needed
 
 
