@@ -96,10 +96,12 @@ def _portable_args() -> list[str]:
 def build(session: nox.Session) -> None:
     """Builds every wheel and sdist once into dist/ (release profile,
     portable wheels: see _portable_args)."""
+    # Installed even when the build is skipped: the tests session builds one
+    # wheel with this venv's maturin, so cargo reuses target/ (see tests).
+    session.install("maturin>=1.16,<2", "uv", "ziglang>=0.13")
     if os.environ.get("RUVECTOR_SKIP_BUILD") == "1" and list(DIST.glob("*.whl")):
         session.log("RUVECTOR_SKIP_BUILD=1: using the wheels in dist/")
         return
-    session.install("maturin>=1.16,<2", "uv", "ziglang>=0.13")
     shutil.rmtree(DIST, ignore_errors=True)
     DIST.mkdir()
     for crate in NATIVE:
