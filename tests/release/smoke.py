@@ -45,12 +45,15 @@ def smoke_rabitq() -> str:
         assert hits[0].id == 123 and hits[0].score < 1e-3, (cls.__name__, hits)
         ids, _ = index.search_batch(x[:50], k=1)
         assert ids[:, 0].tolist() == list(range(50)), cls.__name__
+    flat = rr.FlatF32Index.build(x)
+    # float64 is converted (one copy), so it finds the same vector.
+    assert flat.search(x[5].astype("float64"), k=1)[0].id == 5
     try:
-        rr.FlatF32Index.build(x).search(x[0].astype("float64"), k=1)
-    except rr.InvalidArgument as error:
-        assert "float32" in str(error), error
+        flat.search(x[0][:31], k=1)
+    except rr.DimensionMismatch as error:
+        assert "31" in str(error) and "32" in str(error), error
     else:
-        raise AssertionError("a float64 query was accepted")
+        raise AssertionError("a query of the wrong dimension was accepted")
     return f"search ok, cpu {rr.cpu_features()}"
 
 
