@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-import corpus  # noqa: E402
+import corpus
 
 K = 10
 
@@ -87,7 +87,7 @@ def faiss_rows(base: np.ndarray, metric: str, nprobes: Sequence[int], efs: Seque
     x = np.ascontiguousarray(x, np.float32)
     d, n = x.shape[1], x.shape[0]
     rows = []
-    nlist = int(round(np.sqrt(n)))
+    nlist = round(float(np.sqrt(n)))
     t0 = time.perf_counter()
     ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
     ivf.train(x)
@@ -99,7 +99,9 @@ def faiss_rows(base: np.ndarray, metric: str, nprobes: Sequence[int], efs: Seque
             ivf.nprobe = nprobe
             return ivf.search(prep(q), K)[1][0]
 
-        rows.append({"lib": "faiss IndexIVFFlat IP", "setting": f"nprobe={nprobe}", "build_s": build, "run": search_ivf})
+        rows.append(
+            {"lib": "faiss IndexIVFFlat IP", "setting": f"nprobe={nprobe}", "build_s": build, "run": search_ivf}
+        )
     t0 = time.perf_counter()
     hnsw = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
     hnsw.hnsw.efConstruction = 200
@@ -144,10 +146,16 @@ def hnswlib_rows(base: np.ndarray, metric: str, efs: Sequence[int]) -> List[Dict
 
 
 def table(title: str, rows: List[Dict[str, Any]]) -> List[str]:
-    out = [f"### {title}", "", "| library | setting | recall@10 | p50 ms | p99 ms | build s |", "|---|---|---|---|---|---|"]
+    out = [
+        f"### {title}",
+        "",
+        "| library | setting | recall@10 | p50 ms | p99 ms | build s |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         out.append(
-            f"| {r['lib']} | {r['setting']} | {r['recall']:.3f} | {r['p50']:.3f} | {r['p99']:.3f} | {r['build_s']:.1f} |"
+            f"| {r['lib']} | {r['setting']} | {r['recall']:.3f} | {r['p50']:.3f} | {r['p99']:.3f} "
+            f"| {r['build_s']:.1f} |"
         )
     out.append("")
     for level in (0.9, 0.95, 0.99):
@@ -159,7 +167,7 @@ def table(title: str, rows: List[Dict[str, Any]]) -> List[str]:
             t = min(theirs, key=lambda r: r["p50"])
             out.append(
                 f"- recall ≥ {level}: ruvector p50 {m['p50']:.3f} ms ({m['setting']}) vs best peer "
-                f"{t['lib']} {t['p50']:.3f} ms ({t['setting']}): ratio {m['p50'] / t['p50']:.2f}×"
+                f"{t['lib']} {t['p50']:.3f} ms ({t['setting']}): ratio {m['p50'] / t['p50']:.2f}x"
             )
         elif mine:
             out.append(f"- recall ≥ {level}: only ruvector reaches it here")
@@ -196,7 +204,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         for r in rows:
             r.update(timed(r.pop("run"), queries))
             r["recall"] = recall(r.pop("found"), truth)
-            print(f"{metric:6} {r['lib']:28} {r['setting']:10} recall {r['recall']:.3f} p50 {r['p50']:.3f} ms", flush=True)
+            print(
+                f"{metric:6} {r['lib']:28} {r['setting']:10} recall {r['recall']:.3f} p50 {r['p50']:.3f} ms", flush=True
+            )
         lines += table(f"metric={metric!r}, n={len(base):,}", rows)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

@@ -237,7 +237,7 @@ def test_federated_merges_by_the_metric() -> None:
             session = lake.session()
             with session:
                 again = session.search_federated("docs", q, 10, metric=metric, rerank_factor=rf)
-            assert again == got
+                assert again == got
 
 
 def test_sessions_and_async_take_metric_and_filter() -> None:

@@ -374,5 +374,5 @@ TestChanges.settings = settings(
     deadline=None,
     derandomize=True,
     database=None,
-    suppress_health_check=list(HealthCheck),
+    suppress_health_check=list(HealthCheck.__members__.values()),
 )

@@ -10,7 +10,7 @@ kinds take ``cosine`` and refuse ``ip`` naming the kinds that can.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Type, Union
+from typing import TYPE_CHECKING, Any, List, Literal, Type, Union, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 OneBitClass = Type[Union[rr.RabitqIndex, rr.RabitqPlusIndex, rr.RabitqAsymIndex]]
+#: The metric names an index takes.
+MetricName = Literal["l2", "ip", "cosine"]
 ONE_BIT: List[OneBitClass] = [rr.RabitqIndex, rr.RabitqPlusIndex, rr.RabitqAsymIndex]
 
 
@@ -64,7 +66,7 @@ def test_l2_is_the_default_and_the_metric_is_reported(scaled: tuple[F32, F32]) -
 
 
 @pytest.mark.parametrize("metric", ["ip", "cosine"])
-def test_flat_ranks_exactly_like_numpy(scaled: tuple[F32, F32], metric: str) -> None:
+def test_flat_ranks_exactly_like_numpy(scaled: tuple[F32, F32], metric: MetricName) -> None:
     x, q = scaled
     index = rr.FlatF32Index.build(x, metric=metric)
     want_ids, want_scores = exact(x, q, 10, metric)
@@ -78,10 +80,10 @@ def test_flat_ranks_exactly_like_numpy(scaled: tuple[F32, F32], metric: str) -> 
 
 
 @pytest.mark.parametrize("metric", ["ip", "cosine"])
-def test_ivf_reaches_high_recall_on_unnormalised_vectors(scaled: tuple[F32, F32], metric: str) -> None:
+def test_ivf_reaches_high_recall_on_unnormalised_vectors(scaled: tuple[F32, F32], metric: MetricName) -> None:
     x, q = scaled
     index = rr.IvfRabitqIndex.build(x, nlist=40, metric=metric, seed=3)
-    want_ids, want_scores = exact(x, q, 10, metric)
+    want_ids, _ = exact(x, q, 10, metric)
     ids, scores = index.search_batch(q, 10)
     assert recall(ids, want_ids) >= 0.95
     # Every score is exact (reranked), whatever was found.
@@ -115,7 +117,9 @@ def test_ip_is_not_cosine_nor_l2(scaled: tuple[F32, F32]) -> None:
 )
 def test_one_bit_kinds_take_cosine(scaled: tuple[F32, F32], cls: OneBitClass, rerank: Any, floor: float) -> None:
     x, q = scaled
-    index = cls.build(x, metric="cosine", seed=2, rerank_factor=rerank) if rerank else cls.build(x, metric="cosine")
+    index: Any = cls.build(x, metric="cosine")
+    if rerank:
+        index = rr.RabitqAsymIndex.build(x, metric="cosine", seed=2, rerank_factor=rerank)
     want_ids, _ = exact(x, q, 10, "cosine")
     ids, scores = index.search_batch(q, 10)
     assert np.all(np.diff(scores, axis=1) <= 1e-6), "best first"
@@ -138,7 +142,7 @@ def test_metric_typos_name_the_choices_and_what_was_given(bad: Any) -> None:
         rr.IvfRabitqIndex(8, metric=bad)
     assert (f'"{bad}"' if isinstance(bad, str) else repr(bad)) in str(err.value)
     with pytest.raises(rr.InvalidArgument):
-        rr.FlatF32Index.build(np.ones((3, 8), np.float32), metric=bad)
+        rr.FlatF32Index.build(np.ones((3, 8), np.float32), metric=cast(Any, bad))
 
 
 def test_cosine_stores_unit_vectors_and_refuses_rows_without_direction() -> None:
@@ -156,7 +160,7 @@ def test_cosine_stores_unit_vectors_and_refuses_rows_without_direction() -> None
 
 
 @pytest.mark.parametrize("metric", ["ip", "cosine"])
-def test_search_and_batch_and_async_agree(scaled: tuple[F32, F32], metric: str) -> None:
+def test_search_and_batch_and_async_agree(scaled: tuple[F32, F32], metric: MetricName) -> None:
     import asyncio
 
     x, q = scaled
@@ -179,7 +183,7 @@ def test_search_and_batch_and_async_agree(scaled: tuple[F32, F32], metric: str) 
         (rr.RabitqAsymIndex, "cosine"),
     ],
 )
-def test_a_saved_index_keeps_its_metric(scaled: tuple[F32, F32], tmp_path: Path, cls: Any, metric: str) -> None:
+def test_a_saved_index_keeps_its_metric(scaled: tuple[F32, F32], tmp_path: Path, cls: Any, metric: MetricName) -> None:
     x, q = scaled
     index = cls.build(x[:800], metric=metric)
     if cls is rr.RabitqAsymIndex:

@@ -19,7 +19,7 @@ import sys
 import textwrap
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -60,7 +60,7 @@ def test_every_kind_round_trips_through_bytes_pickle_and_copy(build_any: Builder
         type(idx).from_bytes(blob),
         type(idx).from_bytes(bytearray(blob)),
         type(idx).from_bytes(memoryview(blob)),
-        rr._native._IndexBase.from_bytes(blob),  # any kind, the right class back
+        rr._native._IndexBase.from_bytes(blob),  # pyright: ignore[reportPrivateUsage]  # any kind, the right class back
         copy.copy(idx),
         copy.deepcopy(idx),
     ]
@@ -259,7 +259,8 @@ def test_mapped_index_searches_the_same_and_copies_before_a_change(data: Data, t
         path = tmp_path / f"{type(idx).__name__}.rbpx"
         idx.save(path, crate_format=False)
         before = path.read_bytes()
-        mapped = type(idx).load(path, mmap=True)
+        kind: Any = idx.__class__
+        mapped: Any = kind.load(path, mmap=True)
         assert mapped.mapped and not idx.mapped
         assert results(mapped, q) == results(idx, q)
         view = np.asarray(mapped)
@@ -297,13 +298,16 @@ def test_two_processes_share_one_mapped_copy(tmp_path: Path) -> None:
         idx = rr.FlatF32Index.load({str(path)!r}, mmap={{mmap}})
         q = np.asarray(idx)[:20].copy()
         idx.search_batch(q, 5)
-        def private_kb():
+        def anonymous_kb():
             f = {{}}
             for line in open('/proc/self/smaps_rollup').read().splitlines()[1:]:
                 k, v = line.split(':', 1)
                 f[k.strip()] = int(v.split()[0])
-            return f['Private_Clean'] + f['Private_Dirty'], f['Rss']
-        print(*private_kb())
+            # Anonymous: memory of this process's own (a copy of the
+            # vectors); mapped file pages never count, whether or not the
+            # other process has touched them yet (Private_* would race).
+            return f['Anonymous'], f['Rss']
+        print(*anonymous_kb())
         sys.stdout.flush()
         sys.stdin.read()
         """
@@ -320,10 +324,11 @@ def test_two_processes_share_one_mapped_copy(tmp_path: Path) -> None:
     first, second = start(True), start(True)
     plain = start(False)
     try:
-        readings = {}
+        readings: Dict[str, Tuple[int, int]] = {}
         for name, proc in [("first", first), ("second", second), ("plain", plain)]:
             assert proc.stdout is not None
-            private, rss = map(int, proc.stdout.readline().split())
+            fields: List[str] = proc.stdout.readline().split()
+            private, rss = int(fields[0]), int(fields[1])
             readings[name] = (private, rss)
         # Both mapped processes touched every vector (the CRC and the scan),
         # yet hold them as shared file pages, not private memory.
@@ -347,7 +352,7 @@ def test_load_peaks_at_about_the_index_size(cls: Any, tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
     x = rng.standard_normal((n, dim)).astype(np.float32)
     path = tmp_path / "peak.rbpx"
-    kwargs = {"rotation": "hadamard"} if cls is rr.RabitqPlusIndex else {}
+    kwargs: Dict[str, Any] = {"rotation": "hadamard"} if cls is rr.RabitqPlusIndex else {}
     cls.build(x, **kwargs).save(path)
     small = tmp_path / "small.rbpx"
     cls.build(x[:2000], **kwargs).save(small)

@@ -261,7 +261,12 @@ class RabitqIndex(_IndexBase):
     """
 
     def __init__(
-        self, dim: _Int, *, seed: Optional[_Int] = None, rotation: Optional[str] = None, metric: Optional[_Metric] = None
+        self,
+        dim: _Int,
+        *,
+        seed: Optional[_Int] = None,
+        rotation: Optional[str] = None,
+        metric: Optional[_Metric] = None,
     ) -> None: ...
     @classmethod
     def build(
