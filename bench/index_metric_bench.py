@@ -68,10 +68,9 @@ def ours(base: np.ndarray, metric: str, nprobes: Sequence[int]) -> List[Dict[str
     build = time.perf_counter() - t0
     rows = []
     for nprobe in nprobes:
-        index.nprobe = nprobe
-
-        def search(q: np.ndarray) -> np.ndarray:
-            return np.array([h.id for h in index.search(q, K)], np.int64)
+        # The setting is bound per row: rows run after this loop.
+        def search(q: np.ndarray, nprobe: int = nprobe) -> np.ndarray:
+            return np.array([h.id for h in index.search(q, K, nprobe=nprobe)], np.int64)
 
         rows.append({"lib": "ruvector IvfRabitqIndex", "setting": f"nprobe={nprobe}", "build_s": build, "run": search})
     return rows
