@@ -17,65 +17,64 @@ from embed_helpers import run_child
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-#: argv: model folder, "first" (no array made before the batch) or "warm".
-TEXT_BATCH = r"""
-import os, signal, sys, threading, time
-import numpy as np
-import ruvector_embed as rve
 
+def child(setup: str, call: str, after: str) -> str:
+    """A child script: ``setup``, then ``call`` with SIGINT sent 0.5 s in
+    (prints ``INTERRUPTED <seconds>``, or ``FINISHED``/``OTHER``), then
+    ``after``, which checks the object still works and prints ``AFTER-OK``."""
+    interrupted = f"""
+def fire():
+    time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=fire, daemon=True).start()
+t0 = time.monotonic()
+try:
+    {call}
+    print("FINISHED", time.monotonic() - t0)
+except KeyboardInterrupt:
+    print("INTERRUPTED", time.monotonic() - t0)
+except BaseException as e:
+    print("OTHER", type(e).__name__, e)
+    raise SystemExit(0)
+"""
+    return "import os, signal, sys, threading, time\nimport numpy as np\nimport ruvector_embed as rve\n" + (
+        setup + interrupted + after
+    )
+
+
+#: argv: model folder, "first" (no array made before the batch) or "warm".
+TEXT_BATCH = child(
+    """
 emb = rve.Embedder.from_pretrained(sys.argv[1])
 if sys.argv[2] == "warm":
     emb.embed("warm up")
 texts = [("token " * 300) + str(i) for i in range(6000)]
-
-def fire():
-    time.sleep(0.5)
-    os.kill(os.getpid(), signal.SIGINT)
-
-threading.Thread(target=fire, daemon=True).start()
-t0 = time.monotonic()
-try:
-    emb.embed_batch(texts)
-    print("FINISHED", time.monotonic() - t0)
-except KeyboardInterrupt:
-    print("INTERRUPTED", time.monotonic() - t0)
-except BaseException as e:
-    print("OTHER", type(e).__name__, e)
-    raise SystemExit(0)
+""",
+    "emb.embed_batch(texts)",
+    """
 # The embedder is intact: a small batch equals single embeddings.
 small = emb.embed_batch(["after", "the interrupt"])
 assert np.allclose(small[0], emb.embed("after"), atol=2e-6)
 print("AFTER-OK")
-"""
+""",
+)
 
-IMAGE_BATCH = r"""
-import os, signal, sys, threading, time
-import numpy as np
-import ruvector_embed as rve
-
+#: argv: "first" or "warm".
+IMAGE_BATCH = child(
+    """
 emb = rve.ImageEmbedder.from_pretrained(weights="untrained")
 if sys.argv[1] == "warm":
     emb.embed_image(np.zeros((32, 32, 3), np.uint8))
 images = np.random.default_rng(0).integers(0, 256, size=(4000, 96, 96, 3), dtype=np.uint8)
-
-def fire():
-    time.sleep(0.5)
-    os.kill(os.getpid(), signal.SIGINT)
-
-threading.Thread(target=fire, daemon=True).start()
-t0 = time.monotonic()
-try:
-    emb.embed_images(images)
-    print("FINISHED", time.monotonic() - t0)
-except KeyboardInterrupt:
-    print("INTERRUPTED", time.monotonic() - t0)
-except BaseException as e:
-    print("OTHER", type(e).__name__, e)
-    raise SystemExit(0)
+""",
+    "emb.embed_images(images)",
+    """
 out = emb.embed_images(images[:3])
 assert np.allclose(out[1], emb.embed_image(images[1]), atol=1e-6)
 print("AFTER-OK")
-"""
+""",
+)
 
 
 def check(stdout: str, stderr: str) -> None:

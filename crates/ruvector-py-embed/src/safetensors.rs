@@ -399,59 +399,44 @@ mod tests {
 
     #[test]
     fn truncated_data_is_refused() {
-        let e = SafeTensors::parse(
-            "m",
-            file(
-                r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
-                &[0; 8],
-            ),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let e = parse_error(
+            r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
+            &[0; 8],
+        );
         assert!(e.contains("truncated"), "{e}");
         assert!(SafeTensors::parse("m", vec![1, 2, 3]).is_err());
         assert!(SafeTensors::parse("m", u64::MAX.to_le_bytes().to_vec()).is_err());
+    }
+
+    /// The message of parsing a one-tensor file with `header` and `data`
+    /// (which must fail).
+    fn parse_error(header: &str, data: &[u8]) -> String {
+        SafeTensors::parse("m", file(header, data))
+            .err()
+            .expect("the file must be refused")
+            .to_string()
     }
 
     #[test]
     fn sizes_are_checked_without_overflow() {
         // 2^62 x 384 elements wraps to 0 in 64-bit arithmetic: refused, even
         // for an empty byte range.
-        let e = SafeTensors::parse(
-            "m",
-            file(
-                r#"{"t":{"dtype":"F32","shape":[4611686018427387904,384],"data_offsets":[0,0]}}"#,
-                &[],
-            ),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let e = parse_error(
+            r#"{"t":{"dtype":"F32","shape":[4611686018427387904,384],"data_offsets":[0,0]}}"#,
+            &[],
+        );
         assert!(e.contains("overflows 64 bits"), "{e}");
         // Elements fit, bytes do not.
-        let e = SafeTensors::parse(
-            "m",
-            file(
-                r#"{"t":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}}"#,
-                &[],
-            ),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let e = parse_error(
+            r#"{"t":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}}"#,
+            &[],
+        );
         assert!(e.contains("needs more than 2^64 bytes"), "{e}");
         // A range that does not match shape x dtype.
-        let e = SafeTensors::parse(
-            "m",
-            file(
-                r#"{"t":{"dtype":"F16","shape":[3],"data_offsets":[0,8]}}"#,
-                &[0; 8],
-            ),
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let e = parse_error(
+            r#"{"t":{"dtype":"F16","shape":[3],"data_offsets":[0,8]}}"#,
+            &[0; 8],
+        );
         assert!(
             e.contains("needs 6 bytes, but its data_offsets span 8"),
             "{e}"
