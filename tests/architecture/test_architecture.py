@@ -157,7 +157,13 @@ def test_every_wheel_has_the_same_shape(name: str) -> None:
     assert lib is not None and "cdylib" in lib["crate_types"], f"{name}: lib must be ruvector_py_{short} (cdylib)"
     lib_rs = (crate / "src" / "lib.rs").read_text()
     assert "ruvector_py_core::init_module(" in lib_rs and "error::CLASSES" in lib_rs
-    assert "pub const CLASSES" in (crate / "src" / "error.rs").read_text()
+    error_rs = (crate / "src" / "error.rs").read_text()
+    # Own classes through the core's one declaration (enum, CLASSES, Display,
+    # PyErr); none: the core's errors as they are. Never glue by hand.
+    declared = "ruvector_py_core::wheel_error! {" in error_rs
+    base_only = "pub use ruvector_py_core::errors::{Error, Result};" in error_rs and "pub const CLASSES" in error_rs
+    assert declared != base_only, f"{name}: src/error.rs must use wheel_error! or re-export the core's Error"
+    assert "for PyErr" not in error_rs, f"{name}: converts errors by hand; declare them with wheel_error!"
     meta = _pyproject(ROOT / "python" / "ruvector-meta" / "pyproject.toml")["project"]
     extra = meta["optional-dependencies"][short]
     assert _requirement_names(extra) == {f"ruvector-{short}"}

@@ -27,9 +27,9 @@ def clustered(n: int, dim: int, *, seed: int = 0, clusters: int = 16, spread: fl
 
 
 def sparse_ids(n: int, *, seed: int = 0) -> U64:
-    """``n`` unique ids spread over the whole unsigned 64-bit range."""
+    """``n`` unique ids spread over the whole range of lake ids (0 to ``MAX_ID``)."""
     rng = np.random.default_rng(seed)
-    ids = np.unique(rng.integers(0, 2**64 - 1, size=n * 2, dtype=np.uint64, endpoint=True))
+    ids = np.unique(rng.integers(0, 2**64 - 2, size=n * 2, dtype=np.uint64, endpoint=True))
     rng.shuffle(ids)
     out = np.ascontiguousarray(ids[:n])
     assert len(out) == n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
@@ -152,6 +153,8 @@ def test_upsert_with_a_bad_value_changes_nothing(rows: int, bad_row: int, bad_va
         ([1.5, 2.0], "integer"),
         ([1], "2"),
         ([2**64, 1], "2\\*\\*64|18446744073709551616"),
+        # 2**64 - 1 pads short batch rows, so no vector may have it.
+        ([2**64 - 1, 1], "18446744073709551615 does not fit.*between 0 and 18446744073709551614"),
         ([True, False], "integer|bool"),
     ],
 )
@@ -160,6 +163,28 @@ def test_bad_ids(ids: Any, needle: str) -> None:
     with pytest.raises(rl.InvalidArgument, match=needle):
         hot.upsert("c", ids, np.ones((2, 4), dtype=np.float32))
     assert hot.collections() == []
+
+
+def test_the_padding_id_is_reserved_everywhere_ids_enter(tmp_path: Path) -> None:
+    """``PAD_ID`` marks padded batch slots, so a file or an adapter that
+    hands the lake a vector with that id is refused, naming the limit."""
+    assert (rl.MAX_ID, rl.PAD_ID) == (2**64 - 2, 2**64 - 1)
+    fs = rl.FsBackend("fs", tmp_path)
+    with pytest.raises(rl.InvalidArgument, match="between 0 and 18446744073709551614"):
+        fs.write("c", np.array([rl.PAD_ID], dtype=np.uint64), np.ones((1, 4), np.float32))
+
+    class Hostile(rl.BackendAdapter):
+        def generation(self, collection: str) -> int:
+            return 1
+
+        def pull(self, collection: str) -> Tuple[Any, Any]:
+            return np.array([rl.PAD_ID, 0], dtype=np.uint64), np.ones((2, 4), np.float32)
+
+    lake = rl.RuLake()
+    lake.register_backend(Hostile("hostile"))
+    with pytest.raises(rl.BackendError, match="18446744073709551615 does not fit") as refused:
+        lake.search_one("hostile", "c", np.ones(4, np.float32), k=1)
+    assert refused.value.backend == "hostile"
 
 
 @pytest.mark.parametrize(

@@ -45,9 +45,9 @@ def test_hits_are_named_tuples_with_full_u64_ids(
     assert [h.id for h in hits] == exact_top(x, ids, x[5], 5)
     assert hits == sorted(hits, key=lambda h: h.score)
     top = rl.LocalBackend("top")
-    top.upsert("c", np.array([2**64 - 1, 0], dtype=np.uint64), np.eye(2, dtype=np.float32))
+    top.upsert("c", np.array([rl.MAX_ID, 0], dtype=np.uint64), np.eye(2, dtype=np.float32))
     lake.register_backend(top)
-    assert lake.search_one("top", "c", np.array([1, 0], dtype=np.float32), k=1)[0].id == 2**64 - 1
+    assert lake.search_one("top", "c", np.array([1, 0], dtype=np.float32), k=1)[0].id == 2**64 - 2
     # Python ints above 2**63 work too.
     top.upsert("d", [2**64 - 2], np.ones((1, 2), dtype=np.float32))
     assert lake.search_one("top", "d", np.ones(2, dtype=np.float32), k=3)[0].id == 2**64 - 2

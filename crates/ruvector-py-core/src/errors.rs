@@ -231,6 +231,105 @@ mod python {
 #[cfg(feature = "python")]
 pub use python::{check_errors_module, named_error};
 
+/// pyo3 as the core links it, for [`wheel_error!`]'s expansion.
+#[cfg(feature = "python")]
+#[doc(hidden)]
+pub use pyo3 as __pyo3;
+
+/// Declares a wheel's error enum: a `Base` variant wrapping a base [`Error`]
+/// plus the wheel's own variants, each naming its `ruvector_common.errors`
+/// class. It expands to the enum, `Result<T>`, `CLASSES` (the own class
+/// names, checked at import by [`check_errors_module`]), `From<Error>`,
+/// `Display` (a variant's first field is its message), `std::error::Error`
+/// and the one conversion to `PyErr`. A variant's fields are all `String`s
+/// and are, in order, the arguments of its Python class:
+///
+/// ```ignore
+/// ruvector_py_core::wheel_error! {
+///     /// An error of ruLake.
+///     pub enum Error {
+///         /// `LakeError`: any other lake failure.
+///         Lake(message) => "LakeError",
+///         /// `BackendError`: names the failing backend.
+///         Backend { message, backend } => "BackendError",
+///     }
+/// }
+/// ```
+///
+/// Every wheel therefore has the same error shape, written once here.
+#[cfg(feature = "python")]
+#[macro_export]
+macro_rules! wheel_error {
+    ($(#[$attr:meta])* pub enum $name:ident { $($body:tt)* }) => {
+        $crate::wheel_error!(@munch [$(#[$attr])*] $name [] [] [] [] $($body)*);
+    };
+    // A variant holding only its message: `Name(message) => "Class"`.
+    (@munch $attrs:tt $name:ident [$($decl:tt)*] [$($disp:tt)*] [$($py:tt)*] [$($cls:tt)*]
+        $(#[$vattr:meta])* $variant:ident ( $msg:ident ) => $class:literal $(, $($tail:tt)*)?) => {
+        $crate::wheel_error!(@munch $attrs $name
+            [$($decl)* $(#[$vattr])* $variant(String),]
+            [$($disp)* $name::$variant($msg) => $msg,]
+            [$($py)* $name::$variant($msg) => $crate::errors::named_error($class, ($msg,)),]
+            [$($cls)* $class,]
+            $($($tail)*)?);
+    };
+    // A variant with more arguments: `Name { message, extra, .. } => "Class"`.
+    (@munch $attrs:tt $name:ident [$($decl:tt)*] [$($disp:tt)*] [$($py:tt)*] [$($cls:tt)*]
+        $(#[$vattr:meta])* $variant:ident { $msg:ident $(, $rest:ident)* $(,)? } => $class:literal
+        $(, $($tail:tt)*)?) => {
+        $crate::wheel_error!(@munch $attrs $name
+            [$($decl)* $(#[$vattr])* $variant { $msg: String $(, $rest: String)* },]
+            [$($disp)* $name::$variant { $msg, .. } => $msg,]
+            [$($py)* $name::$variant { $msg $(, $rest)* } =>
+                $crate::errors::named_error($class, ($msg, $($rest,)*)),]
+            [$($cls)* $class,]
+            $($($tail)*)?);
+    };
+    (@munch [$($attr:tt)*] $name:ident [$($decl:tt)*] [$($disp:tt)*] [$($py:tt)*] [$($cls:tt)*]) => {
+        $($attr)*
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum $name {
+            /// A base error (see `ruvector_py_core::errors`): keeps its class.
+            Base($crate::errors::Error),
+            $($decl)*
+        }
+
+        /// The result of a fallible call of this wheel.
+        pub type Result<T> = ::std::result::Result<T, $name>;
+
+        /// The `ruvector_common.errors` classes this wheel raises besides
+        /// the base ones (checked at import).
+        pub const CLASSES: &[&str] = &[$($cls)*];
+
+        impl ::std::convert::From<$crate::errors::Error> for $name {
+            fn from(e: $crate::errors::Error) -> Self {
+                $name::Base(e)
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                let message: &str = match self {
+                    $name::Base(e) => return ::std::fmt::Display::fmt(e, f),
+                    $($disp)*
+                };
+                f.write_str(message)
+            }
+        }
+
+        impl ::std::error::Error for $name {}
+
+        impl ::std::convert::From<$name> for $crate::errors::__pyo3::PyErr {
+            fn from(e: $name) -> Self {
+                match e {
+                    $name::Base(e) => e.into(),
+                    $($py)*
+                }
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

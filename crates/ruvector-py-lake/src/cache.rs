@@ -842,8 +842,10 @@ impl Cache {
 }
 
 /// The id that pads a batch row shorter than `k`: `-1` read as uint64
-/// (`2**64 - 1`).
-pub const PAD_ID: u64 = u64::MAX;
+/// (`2**64 - 1`). No vector can have it (ids stop at
+/// [`crate::source::MAX_LAKE_ID`]), so a padded slot is never mistaken for
+/// a hit.
+pub const PAD_ID: u64 = crate::source::MAX_LAKE_ID + 1;
 
 /// What a search asks besides its query and `k`.
 #[derive(Clone, Copy, Debug, Default)]

@@ -50,5 +50,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_DIM", source::MAX_LAKE_DIM)?;
     m.add("MAX_RERANK_FACTOR", cache::MAX_RERANK_FACTOR)?;
     m.add("MAX_K", cache::MAX_K)?;
+    m.add("MAX_ID", source::MAX_LAKE_ID)?;
+    m.add("PAD_ID", cache::PAD_ID)?;
     Ok(())
 }

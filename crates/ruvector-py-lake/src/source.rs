@@ -35,6 +35,10 @@ use ruvector_rulake::{
 pub const MAX_LAKE_DIM: usize = 2048;
 /// Largest number of vectors in one collection (the crate's cap).
 pub const MAX_COLLECTION_VECTORS: usize = 100_000_000;
+/// Largest id of a lake vector: `2**64 - 2`. `2**64 - 1` pads batch rows
+/// shorter than `k` ([`crate::cache::PAD_ID`]), so upserts, file writes and
+/// pulled data refuse it and a padded slot can never be read as a hit.
+pub const MAX_LAKE_ID: u64 = u64::MAX - 1;
 
 /// An error on its way to Python, with the Python exception that caused it
 /// (raised in a user's adapter), if any.
@@ -224,13 +228,8 @@ pub fn check_pulled(backend: &str, collection: &str, p: &Pulled, bundle_dim: usi
             p.dim
         ));
     }
-    let mut seen = std::collections::HashSet::with_capacity(p.ids.len());
-    for (i, id) in p.ids.iter().enumerate() {
-        if !seen.insert(*id) {
-            return fail(format!(
-                "ids[{i}] = {id} appears more than once: ids must be unique"
-            ));
-        }
+    if let Err(e) = validate::check_ids(&p.ids, MAX_LAKE_ID, |_| false) {
+        return fail(e.to_string());
     }
     if let Err(e) = validate::check_rows(&p.data, p.dim, "vectors", true) {
         return fail(e.to_string());
@@ -278,7 +277,7 @@ impl LocalSource {
                  rotation), got {dim}"
             )));
         }
-        validate::check_ids(ids, u64::MAX, |_| false)?;
+        validate::check_ids(ids, MAX_LAKE_ID, |_| false)?;
         validate::check_rows(data, dim, "vectors", true)?;
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let (mut all_ids, mut rows) = match self.inner.pull_vectors(collection) {
@@ -500,7 +499,7 @@ impl FsSource {
             ))
             .into());
         }
-        validate::check_ids(ids, u64::MAX, |_| false)?;
+        validate::check_ids(ids, MAX_LAKE_ID, |_| false)?;
         validate::check_rows(data, dim, "vectors", true)?;
         let path = self.root.join(filename);
         // A rewrite must change the generation even when the clock has not
@@ -724,7 +723,7 @@ mod tests {
     fn fs_files_interoperate_with_the_crate() {
         let dir = tmpdir("interop");
         let sdk = FsSource::new("fs", &dir).unwrap();
-        let ids = [u64::MAX, 3, 1 << 40];
+        let ids = [MAX_LAKE_ID, 3, 1 << 40];
         let data: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
         sdk.write("c", "c.ruvec", &ids, &data, 4).unwrap();
         // The crate reads the SDK's file...

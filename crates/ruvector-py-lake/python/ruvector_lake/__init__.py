@@ -55,6 +55,8 @@ from ._types import BackendStats, CacheStats, Consistency, LakeHit, RefreshResul
 MAX_DIM: int = _native.MAX_DIM
 MAX_RERANK_FACTOR: int = _native.MAX_RERANK_FACTOR
 MAX_K: int = _native.MAX_K
+MAX_ID: int = _native.MAX_ID
+PAD_ID: int = _native.PAD_ID
 
 __all__ = [
     "BackendAdapter",
@@ -72,9 +74,11 @@ __all__ = [
     "LakeSession",
     "LocalBackend",
     "MAX_DIM",
+    "MAX_ID",
     "MAX_K",
     "MAX_RERANK_FACTOR",
     "NotFound",
+    "PAD_ID",
     "RefreshResult",
     "RuLake",
     "RuLakeBuilder",

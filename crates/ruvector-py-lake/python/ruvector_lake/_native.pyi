@@ -22,6 +22,10 @@ __version__: str
 MAX_DIM: int
 MAX_RERANK_FACTOR: int
 MAX_K: int
+#: Largest id a lake vector may have (``2**64 - 2``).
+MAX_ID: int
+#: The id padding batch rows shorter than ``k`` (``2**64 - 1``); no vector has it.
+PAD_ID: int
 
 #: Exactly what path parameters accept (``bytes`` paths are a ``TypeError``).
 _Path = Union[str, "os.PathLike[str]"]
