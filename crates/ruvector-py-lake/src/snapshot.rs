@@ -403,7 +403,7 @@ mod tests {
     fn warm_restart_keeps_ids_and_refuses_stale_pairs() {
         let dir = tmpdir("warm");
         let (e, s) = engine(Consistency::Fresh);
-        let ids = [u64::MAX, 1 << 40, 17];
+        let ids = [crate::source::MAX_LAKE_ID, 1 << 40, 17];
         s.upsert("c", &ids, &[0.0, 0.0, 1.0, 1.0, 2.0, 2.0], 2)
             .unwrap();
         let k = ("l".to_string(), "c".to_string());
