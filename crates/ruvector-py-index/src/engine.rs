@@ -323,7 +323,7 @@ impl Engine {
         cancel: &Cancel,
     ) -> Result<()> {
         self.check_add(ids, data, "vectors", true)?;
-        self.install_ivf(data, centroids, labels, cancel)?;
+        self.install_ivf(data, centroids, labels, None, cancel)?;
         self.store.append(ids, data);
         Ok(())
     }
@@ -334,6 +334,7 @@ impl Engine {
         data: &[f32],
         centroids: Vec<f32>,
         labels: &[u32],
+        lists: Option<crate::ivf::SavedLists>,
         cancel: &Cancel,
     ) -> Result<()> {
         let rows = data.len() / self.params.dim;
@@ -358,7 +359,10 @@ impl Engine {
         }
         if nlist > 0 {
             ivf.set_centroids(centroids);
-            ivf.add_assigned(data, labels, 0, cancel)?;
+            match lists {
+                Some(saved) => ivf.install_lists(labels, saved)?,
+                None => ivf.add_assigned(data, labels, 0, cancel)?,
+            }
         }
         Ok(())
     }
@@ -750,6 +754,7 @@ impl Engine {
             (Codes::Ivf(a), Codes::Ivf(b)) => {
                 a.centroids() == b.centroids()
                     && a.labels() == b.labels()
+                    && a.saved_lists() == b.saved_lists()
                     && self.store.vectors() == other.store.vectors()
             }
             _ => self.store.vectors() == other.store.vectors(),
@@ -763,6 +768,9 @@ impl Engine {
 pub struct Saved {
     /// IVF: centroids and the list of every row.
     pub ivf: Option<(Vec<f32>, Vec<u32>)>,
+    /// IVF: the lists' codes, when the file kept them (files written before
+    /// it did: encoded again from the vectors).
+    pub lists: Option<crate::ivf::SavedLists>,
     /// Kinds that keep no vectors: packed sign words and norms.
     pub codes: Option<(Vec<u64>, Vec<f32>)>,
 }
@@ -814,7 +822,7 @@ impl Engine {
                 c.append(rows);
             }
             (Codes::Ivf(_), Some((centroids, labels)), None) if keeps => {
-                self.install_ivf(data, centroids, &labels, cancel)?
+                self.install_ivf(data, centroids, &labels, saved.lists, cancel)?
             }
             _ => return Err(misfit()),
         }

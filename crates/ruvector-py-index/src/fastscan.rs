@@ -67,6 +67,19 @@ impl BlockCodes {
         self.len += 1;
     }
 
+    /// The sign bits of vector `i`, as [`BlockCodes::push`] took them, into
+    /// `out` (its length: words of the vector; bits past the dimension 0).
+    pub fn bits_of(&self, i: usize, out: &mut [u64]) {
+        debug_assert!(i < self.len);
+        out.fill(0);
+        let block = i / BLOCK * self.block_bytes();
+        let (byte, shift) = (i % 16, if i % BLOCK < 16 { 0 } else { 4 });
+        for g in 0..self.groups.min(out.len() * 16) {
+            let nibble = u64::from((self.data[block + g * 16 + byte] >> shift) & 0xF);
+            out[g / 16] |= nibble << ((g % 16) * 4);
+        }
+    }
+
     /// Keeps the vectors whose `keep` entry is true, in order, packed again
     /// from the start (`keep.len() == self.len()`).
     pub fn retain(&mut self, keep: &[bool]) {
@@ -363,6 +376,21 @@ mod tests {
                 (want.len, &want.data),
                 "dim {dim}"
             );
+        }
+    }
+
+    #[test]
+    fn bits_of_gives_back_what_push_took() {
+        let mut rng = SplitMix64::new(11);
+        for dim in [1usize, 7, 64, 100, 384, 1024] {
+            let vecs: Vec<Vec<u64>> = (0..70).map(|_| random_bits(&mut rng, dim)).collect();
+            let mut codes = BlockCodes::new(dim);
+            vecs.iter().for_each(|v| codes.push(v));
+            let mut out = vec![u64::MAX; dim.div_ceil(64)];
+            for (i, v) in vecs.iter().enumerate() {
+                codes.bits_of(i, &mut out);
+                assert_eq!(&out, v, "dim {dim}, vector {i}");
+            }
         }
     }
 

@@ -27,7 +27,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 use ruvector_py_core::interrupt::Cancel;
-use ruvector_py_core::{parallel, Result};
+use ruvector_py_core::{parallel, Error, Result};
 use ruvector_rabitq::RandomRotationKind;
 
 use crate::fastscan::{BlockCodes, QueryLut};
@@ -112,6 +112,21 @@ pub struct IvfCodes {
     seed: u64,
 }
 
+/// An IVF index's lists as a file keeps them: per store row (in row order)
+/// its code and estimator terms, per list its radius. A load installs them
+/// as they are, without rotating or encoding a vector; lists hold their
+/// rows in ascending row order (adds append, removals keep the order), so
+/// the labels give every row's place back.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SavedLists {
+    /// `n × code_words` sign words of the rotated residuals.
+    pub bits: Vec<u64>,
+    pub offsets: Vec<f32>,
+    pub slopes: Vec<f32>,
+    /// Per list, `‖x − c‖` bound (see `IvfCodes::radii`).
+    pub radii: Vec<f32>,
+}
+
 /// Query-side scratch reused across searches on a thread.
 #[derive(Default)]
 struct Scratch {
@@ -175,6 +190,81 @@ impl IvfCodes {
 
     pub fn labels(&self) -> &[u32] {
         &self.labels
+    }
+
+    /// Words of one row's code: the rotated length over 64, rounded up.
+    pub fn code_words(&self) -> usize {
+        self.rdim.div_ceil(64)
+    }
+
+    /// The lists in the form a file keeps them ([`SavedLists`]).
+    pub fn saved_lists(&self) -> SavedLists {
+        let (n, w) = (self.labels.len(), self.code_words());
+        let mut saved = SavedLists {
+            bits: vec![0; n * w],
+            offsets: vec![0.0; n],
+            slopes: vec![0.0; n],
+            radii: self.radii.clone(),
+        };
+        for list in &self.lists {
+            for (j, &row) in list.rows.iter().enumerate() {
+                let r = row as usize;
+                list.codes.bits_of(j, &mut saved.bits[r * w..(r + 1) * w]);
+                saved.offsets[r] = list.offsets[j];
+                saved.slopes[r] = list.slopes[j];
+            }
+        }
+        saved
+    }
+
+    /// Fills the lists, just set by [`IvfCodes::set_centroids`], from a
+    /// file: row `i` goes to list `labels[i]` (checked by the caller) with
+    /// its saved code and terms. Lengths, finite terms and zero bits past
+    /// the rotated length are checked; the codes themselves are trusted as
+    /// the vectors are (the file's CRC covers both, and every hit is
+    /// reranked by its exact vector, so a forged code can cost recall but
+    /// never give a wrong score).
+    pub fn install_lists(&mut self, labels: &[u32], saved: SavedLists) -> Result<()> {
+        let (n, w) = (labels.len(), self.code_words());
+        if !self.labels.is_empty() {
+            return Err(Error::invalid("install_lists needs empty lists"));
+        }
+        if saved.bits.len() != n * w
+            || saved.offsets.len() != n
+            || saved.slopes.len() != n
+            || saved.radii.len() != self.lists.len()
+        {
+            return Err(Error::invalid(format!(
+                "the saved lists do not fit {n} rows of {w} code words in {} lists",
+                self.lists.len()
+            )));
+        }
+        let terms = saved.offsets.iter().chain(&saved.slopes);
+        if terms.chain(&saved.radii).any(|x| !x.is_finite())
+            || saved.slopes.iter().chain(&saved.radii).any(|&x| x < 0.0)
+        {
+            return Err(Error::invalid(
+                "the saved list terms must be finite (slopes and radii not negative)",
+            ));
+        }
+        if self.rdim % 64 != 0 {
+            let past = !((1u64 << (self.rdim % 64)) - 1);
+            if saved.bits.chunks_exact(w).any(|row| row[w - 1] & past != 0) {
+                return Err(Error::invalid(
+                    "a saved code has bits past the rotated length",
+                ));
+            }
+        }
+        for (i, &l) in labels.iter().enumerate() {
+            let list = &mut self.lists[l as usize];
+            list.rows.push(i as u32);
+            list.codes.push(&saved.bits[i * w..(i + 1) * w]);
+            list.offsets.push(saved.offsets[i]);
+            list.slopes.push(saved.slopes[i]);
+        }
+        self.labels.extend_from_slice(labels);
+        self.radii = saved.radii;
+        Ok(())
     }
 
     /// Sizes of the lists, in list order.

@@ -17,10 +17,20 @@
 //! | 8 | `b"rvpx0001"` |
 //! | 4 | version, 2 |
 //! | 4, 8, 4, 4 | dim, seed, rerank factor, n |
-//! | 1 each | kind (codes below), rotation (0 Haar, 1 Hadamard), metric (`Metric::code`), flags (bit 0 ids, bit 1 vectors, bit 2 codes) |
-//! | 4, 4, 4, 4 | IVF nlist setting, nprobe setting, trained lists, code words per row (codes only) |
+//! | 1 each | kind (codes below), rotation (0 Haar, 1 Hadamard), metric (`Metric::code`), flags (bit 0 ids, bit 1 vectors, bit 2 codes, bit 3 IVF lists) |
+//! | 4, 4, 4, 4 | IVF nlist setting, nprobe setting, trained lists, code words per row (codes or IVF lists; else 0) |
 //! | 12 | reserved, 0 |
-//! | then, each starting at a multiple of 64 (zero padding) | vectors `n·dim` f32 (kinds that keep them) · ids `n` u64 (absent when they are `0..n`) · IVF centroids `lists·dim` f32 · IVF list of every row `n` u32 · codes (kinds without vectors) `n·words` u64 · norms `n` f32 |
+//! | then, each starting at a multiple of 64 (zero padding) | vectors `n·dim` f32 (kinds that keep them) · ids `n` u64 (absent when they are `0..n`) · IVF centroids `lists·dim` f32 · IVF list of every row `n` u32 · codes (kinds without vectors) `n·words` u64 · norms `n` f32 · IVF list codes `n·words` u64, in row order · their estimator terms `n` offsets then `n` slopes, f32 · IVF list radii `lists` f32 |
+//!
+//! With the IVF lists kept (bit 3, every file written since it exists) a
+//! load installs the lists as saved — no rotation, no encoding — after
+//! checking their lengths, finite terms and zero bits past the rotated
+//! length; a file without them (written earlier) is encoded again from its
+//! vectors. The codes are trusted as the vectors are: the CRC covers both,
+//! and every hit is reranked by its exact vector, so a forged code can cost
+//! recall but never give a wrong score. `mmap=True` maps the vectors; the
+//! list codes (1 bit per dimension, 1/32 of the vectors) are copied into
+//! the lists' SIMD layout.
 //! | 16, at a multiple of 64 | CRC-32 of every byte before it, u32 0, `b"RVPYTRL2"` |
 //!
 //! The size is a function of the header, and must match exactly; the CRC
@@ -99,6 +109,8 @@ const HEADER2_LEN: u64 = 64;
 const FLAG2_IDS: u8 = 1;
 const FLAG2_VECTORS: u8 = 2;
 const FLAG2_CODES: u8 = 4;
+/// IVF: the lists' codes and terms, so a load encodes nothing.
+const FLAG2_LISTS: u8 = 8;
 const HEADER_LEN: u64 = 32;
 const TRAILER_LEN: u64 = 16;
 const FLAG_IDS64: u8 = 1;
@@ -221,17 +233,26 @@ impl Layout2 {
         if codes.is_some() {
             flags |= FLAG2_CODES;
         }
+        let ivf = engine.ivf().filter(|ivf| ivf.nlist() > 0);
+        if ivf.is_some() {
+            flags |= FLAG2_LISTS;
+        }
         Self {
             n,
             dim: engine.params().dim as u64,
-            lists: engine.ivf().map_or(0, |ivf| ivf.nlist() as u64),
-            words: codes.map_or(0, |(p, _)| (p.len() as u64).checked_div(n).unwrap_or(0)),
+            lists: ivf.map_or(0, |ivf| ivf.nlist() as u64),
+            words: match (codes, ivf) {
+                (Some((p, _)), _) => (p.len() as u64).checked_div(n).unwrap_or(0),
+                (None, Some(ivf)) => ivf.code_words() as u64,
+                (None, None) => 0,
+            },
             flags,
         }
     }
 
-    /// `(offset, bytes)` of: vectors, ids, centroids, labels, codes, norms.
-    fn sections(&self) -> [(u64, u64); 6] {
+    /// `(offset, bytes)` of: vectors, ids, centroids, labels, codes, norms,
+    /// list codes, list terms (offsets then slopes), list radii.
+    fn sections(&self) -> [(u64, u64); 9] {
         let has = |f: u8| self.flags & f != 0;
         let lens = [
             if has(FLAG2_VECTORS) {
@@ -248,6 +269,13 @@ impl Layout2 {
                 0
             },
             if has(FLAG2_CODES) { 4 * self.n } else { 0 },
+            if has(FLAG2_LISTS) {
+                8 * self.n * self.words
+            } else {
+                0
+            },
+            if has(FLAG2_LISTS) { 8 * self.n } else { 0 },
+            if has(FLAG2_LISTS) { 4 * self.lists } else { 0 },
         ];
         let mut at = HEADER2_LEN;
         lens.map(|len| {
@@ -338,6 +366,14 @@ fn write_v2<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
         let (packed, norms) = engine.symmetric_codes().expect("codes flag");
         section(&mut w, &mut at, 4, &le64(packed))?;
         section(&mut w, &mut at, 5, &f32_bytes(norms))?;
+    }
+    if layout.flags & FLAG2_LISTS != 0 {
+        let saved = engine.ivf().expect("lists flag").saved_lists();
+        section(&mut w, &mut at, 6, &le64(&saved.bits))?;
+        let mut terms = saved.offsets;
+        terms.extend_from_slice(&saved.slopes);
+        section(&mut w, &mut at, 7, &f32_bytes(&terms))?;
+        section(&mut w, &mut at, 8, &f32_bytes(&saved.radii))?;
     }
     w.write_all(&zeros[..(layout.trailer_at() - at) as usize])?;
     let crc = w.crc.clone().finalize();
@@ -793,7 +829,11 @@ fn load_v1<R: Read + Seek>(file: R, file_len: u64, shown: &str) -> Result<Loaded
         ids,
         vectors: Backing::Owned(Arc::new(vectors)),
         checked: trailer.is_some(),
-        saved: Saved { ivf, codes: None },
+        saved: Saved {
+            ivf,
+            lists: None,
+            codes: None,
+        },
         source: String::new(),
     })
 }
@@ -838,7 +878,8 @@ fn load_v2<R: Read>(mut r: R, len: u64, shown: &str, map: Option<memmap2::Mmap>)
         read_u32(&h, 44) as u64,
         read_u32(&h, 48) as u64,
     );
-    if h[52..].iter().any(|&b| b != 0) || flags & !(FLAG2_IDS | FLAG2_VECTORS | FLAG2_CODES) != 0 {
+    let known = FLAG2_IDS | FLAG2_VECTORS | FLAG2_CODES | FLAG2_LISTS;
+    if h[52..].iter().any(|&b| b != 0) || flags & !known != 0 {
         return Err(fail("corrupt header: reserved bits are set".into()));
     }
     if dim == 0 || dim > ruvector_py_core::validate::MAX_DIM as u64 {
@@ -866,15 +907,24 @@ fn load_v2<R: Read>(mut r: R, len: u64, shown: &str, map: Option<memmap2::Mmap>)
         .check()
         .map_err(|e| fail(format!("corrupt header: {e}")))?;
     let keeps = params.keeps_vectors();
-    let want_words = if keeps {
-        0
-    } else {
+    let has_lists = flags & FLAG2_LISTS != 0;
+    let rotated = match rotation {
+        Rotation::Hadamard => dim.next_power_of_two(),
+        Rotation::Haar => dim,
+    };
+    let want_words = if !keeps {
         dim.div_ceil(64) * u64::from(n > 0)
+    } else if has_lists {
+        rotated.div_ceil(64)
+    } else {
+        0
     };
     let lists_ok = if kind == Kind::Ivf {
-        lists <= n.min(crate::ivf::MAX_NLIST as u64) && (lists == 0) == (n == 0)
+        lists <= n.min(crate::ivf::MAX_NLIST as u64)
+            && (lists == 0) == (n == 0)
+            && (!has_lists || lists > 0)
     } else {
-        lists == 0
+        lists == 0 && !has_lists
     };
     if ((flags & FLAG2_VECTORS != 0) != keeps)
         || ((flags & FLAG2_CODES != 0) == keeps)
@@ -969,6 +1019,9 @@ fn load_v2<R: Read>(mut r: R, len: u64, shown: &str, map: Option<memmap2::Mmap>)
     let labels_raw = read_section(&mut r, &mut crc, 3, &mut at)?;
     let codes_raw = read_section(&mut r, &mut crc, 4, &mut at)?;
     let norms_raw = read_section(&mut r, &mut crc, 5, &mut at)?;
+    let list_bits_raw = read_section(&mut r, &mut crc, 6, &mut at)?;
+    let list_terms_raw = read_section(&mut r, &mut crc, 7, &mut at)?;
+    let radii_raw = read_section(&mut r, &mut crc, 8, &mut at)?;
     pad(&mut r, &mut crc, layout.trailer_at(), &mut at)?;
     let mut t = [0u8; TRAILER_LEN as usize];
     r.read_exact(&mut t).map_err(io)?;
@@ -1016,13 +1069,23 @@ fn load_v2<R: Read>(mut r: R, len: u64, shown: &str, map: Option<memmap2::Mmap>)
         ivf
     };
     let codes = (!keeps).then(|| (u64s(&codes_raw), f32s(&norms_raw)));
+    let lists = has_lists.then(|| {
+        let mut offsets = f32s(&list_terms_raw);
+        let slopes = offsets.split_off(n_us);
+        crate::ivf::SavedLists {
+            bits: u64s(&list_bits_raw),
+            offsets,
+            slopes,
+            radii: f32s(&radii_raw),
+        }
+    });
     debug_assert_eq!(ids.len(), n_us);
     Ok(Loaded {
         params,
         ids,
         vectors,
         checked: true,
-        saved: Saved { ivf, codes },
+        saved: Saved { ivf, lists, codes },
         source: String::new(),
     })
 }
@@ -1070,6 +1133,10 @@ pub fn snapshot(engine: &Engine) -> Loaded {
             ivf: engine
                 .ivf()
                 .map(|ivf| (ivf.centroids().to_vec(), ivf.labels().to_vec())),
+            lists: engine
+                .ivf()
+                .filter(|ivf| ivf.nlist() > 0)
+                .map(|ivf| ivf.saved_lists()),
             codes: engine
                 .symmetric_codes()
                 .filter(|_| !keeps)
@@ -1415,6 +1482,131 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// `bytes` (a version 2 file) with its CRC made right again.
+    fn resealed(mut bytes: Vec<u8>) -> Vec<u8> {
+        let body = bytes.len() - TRAILER_LEN as usize;
+        let crc = crc32fast::hash(&bytes[..body]);
+        bytes[body..body + 4].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    fn churned_ivf(metric: Metric, rotation: Rotation) -> Engine {
+        let (dim, n) = (24, 600);
+        let mut e = Engine::new(Params {
+            kind: Kind::Ivf,
+            dim,
+            seed: 5,
+            rerank_factor: 4,
+            rotation,
+            nlist: 12,
+            nprobe: 3,
+            metric,
+        })
+        .unwrap();
+        let data: Vec<f32> = (0..n * dim)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * (1.0 + (i / dim % 5) as f32))
+            .collect();
+        let ids: Vec<u64> = (0..n as u64).map(|i| i * 3 + 1).collect();
+        e.add(&ids, &data).unwrap();
+        let gone: Vec<u64> = ids.iter().copied().step_by(7).collect();
+        assert_eq!(e.remove(&gone), gone.len());
+        e.upsert(&ids[1..4], &data[..3 * dim]).unwrap();
+        e
+    }
+
+    #[test]
+    fn ivf_lists_load_as_saved_without_encoding_even_after_churn() {
+        for (metric, rotation) in [
+            (Metric::L2, Rotation::Haar),
+            (Metric::Ip, Rotation::Hadamard),
+            (Metric::Cosine, Rotation::Haar),
+        ] {
+            let e = churned_ivf(metric, rotation);
+            let bytes = to_bytes(&e);
+            let path = tmp(&format!("lists-{metric:?}"));
+            save(&e, &path).unwrap();
+            for loaded in [
+                from_bytes(&bytes, Some(Kind::Ivf)),
+                load(&path, Some(Kind::Ivf)),
+                load_mapped(&path, Some(Kind::Ivf)),
+            ] {
+                let loaded = loaded.unwrap();
+                assert_eq!(
+                    loaded.saved.lists.as_ref(),
+                    Some(&e.ivf().unwrap().saved_lists()),
+                    "{metric:?}: the file keeps every list as it was"
+                );
+                let back = rebuild(loaded, &Cancel::new()).unwrap();
+                assert!(back.same_as(&e), "{metric:?}");
+                let opts = crate::engine::SearchOpts::default();
+                for q in [[0.5f32; 24], [-0.25f32; 24]] {
+                    assert_eq!(
+                        back.search(&q, 5, opts).unwrap(),
+                        e.search(&q, 5, opts).unwrap()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ivf_files_without_lists_are_encoded_again_on_load() {
+        // What version 2 files written before the lists were kept look like:
+        // the same bytes up to the norms section, flag and word count clear.
+        let e = churned_ivf(Metric::L2, Rotation::Haar);
+        let fresh = {
+            let mut f = Engine::new(*e.params()).unwrap();
+            let (ids, data) = (e.store().ids().into_owned(), e.store().vectors().to_vec());
+            f.add(&ids, &data).unwrap();
+            f
+        };
+        let bytes = to_bytes(&fresh);
+        let mut layout = Layout2::of(&fresh);
+        layout.flags &= !FLAG2_LISTS;
+        layout.words = 0;
+        let mut old = bytes[..layout.trailer_at() as usize].to_vec();
+        old[35] &= !FLAG2_LISTS;
+        old[48..52].copy_from_slice(&0u32.to_le_bytes());
+        old.extend_from_slice(&[0; 4]);
+        old.extend_from_slice(&0u32.to_le_bytes());
+        old.extend_from_slice(TRAILER2_MAGIC);
+        let old = resealed(old);
+        let loaded = from_bytes(&old, Some(Kind::Ivf)).unwrap();
+        assert!(loaded.saved.lists.is_none());
+        let back = rebuild(loaded, &Cancel::new()).unwrap();
+        assert!(back.same_as(&fresh), "encoding again gives the same lists");
+    }
+
+    #[test]
+    fn forged_list_terms_and_codes_are_refused_before_use() {
+        let e = churned_ivf(Metric::L2, Rotation::Haar);
+        let bytes = to_bytes(&e);
+        let layout = Layout2::of(&e);
+        let [.., (bits_at, _), (terms_at, _), (radii_at, _)] = layout.sections();
+        let forge = |at: u64, value: &[u8]| {
+            let mut b = bytes.clone();
+            b[at as usize..at as usize + value.len()].copy_from_slice(value);
+            resealed(b)
+        };
+        // dim 24 with the Haar rotation: one word per code, bits 24.. unused.
+        for (bad, needle) in [
+            (
+                forge(bits_at, &(1u64 << 40).to_le_bytes()),
+                "past the rotated length",
+            ),
+            (forge(terms_at, &f32::NAN.to_le_bytes()), "finite"),
+            (
+                forge(terms_at + 4 * layout.n, &(-1.0f32).to_le_bytes()),
+                "not negative",
+            ),
+            (forge(radii_at, &f32::INFINITY.to_le_bytes()), "finite"),
+        ] {
+            let loaded = from_bytes(&bad, Some(Kind::Ivf)).unwrap();
+            let err = rebuild(loaded, &Cancel::new()).err().expect("refused");
+            assert!(err.to_string().contains(needle), "{err}");
         }
     }
 
