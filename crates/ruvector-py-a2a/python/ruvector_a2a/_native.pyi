@@ -1,17 +1,38 @@
 """Type stubs of the compiled module ``ruvector_a2a._native`` (the wire layer)."""
 
-from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, final
+
+__all__ = [
+    "__version__",
+    "_error_classes",
+    "cpu_features",
+    "runtime_info",
+    "HttpTransport",
+    "EventStream",
+    "ServerCore",
+    "verify_card",
+    "sign_card",
+    "generate_private_key",
+    "public_key_jwk",
+    "agent_id_of",
+    "canonical_json",
+    "compat03_methods",
+]
 
 __version__: str
+#: Names of the ``ruvector_common.errors`` classes this module raises
+#: (checked against ``ruvector_common`` at import).
+_error_classes: List[str]
 
 def cpu_features() -> Dict[str, Union[str, bool]]: ...
 def runtime_info() -> Dict[str, Union[str, bool, int]]: ...
 
+@final
 class HttpTransport:
     """HTTP client settings of one A2aClient (no retries, size caps, deadlines)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         headers: Sequence[Tuple[str, str]],
         timeout: float,
@@ -19,7 +40,7 @@ class HttpTransport:
         max_event_bytes: int,
         stream_idle_timeout: float,
         user_agent: str,
-    ) -> None: ...
+    ) -> HttpTransport: ...
     def request(
         self, method: str, url: str, body: Optional[bytes] = None, headers: Sequence[Tuple[str, str]] = ...
     ) -> Awaitable[Tuple[int, Any]]: ...
@@ -46,6 +67,7 @@ class HttpTransport:
     ) -> EventStream:
         """Synchronous :meth:`open_stream`."""
 
+@final
 class EventStream:
     """An open SSE response; each event's data parsed as JSON."""
 
@@ -56,11 +78,12 @@ class EventStream:
     @property
     def open(self) -> bool: ...
 
+@final
 class ServerCore:
     """The native half of A2aServer."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         card: Mapping[str, Any],
         *,
         max_body_bytes: int,
@@ -77,7 +100,7 @@ class ServerCore:
         kid: Optional[str] = None,
         push_notifications: bool = False,
         allow_private_webhooks: bool = False,
-    ) -> None:
+    ) -> ServerCore:
         """``auth``: the card's security as alternatives of ``(scheme name,
         source, parameter)``, source one of ``bearer``, ``basic``, ``header``,
         ``query``, ``cookie``; every JSON-RPC request must satisfy one

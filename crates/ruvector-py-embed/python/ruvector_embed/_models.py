@@ -49,7 +49,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ruvector_common.errors import EmbedError, InvalidArgument
 
@@ -390,7 +390,7 @@ def resolve_model(
             max_seq_length=spec.max_seq_length,
         )
 
-    steps = {
+    steps: Dict[str, Callable[[ModelSpec], Iterable[Path]]] = {
         "env": _env_candidates,
         "hf-cache": _hf_candidates,
         "package": _package_candidates,

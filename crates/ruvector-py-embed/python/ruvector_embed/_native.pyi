@@ -6,7 +6,22 @@ from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Union
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "__version__",
+    "_error_classes",
+    "cpu_features",
+    "runtime_info",
+    "set_num_threads",
+    "get_num_threads",
+    "Embedder",
+    "ImageEmbedder",
+    "sha256_file",
+]
+
 __version__: str
+#: Names of the ``ruvector_common.errors`` classes this module raises
+#: (checked against ``ruvector_common`` at import).
+_error_classes: List[str]
 
 _Path = Union[str, "os.PathLike[str]"]
 _Int = Union[int, np.integer[Any]]
@@ -175,14 +190,15 @@ class ImageEmbedder:
     @classmethod
     def from_pretrained(
         cls,
-        name: _Path = "mobilenetv3-small",
+        name: Optional[_Path] = None,
         *,
         weights: Optional[_Path] = None,
         normalize: Optional[bool] = None,
         cache_dir: Optional[_Path] = None,
         sources: Optional[Sequence[str]] = None,
     ) -> ImageEmbedder:
-        """Loads ``mobilenetv3-small`` (``name`` may also be the path of a
+        """Loads ``mobilenetv3-small`` (``name``, the default when omitted or
+        ``None``; it may also be the path of a
         ``.safetensors`` file or of a folder holding ``model.safetensors``).
         ``weights``: a ``.safetensors`` file or folder, or ``"untrained"``;
         by default ``$RUVECTOR_MODELS/mobilenetv3-small/model.safetensors``

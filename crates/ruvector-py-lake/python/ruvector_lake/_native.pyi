@@ -7,6 +7,8 @@ float32 once (a copy); other dtypes raise ``InvalidArgument``. Names
 ``str`` or ``os.PathLike[str]`` (anything else, ``bytes`` included, raises
 ``TypeError``); a lone surrogate in either raises ``InvalidArgument`` naming
 the argument. A prime, ``search_batch`` and ``warm_from_dir`` stop at Ctrl-C.
+
+Searches: ``k`` is 10 and ``metric`` is ``"l2"`` when omitted or ``None``.
 """
 
 import os
@@ -18,7 +20,30 @@ import numpy.typing as npt
 from ._adapter import BackendAdapter
 from ._types import BackendStats, CacheStats, Consistency, LakeHit, RefreshResult
 
+__all__ = [
+    "__version__",
+    "_error_classes",
+    "cpu_features",
+    "runtime_info",
+    "set_num_threads",
+    "get_num_threads",
+    "RuLake",
+    "RuLakeBuilder",
+    "LakeSession",
+    "LocalBackend",
+    "FsBackend",
+    "Bundle",
+    "_crate_read_bundle",
+    "_crate_write_bundle",
+    "MAX_DIM",
+    "MAX_RERANK_FACTOR",
+    "MAX_K",
+]
+
 __version__: str
+#: Names of the ``ruvector_common.errors`` classes this module raises
+#: (checked against ``ruvector_common`` at import).
+_error_classes: List[str]
 MAX_DIM: int
 MAX_RERANK_FACTOR: int
 MAX_K: int
@@ -70,7 +95,7 @@ def _crate_write_bundle(
 class LocalBackend:
     """An in-memory backend; every ``upsert`` (and ``remove`` of a row) bumps the collection's generation."""
 
-    def __init__(self, name: str) -> None: ...
+    def __new__(cls, name: str) -> LocalBackend: ...
     def upsert(self, collection: str, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
         """Insert or replace rows (``(n, dim)`` floats, ``n`` unique u64 ids); all or nothing."""
     @property
@@ -88,7 +113,7 @@ class LocalBackend:
 class FsBackend:
     """A backend over ``ruvec1`` files in ``root`` (the crate's format)."""
 
-    def __init__(self, name: str, root: _Path) -> None: ...
+    def __new__(cls, name: str, root: _Path) -> FsBackend: ...
     def write(
         self, collection: str, ids: npt.ArrayLike, vectors: npt.ArrayLike, *, filename: Optional[str] = None
     ) -> str:
@@ -134,8 +159,8 @@ class Bundle:
     def pii_policy(self) -> Optional[str]: ...
     @property
     def lineage_id(self) -> Optional[str]: ...
-    def __eq__(self, other: object) -> bool: ...
-    def __ne__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
 
 @final
 class LakeSession:
@@ -146,20 +171,20 @@ class LakeSession:
         backend: str,
         collection: str,
         query: npt.ArrayLike,
-        k: _Int = 10,
+        k: Optional[_Int] = None,
         *,
         rerank_factor: Optional[_Int] = None,
-        metric: _Metric = "l2",
+        metric: Optional[_Metric] = None,
         filter: _Filter = None,
     ) -> List[LakeHit]: ...
     def search_federated(
         self,
         targets: _Targets,
         query: npt.ArrayLike,
-        k: _Int = 10,
+        k: Optional[_Int] = None,
         *,
         rerank_factor: Optional[_Int] = None,
-        metric: _Metric = "l2",
+        metric: Optional[_Metric] = None,
         filter: _Filter = None,
     ) -> List[LakeHit]: ...
     def search_batch(
@@ -167,10 +192,10 @@ class LakeSession:
         backend: str,
         collection: str,
         queries: npt.ArrayLike,
-        k: _Int = 10,
+        k: Optional[_Int] = None,
         *,
         rerank_factor: Optional[_Int] = None,
-        metric: _Metric = "l2",
+        metric: Optional[_Metric] = None,
         filter: _Filter = None,
     ) -> _Batch: ...
     def witness(self, backend: str, collection: str) -> Optional[str]: ...
@@ -200,15 +225,15 @@ class RuLakeBuilder:
 class RuLake:
     """A cache-first vector fabric over registered backends."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         rerank_factor: Optional[_Int] = None,
         rotation_seed: Optional[_Int] = None,
         max_cache_entries: Optional[_Int] = None,
         consistency: Optional[Consistency] = None,
         ttl_ms: Optional[_Int] = None,
-    ) -> None: ...
+    ) -> RuLake: ...
     @staticmethod
     def builder() -> RuLakeBuilder: ...
     def register_backend(self, backend: Union[LocalBackend, FsBackend, BackendAdapter]) -> None: ...
@@ -229,10 +254,10 @@ class RuLake:
         backend: str,
         collection: str,
         query: npt.ArrayLike,
-        k: _Int = 10,
+        k: Optional[_Int] = None,
         *,
         rerank_factor: Optional[_Int] = None,
-        metric: _Metric = "l2",
+        metric: Optional[_Metric] = None,
         filter: _Filter = None,
     ) -> List[LakeHit]:
         """The ``k`` best vectors of one collection by ``metric``, best first.
@@ -252,10 +277,10 @@ class RuLake:
         backend: str,
         collection: str,
         query: npt.ArrayLike,
-        k: _Int = 10,
+        k: Optional[_Int] = None,
         *,
         rerank_factor: Optional[_Int] = None,
-        metric: _Metric = "l2",
+        metric: Optional[_Metric] = None,
         filter: _Filter = None,
     ) -> List[LakeHit]:
         """Awaitable :meth:`search_one`, on the wheel's tokio runtime."""
@@ -263,10 +288,10 @@ class RuLake:
         self,
         targets: _Targets,
         query: npt.ArrayLike,
-        k: _Int = 10,
+        k: Optional[_Int] = None,
         *,
         rerank_factor: Optional[_Int] = None,
-        metric: _Metric = "l2",
+        metric: Optional[_Metric] = None,
         filter: _Filter = None,
     ) -> List[LakeHit]:
         """Search several ``(backend, collection)`` pairs in parallel and merge
@@ -275,10 +300,10 @@ class RuLake:
         self,
         targets: _Targets,
         query: npt.ArrayLike,
-        k: _Int = 10,
+        k: Optional[_Int] = None,
         *,
         rerank_factor: Optional[_Int] = None,
-        metric: _Metric = "l2",
+        metric: Optional[_Metric] = None,
         filter: _Filter = None,
     ) -> List[LakeHit]:
         """Awaitable :meth:`search_federated`."""
@@ -287,10 +312,10 @@ class RuLake:
         backend: str,
         collection: str,
         queries: npt.ArrayLike,
-        k: _Int = 10,
+        k: Optional[_Int] = None,
         *,
         rerank_factor: Optional[_Int] = None,
-        metric: _Metric = "l2",
+        metric: Optional[_Metric] = None,
         filter: _Filter = None,
     ) -> _Batch:
         """``(ids uint64, scores float32)`` of shape ``(nq, min(k, m))``, ``m``
@@ -304,10 +329,10 @@ class RuLake:
         backend: str,
         collection: str,
         queries: npt.ArrayLike,
-        k: _Int = 10,
+        k: Optional[_Int] = None,
         *,
         rerank_factor: Optional[_Int] = None,
-        metric: _Metric = "l2",
+        metric: Optional[_Metric] = None,
         filter: _Filter = None,
     ) -> _Batch:
         """Awaitable :meth:`search_batch`."""
@@ -334,4 +359,4 @@ class RuLake:
         """Install a saved entry after checking all of it (sizes, CRC, witness,
         every vector, every saved code); the number of vectors."""
     def session(self) -> LakeSession: ...
-    def __contains__(self, key: object) -> bool: ...
+    def __contains__(self, key: object, /) -> bool: ...

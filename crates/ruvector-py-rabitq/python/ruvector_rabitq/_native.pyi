@@ -12,14 +12,41 @@ while they run, and an interrupted ``add_batch`` has changed nothing.
 """
 
 import os
-from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple, TypeVar, Union, final
+from typing import Any, Dict, List, Literal, Optional, Tuple, TypeVar, Union, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import disjoint_base
 
 from ._types import SearchHit
 
+__all__ = [
+    "__version__",
+    "_error_classes",
+    "cpu_features",
+    "runtime_info",
+    "set_num_threads",
+    "get_num_threads",
+    "_IndexBase",
+    "FlatF32Index",
+    "RabitqIndex",
+    "RabitqPlusIndex",
+    "RabitqAsymIndex",
+    "IvfRabitqIndex",
+    "VectorIter",
+    "IdSet",
+    "MAX_K",
+    "MAX_DIM",
+    "MAX_HAAR_DIM",
+    "MAX_RERANK_FACTOR",
+    "MAX_VECTORS",
+    "MAX_NLIST",
+]
+
 __version__: str
+#: Names of the ``ruvector_common.errors`` classes this module raises
+#: (checked against ``ruvector_common`` at import).
+_error_classes: List[str]
 MAX_DIM: int
 MAX_HAAR_DIM: int
 MAX_RERANK_FACTOR: int
@@ -56,6 +83,7 @@ def get_num_threads() -> int:
 def runtime_info() -> Dict[str, Any]:
     """State of this wheel's tokio runtime and thread pool (started lazily)."""
 
+@disjoint_base
 class _IndexBase:
     """Behaviour shared by the index classes (see :class:`AnyIndex`).
 
@@ -137,7 +165,7 @@ class _IndexBase:
         """Replaces the vectors of held ids and adds the others (upserted rows come last);
         all or nothing (NaN, shape, repeated ids)."""
 
-    def __delitem__(self, id: _Int) -> None:
+    def __delitem__(self, id: _Int, /) -> None:
         """``del idx[id]``; ``NotFound`` (a ``KeyError``) if ``id`` is not held."""
 
     def compact(self) -> None:
@@ -174,15 +202,15 @@ class _IndexBase:
     @property
     def ids(self) -> _IdArray:
         """Stored ids in insertion order (a copy)."""
-    def __contains__(self, id: object) -> bool: ...
-    def __getitem__(self, id: _Int) -> npt.NDArray[np.float32]:
+    def __contains__(self, id: object, /) -> bool: ...
+    def __getitem__(self, id: _Int, /) -> npt.NDArray[np.float32]:
         """Read-only view of the stored vector of ``id`` (no copy)."""
-    def __iter__(self) -> Iterator[Tuple[int, npt.NDArray[np.float32]]]:
+    def __iter__(self) -> VectorIter:
         """``(id, vector)`` pairs over a snapshot, in insertion order."""
     def __array__(self, dtype: Optional[npt.DTypeLike] = None, copy: Optional[bool] = None) -> _F32Matrix:
         """``numpy.asarray(idx)``: the read-only ``(n, dim)`` matrix, no copy."""
-    def __eq__(self, other: object) -> bool: ...
-    def __ne__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
     def save(self, path: _Path, *, crate_format: bool = True) -> None:
         """Saves atomically (temp file, fsync, rename); removes the temporaries
         that killed saves of the same file left behind.
@@ -220,12 +248,20 @@ class _IndexBase:
         its vectors into memory ("copy first"); the file is never written."""
 
 @final
+class VectorIter:
+    """Iterator over the ``(id, vector)`` pairs of an index snapshot, in
+    insertion order (what iterating an index gives)."""
+
+    def __iter__(self) -> VectorIter: ...
+    def __next__(self) -> Tuple[int, npt.NDArray[np.float32]]: ...
+
+@final
 class IdSet:
     """A precompiled, reusable set of allowed ids for ``filter=`` (sorted, unique)."""
 
-    def __init__(self, ids: npt.ArrayLike) -> None: ...
+    def __new__(cls, ids: npt.ArrayLike) -> IdSet: ...
     def __len__(self) -> int: ...
-    def __contains__(self, id: object) -> bool: ...
+    def __contains__(self, id: object, /) -> bool: ...
     @property
     def ids(self) -> _IdArray:
         """The ids, ascending (a copy)."""
@@ -239,10 +275,28 @@ class FlatF32Index(_IndexBase):
     and as ground truth.
     """
 
-    def __init__(self, dim: _Int, *, metric: Optional[_Metric] = None) -> None: ...
+    # The index classes share one constructor signature: FlatF32Index takes
+    # seed, rerank_factor and rotation as None only (a value raises
+    # InvalidArgument: it is exact and does not rerank).
+    def __new__(
+        cls,
+        dim: _Int,
+        *,
+        seed: None = None,
+        rerank_factor: None = None,
+        rotation: None = None,
+        metric: Optional[_Metric] = None,
+    ) -> FlatF32Index: ...
     @classmethod
     def build(
-        cls, vectors: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None, *, metric: Optional[_Metric] = None
+        cls,
+        vectors: npt.ArrayLike,
+        ids: Optional[npt.ArrayLike] = None,
+        *,
+        seed: None = None,
+        rerank_factor: None = None,
+        rotation: None = None,
+        metric: Optional[_Metric] = None,
     ) -> FlatF32Index: ...
     @classmethod
     def load(cls, path: _Path, *, mmap: bool = False) -> FlatF32Index:
@@ -260,14 +314,16 @@ class RabitqIndex(_IndexBase):
     original vectors, so it cannot be indexed or iterated (it saves its codes).
     """
 
-    def __init__(
-        self,
+    # rerank_factor: None only (a value raises InvalidArgument: no rerank).
+    def __new__(
+        cls,
         dim: _Int,
         *,
         seed: Optional[_Int] = None,
+        rerank_factor: None = None,
         rotation: Optional[str] = None,
         metric: Optional[_Metric] = None,
-    ) -> None: ...
+    ) -> RabitqIndex: ...
     @classmethod
     def build(
         cls,
@@ -275,6 +331,7 @@ class RabitqIndex(_IndexBase):
         ids: Optional[npt.ArrayLike] = None,
         *,
         seed: Optional[_Int] = None,
+        rerank_factor: None = None,
         rotation: Optional[str] = None,
         metric: Optional[_Metric] = None,
     ) -> RabitqIndex: ...
@@ -295,15 +352,15 @@ class RabitqPlusIndex(_IndexBase):
     vectors. Saved files are read by the Rust crate too (Haar rotation).
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         dim: _Int,
         *,
         seed: Optional[_Int] = None,
         rerank_factor: Optional[_Int] = None,
         rotation: Optional[str] = None,
         metric: Optional[_Metric] = None,
-    ) -> None: ...
+    ) -> RabitqPlusIndex: ...
     @classmethod
     def build(
         cls,
@@ -331,15 +388,15 @@ class RabitqAsymIndex(_IndexBase):
     ``rerank_factor`` > 1 keeps the vectors and reranks exactly. Haar only.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         dim: _Int,
         *,
         seed: Optional[_Int] = None,
         rerank_factor: Optional[_Int] = None,
         rotation: Optional[str] = None,
         metric: Optional[_Metric] = None,
-    ) -> None: ...
+    ) -> RabitqAsymIndex: ...
     @classmethod
     def build(
         cls,
@@ -384,8 +441,8 @@ class IvfRabitqIndex(_IndexBase):
     3
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         dim: _Int,
         *,
         nlist: Optional[_Int] = None,
@@ -394,7 +451,7 @@ class IvfRabitqIndex(_IndexBase):
         rerank_factor: Optional[_Int] = None,
         rotation: Optional[str] = None,
         metric: Optional[_Metric] = None,
-    ) -> None: ...
+    ) -> IvfRabitqIndex: ...
     @classmethod
     def build(
         cls,

@@ -43,7 +43,9 @@ class Recommendation(NamedTuple):
     ('IvfRabitqIndex', 1000, 100)
     """
 
-    index: str
+    # The public field name shadows tuple.index (a method); NamedTuple allows
+    # it at run time, and every caller reads ``rec.index`` as the class name.
+    index: str  # type: ignore[assignment]
     params: Dict[str, Any]
     memory_bytes: int
     reason: str
@@ -58,9 +60,9 @@ class Recommendation(NamedTuple):
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
+    if isinstance(value, bool) or not isinstance(value, SupportsIndex):
         raise InvalidArgument(f"{name} must be an integer, got {type(value).__name__}")
-    v = value.__index__()  # type: ignore[attr-defined]
+    v = value.__index__()
     if not lo <= v <= hi:
         raise InvalidArgument(f"{name} must be between {lo} and {hi}, got {v}")
     return int(v)

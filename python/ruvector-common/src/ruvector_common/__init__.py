@@ -19,13 +19,54 @@ Most users reach them through the ``ruvector`` meta package instead.
 
 import typing as _typing
 
-from ruvector_common import errors as _errors
-
 # The one list of classes is errors.__all__: everything in it is re-exported.
-from .errors import *  # noqa: F403
+from .errors import (
+    ERRORS_ABI,
+    A2aError,
+    BackendError,
+    BudgetExceeded,
+    CacheMissError,
+    CardSignatureInvalid,
+    DimensionMismatch,
+    EmbedError,
+    EmptyIndex,
+    InvalidArgument,
+    LakeError,
+    MissingComponentError,
+    NotFound,
+    PersistError,
+    PolicyViolation,
+    RuVectorError,
+    TransportError,
+    VectorIndexError,
+    WitnessMismatch,
+)
 
-__all__ = ["__version__"]
-__all__ += _errors.__all__
+# Every name of errors.__all__ (the one list of classes), written out so that
+# type checkers and stubtest see what Python sees; tests/common/test_errors.py
+# checks the two lists agree.
+__all__ = [
+    "__version__",
+    "ERRORS_ABI",
+    "RuVectorError",
+    "InvalidArgument",
+    "DimensionMismatch",
+    "NotFound",
+    "VectorIndexError",
+    "EmptyIndex",
+    "PersistError",
+    "LakeError",
+    "BackendError",
+    "CacheMissError",
+    "WitnessMismatch",
+    "EmbedError",
+    "A2aError",
+    "CardSignatureInvalid",
+    "PolicyViolation",
+    "BudgetExceeded",
+    "TransportError",
+    "MissingComponentError",
+]
 
 _DIST_NAME = "ruvector-common"
 _UNKNOWN_VERSION = "0+unknown"

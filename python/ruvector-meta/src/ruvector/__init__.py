@@ -41,15 +41,55 @@ import typing as _typing
 from ruvector_common import errors as _errors
 
 # Every exception class, eagerly: the one list is ruvector_common.errors.__all__.
-from ruvector_common.errors import *  # noqa: F403  # pyright: ignore[reportWildcardImportFromLibrary]
-from ruvector_common.errors import MissingComponentError
+from ruvector_common.errors import (
+    A2aError,
+    BackendError,
+    BudgetExceeded,
+    CacheMissError,
+    CardSignatureInvalid,
+    DimensionMismatch,
+    EmbedError,
+    EmptyIndex,
+    InvalidArgument,
+    LakeError,
+    MissingComponentError,
+    NotFound,
+    PersistError,
+    PolicyViolation,
+    RuVectorError,
+    TransportError,
+    VectorIndexError,
+    WitnessMismatch,
+)
 
 # Names that exist as soon as ``ruvector`` is imported. The lazily imported
 # component names are deliberately not listed: ``from ruvector import *`` must
 # work with any subset of the components installed.
-__all__: list[str] = ["available", "versions"]
-__all__ += _errors.__all__
-__all__.remove("ERRORS_ABI")  # a contract detail of ruvector_common, not of the front door
+# The exception classes are errors.__all__ without ERRORS_ABI (a contract
+# detail of ruvector_common, not of the front door), written out so that type
+# checkers and stubtest see what Python sees; tests/meta checks they agree.
+__all__: list[str] = [
+    "available",
+    "versions",
+    "RuVectorError",
+    "InvalidArgument",
+    "DimensionMismatch",
+    "NotFound",
+    "VectorIndexError",
+    "EmptyIndex",
+    "PersistError",
+    "LakeError",
+    "BackendError",
+    "CacheMissError",
+    "WitnessMismatch",
+    "EmbedError",
+    "A2aError",
+    "CardSignatureInvalid",
+    "PolicyViolation",
+    "BudgetExceeded",
+    "TransportError",
+    "MissingComponentError",
+]
 
 _DIST_NAME = "ruvector"
 _COMMON_DIST_NAME = "ruvector-common"

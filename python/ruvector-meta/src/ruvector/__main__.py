@@ -2,4 +2,5 @@
 
 from ruvector.cli import entry_point
 
-entry_point()
+if __name__ == "__main__":  # importing the module (stubtest, pydoc) runs nothing
+    entry_point()

@@ -34,10 +34,10 @@ try:
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp.types import ToolAnnotations
-except ModuleNotFoundError as error:  # pragma: no cover - exercised by the extra-less install test
-    if error.name is None or error.name.split(".")[0] not in ("mcp", "pydantic"):
+except ModuleNotFoundError as _missing:  # pragma: no cover - exercised by the extra-less install test
+    if _missing.name is None or _missing.name.split(".")[0] not in ("mcp", "pydantic"):
         raise
-    raise MissingComponentError("ruvector serve", "mcp", "mcp", "mcp") from error
+    raise MissingComponentError("ruvector serve", "mcp", "mcp", "mcp") from _missing
 
 if TYPE_CHECKING:
     from ruvector.collection import Collection

@@ -24,12 +24,12 @@ try:
     from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
     from langchain_core.vectorstores import VectorStore
-except ModuleNotFoundError as error:
-    if error.name is None or not error.name.startswith("langchain_core"):
+except ModuleNotFoundError as _missing:
+    if _missing.name is None or not _missing.name.startswith("langchain_core"):
         raise
     raise MissingComponentError(
         "ruvector.integrations.langchain", "langchain", "langchain-core", "langchain_core"
-    ) from error
+    ) from _missing
 
 from ruvector.collection import Collection, stack_vectors
 

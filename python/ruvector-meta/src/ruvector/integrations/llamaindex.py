@@ -34,12 +34,12 @@ try:
         VectorStoreQueryResult,
     )
     from llama_index.core.vector_stores.utils import node_to_metadata_dict
-except ModuleNotFoundError as error:
-    if error.name is None or not error.name.startswith("llama_index"):
+except ModuleNotFoundError as _missing:
+    if _missing.name is None or not _missing.name.startswith("llama_index"):
         raise
     raise MissingComponentError(
         "ruvector.integrations.llamaindex", "llamaindex", "llama-index-core", "llama_index.core"
-    ) from error
+    ) from _missing
 
 from ruvector.collection import Collection
 

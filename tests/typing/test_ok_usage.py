@@ -1,6 +1,7 @@
 """Typed use of the public API: mypy --strict and pyright (strict) must pass.
 
-Run by the nox ``typecheck`` session; also executed by pytest so it cannot rot.
+Run by the nox ``typecheck`` session; also collected by ``pytest tests`` (hence
+the test_ name) so it cannot rot.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 import ruvector
+import ruvector_lake
 import ruvector_rabitq as rr
 
 
@@ -52,6 +54,24 @@ def recommend() -> str:
     return rec.index
 
 
+def stubs_as_the_runtime_has_them() -> Tuple[int, List[int], int]:
+    """Signatures stubtest holds to the wheels: constructors (``__new__``),
+    iteration (``VectorIter``), ``IdSet``, options taken as ``None`` only, and
+    the lake's ``k``/``metric`` defaulting to ``None``."""
+    x = np.eye(4, 8, dtype=np.float32)
+    flat = rr.FlatF32Index(8, seed=None, rerank_factor=None, rotation=None, metric="l2")
+    flat.add_batch(x)
+    pairs: List[Tuple[int, npt.NDArray[np.float32]]] = list(iter(flat))
+    allowed = rr.IdSet([1, 2])
+    found = [hit.id for hit in flat.search(x[2], 4, filter=allowed)]
+    backend = ruvector_lake.LocalBackend("mem")
+    backend.upsert("c", np.arange(4, dtype=np.uint64), x)
+    lake = ruvector_lake.RuLake(rerank_factor=None)
+    lake.register_backend(backend)
+    nearest = lake.search_one("mem", "c", x[3], None, metric=None)[0].id
+    return len(pairs), found, nearest
+
+
 def test_typed_usage_runs() -> None:
     hits, ids = build_and_search()
     assert ids.shape == (3, 2)
@@ -59,3 +79,4 @@ def test_typed_usage_runs() -> None:
     assert "dim" in errors_are_shared()
     assert recommend() == "FlatF32Index"
     assert hits[0] == rr.SearchHit(0, 0.0)
+    assert stubs_as_the_runtime_has_them() == (4, [2, 1], 3)
