@@ -519,7 +519,10 @@ pub fn load_mapped(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
     // mapped can show changed values (never unsafety in this code, which
     // reads it as plain bytes and floats) or fault if truncated; the SDK
     // replaces files by rename, which leaves a mapped inode intact.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| fail(format!("cannot map: {e}")))?;
+    // Populated: the CRC reads every page at once, and one populating
+    // mmap call costs far less than a page fault per 4 KiB.
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+        .map_err(|e| fail(format!("cannot map: {e}")))?;
     load_from(Source::Mapped(map), shown, expected)
 }
 
@@ -565,14 +568,14 @@ fn load_from(source: Source<'_>, shown: String, expected: Option<Kind>) -> Resul
             load_v2(BufReader::with_capacity(1 << 20, f), len, &shown, None)?
         }
         Source::File(f) => load_v1(f, len, &shown)?,
-        Source::Bytes(b) if is_v2 => load_v2(b, len, &shown, None)?,
+        Source::Bytes(b) if is_v2 => load_v2(std::io::Cursor::new(b), len, &shown, None)?,
         Source::Bytes(b) => load_v1(std::io::Cursor::new(b), len, &shown)?,
         Source::Mapped(m) if is_v2 => {
             // SAFETY of the borrow: `m` moves into the result only after
             // the reader over it is done.
             let bytes: &[u8] = &m;
             let bytes: &[u8] = unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
-            load_v2(bytes, len, &shown, Some(m))?
+            load_v2(std::io::Cursor::new(bytes), len, &shown, Some(m))?
         }
         Source::Mapped(_) => {
             return Err(fail(
@@ -841,7 +844,12 @@ fn load_v1<R: Read + Seek>(file: R, file_len: u64, shown: &str) -> Result<Loaded
 /// Reads a version 2 file (see the module docs) after its first 12 bytes
 /// said so. `map`: the vectors stay in this map (they are read for the CRC
 /// only) instead of being copied.
-fn load_v2<R: Read>(mut r: R, len: u64, shown: &str, map: Option<memmap2::Mmap>) -> Result<Loaded> {
+fn load_v2<R: Read + Seek>(
+    mut r: R,
+    len: u64,
+    shown: &str,
+    map: Option<memmap2::Mmap>,
+) -> Result<Loaded> {
     let fail = |msg: String| Error::persist(shown, msg);
     let io = |e: std::io::Error| Error::persist(shown, format!("cannot read: {e}"));
     if len < HEADER2_LEN + TRAILER_LEN {
@@ -975,15 +983,10 @@ fn load_v2<R: Read>(mut r: R, len: u64, shown: &str, map: Option<memmap2::Mmap>)
     let (vstart, vlen) = sections[0];
     pad(&mut r, &mut crc, vstart, &mut at)?;
     let mut owned: Vec<f32> = Vec::new();
-    if map.is_some() && cfg!(target_endian = "little") {
-        let mut buf = vec![0u8; (1 << 20).min(vlen as usize)];
-        let mut left = vlen as usize;
-        while left > 0 {
-            let b = &mut buf[..left.min(1 << 20)];
-            r.read_exact(b).map_err(io)?;
-            crc.update(b);
-            left -= b.len();
-        }
+    if let Some(m) = map.as_ref().filter(|_| cfg!(target_endian = "little")) {
+        // Checked in place (the size was checked against the header).
+        crc.update(&m[vstart as usize..(vstart + vlen) as usize]);
+        r.seek(SeekFrom::Current(vlen as i64)).map_err(io)?;
     } else {
         owned = vec![0f32; (vlen / 4) as usize];
         {
