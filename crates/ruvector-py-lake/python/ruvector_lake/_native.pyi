@@ -38,6 +38,8 @@ __all__ = [
     "MAX_DIM",
     "MAX_RERANK_FACTOR",
     "MAX_K",
+    "MAX_ID",
+    "PAD_ID",
 ]
 
 __version__: str
