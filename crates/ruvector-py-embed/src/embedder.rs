@@ -12,7 +12,7 @@ use ruvector_py_core::interrupt::{run_interruptible, Cancel};
 use ruvector_py_core::runtime;
 
 use crate::error::{Error, FromBase};
-use crate::py_modules::{IMAGE_MODEL_NAME, REDUCE_EMBEDDER, RESOLVE_MODEL};
+use crate::py_modules::{ENCODE, IMAGE_MODEL_NAME, MODEL_PROMPTS, REDUCE_EMBEDDER, RESOLVE_MODEL};
 
 use crate::config::{Defaults, Pooling};
 use crate::files::ModelDir;
@@ -28,6 +28,10 @@ struct Origin {
     path: Py<PyString>,
     source: String,
     verified: bool,
+    /// Prompt name -> text prepended by ``encode(prompt_name=...)``.
+    prompts: Py<PyDict>,
+    /// The prompt ``encode`` uses when given neither prompt nor prompt_name.
+    default_prompt_name: Option<Py<PyString>>,
 }
 
 /// Sentence embeddings computed in Rust.
@@ -41,7 +45,9 @@ pub struct Embedder {
     origin: Origin,
 }
 
-fn texts_arg(texts: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+/// The texts of a batch; an item that is not a str is refused naming it
+/// ``what[offset + i]``.
+fn texts_arg(texts: &Bound<'_, PyAny>, what: &str, offset: usize) -> PyResult<Vec<String>> {
     if texts.is_instance_of::<PyString>() {
         return Err(Error::invalid(
             "texts must be a sequence of strings, got a single str; \
@@ -57,7 +63,7 @@ fn texts_arg(texts: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     })?;
     let mut out = Vec::new();
     for (i, item) in iter.enumerate() {
-        out.push(str_arg(&item?, &format!("texts[{i}]"))?);
+        out.push(str_arg(&item?, &format!("{what}[{}]", offset + i))?);
     }
     Ok(out)
 }
@@ -80,7 +86,7 @@ impl Embedder {
     /// An image model name (``"mobilenetv3-small"``) gives an
     /// :class:`ImageEmbedder` (see :meth:`ImageEmbedder.from_pretrained`).
     #[classmethod]
-    #[pyo3(signature = (name, *, cache_dir=None, download=None, sources=None, pooling=None, normalize=None, max_seq_length=None, weights=None))]
+    #[pyo3(signature = (name, *, cache_dir=None, download=None, sources=None, pooling=None, normalize=None, max_seq_length=None, weights=None, pretrained=None, prompts=None, default_prompt_name=None))]
     #[allow(clippy::too_many_arguments)]
     fn from_pretrained(
         _cls: &Bound<'_, pyo3::types::PyType>,
@@ -93,6 +99,9 @@ impl Embedder {
         normalize: Option<bool>,
         max_seq_length: Option<&Bound<'_, PyAny>>,
         weights: Option<&Bound<'_, PyAny>>,
+        pretrained: Option<bool>,
+        prompts: Option<&Bound<'_, PyAny>>,
+        default_prompt_name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let pooling = pooling
             .filter(|p| !p.is_none())
@@ -101,21 +110,25 @@ impl Embedder {
         let image_name = IMAGE_MODEL_NAME.get(py)?.call1((name,))?;
         if !image_name.is_none() {
             let max_seq_length = max_seq_length.filter(|o| !o.is_none());
-            if pooling.is_some() || max_seq_length.is_some() {
+            let prompts_given = prompts.is_some_and(|p| !p.is_none())
+                || default_prompt_name.is_some_and(|p| !p.is_none());
+            if pooling.is_some() || max_seq_length.is_some() || prompts_given {
                 return Err(Error::invalid(format!(
-                    "pooling and max_seq_length apply to text models; {} is an image model",
+                    "pooling, max_seq_length, prompts and default_prompt_name apply to text \
+                     models; {} is an image model",
                     image_name.str()?
                 ))
                 .into());
             }
-            let img =
-                ImageEmbedder::create(py, name, weights, cache_dir, download, sources, normalize)?;
+            let img = ImageEmbedder::create(
+                py, name, weights, pretrained, cache_dir, download, sources, normalize,
+            )?;
             return Ok(Bound::new(py, img)?.into_any().unbind());
         }
-        if weights.is_some_and(|w| !w.is_none()) {
+        if weights.is_some_and(|w| !w.is_none()) || pretrained.is_some() {
             return Err(Error::invalid(
-                "weights= is for image models (mobilenetv3-small); a text model's weights \
-                 are the model.safetensors of its folder",
+                "weights= and pretrained= are for image models (mobilenetv3-small); a text \
+                 model's weights are the model.safetensors of its folder",
             )
             .into());
         }
@@ -143,11 +156,25 @@ impl Embedder {
             normalize: resolved.getattr("normalize")?.extract()?,
             max_seq_length: resolved.getattr("max_seq_length")?.extract()?,
         };
+        // The prompts: the folder's config_sentence_transformers.json over
+        // the registry's, the caller's over both (checked in Python).
+        let (prompt_map, default_prompt): (Bound<'_, PyDict>, Option<Bound<'_, PyString>>) =
+            MODEL_PROMPTS
+                .get(py)?
+                .call1((
+                    &path_obj,
+                    resolved.getattr("prompts")?,
+                    prompts,
+                    default_prompt_name,
+                ))?
+                .extract()?;
         let origin = Origin {
             name: resolved.getattr("name")?.str()?.unbind(),
             source: resolved.getattr("source")?.extract()?,
             verified: !digests.is_empty(),
             path: path_text,
+            prompts: prompt_map.unbind(),
+            default_prompt_name: default_prompt.map(Bound::unbind),
         };
         let dir = ModelDir::new(path, digests);
         let model = py.detach(|| guarded(|| TextModel::load(&dir, defaults, over)))?;
@@ -186,10 +213,54 @@ impl Embedder {
     /// the wheel's thread pool with the GIL released. Ctrl-C stops it
     /// within about a layer's work and raises ``KeyboardInterrupt``.
     fn embed_batch(&self, py: Python<'_>, texts: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let texts = texts_arg(texts)?;
+        let texts = texts_arg(texts, "texts", 0)?;
         let dim = self.model.dim();
         let model = &self.model;
-        let m = run_interruptible(py, |cancel| model.embed_many(&texts, cancel))?;
+        let m = run_interruptible(py, |cancel| model.embed_many(&texts, None, cancel))?;
+        f32_matrix(py, m, dim)
+    }
+
+    /// Embeds ``sentences`` in batches, the way ``SentenceTransformer.encode``
+    /// does: one str gives a ``(dim,)`` array, any iterable of str (a list,
+    /// a generator...) a ``(n, dim)`` array, streamed ``batch_size`` texts at
+    /// a time. See ``ruvector_embed._encode.encode`` for the arguments.
+    #[pyo3(
+        signature = (sentences, *args, **kwargs),
+        text_signature = "(self, sentences, batch_size=32, *, show_progress_bar=None, \
+                          normalize_embeddings=None, convert_to_numpy=True, prompt_name=None, \
+                          prompt=None, convert_to_tensor=False, device=None, precision='float32', \
+                          output_value='sentence_embedding')"
+    )]
+    fn encode<'py>(
+        slf: &Bound<'py, Self>,
+        sentences: &Bound<'py, PyAny>,
+        args: &Bound<'py, pyo3::types::PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let mut all = vec![slf.clone().into_any(), sentences.clone()];
+        all.extend(args.iter());
+        let all = pyo3::types::PyTuple::new(py, all)?;
+        ENCODE.get(py)?.call(all, kwargs)
+    }
+
+    /// One batch of :meth:`encode`: ``texts`` (a list of str) embedded as
+    /// :meth:`embed_batch` does, L2-normalised if ``normalize``; an item that
+    /// is not a str is named ``sentences[offset + i]``.
+    #[pyo3(name = "_embed_batch", signature = (texts, normalize, offset))]
+    fn embed_batch_for_encode(
+        &self,
+        py: Python<'_>,
+        texts: &Bound<'_, PyAny>,
+        normalize: bool,
+        offset: usize,
+    ) -> PyResult<Py<PyAny>> {
+        let texts = texts_arg(texts, "sentences", offset)?;
+        let dim = self.model.dim();
+        let model = &self.model;
+        let m = run_interruptible(py, |cancel| {
+            model.embed_many(&texts, Some(normalize), cancel)
+        })?;
         f32_matrix(py, m, dim)
     }
 
@@ -214,12 +285,12 @@ impl Embedder {
         py: Python<'py>,
         texts: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let texts = texts_arg(texts)?;
+        let texts = texts_arg(texts, "texts", 0)?;
         let model = Arc::clone(&self.model);
         let dim = model.dim();
         runtime::awaitable(
             py,
-            move || model.embed_many(&texts, &Cancel::new()),
+            move || model.embed_many(&texts, None, &Cancel::new()),
             Box::new(move |py, m: Vec<f32>| f32_matrix(py, m, dim)),
         )
     }
@@ -253,6 +324,25 @@ impl Embedder {
     #[getter]
     fn normalize(&self) -> bool {
         self.model.cfg.normalize
+    }
+
+    /// Prompt name -> text that :meth:`encode` prepends for
+    /// ``prompt_name=...`` (a new dict on every access): the ``prompts`` of
+    /// the folder's ``config_sentence_transformers.json``, else the
+    /// registry's for a known model, or those given to ``from_pretrained``.
+    #[getter]
+    fn prompts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.origin.prompts.bind(py).copy()
+    }
+
+    /// The prompt :meth:`encode` uses when given neither ``prompt`` nor
+    /// ``prompt_name`` (``None``: no prompt).
+    #[getter]
+    fn default_prompt_name(&self, py: Python<'_>) -> Option<Py<PyString>> {
+        self.origin
+            .default_prompt_name
+            .as_ref()
+            .map(|p| p.clone_ref(py))
     }
 
     /// The model's name (the known name, or the folder for a local path).

@@ -310,10 +310,12 @@ pub struct ImageEmbedder {
 
 impl ImageEmbedder {
     /// Resolves the weights (Python resolver) and loads them.
+    #[allow(clippy::too_many_arguments)]
     pub fn create(
         py: Python<'_>,
         name: &Bound<'_, PyAny>,
         weights: Option<&Bound<'_, PyAny>>,
+        pretrained: Option<bool>,
         cache_dir: Option<&Bound<'_, PyAny>>,
         download: Option<&Bound<'_, PyAny>>,
         sources: Option<&Bound<'_, PyAny>>,
@@ -321,6 +323,7 @@ impl ImageEmbedder {
     ) -> PyResult<Self> {
         let kwargs = PyDict::new(py);
         kwargs.set_item("weights", weights)?;
+        kwargs.set_item("pretrained", pretrained)?;
         kwargs.set_item("cache_dir", cache_dir)?;
         kwargs.set_item("download", download)?;
         kwargs.set_item("sources", sources)?;
@@ -373,24 +376,30 @@ impl ImageEmbedder {
 #[pymethods]
 impl ImageEmbedder {
     /// Loads ``mobilenetv3-small`` with weights from ``weights`` (a
-    /// ``.safetensors`` file or a folder holding ``model.safetensors``;
-    /// ``"untrained"`` for the deterministic untrained weights), else from
-    /// the offline sources of ``ruvector_embed.resolve_image_weights``, else
-    /// untrained weights with a logged warning.
+    /// ``.safetensors`` file or a folder holding ``model.safetensors``),
+    /// else from the offline sources of
+    /// ``ruvector_embed.resolve_image_weights``; if none holds them,
+    /// ``EmbedError`` naming where it looked and the command that converts
+    /// torchvision's weights. ``weights="untrained"`` or ``pretrained=False``
+    /// asks for the deterministic untrained weights (not semantic).
     #[classmethod]
-    #[pyo3(signature = (name=None, *, weights=None, normalize=None, cache_dir=None, sources=None))]
+    #[pyo3(signature = (name=None, *, weights=None, pretrained=None, normalize=None, cache_dir=None, sources=None))]
+    #[allow(clippy::too_many_arguments)]
     fn from_pretrained(
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,
         name: Option<&Bound<'_, PyAny>>,
         weights: Option<&Bound<'_, PyAny>>,
+        pretrained: Option<bool>,
         normalize: Option<bool>,
         cache_dir: Option<&Bound<'_, PyAny>>,
         sources: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let default = PyString::new(py, "mobilenetv3-small").into_any();
         let name = name.unwrap_or(&default);
-        Self::create(py, name, weights, cache_dir, None, sources, normalize)
+        Self::create(
+            py, name, weights, pretrained, cache_dir, None, sources, normalize,
+        )
     }
 
     /// Pickles by reference: the model's file paths, sizes and SHA-256

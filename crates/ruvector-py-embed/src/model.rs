@@ -188,16 +188,18 @@ impl TextModel {
 
     /// Embeds the sequences of one chunk; `index[k]` is the position of
     /// `seqs[k]` in the caller's batch (`None`: a single text).
+    /// `normalize` is the model's setting or the caller's override.
     fn run_chunk(
         &self,
         seqs: &[&[u32]],
         index: &[Option<usize>],
+        normalize: bool,
         cancel: &Cancel,
     ) -> Result<Vec<f32>> {
         let dim = self.dim();
         let mut out = vec![0.0f32; seqs.len() * dim];
         self.bert
-            .embed_chunk(seqs, self.cfg.pooling, self.cfg.normalize, &mut out, cancel)?;
+            .embed_chunk(seqs, self.cfg.pooling, normalize, &mut out, cancel)?;
         // One pass over the result: a broken model raises instead of
         // returning NaN.
         for (row, i) in out.chunks_exact(dim).zip(index) {
@@ -213,7 +215,7 @@ impl TextModel {
     pub fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
         guarded(|| {
             let ids = self.tok.encode(text)?;
-            self.run_chunk(&[&ids], &[None], &Cancel::new())
+            self.run_chunk(&[&ids], &[None], self.cfg.normalize, &Cancel::new())
         })
     }
 
@@ -224,14 +226,26 @@ impl TextModel {
         (MAX_CHUNK_FLOATS / per_token.max(1)).clamp(1, MAX_CHUNK_TOKENS)
     }
 
-    /// Embeds `texts` on the wheel's pool: `(texts.len(), dim)` row-major.
-    /// `cancel` is checked between texts while tokenising and between
-    /// layers of every chunk.
-    pub fn embed_many(&self, texts: &[String], cancel: &Cancel) -> Result<Vec<f32>> {
-        guarded(|| self.embed_many_inner(texts, cancel))
+    /// Embeds `texts` on the wheel's pool: `(texts.len(), dim)` row-major,
+    /// L2-normalised if `normalize` (`None`: the model's setting). `cancel`
+    /// is checked between texts while tokenising and between layers of
+    /// every chunk.
+    pub fn embed_many(
+        &self,
+        texts: &[String],
+        normalize: Option<bool>,
+        cancel: &Cancel,
+    ) -> Result<Vec<f32>> {
+        let normalize = normalize.unwrap_or(self.cfg.normalize);
+        guarded(|| self.embed_many_inner(texts, normalize, cancel))
     }
 
-    fn embed_many_inner(&self, texts: &[String], cancel: &Cancel) -> Result<Vec<f32>> {
+    fn embed_many_inner(
+        &self,
+        texts: &[String],
+        normalize: bool,
+        cancel: &Cancel,
+    ) -> Result<Vec<f32>> {
         let dim = self.dim();
         if texts.is_empty() {
             return Ok(Vec::new());
@@ -273,7 +287,7 @@ impl TextModel {
                     cancel.check()?;
                     let seqs: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
                     let index: Vec<Option<usize>> = chunk.iter().map(|&i| Some(i)).collect();
-                    self.run_chunk(&seqs, &index, cancel)
+                    self.run_chunk(&seqs, &index, normalize, cancel)
                 })
                 .collect::<Result<_>>()?;
             let mut out = vec![0.0f32; texts.len() * dim];

@@ -18,3 +18,8 @@ pub static REDUCE_EMBEDDER: LazyPyImport =
 /// `reduce_image_embedder(emb)`: the same for an `ImageEmbedder`.
 pub static REDUCE_IMAGE_EMBEDDER: LazyPyImport =
     LazyPyImport::new("ruvector_embed._pickle", "reduce_image_embedder");
+/// `encode(emb, sentences, ...)`: `Embedder.encode` (sentence-transformers' shape).
+pub static ENCODE: LazyPyImport = LazyPyImport::new("ruvector_embed._encode", "encode");
+/// `model_prompts(path, registry, prompts, default_prompt_name)`: the prompts of a text model.
+pub static MODEL_PROMPTS: LazyPyImport =
+    LazyPyImport::new("ruvector_embed._encode", "model_prompts");

