@@ -45,6 +45,9 @@ TEST_DEPS = [
     "nbclient>=0.10",
     "nbformat>=5.10",
     "ipykernel>=6.29",
+    # tests/embed: Embedder.encode's progress bar through tqdm (the built-in
+    # bar is tested with tqdm hidden).
+    "tqdm>=4.60",
 ]
 # tests/release checks the built distributions as PyPI and pip see them,
 # and builds one wheel at a bumped version (maturin, zig: see _portable_args).

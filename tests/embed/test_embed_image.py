@@ -197,13 +197,12 @@ def test_threads_share_one_embedder(raw: rve.ImageEmbedder, images: Dict[str, Im
 UNTRAINED_MIXED = [-0.0024203223, -0.0731001198, 0.0091024451, 0.0055780229, -0.0062131383, 0.0117050018]
 
 
-def test_untrained_default_warns_and_says_not_semantic(
-    caplog: pytest.LogCaptureFixture, images: Dict[str, Image]
-) -> None:
+def test_untrained_on_request_says_not_semantic(caplog: pytest.LogCaptureFixture, images: Dict[str, Image]) -> None:
+    # Untrained weights only when asked for (issue 15): pretrained=False or
+    # weights="untrained"; nothing is logged, the object says what it is.
     with caplog.at_level(logging.WARNING, logger="ruvector_embed"):
-        emb = rve.ImageEmbedder.from_pretrained("mobilenetv3-small", normalize=False)
-    warning = " ".join(r.getMessage() for r in caplog.records)
-    assert "UNTRAINED" in warning and "NOT semantic" in warning and "weights=" in warning
+        emb = rve.ImageEmbedder.from_pretrained("mobilenetv3-small", pretrained=False, normalize=False)
+    assert not caplog.records
     assert not emb.pretrained and emb.weights_path is None and emb.source == "untrained"
     text = repr(emb)
     assert "pretrained=False" in text and "deterministic but NOT semantic" in text
@@ -259,9 +258,11 @@ def test_resolution_errors(tmp_path: Path, minilm_dir: Path) -> None:
         rve.ImageEmbedder.from_pretrained("all-MiniLM-L6-v2")
     with pytest.raises(rve.EmbedError, match=r"unknown image model 'no-such-net'.*mobilenetv3-small"):
         rve.ImageEmbedder.from_pretrained("no-such-net")
-    with pytest.raises(rve.InvalidArgument, match=r"pooling and max_seq_length apply to text models"):
+    with pytest.raises(
+        rve.InvalidArgument, match=r"pooling, max_seq_length, prompts and default_prompt_name apply to text models"
+    ):
         rve.Embedder.from_pretrained("mobilenetv3-small", pooling="cls")
-    with pytest.raises(rve.InvalidArgument, match=r"weights= is for image models"):
+    with pytest.raises(rve.InvalidArgument, match=r"weights= and pretrained= are for image models"):
         rve.Embedder.from_pretrained(minilm_dir, weights="untrained")  # type: ignore[call-overload]
     with pytest.raises(rve.InvalidArgument, match=r"weights must be a path, 'untrained' or None, got int"):
         rve.ImageEmbedder.from_pretrained(weights=3)  # type: ignore[arg-type]

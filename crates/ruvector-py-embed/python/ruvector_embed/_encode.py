@@ -30,10 +30,11 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Tuple, Union, cast
 
 import numpy as np
 import numpy.typing as npt
+
 from ruvector_common.errors import EmbedError, InvalidArgument
 
 __all__ = ["MAX_BATCH_SIZE", "PROMPTS_FILE", "encode", "model_prompts"]
@@ -64,12 +65,16 @@ class _Embedder(Protocol):
     def _embed_batch(self, texts: List[str], normalize: bool, offset: int) -> _Array: ...
 
 
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
 # --- prompts ------------------------------------------------------------------
 
 
 def _prompt_text(value: object, what: str) -> str:
     if not isinstance(value, str):
-        raise InvalidArgument(f"{what} must be a str, got {type(value).__name__}")
+        raise InvalidArgument(f"{what} must be a str, got {_type_name(value)}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
@@ -82,9 +87,9 @@ def _prompt_text(value: object, what: str) -> str:
 
 def _prompt_map(value: object, what: str) -> Dict[str, str]:
     if not isinstance(value, Mapping):
-        raise InvalidArgument(f"{what} must be a dict of prompt name -> prompt text, got {type(value).__name__}")
+        raise InvalidArgument(f"{what} must be a dict of prompt name -> prompt text, got {_type_name(value)}")
     out: Dict[str, str] = {}
-    for name, text in value.items():
+    for name, text in cast("Mapping[object, object]", value).items():
         key = _prompt_text(name, f"the prompt names of {what}")
         out[key] = _prompt_text(text, f"{what}[{key!r}]")
     return out
@@ -100,12 +105,13 @@ def _read_prompts_file(folder: Path) -> Tuple[Dict[str, str], Optional[str]]:
     if size > _MAX_PROMPTS_BYTES:
         raise EmbedError(f"{path} is {size} bytes, more than the {_MAX_PROMPTS_BYTES} accepted")
     try:
-        data = json.loads(path.read_bytes())
+        parsed: object = json.loads(path.read_bytes())
     except (OSError, ValueError) as e:
         raise EmbedError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise EmbedError(f"{path} must hold a JSON object, got {type(data).__name__}")
-    raw = data.get("prompts") or {}
+    if not isinstance(parsed, dict):
+        raise EmbedError(f"{path} must hold a JSON object, got {_type_name(parsed)}")
+    data = cast("Dict[str, object]", parsed)
+    raw: object = data.get("prompts") or {}
     default = data.get("default_prompt_name")
     try:
         prompts = _prompt_map(raw, f"{path}: prompts")
@@ -114,9 +120,7 @@ def _read_prompts_file(folder: Path) -> Tuple[Dict[str, str], Optional[str]]:
     except InvalidArgument as e:
         raise EmbedError(str(e)) from None
     if default is not None and default not in prompts:
-        raise EmbedError(
-            f"{path}: default_prompt_name {default!r} is not one of its prompts ({_names(prompts)})"
-        )
+        raise EmbedError(f"{path}: default_prompt_name {default!r} is not one of its prompts ({_names(prompts)})")
     return prompts, default
 
 
@@ -125,7 +129,7 @@ def _names(prompts: Mapping[str, str]) -> str:
 
 
 def model_prompts(
-    folder: Union[str, "os.PathLike[str]"],
+    folder: Union[str, os.PathLike[str]],
     registry: Optional[Mapping[str, str]],
     prompts: object,
     default_prompt_name: object,
@@ -182,12 +186,15 @@ def _resolve_prompt(emb: _Embedder, prompt_name: object, prompt: object) -> str:
 # --- arguments ------------------------------------------------------------------
 
 
+def _shown(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
 def _batch_size(value: object) -> int:
+    shown = _shown(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise InvalidArgument(
-            f"batch_size must be an int between 1 and {MAX_BATCH_SIZE}, got {type(value).__name__} {value!r}"
-        )
-    n = int(value)
+        raise InvalidArgument(f"batch_size must be an int between 1 and {MAX_BATCH_SIZE}, got {shown}")
+    n = int(cast(Any, value))
     if not 1 <= n <= MAX_BATCH_SIZE:
         raise InvalidArgument(f"batch_size must be an int between 1 and {MAX_BATCH_SIZE}, got {n}")
     return n
@@ -196,10 +203,11 @@ def _batch_size(value: object) -> int:
 def _flag(value: object, what: str, allow_none: bool) -> Optional[bool]:
     if value is None and allow_none:
         return None
+    shown = _shown(value)
     if isinstance(value, (bool, np.bool_)):
-        return bool(value)
+        return bool(cast(object, value))
     expected = "True, False or None" if allow_none else "True or False"
-    raise InvalidArgument(f"{what} must be {expected}, got {type(value).__name__} {value!r}")
+    raise InvalidArgument(f"{what} must be {expected}, got {shown}")
 
 
 def _only(value: object, what: str, accepted: Tuple[object, ...], why: str) -> None:
@@ -312,26 +320,21 @@ class _Rows:
 
 def _texts(sentences: object) -> Tuple[bool, Iterator[object], Optional[int]]:
     """``(single, iterator, length if known)`` of the ``sentences`` argument."""
+    kind = _type_name(sentences)
     if isinstance(sentences, str):
         return True, iter((sentences,)), 1
     if isinstance(sentences, (bytes, bytearray, memoryview)):
-        raise InvalidArgument(
-            f"sentences must be a str or an iterable of str, got {type(sentences).__name__}; decode it first"
-        )
+        raise InvalidArgument(f"sentences must be a str or an iterable of str, got {kind}; decode it first")
     if isinstance(sentences, Mapping):
-        raise InvalidArgument(
-            f"sentences must be a str or an iterable of str, got {type(sentences).__name__}; "
-            "pass its values() or keys()"
-        )
+        raise InvalidArgument(f"sentences must be a str or an iterable of str, got {kind}; pass its values() or keys()")
+    given: Any = sentences
     try:
-        it = iter(sentences)  # type: ignore[call-overload]
+        it: Iterator[object] = iter(given)
     except TypeError:
-        raise InvalidArgument(
-            f"sentences must be a str or an iterable of str, got {type(sentences).__name__}"
-        ) from None
+        raise InvalidArgument(f"sentences must be a str or an iterable of str, got {kind}") from None
     size: Optional[int]
     try:
-        size = len(sentences)  # type: ignore[arg-type]
+        size = len(given)
     except TypeError:
         size = None
     return False, it, size
@@ -402,13 +405,11 @@ def encode(
             batch: List[str] = []
             for item in itertools.islice(it, size):
                 if not isinstance(item, str):
-                    raise InvalidArgument(
-                        f"sentences[{offset + len(batch)}] must be a str, got {type(item).__name__}"
-                    )
+                    raise InvalidArgument(f"sentences[{offset + len(batch)}] must be a str, got {_type_name(item)}")
                 batch.append(text_prompt + item if text_prompt else item)
             if not batch:
                 break
-            out = emb._embed_batch(batch, normalize, offset)
+            out = emb._embed_batch(batch, normalize, offset)  # pyright: ignore[reportPrivateUsage]
             if to_numpy:
                 rows.add(out)
             else:

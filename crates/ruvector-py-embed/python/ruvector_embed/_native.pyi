@@ -1,7 +1,7 @@
 """Type stubs for the compiled module ``ruvector_embed._native``."""
 
 import os
-from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Union, final, overload
+from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Union, final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -30,12 +30,15 @@ _ImageModelName = Literal["mobilenetv3-small", "mobilenet_v3_small"]
 #: One image: an ``(H, W, 3)`` uint8 array, or anything ``numpy.asarray`` makes
 #: one of (checked at run time).
 _Image = npt.ArrayLike
+#: ``Embedder.encode``'s ``device``: the CPU only.
+_Device = Optional[Literal["cpu"]]
 
 def cpu_features() -> Dict[str, Union[bool, str]]:
     """CPU architecture and SIMD features detected at run time."""
 
 def set_num_threads(n: int) -> None:
-    """Sets the size of this wheel's thread pool from now on (1 to 1024).
+    """Sets the size of this wheel's thread pool from now on (1 to 1024):
+    the threads of ``embed_batch``, ``encode`` and ``embed_images``.
 
     Like ``faiss.omp_set_num_threads``; overrides ``RUVECTOR_NUM_THREADS``.
     Calls already running finish on the old pool. Raises
@@ -60,6 +63,7 @@ class Embedder:
     the text is stripped, tokenised with the model's ``tokenizer.json``,
     truncated to :attr:`max_seq_length` tokens, encoded, pooled (mean or
     CLS) and, if the model says so, L2-normalised. Thread-safe.
+    :meth:`encode` takes the arguments of ``SentenceTransformer.encode``.
     """
 
     @overload
@@ -73,6 +77,7 @@ class Embedder:
         sources: Optional[Sequence[str]] = None,
         normalize: Optional[bool] = None,
         weights: Optional[_Path] = None,
+        pretrained: Optional[bool] = None,
     ) -> ImageEmbedder:
         """The image model: the same as ``ImageEmbedder.from_pretrained(name, ...)``."""
     @overload
@@ -87,13 +92,19 @@ class Embedder:
         pooling: Optional[str] = None,
         normalize: Optional[bool] = None,
         max_seq_length: Optional[_Int] = None,
+        prompts: Optional[Mapping[str, str]] = None,
+        default_prompt_name: Optional[str] = None,
     ) -> Embedder:
-        """Loads a known model (``"all-MiniLM-L6-v2"``, ``"bge-small-en-v1.5"``)
-        or a local folder, offline first (see ``ruvector_embed.resolve_model``),
-        with the pinned digests of a known model verified. ``pooling``
-        (``"mean"``/``"cls"``), ``normalize`` and ``max_seq_length`` override
-        the folder's configuration. The image model name
-        ``"mobilenetv3-small"`` gives an :class:`ImageEmbedder` instead."""
+        """Loads a known model (``"all-MiniLM-L6-v2"``, ``"bge-small-en-v1.5"``;
+        see ``ruvector_embed.list_models()``) or a local folder, offline first
+        (see ``ruvector_embed.resolve_model``), with the pinned digests of a
+        known model verified. ``pooling`` (``"mean"``/``"cls"``),
+        ``normalize`` and ``max_seq_length`` override the folder's
+        configuration; ``prompts`` (name -> text) and ``default_prompt_name``
+        replace the prompts :meth:`encode` knows (by default those of the
+        folder's ``config_sentence_transformers.json``, else the registry's).
+        The image model name ``"mobilenetv3-small"`` gives an
+        :class:`ImageEmbedder` instead."""
 
     def __reduce__(self) -> tuple[Any, tuple[Dict[str, Any]]]:
         """Pickles by reference: the model's file paths, sizes and SHA-256
@@ -113,6 +124,104 @@ class Embedder:
         parallel with the GIL released: shape ``(len(texts), dim)``. Ctrl-C stops
         it promptly with ``KeyboardInterrupt``. A text holding a lone surrogate is
         ``InvalidArgument``; a model whose output is not finite raises ``EmbedError``."""
+
+    @overload
+    def encode(  # type: ignore[overload-overlap]
+        self,
+        sentences: str,
+        batch_size: _Int = 32,
+        *,
+        show_progress_bar: Optional[bool] = None,
+        normalize_embeddings: Optional[bool] = None,
+        convert_to_numpy: bool = True,
+        prompt_name: Optional[str] = None,
+        prompt: Optional[str] = None,
+        convert_to_tensor: Literal[False] = False,
+        device: _Device = None,
+        precision: Literal["float32"] = "float32",
+        output_value: Optional[Literal["sentence_embedding"]] = "sentence_embedding",
+    ) -> npt.NDArray[np.float32]:
+        """One text: a ``(dim,)`` float32 array (see the next overload)."""
+    @overload
+    def encode(
+        self,
+        sentences: Iterable[str],
+        batch_size: _Int = 32,
+        *,
+        show_progress_bar: Optional[bool] = None,
+        normalize_embeddings: Optional[bool] = None,
+        convert_to_numpy: Literal[True] = True,
+        prompt_name: Optional[str] = None,
+        prompt: Optional[str] = None,
+        convert_to_tensor: Literal[False] = False,
+        device: _Device = None,
+        precision: Literal["float32"] = "float32",
+        output_value: Optional[Literal["sentence_embedding"]] = "sentence_embedding",
+    ) -> npt.NDArray[np.float32]:
+        """Embeds texts with the arguments of ``SentenceTransformer.encode``:
+        a ``(n, dim)`` float32 array (one str gives ``(dim,)``).
+
+        ``sentences`` is read ``batch_size`` (1 to 2**20) texts at a time, so
+        any iterable streams through (a generator of any length) holding one
+        batch of texts plus the output, which is allocated once when
+        ``len(sentences)`` is known and grown in place otherwise. Each batch is
+        embedded like :meth:`embed_batch` (the same values, bit for bit) on the
+        wheel's thread pool: :func:`set_num_threads` sets its size.
+
+        * ``show_progress_bar``: a bar on stderr (``tqdm``'s if it is
+          installed, else a built-in one); ``None``: only if stderr is a TTY.
+        * ``normalize_embeddings``: ``None`` (default) follows
+          :attr:`normalize`; ``True`` unit length; ``False`` the pooled
+          embeddings without normalisation (sentence-transformers would still
+          apply a model's own ``Normalize`` module).
+        * ``convert_to_numpy=False``: a list of ``(dim,)`` arrays.
+        * ``prompt``: prepended to every text; ``prompt_name``: one of
+          :attr:`prompts` (an unknown name is ``InvalidArgument`` listing
+          them); neither: the :attr:`default_prompt_name` prompt, if any.
+        * ``convert_to_tensor``, ``device``, ``precision``, ``output_value``
+          accept only what this CPU float32 embedder gives, for code written
+          for sentence-transformers.
+
+        An empty iterable gives ``(0, dim)``. Ctrl-C raises
+        ``KeyboardInterrupt`` within a batch's work. Bad arguments (a
+        ``batch_size`` of 0, a non-str item) raise ``InvalidArgument``.
+        """
+    @overload
+    def encode(
+        self,
+        sentences: Iterable[str],
+        batch_size: _Int = 32,
+        *,
+        show_progress_bar: Optional[bool] = None,
+        normalize_embeddings: Optional[bool] = None,
+        convert_to_numpy: Literal[False],
+        prompt_name: Optional[str] = None,
+        prompt: Optional[str] = None,
+        convert_to_tensor: Literal[False] = False,
+        device: _Device = None,
+        precision: Literal["float32"] = "float32",
+        output_value: Optional[Literal["sentence_embedding"]] = "sentence_embedding",
+    ) -> List[npt.NDArray[np.float32]]:
+        """``convert_to_numpy=False``: a list of ``(dim,)`` float32 arrays."""
+    @overload
+    def encode(
+        self,
+        sentences: Iterable[str],
+        batch_size: _Int = 32,
+        *,
+        show_progress_bar: Optional[bool] = None,
+        normalize_embeddings: Optional[bool] = None,
+        convert_to_numpy: bool = True,
+        prompt_name: Optional[str] = None,
+        prompt: Optional[str] = None,
+        convert_to_tensor: Literal[False] = False,
+        device: _Device = None,
+        precision: Literal["float32"] = "float32",
+        output_value: Optional[Literal["sentence_embedding"]] = "sentence_embedding",
+    ) -> Union[npt.NDArray[np.float32], List[npt.NDArray[np.float32]]]:
+        """``convert_to_numpy`` known only at run time."""
+    def _embed_batch(self, texts: List[str], normalize: bool, offset: int) -> npt.NDArray[np.float32]:
+        """One batch of :meth:`encode` (private)."""
 
     async def embed_async(self, text: str) -> npt.NDArray[np.float32]:
         """Awaitable :meth:`embed`, run on the wheel's runtime."""
@@ -135,6 +244,13 @@ class Embedder:
     @property
     def normalize(self) -> bool:
         """Whether embeddings have unit L2 norm."""
+    @property
+    def prompts(self) -> Dict[str, str]:
+        """Prompt name -> text :meth:`encode` prepends for ``prompt_name=``
+        (a new dict on every access)."""
+    @property
+    def default_prompt_name(self) -> Optional[str]:
+        """The prompt :meth:`encode` uses when given none (``None``: no prompt)."""
     @property
     def name(self) -> str:
         """The model's name (the folder name for a local path)."""
@@ -169,18 +285,18 @@ class ImageEmbedder:
     ImageNet mean and std, HWC -> CHW. Images are ``(H, W, 3)`` uint8 RGB
     arrays (channels last); sides from 1 to 16384 pixels.
 
-    Weights: a torchvision ``state_dict`` saved as safetensors, e.g.::
+    Weights: torchvision's pretrained ``state_dict``, converted once with::
 
-        import torchvision, safetensors.torch
-        m = torchvision.models.mobilenet_v3_small(weights="DEFAULT")
-        safetensors.torch.save_file(m.state_dict(), "model.safetensors")
+        python -m ruvector_embed.convert_mobilenet   # needs torch + torchvision for this step only
 
-    then ``ImageEmbedder.from_pretrained(weights="model.safetensors")``.
-    Without weights the network is **untrained**: its features are
-    deterministic (the same on every machine) but NOT semantic, and
-    :attr:`pretrained` is ``False``.
+    which writes ``model.safetensors`` where ``ImageEmbedder.from_pretrained()``
+    looks (``--out DIR`` elsewhere, then ``weights=DIR``). Without them,
+    ``from_pretrained()`` raises ``EmbedError`` naming where it looked and that
+    command. ``weights="untrained"`` (or ``pretrained=False``) asks for
+    **untrained** weights: deterministic features (the same on every machine)
+    that are NOT semantic; :attr:`pretrained` is then ``False``.
 
-    >>> emb = ImageEmbedder.from_pretrained(weights="model.safetensors")
+    >>> emb = ImageEmbedder.from_pretrained()    # after convert_mobilenet
     >>> emb.embed_image(np.zeros((480, 640, 3), np.uint8)).shape
     (576,)
     >>> emb.embed_images([img_a, img_b]).shape                # any sizes, GIL released
@@ -193,6 +309,7 @@ class ImageEmbedder:
         name: Optional[_Path] = None,
         *,
         weights: Optional[_Path] = None,
+        pretrained: Optional[bool] = None,
         normalize: Optional[bool] = None,
         cache_dir: Optional[_Path] = None,
         sources: Optional[Sequence[str]] = None,
@@ -203,9 +320,12 @@ class ImageEmbedder:
         ``weights``: a ``.safetensors`` file or folder, or ``"untrained"``;
         by default ``$RUVECTOR_MODELS/mobilenetv3-small/model.safetensors``
         then ``<cache>/mobilenetv3-small/model.safetensors`` (see
-        ``ruvector_embed.resolve_image_weights``), else untrained weights with
-        a logged warning. ``normalize`` (default ``True``): L2-normalise the
-        features; ``False`` gives torchvision's raw pooled features."""
+        ``ruvector_embed.resolve_image_weights``); if neither exists,
+        ``EmbedError`` naming both and the conversion command
+        (``python -m ruvector_embed.convert_mobilenet``). ``pretrained=False``
+        is ``weights="untrained"``: deterministic, NOT semantic features.
+        ``normalize`` (default ``True``): L2-normalise the features; ``False``
+        gives torchvision's raw pooled features."""
 
     def __reduce__(self) -> tuple[Any, tuple[Dict[str, Any]]]:
         """Pickles by reference: the model's file paths, sizes and SHA-256

@@ -2,7 +2,7 @@
 
 A pickle holds no weights: it names the model's files (the folder of a text
 model, the weights file of an image model), their sizes and SHA-256 digests,
-and the settings (pooling, normalisation, sequence length). Unpickling checks
+and the settings (pooling, normalisation, sequence length, prompts). Unpickling checks
 every file again, size first, then digest, and loads the model from the same
 paths; a file that is missing or changed raises :class:`EmbedError` naming
 the file, what the pickle expected and what was found. So a pickle moves to
@@ -96,6 +96,8 @@ def reduce_embedder(emb: Any) -> Tuple[Any, Tuple[Dict[str, Any]]]:
         "pooling": emb.pooling,
         "normalize": emb.normalize,
         "max_seq_length": emb.max_seq_length,
+        "prompts": emb.prompts,
+        "default_prompt_name": emb.default_prompt_name,
         "files": fingerprint(root),
     }
     return (restore_embedder, (state,))
@@ -111,6 +113,9 @@ def restore_embedder(state: Any) -> Any:
         pooling=s["pooling"],
         normalize=s["normalize"],
         max_seq_length=s["max_seq_length"],
+        # Absent from pickles made before prompts existed: the folder's.
+        prompts=s.get("prompts"),
+        default_prompt_name=s.get("default_prompt_name"),
         download=False,
     )
 

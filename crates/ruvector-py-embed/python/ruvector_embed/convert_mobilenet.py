@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -114,8 +115,8 @@ def write_state_dict(tensors: Mapping[str, npt.NDArray[Any]], out_dir: Path, *, 
 def _torch_state_dict(checkpoint: Optional[Path]) -> Dict[str, npt.NDArray[Any]]:
     """torchvision's pretrained state dict (or ``checkpoint``'s) as NumPy
     arrays; raises ImportError when torch/torchvision are missing."""
-    import torch  # type: ignore[import-not-found,unused-ignore]
-
+    torch: Any = importlib.import_module("torch")
+    state: Any
     if checkpoint is not None:
         try:
             state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
@@ -124,15 +125,13 @@ def _torch_state_dict(checkpoint: Optional[Path]) -> Dict[str, npt.NDArray[Any]]
         if not isinstance(state, dict):
             raise ValueError(f"{checkpoint} holds a {type(state).__name__}, not a state dict")
     else:
-        from torchvision.models import (  # type: ignore[import-not-found,unused-ignore]
-            MobileNet_V3_Small_Weights,
-            mobilenet_v3_small,
-        )
-
-        state = mobilenet_v3_small(weights=MobileNet_V3_Small_Weights.IMAGENET1K_V1).state_dict()
+        models: Any = importlib.import_module("torchvision.models")
+        weights = models.MobileNet_V3_Small_Weights.IMAGENET1K_V1
+        state = models.mobilenet_v3_small(weights=weights).state_dict()
     out: Dict[str, npt.NDArray[Any]] = {}
-    for name, tensor in state.items():
-        t = tensor.detach().cpu()
+    pairs: List[Tuple[Any, Any]] = list(cast(Any, state).items())
+    for name, tensor in pairs:
+        t: Any = tensor.detach().cpu()
         if t.dtype == torch.bfloat16:
             t = t.float()
         out[str(name)] = t.numpy()
@@ -161,8 +160,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         type=Path,
         default=None,
-        help="a torchvision checkpoint (.pth) already on disk, instead of torchvision's download "
-        "(needs torch only)",
+        help="a torchvision checkpoint (.pth) already on disk, instead of torchvision's download (needs torch only)",
     )
     p.add_argument("--force", action="store_true", help=f"replace an existing {IMAGE_WEIGHTS_FILE}")
     return p
@@ -188,7 +186,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     try:
         target = write_state_dict(state, out_dir, force=args.force)
-    except Exception as e:  # noqa: BLE001 - reported, not raised, by a command line
+    except Exception as e:
         print(f"error: the conversion failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
