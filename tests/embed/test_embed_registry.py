@@ -44,7 +44,7 @@ def test_bge_is_listed_as_unverified() -> None:
     assert (info.dim, info.max_tokens, info.pooling, info.normalize) == (384, 512, "cls", True)
     assert not info.digests_pinned and info.size_bytes is None
     assert "unverified" in info.note
-    with pytest.raises(rve.EmbedError, match=r"download: refused, digests unverified"):
+    with pytest.raises(rve.EmbedError, match=r"download: refused, digests not pinned, unverified"):
         rve.resolve_model("bge-small-en-v1.5", download=True, sources=["download"])
 
 

@@ -144,7 +144,7 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         normalize=True,
         max_seq_length=512,
         note=(
-            "digests unverified: no copy of its files could be checked here (no PyPI package ships "
+            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
             "them), so it loads unverified from local sources and is never downloaded"
         ),
         dim=384,
