@@ -220,10 +220,25 @@ impl Embedder {
         f32_matrix(py, m, dim)
     }
 
-    /// Embeds ``sentences`` in batches, the way ``SentenceTransformer.encode``
-    /// does: one str gives a ``(dim,)`` array, any iterable of str (a list,
-    /// a generator...) a ``(n, dim)`` array, streamed ``batch_size`` texts at
-    /// a time. See ``ruvector_embed._encode.encode`` for the arguments.
+    /// Embeds ``sentences`` with the arguments of ``SentenceTransformer.encode``:
+    /// one str gives a ``(dim,)`` float32 array, any iterable of str (a list,
+    /// a generator...) a ``(n, dim)`` array, equal to :meth:`embed_batch`.
+    ///
+    /// * ``batch_size`` (1 to 2**20): texts read and embedded per call to the
+    ///   thread pool (sized by ``set_num_threads``); one batch of texts is
+    ///   held at a time, so generators of any length stream through;
+    /// * ``show_progress_bar``: a bar on stderr (tqdm's if installed);
+    ///   ``None``: only when stderr is a terminal;
+    /// * ``normalize_embeddings``: ``None`` follows :attr:`normalize`,
+    ///   ``True`` unit length, ``False`` no normalisation;
+    /// * ``convert_to_numpy=False``: a list of ``(dim,)`` arrays;
+    /// * ``prompt`` is prepended to every text; ``prompt_name`` names one of
+    ///   :attr:`prompts`; neither: the :attr:`default_prompt_name` prompt;
+    /// * ``convert_to_tensor``, ``device``, ``precision``, ``output_value``
+    ///   accept only ``False``, ``None``/``"cpu"``, ``"float32"``,
+    ///   ``"sentence_embedding"``.
+    ///
+    /// Ctrl-C raises ``KeyboardInterrupt`` within a batch's work.
     #[pyo3(
         signature = (sentences, *args, **kwargs),
         text_signature = "(self, sentences, batch_size=32, *, show_progress_bar=None, \
