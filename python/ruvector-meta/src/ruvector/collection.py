@@ -96,7 +96,7 @@ Ids = Optional[Sequence[Id]]
 Metadatas = Union[Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]], None]
 _PathLike = Union[str, "os.PathLike[str]"]
 
-FORMAT = 1
+FORMAT = 2
 MAX_DIM = 8192
 MAX_K = 100_000
 #: Largest number of SQL variables bound in one statement (SQLite's default cap is 32766).
@@ -314,7 +314,8 @@ def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS docs(doc INTEGER PRIMARY KEY, id UNIQUE NOT NULL, text TEXT,
-                                metadata TEXT NOT NULL, vector BLOB NOT NULL);
+                                metadata TEXT NOT NULL, norm REAL);
+CREATE TABLE IF NOT EXISTS pending(doc INTEGER PRIMARY KEY, vector BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS fields(doc INTEGER NOT NULL, key TEXT NOT NULL, elem INTEGER NOT NULL,
                                   kind INTEGER NOT NULL, val);
 CREATE INDEX IF NOT EXISTS fields_lookup ON fields(key, elem, kind, val);
@@ -405,26 +406,69 @@ class CollectionCore:
 
     # -- the index ----------------------------------------------------------------
 
+    def _norms(self, docs: Sequence[int]) -> Optional[npt.NDArray[np.float32]]:
+        """The stored norms of ``docs`` (cosine collections; ``None`` otherwise)."""
+        if self.config["metric"] != "cosine":
+            return None
+        found: Dict[int, float] = {}
+        for chunk in _chunks(list(docs)):
+            marks = ",".join("?" * len(chunk))
+            found.update(self.conn.execute(f"SELECT doc, norm FROM docs WHERE doc IN ({marks})", chunk).fetchall())
+        return np.array([found.get(d) or 1.0 for d in docs], dtype=np.float32)
+
+    def pending_vectors(self, docs: Sequence[int]) -> Dict[int, npt.NDArray[np.float32]]:
+        """The vectors the store holds for ``docs`` (those changed since the
+        saved index file), as the caller gave them."""
+        out: Dict[int, npt.NDArray[np.float32]] = {}
+        for chunk in _chunks(list(docs)):
+            marks = ",".join("?" * len(chunk))
+            for doc, blob in self.conn.execute(f"SELECT doc, vector FROM pending WHERE doc IN ({marks})", chunk):
+                out[int(doc)] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
     def all_vectors(self) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Every document's vector (as the index computes with), by doc: read
+        from the in-memory index when it keeps vectors and is current, else
+        from the store."""
         dim = int(self.config["dim"] or 0)
-        rows = self.conn.execute("SELECT doc, vector FROM docs ORDER BY doc").fetchall()
+        adapter = self.adapter
+        if adapter is not None and not self.index_stale and adapter.keeps_vectors():
+            assert adapter.index is not None
+            ids = np.asarray(adapter.index.ids, dtype=np.int64)
+            vectors = np.array(adapter.index, dtype=np.float32, copy=True)
+            order = np.argsort(ids, kind="stable")
+            return ids[order], vectors[order]
+        rows = self.conn.execute("SELECT doc, vector FROM pending ORDER BY doc").fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         if not rows:
             return ids, np.zeros((0, max(dim, 1)), dtype=np.float32)
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vectors
 
-    def vectors_of(self, docs: Sequence[int]) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        dim = int(self.config["dim"])
-        found: List[Tuple[int, bytes]] = []
-        for chunk in _chunks(list(docs)):
-            marks = ",".join("?" * len(chunk))
-            found += self.conn.execute(f"SELECT doc, vector FROM docs WHERE doc IN ({marks})", chunk).fetchall()
-        found.sort()
-        ids = np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
-        if not found:
-            return ids, np.zeros((0, dim), dtype=np.float32)
-        return ids, np.frombuffer(b"".join(r[1] for r in found), dtype=np.float32).reshape(len(found), dim)
+    def vectors_of(self, docs: Sequence[int]) -> npt.NDArray[np.float32]:
+        """The vectors of ``docs`` (present documents), one row each in that
+        order, as they were given (a cosine index holds unit vectors: they
+        are scaled back by the stored norm, within float32 rounding)."""
+        dim = int(self.config["dim"] or 1)
+        if not docs:
+            return np.zeros((0, dim), dtype=np.float32)
+        adapter = self.ensure_index()
+        pending = self.pending_vectors(docs)
+        out = np.empty((len(docs), dim), dtype=np.float32)
+        scale = np.ones(len(docs), dtype=np.float32)
+        norms = self._norms(docs)
+        for row, doc in enumerate(docs):
+            got = pending.get(doc)
+            if got is not None:
+                out[row] = got
+            else:
+                assert adapter.index is not None
+                out[row] = adapter.index[doc]
+                if norms is not None:
+                    scale[row] = norms[row]
+        if norms is not None:
+            out *= scale[:, None]
+        return out
 
     def wanted_kind(self, n: int) -> Tuple[str, Dict[str, Any]]:
         """The index kind and parameters for ``n`` vectors."""
@@ -443,7 +487,7 @@ class CollectionCore:
         return chosen, {}
 
     def rebuild_index(self) -> None:
-        """A fresh index over every stored vector, of the kind ``n`` calls for."""
+        """A fresh index over every vector, of the kind ``n`` calls for."""
         ids, vectors = self.all_vectors()
         kind, params = self.wanted_kind(len(ids))
         adapter = IndexAdapter(kind, self.config["metric"], params)
@@ -453,11 +497,20 @@ class CollectionCore:
         self.filter_cache.clear()
 
     def ensure_index(self) -> IndexAdapter:
-        if self.adapter is None or self.index_stale:
+        if self.index_stale:
+            # A rolled-back call had changed the in-memory index: back to
+            # what the store says (the saved file and the changes since).
+            self.index_stale = False
+            self.adapter = None
+            self.filter_cache.clear()
+            if self.path is not None:
+                self.load_index()
+            elif self.config.get("dim") is not None:
+                self.rebuild_index()
+        if self.adapter is None:
             if self.config.get("dim") is None:
                 kind, params = ("FlatF32Index", {}) if self.config["index"] == "auto" else self.wanted_kind(0)
                 self.adapter = IndexAdapter(kind, self.config["metric"], params)
-                self.index_stale = False
             else:
                 self.rebuild_index()
         assert self.adapter is not None
@@ -481,8 +534,8 @@ class CollectionCore:
         new size (then it is saved after the call)."""
         adapter = self.ensure_index()
         if not adapter.can_change():
-            # No change API in this wheel: rebuilt from the store (a reopen
-            # does the same, so no need to save the file now).
+            # No change API in this wheel: rebuilt from the store (which then
+            # keeps every vector: see keeps_vectors).
             self.rebuild_index()
             return False
         ids = np.asarray(docs, dtype=np.int64)
@@ -493,7 +546,9 @@ class CollectionCore:
         return self.after_change(int(self.conn.execute("SELECT count(*) FROM docs").fetchone()[0]))
 
     def save_index(self) -> None:
-        """Writes the index file for the current generation and records it."""
+        """Writes the index file for the current generation and records it;
+        the vectors it now holds leave the store (each vector is kept once:
+        in the index file, or in the store until the next save)."""
         assert self.path is not None
         adapter = self.ensure_index()
         gen = self.generation
@@ -501,6 +556,8 @@ class CollectionCore:
         if adapter.index is not None and len(adapter):
             name = index_file_name(gen)
             adapter.save(str(self.path / name))
+            _fsync_dir(self.path)  # the new name is on disk before the store points at it
+        count, total = self.conn.execute("SELECT count(*), total(doc) FROM docs").fetchone()
         state = {
             "file": name,
             "generation": gen,
@@ -508,16 +565,21 @@ class CollectionCore:
             "params": adapter.params,
             "trained_n": adapter.trained_n,
             "index_metric": adapter.index_metric,
+            "count": int(count),
+            "doc_sum": int(total),
         }
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.set_meta("index_state", state)
             self.conn.execute("DELETE FROM changes WHERE gen <= ?", (gen,))
+            if adapter.keeps_vectors():
+                self.conn.execute("DELETE FROM pending")
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         self.saved_gen = gen
+        self.conn.execute("PRAGMA incremental_vacuum")  # hands the freed pages back to the file system
         for stale in stale_files(self.path, name):
             try:
                 stale.unlink()
@@ -525,59 +587,134 @@ class CollectionCore:
                 pass
 
     def load_index(self) -> bool:
-        """Loads the saved index and replays later changes; rebuilds from the
-        store when the file is missing, damaged or disagrees. Tells whether
-        the in-memory index differs from the saved file."""
+        """Loads (maps) the saved index and replays the changes since from
+        the store; tells whether the in-memory index differs from the file.
+        A missing, damaged or disagreeing file is rebuilt from what the
+        store holds (its vectors, or its texts re-embedded); when neither
+        can restore a document's vector, :class:`PersistError` says so."""
         assert self.path is not None
         state: Optional[Dict[str, Any]] = self.meta("index_state")
         if self.config.get("dim") is None:
             self.ensure_index()
             self.saved_gen = self.generation
             return False
-        count = int(self.conn.execute("SELECT count(*) FROM docs").fetchone()[0])
-        loaded = False
-        if state is not None and state.get("file"):
+        count, total = self.conn.execute("SELECT count(*), total(doc) FROM docs").fetchone()
+        count, total = int(count), int(total)
+        problem = None
+        if state is None or not state.get("file"):
+            if count == 0 and state is not None:
+                self.adapter = None
+                self.ensure_index()
+                self.saved_gen = int(state["generation"])
+                return False
+            problem = "no index file was saved"
+        else:
             adapter = IndexAdapter(state["kind"], self.config["metric"], state.get("params") or {})
             try:
                 adapter.load(str(self.path / state["file"]), int(state.get("trained_n", 0)))
-                loaded = adapter.matches_file_metric()
+                if not adapter.matches_file_metric():
+                    problem = f"{state['file']} computes another metric"
             except (RuVectorError, OSError) as error:
-                _log.warning("rebuilding the index of %s from its store: %s", self.path, error)
-            if loaded:
+                problem = f"{state['file']}: {error}"
+            if problem is None:
                 self.adapter = adapter
-        elif state is not None and count == 0:
-            self.ensure_index()
-            loaded = True
-        if not loaded:
+        if problem is None:
+            assert state is not None
+            saved_gen = int(state["generation"])
+            changed = [r[0] for r in self.conn.execute("SELECT DISTINCT doc FROM changes WHERE gen > ?", (saved_gen,))]
+            if changed:
+                problem = self.replay(changed)
+            held = self.adapter.index if self.adapter is not None else None
+            n_held = 0 if held is None else len(held)
+            sum_held = 0 if held is None or n_held == 0 else int(np.asarray(held.ids, dtype=np.int64).sum())
+            if problem is None and (n_held != count or sum_held != total):
+                problem = f"it holds {n_held} vectors, the store {count} documents"
+            if problem is None:
+                if self.after_change(count):
+                    return True
+                self.saved_gen = saved_gen
+                return bool(changed)
+        _log.warning("rebuilding the index of %s from its store: %s", self.path, problem)
+        self.recover(problem)
+        return True
+
+    def replay(self, docs: List[int]) -> Optional[str]:
+        """Applies the store's changes to ``docs`` since the saved file to the
+        loaded index; a problem if the store lacks a changed vector."""
+        adapter = self.adapter
+        assert adapter is not None
+        present = {
+            int(r[0])
+            for chunk in _chunks(docs)
+            for r in self.conn.execute(f"SELECT doc FROM docs WHERE doc IN ({','.join('?' * len(chunk))})", list(chunk))
+        }
+        vectors = self.pending_vectors(sorted(present))
+        if len(vectors) != len(present):
+            return f"{len(present) - len(vectors)} changed vectors are missing from the store"
+        gone = np.asarray(sorted(set(docs) - present), dtype=np.int64)
+        if not adapter.native_changes:
             self.rebuild_index()
-            return True
-        changed = False
-        assert state is not None  # loaded from it
-        saved_gen = int(state["generation"])
-        docs = [r[0] for r in self.conn.execute("SELECT DISTINCT doc FROM changes WHERE gen > ?", (saved_gen,))]
-        if docs:
-            changed = True
-            adapter = self.ensure_index()
-            if not adapter.native_changes:
-                self.rebuild_index()
-            else:
-                present, vectors = self.vectors_of(docs)
-                gone = np.setdiff1d(np.asarray(docs, dtype=np.int64), present)
-                adapter.remove(gone)
-                if len(present):
-                    adapter.upsert(present, vectors)
-        adapter = self.ensure_index()
-        # The index must hold exactly the stored documents.
-        stored = np.fromiter((r[0] for r in self.conn.execute("SELECT doc FROM docs")), dtype=np.int64, count=count)
-        held = np.asarray(adapter.index.ids if adapter.index is not None else [], dtype=np.int64)
-        if len(held) != count or not np.array_equal(np.sort(held), np.sort(stored)):
-            _log.warning("the index of %s disagreed with its store: rebuilt", self.path)
-            self.rebuild_index()
-            return True
-        if self.after_change(count):
-            return True
-        self.saved_gen = saved_gen
-        return changed
+            return None
+        adapter.remove(gone)
+        if vectors:
+            order = sorted(vectors)
+            adapter.upsert(np.asarray(order, dtype=np.int64), np.stack([vectors[d] for d in order]))
+        return None
+
+    def recover(self, problem: str) -> None:
+        """Rebuilds the index from the store alone: the vectors it holds, and
+        the texts of the others re-embedded by the collection's embedder.
+        The recovered vectors go back into the store until the next save."""
+        rows = self.conn.execute(
+            "SELECT d.doc, d.text, p.vector IS NOT NULL FROM docs d LEFT JOIN pending p ON p.doc = d.doc"
+        ).fetchall()
+        lost = [(int(doc), text) for doc, text, has in rows if not has]
+        if lost:
+            if self.embedder is None or any(text is None for _, text in lost):
+                raise PersistError(
+                    f"the index file of {str(self.path)!r} is unusable ({problem}) and it was the only copy of "
+                    f"{len(lost)} document vectors that cannot be re-embedded (no embedder, or no text): "
+                    "restore the directory from a backup, or delete those documents and add them again",
+                    str(self.path),
+                )
+            matrix = self.embedder.embed([str(text) for _, text in lost], query=False)
+            matrix = _as_matrix(matrix, int(self.config["dim"]), "embeddings")
+            if not self.read_only:
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self.conn.executemany(
+                        "INSERT OR REPLACE INTO pending(doc, vector) VALUES (?, ?)",
+                        [(doc, matrix[i].tobytes()) for i, (doc, _) in enumerate(lost)],
+                    )
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+        self.adapter = None
+        ids, vectors = self.all_vectors()
+        if lost and self.read_only:
+            extra = np.asarray([doc for doc, _ in lost], dtype=np.int64)
+            ids = np.concatenate([ids, extra])
+            vectors = np.concatenate([vectors, matrix])
+        kind, params = self.wanted_kind(len(ids))
+        adapter = IndexAdapter(kind, self.config["metric"], params)
+        adapter.build(ids, vectors)
+        self.adapter = adapter
+        self.filter_cache.clear()
+
+
+def _fsync_dir(path: Path) -> None:
+    """Makes a rename in ``path`` durable (where directories can be synced)."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _dir_size(path: Path) -> int:
@@ -620,6 +757,8 @@ def configure(
     else:
         adapter = make_embedder(embedder)
     if not exists:
+        # Pages freed when saved vectors leave the store go back to the file system.
+        core.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         core.conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA.strip().split(";"):
@@ -965,24 +1104,34 @@ class Collection:
                 )
             next_doc = int(core.meta("next_doc", 0))
             docs: List[int] = []
-            new_rows: List[Tuple[int, Id, Optional[str], str, bytes]] = []
-            updates: List[Tuple[Optional[str], str, bytes, int]] = []
+            new_rows: List[Tuple[int, Id, Optional[str], str, Optional[float]]] = []
+            updates: List[Tuple[Optional[str], str, Optional[float], int]] = []
+            # A cosine index keeps unit vectors: the norm gives back the vector as given.
+            norms: List[Optional[float]] = (
+                np.linalg.norm(matrix.astype(np.float64), axis=1).tolist()
+                if core.config["metric"] == "cosine"
+                else [None] * len(ids)
+            )
             for i, ext in enumerate(ids):
-                blob = matrix[i].tobytes()
                 if ext in existing:
                     doc = existing[ext]
-                    updates.append((texts[i], encoded[i][0], blob, doc))
+                    updates.append((texts[i], encoded[i][0], norms[i], doc))
                 else:
                     doc = next_doc
                     next_doc += 1
-                    new_rows.append((doc, ext, texts[i], encoded[i][0], blob))
+                    new_rows.append((doc, ext, texts[i], encoded[i][0], norms[i]))
                 docs.append(doc)
             if updates:
-                conn.executemany("UPDATE docs SET text = ?, metadata = ?, vector = ? WHERE doc = ?", updates)
+                conn.executemany("UPDATE docs SET text = ?, metadata = ?, norm = ? WHERE doc = ?", updates)
                 for chunk in _chunks([u[3] for u in updates]):
                     conn.execute(f"DELETE FROM fields WHERE doc IN ({','.join('?' * len(chunk))})", list(chunk))
             if new_rows:
-                conn.executemany("INSERT INTO docs(doc, id, text, metadata, vector) VALUES (?, ?, ?, ?, ?)", new_rows)
+                conn.executemany("INSERT INTO docs(doc, id, text, metadata, norm) VALUES (?, ?, ?, ?, ?)", new_rows)
+            # The vectors stay in the store until the index file holding them is saved.
+            conn.executemany(
+                "INSERT OR REPLACE INTO pending(doc, vector) VALUES (?, ?)",
+                [(doc, matrix[i].tobytes()) for i, doc in enumerate(docs)],
+            )
             conn.executemany(
                 "INSERT INTO fields(doc, key, elem, kind, val) VALUES (?, ?, ?, ?, ?)",
                 [(doc, *row) for doc, (_, rows) in zip(docs, encoded) for row in rows],
@@ -1071,6 +1220,7 @@ class Collection:
                     marks = ",".join("?" * len(chunk))
                     conn.execute(f"DELETE FROM docs WHERE doc IN ({marks})", list(chunk))
                     conn.execute(f"DELETE FROM fields WHERE doc IN ({marks})", list(chunk))
+                    conn.execute(f"DELETE FROM pending WHERE doc IN ({marks})", list(chunk))
                 return docs, None
 
             self._transact(store)
@@ -1132,7 +1282,7 @@ class Collection:
         if checked is None or checked < 0:
             raise InvalidArgument(f"offset must be a non-negative integer, got {offset!r}")
         offset = checked
-        cols = "doc, id, text, metadata" + (", vector" if include_vectors else "")
+        cols = "doc, id, text, metadata"
         rows: List[Tuple[Any, ...]]
         with core.lock:
             core.check_open()
@@ -1155,15 +1305,9 @@ class Collection:
                 else:
                     rows.sort(key=lambda r: r[0])
                 rows = rows[offset:] if limit is None else rows[offset : offset + limit]
-            dim = self.dim
+            vectors = core.vectors_of([int(r[0]) for r in rows]) if include_vectors else None
         return [
-            Record(
-                r[1],
-                r[2],
-                json.loads(r[3]),
-                np.frombuffer(r[4], dtype=np.float32).reshape(dim or -1).copy() if include_vectors else None,
-            )
-            for r in rows
+            Record(r[1], r[2], json.loads(r[3]), None if vectors is None else vectors[i]) for i, r in enumerate(rows)
         ]
 
     def _allowed(self, where: Optional[Where], ids: Optional[Sequence[Id]]) -> Any:
