@@ -123,6 +123,25 @@ def test_delete_by_ids_and_where(docs: Any) -> None:
     assert docs.query("cat", k=5) == []
 
 
+def test_delete_counts_what_was_actually_removed(docs: Any, caplog: Any) -> None:
+    import logging
+
+    docs.add(vectors=random_vectors(10), metadata=[{"k": i % 3} for i in range(10)])
+    assert docs.delete([3, 3, 4, 99, 100]) == 2  # a repeated id once; unknown ids not counted
+    assert docs.delete([3, 4]) == 0  # already gone
+    assert docs.delete([5, 6, 7], where={"k": 0}) == 1  # only 6 is in both
+    assert sorted(r.id for r in docs.get()) == [0, 1, 2, 5, 7, 8, 9]
+    # An index that drifted from the store (a vector missing from it) is
+    # reported by the delete that finds out, and both agree afterwards.
+    index = docs._core.adapter.index
+    assert index.remove(np.array([8], dtype=np.int64)) == 1
+    with caplog.at_level(logging.WARNING, logger="ruvector.collection"):
+        assert docs.delete([8, 9]) == 2
+    assert "held 1 of the 2 deleted documents" in caplog.text and "[8]" in caplog.text
+    assert sorted(int(i) for i in docs._core.adapter.index.ids) == [0, 1, 2, 5, 7]
+    assert sorted(h.id for h in docs.query(random_vectors(1, seed=3)[0], k=10)) == [0, 1, 2, 5, 7]
+
+
 def test_vectors_only_collection(tmp_path: pathlib.Path) -> None:
     coll = ruvector.Collection.open(tmp_path / "v", embedder=None, metric="l2")
     vectors = random_vectors(20)
@@ -252,6 +271,23 @@ def test_auto_index_becomes_ivf_above_the_recommended_size(tmp_path: pathlib.Pat
     assert again.index_kind == "IvfRabitqIndex"
     assert again.query(big[5], k=1)[0].id == 1005
     again.close()
+
+
+def test_auto_index_switches_at_the_recommended_size(tmp_path: pathlib.Path) -> None:
+    from ruvector_rabitq._recommend import FLAT_MAX_N
+
+    coll = ruvector.Collection.open(tmp_path / "c", embedder=None, dim=16)
+    vectors = random_vectors(FLAT_MAX_N + 1, 16, seed=2)
+    coll.add(vectors=vectors[:FLAT_MAX_N])
+    assert coll.index_kind == "FlatF32Index"
+    coll.add(vectors=vectors[FLAT_MAX_N:])
+    assert coll.index_kind == "IvfRabitqIndex"
+    params = coll._core.adapter.params
+    assert (params["nlist"], params["nprobe"]) == (round((FLAT_MAX_N + 1) ** 0.5), 24)
+    assert coll.query(vectors[7], k=1)[0].id == 7
+    coll.delete([0])  # back to the flat size: exact again
+    assert coll.index_kind == "FlatF32Index"
+    coll.close()
 
 
 def test_bad_open_options(tmp_path: pathlib.Path) -> None:

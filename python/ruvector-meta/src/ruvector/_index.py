@@ -37,6 +37,7 @@ class NativeIndex(Protocol):
     @property
     def memory_bytes(self) -> int: ...
     def __len__(self) -> int: ...
+    def __contains__(self, id: object) -> bool: ...
     def search(self, query: _Rows, k: int, **options: Any) -> Sequence[Tuple[int, float]]: ...
     def search_batch(self, queries: _Rows, k: int, **options: Any) -> Tuple[_Ids, _Rows]: ...
     def upsert(self, ids: _Ids, vectors: _Rows) -> None: ...
@@ -196,9 +197,11 @@ class IndexAdapter:
         else:
             self.index.upsert(ids, self.prepare(vectors))
 
-    def remove(self, ids: npt.NDArray[np.int64]) -> None:
-        if self.index is not None and len(ids):
-            self.index.remove(ids)
+    def remove(self, ids: npt.NDArray[np.int64]) -> int:
+        """Removes the vectors of ``ids`` (distinct); returns how many the index held."""
+        if self.index is None or not len(ids):
+            return 0
+        return int(self.index.remove(ids))
 
     def wants_retrain(self, n: int) -> bool:
         """Whether a trained kind has grown or shrunk past its training size."""

@@ -191,11 +191,15 @@ def cmd_delete(args: argparse.Namespace) -> Any:
     coll = _open(args.path, embedder=None)
     try:
         ids = _convert_ids(coll, args.ids) if args.ids else None
+        missing = [] if ids is None else [i for i in dict.fromkeys(ids) if i not in coll]
         deleted = coll.delete(ids, where=where)
         count = coll.count()
     finally:
         _finish(coll, args.path)
-    return {"deleted": deleted, "count": count, "vacuumed": 0}, f"deleted {deleted} document(s); {count} left"
+    text = f"deleted {deleted} document(s); {count} left"
+    if missing:
+        text += f"; not found: {', '.join(map(str, missing))}"
+    return {"deleted": deleted, "count": count, "missing": missing, "vacuumed": 0}, text
 
 
 def cmd_export(args: argparse.Namespace) -> Any:

@@ -540,7 +540,19 @@ class CollectionCore:
             return False
         ids = np.asarray(docs, dtype=np.int64)
         if vectors is None:
-            adapter.remove(ids)
+            index = adapter.index
+            absent = [] if index is None else [int(d) for d in docs if int(d) not in index]
+            removed = adapter.remove(ids)
+            if absent or removed != len(ids) - len(absent):
+                # The store deleted them all; the index lacked some (it had
+                # drifted from the store). Both agree again after this call.
+                _log.warning(
+                    "the index of %s held %d of the %d deleted documents (store rows it lacked: %s)",
+                    self.path,
+                    removed,
+                    len(ids),
+                    absent[:10],
+                )
         else:
             adapter.upsert(ids, vectors)
         return self.after_change(int(self.conn.execute("SELECT count(*) FROM docs").fetchone()[0]))
@@ -1201,7 +1213,8 @@ class Collection:
     def delete(self, ids: Optional[Sequence[Id]] = None, *, where: Optional[Where] = None) -> int:
         """Deletes the documents with these ids and/or matching ``where``
         (both given: those that are in ``ids`` and match); returns how many
-        were deleted. Unknown ids are ignored."""
+        were deleted: ids not present are ignored and not counted, an id
+        given twice counts once."""
         core = self._core
         core.check_writable()
         if ids is None and where is None:

@@ -271,8 +271,9 @@ def _build(
     ) -> Dict[str, Any]:
         """Delete documents by ids and/or where ({} deletes every document)."""
         coll = collections.get(collection)
+        missing = [] if ids is None else [i for i in dict.fromkeys(ids) if i not in coll]
         deleted = coll.delete(ids, where=where)
-        return {"deleted": deleted, "count": coll.count()}
+        return {"deleted": deleted, "count": coll.count(), "missing": missing}
 
     return server, collections
 
