@@ -54,6 +54,7 @@ from typing import (
     TypeVar,
     Union,
     cast,
+    overload,
 )
 
 import numpy as np
@@ -79,8 +80,11 @@ __all__ = [
     "CollectionError",
     "CollectionStats",
     "QueryHit",
+    "QueryResult",
     "Record",
     "SearchHit",
+    "batch_hits",
+    "single_hits",
 ]
 
 _log = logging.getLogger("ruvector.collection")
@@ -132,6 +136,25 @@ class QueryHit(NamedTuple):
     score: float
     text: Optional[str]
     metadata: Dict[str, Any]
+
+
+#: What :meth:`Collection.query` returns: the hits of one query, or a list
+#: of them for a batch.
+QueryResult = Union[List[QueryHit], List[List[QueryHit]]]
+
+
+def single_hits(result: QueryResult) -> List[QueryHit]:
+    """``result`` as the hits of one query (:class:`InvalidArgument` if it is a batch's)."""
+    if result and not isinstance(result[0], QueryHit):
+        raise InvalidArgument("expected the hits of one query, got the results of a batch of queries")
+    return cast("List[QueryHit]", result)
+
+
+def batch_hits(result: QueryResult) -> List[List[QueryHit]]:
+    """``result`` as the hits of a batch of queries (:class:`InvalidArgument` if it is one query's)."""
+    if result and isinstance(result[0], QueryHit):
+        raise InvalidArgument("expected the results of a batch of queries, got the hits of one query")
+    return cast("List[List[QueryHit]]", result)
 
 
 class Record(NamedTuple):
@@ -346,7 +369,12 @@ class CollectionCore:
         try:
             self.conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
             if not read_only:
+                # Pages freed when saved vectors leave the store go back to the
+                # file system (takes effect on a new store only: before its
+                # first table, and before WAL mode is set).
+                self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA journal_size_limit=8388608")  # the WAL shrinks back after checkpoints
                 # FULL: a committed call survives a power cut too, not only a kill.
                 self.conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as error:
@@ -591,7 +619,9 @@ class CollectionCore:
             self.conn.execute("ROLLBACK")
             raise
         self.saved_gen = gen
-        self.conn.execute("PRAGMA incremental_vacuum")  # hands the freed pages back to the file system
+        # Hands the pages the vectors held back to the file system (run to
+        # completion: executescript steps the pragma until it is done).
+        self.conn.executescript("PRAGMA incremental_vacuum;")
         for stale in stale_files(self.path, name):
             try:
                 stale.unlink()
@@ -769,8 +799,6 @@ def configure(
     else:
         adapter = make_embedder(embedder)
     if not exists:
-        # Pages freed when saved vectors leave the store go back to the file system.
-        core.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         core.conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA.strip().split(";"):
@@ -1358,6 +1386,39 @@ class Collection:
         single = array.ndim == 1
         return _as_matrix(array, dim, "query"), single
 
+    @overload
+    def query(
+        self,
+        query: Union[str, Sequence[float]],
+        k: int = 10,
+        *,
+        where: Optional[Where] = None,
+        ids: Optional[Sequence[Id]] = None,
+        nprobe: Optional[int] = None,
+        rerank_factor: Optional[int] = None,
+    ) -> List[QueryHit]: ...
+    @overload
+    def query(
+        self,
+        query: Union[Sequence[str], Sequence[Sequence[float]]],
+        k: int = 10,
+        *,
+        where: Optional[Where] = None,
+        ids: Optional[Sequence[Id]] = None,
+        nprobe: Optional[int] = None,
+        rerank_factor: Optional[int] = None,
+    ) -> List[List[QueryHit]]: ...
+    @overload
+    def query(
+        self,
+        query: npt.NDArray[Any],
+        k: int = 10,
+        *,
+        where: Optional[Where] = None,
+        ids: Optional[Sequence[Id]] = None,
+        nprobe: Optional[int] = None,
+        rerank_factor: Optional[int] = None,
+    ) -> QueryResult: ...
     def query(
         self,
         query: object,
@@ -1367,10 +1428,17 @@ class Collection:
         ids: Optional[Sequence[Id]] = None,
         nprobe: Optional[int] = None,
         rerank_factor: Optional[int] = None,
-    ) -> Any:
+    ) -> QueryResult:
         """The ``k`` nearest documents to a text or a vector (a list of
         :class:`QueryHit`, nearest first), or to each of a batch of texts
         or vectors (a list of such lists).
+
+        Typed by what is given: a text or a list of floats gives
+        ``List[QueryHit]``; a list of texts or of vectors gives
+        ``List[List[QueryHit]]``; a NumPy array (one vector or a matrix: its
+        shape is not in its static type) gives :data:`QueryResult`, the
+        union of the two (narrow it with :func:`single_hits` /
+        :func:`batch_hits`, or ``isinstance(result[0], QueryHit)``).
 
         ``where`` (and ``ids``) restrict the search to matching documents:
         SQLite finds them, the index searches only them, so ``min(k,
@@ -1540,9 +1608,10 @@ class Collection:
         """:meth:`upsert` on a worker thread."""
         return await self._run(self.upsert, *args, **kwargs)
 
-    async def query_async(self, *args: Any, **kwargs: Any) -> Any:
+    async def query_async(self, *args: Any, **kwargs: Any) -> QueryResult:
         """:meth:`query` on a worker thread."""
-        return await self._run(self.query, *args, **kwargs)
+        result: QueryResult = await self._run(self.query, *args, **kwargs)
+        return result
 
     async def get_async(self, *args: Any, **kwargs: Any) -> List[Record]:
         """:meth:`get` on a worker thread."""
