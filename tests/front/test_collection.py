@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-from typing import Any
+from typing import Any, Callable, List, Tuple
 
 import numpy as np
 import pytest
@@ -21,6 +21,7 @@ from front_helpers import (
 )
 
 import ruvector
+from ruvector.collection import Collection, single_hits
 from ruvector_common.errors import DimensionMismatch, InvalidArgument, NotFound, PersistError
 
 
@@ -146,7 +147,7 @@ def test_vectors_only_collection(tmp_path: pathlib.Path) -> None:
     coll = ruvector.Collection.open(tmp_path / "v", embedder=None, metric="l2")
     vectors = random_vectors(20)
     coll.add(vectors=vectors, metadata=[{"i": i} for i in range(20)])
-    hit = coll.query(vectors[7], k=1)[0]
+    hit = single_hits(coll.query(np.asarray(vectors[7]), k=1))[0]
     assert hit.id == 7 and hit.score == pytest.approx(0.0, abs=1e-4) and hit.text is None
     with pytest.raises(InvalidArgument, match="no embedder"):
         coll.add(["text"])
@@ -155,24 +156,24 @@ def test_vectors_only_collection(tmp_path: pathlib.Path) -> None:
     coll.close()
 
 
-@pytest.mark.parametrize(
-    "call, error, message",
-    [
-        (lambda c: c.add(vectors=np.ones((1, DIM + 1))), DimensionMismatch, "dimension"),
-        (lambda c: c.add(vectors=np.full((1, DIM), np.nan)), InvalidArgument, "finite"),
-        (lambda c: c.add(vectors=np.zeros((1, DIM))), InvalidArgument, "all zeros"),
-        (lambda c: c.add(["a", "b"], ids=[1, 1]), InvalidArgument, "twice"),
-        (lambda c: c.add(["a"], ids=[True]), InvalidArgument, "str or int"),
-        (lambda c: c.add(["a"], metadata=[{"$x": 1}]), InvalidArgument, "starts with"),
-        (lambda c: c.add(["a"], metadata=[{"x": float("inf")}]), InvalidArgument, "finite"),
-        (lambda c: c.add(["a"], metadata=[{"x": object()}]), InvalidArgument, "metadata"),
-        (lambda c: c.add(["a", "b"], metadata={"x": 1}), InvalidArgument, "list of 2"),
-        (lambda c: c.add(["\ud800"]), InvalidArgument, "surrogate"),
-        (lambda c: c.add([b"bytes"]), InvalidArgument, "must be a str"),  # type: ignore[list-item]
-        (lambda c: c.query("x", k=0), InvalidArgument, "k must be"),
-        (lambda c: c.get(limit=-1), InvalidArgument, "limit"),
-    ],
-)
+BAD_INPUT: List[Tuple[Callable[[Collection], object], type, str]] = [
+    (lambda c: c.add(vectors=np.ones((1, DIM + 1))), DimensionMismatch, "dimension"),
+    (lambda c: c.add(vectors=np.full((1, DIM), np.nan)), InvalidArgument, "finite"),
+    (lambda c: c.add(vectors=np.zeros((1, DIM))), InvalidArgument, "all zeros"),
+    (lambda c: c.add(["a", "b"], ids=[1, 1]), InvalidArgument, "twice"),
+    (lambda c: c.add(["a"], ids=[True]), InvalidArgument, "str or int"),
+    (lambda c: c.add(["a"], metadata=[{"$x": 1}]), InvalidArgument, "starts with"),
+    (lambda c: c.add(["a"], metadata=[{"x": float("inf")}]), InvalidArgument, "finite"),
+    (lambda c: c.add(["a"], metadata=[{"x": object()}]), InvalidArgument, "metadata"),
+    (lambda c: c.add(["a", "b"], metadata={"x": 1}), InvalidArgument, "list of 2"),
+    (lambda c: c.add(["\ud800"]), InvalidArgument, "surrogate"),
+    (lambda c: c.add([b"bytes"]), InvalidArgument, "must be a str"),  # type: ignore[list-item]
+    (lambda c: c.query("x", k=0), InvalidArgument, "k must be"),
+    (lambda c: c.get(limit=-1), InvalidArgument, "limit"),
+]
+
+
+@pytest.mark.parametrize("call, error, message", BAD_INPUT)
 def test_bad_input_changes_nothing(docs: Any, call: Any, error: type, message: str) -> None:
     docs.add(vectors=random_vectors(3))
     with pytest.raises(error, match=message):
@@ -249,10 +250,10 @@ def test_index_kinds(tmp_path: pathlib.Path, kind: str) -> None:
         params = {"nlist": 4, "nprobe": 4}
     coll = ruvector.Collection.open(tmp_path / "c", embedder=None, metric="l2", index=kind, index_params=params)
     coll.add(vectors=vectors)
-    assert coll.query(vectors[17], k=1)[0].id == 17
+    assert single_hits(coll.query(np.asarray(vectors[17]), k=1))[0].id == 17
     coll.close()
     again = ruvector.Collection.open(tmp_path / "c")
-    assert again.query(vectors[17], k=1)[0].id == 17
+    assert single_hits(again.query(np.asarray(vectors[17]), k=1))[0].id == 17
     expected = {"flat": "FlatF32Index", "rabitq_plus": "RabitqPlusIndex", "ivf": "IvfRabitqIndex"}
     assert again.index_kind == expected.get(kind, {"rabitq_asym": "RabitqAsymIndex"}.get(kind, kind))
     again.close()
@@ -265,11 +266,11 @@ def test_auto_index_becomes_ivf_above_the_recommended_size(tmp_path: pathlib.Pat
     big = random_vectors(20_000, 16, seed=1)
     coll.add(vectors=big)
     assert coll.index_kind == "IvfRabitqIndex"
-    assert coll.query(big[5], k=1)[0].id == 1005
+    assert single_hits(coll.query(np.asarray(big[5]), k=1))[0].id == 1005
     coll.close()
     again = ruvector.Collection.open(tmp_path / "c")
     assert again.index_kind == "IvfRabitqIndex"
-    assert again.query(big[5], k=1)[0].id == 1005
+    assert single_hits(again.query(np.asarray(big[5]), k=1))[0].id == 1005
     again.close()
 
 
@@ -282,9 +283,11 @@ def test_auto_index_switches_at_the_recommended_size(tmp_path: pathlib.Path) -> 
     assert coll.index_kind == "FlatF32Index"
     coll.add(vectors=vectors[FLAT_MAX_N:])
     assert coll.index_kind == "IvfRabitqIndex"
-    params = coll._core.adapter.params
+    adapter = coll._core.adapter  # pyright: ignore[reportPrivateUsage]
+    assert adapter is not None
+    params = adapter.params
     assert (params["nlist"], params["nprobe"]) == (round((FLAT_MAX_N + 1) ** 0.5), 24)
-    assert coll.query(vectors[7], k=1)[0].id == 7
+    assert single_hits(coll.query(np.asarray(vectors[7]), k=1))[0].id == 7
     coll.delete([0])  # back to the flat size: exact again
     assert coll.index_kind == "FlatF32Index"
     coll.close()
@@ -352,7 +355,7 @@ def test_metric_ip_needs_the_index_api_or_works(tmp_path: pathlib.Path) -> None:
     if HAS_CHANGES:
         coll.add(vectors=vectors)
         q = vectors[4]
-        hit = coll.query(q, k=1)[0]
+        hit = single_hits(coll.query(np.asarray(q), k=1))[0]
         assert hit.id == int(np.argmax(vectors @ q))
         assert hit.score == pytest.approx(1 - float(np.max(vectors @ q)), rel=1e-4)
     else:

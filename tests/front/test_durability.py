@@ -22,6 +22,7 @@ import pytest
 from front_helpers import HashEmbedder
 
 import ruvector
+from ruvector.collection import batch_hits, single_hits
 from ruvector_common.errors import PersistError
 
 DIM = 16
@@ -273,7 +274,7 @@ def test_killed_save_leftovers_are_removed(tmp_path: pathlib.Path) -> None:
     orphan = path / "index.99999.rbpx"
     orphan.write_bytes(b"never recorded")
     again = ruvector.Collection.open(path)
-    assert [row[0].id for row in again.query(vectors[:10], k=1)] == list(range(10))
+    assert [row[0].id for row in batch_hits(again.query(vectors[:10], k=1))] == list(range(10))
     assert not leftover.exists() and not orphan.exists()
     assert _index_files(path) == [kept]
     again.close()
@@ -318,10 +319,11 @@ def test_each_vector_is_stored_once(tmp_path: pathlib.Path) -> None:
     # The store holds ids and metadata; the vectors (204 x 16 float32) are in the index file.
     assert index_file.stat().st_size >= 204 * DIM * 4
     again = ruvector.Collection.open(path, read_only=True)
-    assert again._core.adapter is not None and again._core.adapter.index is not None
-    assert again._core.adapter.index.mapped is True  # mapped, not read
+    adapter = again._core.adapter  # pyright: ignore[reportPrivateUsage]
+    assert adapter is not None and adapter.index is not None
+    assert adapter.index.mapped is True  # mapped, not read
     np.testing.assert_array_equal(again.get([903], include_vectors=True)[0].vector, vectors[3] * 3)
-    assert again.query(vectors[3] * 3, k=1)[0].id == 903
+    assert single_hits(again.query(np.asarray(vectors[3] * 3), k=1))[0].id == 903
     again.close()
 
 
@@ -333,15 +335,15 @@ def test_unsaved_changes_are_replayed_on_open(tmp_path: pathlib.Path) -> None:
     coll.add(vectors=vectors[:5] + 10, ids=[500, 501, 502, 503, 504])
     coll.delete([0, 1])
     # Simulate a process that dies without closing: drop the object's state, keep the files.
-    coll._core.close = lambda: None  # type: ignore[method-assign]
+    coll._core.close = lambda: None  # type: ignore[method-assign,unused-ignore]
     coll._finalizer.detach()
     coll._core.conn.close()
     coll._core.release()
     assert _index_files(path) == saved  # the index file is behind the store
     again = ruvector.Collection.open(path)
     assert again.count() == 203
-    assert again.query(vectors[2] + 10, k=1)[0].id == 502
-    assert 0 not in [h.id for h in again.query(vectors[0], k=3)]
+    assert single_hits(again.query(np.asarray(vectors[2] + 10), k=1))[0].id == 502
+    assert 0 not in [h.id for h in single_hits(again.query(np.asarray(vectors[0]), k=3))]
     again.close()
 
 

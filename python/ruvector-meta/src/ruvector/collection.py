@@ -711,6 +711,7 @@ class CollectionCore:
             "SELECT d.doc, d.text, p.vector IS NOT NULL FROM docs d LEFT JOIN pending p ON p.doc = d.doc"
         ).fetchall()
         lost = [(int(doc), text) for doc, text, has in rows if not has]
+        matrix = np.zeros((0, int(self.config["dim"])), dtype=np.float32)
         if lost:
             if self.embedder is None or any(text is None for _, text in lost):
                 raise PersistError(
@@ -1238,7 +1239,7 @@ class Collection:
         if pending and count >= max(AUTOSAVE_CHANGES, len(core.adapter or ()) // 4):
             core.save_index()
 
-    def delete(self, ids: Optional[Sequence[Id]] = None, *, where: Optional[Where] = None) -> int:
+    def delete(self, ids: Union[Id, Sequence[Id], None] = None, *, where: Optional[Where] = None) -> int:
         """Deletes the documents with these ids and/or matching ``where``
         (both given: those that are in ``ids`` and match); returns how many
         were deleted: ids not present are ignored and not counted, an id
@@ -1301,7 +1302,7 @@ class Collection:
 
     def get(
         self,
-        ids: Optional[Sequence[Id]] = None,
+        ids: Union[Id, Sequence[Id], None] = None,
         *,
         where: Optional[Where] = None,
         limit: Optional[int] = None,
@@ -1386,14 +1387,15 @@ class Collection:
         single = array.ndim == 1
         return _as_matrix(array, dim, "query"), single
 
+    # A str is also a Sequence[str]: the first overload takes it first.
     @overload
-    def query(
+    def query(  # type: ignore[overload-overlap]
         self,
         query: Union[str, Sequence[float]],
         k: int = 10,
         *,
         where: Optional[Where] = None,
-        ids: Optional[Sequence[Id]] = None,
+        ids: Union[Id, Sequence[Id], None] = None,
         nprobe: Optional[int] = None,
         rerank_factor: Optional[int] = None,
     ) -> List[QueryHit]: ...
@@ -1404,7 +1406,7 @@ class Collection:
         k: int = 10,
         *,
         where: Optional[Where] = None,
-        ids: Optional[Sequence[Id]] = None,
+        ids: Union[Id, Sequence[Id], None] = None,
         nprobe: Optional[int] = None,
         rerank_factor: Optional[int] = None,
     ) -> List[List[QueryHit]]: ...
@@ -1415,7 +1417,7 @@ class Collection:
         k: int = 10,
         *,
         where: Optional[Where] = None,
-        ids: Optional[Sequence[Id]] = None,
+        ids: Union[Id, Sequence[Id], None] = None,
         nprobe: Optional[int] = None,
         rerank_factor: Optional[int] = None,
     ) -> QueryResult: ...
@@ -1425,7 +1427,7 @@ class Collection:
         k: int = 10,
         *,
         where: Optional[Where] = None,
-        ids: Optional[Sequence[Id]] = None,
+        ids: Union[Id, Sequence[Id], None] = None,
         nprobe: Optional[int] = None,
         rerank_factor: Optional[int] = None,
     ) -> QueryResult:
@@ -1460,12 +1462,15 @@ class Collection:
         with core.lock:
             if core.config.get("dim") is None or self.count() == 0:
                 texts = _query_texts(query)
+                none: List[List[QueryHit]]
                 if texts is not None:
-                    return [] if isinstance(query, str) else [[] for _ in texts]
+                    none = [[] for _ in texts]
+                    return [] if isinstance(query, str) else none
                 array = np.asarray(query, dtype=np.float32) if query is not None else None
                 if array is None or array.ndim not in (1, 2):
                     raise InvalidArgument("query must be a text, texts, a vector or vectors")
-                return [] if array.ndim == 1 else [[] for _ in range(len(array))]
+                none = [[] for _ in range(len(array))]
+                return [] if array.ndim == 1 else none
         matrix, single = self._queries(query)
         with core.lock:
             core.check_open()
@@ -1474,7 +1479,8 @@ class Collection:
             if where is not None or ids is not None:
                 allowed, matches = self._allowed(where, ids)
                 if matches == 0:
-                    return [] if single else [[] for _ in range(len(matrix))]
+                    nothing: List[List[QueryHit]] = [[] for _ in range(len(matrix))]
+                    return [] if single else nothing
             options = {"nprobe": nprobe, "rerank_factor": rerank_factor}
             if adapter.kind != "IvfRabitqIndex":
                 options.pop("nprobe")
@@ -1713,7 +1719,9 @@ class Collection:
             raise InvalidArgument(f"filter must be a dict or a callable, got {type(filter).__name__}")
         if self.dim is None or self.count() == 0:
             return []
-        hits = self.query(np.asarray(query, dtype=np.float32), k, where=where, ids=ids, rerank_factor=rerank_factor)
+        hits = single_hits(
+            self.query(np.asarray(query, dtype=np.float32), k, where=where, ids=ids, rerank_factor=rerank_factor)
+        )
         return [SearchHit(int(h.id), h.score, h.metadata or None) for h in hits]
 
     def _matching_ids(self, predicate: Union[Mapping[str, Any], Callable[[Dict[str, Any]], bool]]) -> List[Id]:
