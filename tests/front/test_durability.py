@@ -353,3 +353,47 @@ def test_state_of_a_legacy_open_is_reported(tmp_path: pathlib.Path) -> None:
     assert info["path"] == str(tmp_path / "c") and info["count"] == 200
     coll.close()
     assert json.loads(json.dumps(info)) == info
+
+
+def test_a_big_call_writes_its_vectors_once_into_the_index_file(tmp_path: pathlib.Path) -> None:
+    # A call that saves the index anyway (here: the one that makes the index
+    # IVF) writes the file first and records it in the same commit, so its
+    # vectors never pass through the store.
+    path = tmp_path / "c"
+    coll = ruvector.Collection.open(path, embedder=None, metric="l2")
+    vectors = np.random.default_rng(4).standard_normal((6_000, DIM)).astype(np.float32)
+    coll.add(vectors=vectors[:10])
+    assert _pending(path) == 10
+    coll.add(vectors=vectors[10:])
+    assert coll.index_kind == "IvfRabitqIndex"
+    assert _pending(path) == 0 and _free_pages(path) == 0
+    [index_file] = _index_files(path)
+    assert index_file.stat().st_size >= 6_000 * DIM * 4
+    np.testing.assert_array_equal(coll.get([5_000], include_vectors=True)[0].vector, vectors[5_000])
+    coll.close()
+    assert _index_files(path) == [index_file]  # nothing left to save on close
+
+
+def test_a_big_call_that_fails_before_its_commit_leaves_the_store_as_it_was(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "c"
+    coll = ruvector.Collection.open(path, embedder=None, metric="l2", index="flat")
+    vectors = np.random.default_rng(5).standard_normal((10_050, DIM)).astype(np.float32)
+    coll.add(vectors=vectors[:50])
+    coll.save()
+    [before] = _index_files(path)
+    core = coll._core  # pyright: ignore[reportPrivateUsage]
+
+    def fail(gen: int, name: Any) -> bool:
+        raise OSError("disk full (simulated) after the index file was written")
+
+    core.record_saved = fail  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="simulated"):
+        coll.add(vectors=vectors[50:])  # 10,000 vectors: saved within the call
+    del core.record_saved
+    assert _index_files(path) == [before]  # the unrecorded file is gone
+    assert coll.count() == 50 and _pending(path) == 0
+    assert single_hits(coll.query(np.asarray(vectors[7]), k=1))[0].id == 7
+    coll.close()
+    again = ruvector.Collection.open(path)
+    assert again.count() == 50 and single_hits(again.query(np.asarray(vectors[49]), k=1))[0].id == 49
+    again.close()

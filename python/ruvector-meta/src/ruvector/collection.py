@@ -6,14 +6,18 @@
 >>> docs.query("what is in the first text?", k=5, where={"lang": "en"})
 [QueryHit(id=0, score=0.31, text='first text', metadata={'lang': 'en'})]
 
-The directory holds ``ruvector.sqlite`` (documents, metadata, ids and
-vectors; SQLite in WAL mode, one transaction per call) and the index file
-saved beside it (``index.<generation>.rbpx``). The store is the source of
-truth: an index file records the store generation it reflects, the store
-logs which documents changed since, and opening replays those changes (or
-rebuilds the index from the store when the file is missing, damaged or
-disagrees). So a process killed at any point loses at most the call in
-flight and never leaves a directory that opens wrong. One writer at a time:
+The directory holds ``ruvector.sqlite`` (documents, metadata, ids; SQLite
+in WAL mode, one transaction per call) and the index file saved beside it
+(``index.<generation>.rbpx``). Each vector is stored once: in the saved
+index file, or, when it changed since that save, in the store's
+``pending`` table (until the next save moves it into a new file, written
+atomically before the store points at it). The index file records the
+store generation it reflects, the store logs which documents changed
+since, and opening maps the file and replays those changes. So a process
+killed at any point loses at most the call in flight and never leaves a
+directory that opens wrong. A file lost or damaged by other means is
+rebuilt from the store's vectors and the texts re-embedded, or named in a
+:class:`PersistError` when some vectors cannot come back. One writer at a time:
 a second writer gets :class:`ruvector.PersistError` at once; any number of
 ``read_only=True`` opens may share a directory that no writer holds.
 
@@ -582,21 +586,58 @@ class CollectionCore:
                     absent[:10],
                 )
         else:
+            if adapter.index is None and self.config.get("dim") is not None:
+                # The first vectors: build the kind their number calls for
+                # at once (not a flat index rebuilt as IVF right after).
+                kind, params = self.wanted_kind(len(ids))
+                if kind != adapter.kind:
+                    adapter = self.adapter = IndexAdapter(kind, self.config["metric"], params)
             adapter.upsert(ids, vectors)
         return self.after_change(int(self.conn.execute("SELECT count(*) FROM docs").fetchone()[0]))
 
     def save_index(self) -> None:
         """Writes the index file for the current generation and records it;
         the vectors it now holds leave the store (each vector is kept once:
-        in the index file, or in the store until the next save)."""
+        in the index file, or in the store until the next save). Nothing
+        to do when the saved file is current."""
+        assert self.path is not None
+        self.ensure_index()
+        gen = self.generation
+        state: Optional[Dict[str, Any]] = self.meta("index_state")
+        if (
+            state is not None
+            and int(state["generation"]) == gen
+            and self.saved_gen == gen
+            and (state.get("file") is None or (self.path / state["file"]).is_file())
+        ):
+            return
+        name = self.write_index_file(gen)
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            freed = self.record_saved(gen, name)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.after_save(gen, name, freed)
+
+    def write_index_file(self, gen: int) -> Optional[str]:
+        """Writes the index file for generation ``gen`` (atomically; the
+        store does not point at it yet); ``None`` for an empty index."""
         assert self.path is not None
         adapter = self.ensure_index()
-        gen = self.generation
-        name = None
-        if adapter.index is not None and len(adapter):
-            name = index_file_name(gen)
-            adapter.save(str(self.path / name))
-            _fsync_dir(self.path)  # the new name is on disk before the store points at it
+        if adapter.index is None or not len(adapter):
+            return None
+        name = index_file_name(gen)
+        adapter.save(str(self.path / name))
+        _fsync_dir(self.path)  # the new name is on disk before the store points at it
+        return name
+
+    def record_saved(self, gen: int, name: Optional[str]) -> bool:
+        """Inside a transaction: points the store at the file saved for
+        ``gen`` and drops what it now holds (the change log, and the
+        vectors when the index keeps them). Tells whether vectors left."""
+        adapter = self.ensure_index()
         count, total = self.conn.execute("SELECT count(*), total(doc) FROM docs").fetchone()
         state = {
             "file": name,
@@ -608,20 +649,20 @@ class CollectionCore:
             "count": int(count),
             "doc_sum": int(total),
         }
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            self.set_meta("index_state", state)
-            self.conn.execute("DELETE FROM changes WHERE gen <= ?", (gen,))
-            if adapter.keeps_vectors():
-                self.conn.execute("DELETE FROM pending")
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        self.set_meta("index_state", state)
+        self.conn.execute("DELETE FROM changes WHERE gen <= ?", (gen,))
+        if adapter.keeps_vectors():
+            return self.conn.execute("DELETE FROM pending").rowcount > 0
+        return False
+
+    def after_save(self, gen: int, name: Optional[str], freed: bool) -> None:
+        """After the commit that recorded a save: the files it replaced go."""
+        assert self.path is not None
         self.saved_gen = gen
-        # Hands the pages the vectors held back to the file system (run to
-        # completion: executescript steps the pragma until it is done).
-        self.conn.executescript("PRAGMA incremental_vacuum;")
+        if freed:
+            # Hands the pages the vectors held back to the file system (run
+            # to completion: executescript steps the pragma until done).
+            self.conn.executescript("PRAGMA incremental_vacuum;")
         for stale in stale_files(self.path, name):
             try:
                 stale.unlink()
@@ -1168,11 +1209,6 @@ class Collection:
                     conn.execute(f"DELETE FROM fields WHERE doc IN ({','.join('?' * len(chunk))})", list(chunk))
             if new_rows:
                 conn.executemany("INSERT INTO docs(doc, id, text, metadata, norm) VALUES (?, ?, ?, ?, ?)", new_rows)
-            # The vectors stay in the store until the index file holding them is saved.
-            conn.executemany(
-                "INSERT OR REPLACE INTO pending(doc, vector) VALUES (?, ?)",
-                [(doc, matrix[i].tobytes()) for i, doc in enumerate(docs)],
-            )
             conn.executemany(
                 "INSERT INTO fields(doc, key, elem, kind, val) VALUES (?, ?, ?, ?, ?)",
                 [(doc, *row) for doc, (_, rows) in zip(docs, encoded) for row in rows],
@@ -1196,24 +1232,73 @@ class Collection:
         """One write call as one SQLite transaction: ``store`` changes the
         store and returns the documents it put (with their vectors) or
         removed (``None``); they are logged under the next generation and
-        the index follows before the commit. Any error rolls back both."""
+        the index follows before the commit. Any error rolls back both.
+
+        The vectors put go into the store's ``pending`` table, except when
+        the call is big enough to save the index file anyway (it rebuilt
+        the index, or put as many vectors as an autosave waits for): then
+        the file for the new generation is written first and the same
+        commit records it, so the vectors are written once, into the file.
+        A kill before that commit leaves an unrecorded file (removed on the
+        next open) and the store as before the call."""
         core = self._core
         conn = core.conn
         conn.execute("BEGIN IMMEDIATE")
         touched_index = False
+        written: Optional[str] = None
+        saved = False
+        freed = False
         try:
             docs, vectors = store()
             gen = core.generation + 1
             conn.executemany("INSERT INTO changes(gen, doc) VALUES (?, ?)", [(gen, d) for d in docs])
             core.set_meta("generation", gen)
             touched_index = True
+            # An index without the change API is rebuilt from the store: it
+            # needs this call's vectors there first.
+            early = vectors is not None and core.adapter is not None and not core.adapter.native_changes
+            if early:
+                assert vectors is not None
+                self._put_pending(docs, vectors)
             rebuilt = core.change_index(docs, vectors)
+            if vectors is not None and not early:
+                adapter = core.adapter
+                if (
+                    core.path is not None
+                    and adapter is not None
+                    and adapter.keeps_vectors()
+                    and (rebuilt or len(docs) >= self._autosave_at())
+                ):
+                    written = core.write_index_file(gen)
+                    freed = core.record_saved(gen, written)
+                    saved = True
+                else:
+                    self._put_pending(docs, vectors)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(touched_index)
+            if written is not None and core.path is not None:
+                try:
+                    (core.path / written).unlink()
+                except OSError:
+                    pass
             raise
         core.filter_cache.clear()
-        self._maybe_save(rebuilt)
+        if saved:
+            core.after_save(gen, written, freed)
+        else:
+            self._maybe_save(rebuilt)
+
+    def _put_pending(self, docs: List[int], vectors: npt.NDArray[np.float32]) -> None:
+        """Keeps the vectors of ``docs`` in the store until a saved index file holds them."""
+        self._core.conn.executemany(
+            "INSERT OR REPLACE INTO pending(doc, vector) VALUES (?, ?)",
+            [(doc, vectors[i].tobytes()) for i, doc in enumerate(docs)],
+        )
+
+    def _autosave_at(self) -> int:
+        """How many unsaved changes make a call save the index file."""
+        return max(AUTOSAVE_CHANGES, len(self._core.adapter or ()) // 4)
 
     def _rollback(self, touched_index: bool) -> None:
         core = self._core
@@ -1236,7 +1321,7 @@ class Collection:
             core.save_index()
             return
         count = int(core.conn.execute("SELECT count(*) FROM changes").fetchone()[0])
-        if pending and count >= max(AUTOSAVE_CHANGES, len(core.adapter or ()) // 4):
+        if pending and count >= self._autosave_at():
             core.save_index()
 
     def delete(self, ids: Union[Id, Sequence[Id], None] = None, *, where: Optional[Where] = None) -> int:
