@@ -293,6 +293,20 @@ def test_auto_index_switches_at_the_recommended_size(tmp_path: pathlib.Path) -> 
     coll.close()
 
 
+def test_a_named_ivf_index_is_sized_for_the_recall_target(tmp_path: pathlib.Path) -> None:
+    coll = ruvector.Collection.open(tmp_path / "c", embedder=None, dim=16, index="ivf")
+    coll.add(vectors=random_vectors(6_400, 16, seed=3))
+    adapter = coll._core.adapter  # pyright: ignore[reportPrivateUsage]
+    assert adapter is not None and adapter.index is not None
+    assert (adapter.params["nlist"], adapter.params["nprobe"]) == (80, 24)  # sqrt(n) lists, 24 probed at 0.95
+    coll.close()
+    tuned = ruvector.Collection.open(tmp_path / "t", embedder=None, dim=16, index="ivf", index_params={"nprobe": 5})
+    tuned.add(vectors=random_vectors(400, 16, seed=3))
+    adapter = tuned._core.adapter  # pyright: ignore[reportPrivateUsage]
+    assert adapter is not None and (adapter.params["nlist"], adapter.params["nprobe"]) == (20, 5)
+    tuned.close()
+
+
 def test_bad_open_options(tmp_path: pathlib.Path) -> None:
     with pytest.raises(InvalidArgument, match="metric"):
         ruvector.Collection.open(tmp_path / "a", metric="manhattan")

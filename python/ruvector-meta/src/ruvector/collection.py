@@ -506,10 +506,26 @@ class CollectionCore:
         """The index kind and parameters for ``n`` vectors."""
         kind = self.config["index"]
         params = dict(self.config["index_params"] or {})
+        dim = int(self.config["dim"] or 1)
+        target = float(self.config["recall_target"])
+        if kind == "IvfRabitqIndex":
+            # An IVF index asked for by name gets the lists and probes that
+            # reach the recall target too (as recommend() sizes them for a
+            # collection of this size), unless index_params set them.
+            from ruvector_rabitq import _recommend as rec_module
+
+            flat_max = int(getattr(rec_module, "FLAT_MAX_N", 0))
+            rec = _recommend(max(n, flat_max + 1, 1), dim, target)
+            if rec.index == "IvfRabitqIndex":
+                nlist = max(1, round(max(n, 1) ** 0.5))
+                sized = {**rec.params, "nlist": nlist, "nprobe": min(nlist, int(rec.params["nprobe"]))}
+                sized.setdefault("seed", 42)
+                sized.update(params)
+                return kind, sized
+            return kind, params
         if kind != "auto":
             return kind, params
-        dim = int(self.config["dim"])
-        rec = _recommend(max(n, 1), dim, float(self.config["recall_target"]))
+        rec = _recommend(max(n, 1), dim, target)
         chosen = rec.index if rec.index in ("FlatF32Index", "IvfRabitqIndex") else "IvfRabitqIndex"
         merged = dict(rec.params) if chosen == rec.index else {}
         if chosen == "IvfRabitqIndex":
@@ -590,7 +606,7 @@ class CollectionCore:
                 # The first vectors: build the kind their number calls for
                 # at once (not a flat index rebuilt as IVF right after).
                 kind, params = self.wanted_kind(len(ids))
-                if kind != adapter.kind:
+                if kind != adapter.kind or params != adapter.params:
                     adapter = self.adapter = IndexAdapter(kind, self.config["metric"], params)
             adapter.upsert(ids, vectors)
         return self.after_change(int(self.conn.execute("SELECT count(*) FROM docs").fetchone()[0]))
