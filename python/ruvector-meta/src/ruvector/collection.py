@@ -512,9 +512,9 @@ class CollectionCore:
             # An IVF index asked for by name gets the lists and probes that
             # reach the recall target too (as recommend() sizes them for a
             # collection of this size), unless index_params set them.
-            from ruvector_rabitq import _recommend as rec_module
+            import importlib
 
-            flat_max = int(getattr(rec_module, "FLAT_MAX_N", 0))
+            flat_max = int(getattr(importlib.import_module("ruvector_rabitq._recommend"), "FLAT_MAX_N", 0))
             rec = _recommend(max(n, flat_max + 1, 1), dim, target)
             if rec.index == "IvfRabitqIndex":
                 nlist = max(1, round(max(n, 1) ** 0.5))
