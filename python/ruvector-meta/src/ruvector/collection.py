@@ -774,7 +774,8 @@ class CollectionCore:
                 raise PersistError(
                     f"the index file of {str(self.path)!r} is unusable ({problem}) and it was the only copy of "
                     f"{len(lost)} document vectors that cannot be re-embedded (no embedder, or no text): "
-                    "restore the directory from a backup, or delete those documents and add them again",
+                    "restore the directory from a backup, or open it with the embedder that made those vectors "
+                    "(embedder=...) when every document has its text",
                     str(self.path),
                 )
             matrix = self.embedder.embed([str(text) for _, text in lost], query=False)
