@@ -11,7 +11,7 @@ the codes-only ``RabitqIndex``.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, List
 
 import numpy as np
 import pytest
@@ -88,7 +88,7 @@ def test_the_switch_to_ivf_keeps_recall_and_is_faster_than_the_flat_scan(cluster
         assert recall >= 0.95, (n, recall)
 
         def p50(index: Any, queries: Any) -> float:
-            times = []
+            times: List[float] = []
             for row in queries:
                 start = time.perf_counter()
                 index.search(row, 10)
