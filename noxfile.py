@@ -169,6 +169,7 @@ def typecheck(session: nox.Session) -> None:
         "tests/fuzz",
         "tests/notebooks",
         "tests/embed",
+        "tests/front",
         "examples",
         "python/ruvector-common/src",
         "python/ruvector-meta/src",

@@ -38,7 +38,7 @@ class HashEmbedder:
 def _has_filter() -> bool:
     index = rr.FlatF32Index.build(np.ones((1, 2), np.float32))
     try:
-        index.search(np.ones(2, np.float32), 1, filter=np.zeros(1, np.int64))  # type: ignore[call-arg]
+        index.search(np.ones(2, np.float32), 1, filter=np.zeros(1, np.int64))
         return True
     except TypeError:
         return False

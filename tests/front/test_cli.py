@@ -69,8 +69,8 @@ def test_014_workflow(tmp_path: pathlib.Path) -> None:
     assert hits[0]["id"] == 7 and hits[0]["metadata"] == {"cat": "news"} and hits[0]["score"] < 1e-5
     table = run("search", "--path", "my.rbpx", "--query", "q.npy", "-k", "3", "--no-color", cwd=tmp_path).stdout
     assert "score" in table and '{"cat": "news"}' in table
-    deleted = run_json("delete", "--path", "my.rbpx", "--id", "7", "--id", "8", "--vacuum", cwd=tmp_path)
-    assert deleted == {"deleted": 2, "count": 48, "vacuumed": 0}
+    deleted = run_json("delete", "--path", "my.rbpx", "--id", "7", "--id", "8", "--id", "999", "--vacuum", cwd=tmp_path)
+    assert deleted == {"deleted": 2, "count": 48, "missing": [999], "vacuumed": 0}
     assert run_json("info", "--path", "my.rbpx", cwd=tmp_path)["count"] == 48
     exported = run_json("export", "--path", "my.rbpx", "--out", "snap", cwd=tmp_path)
     assert exported["exported"] == 48

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-from typing import Any
+from typing import Any, Callable, List, Tuple
 
 import numpy as np
 import pytest
@@ -21,6 +21,7 @@ from front_helpers import (
 )
 
 import ruvector
+from ruvector.collection import Collection, single_hits
 from ruvector_common.errors import DimensionMismatch, InvalidArgument, NotFound, PersistError
 
 
@@ -123,11 +124,30 @@ def test_delete_by_ids_and_where(docs: Any) -> None:
     assert docs.query("cat", k=5) == []
 
 
+def test_delete_counts_what_was_actually_removed(docs: Any, caplog: Any) -> None:
+    import logging
+
+    docs.add(vectors=random_vectors(10), metadata=[{"k": i % 3} for i in range(10)])
+    assert docs.delete([3, 3, 4, 99, 100]) == 2  # a repeated id once; unknown ids not counted
+    assert docs.delete([3, 4]) == 0  # already gone
+    assert docs.delete([5, 6, 7], where={"k": 0}) == 1  # only 6 is in both
+    assert sorted(r.id for r in docs.get()) == [0, 1, 2, 5, 7, 8, 9]
+    # An index that drifted from the store (a vector missing from it) is
+    # reported by the delete that finds out, and both agree afterwards.
+    index = docs._core.adapter.index
+    assert index.remove(np.array([8], dtype=np.int64)) == 1
+    with caplog.at_level(logging.WARNING, logger="ruvector.collection"):
+        assert docs.delete([8, 9]) == 2
+    assert "held 1 of the 2 deleted documents" in caplog.text and "[8]" in caplog.text
+    assert sorted(int(i) for i in docs._core.adapter.index.ids) == [0, 1, 2, 5, 7]
+    assert sorted(h.id for h in docs.query(random_vectors(1, seed=3)[0], k=10)) == [0, 1, 2, 5, 7]
+
+
 def test_vectors_only_collection(tmp_path: pathlib.Path) -> None:
     coll = ruvector.Collection.open(tmp_path / "v", embedder=None, metric="l2")
     vectors = random_vectors(20)
     coll.add(vectors=vectors, metadata=[{"i": i} for i in range(20)])
-    hit = coll.query(vectors[7], k=1)[0]
+    hit = single_hits(coll.query(np.asarray(vectors[7]), k=1))[0]
     assert hit.id == 7 and hit.score == pytest.approx(0.0, abs=1e-4) and hit.text is None
     with pytest.raises(InvalidArgument, match="no embedder"):
         coll.add(["text"])
@@ -136,24 +156,24 @@ def test_vectors_only_collection(tmp_path: pathlib.Path) -> None:
     coll.close()
 
 
-@pytest.mark.parametrize(
-    "call, error, message",
-    [
-        (lambda c: c.add(vectors=np.ones((1, DIM + 1))), DimensionMismatch, "dimension"),
-        (lambda c: c.add(vectors=np.full((1, DIM), np.nan)), InvalidArgument, "finite"),
-        (lambda c: c.add(vectors=np.zeros((1, DIM))), InvalidArgument, "all zeros"),
-        (lambda c: c.add(["a", "b"], ids=[1, 1]), InvalidArgument, "twice"),
-        (lambda c: c.add(["a"], ids=[True]), InvalidArgument, "str or int"),
-        (lambda c: c.add(["a"], metadata=[{"$x": 1}]), InvalidArgument, "starts with"),
-        (lambda c: c.add(["a"], metadata=[{"x": float("inf")}]), InvalidArgument, "finite"),
-        (lambda c: c.add(["a"], metadata=[{"x": object()}]), InvalidArgument, "metadata"),
-        (lambda c: c.add(["a", "b"], metadata={"x": 1}), InvalidArgument, "list of 2"),
-        (lambda c: c.add(["\ud800"]), InvalidArgument, "surrogate"),
-        (lambda c: c.add([b"bytes"]), InvalidArgument, "must be a str"),  # type: ignore[list-item]
-        (lambda c: c.query("x", k=0), InvalidArgument, "k must be"),
-        (lambda c: c.get(limit=-1), InvalidArgument, "limit"),
-    ],
-)
+BAD_INPUT: List[Tuple[Callable[[Collection], object], type, str]] = [
+    (lambda c: c.add(vectors=np.ones((1, DIM + 1))), DimensionMismatch, "dimension"),
+    (lambda c: c.add(vectors=np.full((1, DIM), np.nan)), InvalidArgument, "finite"),
+    (lambda c: c.add(vectors=np.zeros((1, DIM))), InvalidArgument, "all zeros"),
+    (lambda c: c.add(["a", "b"], ids=[1, 1]), InvalidArgument, "twice"),
+    (lambda c: c.add(["a"], ids=[True]), InvalidArgument, "str or int"),
+    (lambda c: c.add(["a"], metadata=[{"$x": 1}]), InvalidArgument, "starts with"),
+    (lambda c: c.add(["a"], metadata=[{"x": float("inf")}]), InvalidArgument, "finite"),
+    (lambda c: c.add(["a"], metadata=[{"x": object()}]), InvalidArgument, "metadata"),
+    (lambda c: c.add(["a", "b"], metadata={"x": 1}), InvalidArgument, "list of 2"),
+    (lambda c: c.add(["\ud800"]), InvalidArgument, "surrogate"),
+    (lambda c: c.add([b"bytes"]), InvalidArgument, "must be a str"),  # type: ignore[list-item]
+    (lambda c: c.query("x", k=0), InvalidArgument, "k must be"),
+    (lambda c: c.get(limit=-1), InvalidArgument, "limit"),
+]
+
+
+@pytest.mark.parametrize("call, error, message", BAD_INPUT)
 def test_bad_input_changes_nothing(docs: Any, call: Any, error: type, message: str) -> None:
     docs.add(vectors=random_vectors(3))
     with pytest.raises(error, match=message):
@@ -230,10 +250,10 @@ def test_index_kinds(tmp_path: pathlib.Path, kind: str) -> None:
         params = {"nlist": 4, "nprobe": 4}
     coll = ruvector.Collection.open(tmp_path / "c", embedder=None, metric="l2", index=kind, index_params=params)
     coll.add(vectors=vectors)
-    assert coll.query(vectors[17], k=1)[0].id == 17
+    assert single_hits(coll.query(np.asarray(vectors[17]), k=1))[0].id == 17
     coll.close()
     again = ruvector.Collection.open(tmp_path / "c")
-    assert again.query(vectors[17], k=1)[0].id == 17
+    assert single_hits(again.query(np.asarray(vectors[17]), k=1))[0].id == 17
     expected = {"flat": "FlatF32Index", "rabitq_plus": "RabitqPlusIndex", "ivf": "IvfRabitqIndex"}
     assert again.index_kind == expected.get(kind, {"rabitq_asym": "RabitqAsymIndex"}.get(kind, kind))
     again.close()
@@ -246,12 +266,45 @@ def test_auto_index_becomes_ivf_above_the_recommended_size(tmp_path: pathlib.Pat
     big = random_vectors(20_000, 16, seed=1)
     coll.add(vectors=big)
     assert coll.index_kind == "IvfRabitqIndex"
-    assert coll.query(big[5], k=1)[0].id == 1005
+    assert single_hits(coll.query(np.asarray(big[5]), k=1))[0].id == 1005
     coll.close()
     again = ruvector.Collection.open(tmp_path / "c")
     assert again.index_kind == "IvfRabitqIndex"
-    assert again.query(big[5], k=1)[0].id == 1005
+    assert single_hits(again.query(np.asarray(big[5]), k=1))[0].id == 1005
     again.close()
+
+
+def test_auto_index_switches_at_the_recommended_size(tmp_path: pathlib.Path) -> None:
+    from ruvector_rabitq._recommend import FLAT_MAX_N
+
+    coll = ruvector.Collection.open(tmp_path / "c", embedder=None, dim=16)
+    vectors = random_vectors(FLAT_MAX_N + 1, 16, seed=2)
+    coll.add(vectors=vectors[:FLAT_MAX_N])
+    assert coll.index_kind == "FlatF32Index"
+    coll.add(vectors=vectors[FLAT_MAX_N:])
+    assert coll.index_kind == "IvfRabitqIndex"
+    adapter = coll._core.adapter  # pyright: ignore[reportPrivateUsage]
+    assert adapter is not None
+    params = adapter.params
+    assert (params["nlist"], params["nprobe"]) == (round((FLAT_MAX_N + 1) ** 0.5), 24)
+    assert single_hits(coll.query(np.asarray(vectors[7]), k=1))[0].id == 7
+    coll.delete([0])  # back to the flat size: exact again
+    assert coll.index_kind == "FlatF32Index"
+    coll.close()
+
+
+def test_a_named_ivf_index_is_sized_for_the_recall_target(tmp_path: pathlib.Path) -> None:
+    coll = ruvector.Collection.open(tmp_path / "c", embedder=None, dim=16, index="ivf")
+    coll.add(vectors=random_vectors(6_400, 16, seed=3))
+    adapter = coll._core.adapter  # pyright: ignore[reportPrivateUsage]
+    assert adapter is not None and adapter.index is not None
+    assert (adapter.params["nlist"], adapter.params["nprobe"]) == (80, 24)  # sqrt(n) lists, 24 probed at 0.95
+    coll.close()
+    tuned = ruvector.Collection.open(tmp_path / "t", embedder=None, dim=16, index="ivf", index_params={"nprobe": 5})
+    tuned.add(vectors=random_vectors(400, 16, seed=3))
+    adapter = tuned._core.adapter  # pyright: ignore[reportPrivateUsage]
+    assert adapter is not None and (adapter.params["nlist"], adapter.params["nprobe"]) == (20, 5)
+    tuned.close()
 
 
 def test_bad_open_options(tmp_path: pathlib.Path) -> None:
@@ -316,7 +369,7 @@ def test_metric_ip_needs_the_index_api_or_works(tmp_path: pathlib.Path) -> None:
     if HAS_CHANGES:
         coll.add(vectors=vectors)
         q = vectors[4]
-        hit = coll.query(q, k=1)[0]
+        hit = single_hits(coll.query(np.asarray(q), k=1))[0]
         assert hit.id == int(np.argmax(vectors @ q))
         assert hit.score == pytest.approx(1 - float(np.max(vectors @ q)), rel=1e-4)
     else:

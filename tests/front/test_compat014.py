@@ -84,7 +84,9 @@ def test_predicate_filters_select_before_the_search() -> None:
             coll.search(vectors[0], 5, filter=lambda m: m["i"] % 10 == 3)
         return
     hits = coll.search(vectors[0], 5, filter=lambda m: m["i"] % 10 == 3)
-    assert len(hits) == 5 and all(h.metadata["i"] % 10 == 3 for h in hits)  # never fewer: pre-filtered
+    assert len(hits) == 5 and all(
+        h.metadata is not None and h.metadata["i"] % 10 == 3 for h in hits
+    )  # never fewer: pre-filtered
 
 
 def test_rabitq_backend_scores_squared_l2() -> None:
@@ -215,9 +217,9 @@ def test_removed_classes_raise_naming_the_replacement(name: str) -> None:
 
 
 def test_removed_names_import_and_raise_on_use() -> None:
-    from ruvector import HnswIndex, kmeans
+    from ruvector import HnswIndex, kmeans  # type: ignore[attr-defined]
 
     with pytest.raises(ruvector.RuVectorError, match=r"migrating-from-0\.1\.4"):
         kmeans(np.ones((4, 2)), 2)
     with pytest.raises(ruvector.RuVectorError):
-        HnswIndex.create(dim=4, metric="cosine")
+        HnswIndex.create(dim=4, metric="cosine")  # pyright: ignore[reportUnknownMemberType]

@@ -19,8 +19,10 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import pytest
+from front_helpers import HashEmbedder
 
 import ruvector
+from ruvector.collection import batch_hits, single_hits
 from ruvector_common.errors import PersistError
 
 DIM = 16
@@ -209,39 +211,119 @@ def _index_files(path: pathlib.Path) -> List[pathlib.Path]:
     return sorted(p for p in path.iterdir() if p.name.startswith("index."))
 
 
-def test_damaged_index_file_is_rebuilt_from_the_store(tmp_path: pathlib.Path, caplog: Any) -> None:
+def _texts_filled(path: pathlib.Path) -> Tuple[Any, List[str]]:
+    texts = [f"document number {i} about topic {i % 7}" for i in range(120)]
+    coll = ruvector.Collection.open(path, embedder=HashEmbedder(DIM), metric="cosine")
+    coll.add(texts, metadata=[{"i": i} for i in range(120)])
+    return coll, texts
+
+
+def test_damaged_index_file_is_rebuilt_by_re_embedding_the_texts(tmp_path: pathlib.Path, caplog: Any) -> None:
     path = tmp_path / "c"
-    coll, vectors = _filled(path)
+    coll, texts = _texts_filled(path)
+    before = coll.get(include_vectors=True)
     coll.close()
     [index_file] = _index_files(path)
     data = index_file.read_bytes()
     index_file.write_bytes(data[: len(data) // 2])
     with caplog.at_level(logging.WARNING, logger="ruvector.collection"):
-        again = ruvector.Collection.open(path)
-    assert "rebuilding the index" in caplog.text
-    assert [row[0].id for row in again.query(vectors[:20], k=1)] == list(range(20))
+        again = ruvector.Collection.open(path, embedder=HashEmbedder(DIM))
+    assert "rebuilding the index" in caplog.text and "truncated" in caplog.text
+    hits = again.query(texts[:20], k=1)
+    assert [row[0].id for row in hits] == list(range(20))
+    after = again.get(include_vectors=True)
+    assert [r.id for r in after] == [r.id for r in before]
+    for old, new in zip(before, after):
+        assert old.vector is not None and new.vector is not None
+        np.testing.assert_allclose(new.vector, old.vector, rtol=1e-5, atol=1e-6)
     again.close()
-    # ... and saved again: the next open loads it without a warning.
+    # ... and saved again: the next open maps it without a warning.
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="ruvector.collection"):
-        ruvector.Collection.open(path).close()
+        ruvector.Collection.open(path, embedder=HashEmbedder(DIM)).close()
     assert caplog.text == ""
 
 
-def test_missing_index_file_and_killed_save_leftovers(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_lost_index_file_without_texts_is_a_clear_error(tmp_path: pathlib.Path, damage: str) -> None:
+    # The index file is the one copy of saved vectors: vectors with no text
+    # to re-embed cannot come back, and opening says so instead of guessing.
+    path = tmp_path / "c"
+    coll, _ = _filled(path)
+    coll.close()
+    [index_file] = _index_files(path)
+    if damage == "delete":
+        index_file.unlink()
+    else:
+        index_file.write_bytes(index_file.read_bytes()[:100])
+    with pytest.raises(PersistError, match="only copy of 200 document vectors") as caught:
+        ruvector.Collection.open(path)
+    assert index_file.name in str(caught.value)
+    # Nothing was changed by the failed open: the error repeats, the store is intact.
+    with pytest.raises(PersistError, match="only copy"):
+        ruvector.Collection.open(path)
+
+
+def test_killed_save_leftovers_are_removed(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "c"
     coll, vectors = _filled(path)
     coll.close()
-    for f in _index_files(path):
-        f.unlink()
+    [kept] = _index_files(path)
     leftover = path / ".index.7.rbpx.tmp.123.0.456"
     leftover.write_bytes(b"partial")
     orphan = path / "index.99999.rbpx"
     orphan.write_bytes(b"never recorded")
     again = ruvector.Collection.open(path)
-    assert [row[0].id for row in again.query(vectors[:10], k=1)] == list(range(10))
+    assert [row[0].id for row in batch_hits(again.query(vectors[:10], k=1))] == list(range(10))
     assert not leftover.exists() and not orphan.exists()
-    assert len(_index_files(path)) == 1
+    assert _index_files(path) == [kept]
+    again.close()
+
+
+def _pending(path: pathlib.Path) -> int:
+    """Vectors the store holds (those not yet in the saved index file)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path / "ruvector.sqlite")
+    try:
+        return int(conn.execute("SELECT count(*) FROM pending").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _free_pages(path: pathlib.Path) -> int:
+    import sqlite3
+
+    conn = sqlite3.connect(path / "ruvector.sqlite")
+    try:
+        return int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_each_vector_is_stored_once(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "c"
+    coll, vectors = _filled(path)
+    coll.save()
+    assert _pending(path) == 0  # all 200 live in the index file only
+    coll.add(vectors=vectors[:5] * 3, ids=[900, 901, 902, 903, 904])
+    coll.upsert(vectors=vectors[:1] * 5, ids=[7])
+    coll.delete([901])
+    assert _pending(path) == 5  # changed since the save: kept by the store until the next one
+    np.testing.assert_array_equal(coll.get([7], include_vectors=True)[0].vector, vectors[0] * 5)
+    np.testing.assert_array_equal(coll.get([8], include_vectors=True)[0].vector, vectors[8])
+    coll.close()
+    assert _pending(path) == 0
+    assert _free_pages(path) == 0  # the pages the vectors took went back to the file system
+    [index_file] = _index_files(path)
+    # The store holds ids and metadata; the vectors (204 x 16 float32) are in the index file.
+    assert index_file.stat().st_size >= 204 * DIM * 4
+    again = ruvector.Collection.open(path, read_only=True)
+    adapter = again._core.adapter  # pyright: ignore[reportPrivateUsage]
+    assert adapter is not None and adapter.index is not None
+    assert adapter.index.mapped is True  # mapped, not read
+    np.testing.assert_array_equal(again.get([903], include_vectors=True)[0].vector, vectors[3] * 3)
+    assert single_hits(again.query(np.asarray(vectors[3] * 3), k=1))[0].id == 903
     again.close()
 
 
@@ -253,15 +335,15 @@ def test_unsaved_changes_are_replayed_on_open(tmp_path: pathlib.Path) -> None:
     coll.add(vectors=vectors[:5] + 10, ids=[500, 501, 502, 503, 504])
     coll.delete([0, 1])
     # Simulate a process that dies without closing: drop the object's state, keep the files.
-    coll._core.close = lambda: None  # type: ignore[method-assign]
+    coll._core.close = lambda: None  # type: ignore[method-assign,unused-ignore]
     coll._finalizer.detach()
     coll._core.conn.close()
     coll._core.release()
     assert _index_files(path) == saved  # the index file is behind the store
     again = ruvector.Collection.open(path)
     assert again.count() == 203
-    assert again.query(vectors[2] + 10, k=1)[0].id == 502
-    assert 0 not in [h.id for h in again.query(vectors[0], k=3)]
+    assert single_hits(again.query(np.asarray(vectors[2] + 10), k=1))[0].id == 502
+    assert 0 not in [h.id for h in single_hits(again.query(np.asarray(vectors[0]), k=3))]
     again.close()
 
 
@@ -271,3 +353,47 @@ def test_state_of_a_legacy_open_is_reported(tmp_path: pathlib.Path) -> None:
     assert info["path"] == str(tmp_path / "c") and info["count"] == 200
     coll.close()
     assert json.loads(json.dumps(info)) == info
+
+
+def test_a_big_call_writes_its_vectors_once_into_the_index_file(tmp_path: pathlib.Path) -> None:
+    # A call that saves the index anyway (here: the one that makes the index
+    # IVF) writes the file first and records it in the same commit, so its
+    # vectors never pass through the store.
+    path = tmp_path / "c"
+    coll = ruvector.Collection.open(path, embedder=None, metric="l2")
+    vectors = np.random.default_rng(4).standard_normal((6_000, DIM)).astype(np.float32)
+    coll.add(vectors=vectors[:10])
+    assert _pending(path) == 10
+    coll.add(vectors=vectors[10:])
+    assert coll.index_kind == "IvfRabitqIndex"
+    assert _pending(path) == 0 and _free_pages(path) == 0
+    [index_file] = _index_files(path)
+    assert index_file.stat().st_size >= 6_000 * DIM * 4
+    np.testing.assert_array_equal(coll.get([5_000], include_vectors=True)[0].vector, vectors[5_000])
+    coll.close()
+    assert _index_files(path) == [index_file]  # nothing left to save on close
+
+
+def test_a_big_call_that_fails_before_its_commit_leaves_the_store_as_it_was(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "c"
+    coll = ruvector.Collection.open(path, embedder=None, metric="l2", index="flat")
+    vectors = np.random.default_rng(5).standard_normal((10_050, DIM)).astype(np.float32)
+    coll.add(vectors=vectors[:50])
+    coll.save()
+    [before] = _index_files(path)
+    core = coll._core  # pyright: ignore[reportPrivateUsage]
+
+    def fail(gen: int, name: Any) -> bool:
+        raise OSError("disk full (simulated) after the index file was written")
+
+    core.record_saved = fail  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="simulated"):
+        coll.add(vectors=vectors[50:])  # 10,000 vectors: saved within the call
+    del core.record_saved
+    assert _index_files(path) == [before]  # the unrecorded file is gone
+    assert coll.count() == 50 and _pending(path) == 0
+    assert single_hits(coll.query(np.asarray(vectors[7]), k=1))[0].id == 7
+    coll.close()
+    again = ruvector.Collection.open(path)
+    assert again.count() == 50 and single_hits(again.query(np.asarray(vectors[49]), k=1))[0].id == 49
+    again.close()

@@ -30,7 +30,7 @@ class TestRuVectorStoreStandard(VectorStoreIntegrationTests):
     pytestmark = pytest.mark.asyncio
 
     @pytest.fixture()
-    def vectorstore(self, tmp_path: pathlib.Path) -> Generator[RuVectorStore, None, None]:  # type: ignore[override]
+    def vectorstore(self, tmp_path: pathlib.Path) -> Generator[RuVectorStore, None, None]:
         store = RuVectorStore(self.get_embeddings(), path=str(tmp_path / "lc"))
         yield store
         store.collection.close()
@@ -52,7 +52,7 @@ def test_filter_relevance_mmr_and_reopen(tmp_path: pathlib.Path) -> None:
     assert [d.id for d in store.similarity_search("plums", k=1)] == ["c"]
     if HAS_FILTER:
         docs = store.similarity_search("plums", k=4, filter={"fruit": "pome"})
-        assert sorted(d.id for d in docs) == ["a", "b"]
+        assert sorted(str(d.id) for d in docs) == ["a", "b"]
     scored = store.similarity_search_with_relevance_scores("plums", k=2)
     assert scored[0][0].id == "c" and scored[0][1] == pytest.approx(1.0, abs=1e-5)
     assert all(0.0 <= s <= 1.0 for _, s in scored)

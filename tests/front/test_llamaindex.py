@@ -32,7 +32,7 @@ class WordEmbedding(BaseEmbedding):
     def _vec(self, text: str) -> List[float]:
         from front_helpers import HashEmbedder
 
-        return HashEmbedder(16).embed_batch([text])[0].tolist()
+        return [float(x) for x in HashEmbedder(16).embed_batch([text])[0]]
 
     def _get_query_embedding(self, query: str) -> List[float]:
         return self._vec(query)
@@ -80,13 +80,13 @@ def test_index_query_filter_delete(tmp_path: pathlib.Path) -> None:
     assert hit.node.get_content() == "cats purr and sleep" and hit.node.ref_doc_id == "doc-cats"
     assert hit.node.metadata == {"topic": "pets", "year": 2021} and 0.0 < (hit.score or 0) <= 1.0
     query = VectorStoreQuery(
-        query_embedding=WordEmbedding()._vec("pets"),
+        query_embedding=WordEmbedding()._vec("pets"),  # pyright: ignore[reportPrivateUsage]
         similarity_top_k=3,
         filters=MetadataFilters(filters=[MetadataFilter(key="year", value=2020, operator=FilterOperator.GT)]),
     )
     if HAS_FILTER:
         result = store.query(query)
-        assert sorted(n.ref_doc_id for n in result.nodes) == ["doc-cats", "doc-rates"]  # type: ignore[union-attr]
+        assert sorted(str(n.ref_doc_id) for n in result.nodes or []) == ["doc-cats", "doc-rates"]
         assert len(result.similarities or []) == 2
     index.delete_ref_doc("doc-cats")
     assert store.client.count() == 2

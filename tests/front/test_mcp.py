@@ -58,7 +58,7 @@ async def _session(client: Any) -> Dict[str, Any]:
     described = _data(await client.call_tool("describe_collection", {"collection": "kb"}))
     got = _data(await client.call_tool("get_documents", {"collection": "kb", "where": {"g": 2}}))
     bad = await client.call_tool("query", {"collection": "../etc", "vector": [1, 0, 0, 0]})
-    deleted = _data(await client.call_tool("delete_documents", {"collection": "kb", "ids": [1]}))
+    deleted = _data(await client.call_tool("delete_documents", {"collection": "kb", "ids": [1, 77, 1]}))
     listed = _data(await client.call_tool("list_collections", {}))
     return {
         "tools": tools,
@@ -90,7 +90,7 @@ def _check(out: Dict[str, Any]) -> None:
     assert out["described"]["count"] == 3 and out["described"]["dim"] == 4 and "path" not in out["described"]
     assert out["got"] == {"documents": [{"id": 1, "text": "beta", "metadata": {"g": 2}}]}
     assert out["bad"][0] is True and "invalid collection name" in out["bad"][1]
-    assert out["deleted"] == {"deleted": 1, "count": 2}
+    assert out["deleted"] == {"deleted": 1, "count": 2, "missing": [77]}
     assert out["listed"]["collections"] == [{"name": "kb", "count": 2}]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import pathlib
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Tuple, cast
 
 import numpy as np
 import pytest
@@ -48,17 +48,20 @@ def _op(meta: Mapping[str, Any], key: str, op: str, operand: Any) -> bool:
     if op == "$nin":
         return not any(_eq(stored, o) for o in operand)
     if op == "$exists":
-        return (stored is not _MISSING) == operand
+        return bool((stored is not _MISSING) == operand)
     if op == "$contains":
-        return isinstance(stored, list) and any(_kind(e) != "other" and _eq(e, operand) for e in stored)
+        items: List[object] = list(cast("List[object]", stored)) if isinstance(stored, list) else []
+        return any(_kind(e) != "other" and _eq(e, operand) for e in items)
     if stored is _MISSING or _kind(stored) != _kind(operand):
         return False
-    return {
-        "$gt": lambda a, b: a > b,
-        "$gte": lambda a, b: a >= b,
-        "$lt": lambda a, b: a < b,
-        "$lte": lambda a, b: a <= b,
-    }[op](stored, operand)
+    a: Any = stored
+    if op == "$gt":
+        return bool(a > operand)
+    if op == "$gte":
+        return bool(a >= operand)
+    if op == "$lt":
+        return bool(a < operand)
+    return bool(a <= operand)
 
 
 def reference(meta: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
@@ -71,7 +74,8 @@ def reference(meta: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
         elif key == "$not":
             ok = not reference(meta, cond)
         elif isinstance(cond, dict):
-            ok = all(_op(meta, key, op, v) for op, v in cond.items())
+            ops: Dict[str, Any] = cast("Dict[str, Any]", cond)
+            ok = all(_op(meta, key, op, v) for op, v in ops.items())
         else:
             ok = _op(meta, key, "$eq", cond)
         if not ok:
@@ -96,20 +100,47 @@ key_ops = st.one_of(
     st.tuples(st.sampled_from(["$in", "$nin"]), st.lists(scalars, max_size=3)),
     st.tuples(st.just("$exists"), st.booleans()),
 )
-leaf = st.one_of(
-    st.builds(lambda k, v: {k: v}, st.sampled_from(KEYS), scalars),
-    st.builds(lambda k, ops: {k: dict(ops)}, st.sampled_from(KEYS), st.lists(key_ops, min_size=1, max_size=2)),
+Where = Dict[str, Any]
+
+
+def _leaf(key: str, value: Any) -> Where:
+    return {key: value}
+
+
+def _leaf_ops(key: str, ops: List[Tuple[str, Any]]) -> Where:
+    return {key: dict(ops)}
+
+
+def _and(ws: List[Where]) -> Where:
+    return {"$and": ws}
+
+
+def _or(ws: List[Where]) -> Where:
+    return {"$or": ws}
+
+
+def _not(w: Where) -> Where:
+    return {"$not": w}
+
+
+def _merge(a: Where, b: Where) -> Where:
+    return {**a, **b}
+
+
+def _combine(inner: st.SearchStrategy[Where]) -> st.SearchStrategy[Where]:
+    return st.one_of(
+        st.builds(_and, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(_or, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(_not, inner),
+        st.builds(_merge, inner, inner),
+    )
+
+
+leaf: st.SearchStrategy[Where] = st.one_of(
+    st.builds(_leaf, st.sampled_from(KEYS), scalars),
+    st.builds(_leaf_ops, st.sampled_from(KEYS), st.lists(key_ops, min_size=1, max_size=2)),
 )
-wheres = st.recursive(
-    leaf,
-    lambda inner: st.one_of(
-        st.builds(lambda ws: {"$and": ws}, st.lists(inner, min_size=1, max_size=3)),
-        st.builds(lambda ws: {"$or": ws}, st.lists(inner, min_size=1, max_size=3)),
-        st.builds(lambda w: {"$not": w}, inner),
-        st.builds(lambda a, b: {**a, **b}, inner, inner),
-    ),
-    max_leaves=6,
-)
+wheres: st.SearchStrategy[Where] = st.recursive(leaf, _combine, max_leaves=6)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +162,7 @@ def test_where_matches_the_reference(store: Any, docs: List[Dict[str, Any]], whe
 
 def test_examples(tmp_path: pathlib.Path) -> None:
     coll = ruvector.Collection.open(tmp_path / "c", embedder=None)
-    docs = [
+    docs: List[Dict[str, Any]] = [
         {"lang": "en", "year": 2020, "tags": ["faq", "intro"]},
         {"lang": "de", "year": 2023.5, "draft": True},
         {"lang": "en", "year": 2024, "draft": False, "big": 2**62},

@@ -50,7 +50,7 @@ def errors_are_shared() -> str:
 
 
 def recommend() -> str:
-    rec: rr.Recommendation = rr.recommend(10_000, 64, 0.9)
+    rec: rr.Recommendation = rr.recommend(4_000, 64, 0.9)
     return rec.index
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence,
 
 import numpy as np
 
-from ruvector_common.errors import InvalidArgument, MissingComponentError, RuVectorError
+from ruvector_common.errors import InvalidArgument, MissingComponentError, PersistError, RuVectorError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -37,11 +37,16 @@ class NativeIndex(Protocol):
     @property
     def memory_bytes(self) -> int: ...
     def __len__(self) -> int: ...
+    def __contains__(self, id: object) -> bool: ...
+    @property
+    def mapped(self) -> bool: ...
     def search(self, query: _Rows, k: int, **options: Any) -> Sequence[Tuple[int, float]]: ...
     def search_batch(self, queries: _Rows, k: int, **options: Any) -> Tuple[_Ids, _Rows]: ...
     def upsert(self, ids: _Ids, vectors: _Rows) -> None: ...
     def remove(self, ids: _Ids) -> int: ...
-    def save(self, path: str) -> None: ...
+    def save(self, path: str, **options: Any) -> None: ...
+    def __getitem__(self, id: int) -> _Rows: ...
+    def __array__(self, dtype: Any = None, copy: Any = None) -> _Rows: ...
 
 
 class NativeIndexClass(Protocol):
@@ -52,7 +57,7 @@ class NativeIndexClass(Protocol):
     def __hash__(self) -> int: ...
     def __call__(self, dim: int, **params: Any) -> NativeIndex: ...
     def build(self, vectors: _Rows, ids: Optional[_Ids] = None, **params: Any) -> NativeIndex: ...
-    def load(self, path: str) -> NativeIndex: ...
+    def load(self, path: str, **options: Any) -> NativeIndex: ...
 
 
 __all__ = ["KINDS", "METRICS", "IndexAdapter", "resolve_kind", "rabitq_module"]
@@ -194,9 +199,11 @@ class IndexAdapter:
         else:
             self.index.upsert(ids, self.prepare(vectors))
 
-    def remove(self, ids: npt.NDArray[np.int64]) -> None:
-        if self.index is not None and len(ids):
-            self.index.remove(ids)
+    def remove(self, ids: npt.NDArray[np.int64]) -> int:
+        """Removes the vectors of ``ids`` (distinct); returns how many the index held."""
+        if self.index is None or not len(ids):
+            return 0
+        return int(self.index.remove(ids))
 
     def wants_retrain(self, n: int) -> bool:
         """Whether a trained kind has grown or shrunk past its training size."""
@@ -258,12 +265,31 @@ class IndexAdapter:
 
     # -- files ----------------------------------------------------------------------
 
+    def keeps_vectors(self) -> bool:
+        """Whether the index holds every vector as given (or as a unit vector
+        under cosine) and follows changes in place: then its saved file is
+        the one copy of the vectors, and the store keeps only those changed
+        since the last save."""
+        if self.index is None or not self.native_changes:
+            return False
+        return bool(getattr(self.index, "keeps_vectors", True))
+
     def save(self, path: str) -> None:
+        """Saves atomically, in the layout :meth:`load` can map."""
         assert self.index is not None
-        self.index.save(path)
+        try:
+            self.index.save(path, crate_format=False)
+        except TypeError:  # a wheel before crate_format=
+            self.index.save(path)
 
     def load(self, path: str, trained_n: int) -> None:
-        self.index = self.cls.load(path)
+        """Maps a saved index (its vectors stay in the file, shared by every
+        process that maps it, until the first change copies them); reads it
+        when the file or the wheel cannot be mapped."""
+        try:
+            self.index = self.cls.load(path, mmap=True)
+        except (TypeError, PersistError):
+            self.index = self.cls.load(path)
         self.trained_n = trained_n
 
     def matches_file_metric(self) -> bool:

@@ -19,7 +19,7 @@ _KEEP_014 = (
 REMOVED: Dict[str, str] = {
     "HnswIndex": (
         "the SDK has no graph index: use ruvector.Collection (documents, metadata filters, delete, "
-        "persistence; exact search while small, IVF above 20k vectors) or ruvector.IvfRabitqIndex "
+        "persistence; exact search while small, IVF above 5k vectors) or ruvector.IvfRabitqIndex "
         "(the index alone: recall@10 0.99 at a p50 of 0.16 ms on 100k x 384)"
     ),
     "GraphDB": _KEEP_014,

@@ -191,11 +191,15 @@ def cmd_delete(args: argparse.Namespace) -> Any:
     coll = _open(args.path, embedder=None)
     try:
         ids = _convert_ids(coll, args.ids) if args.ids else None
+        missing = [] if ids is None else [i for i in dict.fromkeys(ids) if i not in coll]
         deleted = coll.delete(ids, where=where)
         count = coll.count()
     finally:
         _finish(coll, args.path)
-    return {"deleted": deleted, "count": count, "vacuumed": 0}, f"deleted {deleted} document(s); {count} left"
+    text = f"deleted {deleted} document(s); {count} left"
+    if missing:
+        text += f"; not found: {', '.join(map(str, missing))}"
+    return {"deleted": deleted, "count": count, "missing": missing, "vacuumed": 0}, text
 
 
 def cmd_export(args: argparse.Namespace) -> Any:
@@ -403,7 +407,7 @@ def cmd_benchmark(args: argparse.Namespace) -> Any:
 
     import numpy as np
 
-    from ruvector.collection import Collection
+    from ruvector.collection import Collection, single_hits
 
     if min(args.n, args.dim, args.k, args.queries, args.recall_k) < 1:
         raise UsageError("-n, --dim, --k, --queries and --recall-k must all be >= 1")
@@ -420,7 +424,7 @@ def cmd_benchmark(args: argparse.Namespace) -> Any:
         found: List[List[Any]] = []
         for i, q in enumerate(queries):
             t0 = time.perf_counter()
-            hits = coll.query(q, k=max(args.k, args.recall_k))
+            hits = single_hits(coll.query(np.asarray(q, dtype=np.float32), k=max(args.k, args.recall_k)))
             latencies.append(time.perf_counter() - t0)
             found.append([h.id for h in hits[: args.recall_k]])
             show(i + 1)

@@ -6,14 +6,18 @@
 >>> docs.query("what is in the first text?", k=5, where={"lang": "en"})
 [QueryHit(id=0, score=0.31, text='first text', metadata={'lang': 'en'})]
 
-The directory holds ``ruvector.sqlite`` (documents, metadata, ids and
-vectors; SQLite in WAL mode, one transaction per call) and the index file
-saved beside it (``index.<generation>.rbpx``). The store is the source of
-truth: an index file records the store generation it reflects, the store
-logs which documents changed since, and opening replays those changes (or
-rebuilds the index from the store when the file is missing, damaged or
-disagrees). So a process killed at any point loses at most the call in
-flight and never leaves a directory that opens wrong. One writer at a time:
+The directory holds ``ruvector.sqlite`` (documents, metadata, ids; SQLite
+in WAL mode, one transaction per call) and the index file saved beside it
+(``index.<generation>.rbpx``). Each vector is stored once: in the saved
+index file, or, when it changed since that save, in the store's
+``pending`` table (until the next save moves it into a new file, written
+atomically before the store points at it). The index file records the
+store generation it reflects, the store logs which documents changed
+since, and opening maps the file and replays those changes. So a process
+killed at any point loses at most the call in flight and never leaves a
+directory that opens wrong. A file lost or damaged by other means is
+rebuilt from the store's vectors and the texts re-embedded, or named in a
+:class:`PersistError` when some vectors cannot come back. One writer at a time:
 a second writer gets :class:`ruvector.PersistError` at once; any number of
 ``read_only=True`` opens may share a directory that no writer holds.
 
@@ -54,6 +58,7 @@ from typing import (
     TypeVar,
     Union,
     cast,
+    overload,
 )
 
 import numpy as np
@@ -79,8 +84,11 @@ __all__ = [
     "CollectionError",
     "CollectionStats",
     "QueryHit",
+    "QueryResult",
     "Record",
     "SearchHit",
+    "batch_hits",
+    "single_hits",
 ]
 
 _log = logging.getLogger("ruvector.collection")
@@ -96,7 +104,7 @@ Ids = Optional[Sequence[Id]]
 Metadatas = Union[Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]], None]
 _PathLike = Union[str, "os.PathLike[str]"]
 
-FORMAT = 1
+FORMAT = 2
 MAX_DIM = 8192
 MAX_K = 100_000
 #: Largest number of SQL variables bound in one statement (SQLite's default cap is 32766).
@@ -132,6 +140,25 @@ class QueryHit(NamedTuple):
     score: float
     text: Optional[str]
     metadata: Dict[str, Any]
+
+
+#: What :meth:`Collection.query` returns: the hits of one query, or a list
+#: of them for a batch.
+QueryResult = Union[List[QueryHit], List[List[QueryHit]]]
+
+
+def single_hits(result: QueryResult) -> List[QueryHit]:
+    """``result`` as the hits of one query (:class:`InvalidArgument` if it is a batch's)."""
+    if result and not isinstance(result[0], QueryHit):
+        raise InvalidArgument("expected the hits of one query, got the results of a batch of queries")
+    return cast("List[QueryHit]", result)
+
+
+def batch_hits(result: QueryResult) -> List[List[QueryHit]]:
+    """``result`` as the hits of a batch of queries (:class:`InvalidArgument` if it is one query's)."""
+    if result and isinstance(result[0], QueryHit):
+        raise InvalidArgument("expected the results of a batch of queries, got the hits of one query")
+    return cast("List[List[QueryHit]]", result)
 
 
 class Record(NamedTuple):
@@ -314,7 +341,8 @@ def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS docs(doc INTEGER PRIMARY KEY, id UNIQUE NOT NULL, text TEXT,
-                                metadata TEXT NOT NULL, vector BLOB NOT NULL);
+                                metadata TEXT NOT NULL, norm REAL);
+CREATE TABLE IF NOT EXISTS pending(doc INTEGER PRIMARY KEY, vector BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS fields(doc INTEGER NOT NULL, key TEXT NOT NULL, elem INTEGER NOT NULL,
                                   kind INTEGER NOT NULL, val);
 CREATE INDEX IF NOT EXISTS fields_lookup ON fields(key, elem, kind, val);
@@ -345,7 +373,12 @@ class CollectionCore:
         try:
             self.conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
             if not read_only:
+                # Pages freed when saved vectors leave the store go back to the
+                # file system (takes effect on a new store only: before its
+                # first table, and before WAL mode is set).
+                self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA journal_size_limit=8388608")  # the WAL shrinks back after checkpoints
                 # FULL: a committed call survives a power cut too, not only a kill.
                 self.conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as error:
@@ -405,35 +438,94 @@ class CollectionCore:
 
     # -- the index ----------------------------------------------------------------
 
+    def _norms(self, docs: Sequence[int]) -> Optional[npt.NDArray[np.float32]]:
+        """The stored norms of ``docs`` (cosine collections; ``None`` otherwise)."""
+        if self.config["metric"] != "cosine":
+            return None
+        found: Dict[int, float] = {}
+        for chunk in _chunks(list(docs)):
+            marks = ",".join("?" * len(chunk))
+            found.update(self.conn.execute(f"SELECT doc, norm FROM docs WHERE doc IN ({marks})", chunk).fetchall())
+        return np.array([found.get(d) or 1.0 for d in docs], dtype=np.float32)
+
+    def pending_vectors(self, docs: Sequence[int]) -> Dict[int, npt.NDArray[np.float32]]:
+        """The vectors the store holds for ``docs`` (those changed since the
+        saved index file), as the caller gave them."""
+        out: Dict[int, npt.NDArray[np.float32]] = {}
+        for chunk in _chunks(list(docs)):
+            marks = ",".join("?" * len(chunk))
+            for doc, blob in self.conn.execute(f"SELECT doc, vector FROM pending WHERE doc IN ({marks})", chunk):
+                out[int(doc)] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
     def all_vectors(self) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Every document's vector (as the index computes with), by doc: read
+        from the in-memory index when it keeps vectors and is current, else
+        from the store."""
         dim = int(self.config["dim"] or 0)
-        rows = self.conn.execute("SELECT doc, vector FROM docs ORDER BY doc").fetchall()
+        adapter = self.adapter
+        if adapter is not None and not self.index_stale and adapter.keeps_vectors():
+            assert adapter.index is not None
+            ids = np.asarray(adapter.index.ids, dtype=np.int64)
+            vectors = np.array(adapter.index, dtype=np.float32, copy=True)
+            order = np.argsort(ids, kind="stable")
+            return ids[order], vectors[order]
+        rows = self.conn.execute("SELECT doc, vector FROM pending ORDER BY doc").fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         if not rows:
             return ids, np.zeros((0, max(dim, 1)), dtype=np.float32)
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vectors
 
-    def vectors_of(self, docs: Sequence[int]) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        dim = int(self.config["dim"])
-        found: List[Tuple[int, bytes]] = []
-        for chunk in _chunks(list(docs)):
-            marks = ",".join("?" * len(chunk))
-            found += self.conn.execute(f"SELECT doc, vector FROM docs WHERE doc IN ({marks})", chunk).fetchall()
-        found.sort()
-        ids = np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
-        if not found:
-            return ids, np.zeros((0, dim), dtype=np.float32)
-        return ids, np.frombuffer(b"".join(r[1] for r in found), dtype=np.float32).reshape(len(found), dim)
+    def vectors_of(self, docs: Sequence[int]) -> npt.NDArray[np.float32]:
+        """The vectors of ``docs`` (present documents), one row each in that
+        order, as they were given (a cosine index holds unit vectors: they
+        are scaled back by the stored norm, within float32 rounding)."""
+        dim = int(self.config["dim"] or 1)
+        if not docs:
+            return np.zeros((0, dim), dtype=np.float32)
+        adapter = self.ensure_index()
+        pending = self.pending_vectors(docs)
+        out = np.empty((len(docs), dim), dtype=np.float32)
+        scale = np.ones(len(docs), dtype=np.float32)
+        norms = self._norms(docs)
+        for row, doc in enumerate(docs):
+            got = pending.get(doc)
+            if got is not None:
+                out[row] = got
+            else:
+                assert adapter.index is not None
+                out[row] = adapter.index[doc]
+                if norms is not None:
+                    scale[row] = norms[row]
+        if norms is not None:
+            out *= scale[:, None]
+        return out
 
     def wanted_kind(self, n: int) -> Tuple[str, Dict[str, Any]]:
         """The index kind and parameters for ``n`` vectors."""
         kind = self.config["index"]
         params = dict(self.config["index_params"] or {})
+        dim = int(self.config["dim"] or 1)
+        target = float(self.config["recall_target"])
+        if kind == "IvfRabitqIndex":
+            # An IVF index asked for by name gets the lists and probes that
+            # reach the recall target too (as recommend() sizes them for a
+            # collection of this size), unless index_params set them.
+            import importlib
+
+            flat_max = int(getattr(importlib.import_module("ruvector_rabitq._recommend"), "FLAT_MAX_N", 0))
+            rec = _recommend(max(n, flat_max + 1, 1), dim, target)
+            if rec.index == "IvfRabitqIndex":
+                nlist = max(1, round(max(n, 1) ** 0.5))
+                sized = {**rec.params, "nlist": nlist, "nprobe": min(nlist, int(rec.params["nprobe"]))}
+                sized.setdefault("seed", 42)
+                sized.update(params)
+                return kind, sized
+            return kind, params
         if kind != "auto":
             return kind, params
-        dim = int(self.config["dim"])
-        rec = _recommend(max(n, 1), dim, float(self.config["recall_target"]))
+        rec = _recommend(max(n, 1), dim, target)
         chosen = rec.index if rec.index in ("FlatF32Index", "IvfRabitqIndex") else "IvfRabitqIndex"
         merged = dict(rec.params) if chosen == rec.index else {}
         if chosen == "IvfRabitqIndex":
@@ -443,7 +535,7 @@ class CollectionCore:
         return chosen, {}
 
     def rebuild_index(self) -> None:
-        """A fresh index over every stored vector, of the kind ``n`` calls for."""
+        """A fresh index over every vector, of the kind ``n`` calls for."""
         ids, vectors = self.all_vectors()
         kind, params = self.wanted_kind(len(ids))
         adapter = IndexAdapter(kind, self.config["metric"], params)
@@ -453,11 +545,20 @@ class CollectionCore:
         self.filter_cache.clear()
 
     def ensure_index(self) -> IndexAdapter:
-        if self.adapter is None or self.index_stale:
+        if self.index_stale:
+            # A rolled-back call had changed the in-memory index: back to
+            # what the store says (the saved file and the changes since).
+            self.index_stale = False
+            self.adapter = None
+            self.filter_cache.clear()
+            if self.path is not None:
+                self.load_index()
+            elif self.config.get("dim") is not None:
+                self.rebuild_index()
+        if self.adapter is None:
             if self.config.get("dim") is None:
                 kind, params = ("FlatF32Index", {}) if self.config["index"] == "auto" else self.wanted_kind(0)
                 self.adapter = IndexAdapter(kind, self.config["metric"], params)
-                self.index_stale = False
             else:
                 self.rebuild_index()
         assert self.adapter is not None
@@ -481,26 +582,79 @@ class CollectionCore:
         new size (then it is saved after the call)."""
         adapter = self.ensure_index()
         if not adapter.can_change():
-            # No change API in this wheel: rebuilt from the store (a reopen
-            # does the same, so no need to save the file now).
+            # No change API in this wheel: rebuilt from the store (which then
+            # keeps every vector: see keeps_vectors).
             self.rebuild_index()
             return False
         ids = np.asarray(docs, dtype=np.int64)
         if vectors is None:
-            adapter.remove(ids)
+            index = adapter.index
+            absent = [] if index is None else [int(d) for d in docs if int(d) not in index]
+            removed = adapter.remove(ids)
+            if absent or removed != len(ids) - len(absent):
+                # The store deleted them all; the index lacked some (it had
+                # drifted from the store). Both agree again after this call.
+                _log.warning(
+                    "the index of %s held %d of the %d deleted documents (store rows it lacked: %s)",
+                    self.path,
+                    removed,
+                    len(ids),
+                    absent[:10],
+                )
         else:
+            if adapter.index is None and self.config.get("dim") is not None:
+                # The first vectors: build the kind their number calls for
+                # at once (not a flat index rebuilt as IVF right after).
+                kind, params = self.wanted_kind(len(ids))
+                if kind != adapter.kind or params != adapter.params:
+                    adapter = self.adapter = IndexAdapter(kind, self.config["metric"], params)
             adapter.upsert(ids, vectors)
         return self.after_change(int(self.conn.execute("SELECT count(*) FROM docs").fetchone()[0]))
 
     def save_index(self) -> None:
-        """Writes the index file for the current generation and records it."""
+        """Writes the index file for the current generation and records it;
+        the vectors it now holds leave the store (each vector is kept once:
+        in the index file, or in the store until the next save). Nothing
+        to do when the saved file is current."""
+        assert self.path is not None
+        self.ensure_index()
+        gen = self.generation
+        state: Optional[Dict[str, Any]] = self.meta("index_state")
+        if (
+            state is not None
+            and int(state["generation"]) == gen
+            and self.saved_gen == gen
+            and (state.get("file") is None or (self.path / state["file"]).is_file())
+        ):
+            return
+        name = self.write_index_file(gen)
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            freed = self.record_saved(gen, name)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.after_save(gen, name, freed)
+
+    def write_index_file(self, gen: int) -> Optional[str]:
+        """Writes the index file for generation ``gen`` (atomically; the
+        store does not point at it yet); ``None`` for an empty index."""
         assert self.path is not None
         adapter = self.ensure_index()
-        gen = self.generation
-        name = None
-        if adapter.index is not None and len(adapter):
-            name = index_file_name(gen)
-            adapter.save(str(self.path / name))
+        if adapter.index is None or not len(adapter):
+            return None
+        name = index_file_name(gen)
+        adapter.save(str(self.path / name))
+        _fsync_dir(self.path)  # the new name is on disk before the store points at it
+        return name
+
+    def record_saved(self, gen: int, name: Optional[str]) -> bool:
+        """Inside a transaction: points the store at the file saved for
+        ``gen`` and drops what it now holds (the change log, and the
+        vectors when the index keeps them). Tells whether vectors left."""
+        adapter = self.ensure_index()
+        count, total = self.conn.execute("SELECT count(*), total(doc) FROM docs").fetchone()
         state = {
             "file": name,
             "generation": gen,
@@ -508,16 +662,23 @@ class CollectionCore:
             "params": adapter.params,
             "trained_n": adapter.trained_n,
             "index_metric": adapter.index_metric,
+            "count": int(count),
+            "doc_sum": int(total),
         }
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            self.set_meta("index_state", state)
-            self.conn.execute("DELETE FROM changes WHERE gen <= ?", (gen,))
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        self.set_meta("index_state", state)
+        self.conn.execute("DELETE FROM changes WHERE gen <= ?", (gen,))
+        if adapter.keeps_vectors():
+            return self.conn.execute("DELETE FROM pending").rowcount > 0
+        return False
+
+    def after_save(self, gen: int, name: Optional[str], freed: bool) -> None:
+        """After the commit that recorded a save: the files it replaced go."""
+        assert self.path is not None
         self.saved_gen = gen
+        if freed:
+            # Hands the pages the vectors held back to the file system (run
+            # to completion: executescript steps the pragma until done).
+            self.conn.executescript("PRAGMA incremental_vacuum;")
         for stale in stale_files(self.path, name):
             try:
                 stale.unlink()
@@ -525,59 +686,136 @@ class CollectionCore:
                 pass
 
     def load_index(self) -> bool:
-        """Loads the saved index and replays later changes; rebuilds from the
-        store when the file is missing, damaged or disagrees. Tells whether
-        the in-memory index differs from the saved file."""
+        """Loads (maps) the saved index and replays the changes since from
+        the store; tells whether the in-memory index differs from the file.
+        A missing, damaged or disagreeing file is rebuilt from what the
+        store holds (its vectors, or its texts re-embedded); when neither
+        can restore a document's vector, :class:`PersistError` says so."""
         assert self.path is not None
         state: Optional[Dict[str, Any]] = self.meta("index_state")
         if self.config.get("dim") is None:
             self.ensure_index()
             self.saved_gen = self.generation
             return False
-        count = int(self.conn.execute("SELECT count(*) FROM docs").fetchone()[0])
-        loaded = False
-        if state is not None and state.get("file"):
+        count, total = self.conn.execute("SELECT count(*), total(doc) FROM docs").fetchone()
+        count, total = int(count), int(total)
+        problem = None
+        if state is None or not state.get("file"):
+            if count == 0 and state is not None:
+                self.adapter = None
+                self.ensure_index()
+                self.saved_gen = int(state["generation"])
+                return False
+            problem = "no index file was saved"
+        else:
             adapter = IndexAdapter(state["kind"], self.config["metric"], state.get("params") or {})
             try:
                 adapter.load(str(self.path / state["file"]), int(state.get("trained_n", 0)))
-                loaded = adapter.matches_file_metric()
+                if not adapter.matches_file_metric():
+                    problem = f"{state['file']} computes another metric"
             except (RuVectorError, OSError) as error:
-                _log.warning("rebuilding the index of %s from its store: %s", self.path, error)
-            if loaded:
+                problem = f"{state['file']}: {error}"
+            if problem is None:
                 self.adapter = adapter
-        elif state is not None and count == 0:
-            self.ensure_index()
-            loaded = True
-        if not loaded:
+        if problem is None:
+            assert state is not None
+            saved_gen = int(state["generation"])
+            changed = [r[0] for r in self.conn.execute("SELECT DISTINCT doc FROM changes WHERE gen > ?", (saved_gen,))]
+            if changed:
+                problem = self.replay(changed)
+            held = self.adapter.index if self.adapter is not None else None
+            n_held = 0 if held is None else len(held)
+            sum_held = 0 if held is None or n_held == 0 else int(np.asarray(held.ids, dtype=np.int64).sum())
+            if problem is None and (n_held != count or sum_held != total):
+                problem = f"it holds {n_held} vectors, the store {count} documents"
+            if problem is None:
+                if self.after_change(count):
+                    return True
+                self.saved_gen = saved_gen
+                return bool(changed)
+        _log.warning("rebuilding the index of %s from its store: %s", self.path, problem)
+        self.recover(problem)
+        return True
+
+    def replay(self, docs: List[int]) -> Optional[str]:
+        """Applies the store's changes to ``docs`` since the saved file to the
+        loaded index; a problem if the store lacks a changed vector."""
+        adapter = self.adapter
+        assert adapter is not None
+        present = {
+            int(r[0])
+            for chunk in _chunks(docs)
+            for r in self.conn.execute(f"SELECT doc FROM docs WHERE doc IN ({','.join('?' * len(chunk))})", list(chunk))
+        }
+        vectors = self.pending_vectors(sorted(present))
+        if len(vectors) != len(present):
+            return f"{len(present) - len(vectors)} changed vectors are missing from the store"
+        gone = np.asarray(sorted(set(docs) - present), dtype=np.int64)
+        if not adapter.native_changes:
             self.rebuild_index()
-            return True
-        changed = False
-        assert state is not None  # loaded from it
-        saved_gen = int(state["generation"])
-        docs = [r[0] for r in self.conn.execute("SELECT DISTINCT doc FROM changes WHERE gen > ?", (saved_gen,))]
-        if docs:
-            changed = True
-            adapter = self.ensure_index()
-            if not adapter.native_changes:
-                self.rebuild_index()
-            else:
-                present, vectors = self.vectors_of(docs)
-                gone = np.setdiff1d(np.asarray(docs, dtype=np.int64), present)
-                adapter.remove(gone)
-                if len(present):
-                    adapter.upsert(present, vectors)
-        adapter = self.ensure_index()
-        # The index must hold exactly the stored documents.
-        stored = np.fromiter((r[0] for r in self.conn.execute("SELECT doc FROM docs")), dtype=np.int64, count=count)
-        held = np.asarray(adapter.index.ids if adapter.index is not None else [], dtype=np.int64)
-        if len(held) != count or not np.array_equal(np.sort(held), np.sort(stored)):
-            _log.warning("the index of %s disagreed with its store: rebuilt", self.path)
-            self.rebuild_index()
-            return True
-        if self.after_change(count):
-            return True
-        self.saved_gen = saved_gen
-        return changed
+            return None
+        adapter.remove(gone)
+        if vectors:
+            order = sorted(vectors)
+            adapter.upsert(np.asarray(order, dtype=np.int64), np.stack([vectors[d] for d in order]))
+        return None
+
+    def recover(self, problem: str) -> None:
+        """Rebuilds the index from the store alone: the vectors it holds, and
+        the texts of the others re-embedded by the collection's embedder.
+        The recovered vectors go back into the store until the next save."""
+        rows = self.conn.execute(
+            "SELECT d.doc, d.text, p.vector IS NOT NULL FROM docs d LEFT JOIN pending p ON p.doc = d.doc"
+        ).fetchall()
+        lost = [(int(doc), text) for doc, text, has in rows if not has]
+        matrix = np.zeros((0, int(self.config["dim"])), dtype=np.float32)
+        if lost:
+            if self.embedder is None or any(text is None for _, text in lost):
+                raise PersistError(
+                    f"the index file of {str(self.path)!r} is unusable ({problem}) and it was the only copy of "
+                    f"{len(lost)} document vectors that cannot be re-embedded (no embedder, or no text): "
+                    "restore the directory from a backup, or open it with the embedder that made those vectors "
+                    "(embedder=...) when every document has its text",
+                    str(self.path),
+                )
+            matrix = self.embedder.embed([str(text) for _, text in lost], query=False)
+            matrix = _as_matrix(matrix, int(self.config["dim"]), "embeddings")
+            if not self.read_only:
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self.conn.executemany(
+                        "INSERT OR REPLACE INTO pending(doc, vector) VALUES (?, ?)",
+                        [(doc, matrix[i].tobytes()) for i, (doc, _) in enumerate(lost)],
+                    )
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+        self.adapter = None
+        ids, vectors = self.all_vectors()
+        if lost and self.read_only:
+            extra = np.asarray([doc for doc, _ in lost], dtype=np.int64)
+            ids = np.concatenate([ids, extra])
+            vectors = np.concatenate([vectors, matrix])
+        kind, params = self.wanted_kind(len(ids))
+        adapter = IndexAdapter(kind, self.config["metric"], params)
+        adapter.build(ids, vectors)
+        self.adapter = adapter
+        self.filter_cache.clear()
+
+
+def _fsync_dir(path: Path) -> None:
+    """Makes a rename in ``path`` durable (where directories can be synced)."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _dir_size(path: Path) -> int:
@@ -965,24 +1203,29 @@ class Collection:
                 )
             next_doc = int(core.meta("next_doc", 0))
             docs: List[int] = []
-            new_rows: List[Tuple[int, Id, Optional[str], str, bytes]] = []
-            updates: List[Tuple[Optional[str], str, bytes, int]] = []
+            new_rows: List[Tuple[int, Id, Optional[str], str, Optional[float]]] = []
+            updates: List[Tuple[Optional[str], str, Optional[float], int]] = []
+            # A cosine index keeps unit vectors: the norm gives back the vector as given.
+            norms: List[Optional[float]] = (
+                np.linalg.norm(matrix.astype(np.float64), axis=1).tolist()
+                if core.config["metric"] == "cosine"
+                else [None] * len(ids)
+            )
             for i, ext in enumerate(ids):
-                blob = matrix[i].tobytes()
                 if ext in existing:
                     doc = existing[ext]
-                    updates.append((texts[i], encoded[i][0], blob, doc))
+                    updates.append((texts[i], encoded[i][0], norms[i], doc))
                 else:
                     doc = next_doc
                     next_doc += 1
-                    new_rows.append((doc, ext, texts[i], encoded[i][0], blob))
+                    new_rows.append((doc, ext, texts[i], encoded[i][0], norms[i]))
                 docs.append(doc)
             if updates:
-                conn.executemany("UPDATE docs SET text = ?, metadata = ?, vector = ? WHERE doc = ?", updates)
+                conn.executemany("UPDATE docs SET text = ?, metadata = ?, norm = ? WHERE doc = ?", updates)
                 for chunk in _chunks([u[3] for u in updates]):
                     conn.execute(f"DELETE FROM fields WHERE doc IN ({','.join('?' * len(chunk))})", list(chunk))
             if new_rows:
-                conn.executemany("INSERT INTO docs(doc, id, text, metadata, vector) VALUES (?, ?, ?, ?, ?)", new_rows)
+                conn.executemany("INSERT INTO docs(doc, id, text, metadata, norm) VALUES (?, ?, ?, ?, ?)", new_rows)
             conn.executemany(
                 "INSERT INTO fields(doc, key, elem, kind, val) VALUES (?, ?, ?, ?, ?)",
                 [(doc, *row) for doc, (_, rows) in zip(docs, encoded) for row in rows],
@@ -1006,24 +1249,73 @@ class Collection:
         """One write call as one SQLite transaction: ``store`` changes the
         store and returns the documents it put (with their vectors) or
         removed (``None``); they are logged under the next generation and
-        the index follows before the commit. Any error rolls back both."""
+        the index follows before the commit. Any error rolls back both.
+
+        The vectors put go into the store's ``pending`` table, except when
+        the call is big enough to save the index file anyway (it rebuilt
+        the index, or put as many vectors as an autosave waits for): then
+        the file for the new generation is written first and the same
+        commit records it, so the vectors are written once, into the file.
+        A kill before that commit leaves an unrecorded file (removed on the
+        next open) and the store as before the call."""
         core = self._core
         conn = core.conn
         conn.execute("BEGIN IMMEDIATE")
         touched_index = False
+        written: Optional[str] = None
+        saved = False
+        freed = False
         try:
             docs, vectors = store()
             gen = core.generation + 1
             conn.executemany("INSERT INTO changes(gen, doc) VALUES (?, ?)", [(gen, d) for d in docs])
             core.set_meta("generation", gen)
             touched_index = True
+            # An index without the change API is rebuilt from the store: it
+            # needs this call's vectors there first.
+            early = vectors is not None and core.adapter is not None and not core.adapter.native_changes
+            if early:
+                assert vectors is not None
+                self._put_pending(docs, vectors)
             rebuilt = core.change_index(docs, vectors)
+            if vectors is not None and not early:
+                adapter = core.adapter
+                if (
+                    core.path is not None
+                    and adapter is not None
+                    and adapter.keeps_vectors()
+                    and (rebuilt or len(docs) >= self._autosave_at())
+                ):
+                    written = core.write_index_file(gen)
+                    freed = core.record_saved(gen, written)
+                    saved = True
+                else:
+                    self._put_pending(docs, vectors)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(touched_index)
+            if written is not None and core.path is not None:
+                try:
+                    (core.path / written).unlink()
+                except OSError:
+                    pass
             raise
         core.filter_cache.clear()
-        self._maybe_save(rebuilt)
+        if saved:
+            core.after_save(gen, written, freed)
+        else:
+            self._maybe_save(rebuilt)
+
+    def _put_pending(self, docs: List[int], vectors: npt.NDArray[np.float32]) -> None:
+        """Keeps the vectors of ``docs`` in the store until a saved index file holds them."""
+        self._core.conn.executemany(
+            "INSERT OR REPLACE INTO pending(doc, vector) VALUES (?, ?)",
+            [(doc, vectors[i].tobytes()) for i, doc in enumerate(docs)],
+        )
+
+    def _autosave_at(self) -> int:
+        """How many unsaved changes make a call save the index file."""
+        return max(AUTOSAVE_CHANGES, len(self._core.adapter or ()) // 4)
 
     def _rollback(self, touched_index: bool) -> None:
         core = self._core
@@ -1046,13 +1338,14 @@ class Collection:
             core.save_index()
             return
         count = int(core.conn.execute("SELECT count(*) FROM changes").fetchone()[0])
-        if pending and count >= max(AUTOSAVE_CHANGES, len(core.adapter or ()) // 4):
+        if pending and count >= self._autosave_at():
             core.save_index()
 
-    def delete(self, ids: Optional[Sequence[Id]] = None, *, where: Optional[Where] = None) -> int:
+    def delete(self, ids: Union[Id, Sequence[Id], None] = None, *, where: Optional[Where] = None) -> int:
         """Deletes the documents with these ids and/or matching ``where``
         (both given: those that are in ``ids`` and match); returns how many
-        were deleted. Unknown ids are ignored."""
+        were deleted: ids not present are ignored and not counted, an id
+        given twice counts once."""
         core = self._core
         core.check_writable()
         if ids is None and where is None:
@@ -1071,6 +1364,7 @@ class Collection:
                     marks = ",".join("?" * len(chunk))
                     conn.execute(f"DELETE FROM docs WHERE doc IN ({marks})", list(chunk))
                     conn.execute(f"DELETE FROM fields WHERE doc IN ({marks})", list(chunk))
+                    conn.execute(f"DELETE FROM pending WHERE doc IN ({marks})", list(chunk))
                 return docs, None
 
             self._transact(store)
@@ -1110,7 +1404,7 @@ class Collection:
 
     def get(
         self,
-        ids: Optional[Sequence[Id]] = None,
+        ids: Union[Id, Sequence[Id], None] = None,
         *,
         where: Optional[Where] = None,
         limit: Optional[int] = None,
@@ -1132,7 +1426,7 @@ class Collection:
         if checked is None or checked < 0:
             raise InvalidArgument(f"offset must be a non-negative integer, got {offset!r}")
         offset = checked
-        cols = "doc, id, text, metadata" + (", vector" if include_vectors else "")
+        cols = "doc, id, text, metadata"
         rows: List[Tuple[Any, ...]]
         with core.lock:
             core.check_open()
@@ -1155,15 +1449,9 @@ class Collection:
                 else:
                     rows.sort(key=lambda r: r[0])
                 rows = rows[offset:] if limit is None else rows[offset : offset + limit]
-            dim = self.dim
+            vectors = core.vectors_of([int(r[0]) for r in rows]) if include_vectors else None
         return [
-            Record(
-                r[1],
-                r[2],
-                json.loads(r[3]),
-                np.frombuffer(r[4], dtype=np.float32).reshape(dim or -1).copy() if include_vectors else None,
-            )
-            for r in rows
+            Record(r[1], r[2], json.loads(r[3]), None if vectors is None else vectors[i]) for i, r in enumerate(rows)
         ]
 
     def _allowed(self, where: Optional[Where], ids: Optional[Sequence[Id]]) -> Any:
@@ -1201,19 +1489,60 @@ class Collection:
         single = array.ndim == 1
         return _as_matrix(array, dim, "query"), single
 
+    # A str is also a Sequence[str]: the first overload takes it first.
+    @overload
+    def query(  # type: ignore[overload-overlap]
+        self,
+        query: Union[str, Sequence[float]],
+        k: int = 10,
+        *,
+        where: Optional[Where] = None,
+        ids: Union[Id, Sequence[Id], None] = None,
+        nprobe: Optional[int] = None,
+        rerank_factor: Optional[int] = None,
+    ) -> List[QueryHit]: ...
+    @overload
+    def query(
+        self,
+        query: Union[Sequence[str], Sequence[Sequence[float]]],
+        k: int = 10,
+        *,
+        where: Optional[Where] = None,
+        ids: Union[Id, Sequence[Id], None] = None,
+        nprobe: Optional[int] = None,
+        rerank_factor: Optional[int] = None,
+    ) -> List[List[QueryHit]]: ...
+    @overload
+    def query(
+        self,
+        query: npt.NDArray[Any],
+        k: int = 10,
+        *,
+        where: Optional[Where] = None,
+        ids: Union[Id, Sequence[Id], None] = None,
+        nprobe: Optional[int] = None,
+        rerank_factor: Optional[int] = None,
+    ) -> QueryResult: ...
     def query(
         self,
         query: object,
         k: int = 10,
         *,
         where: Optional[Where] = None,
-        ids: Optional[Sequence[Id]] = None,
+        ids: Union[Id, Sequence[Id], None] = None,
         nprobe: Optional[int] = None,
         rerank_factor: Optional[int] = None,
-    ) -> Any:
+    ) -> QueryResult:
         """The ``k`` nearest documents to a text or a vector (a list of
         :class:`QueryHit`, nearest first), or to each of a batch of texts
         or vectors (a list of such lists).
+
+        Typed by what is given: a text or a list of floats gives
+        ``List[QueryHit]``; a list of texts or of vectors gives
+        ``List[List[QueryHit]]``; a NumPy array (one vector or a matrix: its
+        shape is not in its static type) gives :data:`QueryResult`, the
+        union of the two (narrow it with :func:`single_hits` /
+        :func:`batch_hits`, or ``isinstance(result[0], QueryHit)``).
 
         ``where`` (and ``ids``) restrict the search to matching documents:
         SQLite finds them, the index searches only them, so ``min(k,
@@ -1235,12 +1564,15 @@ class Collection:
         with core.lock:
             if core.config.get("dim") is None or self.count() == 0:
                 texts = _query_texts(query)
+                none: List[List[QueryHit]]
                 if texts is not None:
-                    return [] if isinstance(query, str) else [[] for _ in texts]
+                    none = [[] for _ in texts]
+                    return [] if isinstance(query, str) else none
                 array = np.asarray(query, dtype=np.float32) if query is not None else None
                 if array is None or array.ndim not in (1, 2):
                     raise InvalidArgument("query must be a text, texts, a vector or vectors")
-                return [] if array.ndim == 1 else [[] for _ in range(len(array))]
+                none = [[] for _ in range(len(array))]
+                return [] if array.ndim == 1 else none
         matrix, single = self._queries(query)
         with core.lock:
             core.check_open()
@@ -1249,7 +1581,8 @@ class Collection:
             if where is not None or ids is not None:
                 allowed, matches = self._allowed(where, ids)
                 if matches == 0:
-                    return [] if single else [[] for _ in range(len(matrix))]
+                    nothing: List[List[QueryHit]] = [[] for _ in range(len(matrix))]
+                    return [] if single else nothing
             options = {"nprobe": nprobe, "rerank_factor": rerank_factor}
             if adapter.kind != "IvfRabitqIndex":
                 options.pop("nprobe")
@@ -1383,9 +1716,10 @@ class Collection:
         """:meth:`upsert` on a worker thread."""
         return await self._run(self.upsert, *args, **kwargs)
 
-    async def query_async(self, *args: Any, **kwargs: Any) -> Any:
+    async def query_async(self, *args: Any, **kwargs: Any) -> QueryResult:
         """:meth:`query` on a worker thread."""
-        return await self._run(self.query, *args, **kwargs)
+        result: QueryResult = await self._run(self.query, *args, **kwargs)
+        return result
 
     async def get_async(self, *args: Any, **kwargs: Any) -> List[Record]:
         """:meth:`get` on a worker thread."""
@@ -1487,7 +1821,9 @@ class Collection:
             raise InvalidArgument(f"filter must be a dict or a callable, got {type(filter).__name__}")
         if self.dim is None or self.count() == 0:
             return []
-        hits = self.query(np.asarray(query, dtype=np.float32), k, where=where, ids=ids, rerank_factor=rerank_factor)
+        hits = single_hits(
+            self.query(np.asarray(query, dtype=np.float32), k, where=where, ids=ids, rerank_factor=rerank_factor)
+        )
         return [SearchHit(int(h.id), h.score, h.metadata or None) for h in hits]
 
     def _matching_ids(self, predicate: Union[Mapping[str, Any], Callable[[Dict[str, Any]], bool]]) -> List[Id]:

@@ -248,7 +248,8 @@ def _build(
             raise InvalidArgument("give exactly one of text or vector")
         if not 1 <= k <= MAX_K:
             raise InvalidArgument(f"k must be in 1..{MAX_K}, got {k}")
-        hits = collections.get(collection).query(text if text is not None else vector, k=k, where=where)
+        coll = collections.get(collection)
+        hits = coll.query(text, k=k, where=where) if text is not None else coll.query(vector or [], k=k, where=where)
         return {"hits": _hits(hits)}
 
     @tool(_READ)
@@ -271,8 +272,9 @@ def _build(
     ) -> Dict[str, Any]:
         """Delete documents by ids and/or where ({} deletes every document)."""
         coll = collections.get(collection)
+        missing = [] if ids is None else [i for i in dict.fromkeys(ids) if i not in coll]
         deleted = coll.delete(ids, where=where)
-        return {"deleted": deleted, "count": coll.count()}
+        return {"deleted": deleted, "count": coll.count(), "missing": missing}
 
     return server, collections
 
