@@ -197,7 +197,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ]
     for metric in ("ip", "cosine"):
         truth = exact(scaled, queries, metric)
-        rows = ours(scaled, metric, [8, 16, 32, 64])
+        rows = ours(scaled, metric, [8, 16, 32, 64, 128])
         rows += faiss_rows(scaled, metric, [8, 16, 32, 64], [32, 64, 128])
         rows += hnswlib_rows(scaled, metric, [32, 64, 128, 256])
         for r in rows:

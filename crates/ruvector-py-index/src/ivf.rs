@@ -557,9 +557,11 @@ impl IvfCodes {
     /// * at most [`EXACT_FILTER_ROWS`] allowed rows (or no more than the
     ///   candidates a search reranks): every allowed row is scored exactly
     ///   (an exact filtered top-k, cheaper than any list scan);
-    /// * otherwise lists are visited nearest first until at least
-    ///   `nprobe / √s` lists are visited, at least `⌈nprobe / 4⌉` of them
-    ///   held an allowed row, and at least `2 · k · rerank_factor` allowed
+    /// * otherwise lists are visited nearest first until `nprobe / √s`
+    ///   lists holding an allowed row were scanned (lists without one cost
+    ///   nothing and do not count: a clustered filter's nearest allowed
+    ///   rows can lie past many such lists), and at least
+    ///   `2 · k · rerank_factor` allowed
     ///   rows were seen (or every list was visited); those candidates (twice
     ///   the unfiltered count: allowed rows far from the query, as a
     ///   clustered filter gives, have the coarsest estimates) are reranked.
@@ -589,7 +591,7 @@ impl IvfCodes {
             }
             let s = m as f64 / store.len().max(1) as f64;
             nprobe = ((nprobe as f64 / s.sqrt()).ceil() as usize).clamp(1, nlist);
-            min_useful = nprobe.div_ceil(4);
+            min_useful = nprobe;
             // Allowed rows far from the query (a clustered filter) have the
             // coarsest estimates: rerank twice the candidates.
             want = want.saturating_mul(2);
