@@ -1,0 +1,209 @@
+"""A backend over Parquet files and dataset directories (pyarrow)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from pathlib import Path
+from typing import Any, List, Tuple, Union
+
+import numpy as np
+from ruvector_common.errors import BackendError, MissingComponentError
+
+from ._adapter import BackendAdapter
+
+_PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _optional(module: str, extra: str, dist: str, what: str) -> Any:
+    """Import an optional dependency; a clear error naming the extra if absent."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        missing = MissingComponentError(what, extra, dist, module.split(".")[0])
+        missing.args = (
+            f"{what} needs the optional {dist!r} package, which is not installed; "
+            f"install it with: pip install 'ruvector-lake[{extra}]' (or: pip install {dist})",
+        )
+        missing.message = missing.args[0]
+        raise missing from error
+
+
+class ParquetBackend(BackendAdapter):
+    """Serve the Parquet files under ``root`` as collections.
+
+    Each ``root/<name>.parquet`` file, and each directory ``root/<name>``
+    holding ``.parquet`` files (a dataset directory, read as one table), is
+    the collection ``<name>``. Every row carries an integer id
+    (``id_column``, 0 to 2**64 - 2) and a vector (``vector_column``): a
+    ``fixed_size_list<float32>`` or a ``list``/``large_list`` of floats, all
+    rows of one length, no nulls, finite values. The vectors are read column
+    by column into one ``(n, dim)`` float32 array, copied once.
+
+    The generation is derived from the files' identity (size, ``mtime_ns``,
+    inode and path of each file), so rewriting, replacing, adding or
+    removing a file changes it. A rewrite in place that keeps the size and
+    lands within the filesystem's timestamp granularity is not seen: write
+    a new file and rename it over the old one (new inode) to be certain.
+
+    Needs the ``parquet`` extra: ``pip install 'ruvector-lake[parquet]'``.
+
+    Args:
+        name: The backend's name within a lake.
+        root: The directory holding the files.
+        id_column: Name of the id column.
+        vector_column: Name of the vector column.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: _PathLike,
+        id_column: str = "id",
+        vector_column: str = "embedding",
+    ) -> None:
+        """See the class docstring; ``root`` must be an existing directory."""
+        super().__init__(name)
+        self._pa = _optional("pyarrow", "parquet", "pyarrow", "ParquetBackend")
+        self._pq = _optional("pyarrow.parquet", "parquet", "pyarrow", "ParquetBackend")
+        self._root = Path(os.fspath(root)).resolve()
+        if not self._root.is_dir():
+            raise BackendError(f"ParquetBackend {name!r}: root must be a directory, got {str(root)!r}", backend=name)
+        for label, value in (("id_column", id_column), ("vector_column", vector_column)):
+            if not isinstance(value, str) or not value:
+                raise TypeError(f"{label} must be a non-empty str, got {value!r}")
+        self._id_column = id_column
+        self._vector_column = vector_column
+
+    @property
+    def root(self) -> str:
+        """The directory the collections are read from (absolute)."""
+        return str(self._root)
+
+    def _path(self, collection: str) -> Path:
+        if not collection or "/" in collection or "\\" in collection or collection in (".", ".."):
+            raise BackendError(f"{self.name}: bad collection name {collection!r}", backend=self.name)
+        file = self._root / f"{collection}.parquet"
+        if file.is_file():
+            return file
+        folder = self._root / collection
+        if folder.is_dir() and self._files(folder):
+            return folder
+        raise BackendError(
+            f"{self.name}: no collection {collection!r}: expected {file} or a directory "
+            f"{folder} holding .parquet files; have {self.collections()}",
+            backend=self.name,
+        )
+
+    @staticmethod
+    def _files(folder: Path) -> List[Path]:
+        return sorted(p for p in folder.rglob("*.parquet") if p.is_file())
+
+    def collections(self) -> List[str]:
+        """The collection names under ``root``, sorted."""
+        names = set()
+        for entry in self._root.iterdir():
+            if entry.is_file() and entry.suffix == ".parquet":
+                names.add(entry.stem)
+            elif entry.is_dir() and self._files(entry):
+                names.add(entry.name)
+        return sorted(names)
+
+    def generation(self, collection: str) -> str:
+        """A token of the files' identity: ``size:mtime_ns:inode`` for a
+        file, a digest of every file's path and identity for a directory."""
+        path = self._path(collection)
+        if path.is_file():
+            st = path.stat()
+            return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        digest = hashlib.sha256()
+        for file in self._files(path):
+            st = file.stat()
+            digest.update(f"{file.relative_to(path)}\0{st.st_size}:{st.st_mtime_ns}:{st.st_ino}\n".encode())
+        return "dir:" + digest.hexdigest()[:32]
+
+    def data_ref(self, collection: str) -> str:
+        """``file://`` URI of the collection's file or directory, with the columns."""
+        return f"{self._path(collection).as_uri()}#{self._id_column},{self._vector_column}"
+
+    def _fail(self, collection: str, message: str) -> BackendError:
+        return BackendError(f"{self.name}/{collection}: {message}", backend=self.name)
+
+    def pull(self, collection: str) -> Tuple[np.ndarray[Any, np.dtype[np.uint64]], np.ndarray[Any, np.dtype[np.float32]]]:
+        """Read ``(ids, vectors)``: ``n`` uint64 ids and an ``(n, dim)``
+        float32 array. ``BackendError`` for a missing collection or column, a
+        wrong column type, rows of different lengths, nulls or non-finite values."""
+        path = self._path(collection)
+        pa = self._pa
+        try:
+            schema = self._pq.read_schema(path if path.is_file() else self._files(path)[0])
+        except Exception as error:
+            raise self._fail(collection, f"cannot read the Parquet schema of {path}: {error}") from error
+        for column in (self._id_column, self._vector_column):
+            if schema.get_field_index(column) < 0:
+                raise self._fail(collection, f"no column {column!r}; columns: {schema.names}")
+        id_type = schema.field(self._id_column).type
+        if not pa.types.is_integer(id_type):
+            raise self._fail(collection, f"id column {self._id_column!r} must be integers, got {id_type}")
+        vtype = schema.field(self._vector_column).type
+        is_fixed = pa.types.is_fixed_size_list(vtype)
+        if not (is_fixed or pa.types.is_list(vtype) or pa.types.is_large_list(vtype)):
+            raise self._fail(
+                collection,
+                f"vector column {self._vector_column!r} must be fixed_size_list<float32> or a list of floats, got {vtype}",
+            )
+        if not pa.types.is_floating(vtype.value_type):
+            raise self._fail(collection, f"vector column {self._vector_column!r} must hold floats, got {vtype}")
+        try:
+            table = self._pq.read_table(path, columns=[self._id_column, self._vector_column])
+        except Exception as error:
+            raise self._fail(collection, f"cannot read {path}: {error}") from error
+        ids_col = table.column(self._id_column)
+        vec_col = table.column(self._vector_column)
+        n = table.num_rows
+        if ids_col.null_count:
+            raise self._fail(collection, f"id column {self._id_column!r} has {ids_col.null_count} null(s)")
+        if vec_col.null_count:
+            raise self._fail(collection, f"vector column {self._vector_column!r} has {vec_col.null_count} null row(s)")
+        ids = ids_col.to_numpy()
+        if ids.dtype.kind == "i" and n and int(ids.min()) < 0:
+            raise self._fail(collection, f"ids must be 0 or more, got {int(ids.min())}")
+        ids = np.ascontiguousarray(ids.astype(np.uint64, copy=False))
+        dim = int(vtype.list_size) if is_fixed else None
+        if dim is None:
+            for chunk in vec_col.chunks:
+                if len(chunk) == 0:
+                    continue
+                offsets = chunk.offsets.to_numpy()
+                lengths = np.diff(offsets)
+                if dim is None:
+                    dim = int(lengths[0])
+                bad = np.flatnonzero(lengths != dim)
+                if bad.size:
+                    raise self._fail(
+                        collection, f"ragged vectors: expected {dim} values per row, got {int(lengths[bad[0]])} in a row"
+                    )
+            if dim is None:
+                dim = 0
+        if n and dim == 0:
+            raise self._fail(collection, "vectors must have at least 1 value, got 0")
+        out = np.empty((n, dim), dtype=np.float32)
+        row = 0
+        for chunk in vec_col.chunks:
+            m = len(chunk)
+            if m == 0:
+                continue
+            values = chunk.flatten()
+            if values.null_count:
+                raise self._fail(collection, f"vector column {self._vector_column!r} has null values inside vectors")
+            # Zero-copy view of the chunk's values; the one copy is into `out`.
+            out[row : row + m] = values.to_numpy(zero_copy_only=False).reshape(m, dim)
+            row += m
+        if not np.isfinite(out).all():
+            bad_row = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+            raise self._fail(collection, f"vectors must be finite, got NaN or infinity in row {bad_row} (id {int(ids[bad_row])})")
+        return ids, out
+
+
+__all__ = ["ParquetBackend"]
