@@ -170,7 +170,8 @@ def test_bad_files_are_backend_errors(tmp_path: Path, case: str, needle: str) ->
 
 
 def test_missing_collection_and_root(tmp_path: Path) -> None:
-    pq.write_table(fixed_table(np.arange(2, dtype=np.uint64), np.ones((2, 2), dtype=np.float32)), tmp_path / "a.parquet")
+    two = np.ones((2, 2), dtype=np.float32)
+    pq.write_table(fixed_table(np.arange(2, dtype=np.uint64), two), tmp_path / "a.parquet")
     backend = rl.ParquetBackend("pq", tmp_path)
     with pytest.raises(rl.BackendError, match=r"no collection 'b'.*have \['a'\]"):
         backend.generation("b")

@@ -6,14 +6,20 @@ import hashlib
 import importlib
 import os
 from pathlib import Path
-from typing import Any, List, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, Tuple, Union
 
 import numpy as np
+
 from ruvector_common.errors import BackendError, MissingComponentError
 
 from ._adapter import BackendAdapter
 
 _PathLike = Union[str, "os.PathLike[str]"]
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    _Ids = npt.NDArray[np.uint64]
+    _Vectors = npt.NDArray[np.float32]
 
 
 def _optional(module: str, extra: str, dist: str, what: str) -> Any:
@@ -130,7 +136,7 @@ class ParquetBackend(BackendAdapter):
     def _fail(self, collection: str, message: str) -> BackendError:
         return BackendError(f"{self.name}/{collection}: {message}", backend=self.name)
 
-    def pull(self, collection: str) -> Tuple[np.ndarray[Any, np.dtype[np.uint64]], np.ndarray[Any, np.dtype[np.float32]]]:
+    def pull(self, collection: str) -> Tuple[_Ids, _Vectors]:
         """Read ``(ids, vectors)``: ``n`` uint64 ids and an ``(n, dim)``
         float32 array. ``BackendError`` for a missing collection or column, a
         wrong column type, rows of different lengths, nulls or non-finite values."""
@@ -151,7 +157,8 @@ class ParquetBackend(BackendAdapter):
         if not (is_fixed or pa.types.is_list(vtype) or pa.types.is_large_list(vtype)):
             raise self._fail(
                 collection,
-                f"vector column {self._vector_column!r} must be fixed_size_list<float32> or a list of floats, got {vtype}",
+                f"vector column {self._vector_column!r} must be fixed_size_list<float32> or a list of floats, "
+                f"got {vtype}",
             )
         if not pa.types.is_floating(vtype.value_type):
             raise self._fail(collection, f"vector column {self._vector_column!r} must hold floats, got {vtype}")
@@ -182,7 +189,8 @@ class ParquetBackend(BackendAdapter):
                 bad = np.flatnonzero(lengths != dim)
                 if bad.size:
                     raise self._fail(
-                        collection, f"ragged vectors: expected {dim} values per row, got {int(lengths[bad[0]])} in a row"
+                        collection,
+                        f"ragged vectors: expected {dim} values per row, got {int(lengths[bad[0]])} in a row",
                     )
             if dim is None:
                 dim = 0
@@ -202,7 +210,9 @@ class ParquetBackend(BackendAdapter):
             row += m
         if not np.isfinite(out).all():
             bad_row = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
-            raise self._fail(collection, f"vectors must be finite, got NaN or infinity in row {bad_row} (id {int(ids[bad_row])})")
+            raise self._fail(
+                collection, f"vectors must be finite, got NaN or infinity in row {bad_row} (id {int(ids[bad_row])})"
+            )
         return ids, out
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
 
 import numpy as np
+
 from ruvector_common.errors import BackendError
 
 from ._adapter import BackendAdapter
 from ._parquet import _optional
+
+if TYPE_CHECKING:
+    from ._parquet import _Ids, _Vectors
 
 GENERATIONS_TABLE = "ruvector_generations"
 """The table holding one change counter per table (see :meth:`PostgresBackend.install_change_counter`)."""
@@ -166,8 +170,8 @@ class PostgresBackend(BackendAdapter):
             cur.execute(
                 "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
                 " WHERE c.relkind IN ('r', 'p', 'v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-                " AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = %s AND NOT a.attisdropped)"
-                " AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = %s AND NOT a.attisdropped)"
+                " AND (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid"
+                " AND a.attname IN (%s, %s) AND NOT a.attisdropped) = 2"
                 " ORDER BY 1, 2",
                 (self._id_column, self._vector_column),
             )
@@ -265,7 +269,9 @@ class PostgresBackend(BackendAdapter):
                 raise self._fail(collection, f"no column {column!r}; columns: {sorted(types)}")
         id_type = types[self._id_column][0]
         if id_type not in ("int2", "int4", "int8"):
-            raise self._fail(collection, f"id column {self._id_column!r} must be smallint, integer or bigint, got {id_type}")
+            raise self._fail(
+                collection, f"id column {self._id_column!r} must be smallint, integer or bigint, got {id_type}"
+            )
         vtype, elem = types[self._vector_column]
         if vtype in ("_float4", "_float8", "vector", "halfvec"):
             kind = "array"
@@ -279,7 +285,7 @@ class PostgresBackend(BackendAdapter):
             )
         return id_type, kind
 
-    def pull(self, collection: str) -> Tuple[np.ndarray[Any, np.dtype[np.uint64]], np.ndarray[Any, np.dtype[np.float32]]]:
+    def pull(self, collection: str) -> Tuple[_Ids, _Vectors]:
         """Read ``(ids, vectors)`` with binary COPY in one repeatable-read
         transaction. ``BackendError`` for a missing table or column, a wrong
         column type, NULL ids or vectors, negative ids, rows of the wrong
@@ -303,11 +309,9 @@ class PostgresBackend(BackendAdapter):
             finally:
                 conn.isolation_level = None
 
-    def _copy(
-        self, cur: Any, query: Any, collection: str, n: int, kind: str
-    ) -> Tuple[np.ndarray[Any, np.dtype[np.uint64]], np.ndarray[Any, np.dtype[np.float32]]]:
+    def _copy(self, cur: Any, query: Any, collection: str, n: int, kind: str) -> Tuple[_Ids, _Vectors]:
         ids = np.empty(n, dtype=np.uint64)
-        out: Optional[np.ndarray[Any, np.dtype[np.float32]]] = None
+        out: Optional[_Vectors] = None
         dim = -1
         row = 0
         chunk_ids: List[int] = []
