@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import urllib.parse
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
 
@@ -118,6 +119,8 @@ class PostgresBackend(BackendAdapter):
         try:
             yield conn
             ok = True
+        except self._pg.Error as error:
+            raise BackendError(f"{self.name}: PostgreSQL error: {error}", backend=self.name) from error
         finally:
             if ok and not conn.closed and conn.info.transaction_status == self._pg.pq.TransactionStatus.IDLE:
                 with self._lock:
@@ -248,10 +251,12 @@ class PostgresBackend(BackendAdapter):
         return int(row[0])
 
     def data_ref(self, collection: str) -> str:
-        """``postgresql://host:port/dbname/table#id,vector`` (no credentials)."""
+        """``postgresql://host:port/dbname/table#id,vector`` (no credentials;
+        a socket directory as host is percent-encoded)."""
         with self._connection() as conn:
             info = conn.info
             host, port, dbname = info.host, info.port, info.dbname
+        host = urllib.parse.quote(host, safe="")
         return f"postgresql://{host}:{port}/{dbname}/{collection}#{self._id_column},{self._vector_column}"
 
     # -- pull ------------------------------------------------------------------
