@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, List
 
@@ -181,3 +182,16 @@ def test_missing_collection_and_root(tmp_path: Path) -> None:
         rl.ParquetBackend("pq", tmp_path / "nope")
     with pytest.raises(TypeError, match="vector_column"):
         rl.ParquetBackend("pq", tmp_path, vector_column="")
+
+
+def test_missing_extra_names_the_install_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ruvector_common.errors import MissingComponentError
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(MissingComponentError, match=r"pip install 'ruvector-lake\[parquet\]'") as info:
+        rl.ParquetBackend("pq", tmp_path)
+    assert isinstance(info.value, ImportError) and info.value.name == "pyarrow"
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(ImportError, match=r"PostgresBackend needs .*ruvector-lake\[postgres\]"):
+        rl.PostgresBackend("pg", "host=/nowhere")

@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Tuple, Union
+from typing import TYPE_CHECKING, List, Set, Tuple, Union
 
 import numpy as np
 
-from ruvector_common.errors import BackendError, MissingComponentError
+from ruvector_common.errors import BackendError
 
 from ._adapter import BackendAdapter
+from ._stores import optional_import
+
+if TYPE_CHECKING:
+    from ._stores import Ids, Vectors
 
 _PathLike = Union[str, "os.PathLike[str]"]
-if TYPE_CHECKING:
-    import numpy.typing as npt
-
-    _Ids = npt.NDArray[np.uint64]
-    _Vectors = npt.NDArray[np.float32]
-
-
-def _optional(module: str, extra: str, dist: str, what: str) -> Any:
-    """Import an optional dependency; a clear error naming the extra if absent."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        missing = MissingComponentError(what, extra, dist, module.split(".")[0])
-        missing.args = (
-            f"{what} needs the optional {dist!r} package, which is not installed; "
-            f"install it with: pip install 'ruvector-lake[{extra}]' (or: pip install {dist})",
-        )
-        missing.message = missing.args[0]
-        raise missing from error
 
 
 class ParquetBackend(BackendAdapter):
@@ -71,8 +55,8 @@ class ParquetBackend(BackendAdapter):
     ) -> None:
         """See the class docstring; ``root`` must be an existing directory."""
         super().__init__(name)
-        self._pa = _optional("pyarrow", "parquet", "pyarrow", "ParquetBackend")
-        self._pq = _optional("pyarrow.parquet", "parquet", "pyarrow", "ParquetBackend")
+        self._pa = optional_import("pyarrow", "parquet", "pyarrow", "ParquetBackend")
+        self._pq = optional_import("pyarrow.parquet", "parquet", "pyarrow", "ParquetBackend")
         self._root = Path(os.fspath(root)).resolve()
         if not self._root.is_dir():
             raise BackendError(f"ParquetBackend {name!r}: root must be a directory, got {str(root)!r}", backend=name)
@@ -108,7 +92,7 @@ class ParquetBackend(BackendAdapter):
 
     def collections(self) -> List[str]:
         """The collection names under ``root``, sorted."""
-        names = set()
+        names: Set[str] = set()
         for entry in self._root.iterdir():
             if entry.is_file() and entry.suffix == ".parquet":
                 names.add(entry.stem)
@@ -136,7 +120,7 @@ class ParquetBackend(BackendAdapter):
     def _fail(self, collection: str, message: str) -> BackendError:
         return BackendError(f"{self.name}/{collection}: {message}", backend=self.name)
 
-    def pull(self, collection: str) -> Tuple[_Ids, _Vectors]:
+    def pull(self, collection: str) -> Tuple[Ids, Vectors]:
         """Read ``(ids, vectors)``: ``n`` uint64 ids and an ``(n, dim)``
         float32 array. ``BackendError`` for a missing collection or column, a
         wrong column type, rows of different lengths, nulls or non-finite values."""

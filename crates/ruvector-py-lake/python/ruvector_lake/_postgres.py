@@ -5,17 +5,17 @@ from __future__ import annotations
 import threading
 import urllib.parse
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Generator, List, Optional, Tuple
 
 import numpy as np
 
 from ruvector_common.errors import BackendError
 
 from ._adapter import BackendAdapter
-from ._parquet import _optional
+from ._stores import optional_import
 
 if TYPE_CHECKING:
-    from ._parquet import _Ids, _Vectors
+    from ._stores import Ids, Vectors
 
 GENERATIONS_TABLE = "ruvector_generations"
 """The table holding one change counter per table (see :meth:`PostgresBackend.install_change_counter`)."""
@@ -76,8 +76,8 @@ class PostgresBackend(BackendAdapter):
     ) -> None:
         """See the class docstring."""
         super().__init__(name)
-        self._pg = _optional("psycopg", "postgres", "psycopg", "PostgresBackend")
-        self._sql = _optional("psycopg.sql", "postgres", "psycopg", "PostgresBackend")
+        self._pg = optional_import("psycopg", "postgres", "psycopg", "PostgresBackend")
+        self._sql = optional_import("psycopg.sql", "postgres", "psycopg", "PostgresBackend")
         if not isinstance(dsn, str):
             raise TypeError(f"dsn must be a str, got {type(dsn).__name__}")
         for label, value in (("id_column", id_column), ("vector_column", vector_column)):
@@ -103,7 +103,7 @@ class PostgresBackend(BackendAdapter):
     # -- connections -------------------------------------------------------
 
     @contextmanager
-    def _connection(self) -> Iterator[Any]:
+    def _connection(self) -> Generator[Any, None, None]:
         with self._lock:
             conn = self._idle.pop() if self._idle else None
         if conn is None or conn.closed:
@@ -290,7 +290,7 @@ class PostgresBackend(BackendAdapter):
             )
         return id_type, kind
 
-    def pull(self, collection: str) -> Tuple[_Ids, _Vectors]:
+    def pull(self, collection: str) -> Tuple[Ids, Vectors]:
         """Read ``(ids, vectors)`` with binary COPY in one repeatable-read
         transaction. ``BackendError`` for a missing table or column, a wrong
         column type, NULL ids or vectors, negative ids, rows of the wrong
@@ -314,9 +314,9 @@ class PostgresBackend(BackendAdapter):
             finally:
                 conn.isolation_level = None
 
-    def _copy(self, cur: Any, query: Any, collection: str, n: int, kind: str) -> Tuple[_Ids, _Vectors]:
+    def _copy(self, cur: Any, query: Any, collection: str, n: int, kind: str) -> Tuple[Ids, Vectors]:
         ids = np.empty(n, dtype=np.uint64)
-        out: Optional[_Vectors] = None
+        out: Optional[Vectors] = None
         dim = -1
         row = 0
         chunk_ids: List[int] = []
