@@ -261,6 +261,30 @@ def test_bad_tables_are_backend_errors(dsn: str, setup: List[str], needle: str) 
     assert through.value.backend == "pg"
 
 
+@pytest.mark.parametrize("kind", ["real[]", "bytea"])
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ("UPDATE big SET embedding = NULL WHERE id = 12345", r"NULL vector in column 'embedding' \(id 12345\)"),
+        ("UPDATE big SET embedding = embedding[1:5] WHERE id = 20000", r"expected 6 values, got 5 \(id 20000\)"),
+        ("UPDATE big SET id = -3 WHERE id = 17", r"ids must be 0 or more, got -3"),
+    ],
+)
+def test_a_bad_row_deep_in_a_large_table_is_found(dsn: str, kind: str, change: str, needle: str) -> None:
+    """The chunked parser checks every row, not just the first of a chunk."""
+    x = clustered(30_000, 6, seed=8)
+    ids = np.arange(30_000, dtype=np.uint64)
+    load(dsn, "big", ids, x, kind=kind)
+    backend = rl.PostgresBackend("pg", dsn)
+    got_ids, got_x = backend.pull("big")
+    assert np.array_equal(got_ids[np.argsort(got_ids)], ids) and np.array_equal(got_x[np.argsort(got_ids)], x)
+    if kind == "bytea" and "embedding[1:5]" in change:
+        change = "UPDATE big SET embedding = substring(embedding from 1 for 20) WHERE id = 20000"
+    execute(dsn, change)
+    with pytest.raises(rl.BackendError, match=needle):
+        backend.pull("big")
+
+
 def test_timeouts_and_connection_errors(dsn: str, tmp_path: Any) -> None:
     execute(dsn, "DROP TABLE IF EXISTS slow", "CREATE TABLE slow (id bigint, embedding real[])")
     execute(dsn, "CREATE OR REPLACE VIEW slow_view AS SELECT id, embedding FROM slow, pg_sleep(2)")

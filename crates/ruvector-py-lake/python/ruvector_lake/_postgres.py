@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import threading
 import urllib.parse
 from contextlib import contextmanager
@@ -314,73 +315,162 @@ class PostgresBackend(BackendAdapter):
             finally:
                 conn.isolation_level = None
 
+    def _row_error(self, collection: str, buf: bytearray, pos: int, dim: int, kind: str) -> Optional[str]:
+        """Why the row at ``pos`` does not have the expected layout (``None``
+        if fewer than its header's bytes are buffered yet)."""
+        if len(buf) - pos < 2:
+            return None
+        (fields,) = struct.unpack_from(">h", buf, pos)
+        if fields != 2:
+            return f"unexpected COPY row of {fields} fields"
+        if len(buf) - pos < 6:
+            return None
+        (id_len,) = struct.unpack_from(">i", buf, pos + 2)
+        if id_len == -1:
+            return f"NULL id in column {self._id_column!r}"
+        if len(buf) - pos < 18:
+            return None
+        rid, v_len = struct.unpack_from(">qi", buf, pos + 6)
+        if v_len == -1:
+            return f"NULL vector in column {self._vector_column!r} (id {rid})"
+        if kind == "bytea":
+            if v_len % 4:
+                return f"bytea vector of id {rid}: length must be a multiple of 4 bytes, got {v_len}"
+            length = v_len // 4
+        else:
+            if len(buf) - pos < 30:
+                return None
+            ndim, has_null = struct.unpack_from(">ii", buf, pos + 18)
+            if ndim == 0:
+                length = 0
+            elif ndim != 1:
+                return f"vectors must be one-dimensional arrays, got {ndim} dimensions (id {rid})"
+            elif has_null:
+                return f"NULL element in the vector of id {rid}"
+            else:
+                if len(buf) - pos < 34:
+                    return None
+                (length,) = struct.unpack_from(">i", buf, pos + 30)
+        if length == 0:
+            return f"vectors must have at least 1 value, got 0 (id {rid})"
+        if dim >= 0 and length != dim:
+            return f"wrong dimension: expected {dim} values, got {length} (id {rid})"
+        if dim < 0:
+            return f"dim={length}"
+        return f"unexpected COPY row layout (id {rid})"
+
+    @staticmethod
+    def _layout(kind: str, dim: int) -> np.dtype[Any]:
+        """The fixed layout of a well-formed binary COPY row."""
+        head = [("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("v_len", ">i4")]
+        if kind == "bytea":
+            return np.dtype([*head, ("v", "<f4", (dim,))])
+        array = [("ndim", ">i4"), ("has_null", ">i4"), ("oid", ">i4"), ("size", ">i4"), ("lbound", ">i4")]
+        return np.dtype([*head, *array, ("v", [("len", ">i4"), ("x", ">f4")], (dim,))])
+
     def _copy(self, cur: Any, query: Any, collection: str, n: int, kind: str) -> Tuple[Ids, Vectors]:
+        """Parse the raw binary COPY stream ``_CHUNK_ROWS`` rows at a time:
+        a NumPy structured view per chunk, checked field by field, copied
+        once into the output; the first row that breaks the layout is
+        decoded alone to say what is wrong with it."""
         ids = np.empty(n, dtype=np.uint64)
         out: Optional[Vectors] = None
         dim = -1
+        layout: Optional[np.dtype[Any]] = None
         row = 0
-        chunk_ids: List[int] = []
-        chunk_vecs: List[Any] = []
+        buf = bytearray()
+        pos = 0
+        header_done = False
+        done = False
 
-        def flush() -> None:
-            nonlocal row, out
-            m = len(chunk_ids)
-            if m == 0:
-                return
-            if row + m > n:
-                raise self._fail(collection, f"the table grew during the read: more than {n} rows")
-            first = np.asarray(chunk_ids, dtype=np.int64)
-            if int(first.min()) < 0:
-                raise self._fail(collection, f"ids must be 0 or more, got {int(first.min())}")
-            ids[row : row + m] = first
-            assert out is not None
-            if kind == "bytea":
-                out[row : row + m] = np.frombuffer(b"".join(chunk_vecs), dtype="<f4").reshape(m, dim)
-            else:
-                out[row : row + m] = np.asarray(chunk_vecs, dtype=np.float32)
-            row += m
-            chunk_ids.clear()
-            chunk_vecs.clear()
+        def parse(final: bool) -> None:
+            nonlocal pos, row, dim, layout, out, done
+            if layout is None:
+                if len(buf) - pos >= 2 and struct.unpack_from(">h", buf, pos)[0] == -1:
+                    pos += 2
+                    done = True
+                    return
+                why = self._row_error(collection, buf, pos, -1, kind)
+                if why is None:
+                    if final:
+                        raise self._fail(collection, "truncated COPY stream")
+                    return
+                if not why.startswith("dim="):
+                    raise self._fail(collection, why)
+                dim = int(why[4:])
+                layout = self._layout(kind, dim)
+                out = np.empty((n, dim), dtype=np.float32)
+            size = layout.itemsize
+            while not done:
+                k = min((len(buf) - pos) // size, _CHUNK_ROWS)
+                if k and (final or k == _CHUNK_ROWS):
+                    rows = np.frombuffer(buf, dtype=layout, count=k, offset=pos)
+                    good = (rows["fields"] == 2) & (rows["id_len"] == 8)
+                    if kind == "bytea":
+                        good &= rows["v_len"] == 4 * dim
+                    else:
+                        good &= (rows["v_len"] == 20 + 8 * dim) & (rows["ndim"] == 1) & (rows["has_null"] == 0)
+                        good &= rows["size"] == dim
+                    bad = np.flatnonzero(~good)
+                    m = int(bad[0]) if bad.size else k
+                    if m:
+                        if row + m > n:
+                            raise self._fail(collection, f"the table grew during the read: more than {n} rows")
+                        chunk_ids = rows["id"][:m]
+                        if int(chunk_ids.min()) < 0:
+                            raise self._fail(collection, f"ids must be 0 or more, got {int(chunk_ids.min())}")
+                        ids[row : row + m] = chunk_ids
+                        assert out is not None
+                        out[row : row + m] = rows["v"][:m] if kind == "bytea" else rows["v"]["x"][:m]
+                        row += m
+                        pos += m * size
+                        del chunk_ids
+                    del rows  # no view of `buf` may outlive this: it is resized below
+                    if m < k:
+                        self._stop_at(collection, buf, pos, dim, kind)
+                    continue
+                if len(buf) - pos >= 2 and struct.unpack_from(">h", buf, pos)[0] == -1 and (final or k == 0):
+                    pos += 2
+                    done = True
+                elif final and len(buf) - pos:
+                    self._stop_at(collection, buf, pos, dim, kind)
+                break
+            if pos > (1 << 20):
+                del buf[:pos]
+                pos = 0
 
         with cur.copy(query) as copy:
-            copy.set_types(["int8", "bytea" if kind == "bytea" else "float4[]"])
-            for rid, vector in copy.rows():
-                if rid is None:
-                    raise self._fail(collection, f"NULL id in column {self._id_column!r}")
-                if vector is None:
-                    raise self._fail(collection, f"NULL vector in column {self._vector_column!r} (id {rid})")
-                if kind == "bytea":
-                    size = len(vector)
-                    if size % 4:
-                        raise self._fail(
-                            collection, f"bytea vector of id {rid}: length must be a multiple of 4 bytes, got {size}"
-                        )
-                    length = size // 4
-                    vector = bytes(vector)
-                else:
-                    length = len(vector)
-                    if any(v is None for v in vector):
-                        raise self._fail(collection, f"NULL element in the vector of id {rid}")
-                if dim < 0:
-                    if length == 0:
-                        raise self._fail(collection, f"vectors must have at least 1 value, got 0 (id {rid})")
-                    dim = length
-                    out = np.empty((n, dim), dtype=np.float32)
-                elif length != dim:
-                    raise self._fail(collection, f"wrong dimension: expected {dim} values, got {length} (id {rid})")
-                chunk_ids.append(rid)
-                chunk_vecs.append(vector)
-                if len(chunk_ids) >= _CHUNK_ROWS:
-                    flush()
-        flush()
+            for block in copy:
+                buf += block
+                if not header_done:
+                    if len(buf) < 19:
+                        continue
+                    if bytes(buf[:11]) != b"PGCOPY\n\xff\r\n\x00":
+                        raise self._fail(collection, "not a binary COPY stream")
+                    (ext,) = struct.unpack_from(">i", buf, 15)
+                    if len(buf) < 19 + ext:
+                        continue
+                    pos = 19 + ext
+                    header_done = True
+                if not done and len(buf) - pos >= _CHUNK_ROWS * (layout.itemsize if layout is not None else 1):
+                    parse(False)
+            if not done:
+                parse(True)
+        if not done:
+            raise self._fail(collection, "truncated COPY stream")
         if out is None:
             out = np.empty((0, 0), dtype=np.float32)
         if row != n:
             raise self._fail(collection, f"expected {n} rows, read {row}")
         if not np.isfinite(out).all():
-            bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
-            raise self._fail(collection, f"vectors must be finite, got NaN or infinity (id {int(ids[bad])})")
+            bad_row = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+            raise self._fail(collection, f"vectors must be finite, got NaN or infinity (id {int(ids[bad_row])})")
         return ids, out
+
+    def _stop_at(self, collection: str, buf: bytearray, pos: int, dim: int, kind: str) -> None:
+        """Raise the error of the malformed row at ``pos``."""
+        why = self._row_error(collection, buf, pos, dim, kind)
+        raise self._fail(collection, why or "truncated COPY stream")
 
 
 __all__ = ["GENERATIONS_TABLE", "PostgresBackend"]
