@@ -212,6 +212,7 @@ def test_schema_qualified_table_and_single_table_mode(dsn: str) -> None:
     ("setup", "needle"),
     [
         ([], r"no table 'bad'"),
+        (["CREATE TABLE bad (id bigint, embedding real[])"], r"no rows: the dimension of its vectors is unknown"),
         (["CREATE TABLE bad (id bigint, vec real[])"], r"no column 'embedding'; columns: \['id', 'vec'\]"),
         (["CREATE TABLE bad (id bigint, embedding text)"], r"must be real\[\], double precision\[\], bytea.*got text"),
         (["CREATE TABLE bad (id bigint, embedding integer[])"], r"got int4\[\]"),

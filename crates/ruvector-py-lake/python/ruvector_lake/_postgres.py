@@ -138,6 +138,13 @@ class PostgresBackend(BackendAdapter):
         for conn in idle:
             conn.close()
 
+    def __del__(self) -> None:
+        # Idle pooled connections go with the backend (no ResourceWarning).
+        idle = getattr(self, "_idle", None)
+        if idle:
+            for conn in idle:
+                conn.close()
+
     # -- names ---------------------------------------------------------------
 
     def _split(self, collection: str) -> Tuple[Optional[str], str]:
@@ -459,7 +466,7 @@ class PostgresBackend(BackendAdapter):
         if not done:
             raise self._fail(collection, "truncated COPY stream")
         if out is None:
-            out = np.empty((0, 0), dtype=np.float32)
+            raise self._fail(collection, "the table has no rows: the dimension of its vectors is unknown")
         if row != n:
             raise self._fail(collection, f"expected {n} rows, read {row}")
         if not np.isfinite(out).all():
