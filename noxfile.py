@@ -260,7 +260,8 @@ def bench(session: nox.Session) -> None:
     target/bench-data, and extra arguments go to these runs. Before them,
     gate G3: install and import times (bench/results-install.md). Then ruLake
     (bench/results-lake.md), metrics (bench/results-metric.md), filtered search
-    and churn (bench/results-changes.md), index persistence
+    and churn (bench/results-changes.md), Parquet and PostgreSQL stores
+    (bench/results-stores.md), index persistence
     (bench/results-persist.md), gate G2 (bench/results-g2.md), embeddings vs
     sentence-transformers and torchvision (bench/results-embed.md) and A2A
     vs the a2a-sdk (bench/results-a2a.md), and the ``ruvector.Collection``
@@ -312,6 +313,11 @@ def bench(session: nox.Session) -> None:
         "bench/results-changes.md",
     )
     session.run("python", "bench/lake_bench.py", "--out", "bench/results-lake.md")
+    # ruLake over real stores (issue 18): Parquet and a throwaway PostgreSQL
+    # cluster, 1M x 384, cold prime next to pyarrow / psycopg alone.
+    _ensure_postgresql(session)
+    session.install("pyarrow>=10", "psycopg[binary]>=3.1,<4")
+    session.run("python", "bench/stores_bench.py", "--n", "1000000", "--out", "bench/results-stores.md")
     # Persistence: load / mmap load peak and RSS, two processes sharing a
     # map, pickling; next to faiss read_index (IO_FLAG_MMAP) and usearch
     # restore(view=True). The issue's size: --n 1000000 --dim 384.
