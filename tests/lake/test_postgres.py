@@ -193,6 +193,21 @@ def test_concurrent_committed_writers_are_all_counted(dsn: str) -> None:
     assert backend.generation("busy") == g0 + 40
 
 
+def test_pgvector_column_where_the_server_has_it(dsn: str) -> None:
+    try:
+        execute(dsn, "CREATE EXTENSION IF NOT EXISTS vector")
+    except psycopg.Error as error:
+        pytest.skip(f"pgvector is not installed on this server: {error}")
+    x, ids = clustered(200, 8, seed=6), signed(sparse_ids(200, seed=6))
+    execute(dsn, "DROP TABLE IF EXISTS pgv", "CREATE TABLE pgv (id bigint PRIMARY KEY, embedding vector(8))")
+    with psycopg.connect(dsn) as conn:
+        for i, row in zip(ids.view(np.int64).tolist(), x):
+            conn.execute("INSERT INTO pgv VALUES (%s, %s::real[]::vector)", (i, row.tolist()))
+    backend = rl.PostgresBackend("pg", dsn)
+    got_ids, got_x = backend.pull("pgv")
+    assert np.array_equal(got_x[np.argsort(got_ids)], x[np.argsort(ids)])
+
+
 def test_schema_qualified_table_and_single_table_mode(dsn: str) -> None:
     x, ids = clustered(100, 8, seed=4), signed(sparse_ids(100, seed=4))
     execute(dsn, "CREATE SCHEMA IF NOT EXISTS lake")
