@@ -195,3 +195,32 @@ def test_missing_extra_names_the_install_line(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setitem(sys.modules, "psycopg", None)
     with pytest.raises(ImportError, match=r"PostgresBackend needs .*ruvector-lake\[postgres\]"):
         rl.PostgresBackend("pg", "host=/nowhere")
+
+
+def test_through_a_pyarrow_filesystem(tmp_path: Path) -> None:
+    """The object-store path (any ``pyarrow.fs.FileSystem``), here local."""
+    pafs: Any = pytest.importorskip("pyarrow.fs")
+    x, ids = clustered(200, 8, seed=9), sparse_ids(200, seed=9)
+    (tmp_path / "store" / "shards").mkdir(parents=True)
+    pq.write_table(fixed_table(ids, x), tmp_path / "store" / "docs.parquet")
+    pq.write_table(fixed_table(ids[:100], x[:100]), tmp_path / "store" / "shards" / "a.parquet")
+    pq.write_table(fixed_table(ids[100:], x[100:]), tmp_path / "store" / "shards" / "b.parquet")
+    fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
+    backend = rl.ParquetBackend("obj", "store", filesystem=fs)
+    assert backend.collections() == ["docs", "shards"] and backend.root == "store"
+    for name in ("docs", "shards"):
+        got_ids, got_x = backend.pull(name)
+        assert np.array_equal(got_ids, ids) and np.array_equal(got_x, x)
+    gen = backend.generation("docs")
+    assert gen.endswith(":0") and backend.generation("shards").startswith("dir:")
+    assert backend.data_ref("docs") == "subtree://store/docs.parquet#id,embedding"
+    lake = rl.RuLake(consistency=rl.Consistency.FRESH)
+    lake.register_backend(backend)
+    assert lake.search_one("obj", "shards", x[150], k=1)[0].id == int(ids[150])
+    pq.write_table(fixed_table(ids[:5], x[:5]), tmp_path / "store" / "docs.parquet")
+    assert backend.generation("docs") != gen
+    assert len(lake.search_one("obj", "docs", x[0], k=50)) == 5
+    with pytest.raises(rl.BackendError, match="root must be a directory"):
+        rl.ParquetBackend("obj", "nowhere", filesystem=fs)
+    with pytest.raises(TypeError, match=r"pyarrow\.fs\.FileSystem"):
+        rl.ParquetBackend("obj", "store", filesystem="s3")

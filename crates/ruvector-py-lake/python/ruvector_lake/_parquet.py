@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -37,6 +37,11 @@ class ParquetBackend(BackendAdapter):
     lands within the filesystem's timestamp granularity is not seen: write
     a new file and rename it over the old one (new inode) to be certain.
 
+    Object stores: pass a ``pyarrow.fs.FileSystem`` (``S3FileSystem``,
+    ``GcsFileSystem``, ``AzureFileSystem``, ...) as ``filesystem`` and the
+    path inside it as ``root`` (``"bucket/prefix"``); the generation is then
+    built from each object's size and modification time (no inode).
+
     Needs the ``parquet`` extra: ``pip install 'ruvector-lake[parquet]'``.
 
     Args:
@@ -44,6 +49,8 @@ class ParquetBackend(BackendAdapter):
         root: The directory holding the files.
         id_column: Name of the id column.
         vector_column: Name of the vector column.
+        filesystem: A ``pyarrow.fs.FileSystem`` to read ``root`` from
+            (default: the local filesystem, with inodes in the generation).
     """
 
     def __init__(
@@ -52,70 +59,117 @@ class ParquetBackend(BackendAdapter):
         root: _PathLike,
         id_column: str = "id",
         vector_column: str = "embedding",
+        *,
+        filesystem: Optional[Any] = None,
     ) -> None:
         """See the class docstring; ``root`` must be an existing directory."""
         super().__init__(name)
         self._pa = optional_import("pyarrow", "parquet", "pyarrow", "ParquetBackend")
         self._pq = optional_import("pyarrow.parquet", "parquet", "pyarrow", "ParquetBackend")
-        self._root = Path(os.fspath(root)).resolve()
-        if not self._root.is_dir():
-            raise BackendError(f"ParquetBackend {name!r}: root must be a directory, got {str(root)!r}", backend=name)
+        self._pafs = optional_import("pyarrow.fs", "parquet", "pyarrow", "ParquetBackend")
         for label, value in (("id_column", id_column), ("vector_column", vector_column)):
             if not isinstance(value, str) or not value:
                 raise TypeError(f"{label} must be a non-empty str, got {value!r}")
+        self._fs = filesystem
+        if filesystem is None:
+            self._root = str(Path(os.fspath(root)).resolve())
+            is_dir = os.path.isdir(self._root)
+        else:
+            if not isinstance(filesystem, self._pafs.FileSystem):
+                raise TypeError(f"filesystem must be a pyarrow.fs.FileSystem, got {type(filesystem).__name__}")
+            self._root = os.fspath(root).rstrip("/")
+            try:
+                is_dir = filesystem.get_file_info(self._root).type == self._pafs.FileType.Directory
+            except Exception as error:
+                raise BackendError(
+                    f"ParquetBackend {name!r}: cannot list {self._root!r}: {error}", backend=name
+                ) from error
+        if not is_dir:
+            raise BackendError(f"ParquetBackend {name!r}: root must be a directory, got {str(root)!r}", backend=name)
         self._id_column = id_column
         self._vector_column = vector_column
 
     @property
     def root(self) -> str:
-        """The directory the collections are read from (absolute)."""
-        return str(self._root)
+        """The directory the collections are read from (absolute for a local root)."""
+        return self._root
 
-    def _path(self, collection: str) -> Path:
+    def _listing(self) -> Dict[str, Tuple[str, bool, List[Tuple[str, int, int, int]]]]:
+        """Every collection: its path, whether it is one file, and each
+        file's ``(relative path, size, mtime_ns, inode)`` (inode 0 on a
+        pyarrow filesystem)."""
+        found: Dict[str, Tuple[str, bool, List[Tuple[str, int, int, int]]]] = {}
+        if self._fs is None:
+            for entry in sorted(os.scandir(self._root), key=lambda e: e.name):
+                if entry.is_file() and entry.name.endswith(".parquet"):
+                    st = entry.stat()
+                    found[entry.name[: -len(".parquet")]] = (
+                        entry.path,
+                        True,
+                        [(entry.name, st.st_size, st.st_mtime_ns, st.st_ino)],
+                    )
+                elif entry.is_dir():
+                    files: List[Tuple[str, int, int, int]] = []
+                    for file in sorted(Path(entry.path).rglob("*.parquet")):
+                        if file.is_file():
+                            st = file.stat()
+                            rel = file.relative_to(entry.path).as_posix()
+                            files.append((rel, st.st_size, st.st_mtime_ns, st.st_ino))
+                    if files:
+                        found.setdefault(entry.name, (entry.path, False, files))
+            return found
+        try:
+            infos = self._fs.get_file_info(self._pafs.FileSelector(self._root, recursive=True))
+        except Exception as error:
+            raise BackendError(f"{self.name}: cannot list {self._root!r}: {error}", backend=self.name) from error
+        for info in sorted(infos, key=lambda i: str(i.path)):
+            if info.type != self._pafs.FileType.File or not str(info.path).endswith(".parquet"):
+                continue
+            rel = str(info.path)[len(self._root) + 1 :]
+            head, sep, rest = rel.partition("/")
+            mtime = int(info.mtime_ns or 0)
+            if not sep:
+                found[head[: -len(".parquet")]] = (str(info.path), True, [(rel, int(info.size), mtime, 0)])
+            else:
+                dataset = found.setdefault(head, (f"{self._root}/{head}", False, []))
+                if not dataset[1]:
+                    dataset[2].append((rest, int(info.size), mtime, 0))
+        return found
+
+    def _locate(self, collection: str) -> Tuple[str, bool, List[Tuple[str, int, int, int]]]:
         if not collection or "/" in collection or "\\" in collection or collection in (".", ".."):
             raise BackendError(f"{self.name}: bad collection name {collection!r}", backend=self.name)
-        file = self._root / f"{collection}.parquet"
-        if file.is_file():
-            return file
-        folder = self._root / collection
-        if folder.is_dir() and self._files(folder):
-            return folder
-        raise BackendError(
-            f"{self.name}: no collection {collection!r}: expected {file} or a directory "
-            f"{folder} holding .parquet files; have {self.collections()}",
-            backend=self.name,
-        )
-
-    @staticmethod
-    def _files(folder: Path) -> List[Path]:
-        return sorted(p for p in folder.rglob("*.parquet") if p.is_file())
+        listing = self._listing()
+        if collection not in listing:
+            raise BackendError(
+                f"{self.name}: no collection {collection!r}: expected {self._root}/{collection}.parquet or a "
+                f"directory {self._root}/{collection} holding .parquet files; have {sorted(listing)}",
+                backend=self.name,
+            )
+        return listing[collection]
 
     def collections(self) -> List[str]:
         """The collection names under ``root``, sorted."""
-        names: Set[str] = set()
-        for entry in self._root.iterdir():
-            if entry.is_file() and entry.suffix == ".parquet":
-                names.add(entry.stem)
-            elif entry.is_dir() and self._files(entry):
-                names.add(entry.name)
-        return sorted(names)
+        return sorted(self._listing())
 
     def generation(self, collection: str) -> str:
         """A token of the files' identity: ``size:mtime_ns:inode`` for a
         file, a digest of every file's path and identity for a directory."""
-        path = self._path(collection)
-        if path.is_file():
-            st = path.stat()
-            return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        _, is_file, files = self._locate(collection)
+        if is_file:
+            _, size, mtime, ino = files[0]
+            return f"{size}:{mtime}:{ino}"
         digest = hashlib.sha256()
-        for file in self._files(path):
-            st = file.stat()
-            digest.update(f"{file.relative_to(path)}\0{st.st_size}:{st.st_mtime_ns}:{st.st_ino}\n".encode())
+        for rel, size, mtime, ino in files:
+            digest.update(f"{rel}\0{size}:{mtime}:{ino}\n".encode())
         return "dir:" + digest.hexdigest()[:32]
 
     def data_ref(self, collection: str) -> str:
-        """``file://`` URI of the collection's file or directory, with the columns."""
-        return f"{self._path(collection).as_uri()}#{self._id_column},{self._vector_column}"
+        """URI of the collection's file or directory (``file://`` for a
+        local root, ``<filesystem type>://`` otherwise), with the columns."""
+        path = self._locate(collection)[0]
+        uri = Path(path).as_uri() if self._fs is None else f"{self._fs.type_name}://{path}"
+        return f"{uri}#{self._id_column},{self._vector_column}"
 
     def _fail(self, collection: str, message: str) -> BackendError:
         return BackendError(f"{self.name}/{collection}: {message}", backend=self.name)
@@ -124,10 +178,11 @@ class ParquetBackend(BackendAdapter):
         """Read ``(ids, vectors)``: ``n`` uint64 ids and an ``(n, dim)``
         float32 array. ``BackendError`` for a missing collection or column, a
         wrong column type, rows of different lengths, nulls or non-finite values."""
-        path = self._path(collection)
+        path, is_file, files = self._locate(collection)
         pa = self._pa
         try:
-            schema = self._pq.read_schema(path if path.is_file() else self._files(path)[0])
+            first = path if is_file else f"{path}/{files[0][0]}"
+            schema = self._pq.read_schema(first, filesystem=self._fs)
         except Exception as error:
             raise self._fail(collection, f"cannot read the Parquet schema of {path}: {error}") from error
         for column in (self._id_column, self._vector_column):
@@ -147,7 +202,7 @@ class ParquetBackend(BackendAdapter):
         if not pa.types.is_floating(vtype.value_type):
             raise self._fail(collection, f"vector column {self._vector_column!r} must hold floats, got {vtype}")
         try:
-            table = self._pq.read_table(path, columns=[self._id_column, self._vector_column])
+            table = self._pq.read_table(path, columns=[self._id_column, self._vector_column], filesystem=self._fs)
         except Exception as error:
             raise self._fail(collection, f"cannot read {path}: {error}") from error
         ids_col = table.column(self._id_column)
