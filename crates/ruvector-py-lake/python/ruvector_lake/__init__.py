@@ -1,7 +1,8 @@
 """ruLake for Python: a cache-first vector fabric over your backends, backed
 by the Rust crate ``ruvector-rulake``.
 
-Register backends (:class:`LocalBackend`, :class:`FsBackend`, or your own
+Register backends (:class:`LocalBackend`, :class:`FsBackend`,
+:class:`ParquetBackend`, :class:`PostgresBackend`, or your own
 :class:`BackendAdapter` subclass), then search them through a cache of
 RaBitQ indexes kept as fresh as the chosen :class:`Consistency` demands —
 from plain code or from asyncio.
@@ -50,6 +51,8 @@ from ._native import (
     runtime_info,
     set_num_threads,
 )
+from ._parquet import ParquetBackend
+from ._postgres import PostgresBackend
 from ._types import BackendStats, CacheStats, Consistency, LakeHit, RefreshResult
 
 MAX_DIM: int = _native.MAX_DIM
@@ -79,6 +82,8 @@ __all__ = [
     "MAX_RERANK_FACTOR",
     "NotFound",
     "PAD_ID",
+    "ParquetBackend",
+    "PostgresBackend",
     "RefreshResult",
     "RuLake",
     "RuLakeBuilder",

@@ -1,0 +1,177 @@
+"""ruLake over real stores (issue 18): cold prime of a ParquetBackend and a
+PostgresBackend collection next to reading the same data with pyarrow /
+psycopg alone, and next to the index build from NumPy arrays in memory.
+
+Each measurement runs in a fresh Python process, so its peak resident memory
+(``ru_maxrss``) is its own. PostgreSQL is a throwaway cluster started from
+Debian's binaries (skipped if there are none), on a Unix socket, fsync off.
+
+    python bench/stores_bench.py [--n 1000000] [--dim 384] [--out bench/results-stores.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+
+def _data(n: int, dim: int) -> Any:
+    return np.random.default_rng(0).standard_normal((n, dim), dtype=np.float32)
+
+
+def _case(case: str, where: str, n: int, dim: int) -> Dict[str, float]:
+    """One measurement, in this (fresh) process."""
+    import ruvector_lake as rl
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    if case == "parquet-bare":
+        import pyarrow.parquet as pq
+
+        col = pq.read_table(f"{where}/docs.parquet", columns=["id", "embedding"]).column("embedding")
+        x = np.concatenate([c.flatten().to_numpy().reshape(len(c), -1) for c in col.chunks])
+        assert x.shape == (n, dim)
+    elif case in ("parquet-prime", "postgres-prime", "index-build"):
+        lake = rl.RuLake()
+        if case == "parquet-prime":
+            lake.register_backend(rl.ParquetBackend("b", where))
+        elif case == "postgres-prime":
+            lake.register_backend(rl.PostgresBackend("b", where, statement_timeout=0))
+        else:
+            x = _data(n, dim)
+            local = rl.LocalBackend("b")
+            local.upsert("docs", np.arange(n, dtype=np.uint64), x)
+            del x
+            lake.register_backend(local)
+            t = time.perf_counter()
+        lake.search_one("b", "docs", np.ones(dim, dtype=np.float32))
+    elif case == "postgres-bare":
+        import psycopg
+
+        size = 0
+        with psycopg.connect(where) as conn, conn.cursor() as cur:
+            with cur.copy("COPY (SELECT id, embedding FROM docs) TO STDOUT (FORMAT BINARY)") as copy:
+                for block in copy:
+                    size += len(block)
+        assert size > n * dim * 8
+    else:
+        raise SystemExit(f"unknown case {case}")
+    seconds = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"seconds": seconds, "peak_mb": peak / 1024, "delta_mb": (peak - base) / 1024}
+
+
+def _run(case: str, where: str, n: int, dim: int) -> Dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--case", case, "--where", where, "--n", str(n), "--dim", str(dim)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: Dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _pg_bin() -> Optional[str]:
+    for cand in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if os.path.exists(f"{cand}/initdb"):
+            return cand
+    found = shutil.which("initdb")
+    return os.path.dirname(os.path.realpath(found)) if found else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--out", default="bench/results-stores.md")
+    ap.add_argument("--case")
+    ap.add_argument("--where", default="")
+    args = ap.parse_args()
+    if args.case:
+        print(json.dumps(_case(args.case, args.where, args.n, args.dim)))
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n, dim = args.n, args.dim
+    rows: List[str] = []
+    x = _data(n, dim)
+    ids = np.arange(n, dtype=np.uint64)
+    root = tempfile.mkdtemp(prefix="rvpq")
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), dim)
+    pq.write_table(pa.table({"id": ids, "embedding": vectors}), f"{root}/docs.parquet")
+    del vectors
+    results: Dict[str, Dict[str, float]] = {"index-build": _run("index-build", "", n, dim)}
+    for case in ("parquet-bare", "parquet-prime"):
+        results[case] = _run(case, root, n, dim)
+    shutil.rmtree(root, ignore_errors=True)
+    bindir = _pg_bin()
+    if bindir is not None:
+        import psycopg
+
+        base = tempfile.mkdtemp(prefix="rvpgb")
+        pre: List[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(base, user="postgres")
+            pre = ["runuser", "-u", "postgres", "--"]
+        data = f"{base}/d"
+        subprocess.run(
+            [*pre, f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust"], check=True, capture_output=True
+        )
+        opts = f"-k {base} -c listen_addresses='' -c fsync=off"
+        start = [*pre, f"{bindir}/pg_ctl", "-D", data, "-o", opts, "-l", f"{base}/log", "-w", "start"]
+        subprocess.run(start, check=True, capture_output=True)
+        try:
+            dsn = f"host={base} dbname=postgres user=postgres"
+            with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+                cur.execute("CREATE TABLE docs (id bigint PRIMARY KEY, embedding real[])")
+                with cur.copy("COPY docs FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(["int8", "float4[]"])
+                    for i in range(n):
+                        copy.write_row((i, x[i].tolist()))
+            del x
+            import ruvector_lake as rl
+
+            rl.PostgresBackend("pg", dsn).install_change_counter("docs")
+            for case in ("postgres-bare", "postgres-prime"):
+                results[case] = _run(case, dsn, n, dim)
+        finally:
+            subprocess.run([*pre, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+            shutil.rmtree(base, ignore_errors=True)
+    labels = {
+        "index-build": "index build alone (arrays already in memory)",
+        "parquet-bare": "pyarrow alone: read_table -> NumPy (n, dim)",
+        "parquet-prime": "ParquetBackend cold prime (pull + encode)",
+        "postgres-bare": "psycopg alone: binary COPY transfer, not decoded",
+        "postgres-prime": "PostgresBackend cold prime (pull + encode)",
+    }
+    rows.append(f"# ruLake over real stores: {n} x {dim} float32\n")
+    rows.append("| step | seconds | peak RSS of its process (MB) |")
+    rows.append("|---|---:|---:|")
+    for case, r in results.items():
+        rows.append(f"| {labels[case]} | {r['seconds']:.2f} | {r['peak_mb']:.0f} |")
+    build = results["index-build"]["seconds"]
+    for store in ("parquet", "postgres"):
+        if f"{store}-prime" in results:
+            ratio = results[f"{store}-prime"]["seconds"] / (results[f"{store}-bare"]["seconds"] + build)
+            rows.append(f"\n{store}: prime / (bare read + index build) = {ratio:.2f} (target <= 1.5)")
+    text = "\n".join(rows) + "\n"
+    print(text)
+    with open(args.out, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""A backend over Parquet files and dataset directories (pyarrow)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from ruvector_common.errors import BackendError
+
+from ._adapter import BackendAdapter
+from ._stores import optional_import
+
+if TYPE_CHECKING:
+    from ._stores import Ids, Vectors
+
+_PathLike = Union[str, "os.PathLike[str]"]
+
+
+class ParquetBackend(BackendAdapter):
+    """Serve the Parquet files under ``root`` as collections.
+
+    Each ``root/<name>.parquet`` file, and each directory ``root/<name>``
+    holding ``.parquet`` files (a dataset directory, read as one table), is
+    the collection ``<name>``. Every row carries an integer id
+    (``id_column``, 0 to 2**64 - 2) and a vector (``vector_column``): a
+    ``fixed_size_list<float32>`` or a ``list``/``large_list`` of floats, all
+    rows of one length, no nulls, finite values. The vectors are read column
+    by column into one ``(n, dim)`` float32 array, copied once.
+
+    The generation is derived from the files' identity (size, ``mtime_ns``,
+    inode and path of each file), so rewriting, replacing, adding or
+    removing a file changes it. A rewrite in place that keeps the size and
+    lands within the filesystem's timestamp granularity is not seen: write
+    a new file and rename it over the old one (new inode) to be certain.
+
+    Object stores: pass a ``pyarrow.fs.FileSystem`` (``S3FileSystem``,
+    ``GcsFileSystem``, ``AzureFileSystem``, ...) as ``filesystem`` and the
+    path inside it as ``root`` (``"bucket/prefix"``); the generation is then
+    built from each object's size and modification time (no inode).
+
+    Needs the ``parquet`` extra: ``pip install 'ruvector-lake[parquet]'``.
+
+    Args:
+        name: The backend's name within a lake.
+        root: The directory holding the files.
+        id_column: Name of the id column.
+        vector_column: Name of the vector column.
+        filesystem: A ``pyarrow.fs.FileSystem`` to read ``root`` from
+            (default: the local filesystem, with inodes in the generation).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: _PathLike,
+        id_column: str = "id",
+        vector_column: str = "embedding",
+        *,
+        filesystem: Optional[Any] = None,
+    ) -> None:
+        """See the class docstring; ``root`` must be an existing directory."""
+        super().__init__(name)
+        self._pa = optional_import("pyarrow", "parquet", "pyarrow", "ParquetBackend")
+        self._pq = optional_import("pyarrow.parquet", "parquet", "pyarrow", "ParquetBackend")
+        self._pafs = optional_import("pyarrow.fs", "parquet", "pyarrow", "ParquetBackend")
+        for label, value in (("id_column", id_column), ("vector_column", vector_column)):
+            if not isinstance(value, str) or not value:
+                raise TypeError(f"{label} must be a non-empty str, got {value!r}")
+        self._fs = filesystem
+        if filesystem is None:
+            self._root = str(Path(os.fspath(root)).resolve())
+            is_dir = os.path.isdir(self._root)
+        else:
+            if not isinstance(filesystem, self._pafs.FileSystem):
+                raise TypeError(f"filesystem must be a pyarrow.fs.FileSystem, got {type(filesystem).__name__}")
+            self._root = os.fspath(root).rstrip("/")
+            try:
+                is_dir = filesystem.get_file_info(self._root).type == self._pafs.FileType.Directory
+            except Exception as error:
+                raise BackendError(
+                    f"ParquetBackend {name!r}: cannot list {self._root!r}: {error}", backend=name
+                ) from error
+        if not is_dir:
+            raise BackendError(f"ParquetBackend {name!r}: root must be a directory, got {str(root)!r}", backend=name)
+        self._id_column = id_column
+        self._vector_column = vector_column
+
+    @property
+    def root(self) -> str:
+        """The directory the collections are read from (absolute for a local root)."""
+        return self._root
+
+    def _listing(self) -> Dict[str, Tuple[str, bool, List[Tuple[str, int, int, int]]]]:
+        """Every collection: its path, whether it is one file, and each
+        file's ``(relative path, size, mtime_ns, inode)`` (inode 0 on a
+        pyarrow filesystem)."""
+        found: Dict[str, Tuple[str, bool, List[Tuple[str, int, int, int]]]] = {}
+        if self._fs is None:
+            for entry in sorted(os.scandir(self._root), key=lambda e: e.name):
+                if entry.is_file() and entry.name.endswith(".parquet"):
+                    st = entry.stat()
+                    found[entry.name[: -len(".parquet")]] = (
+                        entry.path,
+                        True,
+                        [(entry.name, st.st_size, st.st_mtime_ns, st.st_ino)],
+                    )
+                elif entry.is_dir():
+                    files: List[Tuple[str, int, int, int]] = []
+                    for file in sorted(Path(entry.path).rglob("*.parquet")):
+                        if file.is_file():
+                            st = file.stat()
+                            rel = file.relative_to(entry.path).as_posix()
+                            files.append((rel, st.st_size, st.st_mtime_ns, st.st_ino))
+                    if files:
+                        found.setdefault(entry.name, (entry.path, False, files))
+            return found
+        try:
+            infos = self._fs.get_file_info(self._pafs.FileSelector(self._root, recursive=True))
+        except Exception as error:
+            raise BackendError(f"{self.name}: cannot list {self._root!r}: {error}", backend=self.name) from error
+        for info in sorted(infos, key=lambda i: str(i.path)):
+            if info.type != self._pafs.FileType.File or not str(info.path).endswith(".parquet"):
+                continue
+            rel = str(info.path)[len(self._root) + 1 :]
+            head, sep, rest = rel.partition("/")
+            mtime = int(info.mtime_ns or 0)
+            if not sep:
+                found[head[: -len(".parquet")]] = (str(info.path), True, [(rel, int(info.size), mtime, 0)])
+            else:
+                dataset = found.setdefault(head, (f"{self._root}/{head}", False, []))
+                if not dataset[1]:
+                    dataset[2].append((rest, int(info.size), mtime, 0))
+        return found
+
+    def _locate(self, collection: str) -> Tuple[str, bool, List[Tuple[str, int, int, int]]]:
+        if not collection or "/" in collection or "\\" in collection or collection in (".", ".."):
+            raise BackendError(f"{self.name}: bad collection name {collection!r}", backend=self.name)
+        listing = self._listing()
+        if collection not in listing:
+            raise BackendError(
+                f"{self.name}: no collection {collection!r}: expected {self._root}/{collection}.parquet or a "
+                f"directory {self._root}/{collection} holding .parquet files; have {sorted(listing)}",
+                backend=self.name,
+            )
+        return listing[collection]
+
+    def collections(self) -> List[str]:
+        """The collection names under ``root``, sorted."""
+        return sorted(self._listing())
+
+    def generation(self, collection: str) -> str:
+        """A token of the files' identity: ``size:mtime_ns:inode`` for a
+        file, a digest of every file's path and identity for a directory."""
+        _, is_file, files = self._locate(collection)
+        if is_file:
+            _, size, mtime, ino = files[0]
+            return f"{size}:{mtime}:{ino}"
+        digest = hashlib.sha256()
+        for rel, size, mtime, ino in files:
+            digest.update(f"{rel}\0{size}:{mtime}:{ino}\n".encode())
+        return "dir:" + digest.hexdigest()[:32]
+
+    def data_ref(self, collection: str) -> str:
+        """URI of the collection's file or directory (``file://`` for a
+        local root, ``<filesystem type>://`` otherwise), with the columns."""
+        path = self._locate(collection)[0]
+        uri = Path(path).as_uri() if self._fs is None else f"{self._fs.type_name}://{path}"
+        return f"{uri}#{self._id_column},{self._vector_column}"
+
+    def _fail(self, collection: str, message: str) -> BackendError:
+        return BackendError(f"{self.name}/{collection}: {message}", backend=self.name)
+
+    def pull(self, collection: str) -> Tuple[Ids, Vectors]:
+        """Read ``(ids, vectors)``: ``n`` uint64 ids and an ``(n, dim)``
+        float32 array. ``BackendError`` for a missing collection or column, a
+        wrong column type, rows of different lengths, nulls or non-finite values."""
+        path, is_file, files = self._locate(collection)
+        pa = self._pa
+        try:
+            first = path if is_file else f"{path}/{files[0][0]}"
+            schema = self._pq.read_schema(first, filesystem=self._fs)
+        except Exception as error:
+            raise self._fail(collection, f"cannot read the Parquet schema of {path}: {error}") from error
+        for column in (self._id_column, self._vector_column):
+            if schema.get_field_index(column) < 0:
+                raise self._fail(collection, f"no column {column!r}; columns: {schema.names}")
+        id_type = schema.field(self._id_column).type
+        if not pa.types.is_integer(id_type):
+            raise self._fail(collection, f"id column {self._id_column!r} must be integers, got {id_type}")
+        vtype = schema.field(self._vector_column).type
+        is_fixed = pa.types.is_fixed_size_list(vtype)
+        if not (is_fixed or pa.types.is_list(vtype) or pa.types.is_large_list(vtype)):
+            raise self._fail(
+                collection,
+                f"vector column {self._vector_column!r} must be fixed_size_list<float32> or a list of floats, "
+                f"got {vtype}",
+            )
+        if not pa.types.is_floating(vtype.value_type):
+            raise self._fail(collection, f"vector column {self._vector_column!r} must hold floats, got {vtype}")
+        try:
+            table = self._pq.read_table(path, columns=[self._id_column, self._vector_column], filesystem=self._fs)
+        except Exception as error:
+            raise self._fail(collection, f"cannot read {path}: {error}") from error
+        ids_col = table.column(self._id_column)
+        vec_col = table.column(self._vector_column)
+        n = table.num_rows
+        if ids_col.null_count:
+            raise self._fail(collection, f"id column {self._id_column!r} has {ids_col.null_count} null(s)")
+        if vec_col.null_count:
+            raise self._fail(collection, f"vector column {self._vector_column!r} has {vec_col.null_count} null row(s)")
+        ids = ids_col.to_numpy()
+        if ids.dtype.kind == "i" and n and int(ids.min()) < 0:
+            raise self._fail(collection, f"ids must be 0 or more, got {int(ids.min())}")
+        ids = np.ascontiguousarray(ids.astype(np.uint64, copy=False))
+        dim = int(vtype.list_size) if is_fixed else None
+        if dim is None:
+            for chunk in vec_col.chunks:
+                if len(chunk) == 0:
+                    continue
+                offsets = chunk.offsets.to_numpy()
+                lengths = np.diff(offsets)
+                if dim is None:
+                    dim = int(lengths[0])
+                bad = np.flatnonzero(lengths != dim)
+                if bad.size:
+                    raise self._fail(
+                        collection,
+                        f"ragged vectors: expected {dim} values per row, got {int(lengths[bad[0]])} in a row",
+                    )
+            if dim is None:
+                dim = 0
+        if n and dim == 0:
+            raise self._fail(collection, "vectors must have at least 1 value, got 0")
+        out = np.empty((n, dim), dtype=np.float32)
+        row = 0
+        for chunk in vec_col.chunks:
+            m = len(chunk)
+            if m == 0:
+                continue
+            values = chunk.flatten()
+            if values.null_count:
+                raise self._fail(collection, f"vector column {self._vector_column!r} has null values inside vectors")
+            # Zero-copy view of the chunk's values; the one copy is into `out`.
+            out[row : row + m] = values.to_numpy(zero_copy_only=False).reshape(m, dim)
+            row += m
+        if not np.isfinite(out).all():
+            bad_row = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+            raise self._fail(
+                collection, f"vectors must be finite, got NaN or infinity in row {bad_row} (id {int(ids[bad_row])})"
+            )
+        return ids, out
+
+
+__all__ = ["ParquetBackend"]
