@@ -18,9 +18,8 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-import ruvector_rabitq as rr
-
-from ruvector.ray import ShardedIndex, ShardUnavailable, embed_dataset, merge_top_k, shard_of
+import ruvector_rabitq as rr  # noqa: E402
+from ruvector.ray import ShardedIndex, ShardUnavailable, embed_dataset, merge_top_k, shard_of  # noqa: E402
 
 RNG = np.random.default_rng(17)
 X: npt.NDArray[np.float32] = RNG.standard_normal((3000, 24)).astype(np.float32)

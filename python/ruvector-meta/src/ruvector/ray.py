@@ -34,25 +34,28 @@ Importing :mod:`ruvector` does not import this module, nor Ray.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
+import numpy as np
+import numpy.typing as npt
+
+import ruvector_rabitq
 from ruvector_common.errors import InvalidArgument, MissingComponentError, NotFound, VectorIndexError
+from ruvector_rabitq import SearchHit
 
+# Ray's own annotations are partial (handles and refs are generic in the
+# remote class): the module is used untyped, the types are this module's.
 try:
-    import ray
-    import ray.exceptions
+    ray: Any = importlib.import_module("ray")
+    importlib.import_module("ray.exceptions")
 except ModuleNotFoundError as _missing:
     if _missing.name is None or not _missing.name.startswith("ray"):
         raise
     raise MissingComponentError("ruvector.ray", "ray", "ray", "ray") from _missing
-
-import numpy as np
-import numpy.typing as npt
-import ruvector_rabitq
-from ruvector_rabitq import SearchHit
 
 __all__ = ["ShardedIndex", "ShardUnavailable", "shard_of", "embed_dataset", "KINDS"]
 
@@ -79,12 +82,18 @@ class ShardUnavailable(VectorIndexError, TimeoutError):
         self.shards: List[int] = list(shards)
 
 
+def _count(value: object, name: str) -> int:
+    number = _as_int(value)
+    if number is None or number < 1:
+        raise InvalidArgument(f"{name} must be an int >= 1, got {value!r}")
+    return number
+
+
 def shard_of(ids: npt.ArrayLike, shards: int) -> _IdArray:
     """The shard that owns each id: a SplitMix64 finaliser of the id modulo
     ``shards``, so consecutive or strided ids spread evenly. Stable across
     processes, machines and versions (it is part of the saved format)."""
-    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
-        raise InvalidArgument(f"shards must be an int >= 1, got {shards!r}")
+    shards = _count(shards, "shards")
     z = np.asarray(ids, dtype=np.int64).astype(np.uint64)
     with np.errstate(over="ignore"):
         z = z + np.uint64(0x9E3779B97F4A7C15)
@@ -181,7 +190,7 @@ def _as_matrix(vectors: npt.ArrayLike, what: str) -> _F32:
     array = np.asarray(vectors)
     if array.ndim != 2:
         raise InvalidArgument(f"{what} must be a 2-D array of shape (n, dim), got shape {array.shape}")
-    if array.dtype not in (np.float16, np.float32, np.float64):
+    if array.dtype.kind != "f":
         raise InvalidArgument(f"{what} must be float32 (or float16/float64), got dtype {array.dtype}")
     matrix: _F32 = np.ascontiguousarray(array, dtype=np.float32)
     return matrix
@@ -200,9 +209,21 @@ def _as_ids(ids: npt.ArrayLike, what: str = "ids") -> _IdArray:
 
 
 def _check_k(k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= ruvector_rabitq.MAX_K:
+    value = _as_int(k)
+    if value is None or not 1 <= value <= ruvector_rabitq.MAX_K:
         raise InvalidArgument(f"k must be an int from 1 to {ruvector_rabitq.MAX_K}, got {k!r}")
-    return int(k)
+    return value
+
+
+def _as_int(value: object) -> Optional[int]:
+    """``value`` as an int if it is an int or numpy integer (not a bool)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, np.integer):
+        return int(cast(Any, value))
+    return None
 
 
 def merge_top_k(parts: Sequence[_Batch], k: int, higher_is_better: bool) -> _Batch:
@@ -297,8 +318,7 @@ class ShardedIndex:
         ``memory``, ``resources``); shards take ``num_cpus=0`` by default."""
         cls_index = _index_class(kind)
         del cls_index
-        if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
-            raise InvalidArgument(f"shards must be an int >= 1, got {shards!r}")
+        shards = _count(shards, "shards")
         matrix = _as_matrix(vectors, "vectors")
         n = matrix.shape[0]
         id_array = np.arange(n, dtype=np.int64) if ids is None else _as_ids(ids)
@@ -311,7 +331,7 @@ class ShardedIndex:
         if directory is not None:
             os.makedirs(directory, exist_ok=True)
         actor_cls = cls._actor_class(max_restarts, actor_options)
-        actors = []
+        actors: List[Any] = []
         refs: List[Any] = []
         for s in range(shards):
             mask = owners == s
@@ -586,7 +606,9 @@ class ShardedIndex:
         matrix = _as_matrix(vectors, "vectors")
         id_array = _as_ids(ids)
         if id_array.shape[0] != matrix.shape[0]:
-            raise InvalidArgument(f"ids must have one id per vector: expected {matrix.shape[0]}, got {id_array.shape[0]}")
+            raise InvalidArgument(
+                f"ids must have one id per vector: expected {matrix.shape[0]}, got {id_array.shape[0]}"
+            )
         calls = [(self._actors[s], (matrix[m], id_array[m])) for s, m in self._split(id_array)]
         self._call("add_batch", calls, None)
 
@@ -599,7 +621,9 @@ class ShardedIndex:
         matrix = _as_matrix(vectors, "vectors")
         id_array = _as_ids(ids)
         if id_array.shape[0] != matrix.shape[0]:
-            raise InvalidArgument(f"ids must have one id per vector: expected {matrix.shape[0]}, got {id_array.shape[0]}")
+            raise InvalidArgument(
+                f"ids must have one id per vector: expected {matrix.shape[0]}, got {id_array.shape[0]}"
+            )
         calls = [(self._actors[s], (id_array[m], matrix[m])) for s, m in self._split(id_array)]
         self._call("upsert", calls, None)
 
@@ -617,9 +641,10 @@ class ShardedIndex:
         return sum(int(info["len"]) for info in self.info())
 
     def __contains__(self, id: object) -> bool:
-        if isinstance(id, bool) or not isinstance(id, (int, np.integer)) or int(id) < 0:
+        key = _as_int(id)
+        if key is None or key < 0:
             return False
-        s = int(shard_of(np.array([id]), len(self._actors))[0])
+        s = int(shard_of(np.array([key]), len(self._actors))[0])
         found: List[bool] = self._call("contains", [(self._actors[s], (np.array([id], dtype=np.int64),))], None)[0]
         return bool(found[0])
 
@@ -699,10 +724,8 @@ def embed_dataset(
     for bit whatever the batching. Lazy like any Dataset transform:
     ``.materialize()``, ``.to_numpy_refs()`` or a write starts it.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidArgument(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise InvalidArgument(f"concurrency must be an int >= 1, got {concurrency!r}")
+    batch_size = _count(batch_size, "batch_size")
+    concurrency = _count(concurrency, "concurrency")
     extra: Dict[str, Any] = {}
     if num_cpus is not None:
         extra["num_cpus"] = num_cpus
