@@ -479,7 +479,9 @@ class ShardedIndex:
         if queries.shape[1] != self.dim:
             raise InvalidArgument(f"queries must have dim {self.dim} columns, got {queries.shape[1]}")
         opts = {name: value for name, value in options.items() if value is not None}
-        queries_ref = ray.put(queries)
+        # One object-store copy shared by every shard for a big batch; a
+        # small one goes inline with each call (no store round trip).
+        queries_ref: Any = ray.put(queries) if queries.nbytes > 64 * 1024 else queries
         if filter is None:
             return [(a, (queries_ref, k, opts, None)) for a in self._actors]
         allowed = _as_ids(filter.ids if isinstance(filter, ruvector_rabitq.IdSet) else filter, "filter")
