@@ -143,3 +143,11 @@ def test_embed_dataset_equals_in_process() -> None:
     want = rve.Embedder.from_pretrained(model).embed_batch(texts)
     assert got.dtype == np.float32 and got.shape == (60, 384)
     np.testing.assert_array_equal(got, want)
+    # the embedded Dataset builds a sharded index directly
+    sharded = ShardedIndex.build(out, shards=2, kind="FlatF32Index", id_column="n", metric="cosine")
+    one = rr.FlatF32Index.build(want, metric="cosine")
+    s_ids, s_scores = sharded.search_batch(want[:5], 7)
+    o_ids, o_scores = one.search_batch(want[:5], 7)
+    np.testing.assert_array_equal(s_ids, o_ids)
+    np.testing.assert_allclose(s_scores, o_scores, rtol=0, atol=0)
+    sharded.shutdown()

@@ -37,6 +37,7 @@ import asyncio
 import importlib
 import json
 import os
+import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
@@ -226,6 +227,31 @@ def _as_int(value: object) -> Optional[int]:
     return None
 
 
+def _is_dataset(value: object) -> bool:
+    """Whether ``value`` is a Ray Dataset (without importing Ray Data for it:
+    whoever made one has imported it already)."""
+    data = sys.modules.get("ray.data")
+    return data is not None and isinstance(value, data.Dataset)
+
+
+def _from_dataset(ds: Any, column: str, id_column: Optional[str]) -> Tuple[_F32, Optional[_IdArray]]:
+    """The ``column`` vectors (and ``id_column`` ids) of a Ray Dataset, in row order."""
+    columns: List[str] = list(ds.columns() or ())
+    for name in (column, id_column):
+        if name is not None and name not in columns:
+            raise InvalidArgument(f"the dataset has no column {name!r}; expected one of {columns}")
+    rows: List[_F32] = []
+    ids: List[_IdArray] = []
+    for batch in ds.iter_batches(batch_size=65536, batch_format="numpy"):
+        rows.append(np.asarray(np.stack(list(batch[column])) if batch[column].dtype == object else batch[column]))
+        if id_column is not None:
+            ids.append(np.asarray(batch[id_column]))
+    if not rows:
+        raise InvalidArgument("the dataset has no rows")
+    matrix = np.concatenate(rows).astype(np.float32, copy=False)
+    return matrix, (np.concatenate(ids).astype(np.int64) if id_column is not None else None)
+
+
 def merge_top_k(parts: Sequence[_Batch], k: int, higher_is_better: bool) -> _Batch:
     """Merges per-shard ``(ids, scores)`` of shape ``(nq, k_i)`` into one
     ``(nq, k)``: best score first, ties by ascending id, padding (id ``-1``)
@@ -299,7 +325,7 @@ class ShardedIndex:
     @classmethod
     def build(
         cls,
-        vectors: npt.ArrayLike,
+        vectors: Any,
         ids: Optional[npt.ArrayLike] = None,
         *,
         shards: int,
@@ -308,6 +334,8 @@ class ShardedIndex:
         max_restarts: int = 3,
         timeout: float = 60.0,
         actor_options: Optional[Dict[str, Any]] = None,
+        column: str = "embedding",
+        id_column: Optional[str] = None,
         **index_options: Any,
     ) -> ShardedIndex:
         """Splits ``vectors`` (ids ``ids``, default ``0..n-1``) by owner into
@@ -315,10 +343,16 @@ class ShardedIndex:
         (``seed``, ``nlist``, ``metric``, ...). With ``dir`` every shard is saved
         there once built, and a restarted actor reloads it from there.
         ``actor_options`` go to Ray's ``.options`` (e.g. ``num_cpus``,
-        ``memory``, ``resources``); shards take ``num_cpus=0`` by default."""
+        ``memory``, ``resources``); shards take ``num_cpus=0`` by default.
+
+        ``vectors`` may also be a Ray Dataset (e.g. from :func:`embed_dataset`):
+        its ``column`` holds the vectors and ``id_column`` (if given) the ids;
+        the rows pass through this process once on their way to the shards."""
         cls_index = _index_class(kind)
         del cls_index
         shards = _count(shards, "shards")
+        if _is_dataset(vectors):
+            vectors, ids = _from_dataset(vectors, column, id_column)
         matrix = _as_matrix(vectors, "vectors")
         n = matrix.shape[0]
         id_array = np.arange(n, dtype=np.int64) if ids is None else _as_ids(ids)
