@@ -474,18 +474,20 @@ class ShardedIndex:
                 del pending[i]
                 try:
                     results[i] = ray.get(ref)
-                except ray.exceptions.ActorDiedError as error:
-                    dead[i] = f"died for good: {error}"
-                except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError):
+                except ray.exceptions.RayActorError as error:
+                    # A call in flight when its actor died fails even when Ray
+                    # restarts the actor: send it again until the deadline. An
+                    # actor out of restarts keeps failing and so times out.
+                    died = isinstance(error, ray.exceptions.ActorDiedError)
                     if time.monotonic() < deadline:
-                        time.sleep(0.05)
+                        time.sleep(0.1 if died else 0.05)
                         actor, args = calls[i]
                         pending[i] = getattr(actor, method).remote(*args)
                     else:
-                        dead[i] = "was restarting"
+                        dead[i] = "is dead (no restart left)" if died else "was restarting"
             if pending and time.monotonic() >= deadline:
                 for i in pending:
-                    dead[i] = "was restarting or busy"
+                    dead.setdefault(i, "was restarting or busy")
                 pending.clear()
         if dead:
             shard_numbers = [self._shard_number(calls[i][0]) for i in sorted(dead)]
