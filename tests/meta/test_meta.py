@@ -164,6 +164,7 @@ def test_distribution_metadata_declares_extras() -> None:
         "llamaindex",
         "mcp",
         "rabitq",
+        "ray",
     ]
     by_extra: Dict[str, List[str]] = {}
     for requirement in importlib.metadata.requires("ruvector") or []:
@@ -180,6 +181,7 @@ def test_distribution_metadata_declares_extras() -> None:
         "mcp": ["ruvector[rabitq,embed]", "mcp>=2,<3"],
         "langchain": ["ruvector[rabitq]", "langchain-core>=1,<2"],
         "llamaindex": ["ruvector[rabitq]", "llama-index-core>=0.14,<0.15"],
+        "ray": ["ruvector[rabitq,embed]", "ray[data]>=2.40,<3"],
     }
 
 
@@ -228,6 +230,25 @@ def test_own_names_load_nothing_until_used(tmp_path: pathlib.Path) -> None:
         tmp_path,
     )
     assert out == {"listed": True, "collection_error": True, "loaded": []}
+
+
+def test_ray_module_without_ray_names_the_extra(tmp_path: pathlib.Path) -> None:
+    out = run_python(
+        """
+        import json, sys
+        import ruvector
+        loaded_by_ruvector = "ray" in sys.modules
+        try:
+            import ruvector.ray
+            result = None
+        except ruvector.MissingComponentError as e:
+            result = [e.extra, e.dist, e.name_requested, isinstance(e, ImportError)]
+        print(json.dumps({"result": result, "loaded": loaded_by_ruvector}))
+        """,
+        tmp_path,
+        block=("ray",),
+    )
+    assert out == {"result": ["ray", "ray", "ruvector.ray", True], "loaded": False}
 
 
 def test_collection_without_rabitq_names_the_extra(tmp_path: pathlib.Path) -> None:
