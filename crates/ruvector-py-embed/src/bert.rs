@@ -45,7 +45,7 @@ struct Layer {
     ln2: (Vec<f32>, Vec<f32>),
 }
 
-/// Weights of a BERT encoder.
+/// Weights of a BERT-family encoder (BERT, XLM-RoBERTa, MPNet).
 pub struct Bert {
     cfg: BertConfig,
     word: Vec<f32>,
@@ -854,6 +854,32 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.to_string().contains("1 to 1300 tokens"), "{e}");
+    }
+
+    #[test]
+    fn mpnet_relative_buckets() {
+        // rel = key − query: keys before the query take buckets 0..16,
+        // keys after it 16..32; exact below 8, log classes up to 128.
+        let cases = [
+            (0, 0),
+            (-1, 1),
+            (1, 17),
+            (-7, 7),
+            (-8, 8),
+            (-15, 9),
+            (-16, 10),
+            (-31, 11),
+            (-32, 12),
+            (-64, 14),
+            (-127, 15),
+            (-128, 15),
+            (-5000, 15),
+            (16, 26),
+            (5000, 31),
+        ];
+        for (rel, want) in cases {
+            assert_eq!(relative_bucket(rel), want, "rel {rel}");
+        }
     }
 
     #[test]

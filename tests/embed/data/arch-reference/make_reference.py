@@ -5,7 +5,8 @@ Needs PyTorch, ``transformers`` and ``tokenizers`` (the tests do not):
 
     python tests/embed/data/arch-reference/make_reference.py
 
-For each architecture it trains a tiny tokenizer of the model's kind on the
+For each architecture (and for BERT with a Unigram vocabulary, the shape of
+paraphrase-multilingual-MiniLM-L12-v2 and multilingual-e5-small) it trains a tiny tokenizer of the model's kind on the
 sentences below (XLM-RoBERTa: SentencePiece-style Unigram with Metaspace;
 MPNet: lower-casing WordPiece with ``<s> … </s>``), builds the transformers
 model from a small config with seeded random weights (scaled up from the
@@ -15,6 +16,10 @@ sentence-transformers folder (``config.json``, ``model.safetensors``,
 ``sentence_bert_config.json``) next to ``reference.npz``: the token ids and
 the mean- and CLS-pooled, unnormalised embeddings of every sentence,
 computed by transformers one sentence at a time.
+
+Tokenizer training is not reproducible bit for bit (the trainers break ties
+in hash order), so a rerun rewrites every file of each folder together; the
+weights are seeded and do not change.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any, Dict, List
 import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import MPNetConfig, MPNetModel, XLMRobertaConfig, XLMRobertaModel
+from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel, XLMRobertaConfig, XLMRobertaModel
 
 HERE = Path(__file__).parent
 SEED = 20261203
@@ -51,7 +56,9 @@ SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 
 def xlmr_tokenizer() -> Tokenizer:
     tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" {2,}", " ")])
+    # NFC, not XLM-RoBERTa's NFKC-like charsmap: the embedder's growth guard
+    # (normalizer × pre-tokenizer at most 64) refuses NFKC (11) × Metaspace (6).
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(" {2,}", " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=SPECIALS, unk_token="<unk>")
@@ -179,6 +186,25 @@ def main() -> None:
     out = HERE / "xlm-roberta"
     write_folder(out, xlmr, xtok, "mean", 128)
     reference(out, xlmr, xtok, 128)
+
+    # BERT layers with XLM-RoBERTa's kind of tokenizer: absolute positions
+    # from 0 even though <pad> is token 1.
+    bcfg = BertConfig(
+        vocab_size=xtok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        type_vocab_size=2,
+        pad_token_id=0,
+        layer_norm_eps=1e-12,
+    )
+    bert = BertModel(bcfg, add_pooling_layer=False)
+    scramble(bert)
+    out = HERE / "bert-unigram"
+    write_folder(out, bert, xtok, "mean", 128)
+    reference(out, bert, xtok, 128)
 
     mtok = mpnet_tokenizer()
     mcfg = MPNetConfig(
