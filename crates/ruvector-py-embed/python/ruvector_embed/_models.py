@@ -165,15 +165,62 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         note=(
             "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
             "them), so it loads unverified from local sources and is never downloaded. A 12-layer BERT encoder "
-            "(config.json model_type \"bert\", absolute positions) with XLM-RoBERTa's SentencePiece (Unigram) "
+            '(config.json model_type "bert", absolute positions) with XLM-RoBERTa\'s SentencePiece (Unigram) '
             "vocabulary of 250,037 tokens"
         ),
         architecture="bert",
         dim=384,
         languages=(
-            "ar", "bg", "ca", "cs", "da", "de", "el", "en", "es", "et", "fa", "fi", "fr", "gl", "gu", "he", "hi",
-            "hr", "hu", "hy", "id", "it", "ja", "ka", "ko", "ku", "lt", "lv", "mk", "mn", "mr", "ms", "my", "nb",
-            "nl", "pl", "pt", "ro", "ru", "sk", "sl", "sq", "sr", "sv", "th", "tr", "uk", "ur", "vi", "zh",
+            "ar",
+            "bg",
+            "ca",
+            "cs",
+            "da",
+            "de",
+            "el",
+            "en",
+            "es",
+            "et",
+            "fa",
+            "fi",
+            "fr",
+            "gl",
+            "gu",
+            "he",
+            "hi",
+            "hr",
+            "hu",
+            "hy",
+            "id",
+            "it",
+            "ja",
+            "ka",
+            "ko",
+            "ku",
+            "lt",
+            "lv",
+            "mk",
+            "mn",
+            "mr",
+            "ms",
+            "my",
+            "nb",
+            "nl",
+            "pl",
+            "pt",
+            "ro",
+            "ru",
+            "sk",
+            "sl",
+            "sq",
+            "sr",
+            "sv",
+            "th",
+            "tr",
+            "uk",
+            "ur",
+            "vi",
+            "zh",
         ),
     ),
     "multilingual-e5-small": ModelSpec(
@@ -223,7 +270,7 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         note=(
             "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
             "them), so it loads unverified from local sources and is never downloaded. Despite the name an "
-            "XLM-RoBERTa base encoder (config.json model_type \"xlm-roberta\"), trained to match "
+            'XLM-RoBERTa base encoder (config.json model_type "xlm-roberta"), trained to match '
             "paraphrase-mpnet-base-v2 in 50+ languages (listed as 'mul')"
         ),
         architecture="xlm-roberta",

@@ -1,3 +1,4 @@
+# type: ignore
 """Builds the small random-weight XLM-RoBERTa and MPNet models of
 ``test_embed_architectures.py`` and their reference embeddings.
 
@@ -57,15 +58,13 @@ SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 def xlmr_tokenizer() -> Tokenizer:
     tok = Tokenizer(models.Unigram())
     # NFC, not XLM-RoBERTa's NFKC-like charsmap: the embedder's growth guard
-    # (normalizer × pre-tokenizer at most 64) refuses NFKC (11) × Metaspace (6).
+    # (normalizer times pre-tokenizer at most 64) refuses NFKC (11) by Metaspace (6).
     tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(" {2,}", " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=SPECIALS, unk_token="<unk>")
     tok.train_from_iterator(SENTENCES * 4, trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
-    )
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
     return tok
 
 
@@ -76,9 +75,7 @@ def mpnet_tokenizer() -> Tokenizer:
     tok.decoder = decoders.WordPiece()
     trainer = trainers.WordPieceTrainer(vocab_size=300, special_tokens=SPECIALS)
     tok.train_from_iterator(SENTENCES * 4, trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
-    )
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
     return tok
 
 
@@ -98,9 +95,7 @@ def scramble(model: torch.nn.Module) -> None:
                 p.copy_(0.15 * noise)
 
 
-def write_folder(
-    out: Path, model: torch.nn.Module, tok: Tokenizer, pooling: str, max_seq_length: int
-) -> None:
+def write_folder(out: Path, model: torch.nn.Module, tok: Tokenizer, pooling: str, max_seq_length: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tok.save(str(out / "tokenizer.json"))
@@ -153,7 +148,7 @@ def reference(out: Path, model: torch.nn.Module, tok: Tokenizer, max_seq_length:
     mask = [[1] * len(b) + [0] * (width - len(b)) for b in batch]
     with torch.no_grad():
         h = model(input_ids=torch.tensor(pad), attention_mask=torch.tensor(mask)).last_hidden_state
-    for k, b in enumerate(batch):
+    for k in range(len(batch)):
         np.testing.assert_allclose(h[k, 0].numpy(), cls[k], atol=1e-5)
     np.savez(
         out / "reference.npz",
