@@ -3,7 +3,7 @@
 
 The folders under ``data/arch-reference`` hold small random-weight models of
 each architecture with a tokenizer trained for them, and the embeddings
-transformers computed for them (``make_reference.py`` there, which needs
+transformers computed for them (``make_arch_reference.py`` there, which needs
 PyTorch; these tests do not). Each model's ids, mean- and CLS-pooled and
 normalised embeddings must match the reference.
 """

@@ -4,7 +4,7 @@
 
 Needs PyTorch, ``transformers`` and ``tokenizers`` (the tests do not):
 
-    python tests/embed/data/arch-reference/make_reference.py
+    python tests/embed/data/arch-reference/make_arch_reference.py
 
 For each architecture (and for BERT with a Unigram vocabulary, the shape of
 paraphrase-multilingual-MiniLM-L12-v2 and multilingual-e5-small) it trains a tiny tokenizer of the model's kind on the
