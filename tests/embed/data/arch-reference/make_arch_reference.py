@@ -2,13 +2,15 @@
 """Builds the small random-weight XLM-RoBERTa and MPNet models of
 ``test_embed_architectures.py`` and their reference embeddings.
 
-Needs PyTorch, ``transformers`` and ``tokenizers`` (the tests do not):
+Needs PyTorch, ``transformers``, ``tokenizers``, ``sentencepiece`` and
+``protobuf`` (the tests do not):
 
     python tests/embed/data/arch-reference/make_arch_reference.py
 
 For each architecture (and for BERT with a Unigram vocabulary, the shape of
 paraphrase-multilingual-MiniLM-L12-v2 and multilingual-e5-small) it trains a tiny tokenizer of the model's kind on the
-sentences below (XLM-RoBERTa: SentencePiece-style Unigram with Metaspace;
+sentences below (XLM-RoBERTa: SentencePiece Unigram with the ``nmt_nfkc``
+character map, as the real one;
 MPNet: lower-casing WordPiece with ``<s> … </s>``), builds the transformers
 model from a small config with seeded random weights (scaled up from the
 default initialisation so that every tensor moves the output), and writes a
@@ -26,12 +28,13 @@ weights are seeded and do not change.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel, XLMRobertaConfig, XLMRobertaModel
 
 HERE = Path(__file__).parent
@@ -56,15 +59,42 @@ SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 
 
 def xlmr_tokenizer() -> Tokenizer:
-    tok = Tokenizer(models.Unigram())
-    # NFC, not XLM-RoBERTa's NFKC-like charsmap: the embedder's growth guard
-    # (normalizer times pre-tokenizer at most 64) refuses NFKC (11) by Metaspace (6).
-    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(" {2,}", " ")])
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=SPECIALS, unk_token="<unk>")
-    tok.train_from_iterator(SENTENCES * 4, trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    """XLM-RoBERTa's tokenizer shape: a SentencePiece Unigram model trained
+    with the ``nmt_nfkc`` rule, its precompiled character map as the
+    normalizer (then runs of spaces collapsed), Metaspace, and fairseq's
+    ids for the special tokens (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2,
+    ``<unk>`` 3), as transformers converts the real one."""
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        corpus.write_text("\n".join(SENTENCES * 4), encoding="utf-8")
+        spm.SentencePieceTrainer.train(
+            input=str(corpus),
+            model_prefix=str(Path(tmp) / "sp"),
+            vocab_size=150,
+            model_type="unigram",
+            normalization_rule_name="nmt_nfkc",
+            hard_vocab_limit=False,
+            minloglevel=2,
+        )
+        proto = sentencepiece_model_pb2.ModelProto()
+        proto.ParseFromString((Path(tmp) / "sp.model").read_bytes())
+    # SentencePiece's own <unk>, <s>, </s> come first; fairseq's four replace them.
+    vocab = [(t, 0.0) for t in SPECIALS] + [(p.piece, p.score) for p in proto.pieces[3:]]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=3, byte_fallback=False))
+    tok.normalizer = normalizers.Sequence(
+        [
+            normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap),
+            normalizers.Replace(Regex(" {2,}"), " "),
+        ]
+    )
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
     return tok
 
 
