@@ -54,7 +54,7 @@ def test_chained_expanding_normalizer_is_refused(minilm_dir: Path, tmp_path: Pat
     [
         (replace("o", "o" * 1000), None, "1.000e3 times"),
         (replace("", "xy" * 40), None, "8.100e1 times"),
-        (replace(".", "o" * 100, regex=True), None, "1.010e2 times"),
+        (replace(".", "o" * 100, regex=True), None, "1.000e2 times"),
         ({"type": "Prepend", "prepend": "p" * 200}, None, "2.010e2 times"),
         (
             {"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "NFKD"}]},

@@ -15,7 +15,16 @@ from ruvector_embed import convert_mobilenet as cm
 
 def test_every_known_model_is_listed_text_first() -> None:
     models = rve.list_models()
-    assert [m.name for m in models] == ["all-MiniLM-L6-v2", "bge-small-en-v1.5", "mobilenetv3-small"]
+    assert [m.name for m in models] == [
+        "all-MiniLM-L6-v2",
+        "all-mpnet-base-v2",
+        "bge-small-en-v1.5",
+        "multilingual-e5-base",
+        "multilingual-e5-small",
+        "paraphrase-multilingual-MiniLM-L12-v2",
+        "paraphrase-multilingual-mpnet-base-v2",
+        "mobilenetv3-small",
+    ]
     assert {m.name for m in models} == set(rve.KNOWN_MODELS)
     assert all(isinstance(m, rve.ModelInfo) for m in models)
     with pytest.raises(dataclasses.FrozenInstanceError):

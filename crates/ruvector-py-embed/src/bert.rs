@@ -1,5 +1,15 @@
-//! The BERT encoder forward pass (post-LayerNorm, absolute positions, exact
-//! GELU), written for inference on CPU.
+//! The BERT-family encoder forward pass (post-LayerNorm, learned positions,
+//! exact GELU), written for inference on CPU. Three families share it:
+//!
+//! * **BERT** — positions from 0, token type 0 added to every token;
+//! * **XLM-RoBERTa** — the same layers, positions counted from
+//!   `pad_token_id + 1` (a padding token takes position `pad_token_id`),
+//!   its single token type added to every token;
+//! * **MPNet** — positions as RoBERTa with padding index 1, no token types,
+//!   and a relative position bias (T5-style log buckets of the key−query
+//!   distance, one learned value per bucket and head) added to the scaled
+//!   attention scores of every layer; the bias depends only on the distance,
+//!   so one table per chunk serves every sequence and layer.
 //!
 //! Sentences are *packed*, not padded: the token rows of every sentence in a
 //! chunk are stacked into one `(tokens, hidden)` matrix, so the dense layers
@@ -12,7 +22,7 @@ use ruvector_py_core::interrupt::Cancel;
 
 use crate::error::{Error, Result};
 
-use crate::config::{BertConfig, Pooling};
+use crate::config::{Arch, BertConfig, Pooling};
 
 /// Query rows per block of attention scores: a sequence longer than this is
 /// attended in row blocks, so the score buffer stays at most
@@ -35,14 +45,64 @@ struct Layer {
     ln2: (Vec<f32>, Vec<f32>),
 }
 
-/// Weights of a BERT encoder.
+/// Weights of a BERT-family encoder (BERT, XLM-RoBERTa, MPNet).
 pub struct Bert {
     cfg: BertConfig,
     word: Vec<f32>,
     pos: Vec<f32>,
+    /// Token type embeddings (empty for MPNet, which has none).
     typ: Vec<f32>,
     ln: (Vec<f32>, Vec<f32>),
     layers: Vec<Layer>,
+    /// MPNet's relative attention bias, `(buckets, heads)` (empty otherwise).
+    rel: Vec<f32>,
+}
+
+/// Names of a layer's attention tensors (without `.weight` / `.bias`):
+/// query, key, value, output projection, LayerNorm.
+fn attention_names(arch: Arch) -> [&'static str; 5] {
+    match arch {
+        Arch::Bert | Arch::XlmRoberta => [
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+            "attention.output.LayerNorm",
+        ],
+        Arch::MpNet => [
+            "attention.attn.q",
+            "attention.attn.k",
+            "attention.attn.v",
+            "attention.attn.o",
+            "attention.LayerNorm",
+        ],
+    }
+}
+
+/// Number of relative position classes MPNet uses (transformers passes 32
+/// whatever `relative_attention_num_buckets` says).
+const REL_BUCKETS: usize = 32;
+/// Distance from which every relative position shares the last log bucket.
+const REL_MAX_DISTANCE: f32 = 128.0;
+
+/// MPNet's bucket of the relative position `rel = key − query`: one half of
+/// the buckets per direction, exact distances below 8, logarithmic classes
+/// up to [`REL_MAX_DISTANCE`]. The logarithm is taken in float32, as the
+/// reference does, so the class boundaries fall where its do.
+fn relative_bucket(rel: i64) -> usize {
+    let half = REL_BUCKETS / 2;
+    let n = -rel;
+    let mut ret = if n < 0 { half } else { 0 };
+    let n = n.unsigned_abs() as usize;
+    let max_exact = half / 2;
+    if n < max_exact {
+        ret += n;
+    } else {
+        let scale = (f64::from(REL_MAX_DISTANCE) / max_exact as f64).ln() as f32;
+        let v = ((n as f32 / max_exact as f32).ln() / scale * (half - max_exact) as f32) as usize;
+        ret += (max_exact + v).min(half - 1);
+    }
+    ret
 }
 
 /// Scratch buffers reused across the layers of one chunk.
@@ -226,17 +286,23 @@ fn softmax_rows(s: &mut [f32], width: usize) {
 
 impl Bert {
     /// The tensor-name prefix of a checkpoint: `""` or `"bert."`.
-    fn prefix(st: &SafeTensors) -> Result<&'static str> {
+    fn prefix(st: &SafeTensors, arch: Arch) -> Result<&'static str> {
+        let model = match arch {
+            Arch::Bert => "bert.",
+            Arch::XlmRoberta => "roberta.",
+            Arch::MpNet => "mpnet.",
+        };
         if st.contains("embeddings.word_embeddings.weight") {
             Ok("")
-        } else if st.contains("bert.embeddings.word_embeddings.weight") {
-            Ok("bert.")
+        } else if st.contains(&format!("{model}embeddings.word_embeddings.weight")) {
+            Ok(model)
         } else {
             let mut some: Vec<&str> = st.names().take(5).collect();
             some.sort_unstable();
             Err(Error::Embed(format!(
                 "the checkpoint has no embeddings.word_embeddings.weight tensor, so it is not \
-                 a BERT encoder (some of its tensors: {})",
+                 a {} encoder (some of its tensors: {})",
+                arch.name(),
                 some.join(", ")
             )))
         }
@@ -246,13 +312,14 @@ impl Bert {
     /// the right shape and a supported dtype, and no extra encoder layer,
     /// without converting anything.
     pub fn check(st: &SafeTensors, cfg: &BertConfig) -> Result<()> {
-        let prefix = Self::prefix(st)?;
+        let prefix = Self::prefix(st, cfg.arch)?;
         for (name, shape) in Self::tensor_shapes(cfg) {
             st.check(&format!("{prefix}{name}"), &shape)?;
         }
         if st.contains(&format!(
-            "{prefix}encoder.layer.{}.attention.self.query.weight",
-            cfg.layers
+            "{prefix}encoder.layer.{}.{}.weight",
+            cfg.layers,
+            attention_names(cfg.arch)[0]
         )) {
             return Err(Error::Embed(format!(
                 "the checkpoint has more encoder layers than num_hidden_layers = {} in config.json",
@@ -267,8 +334,9 @@ impl Bert {
     /// to be finite. Tensor names may carry a `bert.` prefix.
     pub fn load(st: &SafeTensors, cfg: &BertConfig) -> Result<Self> {
         Self::check(st, cfg)?;
-        let prefix = Self::prefix(st)?;
+        let prefix = Self::prefix(st, cfg.arch)?;
         let (h, i) = (cfg.hidden, cfg.intermediate);
+        let [nq, nk, nv, no, nln] = attention_names(cfg.arch);
         let get = |name: &str, shape: &[usize]| st.f32(&format!("{prefix}{name}"), shape);
         let ln = |name: &str| -> Result<(Vec<f32>, Vec<f32>)> {
             Ok((
@@ -281,16 +349,16 @@ impl Bert {
             let p = format!("encoder.layer.{l}");
             let mut wqkv = Vec::with_capacity(3 * h * h);
             let mut bqkv = Vec::with_capacity(3 * h);
-            for part in ["query", "key", "value"] {
-                wqkv.extend(get(&format!("{p}.attention.self.{part}.weight"), &[h, h])?);
-                bqkv.extend(get(&format!("{p}.attention.self.{part}.bias"), &[h])?);
+            for part in [nq, nk, nv] {
+                wqkv.extend(get(&format!("{p}.{part}.weight"), &[h, h])?);
+                bqkv.extend(get(&format!("{p}.{part}.bias"), &[h])?);
             }
             layers.push(Layer {
                 wqkv,
                 bqkv,
-                wo: get(&format!("{p}.attention.output.dense.weight"), &[h, h])?,
-                bo: get(&format!("{p}.attention.output.dense.bias"), &[h])?,
-                ln1: ln(&format!("{p}.attention.output.LayerNorm"))?,
+                wo: get(&format!("{p}.{no}.weight"), &[h, h])?,
+                bo: get(&format!("{p}.{no}.bias"), &[h])?,
+                ln1: ln(&format!("{p}.{nln}"))?,
                 wi: get(&format!("{p}.intermediate.dense.weight"), &[i, h])?,
                 bi: get(&format!("{p}.intermediate.dense.bias"), &[i])?,
                 wo2: get(&format!("{p}.output.dense.weight"), &[h, i])?,
@@ -304,12 +372,24 @@ impl Bert {
                 "embeddings.position_embeddings.weight",
                 &[cfg.max_positions, h],
             )?,
-            typ: get(
-                "embeddings.token_type_embeddings.weight",
-                &[cfg.type_vocab, h],
-            )?,
+            typ: if cfg.type_vocab > 0 {
+                get(
+                    "embeddings.token_type_embeddings.weight",
+                    &[cfg.type_vocab, h],
+                )?
+            } else {
+                Vec::new()
+            },
             ln: ln("embeddings.LayerNorm")?,
             layers,
+            rel: if cfg.rel_buckets > 0 {
+                get(
+                    "encoder.relative_attention_bias.weight",
+                    &[cfg.rel_buckets, cfg.heads],
+                )?
+            } else {
+                Vec::new()
+            },
             cfg: cfg.clone(),
         })
     }
@@ -318,6 +398,7 @@ impl Bert {
     /// encoder reads.
     fn tensor_shapes(cfg: &BertConfig) -> Vec<(String, Vec<usize>)> {
         let (h, i) = (cfg.hidden, cfg.intermediate);
+        let [nq, nk, nv, no, nln] = attention_names(cfg.arch);
         let mut out: Vec<(String, Vec<usize>)> = vec![
             (
                 "embeddings.word_embeddings.weight".into(),
@@ -327,26 +408,34 @@ impl Bert {
                 "embeddings.position_embeddings.weight".into(),
                 vec![cfg.max_positions, h],
             ),
-            (
-                "embeddings.token_type_embeddings.weight".into(),
-                vec![cfg.type_vocab, h],
-            ),
             ("embeddings.LayerNorm.weight".into(), vec![h]),
             ("embeddings.LayerNorm.bias".into(), vec![h]),
         ];
+        if cfg.type_vocab > 0 {
+            out.push((
+                "embeddings.token_type_embeddings.weight".into(),
+                vec![cfg.type_vocab, h],
+            ));
+        }
+        if cfg.rel_buckets > 0 {
+            out.push((
+                "encoder.relative_attention_bias.weight".into(),
+                vec![cfg.rel_buckets, cfg.heads],
+            ));
+        }
         for l in 0..cfg.layers {
             let p = format!("encoder.layer.{l}");
-            for part in ["query", "key", "value"] {
-                out.push((format!("{p}.attention.self.{part}.weight"), vec![h, h]));
-                out.push((format!("{p}.attention.self.{part}.bias"), vec![h]));
+            for part in [nq, nk, nv] {
+                out.push((format!("{p}.{part}.weight"), vec![h, h]));
+                out.push((format!("{p}.{part}.bias"), vec![h]));
             }
-            out.push((format!("{p}.attention.output.dense.weight"), vec![h, h]));
-            out.push((format!("{p}.attention.output.dense.bias"), vec![h]));
+            out.push((format!("{p}.{no}.weight"), vec![h, h]));
+            out.push((format!("{p}.{no}.bias"), vec![h]));
             out.push((format!("{p}.intermediate.dense.weight"), vec![i, h]));
             out.push((format!("{p}.intermediate.dense.bias"), vec![i]));
             out.push((format!("{p}.output.dense.weight"), vec![h, i]));
             out.push((format!("{p}.output.dense.bias"), vec![h]));
-            for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            for ln in [nln, "output.LayerNorm"] {
                 out.push((format!("{p}.{ln}.weight"), vec![h]));
                 out.push((format!("{p}.{ln}.bias"), vec![h]));
             }
@@ -376,7 +465,12 @@ impl Bert {
                     + 2 * l.ln2.0.len()
             })
             .sum();
-        4 * (l + self.word.len() + self.pos.len() + self.typ.len() + 2 * self.ln.0.len())
+        4 * (l
+            + self.word.len()
+            + self.pos.len()
+            + self.typ.len()
+            + self.rel.len()
+            + 2 * self.ln.0.len())
     }
 
     /// Embeds each token sequence of `seqs` (ids including `[CLS]`/`[SEP]`,
@@ -416,10 +510,10 @@ impl Bert {
         }
         let total: usize = seqs.iter().map(|s| s.len()).sum();
         let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
-        if longest > c.max_positions || seqs.iter().any(|s| s.is_empty()) {
+        if longest > c.max_tokens() || seqs.iter().any(|s| s.is_empty()) {
             return Err(Error::Embed(format!(
                 "token sequences must hold 1 to {} tokens, got one of {longest}",
-                c.max_positions
+                c.max_tokens()
             )));
         }
         let mut s = Scratch {
@@ -431,10 +525,38 @@ impl Bert {
             scores: vec![0.0; longest.min(attn_rows) * longest],
         };
 
-        // Embeddings: word + position + token type 0, then LayerNorm.
+        // MPNet: the bias of every head for each key−query distance
+        // −(longest−1)..=longest−1, `rel_bias[head · width + (j − i + longest − 1)]`.
+        let width = 2 * longest - 1;
+        let mut rel_bias = Vec::new();
+        if !self.rel.is_empty() {
+            rel_bias = vec![0.0f32; heads * width];
+            for k in 0..width {
+                let bucket = relative_bucket(k as i64 - (longest as i64 - 1));
+                for head in 0..heads {
+                    rel_bias[head * width + k] = self.rel[bucket * heads + head];
+                }
+            }
+        }
+
+        // Embeddings: word + token type 0 (if any) + position, then LayerNorm.
         let mut row = 0;
         for seq in seqs {
+            // RoBERTa-style position ids: padding tokens sit at pad_id, the
+            // others count up from pad_id + 1.
+            let mut seen = 0usize;
             for (p, &id) in seq.iter().enumerate() {
+                let p = match c.arch {
+                    Arch::Bert => p,
+                    Arch::XlmRoberta | Arch::MpNet => {
+                        if id as usize == c.pad_id {
+                            c.pad_id
+                        } else {
+                            seen += 1;
+                            c.pad_id + seen
+                        }
+                    }
+                };
                 let id = id as usize;
                 if id >= c.vocab_size {
                     return Err(Error::Embed(format!(
@@ -444,13 +566,19 @@ impl Bert {
                     )));
                 }
                 let dst = &mut s.x[row * h..(row + 1) * h];
-                let (w, ps, t) = (
+                let (w, ps) = (
                     &self.word[id * h..(id + 1) * h],
                     &self.pos[p * h..(p + 1) * h],
-                    &self.typ[..h],
                 );
-                for j in 0..h {
-                    dst[j] = w[j] + t[j] + ps[j];
+                if self.typ.is_empty() {
+                    for j in 0..h {
+                        dst[j] = w[j] + ps[j];
+                    }
+                } else {
+                    let t = &self.typ[..h];
+                    for j in 0..h {
+                        dst[j] = w[j] + t[j] + ps[j];
+                    }
                 }
                 row += 1;
             }
@@ -495,6 +623,17 @@ impl Bert {
                                 l as isize,
                                 1,
                             );
+                            if !rel_bias.is_empty() {
+                                let bias = &rel_bias[head * width..(head + 1) * width];
+                                for (r, srow) in scores.chunks_exact_mut(l).enumerate() {
+                                    // Distance j − i for i = r0 + r: index
+                                    // j − i + longest − 1.
+                                    let start = longest - 1 - (r0 + r);
+                                    for (v, &b) in srow.iter_mut().zip(&bias[start..start + l]) {
+                                        *v += b;
+                                    }
+                                }
+                            }
                             softmax_rows(scores, l);
                             matrixmultiply::sgemm(
                                 rows,
@@ -649,6 +788,9 @@ mod tests {
         let ln = (vec![1.0; h], vec![0.0; h]);
         Bert {
             cfg: BertConfig {
+                arch: Arch::Bert,
+                pad_id: 0,
+                rel_buckets: 0,
                 vocab_size: v,
                 hidden: h,
                 layers: 1,
@@ -674,6 +816,7 @@ mod tests {
                 bo2: w(h),
                 ln2: ln,
             }],
+            rel: Vec::new(),
         }
     }
 
@@ -711,6 +854,32 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.to_string().contains("1 to 1300 tokens"), "{e}");
+    }
+
+    #[test]
+    fn mpnet_relative_buckets() {
+        // rel = key − query: keys before the query take buckets 0..16,
+        // keys after it 16..32; exact below 8, log classes up to 128.
+        let cases = [
+            (0, 0),
+            (-1, 1),
+            (1, 17),
+            (-7, 7),
+            (-8, 8),
+            (-15, 9),
+            (-16, 10),
+            (-31, 11),
+            (-32, 12),
+            (-64, 14),
+            (-127, 15),
+            (-128, 15),
+            (-5000, 15),
+            (16, 26),
+            (5000, 31),
+        ];
+        for (rel, want) in cases {
+            assert_eq!(relative_bucket(rel), want, "rel {rel}");
+        }
     }
 
     #[test]

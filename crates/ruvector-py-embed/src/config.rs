@@ -37,9 +37,41 @@ impl Pooling {
     }
 }
 
-/// Shape of a BERT encoder.
+/// The encoder family, from `model_type` in `config.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// BERT: absolute positions from 0, token type embeddings.
+    Bert,
+    /// XLM-RoBERTa: BERT layers, positions counted from `pad_token_id + 1`,
+    /// one token type.
+    XlmRoberta,
+    /// MPNet: positions counted from 2 (padding index 1), no token types,
+    /// a relative position bias shared by every layer.
+    MpNet,
+}
+
+/// The `model_type` values accepted, in the order error messages list them.
+pub const MODEL_TYPES: [&str; 3] = ["bert", "xlm-roberta", "mpnet"];
+
+impl Arch {
+    /// The `model_type` of `config.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Bert => "bert",
+            Arch::XlmRoberta => "xlm-roberta",
+            Arch::MpNet => "mpnet",
+        }
+    }
+}
+
+/// Shape of a BERT-family encoder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BertConfig {
+    pub arch: Arch,
+    /// Padding token id: positions of RoBERTa-style models start after it.
+    pub pad_id: usize,
+    /// Rows of MPNet's relative attention bias table (0 for other models).
+    pub rel_buckets: usize,
     pub vocab_size: usize,
     pub hidden: usize,
     pub layers: usize,
@@ -183,9 +215,14 @@ impl BertConfig {
             v,
             "model_type",
             file,
-            &["bert"],
-            "; this embedder runs BERT encoders only",
+            &MODEL_TYPES,
+            "; these are the encoder families this embedder runs",
         )?;
+        let arch = match v.get("model_type").and_then(Value::as_str) {
+            Some("xlm-roberta") => Arch::XlmRoberta,
+            Some("mpnet") => Arch::MpNet,
+            _ => Arch::Bert,
+        };
         choice_field(
             v,
             "hidden_act",
@@ -201,8 +238,32 @@ impl BertConfig {
             "; only absolute position embeddings are supported",
         )?;
         let hidden = int_field(v, "hidden_size", file, limits::HIDDEN, None)?;
+        let vocab_size = int_field(v, "vocab_size", file, limits::VOCAB, None)?;
+        let pad_id = match arch {
+            Arch::Bert => 0,
+            // MPNet's embeddings fix the padding index at 1 whatever the config says.
+            Arch::MpNet => 1,
+            Arch::XlmRoberta => {
+                int_field(v, "pad_token_id", file, (0, vocab_size as u64 - 1), Some(1))?
+            }
+        };
+        let rel_buckets = match arch {
+            // transformers buckets relative positions into 32 classes
+            // whatever the table size, so the table needs at least 32 rows.
+            Arch::MpNet => int_field(
+                v,
+                "relative_attention_num_buckets",
+                file,
+                (32, 1024),
+                Some(32),
+            )?,
+            _ => 0,
+        };
         let c = BertConfig {
-            vocab_size: int_field(v, "vocab_size", file, limits::VOCAB, None)?,
+            arch,
+            pad_id,
+            rel_buckets,
+            vocab_size,
             hidden,
             layers: int_field(v, "num_hidden_layers", file, limits::LAYERS, None)?,
             heads: int_field(v, "num_attention_heads", file, limits::HEADS, None)?,
@@ -220,9 +281,21 @@ impl BertConfig {
             )?,
             max_positions: int_field(v, "max_position_embeddings", file, limits::POSITIONS, None)?,
             // transformers' default when the key is absent.
-            type_vocab: int_field(v, "type_vocab_size", file, limits::TYPE_VOCAB, Some(2))?,
+            type_vocab: match arch {
+                Arch::MpNet => 0,
+                _ => int_field(v, "type_vocab_size", file, limits::TYPE_VOCAB, Some(2))?,
+            },
             layer_norm_eps: eps_field(v, file)?,
         };
+        if c.max_positions <= c.position_offset() + 1 {
+            return Err(Error::Embed(format!(
+                "{file}: max_position_embeddings {} leaves no room for a token after the \
+                 position offset {} of a {} model",
+                c.max_positions,
+                c.position_offset(),
+                arch.name()
+            )));
+        }
         if !c.hidden.is_multiple_of(c.heads) {
             return Err(Error::Embed(format!(
                 "{file}: hidden_size {} is not a multiple of num_attention_heads {}",
@@ -230,6 +303,22 @@ impl BertConfig {
             )));
         }
         Ok(c)
+    }
+}
+
+impl BertConfig {
+    /// The position id of the first token: 0 for BERT, `pad_id + 1` for
+    /// RoBERTa-style models.
+    pub fn position_offset(&self) -> usize {
+        match self.arch {
+            Arch::Bert => 0,
+            Arch::XlmRoberta | Arch::MpNet => self.pad_id + 1,
+        }
+    }
+
+    /// The longest token sequence the position table covers.
+    pub fn max_tokens(&self) -> usize {
+        self.max_positions - self.position_offset()
     }
 }
 
@@ -300,8 +389,8 @@ impl ModelConfig {
         };
         let max_seq_length = st_max
             .or(defaults.max_seq_length)
-            .unwrap_or(bert.max_positions)
-            .min(bert.max_positions);
+            .unwrap_or(bert.max_tokens())
+            .min(bert.max_tokens());
         if max_seq_length < 2 {
             return Err(Error::Embed(format!(
                 "max_seq_length must leave room for [CLS] and [SEP], got {max_seq_length}"
@@ -539,7 +628,7 @@ mod tests {
             (
                 "model_type",
                 serde_json::json!(["bert"]),
-                "model_type must be \"bert\"",
+                "model_type must be one of \"bert\", \"xlm-roberta\", \"mpnet\"",
             ),
             (
                 "position_embedding_type",

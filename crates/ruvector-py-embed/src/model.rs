@@ -59,7 +59,8 @@ fn weights_limit(cfg: &BertConfig) -> Option<u64> {
         .checked_add(cfg.max_positions as u64)?
         .checked_add(cfg.type_vocab as u64)?
         .checked_add(2)?
-        .checked_mul(h)?;
+        .checked_mul(h)?
+        .checked_add((cfg.rel_buckets as u64).checked_mul(cfg.heads as u64)?)?;
     let floats = layer.checked_mul(cfg.layers as u64)?.checked_add(emb)?;
     floats.checked_mul(8)?.checked_add(64 << 20)
 }
@@ -89,10 +90,11 @@ impl TextModel {
             cfg.normalize = n;
         }
         if let Some(m) = over.max_seq_length {
-            if m < 2 || m > cfg.bert.max_positions {
+            if m < 2 || m > cfg.bert.max_tokens() {
                 return Err(Error::invalid(format!(
-                    "max_seq_length must be between 2 and {} (the model's max_position_embeddings), got {m}",
-                    cfg.bert.max_positions
+                    "max_seq_length must be between 2 and {} (the positions the model's \
+                     max_position_embeddings covers), got {m}",
+                    cfg.bert.max_tokens()
                 )));
             }
             cfg.max_seq_length = m;

@@ -230,7 +230,7 @@ impl SafeTensors {
             name,
             shape,
             |file, name| {
-                format!("{file}: the checkpoint has no tensor {name} (is this a BERT model?)")
+                format!("{file}: the checkpoint has no tensor {name} (does the model_type of config.json match the checkpoint?)")
             },
             "the model config",
         )
@@ -272,7 +272,7 @@ impl SafeTensors {
             name,
             shape,
             |file, name| {
-                format!("{file}: the checkpoint has no tensor {name} (is this a BERT model?)")
+                format!("{file}: the checkpoint has no tensor {name} (does the model_type of config.json match the checkpoint?)")
             },
             "the model config",
         )

@@ -102,11 +102,13 @@ class ModelSpec:
     #: ``(importable package, sub-folder)`` pairs that ship the folder.
     packages: Tuple[Tuple[str, str], ...] = ()
     note: str = ""
-    #: The network: ``"bert"`` (text) or ``"mobilenet_v3_small"`` (image).
+    #: The network: ``"bert"``, ``"xlm-roberta"``, ``"mpnet"`` (text) or
+    #: ``"mobilenet_v3_small"`` (image).
     architecture: str = "bert"
     #: Length of the embeddings.
     dim: int = 0
-    #: Languages of the training data (ISO 639-1 codes; empty for images).
+    #: Languages of the training data (ISO 639-1 codes; ``"mul"``: many,
+    #: see the note; empty for images).
     languages: Tuple[str, ...] = ()
     #: Bytes of the weights file (``model.safetensors``), if known exactly.
     size_bytes: Optional[int] = None
@@ -152,6 +154,143 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         # The retrieval instruction of the model card, for short queries
         # against passages (the passages themselves take no prompt).
         prompts={"query": "Represent this sentence for searching relevant passages: "},
+    ),
+    "paraphrase-multilingual-MiniLM-L12-v2": ModelSpec(
+        name="paraphrase-multilingual-MiniLM-L12-v2",
+        repo="sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
+        kind="text",
+        pooling="mean",
+        normalize=False,
+        max_seq_length=128,
+        note=(
+            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
+            "them), so it loads unverified from local sources and is never downloaded. A 12-layer BERT encoder "
+            '(config.json model_type "bert", absolute positions) with XLM-RoBERTa\'s SentencePiece (Unigram) '
+            "vocabulary of 250,037 tokens"
+        ),
+        architecture="bert",
+        dim=384,
+        languages=(
+            "ar",
+            "bg",
+            "ca",
+            "cs",
+            "da",
+            "de",
+            "el",
+            "en",
+            "es",
+            "et",
+            "fa",
+            "fi",
+            "fr",
+            "gl",
+            "gu",
+            "he",
+            "hi",
+            "hr",
+            "hu",
+            "hy",
+            "id",
+            "it",
+            "ja",
+            "ka",
+            "ko",
+            "ku",
+            "lt",
+            "lv",
+            "mk",
+            "mn",
+            "mr",
+            "ms",
+            "my",
+            "nb",
+            "nl",
+            "pl",
+            "pt",
+            "ro",
+            "ru",
+            "sk",
+            "sl",
+            "sq",
+            "sr",
+            "sv",
+            "th",
+            "tr",
+            "uk",
+            "ur",
+            "vi",
+            "zh",
+        ),
+    ),
+    "multilingual-e5-small": ModelSpec(
+        name="multilingual-e5-small",
+        repo="intfloat/multilingual-e5-small",
+        kind="text",
+        pooling="mean",
+        normalize=True,
+        max_seq_length=512,
+        note=(
+            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
+            "them), so it loads unverified from local sources and is never downloaded. A 12-layer BERT encoder "
+            "(Multilingual-MiniLM; architecture as published, not checked here: the encoder family is read "
+            "from config.json model_type on load) with XLM-RoBERTa's SentencePiece vocabulary and languages "
+            "(about 100, listed as 'mul')"
+        ),
+        architecture="bert",
+        dim=384,
+        languages=("mul",),
+        # The model card asks for these prefixes on every input.
+        prompts={"query": "query: ", "passage": "passage: "},
+    ),
+    "multilingual-e5-base": ModelSpec(
+        name="multilingual-e5-base",
+        repo="intfloat/multilingual-e5-base",
+        kind="text",
+        pooling="mean",
+        normalize=True,
+        max_seq_length=512,
+        note=(
+            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
+            "them), so it loads unverified from local sources and is never downloaded. XLM-RoBERTa base "
+            "(config.json model_type \"xlm-roberta\"; languages about 100, listed as 'mul')"
+        ),
+        architecture="xlm-roberta",
+        dim=768,
+        languages=("mul",),
+        prompts={"query": "query: ", "passage": "passage: "},
+    ),
+    "paraphrase-multilingual-mpnet-base-v2": ModelSpec(
+        name="paraphrase-multilingual-mpnet-base-v2",
+        repo="sentence-transformers/paraphrase-multilingual-mpnet-base-v2",
+        kind="text",
+        pooling="mean",
+        normalize=False,
+        max_seq_length=128,
+        note=(
+            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
+            "them), so it loads unverified from local sources and is never downloaded. Despite the name an "
+            'XLM-RoBERTa base encoder (config.json model_type "xlm-roberta"), trained to match '
+            "paraphrase-mpnet-base-v2 in 50+ languages (listed as 'mul')"
+        ),
+        architecture="xlm-roberta",
+        dim=768,
+        languages=("mul",),
+    ),
+    "all-mpnet-base-v2": ModelSpec(
+        name="all-mpnet-base-v2",
+        repo="sentence-transformers/all-mpnet-base-v2",
+        kind="text",
+        pooling="mean",
+        normalize=True,
+        max_seq_length=384,
+        note=(
+            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
+            "them), so it loads unverified from local sources and is never downloaded"
+        ),
+        architecture="mpnet",
+        dim=768,
+        languages=("en",),
     ),
     "mobilenetv3-small": ModelSpec(
         name="mobilenetv3-small",
@@ -210,7 +349,8 @@ class ModelInfo:
     name: str
     #: ``"text"`` or ``"image"``.
     kind: str
-    #: The network: ``"bert"`` or ``"mobilenet_v3_small"``.
+    #: The network: ``"bert"``, ``"xlm-roberta"``, ``"mpnet"`` or
+    #: ``"mobilenet_v3_small"``.
     architecture: str
     #: Length of the embeddings.
     dim: int

@@ -95,8 +95,8 @@ class Embedder:
         prompts: Optional[Mapping[str, str]] = None,
         default_prompt_name: Optional[str] = None,
     ) -> Embedder:
-        """Loads a known model (``"all-MiniLM-L6-v2"``, ``"bge-small-en-v1.5"``;
-        see ``ruvector_embed.list_models()``) or a local folder, offline first
+        """Loads a known model (``"all-MiniLM-L6-v2"``, ``"all-mpnet-base-v2"``,
+        ``"multilingual-e5-small"``, ...; see ``ruvector_embed.list_models()``) or a local folder, offline first
         (see ``ruvector_embed.resolve_model``), with the pinned digests of a
         known model verified. ``pooling`` (``"mean"``/``"cls"``),
         ``normalize`` and ``max_seq_length`` override the folder's
