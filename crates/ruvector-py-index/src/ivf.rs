@@ -247,7 +247,7 @@ impl IvfCodes {
                 "the saved list terms must be finite (slopes and radii not negative)",
             ));
         }
-        if self.rdim % 64 != 0 {
+        if !self.rdim.is_multiple_of(64) {
             let past = !((1u64 << (self.rdim % 64)) - 1);
             if saved.bits.chunks_exact(w).any(|row| row[w - 1] & past != 0) {
                 return Err(Error::invalid(
