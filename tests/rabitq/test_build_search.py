@@ -347,6 +347,24 @@ def test_search_batch_rows_equal_single_searches_exactly(data: Data, build_any: 
         np.testing.assert_array_equal(row_scores, single_scores)
 
 
+def test_equal_scores_are_listed_by_id_in_every_search_path(build_any: Builder) -> None:
+    # Eight copies of each of two vectors, ids shuffled against row order:
+    # every hit of a query ties with seven others, and search, search_batch
+    # and filtered search must all list ties by ascending id.
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((2, 32)).astype(np.float32)
+    x = np.repeat(base, 8, axis=0)
+    ids = rng.permutation(np.arange(100, 116)).astype(np.int64)
+    idx = build_any(x, ids)
+    single = [hit.id for hit in idx.search(base[0], 8)]
+    batch_ids, _ = idx.search_batch(base[:1], 8)
+    assert single == sorted(single)
+    assert batch_ids[0].tolist() == single
+    assert sorted(single) == sorted(ids[:8].tolist())
+    allowed = np.asarray(sorted(ids[:8].tolist())[::2], dtype=np.int64)
+    assert [hit.id for hit in idx.search(base[0], 8, filter=allowed)] == allowed.tolist()
+
+
 def test_search_batch_with_no_queries_returns_empty_arrays(data: Data, build_any: Builder) -> None:
     x, _ = data
     ids, scores = build_any(x).search_batch(np.zeros((0, x.shape[1]), dtype=np.float32), 4)

@@ -91,21 +91,22 @@ impl TopK {
         }
     }
 
-    /// `(id, score)` pairs, ascending by score.
+    /// `(id, score)` pairs, ascending by score; equal scores by id, so every
+    /// search path (single, batch, filtered, sharded) lists ties alike.
     pub fn into_sorted(self) -> Vec<(u64, f32)> {
         let mut v: Vec<(u64, f32)> = self.heap.into_iter().map(|e| (e.id, e.score)).collect();
-        v.sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
+        v.sort_unstable_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         v
     }
 
-    /// `(row, id, score)` triples, ascending by score.
+    /// `(row, id, score)` triples, ascending by score, equal scores by id.
     pub fn into_sorted_with_rows(self) -> Vec<(u32, u64, f32)> {
         let mut v: Vec<(u32, u64, f32)> = self
             .heap
             .into_iter()
             .map(|e| (e.pos, e.id, e.score))
             .collect();
-        v.sort_unstable_by(|a, b| a.2.total_cmp(&b.2));
+        v.sort_unstable_by(|a, b| a.2.total_cmp(&b.2).then(a.1.cmp(&b.1)));
         v
     }
 }
@@ -233,5 +234,18 @@ mod tests {
         t.push(9, 1.0);
         t.push(1, 1.0);
         assert_eq!(t.into_sorted(), vec![(9, 1.0)]);
+    }
+
+    #[test]
+    fn equal_scores_come_out_by_id_whatever_the_push_order() {
+        for order in [[7u64, 3, 5, 1], [1, 5, 3, 7], [5, 7, 1, 3]] {
+            let mut t = TopK::new(4);
+            for id in order {
+                t.push(id, 2.0);
+            }
+            t.push(9, 0.5);
+            let got: Vec<u64> = t.into_sorted().iter().map(|p| p.0).collect();
+            assert_eq!(got, vec![9, 1, 3, 5]);
+        }
     }
 }
