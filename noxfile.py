@@ -53,9 +53,10 @@ TEST_DEPS = [
     "pyarrow>=10",
     "psycopg[binary]>=3.1,<4",
 ]
-# tests/front/test_ray.py runs ruvector.ray on a real local Ray cluster and
-# ruvector/ray.py is typechecked: Ray is big (about 70 MB installed, seconds to
-# import and start), so it is installed where needed, not in TEST_DEPS.
+# tests/front/test_ray.py and notebook 05 run ruvector.ray on a real local Ray
+# cluster, ruvector/ray.py is typechecked and bench/ray_bench.py measures it:
+# Ray is big (about 70 MB installed, seconds to import and start), so it is
+# installed where needed (tests, typecheck, bench), not in TEST_DEPS.
 RAY_DEPS = ["ray[data]>=2.40,<3"]
 # tests/release checks the built distributions as PyPI and pip see them,
 # and builds one wheel at a bumped version (maturin, zig: see _portable_args).
@@ -266,7 +267,8 @@ def bench(session: nox.Session) -> None:
     (bench/results-lake.md), metrics (bench/results-metric.md), filtered search
     and churn (bench/results-changes.md), Parquet and PostgreSQL stores
     (bench/results-stores.md), index persistence
-    (bench/results-persist.md), gate G2 (bench/results-g2.md), embeddings vs
+    (bench/results-persist.md), gate G2 (bench/results-g2.md), sharded
+    indexes on a local Ray cluster (bench/results-ray.md), embeddings vs
     sentence-transformers and torchvision (bench/results-embed.md) and A2A
     vs the a2a-sdk (bench/results-a2a.md), and the ``ruvector.Collection``
     front door next to chromadb and lancedb (bench/results-collection.md).
@@ -327,6 +329,13 @@ def bench(session: nox.Session) -> None:
     # restore(view=True). The issue's size: --n 1000000 --dim 384.
     session.run("python", "bench/index_persist_bench.py", "--n", "1000000", "--out", "bench/results-persist.md")
     session.run("python", "bench/gate_g2.py", "--out", "bench/results-g2.md")
+    # ruvector.ray (issue 17): a ShardedIndex of 1, 2 and 4 shards on a local
+    # Ray cluster next to one in-process index, on the 1M x 384 set of
+    # results-1m.md (embeddings from the cache above): build, p50/p99, batch
+    # QPS, recall and the Ray hop per query.
+    session.install(*RAY_DEPS)
+    ray_args = ["--cache", str(ROOT / "target" / "bench-data"), "--n", "1000000"]
+    session.run("python", "bench/ray_bench.py", *ray_args, "--out", "bench/results-ray.md")
     # Embeddings: next to sentence-transformers + PyTorch and torchvision
     # (CPU) on the same model files; PyTorch is a large download, bench only.
     session.install("sentence-transformers", "torchvision")

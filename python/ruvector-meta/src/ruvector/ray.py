@@ -767,11 +767,14 @@ def embed_dataset(
     extra: Dict[str, Any] = {}
     if num_cpus is not None:
         extra["num_cpus"] = num_cpus
+    # A fixed pool of `concurrency` actors (map_batches' `concurrency=` is
+    # deprecated from Ray 2.51; ActorPoolStrategy(size=) works on every Ray >= 2.40).
+    pool = importlib.import_module("ray.data").ActorPoolStrategy(size=concurrency)
     return ds.map_batches(
         _EmbedBatch,
         fn_constructor_args=(os.fspath(model), column, output_column, dict(embedder_options)),
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=concurrency,
+        compute=pool,
         **extra,
     )
