@@ -397,3 +397,30 @@ def test_a_big_call_that_fails_before_its_commit_leaves_the_store_as_it_was(tmp_
     again = ruvector.Collection.open(path)
     assert again.count() == 50 and single_hits(again.query(np.asarray(vectors[49]), k=1))[0].id == 49
     again.close()
+
+
+def test_a_big_first_call_leaves_no_free_pages_and_unit_norms_take_no_bytes(tmp_path: pathlib.Path) -> None:
+    # A call big enough to save the index in its own commit logs its changes
+    # and clears them in that commit: the pages the log took go back to the
+    # file system too. A cosine store keeps each vector's norm to give it
+    # back as given; a norm that is 1 in float32 is stored as exactly 1.0.
+    import sqlite3
+
+    path = tmp_path / "c"
+    coll = ruvector.Collection.open(path, embedder=None, index="flat")
+    vectors = np.random.default_rng(6).standard_normal((12_000, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[:3] *= np.float32(3.0)
+    coll.add(vectors=vectors, metadata=[{"i": i} for i in range(12_000)])
+    assert _pending(path) == 0 and _free_pages(path) == 0
+    conn = sqlite3.connect(path / "ruvector.sqlite")
+    try:
+        norms = dict(conn.execute("SELECT doc, norm FROM docs").fetchall())
+    finally:
+        conn.close()
+    assert [round(norms[d], 5) for d in range(3)] == [3.0, 3.0, 3.0]
+    unit = [d for d in range(3, 12_000) if np.float32(np.linalg.norm(vectors[d].astype(np.float64))) == 1]
+    assert len(unit) > 6_000 and all(norms[d] == 1.0 for d in unit)
+    got = np.stack([r.vector for r in coll.get(list(range(12_000)), include_vectors=True)])
+    np.testing.assert_allclose(got, vectors, rtol=1e-6, atol=1e-7)
+    coll.close()
