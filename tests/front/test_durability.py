@@ -319,10 +319,11 @@ def test_each_vector_is_stored_once(tmp_path: pathlib.Path) -> None:
     # The store holds ids and metadata; the vectors (204 x 16 float32) are in the index file.
     assert index_file.stat().st_size >= 204 * DIM * 4
     again = ruvector.Collection.open(path, read_only=True)
+    assert again._core.adapter is None  # pyright: ignore[reportPrivateUsage]  # not mapped by the open
+    np.testing.assert_array_equal(again.get([903], include_vectors=True)[0].vector, vectors[3] * 3)
     adapter = again._core.adapter  # pyright: ignore[reportPrivateUsage]
     assert adapter is not None and adapter.index is not None
     assert adapter.index.mapped is True  # mapped, not read
-    np.testing.assert_array_equal(again.get([903], include_vectors=True)[0].vector, vectors[3] * 3)
     assert single_hits(again.query(np.asarray(vectors[3] * 3), k=1))[0].id == 903
     again.close()
 
@@ -424,3 +425,88 @@ def test_a_big_first_call_leaves_no_free_pages_and_unit_norms_take_no_bytes(tmp_
     got = np.stack([r.vector for r in coll.get(list(range(12_000)), include_vectors=True)])
     np.testing.assert_allclose(got, vectors, rtol=1e-6, atol=1e-7)
     coll.close()
+
+
+def _flip_a_byte(index_file: pathlib.Path) -> None:
+    """Damage that keeps the size: one byte in the middle changed."""
+    data = bytearray(index_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    index_file.write_bytes(bytes(data))
+
+
+def test_open_defers_mapping_the_index_until_a_call_needs_it(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "c"
+    coll, vectors = _filled(path)
+    coll.save()
+    expected = [[h.id for h in row] for row in batch_hits(coll.query(vectors[:20], k=5, where={"i": {"$lt": 150}}))]
+    coll.close()
+    again = ruvector.Collection.open(path, embedder=None)
+    core = again._core  # pyright: ignore[reportPrivateUsage]
+    assert core.adapter is None and core.index_deferred
+    # Reading documents needs no index.
+    assert len(again) == 200 and again.count({"i": {"$lt": 150}}) == 150
+    assert again.get([7])[0].metadata == {"i": 7}
+    assert core.adapter is None
+    got = [[h.id for h in row] for row in batch_hits(again.query(vectors[:20], k=5, where={"i": {"$lt": 150}}))]
+    assert got == expected  # answers exactly as before
+    assert core.adapter is not None and not core.index_deferred
+    # A write call on a deferred open loads the index first, then writes.
+    again.close()
+    again = ruvector.Collection.open(path, embedder=None)
+    again.add(vectors=vectors[:1] * 2, ids=[500])
+    assert single_hits(again.query(vectors[0] * 2, k=1))[0].id == 500
+    assert [h.id for h in single_hits(again.query(vectors[1], k=1))] == [1]
+    again.close()
+
+
+def test_a_store_without_the_saved_size_loads_at_open(tmp_path: pathlib.Path) -> None:
+    # Index states written before the size was recorded: mapped at open, as before.
+    import sqlite3
+
+    path = tmp_path / "c"
+    coll, vectors = _filled(path)
+    coll.save()
+    coll.close()
+    conn = sqlite3.connect(path / "ruvector.sqlite")
+    state = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'index_state'").fetchone()[0])
+    assert state["bytes"] == _index_files(path)[0].stat().st_size
+    del state["bytes"]
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'index_state'", (json.dumps(state),))
+    conn.commit()
+    conn.close()
+    again = ruvector.Collection.open(path, embedder=None)
+    core = again._core  # pyright: ignore[reportPrivateUsage]
+    assert core.adapter is not None and not core.index_deferred
+    assert single_hits(again.query(vectors[3], k=1))[0].id == 3
+    again.close()
+
+
+def test_same_size_damage_is_found_by_the_first_call_that_needs_the_index(tmp_path: pathlib.Path, caplog: Any) -> None:
+    path = tmp_path / "c"
+    coll, texts = _texts_filled(path)
+    before = [[h.id for h in row] for row in batch_hits(coll.query(texts[:20], k=1))]
+    coll.close()
+    [index_file] = _index_files(path)
+    _flip_a_byte(index_file)
+    with caplog.at_level(logging.WARNING, logger="ruvector.collection"):
+        again = ruvector.Collection.open(path, embedder=HashEmbedder(DIM))
+        assert caplog.text == ""  # the open did not read the file
+        hits = [[h.id for h in row] for row in batch_hits(again.query(texts[:20], k=1))]
+    assert "rebuilding the index" in caplog.text and "CRC" in caplog.text
+    assert hits == before == [[i] for i in range(20)]
+    again.close()
+    # Without texts to re-embed, the first call that needs the index says so;
+    # calls that do not need it still work, and a write changes nothing.
+    path2 = tmp_path / "d"
+    coll2, vectors = _filled(path2)
+    coll2.close()
+    [index_file] = _index_files(path2)
+    _flip_a_byte(index_file)
+    third = ruvector.Collection.open(path2)
+    assert third.count() == 200
+    with pytest.raises(PersistError, match="only copy of 200 document vectors"):
+        third.query(vectors[0], k=1)
+    with pytest.raises(PersistError, match="only copy"):
+        third.add(vectors=vectors[:1], ids=[900])
+    assert third.count() == 200 and 900 not in third
+    third.close()

@@ -410,6 +410,9 @@ class CollectionCore:
         self.closed = False
         self.filter_cache: OrderedDict[Tuple[str, int], Any] = OrderedDict()
         self.index_stale = False
+        #: Opened without mapping the index file yet: the first call that
+        #: needs the index loads it (see :meth:`defer_index`).
+        self.index_deferred = False
         self.saved_gen = 0
         target = ":memory:" if path is None else str(path / DB_NAME)
         if path is not None:
@@ -588,17 +591,46 @@ class CollectionCore:
         self.index_stale = False
         self.filter_cache.clear()
 
+    def defer_index(self) -> bool:
+        """At open: leaves the saved index file unmapped until a call needs
+        it, when the file the store names is there at the size it was saved
+        with (a missing or truncated file is handled at once, by
+        :meth:`load_index`). Tells whether it deferred."""
+        assert self.path is not None
+        state: Optional[Dict[str, Any]] = self.meta("index_state")
+        if self.config.get("dim") is None or state is None or not state.get("file") or "bytes" not in state:
+            return False
+        try:
+            size = (self.path / state["file"]).stat().st_size
+        except OSError:
+            return False
+        if size != int(state["bytes"]):
+            return False
+        self.index_deferred = True
+        return True
+
     def ensure_index(self) -> IndexAdapter:
-        if self.index_stale:
-            # A rolled-back call had changed the in-memory index: back to
-            # what the store says (the saved file and the changes since).
+        if self.index_stale or self.index_deferred:
+            # A rolled-back call had changed the in-memory index (or it was
+            # never loaded): back to what the store says (the saved file
+            # and the changes since). Never inside a transaction: a
+            # deferred load is done before a write call begins its own.
             self.index_stale = False
+            self.index_deferred = False
             self.adapter = None
             self.filter_cache.clear()
-            if self.path is not None:
-                self.load_index()
-            elif self.config.get("dim") is not None:
-                self.rebuild_index()
+            try:
+                if self.path is not None:
+                    self.load_index()
+                elif self.config.get("dim") is not None:
+                    self.rebuild_index()
+            except BaseException:
+                # Still to be loaded from the file: the next call tries
+                # again (and fails alike) rather than building an index
+                # from the store's few pending vectors.
+                self.adapter = None
+                self.index_deferred = self.path is not None
+                raise
         if self.adapter is None:
             if self.config.get("dim") is None:
                 kind, params = ("FlatF32Index", {}) if self.config["index"] == "auto" else self.wanted_kind(0)
@@ -709,6 +741,9 @@ class CollectionCore:
             "count": int(count),
             "doc_sum": int(total),
         }
+        if name is not None:
+            assert self.path is not None
+            state["bytes"] = (self.path / name).stat().st_size  # what a deferred open checks
         self.set_meta("index_state", state)
         self.conn.execute("DELETE FROM changes WHERE gen <= ?", (gen,))
         if adapter.keeps_vectors():
@@ -1036,7 +1071,7 @@ class Collection:
         core = CollectionCore(directory, read_only)
         try:
             configure(core, exists, embedder, dim, metric, index, index_params, recall_target)
-            if exists:
+            if exists and not core.defer_index():
                 differs = core.load_index()
                 if differs and not read_only:
                     core.save_index()
@@ -1311,6 +1346,7 @@ class Collection:
         next open) and the store as before the call."""
         core = self._core
         conn = core.conn
+        core.ensure_index()  # a deferred load (which may write) before the transaction
         conn.execute("BEGIN IMMEDIATE")
         touched_index = False
         written: Optional[str] = None
