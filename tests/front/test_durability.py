@@ -319,7 +319,7 @@ def test_each_vector_is_stored_once(tmp_path: pathlib.Path) -> None:
     # The store holds ids and metadata; the vectors (204 x 16 float32) are in the index file.
     assert index_file.stat().st_size >= 204 * DIM * 4
     again = ruvector.Collection.open(path, read_only=True)
-    assert again._core.adapter is None  # pyright: ignore[reportPrivateUsage]  # not mapped by the open
+    assert not _loaded(again)  # not mapped by the open
     np.testing.assert_array_equal(again.get([903], include_vectors=True)[0].vector, vectors[3] * 3)
     adapter = again._core.adapter  # pyright: ignore[reportPrivateUsage]
     assert adapter is not None and adapter.index is not None
@@ -422,9 +422,15 @@ def test_a_big_first_call_leaves_no_free_pages_and_unit_norms_take_no_bytes(tmp_
     assert [round(norms[d], 5) for d in range(3)] == [3.0, 3.0, 3.0]
     unit = [d for d in range(3, 12_000) if np.float32(np.linalg.norm(vectors[d].astype(np.float64))) == 1]
     assert len(unit) > 6_000 and all(norms[d] == 1.0 for d in unit)
-    got = np.stack([r.vector for r in coll.get(list(range(12_000)), include_vectors=True)])
+    got = np.stack([np.asarray(r.vector) for r in coll.get(list(range(12_000)), include_vectors=True)])
     np.testing.assert_allclose(got, vectors, rtol=1e-6, atol=1e-7)
     coll.close()
+
+
+def _loaded(coll: Any) -> bool:
+    """Whether the collection has its index in memory (mapped or built)."""
+    core = coll._core  # pyright: ignore[reportPrivateUsage]
+    return core.adapter is not None and not core.index_deferred
 
 
 def _flip_a_byte(index_file: pathlib.Path) -> None:
@@ -441,21 +447,20 @@ def test_open_defers_mapping_the_index_until_a_call_needs_it(tmp_path: pathlib.P
     expected = [[h.id for h in row] for row in batch_hits(coll.query(vectors[:20], k=5, where={"i": {"$lt": 150}}))]
     coll.close()
     again = ruvector.Collection.open(path, embedder=None)
-    core = again._core  # pyright: ignore[reportPrivateUsage]
-    assert core.adapter is None and core.index_deferred
+    assert not _loaded(again)
     # Reading documents needs no index.
     assert len(again) == 200 and again.count({"i": {"$lt": 150}}) == 150
     assert again.get([7])[0].metadata == {"i": 7}
-    assert core.adapter is None
+    assert not _loaded(again)
     got = [[h.id for h in row] for row in batch_hits(again.query(vectors[:20], k=5, where={"i": {"$lt": 150}}))]
     assert got == expected  # answers exactly as before
-    assert core.adapter is not None and not core.index_deferred
+    assert _loaded(again)
     # A write call on a deferred open loads the index first, then writes.
     again.close()
     again = ruvector.Collection.open(path, embedder=None)
     again.add(vectors=vectors[:1] * 2, ids=[500])
-    assert single_hits(again.query(vectors[0] * 2, k=1))[0].id == 500
-    assert [h.id for h in single_hits(again.query(vectors[1], k=1))] == [1]
+    assert single_hits(again.query(np.asarray(vectors[0] * 2), k=1))[0].id == 500
+    assert [h.id for h in single_hits(again.query(np.asarray(vectors[1]), k=1))] == [1]
     again.close()
 
 
@@ -475,9 +480,8 @@ def test_a_store_without_the_saved_size_loads_at_open(tmp_path: pathlib.Path) ->
     conn.commit()
     conn.close()
     again = ruvector.Collection.open(path, embedder=None)
-    core = again._core  # pyright: ignore[reportPrivateUsage]
-    assert core.adapter is not None and not core.index_deferred
-    assert single_hits(again.query(vectors[3], k=1))[0].id == 3
+    assert _loaded(again)
+    assert single_hits(again.query(np.asarray(vectors[3]), k=1))[0].id == 3
     again.close()
 
 

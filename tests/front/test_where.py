@@ -278,12 +278,13 @@ def _expected_fields(metas: Dict[int, Dict[str, Any]]) -> List[Tuple[Any, ...]]:
             return 2, v
         return 3, v
 
-    rows = set()
+    rows: set[Tuple[Any, ...]] = set()
     for doc, meta in metas.items():
         for key, value in meta.items():
             if isinstance(value, (list, dict)):
                 rows.add((key, 0, 4, 0, doc))
-                for element in value if isinstance(value, list) else ():
+                elements = cast("List[Any]", value) if isinstance(value, list) else []
+                for element in elements:
                     rows.add((key, 1, *kind_val(element), doc))
             else:
                 rows.add((key, 0, *kind_val(value), doc))
@@ -310,7 +311,7 @@ def test_fields_rows_follow_upserts_and_deletes(
         coll.add(vectors=random_vectors(len(first), 4), metadata=first, ids=list(range(len(first))))
         coll.upsert(vectors=random_vectors(len(second), 4, seed=1), metadata=second, ids=list(range(len(second))))
         coll.delete(ids=drop)
-        live = {r.id: r.metadata for r in coll.get()}
+        live = {int(r.id): r.metadata for r in coll.get()}
         coll.close()
         # docs are 0..len(first)-1 for ids 0..; upserts keep the doc of a present id
         doc_of = {i: i for i in range(len(first))}
