@@ -13,7 +13,10 @@ index file, or, when it changed since that save, in the store's
 ``pending`` table (until the next save moves it into a new file, written
 atomically before the store points at it). The index file records the
 store generation it reflects, the store logs which documents changed
-since, and opening maps the file and replays those changes. So a process
+since, and the first call that needs the index maps the file and replays
+those changes (opening reads only SQLite, and checks that the file is there
+at the size it was saved with; its checksum is verified when it is
+mapped). So a process
 killed at any point loses at most the call in flight and never leaves a
 directory that opens wrong. A file lost or damaged by other means is
 rebuilt from the store's vectors and the texts re-embedded, or named in a
@@ -22,7 +25,9 @@ a second writer gets :class:`ruvector.PersistError` at once; any number of
 ``read_only=True`` opens may share a directory that no writer holds.
 
 ``where`` filters (see :mod:`ruvector._where`) are evaluated by SQLite over
-indexed metadata and handed to the index as an allow-list of ids: the
+the ``fields`` table (one row per scalar metadata value, keyed by key, kind,
+value and document: a single b-tree, no rowid table or second index) and
+handed to the index as an allow-list of ids: the
 index searches only those, so a filtered query returns ``min(k, matches)``
 hits, never fewer because others were filtered away afterwards.
 
@@ -1051,7 +1056,10 @@ class Collection:
 
         Raises:
             PersistError: Another writer holds the directory, or its files
-                cannot be read.
+                cannot be read. The index file is mapped by the first call
+                that needs it (a query, a write, vectors read back): a file
+                damaged without changing its size is found then, and that
+                call raises (or rebuilds it from the store, as here).
             InvalidArgument: An option contradicts how the collection was made.
         """
         directory = Path(os.fspath(path)).expanduser()
