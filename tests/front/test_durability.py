@@ -319,10 +319,11 @@ def test_each_vector_is_stored_once(tmp_path: pathlib.Path) -> None:
     # The store holds ids and metadata; the vectors (204 x 16 float32) are in the index file.
     assert index_file.stat().st_size >= 204 * DIM * 4
     again = ruvector.Collection.open(path, read_only=True)
+    assert not _loaded(again)  # not mapped by the open
+    np.testing.assert_array_equal(again.get([903], include_vectors=True)[0].vector, vectors[3] * 3)
     adapter = again._core.adapter  # pyright: ignore[reportPrivateUsage]
     assert adapter is not None and adapter.index is not None
     assert adapter.index.mapped is True  # mapped, not read
-    np.testing.assert_array_equal(again.get([903], include_vectors=True)[0].vector, vectors[3] * 3)
     assert single_hits(again.query(np.asarray(vectors[3] * 3), k=1))[0].id == 903
     again.close()
 
@@ -397,3 +398,119 @@ def test_a_big_call_that_fails_before_its_commit_leaves_the_store_as_it_was(tmp_
     again = ruvector.Collection.open(path)
     assert again.count() == 50 and single_hits(again.query(np.asarray(vectors[49]), k=1))[0].id == 49
     again.close()
+
+
+def test_a_big_first_call_leaves_no_free_pages_and_unit_norms_take_no_bytes(tmp_path: pathlib.Path) -> None:
+    # A call big enough to save the index in its own commit logs its changes
+    # and clears them in that commit: the pages the log took go back to the
+    # file system too. A cosine store keeps each vector's norm to give it
+    # back as given; a norm that is 1 in float32 is stored as exactly 1.0.
+    import sqlite3
+
+    path = tmp_path / "c"
+    coll = ruvector.Collection.open(path, embedder=None, index="flat")
+    vectors = np.random.default_rng(6).standard_normal((12_000, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[:3] *= np.float32(3.0)
+    coll.add(vectors=vectors, metadata=[{"i": i} for i in range(12_000)])
+    assert _pending(path) == 0 and _free_pages(path) == 0
+    conn = sqlite3.connect(path / "ruvector.sqlite")
+    try:
+        norms = dict(conn.execute("SELECT doc, norm FROM docs").fetchall())
+    finally:
+        conn.close()
+    assert [round(norms[d], 5) for d in range(3)] == [3.0, 3.0, 3.0]
+    unit = [d for d in range(3, 12_000) if np.float32(np.linalg.norm(vectors[d].astype(np.float64))) == 1]
+    assert len(unit) > 6_000 and all(norms[d] == 1.0 for d in unit)
+    got = np.stack([np.asarray(r.vector) for r in coll.get(list(range(12_000)), include_vectors=True)])
+    np.testing.assert_allclose(got, vectors, rtol=1e-6, atol=1e-7)
+    coll.close()
+
+
+def _loaded(coll: Any) -> bool:
+    """Whether the collection has its index in memory (mapped or built)."""
+    core = coll._core  # pyright: ignore[reportPrivateUsage]
+    return core.adapter is not None and not core.index_deferred
+
+
+def _flip_a_byte(index_file: pathlib.Path) -> None:
+    """Damage that keeps the size: one byte in the middle changed."""
+    data = bytearray(index_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    index_file.write_bytes(bytes(data))
+
+
+def test_open_defers_mapping_the_index_until_a_call_needs_it(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "c"
+    coll, vectors = _filled(path)
+    coll.save()
+    expected = [[h.id for h in row] for row in batch_hits(coll.query(vectors[:20], k=5, where={"i": {"$lt": 150}}))]
+    coll.close()
+    again = ruvector.Collection.open(path, embedder=None)
+    assert not _loaded(again)
+    # Reading documents needs no index.
+    assert len(again) == 200 and again.count({"i": {"$lt": 150}}) == 150
+    assert again.get([7])[0].metadata == {"i": 7}
+    assert not _loaded(again)
+    got = [[h.id for h in row] for row in batch_hits(again.query(vectors[:20], k=5, where={"i": {"$lt": 150}}))]
+    assert got == expected  # answers exactly as before
+    assert _loaded(again)
+    # A write call on a deferred open loads the index first, then writes.
+    again.close()
+    again = ruvector.Collection.open(path, embedder=None)
+    again.add(vectors=vectors[:1] * 2, ids=[500])
+    assert single_hits(again.query(np.asarray(vectors[0] * 2), k=1))[0].id == 500
+    assert [h.id for h in single_hits(again.query(np.asarray(vectors[1]), k=1))] == [1]
+    again.close()
+
+
+def test_a_store_without_the_saved_size_loads_at_open(tmp_path: pathlib.Path) -> None:
+    # Index states written before the size was recorded: mapped at open, as before.
+    import sqlite3
+
+    path = tmp_path / "c"
+    coll, vectors = _filled(path)
+    coll.save()
+    coll.close()
+    conn = sqlite3.connect(path / "ruvector.sqlite")
+    state = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'index_state'").fetchone()[0])
+    assert state["bytes"] == _index_files(path)[0].stat().st_size
+    del state["bytes"]
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'index_state'", (json.dumps(state),))
+    conn.commit()
+    conn.close()
+    again = ruvector.Collection.open(path, embedder=None)
+    assert _loaded(again)
+    assert single_hits(again.query(np.asarray(vectors[3]), k=1))[0].id == 3
+    again.close()
+
+
+def test_same_size_damage_is_found_by_the_first_call_that_needs_the_index(tmp_path: pathlib.Path, caplog: Any) -> None:
+    path = tmp_path / "c"
+    coll, texts = _texts_filled(path)
+    before = [[h.id for h in row] for row in batch_hits(coll.query(texts[:20], k=1))]
+    coll.close()
+    [index_file] = _index_files(path)
+    _flip_a_byte(index_file)
+    with caplog.at_level(logging.WARNING, logger="ruvector.collection"):
+        again = ruvector.Collection.open(path, embedder=HashEmbedder(DIM))
+        assert caplog.text == ""  # the open did not read the file
+        hits = [[h.id for h in row] for row in batch_hits(again.query(texts[:20], k=1))]
+    assert "rebuilding the index" in caplog.text and "CRC" in caplog.text
+    assert hits == before == [[i] for i in range(20)]
+    again.close()
+    # Without texts to re-embed, the first call that needs the index says so;
+    # calls that do not need it still work, and a write changes nothing.
+    path2 = tmp_path / "d"
+    coll2, vectors = _filled(path2)
+    coll2.close()
+    [index_file] = _index_files(path2)
+    _flip_a_byte(index_file)
+    third = ruvector.Collection.open(path2)
+    assert third.count() == 200
+    with pytest.raises(PersistError, match="only copy of 200 document vectors"):
+        third.query(vectors[0], k=1)
+    with pytest.raises(PersistError, match="only copy"):
+        third.add(vectors=vectors[:1], ids=[900])
+    assert third.count() == 200 and 900 not in third
+    third.close()

@@ -252,3 +252,120 @@ def test_filtered_query_is_exact_on_the_allowed_set(
         math.isclose(h.score, float(distances[ids.index(h.id)]), abs_tol=1e-5) for h in hits
     )
     assert {h.id for h in hits} <= {ids[row] for row in allowed}
+
+
+def _fields_table(path: pathlib.Path) -> List[Tuple[Any, ...]]:
+    import sqlite3
+
+    conn = sqlite3.connect(path / "ruvector.sqlite")
+    try:
+        return sorted(conn.execute("SELECT key, elem, kind, val, doc FROM fields").fetchall(), key=repr)
+    finally:
+        conn.close()
+
+
+def _expected_fields(metas: Dict[int, Dict[str, Any]]) -> List[Tuple[Any, ...]]:
+    """The rows the docs own: one per scalar value and per distinct scalar
+    list element (kinds 0 null, 1 bool, 2 number, 3 string, 4 list/dict;
+    val 0 for null and list/dict rows)."""
+
+    def kind_val(v: Any) -> Tuple[int, Any]:
+        if v is None:
+            return 0, 0
+        if isinstance(v, bool):
+            return 1, int(v)
+        if isinstance(v, (int, float)):
+            return 2, v
+        return 3, v
+
+    rows: set[Tuple[Any, ...]] = set()
+    for doc, meta in metas.items():
+        for key, value in meta.items():
+            if isinstance(value, (list, dict)):
+                rows.add((key, 0, 4, 0, doc))
+                elements = cast("List[Any]", value) if isinstance(value, list) else []
+                for element in elements:
+                    rows.add((key, 1, *kind_val(element), doc))
+            else:
+                rows.add((key, 0, *kind_val(value), doc))
+    return sorted(rows, key=repr)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    first=st.lists(metadatas, min_size=1, max_size=8),
+    second=st.lists(metadatas, min_size=1, max_size=8),
+    drop=st.lists(st.integers(0, 7), max_size=4),
+)
+def test_fields_rows_follow_upserts_and_deletes(
+    first: List[Dict[str, Any]], second: List[Dict[str, Any]], drop: List[int]
+) -> None:
+    # The fields table has no index by doc: an upsert or delete removes a
+    # document's rows by their keys, derived from its stored metadata. After
+    # any sequence, the table holds exactly the live documents' rows.
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "c"
+        coll = ruvector.Collection.open(path, embedder=None, dim=4)
+        coll.add(vectors=random_vectors(len(first), 4), metadata=first, ids=list(range(len(first))))
+        coll.upsert(vectors=random_vectors(len(second), 4, seed=1), metadata=second, ids=list(range(len(second))))
+        coll.delete(ids=drop)
+        live = {int(r.id): r.metadata for r in coll.get()}
+        coll.close()
+        # docs are 0..len(first)-1 for ids 0..; upserts keep the doc of a present id
+        doc_of = {i: i for i in range(len(first))}
+        doc_of.update({i: len(first) + n for n, i in enumerate(range(len(first), len(second)))})
+        assert _fields_table(path) == _expected_fields({doc_of[i]: m for i, m in live.items()})
+
+
+def test_a_format_2_store_is_migrated_and_answers_the_same(tmp_path: pathlib.Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "c"
+    metas: List[Dict[str, Any]] = [
+        {"a": i % 3, "b": None if i % 2 else "x", "c": [i % 2, "t", None]} for i in range(30)
+    ]
+    coll = ruvector.Collection.open(path, embedder=None, dim=4)
+    coll.add(vectors=random_vectors(30, 4), metadata=metas)
+    wheres: List[Where] = [
+        {"a": 1},
+        {"b": None},
+        {"c": {"$contains": None}},
+        {"b": {"$exists": True}},
+        {"a": {"$gt": 0}},
+    ]
+    before = [[r.id for r in coll.get(where=w)] for w in wheres]
+    coll.close()
+    # Back to the format-2 layout: a rowid fields table with NULL vals and its two indexes.
+    conn = sqlite3.connect(path / "ruvector.sqlite")
+    conn.executescript(
+        """
+        CREATE TABLE f2(doc INTEGER NOT NULL, key TEXT NOT NULL, elem INTEGER NOT NULL, kind INTEGER NOT NULL, val);
+        INSERT INTO f2 SELECT doc, key, elem, kind, CASE WHEN kind IN (0, 4) THEN NULL ELSE val END FROM fields;
+        DROP TABLE fields;
+        ALTER TABLE f2 RENAME TO fields;
+        CREATE INDEX fields_lookup ON fields(key, elem, kind, val);
+        CREATE INDEX fields_doc ON fields(doc);
+        UPDATE meta SET value = '2' WHERE key = 'format';
+        """
+    )
+    conn.close()
+    reader = ruvector.Collection.open(path, embedder=None, read_only=True)  # read as it is
+    assert [[r.id for r in reader.get(where=w)] for w in wheres] == before
+    reader.close()
+    coll = ruvector.Collection.open(path, embedder=None)  # migrated
+    assert [[r.id for r in coll.get(where=w)] for w in wheres] == before
+    coll.delete(where={"a": 1})
+    assert coll.count({"a": 1}) == 0 and coll.count() == 20
+    coll.close()
+    conn = sqlite3.connect(path / "ruvector.sqlite")
+    try:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone() == ("3",)
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema")}
+        assert "fields_doc" not in names and "fields_lookup" not in names
+        assert conn.execute("SELECT count(*) FROM fields WHERE val IS NULL").fetchone() == (0,)
+    finally:
+        conn.close()
+    live = {i: m for i, m in enumerate(metas) if i % 3 != 1}
+    assert _fields_table(path) == _expected_fields(live)

@@ -24,7 +24,9 @@ the reference evaluator of the tests implement alike:
 * ``$exists`` tells whether the key is present (whatever its value).
 
 The store keeps one row per scalar value (and per scalar list element) in
-an indexed ``fields`` table, so each condition is an index look-up and
+the ``fields`` table, a ``WITHOUT ROWID`` table whose primary key is
+``(key, elem, kind, val, doc)``, so each condition is a range of that one
+b-tree (covering: the documents come with it) and
 ``$and``/``$or``/``$not`` are ``INTERSECT``/``UNION``/``EXCEPT``. Internal.
 """
 

@@ -13,7 +13,10 @@ index file, or, when it changed since that save, in the store's
 ``pending`` table (until the next save moves it into a new file, written
 atomically before the store points at it). The index file records the
 store generation it reflects, the store logs which documents changed
-since, and opening maps the file and replays those changes. So a process
+since, and the first call that needs the index maps the file and replays
+those changes (opening reads only SQLite, and checks that the file is there
+at the size it was saved with; its checksum is verified when it is
+mapped). So a process
 killed at any point loses at most the call in flight and never leaves a
 directory that opens wrong. A file lost or damaged by other means is
 rebuilt from the store's vectors and the texts re-embedded, or named in a
@@ -22,7 +25,9 @@ a second writer gets :class:`ruvector.PersistError` at once; any number of
 ``read_only=True`` opens may share a directory that no writer holds.
 
 ``where`` filters (see :mod:`ruvector._where`) are evaluated by SQLite over
-indexed metadata and handed to the index as an allow-list of ids: the
+the ``fields`` table (one row per scalar metadata value, keyed by key, kind,
+value and document: a single b-tree, no rowid table or second index) and
+handed to the index as an allow-list of ids: the
 index searches only those, so a filtered query returns ``min(k, matches)``
 hits, never fewer because others were filtered away afterwards.
 
@@ -104,7 +109,9 @@ Ids = Optional[Sequence[Id]]
 Metadatas = Union[Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]], None]
 _PathLike = Union[str, "os.PathLike[str]"]
 
-FORMAT = 2
+FORMAT = 3
+#: Older formats a store is migrated from (read-only opens read them as they are).
+_MIGRATES_FROM = (2,)
 MAX_DIM = 8192
 MAX_K = 100_000
 #: Largest number of SQL variables bound in one statement (SQLite's default cap is 32766).
@@ -269,7 +276,10 @@ def _query_texts(query: object) -> Optional[List[str]]:
 
 
 def _check_metadata(value: object, position: int) -> Tuple[str, List[Tuple[str, int, int, object]]]:
-    """The JSON text of one metadata dict and its ``fields`` rows (without doc)."""
+    """The JSON text of one metadata dict and its ``fields`` rows (without
+    doc). A row's ``val`` is never NULL (it is part of the table's primary
+    key): ``None`` values and list/dict presence rows store 0, told apart
+    by their kind."""
     if value is None:
         return "{}", []
     mapping = _where.as_mapping(value)
@@ -283,13 +293,13 @@ def _check_metadata(value: object, position: int) -> Tuple[str, List[Tuple[str, 
             raise InvalidArgument(f"metadata[{position}] key {key!r} starts with '$', which where keeps for operators")
         found = _where.scalar_kind(item)
         if found is not None:
-            rows.append((key, 0, found[0], found[1]))
+            rows.append((key, 0, found[0], 0 if found[1] is None else found[1]))
             continue
-        rows.append((key, 0, _where.KIND_OTHER, None))
+        rows.append((key, 0, _where.KIND_OTHER, 0))
         for element in _where.as_list(item) or ():
             scalar = _where.scalar_kind(element)
             if scalar is not None:  # nested lists and dicts are not indexed
-                rows.append((key, 1, *scalar))
+                rows.append((key, 1, scalar[0], 0 if scalar[1] is None else scalar[1]))
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as error:
@@ -336,6 +346,46 @@ def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
         yield items[start : start + size]
 
 
+def _stored_norm(norm: float) -> float:
+    """The norm a cosine store keeps for a vector: exactly 1.0 when it is 1
+    in float32 (what :meth:`CollectionCore.vectors_of` scales by), which
+    SQLite stores in no payload bytes, else the norm itself."""
+    return 1.0 if np.float32(norm) == np.float32(1.0) else norm
+
+
+_INSERT_FIELDS = "INSERT OR IGNORE INTO fields(key, elem, kind, val, doc) VALUES (?, ?, ?, ?, ?)"
+_DELETE_FIELDS = "DELETE FROM fields WHERE key = ? AND elem = ? AND kind = ? AND val = ? AND doc = ?"
+
+
+def _delete_fields(conn: Any, docs: Sequence[int]) -> None:
+    """Removes the ``fields`` rows of ``docs`` (still in ``docs``): each
+    row is found by its primary key, re-derived from the stored metadata
+    (the table has no index by doc)."""
+    rows: List[Tuple[Any, ...]] = []
+    for chunk in _chunks(list(docs)):
+        marks = ",".join("?" * len(chunk))
+        for doc, meta in conn.execute(f"SELECT doc, metadata FROM docs WHERE doc IN ({marks})", list(chunk)):
+            rows += [(*row, doc) for row in _check_metadata(json.loads(meta), 0)[1]]
+    conn.executemany(_DELETE_FIELDS, rows)
+
+
+def _migrate(conn: Any, fmt: int) -> None:
+    """Inside a transaction: a format-2 store in format 3 (its ``fields``
+    rows moved into the keyed table; the two indexes they needed dropped)."""
+    if fmt == 2:
+        conn.execute("ALTER TABLE fields RENAME TO fields_v2")
+        conn.execute("DROP INDEX IF EXISTS fields_lookup")
+        conn.execute("DROP INDEX IF EXISTS fields_doc")
+        for statement in _SCHEMA.strip().split(";"):
+            if "fields" in statement:
+                conn.execute(statement)
+        conn.execute(
+            "INSERT OR IGNORE INTO fields(key, elem, kind, val, doc) "
+            "SELECT key, elem, kind, coalesce(val, 0), doc FROM fields_v2"
+        )
+        conn.execute("DROP TABLE fields_v2")
+
+
 # -- the engine ----------------------------------------------------------------------
 
 _SCHEMA = """
@@ -343,10 +393,9 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS docs(doc INTEGER PRIMARY KEY, id UNIQUE NOT NULL, text TEXT,
                                 metadata TEXT NOT NULL, norm REAL);
 CREATE TABLE IF NOT EXISTS pending(doc INTEGER PRIMARY KEY, vector BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS fields(doc INTEGER NOT NULL, key TEXT NOT NULL, elem INTEGER NOT NULL,
-                                  kind INTEGER NOT NULL, val);
-CREATE INDEX IF NOT EXISTS fields_lookup ON fields(key, elem, kind, val);
-CREATE INDEX IF NOT EXISTS fields_doc ON fields(doc);
+CREATE TABLE IF NOT EXISTS fields(key TEXT NOT NULL, elem INTEGER NOT NULL, kind INTEGER NOT NULL,
+                                  val NOT NULL, doc INTEGER NOT NULL,
+                                  PRIMARY KEY(key, elem, kind, val, doc)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS changes(gen INTEGER NOT NULL, doc INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS changes_gen ON changes(gen);
 """
@@ -366,6 +415,9 @@ class CollectionCore:
         self.closed = False
         self.filter_cache: OrderedDict[Tuple[str, int], Any] = OrderedDict()
         self.index_stale = False
+        #: Opened without mapping the index file yet: the first call that
+        #: needs the index loads it (see :meth:`defer_index`).
+        self.index_deferred = False
         self.saved_gen = 0
         target = ":memory:" if path is None else str(path / DB_NAME)
         if path is not None:
@@ -544,17 +596,46 @@ class CollectionCore:
         self.index_stale = False
         self.filter_cache.clear()
 
+    def defer_index(self) -> bool:
+        """At open: leaves the saved index file unmapped until a call needs
+        it, when the file the store names is there at the size it was saved
+        with (a missing or truncated file is handled at once, by
+        :meth:`load_index`). Tells whether it deferred."""
+        assert self.path is not None
+        state: Optional[Dict[str, Any]] = self.meta("index_state")
+        if self.config.get("dim") is None or state is None or not state.get("file") or "bytes" not in state:
+            return False
+        try:
+            size = (self.path / state["file"]).stat().st_size
+        except OSError:
+            return False
+        if size != int(state["bytes"]):
+            return False
+        self.index_deferred = True
+        return True
+
     def ensure_index(self) -> IndexAdapter:
-        if self.index_stale:
-            # A rolled-back call had changed the in-memory index: back to
-            # what the store says (the saved file and the changes since).
+        if self.index_stale or self.index_deferred:
+            # A rolled-back call had changed the in-memory index (or it was
+            # never loaded): back to what the store says (the saved file
+            # and the changes since). Never inside a transaction: a
+            # deferred load is done before a write call begins its own.
             self.index_stale = False
+            self.index_deferred = False
             self.adapter = None
             self.filter_cache.clear()
-            if self.path is not None:
-                self.load_index()
-            elif self.config.get("dim") is not None:
-                self.rebuild_index()
+            try:
+                if self.path is not None:
+                    self.load_index()
+                elif self.config.get("dim") is not None:
+                    self.rebuild_index()
+            except BaseException:
+                # Still to be loaded from the file: the next call tries
+                # again (and fails alike) rather than building an index
+                # from the store's few pending vectors.
+                self.adapter = None
+                self.index_deferred = self.path is not None
+                raise
         if self.adapter is None:
             if self.config.get("dim") is None:
                 kind, params = ("FlatF32Index", {}) if self.config["index"] == "auto" else self.wanted_kind(0)
@@ -665,6 +746,9 @@ class CollectionCore:
             "count": int(count),
             "doc_sum": int(total),
         }
+        if name is not None:
+            assert self.path is not None
+            state["bytes"] = (self.path / name).stat().st_size  # what a deferred open checks
         self.set_meta("index_state", state)
         self.conn.execute("DELETE FROM changes WHERE gen <= ?", (gen,))
         if adapter.keeps_vectors():
@@ -675,9 +759,10 @@ class CollectionCore:
         """After the commit that recorded a save: the files it replaced go."""
         assert self.path is not None
         self.saved_gen = gen
-        if freed:
-            # Hands the pages the vectors held back to the file system (run
-            # to completion: executescript steps the pragma until done).
+        if freed or int(self.conn.execute("PRAGMA freelist_count").fetchone()[0]):
+            # Hands the pages the vectors (and the change log the save
+            # cleared) held back to the file system (run to completion:
+            # executescript steps the pragma until done).
             self.conn.executescript("PRAGMA incremental_vacuum;")
         for stale in stale_files(self.path, name):
             try:
@@ -883,7 +968,17 @@ def configure(
             fmt = core.meta("format")
         except Exception as error:
             raise PersistError(f"{core.path} is not a ruvector collection: {error}", str(core.path)) from error
-        if fmt != FORMAT:
+        if fmt in _MIGRATES_FROM and not core.read_only:
+            core.conn.execute("BEGIN IMMEDIATE")
+            try:
+                _migrate(core.conn, int(fmt))
+                core.set_meta("format", FORMAT)
+                core.conn.execute("COMMIT")
+            except BaseException:
+                core.conn.execute("ROLLBACK")
+                raise
+            core.conn.executescript("PRAGMA incremental_vacuum;")
+        elif fmt != FORMAT and fmt not in _MIGRATES_FROM:
             raise PersistError(
                 f"{core.path} has collection format {fmt!r}; this ruvector reads format {FORMAT}", str(core.path)
             )
@@ -961,7 +1056,10 @@ class Collection:
 
         Raises:
             PersistError: Another writer holds the directory, or its files
-                cannot be read.
+                cannot be read. The index file is mapped by the first call
+                that needs it (a query, a write, vectors read back): a file
+                damaged without changing its size is found then, and that
+                call raises (or rebuilds it from the store, as here).
             InvalidArgument: An option contradicts how the collection was made.
         """
         directory = Path(os.fspath(path)).expanduser()
@@ -981,7 +1079,7 @@ class Collection:
         core = CollectionCore(directory, read_only)
         try:
             configure(core, exists, embedder, dim, metric, index, index_params, recall_target)
-            if exists:
+            if exists and not core.defer_index():
                 differs = core.load_index()
                 if differs and not read_only:
                     core.save_index()
@@ -1207,7 +1305,7 @@ class Collection:
             updates: List[Tuple[Optional[str], str, Optional[float], int]] = []
             # A cosine index keeps unit vectors: the norm gives back the vector as given.
             norms: List[Optional[float]] = (
-                np.linalg.norm(matrix.astype(np.float64), axis=1).tolist()
+                [_stored_norm(x) for x in np.linalg.norm(matrix.astype(np.float64), axis=1).tolist()]
                 if core.config["metric"] == "cosine"
                 else [None] * len(ids)
             )
@@ -1221,15 +1319,11 @@ class Collection:
                     new_rows.append((doc, ext, texts[i], encoded[i][0], norms[i]))
                 docs.append(doc)
             if updates:
+                _delete_fields(conn, [u[3] for u in updates])  # before the old metadata goes
                 conn.executemany("UPDATE docs SET text = ?, metadata = ?, norm = ? WHERE doc = ?", updates)
-                for chunk in _chunks([u[3] for u in updates]):
-                    conn.execute(f"DELETE FROM fields WHERE doc IN ({','.join('?' * len(chunk))})", list(chunk))
             if new_rows:
                 conn.executemany("INSERT INTO docs(doc, id, text, metadata, norm) VALUES (?, ?, ?, ?, ?)", new_rows)
-            conn.executemany(
-                "INSERT INTO fields(doc, key, elem, kind, val) VALUES (?, ?, ?, ?, ?)",
-                [(doc, *row) for doc, (_, rows) in zip(docs, encoded) for row in rows],
-            )
+            conn.executemany(_INSERT_FIELDS, [(*row, doc) for doc, (_, rows) in zip(docs, encoded) for row in rows])
             core.set_meta("next_doc", next_doc)
             if id_kind == "int":
                 top = max(int(x) for x in ids) + 1
@@ -1260,6 +1354,7 @@ class Collection:
         next open) and the store as before the call."""
         core = self._core
         conn = core.conn
+        core.ensure_index()  # a deferred load (which may write) before the transaction
         conn.execute("BEGIN IMMEDIATE")
         touched_index = False
         written: Optional[str] = None
@@ -1360,10 +1455,10 @@ class Collection:
             conn = core.conn
 
             def store() -> Tuple[List[int], Optional[npt.NDArray[np.float32]]]:
+                _delete_fields(conn, docs)
                 for chunk in _chunks(docs):
                     marks = ",".join("?" * len(chunk))
                     conn.execute(f"DELETE FROM docs WHERE doc IN ({marks})", list(chunk))
-                    conn.execute(f"DELETE FROM fields WHERE doc IN ({marks})", list(chunk))
                     conn.execute(f"DELETE FROM pending WHERE doc IN ({marks})", list(chunk))
                 return docs, None
 
