@@ -1112,6 +1112,40 @@ mod tests {
     }
 
     #[test]
+    fn rotary_turns_pairs_of_halves() {
+        // Frequencies 1 / base^(2i/d): 1, base^(-1/2) for d = 4.
+        let inv = rope_inv_freq(100.0, 4);
+        assert_eq!(inv, vec![1.0, 0.1]);
+        // Position 0 leaves the vector alone; a quarter turn maps
+        // (x_i, x_{i+d/2}) to (-x_{i+d/2}, x_i).
+        let mut x = [1.0f32, 2.0, 3.0, 4.0];
+        rotate(&mut x, &[1.0, 1.0], &[0.0, 0.0]);
+        assert_eq!(x, [1.0, 2.0, 3.0, 4.0]);
+        rotate(&mut x, &[0.0, 1.0], &[1.0, 0.0]);
+        assert_eq!(x, [-3.0, 2.0, 1.0, 4.0]);
+        // Rotations keep the norm.
+        let mut y = [0.3f32, -1.2, 0.7, 2.0];
+        let (c, s) = (0.6f32.cos(), 0.6f32.sin());
+        rotate(&mut y, &[c, 1.0], &[s, 0.0]);
+        let norm: f32 = y.iter().map(|v| v * v).sum();
+        assert!((norm - (0.09 + 1.44 + 0.49 + 4.0)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn swiglu_gates_the_linear_half() {
+        // Two rows of [up | gate], n = 2.
+        let mut v = vec![2.0f32, -1.0, 0.0, 3.0, 1.0, 1.0, -2.0, 100.0];
+        swiglu_rows(&mut v, 2, 2);
+        let silu = |g: f32| g / (1.0 + (-g).exp());
+        let want = [2.0 * silu(0.0), -silu(3.0), silu(-2.0), silu(100.0)];
+        for (g, w) in v[..4].iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{g} vs {w}");
+        }
+        assert_eq!(v[0], 0.0);
+        assert!((v[3] - 100.0).abs() < 1e-4);
+    }
+
+    #[test]
     fn layer_norm_centres_and_scales() {
         let mut x = vec![1.0f32, 2.0, 3.0, 4.0];
         layer_norm(&mut x, 4, &(vec![1.0; 4], vec![0.0; 4]), 1e-12);

@@ -544,7 +544,7 @@ fn nomic_from_json(v: &Value, file: &str) -> Result<BertConfig> {
         )));
     }
     let d = c.hidden / c.heads;
-    if d % 2 != 0 {
+    if !d.is_multiple_of(2) {
         return Err(Error::Embed(format!(
             "{file}: the head width {} ({} / {} heads) must be even: rotary embeddings rotate \
              pairs of dimensions",
@@ -904,6 +904,106 @@ mod tests {
         let e = BertConfig::from_json(&v, "c").unwrap_err().to_string();
         assert!(e.contains("hidden_size") && e.contains("missing"), "{e}");
         assert!(BertConfig::from_json(&serde_json::json!([1, 2]), "c").is_err());
+    }
+
+    fn nomic_v15() -> Value {
+        serde_json::json!({"model_type": "nomic_bert", "activation_function": "swiglu",
+            "n_embd": 768, "n_head": 12, "n_inner": 3072, "n_layer": 12, "n_positions": 8192,
+            "layer_norm_epsilon": 1e-12, "rotary_emb_base": 1000, "rotary_emb_fraction": 1.0,
+            "rotary_emb_interleaved": false, "rotary_scaling_factor": null, "prenorm": false,
+            "qkv_proj_bias": false, "mlp_fc1_bias": false, "mlp_fc2_bias": false,
+            "type_vocab_size": 2, "vocab_size": 30528})
+    }
+
+    #[test]
+    fn nomic_config_in_either_key_set() {
+        let c = BertConfig::from_json(&nomic_v15(), "c").unwrap();
+        assert_eq!(c.arch, Arch::NomicBert);
+        assert_eq!(
+            (c.hidden, c.heads, c.intermediate, c.layers, c.max_positions),
+            (768, 12, 3072, 12, 8192)
+        );
+        assert_eq!(
+            (c.max_tokens(), c.type_vocab, c.vocab_size),
+            (8192, 2, 30528)
+        );
+        let n = c.nomic.clone().unwrap();
+        assert_eq!(n.rotary_base, 1000.0);
+        assert!(!n.qkv_bias && !n.fc1_bias && !n.fc2_bias);
+        // transformers' keys for the same model.
+        let hf = serde_json::json!({"model_type": "nomic_bert", "hidden_act": "silu",
+            "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072,
+            "num_hidden_layers": 12, "max_position_embeddings": 8192, "layer_norm_eps": 1e-12,
+            "rope_parameters": {"rope_theta": 1000.0, "rope_type": "default"}, "head_dim": 64,
+            "vocab_size": 30528});
+        assert_eq!(BertConfig::from_json(&hf, "c").unwrap(), c);
+        // Both key sets at once must agree.
+        let mut both = nomic_v15();
+        both["hidden_size"] = serde_json::json!(768);
+        assert_eq!(BertConfig::from_json(&both, "c").unwrap(), c);
+        both["hidden_size"] = serde_json::json!(512);
+        let e = BertConfig::from_json(&both, "c").unwrap_err().to_string();
+        assert!(
+            e.contains("n_embd = 768 and hidden_size = 512 disagree"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nomic_variants_not_run_are_refused() {
+        let cases: Vec<(&str, Value, &str)> = vec![
+            (
+                "rotary_scaling_factor",
+                serde_json::json!(2),
+                "must be null",
+            ),
+            (
+                "rotary_emb_interleaved",
+                serde_json::json!(true),
+                "must be false, got true",
+            ),
+            ("rotary_emb_fraction", serde_json::json!(0.5), "must be 1.0"),
+            (
+                "rotary_emb_base",
+                serde_json::json!(0.5),
+                "must be a number in (1, 1e9], got 0.5",
+            ),
+            ("rotary_emb_base", serde_json::json!(1e300), "got 1e300"),
+            (
+                "activation_function",
+                serde_json::json!("gelu"),
+                "must be \"swiglu\"",
+            ),
+            ("prenorm", serde_json::json!(true), "must be false"),
+            ("causal", serde_json::json!(true), "must be false"),
+            ("use_rms_norm", serde_json::json!(true), "must be false"),
+            (
+                "qkv_proj_bias",
+                serde_json::json!("yes"),
+                "must be true or false",
+            ),
+            ("n_head", serde_json::json!(7), "not a multiple"),
+            ("n_head", serde_json::json!(256), "head width 3"),
+            (
+                "n_positions",
+                serde_json::json!(1u64 << 40),
+                "between 2 and 8192",
+            ),
+            (
+                "n_inner",
+                serde_json::json!(1u64 << 40),
+                "between 1 and 12288",
+            ),
+        ];
+        for (key, value, want) in cases {
+            let mut v = nomic_v15();
+            v[key] = value.clone();
+            let e = BertConfig::from_json(&v, "cfg.json")
+                .expect_err(&format!("{key} = {value} was accepted"))
+                .to_string();
+            assert!(e.contains("cfg.json"), "{e}");
+            assert!(e.contains(want), "{key} = {value}: {e}");
+        }
     }
 
     #[test]
