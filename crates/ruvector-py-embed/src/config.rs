@@ -968,7 +968,7 @@ mod tests {
                 serde_json::json!(0.5),
                 "must be a number in (1, 1e9], got 0.5",
             ),
-            ("rotary_emb_base", serde_json::json!(1e300), "got 1e300"),
+            ("rotary_emb_base", serde_json::json!(1e300), "got 1e+300"),
             (
                 "activation_function",
                 serde_json::json!("gelu"),
