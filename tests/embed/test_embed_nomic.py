@@ -181,7 +181,10 @@ def test_prompts_come_from_the_folder() -> None:
             {"rope_parameters": {"rope_type": "dynamic", "factor": 2.0}},
             r"rope_type must be \"default\", got \"dynamic\"",
         ),
-        ({"rope_parameters": {"rope_theta": 10000.0}}, r"rotary_emb_base = 1000(\.0)? and rope_parameters\.rope_theta = 10000"),
+        (
+            {"rope_parameters": {"rope_theta": 10000.0}},
+            r"rotary_emb_base = 1000(\.0)? and rope_parameters\.rope_theta = 10000",
+        ),
         ({"layer_norm_epsilon": 0}, r"layer_norm_epsilon must be a number in \(0, 1\]"),
         ({"head_dim": 16}, r"head_dim must be 8 .*got 16"),
         # Biases the checkpoint does not have.
