@@ -118,10 +118,10 @@ def _with_config(tmp_path: Path, arch: str, **changes: Any) -> Path:
 
 def test_unknown_model_type_names_the_supported_ones(tmp_path: Path) -> None:
     with pytest.raises(EmbedError) as e:
-        rve.Embedder.from_pretrained(_with_config(tmp_path, "mpnet", model_type="nomic_bert"))
+        rve.Embedder.from_pretrained(_with_config(tmp_path, "mpnet", model_type="jina_bert"))
     msg = str(e.value)
-    assert "model_type" in msg and '"nomic_bert"' in msg
-    for name in ('"bert"', '"xlm-roberta"', '"mpnet"'):
+    assert "model_type" in msg and '"jina_bert"' in msg
+    for name in ('"bert"', '"xlm-roberta"', '"mpnet"', '"nomic_bert"'):
         assert name in msg, msg
 
 

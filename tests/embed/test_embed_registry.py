@@ -21,6 +21,8 @@ def test_every_known_model_is_listed_text_first() -> None:
         "bge-small-en-v1.5",
         "multilingual-e5-base",
         "multilingual-e5-small",
+        "nomic-embed-text-v1",
+        "nomic-embed-text-v1.5",
         "paraphrase-multilingual-MiniLM-L12-v2",
         "paraphrase-multilingual-mpnet-base-v2",
         "mobilenetv3-small",

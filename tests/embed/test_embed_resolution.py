@@ -195,7 +195,7 @@ def test_not_a_bert_model(minilm_dir: Path, tmp_path: Path) -> None:
     cfg = json.loads((folder / "config.json").read_text())
     cfg["model_type"] = "roberta"
     (folder / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(rve.EmbedError, match=r'one of "bert", "xlm-roberta", "mpnet", got "roberta"'):
+    with pytest.raises(rve.EmbedError, match=r'one of "bert", "xlm-roberta", "mpnet", "nomic_bert", got "roberta"'):
         rve.Embedder.from_pretrained(folder)
 
 

@@ -9,7 +9,12 @@
 //!   and a relative position bias (T5-style log buckets of the key−query
 //!   distance, one learned value per bucket and head) added to the scaled
 //!   attention scores of every layer; the bias depends only on the distance,
-//!   so one table per chunk serves every sequence and layer.
+//!   so one table per chunk serves every sequence and layer;
+//! * **NomicBert** — no position table: rotary position embeddings turn
+//!   each query and key pair `(x_i, x_{i+d/2})` of a head by the angle
+//!   `position · base^(−2i/d)`; a fused query/key/value projection, a SwiGLU
+//!   MLP (`fc2(fc11(x) · silu(fc12(x)))`), biases only where the config
+//!   says, post-LayerNorm as BERT. Positions count from 0 in each sequence.
 //!
 //! Sentences are *packed*, not padded: the token rows of every sentence in a
 //! chunk are stacked into one `(tokens, hidden)` matrix, so the dense layers
@@ -56,6 +61,45 @@ pub struct Bert {
     layers: Vec<Layer>,
     /// MPNet's relative attention bias, `(buckets, heads)` (empty otherwise).
     rel: Vec<f32>,
+    /// NomicBert's rotary inverse frequencies, `head_dim / 2` of them
+    /// (empty otherwise).
+    rope_inv: Vec<f32>,
+}
+
+/// NomicBert's rotary inverse frequencies `1 / base^(2i/d)`, computed in
+/// float32 step by step as the reference does.
+fn rope_inv_freq(base: f32, d: usize) -> Vec<f32> {
+    (0..d / 2)
+        .map(|i| 1.0f32 / base.powf((2 * i) as f32 / d as f32))
+        .collect()
+}
+
+/// Rotates the `head_dim`-wide vector `x` by the angles of one position
+/// (`cos`, `sin`: `head_dim / 2` values): the pair `(x_i, x_{i+d/2})`
+/// becomes `(x_i·cos − x_{i+d/2}·sin, x_{i+d/2}·cos + x_i·sin)`.
+fn rotate(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let half = cos.len();
+    let (a, b) = x.split_at_mut(half);
+    for (((a, b), &c), &s) in a.iter_mut().zip(b.iter_mut()).zip(cos).zip(sin) {
+        let (x1, x2) = (*a, *b);
+        *a = x1 * c + -x2 * s;
+        *b = x2 * c + x1 * s;
+    }
+}
+
+/// SiLU-gated product of one row of the fused SwiGLU projection:
+/// `row = [up (n) | gate (n)]` becomes `up · silu(gate)` in its first `n`
+/// values.
+fn swiglu_rows(inter: &mut [f32], rows: usize, n: usize) {
+    // Row r's result goes to r·n.., read from r·2n..: writes never pass
+    // the reads still to come (in row order, each row left to right).
+    for r in 0..rows {
+        for j in 0..n {
+            let up = inter[r * 2 * n + j];
+            let g = inter[r * 2 * n + n + j];
+            inter[r * n + j] = g / (1.0 + (-g).exp()) * up;
+        }
+    }
 }
 
 /// Names of a layer's attention tensors (without `.weight` / `.bias`):
@@ -68,6 +112,14 @@ fn attention_names(arch: Arch) -> [&'static str; 5] {
             "attention.self.value",
             "attention.output.dense",
             "attention.output.LayerNorm",
+        ],
+        // Unused: NomicBert's fused projection has its own loader.
+        Arch::NomicBert => [
+            "attn.Wqkv",
+            "attn.Wqkv",
+            "attn.Wqkv",
+            "attn.out_proj",
+            "norm1",
         ],
         Arch::MpNet => [
             "attention.attn.q",
@@ -285,27 +337,31 @@ fn softmax_rows(s: &mut [f32], width: usize) {
 }
 
 impl Bert {
-    /// The tensor-name prefix of a checkpoint: `""` or `"bert."`.
+    /// The tensor-name prefix of a checkpoint: `""` or the model's own
+    /// (`"bert."` …).
     fn prefix(st: &SafeTensors, arch: Arch) -> Result<&'static str> {
-        let model = match arch {
-            Arch::Bert => "bert.",
-            Arch::XlmRoberta => "roberta.",
-            Arch::MpNet => "mpnet.",
+        let models: &[&'static str] = match arch {
+            Arch::Bert => &["bert."],
+            Arch::XlmRoberta => &["roberta."],
+            Arch::MpNet => &["mpnet."],
+            Arch::NomicBert => &["bert.", "nomic_bert."],
         };
         if st.contains("embeddings.word_embeddings.weight") {
-            Ok("")
-        } else if st.contains(&format!("{model}embeddings.word_embeddings.weight")) {
-            Ok(model)
-        } else {
-            let mut some: Vec<&str> = st.names().take(5).collect();
-            some.sort_unstable();
-            Err(Error::Embed(format!(
-                "the checkpoint has no embeddings.word_embeddings.weight tensor, so it is not \
-                 a {} encoder (some of its tensors: {})",
-                arch.name(),
-                some.join(", ")
-            )))
+            return Ok("");
         }
+        for &model in models {
+            if st.contains(&format!("{model}embeddings.word_embeddings.weight")) {
+                return Ok(model);
+            }
+        }
+        let mut some: Vec<&str> = st.names().take(5).collect();
+        some.sort_unstable();
+        Err(Error::Embed(format!(
+            "the checkpoint has no embeddings.word_embeddings.weight tensor, so it is not \
+             a {} encoder (some of its tensors: {})",
+            arch.name(),
+            some.join(", ")
+        )))
     }
 
     /// Checks that the checkpoint holds every tensor `cfg` describes, with
@@ -316,11 +372,15 @@ impl Bert {
         for (name, shape) in Self::tensor_shapes(cfg) {
             st.check(&format!("{prefix}{name}"), &shape)?;
         }
-        if st.contains(&format!(
-            "{prefix}encoder.layer.{}.{}.weight",
-            cfg.layers,
-            attention_names(cfg.arch)[0]
-        )) {
+        let next_layer = match cfg.arch {
+            Arch::NomicBert => format!("{prefix}encoder.layers.{}.attn.Wqkv.weight", cfg.layers),
+            _ => format!(
+                "{prefix}encoder.layer.{}.{}.weight",
+                cfg.layers,
+                attention_names(cfg.arch)[0]
+            ),
+        };
+        if st.contains(&next_layer) {
             return Err(Error::Embed(format!(
                 "the checkpoint has more encoder layers than num_hidden_layers = {} in config.json",
                 cfg.layers
@@ -334,6 +394,9 @@ impl Bert {
     /// to be finite. Tensor names may carry a `bert.` prefix.
     pub fn load(st: &SafeTensors, cfg: &BertConfig) -> Result<Self> {
         Self::check(st, cfg)?;
+        if cfg.arch == Arch::NomicBert {
+            return Self::load_nomic(st, cfg);
+        }
         let prefix = Self::prefix(st, cfg.arch)?;
         let (h, i) = (cfg.hidden, cfg.intermediate);
         let [nq, nk, nv, no, nln] = attention_names(cfg.arch);
@@ -390,13 +453,120 @@ impl Bert {
             } else {
                 Vec::new()
             },
+            rope_inv: Vec::new(),
             cfg: cfg.clone(),
         })
+    }
+
+    /// [`Bert::load`] for NomicBert: nomic's tensor names (which
+    /// transformers also writes), absent biases as zeros, the two SwiGLU
+    /// input projections stacked `[fc11; fc12]`.
+    fn load_nomic(st: &SafeTensors, cfg: &BertConfig) -> Result<Self> {
+        let prefix = Self::prefix(st, cfg.arch)?;
+        let nomic = cfg.nomic.as_ref().ok_or_else(|| {
+            Error::Embed("internal error: a NomicBert config without its settings".into())
+        })?;
+        let (h, i) = (cfg.hidden, cfg.intermediate);
+        let get = |name: &str, shape: &[usize]| st.f32(&format!("{prefix}{name}"), shape);
+        let bias = |present: bool, name: &str, n: usize| -> Result<Vec<f32>> {
+            if present {
+                get(name, &[n])
+            } else {
+                Ok(vec![0.0; n])
+            }
+        };
+        let ln = |name: &str| -> Result<(Vec<f32>, Vec<f32>)> {
+            Ok((
+                get(&format!("{name}.weight"), &[h])?,
+                get(&format!("{name}.bias"), &[h])?,
+            ))
+        };
+        let mut layers = Vec::with_capacity(cfg.layers);
+        for l in 0..cfg.layers {
+            let p = format!("encoder.layers.{l}");
+            let mut wi = get(&format!("{p}.mlp.fc11.weight"), &[i, h])?;
+            wi.extend(get(&format!("{p}.mlp.fc12.weight"), &[i, h])?);
+            let mut bi = bias(nomic.fc1_bias, &format!("{p}.mlp.fc11.bias"), i)?;
+            bi.extend(bias(nomic.fc1_bias, &format!("{p}.mlp.fc12.bias"), i)?);
+            layers.push(Layer {
+                wqkv: get(&format!("{p}.attn.Wqkv.weight"), &[3 * h, h])?,
+                bqkv: bias(nomic.qkv_bias, &format!("{p}.attn.Wqkv.bias"), 3 * h)?,
+                wo: get(&format!("{p}.attn.out_proj.weight"), &[h, h])?,
+                bo: bias(nomic.qkv_bias, &format!("{p}.attn.out_proj.bias"), h)?,
+                ln1: ln(&format!("{p}.norm1"))?,
+                wi,
+                bi,
+                wo2: get(&format!("{p}.mlp.fc2.weight"), &[h, i])?,
+                bo2: bias(nomic.fc2_bias, &format!("{p}.mlp.fc2.bias"), h)?,
+                ln2: ln(&format!("{p}.norm2"))?,
+            });
+        }
+        Ok(Bert {
+            word: get("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?,
+            pos: Vec::new(),
+            typ: get(
+                "embeddings.token_type_embeddings.weight",
+                &[cfg.type_vocab, h],
+            )?,
+            ln: ln("emb_ln")?,
+            layers,
+            rel: Vec::new(),
+            rope_inv: rope_inv_freq(nomic.rotary_base, h / cfg.heads),
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// [`Bert::tensor_shapes`] for NomicBert.
+    fn nomic_tensor_shapes(cfg: &BertConfig) -> Vec<(String, Vec<usize>)> {
+        let (h, i) = (cfg.hidden, cfg.intermediate);
+        let (qkv_bias, fc1_bias, fc2_bias) =
+            cfg.nomic.as_ref().map_or((false, false, false), |n| {
+                (n.qkv_bias, n.fc1_bias, n.fc2_bias)
+            });
+        let mut out: Vec<(String, Vec<usize>)> = vec![
+            (
+                "embeddings.word_embeddings.weight".into(),
+                vec![cfg.vocab_size, h],
+            ),
+            (
+                "embeddings.token_type_embeddings.weight".into(),
+                vec![cfg.type_vocab, h],
+            ),
+            ("emb_ln.weight".into(), vec![h]),
+            ("emb_ln.bias".into(), vec![h]),
+        ];
+        for l in 0..cfg.layers {
+            let p = format!("encoder.layers.{l}");
+            out.push((format!("{p}.attn.Wqkv.weight"), vec![3 * h, h]));
+            out.push((format!("{p}.attn.out_proj.weight"), vec![h, h]));
+            if qkv_bias {
+                out.push((format!("{p}.attn.Wqkv.bias"), vec![3 * h]));
+                out.push((format!("{p}.attn.out_proj.bias"), vec![h]));
+            }
+            for fc in ["fc11", "fc12"] {
+                out.push((format!("{p}.mlp.{fc}.weight"), vec![i, h]));
+                if fc1_bias {
+                    out.push((format!("{p}.mlp.{fc}.bias"), vec![i]));
+                }
+            }
+            out.push((format!("{p}.mlp.fc2.weight"), vec![h, i]));
+            if fc2_bias {
+                out.push((format!("{p}.mlp.fc2.bias"), vec![h]));
+            }
+            for ln in ["norm1", "norm2"] {
+                out.push((format!("{p}.{ln}.weight"), vec![h]));
+                out.push((format!("{p}.{ln}.bias"), vec![h]));
+            }
+        }
+        out
     }
 
     /// Names (without the `bert.` prefix) and shapes of every tensor the
     /// encoder reads.
     fn tensor_shapes(cfg: &BertConfig) -> Vec<(String, Vec<usize>)> {
+        if cfg.arch == Arch::NomicBert {
+            return Self::nomic_tensor_shapes(cfg);
+        }
         let (h, i) = (cfg.hidden, cfg.intermediate);
         let [nq, nk, nv, no, nln] = attention_names(cfg.arch);
         let mut out: Vec<(String, Vec<usize>)> = vec![
@@ -470,6 +640,7 @@ impl Bert {
             + self.pos.len()
             + self.typ.len()
             + self.rel.len()
+            + self.rope_inv.len()
             + 2 * self.ln.0.len())
     }
 
@@ -521,7 +692,8 @@ impl Bert {
             qkv: vec![0.0; total * 3 * h],
             ctx: vec![0.0; total * h],
             tmp: vec![0.0; total * h],
-            inter: vec![0.0; total * inter],
+            // NomicBert's SwiGLU projects to twice the intermediate width.
+            inter: vec![0.0; total * inter * if self.rope_inv.is_empty() { 1 } else { 2 }],
             scores: vec![0.0; longest.min(attn_rows) * longest],
         };
 
@@ -539,7 +711,25 @@ impl Bert {
             }
         }
 
-        // Embeddings: word + token type 0 (if any) + position, then LayerNorm.
+        // NomicBert: cos and sin of every position's angles,
+        // `rope[p · half + i]` for position p and pair i (float32 angles,
+        // as the reference computes them).
+        let half = self.rope_inv.len();
+        let (mut rope_cos, mut rope_sin) = (Vec::new(), Vec::new());
+        if half > 0 {
+            rope_cos.reserve(longest * half);
+            rope_sin.reserve(longest * half);
+            for p in 0..longest {
+                for &f in &self.rope_inv {
+                    let angle = f64::from(p as f32 * f);
+                    rope_cos.push(angle.cos() as f32);
+                    rope_sin.push(angle.sin() as f32);
+                }
+            }
+        }
+
+        // Embeddings: word + token type 0 (if any) + position (if the model
+        // has a table), then LayerNorm.
         let mut row = 0;
         for seq in seqs {
             // RoBERTa-style position ids: padding tokens sit at pad_id, the
@@ -547,7 +737,7 @@ impl Bert {
             let mut seen = 0usize;
             for (p, &id) in seq.iter().enumerate() {
                 let p = match c.arch {
-                    Arch::Bert => p,
+                    Arch::Bert | Arch::NomicBert => p,
                     Arch::XlmRoberta | Arch::MpNet => {
                         if id as usize == c.pad_id {
                             c.pad_id
@@ -566,10 +756,16 @@ impl Bert {
                     )));
                 }
                 let dst = &mut s.x[row * h..(row + 1) * h];
-                let (w, ps) = (
-                    &self.word[id * h..(id + 1) * h],
-                    &self.pos[p * h..(p + 1) * h],
-                );
+                let w = &self.word[id * h..(id + 1) * h];
+                if self.pos.is_empty() {
+                    let t = &self.typ[..h];
+                    for j in 0..h {
+                        dst[j] = w[j] + t[j];
+                    }
+                    row += 1;
+                    continue;
+                }
+                let ps = &self.pos[p * h..(p + 1) * h];
                 if self.typ.is_empty() {
                     for j in 0..h {
                         dst[j] = w[j] + ps[j];
@@ -589,6 +785,24 @@ impl Bert {
         for layer in &self.layers {
             cancel.check()?;
             linear(&s.x, total, h, &layer.wqkv, 3 * h, &layer.bqkv, &mut s.qkv);
+            if half > 0 {
+                // Rotary embeddings on the query and key of every head,
+                // positions counted from 0 in each sequence.
+                let mut off = 0;
+                for seq in seqs {
+                    for p in 0..seq.len() {
+                        let (cos, sin) = (
+                            &rope_cos[p * half..(p + 1) * half],
+                            &rope_sin[p * half..(p + 1) * half],
+                        );
+                        let row = &mut s.qkv[(off + p) * 3 * h..(off + p + 1) * 3 * h];
+                        for x in row[..2 * h].chunks_exact_mut(d) {
+                            rotate(x, cos, sin);
+                        }
+                    }
+                    off += seq.len();
+                }
+            }
             let mut off = 0;
             for seq in seqs {
                 let l = seq.len();
@@ -662,8 +876,21 @@ impl Bert {
                 *x += *t;
             }
             layer_norm(&mut s.x, h, &layer.ln1, c.layer_norm_eps);
-            linear(&s.x, total, h, &layer.wi, inter, &layer.bi, &mut s.inter);
-            gelu(&mut s.inter[..total * inter]);
+            if half > 0 {
+                linear(
+                    &s.x,
+                    total,
+                    h,
+                    &layer.wi,
+                    2 * inter,
+                    &layer.bi,
+                    &mut s.inter,
+                );
+                swiglu_rows(&mut s.inter, total, inter);
+            } else {
+                linear(&s.x, total, h, &layer.wi, inter, &layer.bi, &mut s.inter);
+                gelu(&mut s.inter[..total * inter]);
+            }
             linear(
                 &s.inter, total, inter, &layer.wo2, h, &layer.bo2, &mut s.tmp,
             );
@@ -799,6 +1026,7 @@ mod tests {
                 max_positions,
                 type_vocab: 2,
                 layer_norm_eps: 1e-12,
+                nomic: None,
             },
             word: w(v * h),
             pos: w(max_positions * h),
@@ -817,6 +1045,7 @@ mod tests {
                 ln2: ln,
             }],
             rel: Vec::new(),
+            rope_inv: Vec::new(),
         }
     }
 
@@ -880,6 +1109,40 @@ mod tests {
         for (rel, want) in cases {
             assert_eq!(relative_bucket(rel), want, "rel {rel}");
         }
+    }
+
+    #[test]
+    fn rotary_turns_pairs_of_halves() {
+        // Frequencies 1 / base^(2i/d): 1, base^(-1/2) for d = 4.
+        let inv = rope_inv_freq(100.0, 4);
+        assert_eq!(inv, vec![1.0, 0.1]);
+        // Position 0 leaves the vector alone; a quarter turn maps
+        // (x_i, x_{i+d/2}) to (-x_{i+d/2}, x_i).
+        let mut x = [1.0f32, 2.0, 3.0, 4.0];
+        rotate(&mut x, &[1.0, 1.0], &[0.0, 0.0]);
+        assert_eq!(x, [1.0, 2.0, 3.0, 4.0]);
+        rotate(&mut x, &[0.0, 1.0], &[1.0, 0.0]);
+        assert_eq!(x, [-3.0, 2.0, 1.0, 4.0]);
+        // Rotations keep the norm.
+        let mut y = [0.3f32, -1.2, 0.7, 2.0];
+        let (c, s) = (0.6f32.cos(), 0.6f32.sin());
+        rotate(&mut y, &[c, 1.0], &[s, 0.0]);
+        let norm: f32 = y.iter().map(|v| v * v).sum();
+        assert!((norm - (0.09 + 1.44 + 0.49 + 4.0)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn swiglu_gates_the_linear_half() {
+        // Two rows of [up | gate], n = 2.
+        let mut v = vec![2.0f32, -1.0, 0.0, 3.0, 1.0, 1.0, -2.0, 100.0];
+        swiglu_rows(&mut v, 2, 2);
+        let silu = |g: f32| g / (1.0 + (-g).exp());
+        let want = [2.0 * silu(0.0), -silu(3.0), silu(-2.0), silu(100.0)];
+        for (g, w) in v[..4].iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{g} vs {w}");
+        }
+        assert_eq!(v[0], 0.0);
+        assert!((v[3] - 100.0).abs() < 1e-4);
     }
 
     #[test]

@@ -48,10 +48,14 @@ pub enum Arch {
     /// MPNet: positions counted from 2 (padding index 1), no token types,
     /// a relative position bias shared by every layer.
     MpNet,
+    /// NomicBert (nomic-embed-text): rotary position embeddings instead of
+    /// a position table, a fused query/key/value projection, a SwiGLU MLP,
+    /// biases optional, post-LayerNorm.
+    NomicBert,
 }
 
 /// The `model_type` values accepted, in the order error messages list them.
-pub const MODEL_TYPES: [&str; 3] = ["bert", "xlm-roberta", "mpnet"];
+pub const MODEL_TYPES: [&str; 4] = ["bert", "xlm-roberta", "mpnet", "nomic_bert"];
 
 impl Arch {
     /// The `model_type` of `config.json`.
@@ -60,8 +64,23 @@ impl Arch {
             Arch::Bert => "bert",
             Arch::XlmRoberta => "xlm-roberta",
             Arch::MpNet => "mpnet",
+            Arch::NomicBert => "nomic_bert",
         }
     }
+}
+
+/// What NomicBert adds to the shared encoder shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NomicConfig {
+    /// Base of the rotary frequencies (`rotary_emb_base`; 1000 in
+    /// nomic-embed-text).
+    pub rotary_base: f32,
+    /// Whether the fused query/key/value projection has a bias.
+    pub qkv_bias: bool,
+    /// Whether the two SwiGLU input projections have biases.
+    pub fc1_bias: bool,
+    /// Whether the SwiGLU output projection has a bias.
+    pub fc2_bias: bool,
 }
 
 /// Shape of a BERT-family encoder.
@@ -80,6 +99,8 @@ pub struct BertConfig {
     pub max_positions: usize,
     pub type_vocab: usize,
     pub layer_norm_eps: f32,
+    /// NomicBert's rotary and bias settings (`None` for other families).
+    pub nomic: Option<NomicConfig>,
 }
 
 /// Everything needed to run the model the way sentence-transformers does.
@@ -221,6 +242,7 @@ impl BertConfig {
         let arch = match v.get("model_type").and_then(Value::as_str) {
             Some("xlm-roberta") => Arch::XlmRoberta,
             Some("mpnet") => Arch::MpNet,
+            Some("nomic_bert") => return nomic_from_json(v, file),
             _ => Arch::Bert,
         };
         choice_field(
@@ -240,7 +262,7 @@ impl BertConfig {
         let hidden = int_field(v, "hidden_size", file, limits::HIDDEN, None)?;
         let vocab_size = int_field(v, "vocab_size", file, limits::VOCAB, None)?;
         let pad_id = match arch {
-            Arch::Bert => 0,
+            Arch::Bert | Arch::NomicBert => 0,
             // MPNet's embeddings fix the padding index at 1 whatever the config says.
             Arch::MpNet => 1,
             Arch::XlmRoberta => {
@@ -285,7 +307,8 @@ impl BertConfig {
                 Arch::MpNet => 0,
                 _ => int_field(v, "type_vocab_size", file, limits::TYPE_VOCAB, Some(2))?,
             },
-            layer_norm_eps: eps_field(v, file)?,
+            layer_norm_eps: eps_field(v, "layer_norm_eps", file)?,
+            nomic: None,
         };
         if c.max_positions <= c.position_offset() + 1 {
             return Err(Error::Embed(format!(
@@ -306,12 +329,245 @@ impl BertConfig {
     }
 }
 
+/// The key of `v` that holds a NomicBert setting: nomic's own name
+/// (`nomic`, as nomic-embed-text's `config.json` spells it) or
+/// transformers' (`hf`, as transformers writes it). Both may appear only
+/// with the same value. Absent (or null) under both names: `nomic`, so
+/// that a "missing" error names the key the real model uses.
+fn alias_key<'a>(v: &Value, nomic: &'a str, hf: &'a str, file: &str) -> Result<&'a str> {
+    let get = |k: &str| v.get(k).filter(|x| !x.is_null());
+    match (get(nomic), get(hf)) {
+        (Some(a), Some(b)) if a != b => Err(Error::Embed(format!(
+            "{file}: {nomic} = {} and {hf} = {} disagree; they name the same setting",
+            shown(Some(a)),
+            shown(Some(b))
+        ))),
+        (None, Some(_)) => Ok(hf),
+        _ => Ok(nomic),
+    }
+}
+
+/// A boolean that must hold `want` (or be absent): the NomicBert variants
+/// this embedder does not run (`why` says what the other value would mean).
+fn fixed_bool(v: &Value, key: &str, file: &str, want: bool, why: &str) -> Result<()> {
+    if bool_field(v, key, file, want)? != want {
+        return Err(Error::Embed(format!(
+            "{file}: {key} must be {want}, got {}{why}",
+            !want
+        )));
+    }
+    Ok(())
+}
+
+/// Bounds of the rotary base (nomic-embed-text uses 1000, LLMs 1e4 to 1e6).
+pub const ROTARY_BASE: (f64, f64) = (1.0, 1e9);
+
+/// NomicBert's `config.json`, in nomic's keys (`n_embd`, `n_head`,
+/// `n_layer`, `n_inner`, `n_positions`, `layer_norm_epsilon`,
+/// `rotary_emb_base`, `activation_function`) or transformers' (`hidden_size`
+/// …, `rope_parameters`, `hidden_act`).
+fn nomic_from_json(v: &Value, file: &str) -> Result<BertConfig> {
+    // nomic's name for the MLP, and transformers' for its gate activation.
+    choice_field(
+        v,
+        "activation_function",
+        file,
+        &["swiglu"],
+        "; NomicBert runs a SwiGLU MLP",
+    )?;
+    choice_field(
+        v,
+        "hidden_act",
+        file,
+        &["silu"],
+        "; NomicBert's MLP is gated by SiLU",
+    )?;
+    fixed_bool(
+        v,
+        "prenorm",
+        file,
+        false,
+        " (pre-LayerNorm blocks are not supported)",
+    )?;
+    fixed_bool(
+        v,
+        "causal",
+        file,
+        false,
+        " (an embedding encoder attends both ways)",
+    )?;
+    fixed_bool(
+        v,
+        "use_rms_norm",
+        file,
+        false,
+        " (RMSNorm is not supported)",
+    )?;
+    fixed_bool(
+        v,
+        "parallel_block",
+        file,
+        false,
+        " (parallel blocks are not supported)",
+    )?;
+    fixed_bool(
+        v,
+        "rotary_emb_interleaved",
+        file,
+        false,
+        " (interleaved rotary pairs are not supported; nomic-embed-text rotates halves)",
+    )?;
+    if let Some(f) = v.get("rotary_emb_fraction").filter(|x| !x.is_null()) {
+        if f.as_f64() != Some(1.0) {
+            return Err(Error::Embed(format!(
+                "{file}: rotary_emb_fraction must be 1.0 (rotary embeddings on every head \
+                 dimension), got {}",
+                shown(Some(f))
+            )));
+        }
+    }
+    if let Some(f) = v.get("rotary_scaling_factor").filter(|x| !x.is_null()) {
+        return Err(Error::Embed(format!(
+            "{file}: rotary_scaling_factor must be null (dynamic NTK rotary scaling is not \
+             supported), got {}",
+            shown(Some(f))
+        )));
+    }
+    // The rotary base: nomic's rotary_emb_base or transformers' rope_parameters.
+    let mut base = v.get("rotary_emb_base").filter(|x| !x.is_null()).cloned();
+    if let Some(rp) = v.get("rope_parameters").filter(|x| !x.is_null()) {
+        let obj = rp.as_object().ok_or_else(|| {
+            Error::Embed(format!(
+                "{file}: rope_parameters must be an object, got {}",
+                shown(Some(rp))
+            ))
+        })?;
+        choice_field(
+            rp,
+            "rope_type",
+            file,
+            &["default"],
+            " in rope_parameters; scaled rotary embeddings are not supported",
+        )?;
+        if let Some(t) = obj.get("rope_theta").filter(|x| !x.is_null()) {
+            match &base {
+                Some(b) if b.as_f64() != t.as_f64() => {
+                    return Err(Error::Embed(format!(
+                        "{file}: rotary_emb_base = {} and rope_parameters.rope_theta = {} \
+                         disagree; they name the same setting",
+                        shown(Some(b)),
+                        shown(Some(t))
+                    )))
+                }
+                _ => base = Some(t.clone()),
+            }
+        }
+    }
+    let rotary_base = match &base {
+        // transformers' default_theta for NomicBert, and nomic's default.
+        None => 1000.0,
+        Some(b) => match b.as_f64() {
+            Some(x) if x.is_finite() && x > ROTARY_BASE.0 && x <= ROTARY_BASE.1 => x as f32,
+            _ => {
+                return Err(Error::Embed(format!(
+                    "{file}: rotary_emb_base must be a number in ({}, {:e}], got {}",
+                    ROTARY_BASE.0,
+                    ROTARY_BASE.1,
+                    shown(Some(b))
+                )))
+            }
+        },
+    };
+
+    let key = |nomic: &'static str, hf: &'static str| alias_key(v, nomic, hf, file);
+    let hidden = int_field(v, key("n_embd", "hidden_size")?, file, limits::HIDDEN, None)?;
+    let heads = int_field(
+        v,
+        key("n_head", "num_attention_heads")?,
+        file,
+        limits::HEADS,
+        None,
+    )?;
+    let inter_key = key("n_inner", "intermediate_size")?;
+    let intermediate = if v.get(inter_key).is_some_and(|x| !x.is_null()) {
+        int_field(
+            v,
+            inter_key,
+            file,
+            (
+                limits::INTERMEDIATE.0,
+                limits::INTERMEDIATE
+                    .1
+                    .min(limits::INTERMEDIATE_PER_HIDDEN * hidden as u64),
+            ),
+            None,
+        )?
+    } else {
+        // nomic's default: four times the width.
+        4 * hidden
+    };
+    let c = BertConfig {
+        arch: Arch::NomicBert,
+        pad_id: 0,
+        rel_buckets: 0,
+        vocab_size: int_field(v, "vocab_size", file, limits::VOCAB, None)?,
+        hidden,
+        layers: int_field(
+            v,
+            key("n_layer", "num_hidden_layers")?,
+            file,
+            limits::LAYERS,
+            None,
+        )?,
+        heads,
+        intermediate,
+        max_positions: int_field(
+            v,
+            key("n_positions", "max_position_embeddings")?,
+            file,
+            limits::POSITIONS,
+            None,
+        )?,
+        type_vocab: int_field(v, "type_vocab_size", file, limits::TYPE_VOCAB, Some(2))?,
+        layer_norm_eps: eps_field(v, key("layer_norm_epsilon", "layer_norm_eps")?, file)?,
+        nomic: Some(NomicConfig {
+            rotary_base,
+            qkv_bias: bool_field(v, "qkv_proj_bias", file, false)?,
+            fc1_bias: bool_field(v, "mlp_fc1_bias", file, false)?,
+            fc2_bias: bool_field(v, "mlp_fc2_bias", file, false)?,
+        }),
+    };
+    if !c.hidden.is_multiple_of(c.heads) {
+        return Err(Error::Embed(format!(
+            "{file}: the width {} is not a multiple of the {} attention heads",
+            c.hidden, c.heads
+        )));
+    }
+    let d = c.hidden / c.heads;
+    if !d.is_multiple_of(2) {
+        return Err(Error::Embed(format!(
+            "{file}: the head width {} ({} / {} heads) must be even: rotary embeddings rotate \
+             pairs of dimensions",
+            d, c.hidden, c.heads
+        )));
+    }
+    if let Some(hd) = v.get("head_dim").filter(|x| !x.is_null()) {
+        if hd.as_u64() != Some(d as u64) {
+            return Err(Error::Embed(format!(
+                "{file}: head_dim must be {d} (the width over the heads), got {}",
+                shown(Some(hd))
+            )));
+        }
+    }
+    Ok(c)
+}
+
 impl BertConfig {
     /// The position id of the first token: 0 for BERT, `pad_id + 1` for
     /// RoBERTa-style models.
     pub fn position_offset(&self) -> usize {
         match self.arch {
-            Arch::Bert => 0,
+            Arch::Bert | Arch::NomicBert => 0,
             Arch::XlmRoberta | Arch::MpNet => self.pad_id + 1,
         }
     }
@@ -322,10 +578,11 @@ impl BertConfig {
     }
 }
 
-/// `layer_norm_eps`: finite, in `(0, 1]`, and still above 0 as f32
-/// (transformers' default 1e-12 when absent).
-fn eps_field(v: &Value, file: &str) -> Result<f32> {
-    let raw = v.get("layer_norm_eps").filter(|x| !x.is_null());
+/// `layer_norm_eps` (or nomic's `layer_norm_epsilon`: `key`): finite, in
+/// `(0, 1]`, and still above 0 as f32 (transformers' default 1e-12 when
+/// absent).
+fn eps_field(v: &Value, key: &str, file: &str) -> Result<f32> {
+    let raw = v.get(key).filter(|x| !x.is_null());
     let eps = match raw {
         None => return Ok(1e-12),
         Some(x) => x.as_f64(),
@@ -335,7 +592,7 @@ fn eps_field(v: &Value, file: &str) -> Result<f32> {
             Ok(e as f32)
         }
         _ => Err(Error::Embed(format!(
-            "{file}: layer_norm_eps must be a number in (0, {}] (a positive float32), got {}",
+            "{file}: {key} must be a number in (0, {}] (a positive float32), got {}",
             limits::EPS_MAX,
             shown(raw)
         ))),
@@ -647,6 +904,106 @@ mod tests {
         let e = BertConfig::from_json(&v, "c").unwrap_err().to_string();
         assert!(e.contains("hidden_size") && e.contains("missing"), "{e}");
         assert!(BertConfig::from_json(&serde_json::json!([1, 2]), "c").is_err());
+    }
+
+    fn nomic_v15() -> Value {
+        serde_json::json!({"model_type": "nomic_bert", "activation_function": "swiglu",
+            "n_embd": 768, "n_head": 12, "n_inner": 3072, "n_layer": 12, "n_positions": 8192,
+            "layer_norm_epsilon": 1e-12, "rotary_emb_base": 1000, "rotary_emb_fraction": 1.0,
+            "rotary_emb_interleaved": false, "rotary_scaling_factor": null, "prenorm": false,
+            "qkv_proj_bias": false, "mlp_fc1_bias": false, "mlp_fc2_bias": false,
+            "type_vocab_size": 2, "vocab_size": 30528})
+    }
+
+    #[test]
+    fn nomic_config_in_either_key_set() {
+        let c = BertConfig::from_json(&nomic_v15(), "c").unwrap();
+        assert_eq!(c.arch, Arch::NomicBert);
+        assert_eq!(
+            (c.hidden, c.heads, c.intermediate, c.layers, c.max_positions),
+            (768, 12, 3072, 12, 8192)
+        );
+        assert_eq!(
+            (c.max_tokens(), c.type_vocab, c.vocab_size),
+            (8192, 2, 30528)
+        );
+        let n = c.nomic.clone().unwrap();
+        assert_eq!(n.rotary_base, 1000.0);
+        assert!(!n.qkv_bias && !n.fc1_bias && !n.fc2_bias);
+        // transformers' keys for the same model.
+        let hf = serde_json::json!({"model_type": "nomic_bert", "hidden_act": "silu",
+            "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072,
+            "num_hidden_layers": 12, "max_position_embeddings": 8192, "layer_norm_eps": 1e-12,
+            "rope_parameters": {"rope_theta": 1000.0, "rope_type": "default"}, "head_dim": 64,
+            "vocab_size": 30528});
+        assert_eq!(BertConfig::from_json(&hf, "c").unwrap(), c);
+        // Both key sets at once must agree.
+        let mut both = nomic_v15();
+        both["hidden_size"] = serde_json::json!(768);
+        assert_eq!(BertConfig::from_json(&both, "c").unwrap(), c);
+        both["hidden_size"] = serde_json::json!(512);
+        let e = BertConfig::from_json(&both, "c").unwrap_err().to_string();
+        assert!(
+            e.contains("n_embd = 768 and hidden_size = 512 disagree"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nomic_variants_not_run_are_refused() {
+        let cases: Vec<(&str, Value, &str)> = vec![
+            (
+                "rotary_scaling_factor",
+                serde_json::json!(2),
+                "must be null",
+            ),
+            (
+                "rotary_emb_interleaved",
+                serde_json::json!(true),
+                "must be false, got true",
+            ),
+            ("rotary_emb_fraction", serde_json::json!(0.5), "must be 1.0"),
+            (
+                "rotary_emb_base",
+                serde_json::json!(0.5),
+                "must be a number in (1, 1e9], got 0.5",
+            ),
+            ("rotary_emb_base", serde_json::json!(1e300), "got 1e+300"),
+            (
+                "activation_function",
+                serde_json::json!("gelu"),
+                "must be \"swiglu\"",
+            ),
+            ("prenorm", serde_json::json!(true), "must be false"),
+            ("causal", serde_json::json!(true), "must be false"),
+            ("use_rms_norm", serde_json::json!(true), "must be false"),
+            (
+                "qkv_proj_bias",
+                serde_json::json!("yes"),
+                "must be true or false",
+            ),
+            ("n_head", serde_json::json!(7), "not a multiple"),
+            ("n_head", serde_json::json!(256), "head width 3"),
+            (
+                "n_positions",
+                serde_json::json!(1u64 << 40),
+                "between 2 and 8192",
+            ),
+            (
+                "n_inner",
+                serde_json::json!(1u64 << 40),
+                "between 1 and 12288",
+            ),
+        ];
+        for (key, value, want) in cases {
+            let mut v = nomic_v15();
+            v[key] = value.clone();
+            let e = BertConfig::from_json(&v, "cfg.json")
+                .expect_err(&format!("{key} = {value} was accepted"))
+                .to_string();
+            assert!(e.contains("cfg.json"), "{e}");
+            assert!(e.contains(want), "{key} = {value}: {e}");
+        }
     }
 
     #[test]

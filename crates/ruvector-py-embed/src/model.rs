@@ -10,7 +10,7 @@ use ruvector_py_core::parallel;
 use crate::error::{Error, FromBase, Result};
 
 use crate::bert::Bert;
-use crate::config::{BertConfig, Defaults, ModelConfig, Pooling};
+use crate::config::{Arch, BertConfig, Defaults, ModelConfig, Pooling};
 use crate::files::{ModelDir, MAX_TOKENIZER_BYTES};
 use crate::safetensors::SafeTensors;
 use crate::tokenize::TextTokenizer;
@@ -49,10 +49,12 @@ pub fn guarded<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
 /// tensors (a pooler, position ids). `None` if the size overflows.
 fn weights_limit(cfg: &BertConfig) -> Option<u64> {
     let (h, i) = (cfg.hidden as u64, cfg.intermediate as u64);
+    // NomicBert's SwiGLU MLP has three h × i projections, BERT's two.
+    let mlp = if cfg.arch == Arch::NomicBert { 3 } else { 2 };
     let layer = h
         .checked_mul(h)?
         .checked_mul(4)?
-        .checked_add(h.checked_mul(i)?.checked_mul(2)?)?
+        .checked_add(h.checked_mul(i)?.checked_mul(mlp)?)?
         .checked_add(h.checked_mul(9)?)?
         .checked_add(i)?;
     let emb = (cfg.vocab_size as u64)
@@ -224,7 +226,8 @@ impl TextModel {
     /// Tokens per chunk: [`MAX_CHUNK_TOKENS`], fewer for wide models.
     fn chunk_tokens(&self) -> usize {
         let b = &self.cfg.bert;
-        let per_token = 6 * b.hidden + b.intermediate;
+        let glu = if b.arch == Arch::NomicBert { 2 } else { 1 };
+        let per_token = 6 * b.hidden + glu * b.intermediate;
         (MAX_CHUNK_FLOATS / per_token.max(1)).clamp(1, MAX_CHUNK_TOKENS)
     }
 

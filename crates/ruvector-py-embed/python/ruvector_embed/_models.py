@@ -102,7 +102,7 @@ class ModelSpec:
     #: ``(importable package, sub-folder)`` pairs that ship the folder.
     packages: Tuple[Tuple[str, str], ...] = ()
     note: str = ""
-    #: The network: ``"bert"``, ``"xlm-roberta"``, ``"mpnet"`` (text) or
+    #: The network: ``"bert"``, ``"xlm-roberta"``, ``"mpnet"``, ``"nomic_bert"`` (text) or
     #: ``"mobilenet_v3_small"`` (image).
     architecture: str = "bert"
     #: Length of the embeddings.
@@ -116,6 +116,14 @@ class ModelSpec:
     #: ``config_sentence_transformers.json`` declares none.
     prompts: Mapping[str, str] = field(default_factory=dict)
 
+
+#: nomic-embed-text's task prefixes (its ``config_sentence_transformers.json``).
+_NOMIC_PROMPTS: Mapping[str, str] = {
+    "query": "search_query: ",
+    "document": "search_document: ",
+    "classification": "classification: ",
+    "clustering": "clustering: ",
+}
 
 KNOWN_MODELS: Dict[str, ModelSpec] = {
     "all-MiniLM-L6-v2": ModelSpec(
@@ -292,6 +300,42 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         dim=768,
         languages=("en",),
     ),
+    "nomic-embed-text-v1.5": ModelSpec(
+        name="nomic-embed-text-v1.5",
+        repo="nomic-ai/nomic-embed-text-v1.5",
+        kind="text",
+        pooling="mean",
+        normalize=True,
+        max_seq_length=8192,
+        note=(
+            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
+            "them), so it loads unverified from local sources and is never downloaded; NomicBert (rotary "
+            "positions, SwiGLU), exact against transformers' NomicBertModel on random weights; prefix texts "
+            "with its task prompts (prompt_name='query' / 'document')"
+        ),
+        architecture="nomic_bert",
+        dim=768,
+        languages=("en",),
+        prompts=_NOMIC_PROMPTS,
+    ),
+    "nomic-embed-text-v1": ModelSpec(
+        name="nomic-embed-text-v1",
+        repo="nomic-ai/nomic-embed-text-v1",
+        kind="text",
+        pooling="mean",
+        normalize=True,
+        max_seq_length=8192,
+        note=(
+            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
+            "them), so it loads unverified from local sources and is never downloaded; NomicBert (rotary "
+            "positions, SwiGLU), exact against transformers' NomicBertModel on random weights; prefix texts "
+            "with its task prompts (prompt_name='query' / 'document')"
+        ),
+        architecture="nomic_bert",
+        dim=768,
+        languages=("en",),
+        prompts=_NOMIC_PROMPTS,
+    ),
     "mobilenetv3-small": ModelSpec(
         name="mobilenetv3-small",
         repo="",
@@ -349,7 +393,7 @@ class ModelInfo:
     name: str
     #: ``"text"`` or ``"image"``.
     kind: str
-    #: The network: ``"bert"``, ``"xlm-roberta"``, ``"mpnet"`` or
+    #: The network: ``"bert"``, ``"xlm-roberta"``, ``"mpnet"``, ``"nomic_bert"`` or
     #: ``"mobilenet_v3_small"``.
     architecture: str
     #: Length of the embeddings.
