@@ -954,7 +954,8 @@ mod tests {
             want_rows.extend_from_slice(&fresh_rows);
             let n = want_rows.len() / d;
             let mut want = Engine::new(p).unwrap();
-            want.add(&(0..n as u64).collect::<Vec<_>>(), &want_rows).unwrap();
+            want.add(&(0..n as u64).collect::<Vec<_>>(), &want_rows)
+                .unwrap();
             assert!(derived.same_as(&want), "{kind:?}");
             if let (Codes::Symmetric(a), Codes::Symmetric(b)) = (&derived.codes, &want.codes) {
                 assert!(a.same_codes(b));
