@@ -334,7 +334,7 @@ def test_changes_since_reads_the_log_and_the_lake_applies_it(dsn: str) -> None:
     g0 = backend.install_change_counter("delta")
     changes = backend.changes_since("delta", g0)
     assert changes is not None and changes.generation == g0
-    assert len(changes.upserted_ids) == 0 and len(changes.removed_ids) == 0
+    assert _sorted(changes.upserted_ids) == [] and _sorted(changes.removed_ids) == []
     lake = rl.RuLake()
     lake.register_backend(backend)
     assert lake.search_one("pg", "delta", x[0], k=1)[0].id == int(ids[0])
@@ -404,7 +404,7 @@ def test_a_transaction_in_flight_is_never_skipped(dsn: str) -> None:
         assert not second_done.wait(0.5)
         assert backend.generation("race") == g0
         changes = backend.changes_since("race", g0)
-        assert changes is not None and changes.generation == g0 and len(changes.upserted_ids) == 0
+        assert changes is not None and changes.generation == g0 and _sorted(changes.upserted_ids) == []
         first.commit()
         t.join(30)
         assert second_done.is_set() and not errors
@@ -428,7 +428,7 @@ def test_a_rolled_back_write_leaves_no_log_and_concurrent_writers_are_all_logged
         conn.execute("INSERT INTO many VALUES (5000, '{1,2,3,4}')")
         conn.rollback()
     changes = backend.changes_since("many", g0)
-    assert changes is not None and changes.generation == g0 and len(changes.upserted_ids) == 0
+    assert changes is not None and changes.generation == g0 and _sorted(changes.upserted_ids) == []
     errors: List[BaseException] = []
 
     def writer(w: int) -> None:

@@ -154,7 +154,7 @@ def test_no_delta_falls_back_to_a_full_pull() -> None:
 
 def test_an_adapter_without_changes_since_is_never_asked() -> None:
     class Plain(LoggedStore):
-        changes_since = rl.BackendAdapter.changes_since  # type: ignore[assignment]
+        changes_since = rl.BackendAdapter.changes_since
 
     store = Plain()
     store.upsert(range(30), 0)
@@ -180,7 +180,8 @@ def test_a_dimension_change_without_a_delta_reprimes_with_the_new_dimension() ->
     store.upsert([1], 1)
     q = np.hstack([vector_of(1, 1), vector_of(1, 1)])
     assert lake.search_one("ref", "c", q, 1)[0].id == 1
-    assert lake.cached_bundle("ref", "c").dim == 2 * DIM
+    bundle = lake.cached_bundle("ref", "c")
+    assert bundle is not None and bundle.dim == 2 * DIM
     # The next check is a hit on the re-primed entry.
     lake.search_one("ref", "c", q, 1)
     assert lake.cache_stats().primes == 2 and store.pulls == 2
@@ -241,7 +242,7 @@ steps = st.lists(
 def test_refresh_sequences_match_the_reference_model(initial: List[int], script: List[Step]) -> None:
     """Any sequence of upserts, removes, trims and refreshes: after each
     refresh the lake answers exactly as a fresh prime of the model does
-    (rerank factor 20 × k ≥ rows: every row is reranked, so hits are exact)."""
+    (rerank factor 20 times k covers all rows: every row is reranked, so hits are exact)."""
     store = LoggedStore()
     store.upsert(initial, 0)
     lake = rl.RuLake(rerank_factor=20)
@@ -258,7 +259,9 @@ def test_refresh_sequences_match_the_reference_model(initial: List[int], script:
         elif op == "trim":
             store.trim()
         else:
-            cached_gen = lake.cached_bundle("ref", "c").generation
+            bundle = lake.cached_bundle("ref", "c")
+            assert bundle is not None
+            cached_gen = bundle.generation
             delta = store.floor <= int(cached_gen) and store.gen != int(cached_gen)
             queries = np.stack([vector_of(i, 0) for i in range(arg)])
             assert_equals_a_fresh_prime(lake, store, queries, 3)
@@ -279,25 +282,24 @@ class BadDelta(LoggedStore):
 
 
 ONE = np.ones((1, DIM), np.float32)
+NONE: List[int] = []
+BAD_DELTAS: List[Tuple[Any, str]] = [
+    ((np.array([1], np.uint64), np.ones((1, DIM + 1), np.float32), NONE, 2), "cached dimension 12, got 13"),
+    ((np.array([1, 1], np.uint64), np.ones((2, DIM), np.float32), NONE, 2), "appears more than once"),
+    ((np.array([1], np.uint64), np.full((1, DIM), np.nan, np.float32), NONE, 2), "finite"),
+    ((np.array([1], np.uint64), ONE, [1], 2), "id 1 is both upserted and removed"),
+    ((np.array([1, 2], np.uint64), ONE, NONE, 2), "got 2 upserted ids for 1 upserted vectors"),
+    ((NONE, ONE, NONE, 2), "upserted_vectors must be empty"),
+    ((np.array([2**64 - 1], np.uint64), ONE, NONE, 2), "ids must be between 0 and"),
+    ((NONE, NONE, [-1], 2), "removed_ids"),
+    ((NONE, NONE, NONE, True), "generation of changes_since must be an int or a str, got bool"),
+    ((NONE, NONE, NONE, -3), "generation of changes_since must be an int in 0..2**64 or a str"),
+    ((NONE, NONE, NONE), "must return None or a Changes"),
+    ("nope", "must return None or a Changes"),
+]
 
 
-@pytest.mark.parametrize(
-    "answer, message",
-    [
-        ((np.array([1], np.uint64), np.ones((1, DIM + 1), np.float32), [], 2), "cached dimension 12, got 13"),
-        ((np.array([1, 1], np.uint64), np.ones((2, DIM), np.float32), [], 2), "appears more than once"),
-        ((np.array([1], np.uint64), np.full((1, DIM), np.nan, np.float32), [], 2), "finite"),
-        ((np.array([1], np.uint64), ONE, [1], 2), "id 1 is both upserted and removed"),
-        ((np.array([1, 2], np.uint64), ONE, [], 2), "got 2 upserted ids for 1 upserted vectors"),
-        (([], ONE, [], 2), "upserted_vectors must be empty"),
-        ((np.array([2**64 - 1], np.uint64), ONE, [], 2), "ids must be between 0 and"),
-        (([], [], [-1], 2), "removed_ids"),
-        (([], [], [], True), "generation of changes_since must be an int or a str, got bool"),
-        (([], [], [], -3), "generation of changes_since must be an int in 0..2**64 or a str"),
-        (([], [], []), "must return None or a Changes"),
-        ("nope", "must return None or a Changes"),
-    ],
-)
+@pytest.mark.parametrize("answer, message", BAD_DELTAS)
 def test_a_bad_delta_is_a_backend_error_naming_the_backend(answer: Any, message: str) -> None:
     store = BadDelta("bad")
     store.upsert(range(10), 0)

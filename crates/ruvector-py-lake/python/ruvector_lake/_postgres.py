@@ -246,7 +246,8 @@ class PostgresBackend(BackendAdapter):
             with conn.transaction(), conn.cursor() as cur:
                 oid = self._regclass(cur, table)
                 cur.execute(
-                    f"CREATE TABLE IF NOT EXISTS {g} (table_name text PRIMARY KEY, generation bigint NOT NULL DEFAULT 0)"
+                    f"CREATE TABLE IF NOT EXISTS {g} ("
+                    " table_name text PRIMARY KEY, generation bigint NOT NULL DEFAULT 0)"
                 )
                 cur.execute(f"ALTER TABLE {g} ADD COLUMN IF NOT EXISTS log_floor bigint")
                 cur.execute(
@@ -291,9 +292,7 @@ class PostgresBackend(BackendAdapter):
                     f"UPDATE {g} SET log_floor = generation WHERE table_name = %s AND log_floor IS NULL", (key,)
                 )
                 # The counter-only trigger of earlier versions.
-                cur.execute(
-                    sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(f"{g}_bump"), ident)
-                )
+                cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(f"{g}_bump"), ident))
                 for name, event, referencing in _TRIGGERS:
                     trigger = sql.Identifier(name)
                     cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trigger, ident))
@@ -386,8 +385,7 @@ class PostgresBackend(BackendAdapter):
                     if None in cur.fetchone():
                         return None
                     cur.execute(
-                        f"SELECT table_name, generation, log_floor FROM {g}"
-                        " WHERE table_name = %s::oid::regclass::text",
+                        f"SELECT table_name, generation, log_floor FROM {g} WHERE table_name = %s::oid::regclass::text",
                         (oid,),
                     )
                     row = cur.fetchone()
