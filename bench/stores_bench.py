@@ -10,7 +10,7 @@ Then, in PostgreSQL, refresh after changing 0.1 %, 1 % and 10 % of the rows:
 the delta (``changes_since``) against a full re-pull and encode of the same
 data, and the first search after the refresh.
 
-    python bench/stores_bench.py [--n 1000000] [--dim 384] [--out bench/results-stores.md]
+    python bench/stores_bench.py [--n 1000000] [--dim 384] [--out bench/results-stores.md] [--only refresh]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def _data(n: int, dim: int) -> Any:
     return np.random.default_rng(0).standard_normal((n, dim), dtype=np.float32)
 
 
-def _case(case: str, where: str, n: int, dim: int) -> Dict[str, float]:
+def _case(case: str, where: str, n: int, dim: int) -> Dict[str, Any]:
     """One measurement, in this (fresh) process."""
     import ruvector_lake as rl
 
@@ -61,7 +61,8 @@ def _case(case: str, where: str, n: int, dim: int) -> Dict[str, float]:
             t = time.perf_counter()
         lake.search_one("b", "docs", np.ones(dim, dtype=np.float32))
     elif case == "postgres-refresh":
-        return _refresh(where, n, dim)  # type: ignore[return-value]
+        fractions = tuple(float(f) for f in os.environ.get("RV_BENCH_FRACTIONS", "").split(",") if f)
+        return _refresh(where, n, dim, fractions or FRACTIONS)
     elif case == "postgres-bare":
         import psycopg
 
@@ -88,7 +89,7 @@ def _search_ms(lake: Any, q: Any, repeat: int = 1) -> float:
     return (time.perf_counter() - t) * 1000 / repeat
 
 
-def _refresh(dsn: str, n: int, dim: int) -> Dict[str, Any]:
+def _refresh(dsn: str, n: int, dim: int, fractions: Tuple[float, ...] = FRACTIONS) -> Dict[str, Any]:
     """Prime once, then for each fraction: change that share of the rows
     (90 % updated in one statement, 5 % deleted, 5 % inserted), time the
     search that refreshes by delta, the next search, and a full re-prime
@@ -105,7 +106,7 @@ def _refresh(dsn: str, n: int, dim: int) -> Dict[str, Any]:
     steady = _search_ms(lake, q, 50)
     out: Dict[str, Any] = {"steady_search_ms": steady}
     next_id = n
-    for frac in FRACTIONS:
+    for frac in fractions:
         m = max(1, int(n * frac))
         held = rng.choice(n, size=m, replace=False)
         upd, dele = held[: m * 9 // 10], held[m * 9 // 10 : m * 19 // 20]
@@ -165,6 +166,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--out", default="bench/results-stores.md")
+    ap.add_argument("--only", choices=["refresh"], help="only the PostgreSQL refresh measurement")
+    ap.add_argument("--fractions", default="", help="refresh fractions, e.g. 0.001,0.01 (default: 0.001,0.01,0.1)")
     ap.add_argument("--case")
     ap.add_argument("--where", default="")
     args = ap.parse_args()
@@ -178,13 +181,17 @@ def main() -> None:
     rows: List[str] = []
     x = _data(n, dim)
     ids = np.arange(n, dtype=np.uint64)
+    only_refresh = args.only == "refresh"
+    if args.fractions:
+        os.environ["RV_BENCH_FRACTIONS"] = args.fractions
     root = tempfile.mkdtemp(prefix="rvpq")
-    vectors = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), dim)
-    pq.write_table(pa.table({"id": ids, "embedding": vectors}), f"{root}/docs.parquet")
-    del vectors
-    results: Dict[str, Dict[str, Any]] = {"index-build": _run("index-build", "", n, dim)}
+    if not only_refresh:
+        vectors = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), dim)
+        pq.write_table(pa.table({"id": ids, "embedding": vectors}), f"{root}/docs.parquet")
+        del vectors
+    results: Dict[str, Dict[str, Any]] = {} if only_refresh else {"index-build": _run("index-build", "", n, dim)}
     refresh: Optional[Dict[str, Any]] = None
-    for case in ("parquet-bare", "parquet-prime"):
+    for case in () if only_refresh else ("parquet-bare", "parquet-prime"):
         results[case] = _run(case, root, n, dim)
     shutil.rmtree(root, ignore_errors=True)
     bindir = _pg_bin()
@@ -215,7 +222,7 @@ def main() -> None:
             import ruvector_lake as rl
 
             rl.PostgresBackend("pg", dsn).install_change_counter("docs")
-            for case in ("postgres-bare", "postgres-prime"):
+            for case in () if only_refresh else ("postgres-bare", "postgres-prime"):
                 results[case] = _run(case, dsn, n, dim)
             refresh = _run("postgres-refresh", dsn, n, dim)
         finally:
@@ -233,7 +240,7 @@ def main() -> None:
     rows.append("|---|---:|---:|")
     for case, r in results.items():
         rows.append(f"| {labels[case]} | {r['seconds']:.2f} | {r['peak_mb']:.0f} |")
-    build = results["index-build"]["seconds"]
+    build = results["index-build"]["seconds"] if results else 0.0
     for store in ("parquet", "postgres"):
         if f"{store}-prime" in results:
             ratio = results[f"{store}-prime"]["seconds"] / (results[f"{store}-bare"]["seconds"] + build)
@@ -250,6 +257,8 @@ def main() -> None:
         )
         rows.append("|---|---:|---:|---:|---:|---:|")
         for frac in FRACTIONS:
+            if str(frac) not in refresh:
+                continue
             r = refresh[str(frac)]
             rows.append(
                 f"| {frac * 100:g} % ({r['rows']}) | {r['delta_ms']:.0f} | {r['apply_ms']:.0f} "
