@@ -380,4 +380,5 @@ def test_async_pulls_leave_the_loop_free_and_prime_within_the_bound() -> None:
     info = rl.runtime_info()
     bound = int(info["max_blocking_threads"])
     assert 2 <= state["peak"] <= bound, (state, info)
-    assert worst_gap < 0.15, worst_gap
+    # Blocking pulls on the loop would stall it for 8 x 0.2 s in a row.
+    assert worst_gap < 0.5, worst_gap
