@@ -236,8 +236,9 @@ def main() -> None:
         "postgres-prime": "PostgresBackend cold prime (pull + encode)",
     }
     rows.append(f"# ruLake over real stores: {n} x {dim} float32\n")
-    rows.append("| step | seconds | peak RSS of its process (MB) |")
-    rows.append("|---|---:|---:|")
+    if results:
+        rows.append("| step | seconds | peak RSS of its process (MB) |")
+        rows.append("|---|---:|---:|")
     for case, r in results.items():
         rows.append(f"| {labels[case]} | {r['seconds']:.2f} | {r['peak_mb']:.0f} |")
     build = results["index-build"]["seconds"] if results else 0.0
