@@ -318,3 +318,162 @@ def test_timeouts_and_connection_errors(dsn: str, tmp_path: Any) -> None:
     assert info.value.backend == "gone"
     with pytest.raises(ValueError, match="statement_timeout"):
         rl.PostgresBackend("pg", dsn, statement_timeout=-1)
+
+
+# -- incremental refresh: the change log ---------------------------------------
+
+
+def _sorted(ids: Any) -> List[int]:
+    return sorted(int(i) for i in ids)
+
+
+def test_changes_since_reads_the_log_and_the_lake_applies_it(dsn: str) -> None:
+    x, ids = clustered(2000, 16, seed=21), signed(sparse_ids(2000, seed=21))
+    load(dsn, "delta", ids, x)
+    backend = rl.PostgresBackend("pg", dsn)
+    g0 = backend.install_change_counter("delta")
+    changes = backend.changes_since("delta", g0)
+    assert changes is not None and changes.generation == g0
+    assert _sorted(changes.upserted_ids) == [] and _sorted(changes.removed_ids) == []
+    lake = rl.RuLake()
+    lake.register_backend(backend)
+    assert lake.search_one("pg", "delta", x[0], k=1)[0].id == int(ids[0])
+    far = np.full(16, 9.0, dtype=np.float32)
+    near = np.full(16, -9.0, dtype=np.float32)
+    execute(
+        dsn,
+        f"UPDATE delta SET embedding = '{{{','.join(['9'] * 16)}}}' WHERE id IN ({int(ids[1])}, {int(ids[2])})",
+        f"DELETE FROM delta WHERE id IN ({int(ids[3])}, {int(ids[4])})",
+        f"INSERT INTO delta VALUES (11, '{{{','.join(['-9'] * 16)}}}'), (12, '{{{','.join(['-9'] * 16)}}}')",
+        # An id that moves: its old id is removed, its new one upserted.
+        f"UPDATE delta SET id = 13 WHERE id = {int(ids[5])}",
+        # Written and deleted since g0: removed (the lake ignores ids it lacks).
+        "INSERT INTO delta VALUES (14, '{" + ",".join(["1"] * 16) + "}')",
+        "DELETE FROM delta WHERE id = 14",
+    )
+    changes = backend.changes_since("delta", g0)
+    assert changes is not None and changes.generation == g0 + 6 == backend.generation("delta")
+    assert _sorted(changes.upserted_ids) == sorted([int(ids[1]), int(ids[2]), 11, 12, 13])
+    assert _sorted(changes.removed_ids) == sorted([int(ids[3]), int(ids[4]), int(ids[5]), 14])
+    up = dict(zip(np.asarray(changes.upserted_ids).tolist(), np.asarray(changes.upserted_vectors)))
+    assert np.array_equal(up[int(ids[1])], far) and np.array_equal(up[11], near)
+    assert np.array_equal(up[13], x[5])
+    # From an intermediate generation: only what came after it.
+    later = backend.changes_since("delta", g0 + 4)
+    assert later is not None and _sorted(later.upserted_ids) == [] and _sorted(later.removed_ids) == [14]
+    # The lake applies it: no new prime, a refresh; then it equals a fresh prime.
+    assert lake.search_one("pg", "delta", near, k=2)[0].id in (11, 12)
+    stats = lake.cache_stats()
+    assert (stats.primes, stats.refreshes) == (1, 1)
+    fresh = rl.RuLake()
+    fresh.register_backend(rl.PostgresBackend("pg", dsn))
+    for q in [far, near, x[0], x[6], x[500]]:
+        assert lake.search_one("pg", "delta", q, k=10) == fresh.search_one("pg", "delta", q, k=10)
+    assert lake.witness("pg", "delta") == fresh.witness("pg", "delta")
+    assert lake.cached_bundle("pg", "delta") == fresh.cached_bundle("pg", "delta")
+    # Not a generation of this counter: no answer (the lake would pull).
+    assert backend.changes_since("delta", g0 + 100) is None
+    assert backend.changes_since("delta", "g0") is None
+
+
+def test_a_transaction_in_flight_is_never_skipped(dsn: str) -> None:
+    """Writers serialise on the counter row: a writer that starts after an
+    uncommitted one waits for its commit, so counter values commit in
+    order and a reader at generation G has seen every change up to G."""
+    x, ids = clustered(100, 4, seed=22), signed(sparse_ids(100, seed=22))
+    load(dsn, "race", ids, x)
+    backend = rl.PostgresBackend("pg", dsn)
+    g0 = backend.install_change_counter("race")
+    first = psycopg.connect(dsn)
+    first.execute("INSERT INTO race VALUES (1001, '{1,1,1,1}')")  # takes counter g0 + 1, uncommitted
+    second_done = threading.Event()
+    errors: List[BaseException] = []
+
+    def second() -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"UPDATE race SET embedding = '{{2,2,2,2}}' WHERE id = {int(ids[0])}")
+            second_done.set()
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=second)
+    t.start()
+    try:
+        # The second writer waits on the first's counter row lock.
+        assert not second_done.wait(0.5)
+        assert backend.generation("race") == g0
+        changes = backend.changes_since("race", g0)
+        assert changes is not None and changes.generation == g0 and _sorted(changes.upserted_ids) == []
+        first.commit()
+        t.join(30)
+        assert second_done.is_set() and not errors
+    finally:
+        first.close()
+    assert backend.generation("race") == g0 + 2
+    changes = backend.changes_since("race", g0)
+    assert changes is not None and changes.generation == g0 + 2
+    assert _sorted(changes.upserted_ids) == sorted([1001, int(ids[0])])
+    # Each in its own generation, in commit order.
+    one = backend.changes_since("race", g0 + 1)
+    assert one is not None and _sorted(one.upserted_ids) == [int(ids[0])]
+
+
+def test_a_rolled_back_write_leaves_no_log_and_concurrent_writers_are_all_logged(dsn: str) -> None:
+    x, ids = clustered(60, 4, seed=23), signed(sparse_ids(60, seed=23))
+    load(dsn, "many", ids, x)
+    backend = rl.PostgresBackend("pg", dsn)
+    g0 = backend.install_change_counter("many")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("INSERT INTO many VALUES (5000, '{1,2,3,4}')")
+        conn.rollback()
+    changes = backend.changes_since("many", g0)
+    assert changes is not None and changes.generation == g0 and _sorted(changes.upserted_ids) == []
+    errors: List[BaseException] = []
+
+    def writer(w: int) -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                for i in range(5):
+                    conn.execute(f"INSERT INTO many VALUES ({10_000 + 10 * w + i}, '{{{w},{i},0,0}}')")
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    changes = backend.changes_since("many", g0)
+    assert changes is not None and changes.generation == g0 + 20
+    assert _sorted(changes.upserted_ids) == sorted(10_000 + 10 * w + i for w in range(4) for i in range(5))
+
+
+def test_a_trimmed_or_truncated_log_means_a_full_pull(dsn: str) -> None:
+    x, ids = clustered(300, 8, seed=24), signed(sparse_ids(300, seed=24))
+    load(dsn, "trim", ids, x)
+    backend = rl.PostgresBackend("pg", dsn)
+    g0 = backend.install_change_counter("trim")
+    lake = rl.RuLake()
+    lake.register_backend(backend)
+    lake.search_one("pg", "trim", x[0], k=1)
+    execute(dsn, "INSERT INTO trim VALUES (1, '{0,0,0,0,0,0,0,0}')", "INSERT INTO trim VALUES (2, '{0,0,0,0,0,0,0,1}')")
+    assert backend.trim_change_log("trim", g0 + 1) == 1
+    assert backend.changes_since("trim", g0) is None
+    later = backend.changes_since("trim", g0 + 1)
+    assert later is not None and _sorted(later.upserted_ids) == [2]
+    # The lake holds g0, which the log no longer reaches: a full pull.
+    assert lake.search_one("pg", "trim", np.zeros(8, np.float32), k=1)[0].id == 1
+    assert (lake.cache_stats().primes, lake.cache_stats().refreshes) == (2, 0)
+    execute(dsn, "UPDATE trim SET embedding = '{5,5,5,5,5,5,5,5}' WHERE id = 1")
+    assert lake.search_one("pg", "trim", np.full(8, 5.0, np.float32), k=1)[0].id == 1
+    assert (lake.cache_stats().primes, lake.cache_stats().refreshes) == (2, 1)
+    g = backend.generation("trim")
+    execute(dsn, "TRUNCATE trim", "INSERT INTO trim VALUES (3, '{1,1,1,1,1,1,1,1}')")
+    assert backend.changes_since("trim", g) is None
+    assert lake.search_one("pg", "trim", np.ones(8, np.float32), k=5)[0].id == 3
+    assert (lake.cache_stats().primes, lake.cache_stats().refreshes) == (3, 1)
+    assert backend.trim_change_log("trim") == 1
+    with pytest.raises(ValueError, match="through must be an int"):
+        backend.trim_change_log("trim", -1)

@@ -15,7 +15,7 @@
 //! against the crate).
 
 use std::cell::RefCell;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 use ruvector_py_core::interrupt::Cancel;
@@ -185,7 +185,9 @@ pub struct SymmetricCodes {
     /// Built on first use: a dense Haar rotation costs O(dim³) (seconds at
     /// dim 2048), which an index that never holds a row (a 32-byte file
     /// claiming a large dim) must not pay.
-    encoder: OnceLock<Encoder>,
+    /// Shared with the codes derived from these (see
+    /// [`SymmetricCodes::derive`]), so a refresh never rebuilds it.
+    encoder: OnceLock<Arc<Encoder>>,
     seed: u64,
     kind: RandomRotationKind,
     dim: usize,
@@ -193,6 +195,23 @@ pub struct SymmetricCodes {
     last_word_mask: u64,
     packed: Vec<u64>,
     norms: Vec<f32>,
+}
+
+/// Calls `f(from, to)` for every maximal run `from..to` of true entries of
+/// `keep`, in order (so a copy of the kept rows is a few long copies).
+pub fn for_kept_runs(keep: &[bool], mut f: impl FnMut(usize, usize)) {
+    let mut i = 0;
+    while i < keep.len() {
+        if !keep[i] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < keep.len() && keep[i] {
+            i += 1;
+        }
+        f(start, i);
+    }
 }
 
 fn last_word_mask(dim: usize) -> u64 {
@@ -222,29 +241,62 @@ impl SymmetricCodes {
     }
 
     fn encoder(&self) -> &Encoder {
-        self.encoder.get_or_init(|| {
-            let index = RabitqIndex::new_with_rotation(self.dim, self.seed, self.kind);
-            let dense = DenseRotation::of(index.rotation());
-            let row_norms = match &dense {
-                Some(_) => index
-                    .rotation()
-                    .matrix
-                    .chunks_exact(self.dim)
-                    .map(|row| {
-                        row.iter()
-                            .map(|&m| f64::from(m).powi(2))
-                            .sum::<f64>()
-                            .sqrt()
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
-            Encoder {
-                dense,
-                index,
-                row_norms,
-            }
-        })
+        self.encoder.get_or_init(|| Arc::new(self.new_encoder()))
+    }
+
+    fn new_encoder(&self) -> Encoder {
+        let index = RabitqIndex::new_with_rotation(self.dim, self.seed, self.kind);
+        let dense = DenseRotation::of(index.rotation());
+        let row_norms = match &dense {
+            Some(_) => index
+                .rotation()
+                .matrix
+                .chunks_exact(self.dim)
+                .map(|row| {
+                    row.iter()
+                        .map(|&m| f64::from(m).powi(2))
+                        .sum::<f64>()
+                        .sqrt()
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        Encoder {
+            dense,
+            index,
+            row_norms,
+        }
+    }
+
+    /// New codes holding the rows of these whose `keep` entry is true (in
+    /// order), then `rows`: a copy of the kept codes, no re-encoding, and
+    /// the same encoder (shared, not rebuilt). `keep.len() == self.len()`.
+    pub fn derive(&self, keep: &[bool], rows: EncodedRows) -> Self {
+        debug_assert_eq!(keep.len(), self.len());
+        let w = self.n_words;
+        let kept = keep.iter().filter(|&&k| k).count();
+        let mut packed = Vec::with_capacity((kept + rows.norms.len()) * w);
+        let mut norms = Vec::with_capacity(kept + rows.norms.len());
+        for_kept_runs(keep, |from, to| {
+            packed.extend_from_slice(&self.packed[from * w..to * w]);
+            norms.extend_from_slice(&self.norms[from..to]);
+        });
+        packed.extend_from_slice(&rows.packed);
+        norms.extend_from_slice(&rows.norms);
+        let encoder = OnceLock::new();
+        if let Some(e) = self.encoder.get() {
+            let _ = encoder.set(Arc::clone(e));
+        }
+        Self {
+            encoder,
+            seed: self.seed,
+            kind: self.kind,
+            dim: self.dim,
+            n_words: w,
+            last_word_mask: self.last_word_mask,
+            packed,
+            norms,
+        }
     }
 
     pub fn len(&self) -> usize {

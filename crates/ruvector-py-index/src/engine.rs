@@ -558,6 +558,77 @@ impl Engine {
         Ok(held)
     }
 
+    /// A new index (same parameters) holding the rows of this one whose
+    /// `keep` entry is true, in order, then the rows `data`, with the dense
+    /// ids `0..n` (row positions): what the lake's delta refresh builds.
+    /// Only `data` is encoded; kept rows and their codes are copied (a few
+    /// long copies), and the encoder (rotation) is shared. This index does
+    /// not change. Needs dense ids (`0..len`, as the lake's entries have)
+    /// and a kind that keeps its vectors and has no IVF lists (`FlatF32`,
+    /// `RabitqPlus`); `keep.len()` must equal `len()`.
+    pub fn with_delta(&self, keep: &[bool], data: &[f32], cancel: &Cancel) -> Result<Engine> {
+        let dim = self.params.dim;
+        if keep.len() != self.len() {
+            return Err(Error::invalid(format!(
+                "keep has {} entries for an index of {} rows",
+                keep.len(),
+                self.len()
+            )));
+        }
+        if !self.store.keeps_vectors() || matches!(self.codes, Codes::Ivf(_)) {
+            return Err(Error::invalid(format!(
+                "{} cannot be derived with a delta",
+                self.params.kind.class_name()
+            )));
+        }
+        let dense = (0..self.len()).all(|p| self.store.id_at(p) == p as u64);
+        if !dense {
+            return Err(Error::invalid(
+                "with_delta needs an index whose ids are its row positions",
+            ));
+        }
+        if !data.len().is_multiple_of(dim) {
+            return Err(Error::invalid(format!(
+                "got {} values for rows of dimension {dim}",
+                data.len()
+            )));
+        }
+        let kept = keep.iter().filter(|&&k| k).count();
+        let total = kept + data.len() / dim;
+        if total > MAX_VECTORS {
+            return Err(Error::invalid(format!(
+                "an index holds at most {MAX_VECTORS} vectors, got {total}"
+            )));
+        }
+        validate::check_rows(data, dim, "vectors", true)?;
+        cancel.check()?;
+        let mut unit = Vec::new();
+        let data = self.stored_rows(data, "vectors", &mut unit)?;
+        let codes = match &self.codes {
+            Codes::None => Codes::None,
+            Codes::Symmetric(c) => {
+                let rows = c.encode_rows(data, cancel)?;
+                Codes::Symmetric(Box::new(c.derive(keep, rows)))
+            }
+            Codes::Ivf(_) => unreachable!("refused above"),
+        };
+        cancel.check()?;
+        let old = self.store.vectors();
+        let mut vectors = Vec::with_capacity(total * dim);
+        crate::codes::for_kept_runs(keep, |from, to| {
+            vectors.extend_from_slice(&old[from * dim..to * dim]);
+        });
+        vectors.extend_from_slice(data);
+        let ids: Vec<u64> = (0..total as u64).collect();
+        let mut store = Store::new(dim, true);
+        store.restore(&ids, Backing::Owned(std::sync::Arc::new(vectors)));
+        Ok(Engine {
+            params: self.params,
+            store,
+            codes,
+        })
+    }
+
     /// [`Engine::upsert_with`] without cancellation.
     pub fn upsert(&mut self, ids: &[u64], data: &[f32]) -> Result<usize> {
         self.upsert_with(ids, data, "vectors", true, &Cancel::new())
@@ -859,6 +930,50 @@ mod tests {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    #[test]
+    fn with_delta_equals_a_fresh_build_of_the_same_rows() {
+        let d = 40;
+        let x = data(300, d, 3);
+        let fresh_rows = data(25, d, 9);
+        for kind in [Kind::Plus, Kind::Flat] {
+            let p = params(kind, d, 4, Rotation::Haar);
+            let mut base = Engine::new(p).unwrap();
+            let ids: Vec<u64> = (0..300).collect();
+            base.add(&ids, &x).unwrap();
+            // Drop every third row and a run at the end; append 25 rows.
+            let keep: Vec<bool> = (0..300).map(|i| i % 3 != 0 && i < 290).collect();
+            let derived = base.with_delta(&keep, &fresh_rows, &Cancel::new()).unwrap();
+            let mut want_rows: Vec<f32> = Vec::new();
+            for (i, row) in x.chunks(d).enumerate() {
+                if keep[i] {
+                    want_rows.extend_from_slice(row);
+                }
+            }
+            want_rows.extend_from_slice(&fresh_rows);
+            let n = want_rows.len() / d;
+            let mut want = Engine::new(p).unwrap();
+            want.add(&(0..n as u64).collect::<Vec<_>>(), &want_rows)
+                .unwrap();
+            assert!(derived.same_as(&want), "{kind:?}");
+            if let (Codes::Symmetric(a), Codes::Symmetric(b)) = (&derived.codes, &want.codes) {
+                assert!(a.same_codes(b));
+            }
+            let q = &x[7 * d..8 * d];
+            let opts = SearchOpts::default();
+            assert_eq!(
+                derived.search(q, 10, opts).unwrap(),
+                want.search(q, 10, opts).unwrap()
+            );
+            // The base is unchanged; bad input is refused.
+            assert_eq!(base.len(), 300);
+            assert!(base.with_delta(&keep[..10], &[], &Cancel::new()).is_err());
+            assert!(base.with_delta(&keep, &[1.0; 3], &Cancel::new()).is_err());
+            let mut nan = fresh_rows.clone();
+            nan[5] = f32::NAN;
+            assert!(base.with_delta(&keep, &nan, &Cancel::new()).is_err());
+        }
     }
 
     fn params(kind: Kind, dim: usize, rf: usize, rotation: Rotation) -> Params {

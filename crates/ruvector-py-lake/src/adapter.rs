@@ -25,12 +25,16 @@ use ruvector_py_core::arrays::{ids_u64, matrix_f32, type_name};
 use ruvector_py_core::runtime::InflightGuard;
 use ruvector_rulake::{Generation, RuLakeBundle};
 
-use crate::source::{check_name, Failure, LResult, Pulled, Source, MAX_LAKE_DIM};
+use crate::source::{
+    check_name, Delta, Failure, LResult, Pulled, Source, MAX_COLLECTION_VECTORS, MAX_LAKE_DIM,
+};
 
 pub struct PySource {
     name: String,
     obj: Py<PyAny>,
     dims: Mutex<HashMap<String, (Generation, usize)>>,
+    /// Whether the adapter's class overrides `changes_since`.
+    deltas: bool,
 }
 
 impl PySource {
@@ -41,10 +45,16 @@ impl PySource {
             ))
         })?;
         check_name("backend name", &name)?;
+        let base = crate::py_modules::BACKEND_ADAPTER.get(obj.py())?;
+        let deltas = !obj
+            .get_type()
+            .getattr("changes_since")?
+            .is(&base.getattr("changes_since")?);
         Ok(Self {
             name,
             obj: obj.clone().unbind(),
             dims: Mutex::new(HashMap::new()),
+            deltas,
         })
     }
 
@@ -124,40 +134,45 @@ impl PySource {
 
     fn generation(&self, collection: &str) -> LResult<Generation> {
         self.call("generation", collection, |out| {
-            if out.is_instance_of::<pyo3::types::PyBool>() {
-                return Err((
-                    "generation must return an int or a str, got bool".into(),
-                    None,
-                ));
-            }
-            if let Ok(s) = out.cast::<PyString>() {
-                // Exactly the text: a lossy conversion would map two
-                // different generations onto one.
-                let s = s.to_cow().map_err(|e| {
-                    (
-                        "a str generation must be valid Unicode (it holds a lone surrogate)"
-                            .to_string(),
+            generation_of(out, "generation must return")
+        })
+    }
+
+    /// The adapter's `changes_since(collection, since)`, converted and
+    /// bounded (see [`check_delta`] for the checks against the entry).
+    fn delta(&self, collection: &str, since: &Generation) -> LResult<Option<Delta>> {
+        let Some(_guard) = InflightGuard::enter() else {
+            return Err(self.fail(
+                "changes_since",
+                collection,
+                "the interpreter is exiting".into(),
+                None,
+            ));
+        };
+        Python::attach(|py| {
+            let since_obj: Py<PyAny> = match since {
+                Generation::Num(n) => pyo3::types::PyInt::new(py, *n).into_any().unbind(),
+                Generation::Opaque(s) => PyString::new(py, s).into_any().unbind(),
+            };
+            let out = self
+                .obj
+                .bind(py)
+                .call_method1("changes_since", (collection, since_obj))
+                .map_err(|e| {
+                    let text = e.to_string();
+                    self.fail(
+                        "changes_since",
+                        collection,
+                        format!("raised {text}"),
                         Some(e),
                     )
                 })?;
-                let s = s.into_owned();
-                if s.len() > 1024 {
-                    return Err(("a str generation must be at most 1024 bytes".into(), None));
-                }
-                return Ok(Generation::Opaque(s));
+            if out.is_none() {
+                return Ok(None);
             }
-            if let Ok(n) = out.extract::<u64>() {
-                return Ok(Generation::Num(n));
-            }
-            Err((
-                format!(
-                    "generation must return an int in 0..2**64 or a str, got {}",
-                    out.repr()
-                        .map(|r| r.to_string())
-                        .unwrap_or_else(|_| type_name(out))
-                ),
-                None,
-            ))
+            delta_of(&out)
+                .map(Some)
+                .map_err(|(m, c)| self.fail("changes_since", collection, m, c))
         })
     }
 
@@ -177,6 +192,133 @@ impl PySource {
     }
 }
 
+/// A generation returned by an adapter (`method` starts the message): an int in `0..2**64` or a str of at
+/// most 1024 bytes (exactly its text).
+fn generation_of(
+    out: &Bound<'_, PyAny>,
+    method: &str,
+) -> Result<Generation, (String, Option<PyErr>)> {
+    if out.is_instance_of::<pyo3::types::PyBool>() {
+        return Err((format!("{method} an int or a str, got bool"), None));
+    }
+    if let Ok(s) = out.cast::<PyString>() {
+        // Exactly the text: a lossy conversion would map two different
+        // generations onto one.
+        let s = s.to_cow().map_err(|e| {
+            (
+                "a str generation must be valid Unicode (it holds a lone surrogate)".to_string(),
+                Some(e),
+            )
+        })?;
+        let s = s.into_owned();
+        if s.len() > 1024 {
+            return Err(("a str generation must be at most 1024 bytes".into(), None));
+        }
+        return Ok(Generation::Opaque(s));
+    }
+    if let Ok(n) = out.extract::<u64>() {
+        return Ok(Generation::Num(n));
+    }
+    Err((
+        format!(
+            "{method} an int in 0..2**64 or a str, got {}",
+            out.repr()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|_| type_name(out))
+        ),
+        None,
+    ))
+}
+
+/// Converts what `changes_since` returned (not `None`): a 4-tuple
+/// `(upserted_ids, upserted_vectors, removed_ids, generation)`, e.g. a
+/// `Changes`. Vectors are checked for shape here, the rest by
+/// [`check_delta`].
+fn delta_of(out: &Bound<'_, PyAny>) -> Result<Delta, (String, Option<PyErr>)> {
+    let t = out
+        .cast::<PyTuple>()
+        .ok()
+        .filter(|t| t.len() == 4)
+        .ok_or_else(|| {
+            (
+                format!(
+                    "changes_since must return None or a Changes (upserted_ids, \
+                     upserted_vectors, removed_ids, generation), got {}",
+                    type_name(out)
+                ),
+                None,
+            )
+        })?;
+    let item = |i: usize| t.get_item(i).map_err(|e| (e.to_string(), None));
+    let (ids_obj, vec_obj, removed_obj) = (item(0)?, item(1)?, item(2)?);
+    let generation = generation_of(&item(3)?, "the generation of changes_since must be")?;
+    let length = |o: &Bound<'_, PyAny>, what: &str| {
+        o.len().map_err(|e| {
+            (
+                format!("{what} must be a sequence, got {}", type_name(o)),
+                Some(e),
+            )
+        })
+    };
+    let n = length(&ids_obj, "upserted_ids")?;
+    if n > MAX_COLLECTION_VECTORS {
+        return Err((
+            format!("{n} upserted ids exceed the limit of {MAX_COLLECTION_VECTORS}"),
+            None,
+        ));
+    }
+    let (data, dim) = if n == 0 {
+        if length(&vec_obj, "upserted_vectors")? != 0 {
+            return Err((
+                "upserted_vectors must be empty when no id is upserted".into(),
+                None,
+            ));
+        }
+        (Vec::new(), 0)
+    } else {
+        let m = matrix_f32(&vec_obj, "upserted_vectors")
+            .map_err(|e| (format!("it returned bad upserted_vectors: {e}"), Some(e)))?;
+        let shape = m.shape().to_vec();
+        if shape[0] != n {
+            return Err((
+                format!("got {n} upserted ids for {} upserted vectors", shape[0]),
+                None,
+            ));
+        }
+        if shape[1] == 0 || shape[1] > MAX_LAKE_DIM {
+            return Err((
+                format!(
+                    "upserted_vectors must have between 1 and {MAX_LAKE_DIM} columns, got {}",
+                    shape[1]
+                ),
+                None,
+            ));
+        }
+        (
+            m.as_slice().map_err(|e| (e.to_string(), None))?.to_vec(),
+            shape[1],
+        )
+    };
+    let upserted = ids_u64(&ids_obj, n, "upserted_ids")
+        .map_err(|e| (format!("it returned bad upserted_ids: {e}"), Some(e)))?;
+    let r = length(&removed_obj, "removed_ids")?;
+    if r > MAX_COLLECTION_VECTORS {
+        return Err((
+            format!("{r} removed ids exceed the limit of {MAX_COLLECTION_VECTORS}"),
+            None,
+        ));
+    }
+    let removed = ids_u64(&removed_obj, r, "removed_ids")
+        .map_err(|e| (format!("it returned bad removed_ids: {e}"), Some(e)))?;
+    Ok(Delta {
+        upserted,
+        data,
+        dim,
+        removed,
+        generation,
+    })
+}
+
 impl Source for PySource {
     fn name(&self) -> &str {
         &self.name
@@ -187,6 +329,7 @@ impl Source for PySource {
         collection: &str,
         seed: u64,
         rf: usize,
+        base_dim: Option<usize>,
     ) -> LResult<(RuLakeBundle, Option<Pulled>)> {
         let generation = self.generation(collection)?;
         let data_ref = self.data_ref(collection)?;
@@ -197,7 +340,10 @@ impl Source for PySource {
             .get(collection)
             .filter(|(g, _)| *g == generation)
             .map(|(_, d)| *d);
-        let (dim, pulled) = match known {
+        // A new generation of a cached collection whose adapter answers
+        // deltas: no pull now (the refresh asks `changes_since` first).
+        let assumed = base_dim.filter(|_| self.deltas);
+        let (dim, pulled) = match known.or(assumed) {
             Some(d) => (d, None),
             None => {
                 let p = self.pull_now(collection)?;
@@ -214,6 +360,17 @@ impl Source for PySource {
 
     fn pull(&self, collection: &str) -> LResult<Pulled> {
         self.pull_now(collection)
+    }
+
+    fn has_deltas(&self) -> bool {
+        self.deltas
+    }
+
+    fn changes_since(&self, collection: &str, since: &Generation) -> LResult<Option<Delta>> {
+        if !self.deltas {
+            return Ok(None);
+        }
+        self.delta(collection, since)
     }
 
     fn collections(&self) -> LResult<Vec<String>> {

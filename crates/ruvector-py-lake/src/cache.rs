@@ -43,7 +43,7 @@ use ruvector_py_index::filter::{IdSet, RowFilter};
 use ruvector_py_index::metric::Metric;
 use ruvector_rulake::RuLakeBundle;
 
-use crate::source::{check_pulled, LResult, Pulled, Source};
+use crate::source::{check_delta, check_pulled, Delta, LResult, Pulled, Source};
 
 pub const MAX_K: usize = 100_000_000;
 const MIN_PER_SHARD_RERANK: usize = 5;
@@ -76,6 +76,10 @@ pub struct Stats {
     pub warm_installs: u64,
     pub total_prime_ms: f64,
     pub last_prime_ms: f64,
+    /// Entries built by applying a backend's delta to the previous entry.
+    pub refreshes: u64,
+    pub total_refresh_ms: f64,
+    pub last_refresh_ms: f64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -292,6 +296,20 @@ pub struct Miss {
     src: Arc<dyn Source>,
     bundle: RuLakeBundle,
     prepulled: Option<Pulled>,
+    /// The entry `key` pointed at, when the source may answer a delta from
+    /// its generation (then `bundle.dim` was taken from it, unverified).
+    base: Option<Arc<EntryData>>,
+}
+
+/// How an entry came to be installed (for the statistics).
+#[derive(Clone, Copy, Debug)]
+pub enum Fill {
+    /// Pulled and encoded in full; milliseconds of the build.
+    Prime(f64),
+    /// A delta applied to the previous entry; milliseconds of the apply.
+    Refresh(f64),
+    /// Loaded from a saved cache.
+    Warm,
 }
 
 /// A handle on one entry, valid for as long as it is held.
@@ -520,7 +538,7 @@ impl Cache {
     pub fn current_bundle(&self, key: &Key) -> LResult<RuLakeBundle> {
         let src = self.backend(&key.0)?;
         Ok(src
-            .current(&key.1, self.cfg.rotation_seed, self.cfg.rerank_factor)?
+            .current(&key.1, self.cfg.rotation_seed, self.cfg.rerank_factor, None)?
             .0)
     }
 
@@ -549,8 +567,23 @@ impl Cache {
             }
         }
         let src = self.backend(&key.0)?;
-        let (bundle, prepulled) =
-            src.current(&key.1, self.cfg.rotation_seed, self.cfg.rerank_factor)?;
+        // The entry a delta would start from: only for sources that answer
+        // deltas, and only while it holds the same data ref.
+        let base = if src.has_deltas() {
+            let st = self.lock();
+            st.pointers
+                .get(key)
+                .and_then(|w| st.entries.get(w))
+                .map(|slot| Arc::clone(&slot.data))
+        } else {
+            None
+        };
+        let (bundle, prepulled) = src.current(
+            &key.1,
+            self.cfg.rotation_seed,
+            self.cfg.rerank_factor,
+            base.as_ref().map(|b| b.dim),
+        )?;
         let witness = bundle.rvf_witness.clone();
         let mut st = self.lock();
         if st.pointers.get(key) == Some(&witness) {
@@ -565,10 +598,12 @@ impl Cache {
         if st.entries.contains_key(&witness) {
             return Ok(Lookup::Hit(st.point(key, &witness, true)));
         }
+        let base = base.filter(|b| prepulled.is_none() && b.bundle.data_ref == bundle.data_ref);
         Ok(Lookup::Miss(Miss {
             src,
             bundle,
             prepulled,
+            base,
         }))
     }
 
@@ -578,16 +613,33 @@ impl Cache {
     pub fn prime(&self, key: &Key, miss: Miss, cancel: &Cancel) -> LResult<Snapshot> {
         let Miss {
             src,
-            bundle,
+            mut bundle,
             prepulled,
+            base,
         } = miss;
-        let witness = bundle.rvf_witness.clone();
         cancel.check()?;
+        if let Some(base) = &base {
+            if let Some(delta) = src.changes_since(&key.1, &base.bundle.generation)? {
+                return self.refresh(key, base, &bundle.data_ref, delta, cancel);
+            }
+        }
         let pulled = match prepulled {
             Some(p) => p,
             None => src.pull(&key.1)?,
         };
         cancel.check()?;
+        if base.is_some() && pulled.dim != bundle.dim {
+            // The bundle's dimension was the previous entry's, assumed for
+            // a delta that did not come: the pulled data says otherwise.
+            bundle = RuLakeBundle::new(
+                bundle.data_ref.clone(),
+                pulled.dim,
+                self.cfg.rotation_seed,
+                self.cfg.rerank_factor,
+                bundle.generation.clone(),
+            );
+        }
+        let witness = bundle.rvf_witness.clone();
         check_pulled(&key.0, &key.1, &pulled, bundle.dim)?;
         let start = Instant::now();
         let index = build_index(
@@ -599,21 +651,84 @@ impl Cache {
         let ms = start.elapsed().as_secs_f64() * 1000.0;
         cancel.check()?;
         let data = EntryData::new(index, pulled.ids, pulled.dim, bundle);
-        Ok(self.install(key, witness, data, Some(ms)))
+        Ok(self.install(key, witness, data, Fill::Prime(ms)))
     }
 
-    /// Installs a built entry (a prime when `prime_ms` is set, else a warm
-    /// install) and points `key` at it.
-    pub fn install(
+    /// Applies `delta` (checked first) to `base`, `key`'s previous entry,
+    /// and installs the result under the bundle of the delta's generation:
+    /// the kept rows in their order, then the upserted ones. Only upserted
+    /// rows are encoded. Row order aside (which no result depends on but
+    /// exact ties), the entry equals a fresh prime of the same data: same
+    /// ids, vectors and codes, and the same bundle and witness, since those
+    /// depend only on the data ref, dimension, seed, rerank factor and
+    /// generation.
+    pub fn refresh(
         &self,
         key: &Key,
-        witness: String,
-        data: EntryData,
-        prime_ms: Option<f64>,
-    ) -> Snapshot {
+        base: &EntryData,
+        data_ref: &str,
+        delta: Delta,
+        cancel: &Cancel,
+    ) -> LResult<Snapshot> {
+        let start = Instant::now();
+        let dim = base.dim;
+        check_delta(&key.0, &key.1, &delta, dim)?;
+        let n = base.ids.len();
+        let mut keep = vec![true; n];
+        let table = base.by_id.get_or_init(|| IdTable::new(&base.ids));
+        let mut dropped = 0usize;
+        for &id in delta.removed.iter().chain(&delta.upserted) {
+            if let Some(r) = table.get(id) {
+                if keep[r] {
+                    keep[r] = false;
+                    dropped += 1;
+                }
+            }
+        }
+        let total = n - dropped + delta.upserted.len();
+        if total > crate::source::MAX_COLLECTION_VECTORS {
+            return Err(Error::Backend {
+                message: format!(
+                    "backend {:?}, collection {:?}: changes_since: the collection would hold \
+                     {total} vectors, over the limit of {}",
+                    key.0,
+                    key.1,
+                    crate::source::MAX_COLLECTION_VECTORS
+                ),
+                backend: key.0.clone(),
+            }
+            .into());
+        }
+        cancel.check()?;
+        let index = base.index.with_delta(&keep, &delta.data, cancel)?;
+        let mut ids = Vec::with_capacity(total);
+        ids.extend(
+            base.ids
+                .iter()
+                .zip(&keep)
+                .filter(|(_, &k)| k)
+                .map(|(&id, _)| id),
+        );
+        ids.extend_from_slice(&delta.upserted);
+        let bundle = RuLakeBundle::new(
+            data_ref.to_string(),
+            dim,
+            self.cfg.rotation_seed,
+            self.cfg.rerank_factor,
+            delta.generation,
+        );
+        let witness = bundle.rvf_witness.clone();
+        cancel.check()?;
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        let data = EntryData::new(index, ids, dim, bundle);
+        Ok(self.install(key, witness, data, Fill::Refresh(ms)))
+    }
+
+    /// Installs a built entry (see [`Fill`]) and points `key` at it.
+    pub fn install(&self, key: &Key, witness: String, data: EntryData, fill: Fill) -> Snapshot {
         let mut st = self.lock();
         if st.entries.contains_key(&witness) {
-            return st.point(key, &witness, prime_ms.is_some());
+            return st.point(key, &witness, !matches!(fill, Fill::Warm));
         }
         st.entries.insert(
             witness.clone(),
@@ -623,14 +738,19 @@ impl Cache {
                 last_used: 0,
             },
         );
-        match prime_ms {
-            Some(ms) => {
+        match fill {
+            Fill::Prime(ms) => {
                 st.stats.primes += 1;
                 st.stats.total_prime_ms += ms;
                 st.stats.last_prime_ms = ms;
                 st.count(key, |s| s.primes += 1);
             }
-            None => st.stats.warm_installs += 1,
+            Fill::Refresh(ms) => {
+                st.stats.refreshes += 1;
+                st.stats.total_refresh_ms += ms;
+                st.stats.last_refresh_ms = ms;
+            }
+            Fill::Warm => st.stats.warm_installs += 1,
         }
         let snap = st.point(key, &witness, false);
         if let Some(cap) = self.cfg.max_entries {
@@ -1262,6 +1382,117 @@ mod tests {
                 "{metric:?}"
             );
         }
+    }
+
+    /// A local source that answers deltas handed to it by the test.
+    struct Deltas {
+        inner: LocalSource,
+        next: Mutex<Option<crate::source::Delta>>,
+        asked: Mutex<Vec<ruvector_rulake::Generation>>,
+    }
+
+    impl Source for Deltas {
+        fn name(&self) -> &str {
+            self.inner.name()
+        }
+        fn current(
+            &self,
+            c: &str,
+            seed: u64,
+            rf: usize,
+            base_dim: Option<usize>,
+        ) -> LResult<(RuLakeBundle, Option<Pulled>)> {
+            self.inner.current(c, seed, rf, base_dim)
+        }
+        fn pull(&self, c: &str) -> LResult<Pulled> {
+            self.inner.pull(c)
+        }
+        fn collections(&self) -> LResult<Vec<String>> {
+            self.inner.collections()
+        }
+        fn has_deltas(&self) -> bool {
+            true
+        }
+        fn changes_since(
+            &self,
+            _c: &str,
+            since: &ruvector_rulake::Generation,
+        ) -> LResult<Option<crate::source::Delta>> {
+            self.asked.lock().unwrap().push(since.clone());
+            Ok(self.next.lock().unwrap().take())
+        }
+    }
+
+    #[test]
+    fn a_delta_refresh_equals_a_fresh_prime() {
+        let d = 8;
+        let src = Arc::new(Deltas {
+            inner: LocalSource::new("l").unwrap(),
+            next: Mutex::new(None),
+            asked: Mutex::new(Vec::new()),
+        });
+        let ids: Vec<u64> = (0..300).map(|i| 10 * i).collect();
+        src.inner.upsert("c", &ids, &data(300, d, 3), d).unwrap();
+        let e = Cache::new(cfg(Consistency::Fresh, None));
+        e.register(src.clone()).unwrap();
+        let k_ = key("l", "c");
+        e.ensure(&k_, &no()).unwrap();
+        let g0 = e.cached(&k_).unwrap().data.bundle.generation.clone();
+        // Change the source, and hand the lake the same change as a delta.
+        let new_rows = data(3, d, 9);
+        src.inner
+            .upsert("c", &[10, 20, 7777], &new_rows, d)
+            .unwrap();
+        src.inner.remove("c", &[30, 40]).unwrap();
+        let now = src.current("c", 42, 20, None).unwrap().0;
+        *src.next.lock().unwrap() = Some(crate::source::Delta {
+            upserted: vec![10, 20, 7777],
+            data: new_rows.clone(),
+            dim: d,
+            removed: vec![30, 40, 999_999],
+            generation: now.generation.clone(),
+        });
+        let q = &new_rows[2 * d..];
+        let hits = e.search_one(&k_, q, 10, &Ask::default(), &no()).unwrap();
+        assert_eq!(hits[0].0, 7777);
+        let s = e.stats();
+        assert_eq!((s.primes, s.refreshes, e.entry_count()), (1, 1, 1));
+        assert_eq!(*src.asked.lock().unwrap(), vec![g0]);
+        let fresh = Cache::new(cfg(Consistency::Fresh, None));
+        let plain = LocalSource::new("l").unwrap();
+        let p = src.inner.pull("c").unwrap();
+        plain.upsert("c", &p.ids, &p.data, d).unwrap();
+        fresh.register(Arc::new(plain)).unwrap();
+        for q in data(6, d, 11).chunks(d).chain([q]) {
+            let mut a = e.search_one(&k_, q, 20, &Ask::default(), &no()).unwrap();
+            let mut b = fresh
+                .search_one(&k_, q, 20, &Ask::default(), &no())
+                .unwrap();
+            a.sort_by(|x, y| x.1.total_cmp(&y.1).then(x.0.cmp(&y.0)));
+            b.sort_by(|x, y| x.1.total_cmp(&y.1).then(x.0.cmp(&y.0)));
+            assert_eq!(a, b);
+        }
+        let mut got = e.cached(&k_).unwrap().data.ids.clone();
+        let mut want = p.ids.clone();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        // The witness a prime at this generation gets (the fresh source
+        // above has its own generations, so compare with the source's
+        // current bundle).
+        assert_eq!(e.witness_of(&k_).unwrap(), now.rvf_witness);
+        // A bad delta is a BackendError and leaves the entry as it was.
+        src.inner.upsert("c", &[1], &new_rows[..d], d).unwrap();
+        *src.next.lock().unwrap() = Some(crate::source::Delta {
+            upserted: vec![1],
+            data: vec![0.0; d + 1],
+            dim: d + 1,
+            removed: vec![],
+            generation: ruvector_rulake::Generation::Num(1),
+        });
+        let err = e.ensure(&k_, &no()).err().unwrap();
+        assert!(matches!(err.err(), Error::Backend { backend, .. } if backend == "l"));
+        assert_eq!(e.witness_of(&k_).unwrap(), now.rvf_witness);
     }
 
     #[test]

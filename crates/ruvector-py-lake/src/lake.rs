@@ -691,20 +691,27 @@ impl RuLake {
     fn cache_stats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let s = self.engine.stats();
         let n = self.engine.entry_count();
+        let extra = PyDict::new(py);
+        extra.set_item("refreshes", s.refreshes)?;
+        extra.set_item("total_refresh_ms", s.total_refresh_ms)?;
+        extra.set_item("last_refresh_ms", s.last_refresh_ms)?;
         Ok(CACHE_STATS
             .get(py)?
-            .call1((
-                s.hits,
-                s.misses,
-                s.primes,
-                s.invalidations,
-                s.shared_hits,
-                s.evictions,
-                s.warm_installs,
-                s.total_prime_ms,
-                s.last_prime_ms,
-                n,
-            ))?
+            .call(
+                (
+                    s.hits,
+                    s.misses,
+                    s.primes,
+                    s.invalidations,
+                    s.shared_hits,
+                    s.evictions,
+                    s.warm_installs,
+                    s.total_prime_ms,
+                    s.last_prime_ms,
+                    n,
+                ),
+                Some(&extra),
+            )?
             .unbind())
     }
 

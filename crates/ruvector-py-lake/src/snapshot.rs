@@ -362,7 +362,7 @@ pub fn warm(
         let _ = data.index.search(q, n.min(10), Default::default());
     }
     cancel.commit()?;
-    engine.install(key, witness, data, None);
+    engine.install(key, witness, data, crate::cache::Fill::Warm);
     Ok((n, queries.into_iter().next().unwrap_or_default()))
 }
 

@@ -149,18 +149,90 @@ pub struct Pulled {
     pub dim: usize,
 }
 
+/// What changed in a collection between two generations, as a backend's
+/// `changes_since` tells it: the rows upserted (their current vectors) and
+/// the ids removed, and the generation the collection has after them.
+#[derive(Debug, Clone)]
+pub struct Delta {
+    pub upserted: Vec<u64>,
+    /// Row-major `(upserted.len(), dim)`.
+    pub data: Vec<f32>,
+    /// Columns of `data` (anything when nothing is upserted).
+    pub dim: usize,
+    pub removed: Vec<u64>,
+    pub generation: Generation,
+}
+
+/// Checks a delta against the entry it will be applied to (of dimension
+/// `dim`) before anything is built: `BackendError` naming the backend.
+pub fn check_delta(backend: &str, collection: &str, d: &Delta, dim: usize) -> LResult<()> {
+    let fail = |m: String| -> LResult<()> {
+        Err(Error::Backend {
+            message: format!("backend {backend:?}, collection {collection:?}: changes_since: {m}"),
+            backend: backend.to_string(),
+        }
+        .into())
+    };
+    if d.upserted.len() > MAX_COLLECTION_VECTORS || d.removed.len() > MAX_COLLECTION_VECTORS {
+        return fail(format!(
+            "{} upserted and {} removed ids exceed the limit of {MAX_COLLECTION_VECTORS}",
+            d.upserted.len(),
+            d.removed.len()
+        ));
+    }
+    if !d.upserted.is_empty() && d.dim != dim {
+        return fail(format!(
+            "upserted vectors must have the cached dimension {dim}, got {}",
+            d.dim
+        ));
+    }
+    if d.data.len() != d.upserted.len() * dim {
+        return fail(format!(
+            "got {} upserted ids for {} values of dimension {dim}",
+            d.upserted.len(),
+            d.data.len()
+        ));
+    }
+    if let Err(e) = validate::check_ids(&d.upserted, MAX_LAKE_ID, |_| false) {
+        return fail(format!("upserted {e}"));
+    }
+    if let Err(e) = validate::check_rows(&d.data, dim, "vectors", true) {
+        return fail(format!("upserted {e}"));
+    }
+    let up: std::collections::HashSet<u64> = d.upserted.iter().copied().collect();
+    if let Some(id) = d.removed.iter().find(|id| up.contains(id)) {
+        return fail(format!("id {id} is both upserted and removed"));
+    }
+    Ok(())
+}
+
 /// What the engine needs from a backend.
 pub trait Source: Send + Sync {
     /// The backend's unique name.
     fn name(&self) -> &str;
     /// The current bundle of `collection`, and its vectors if producing the
     /// bundle required pulling them anyway (so they are not pulled twice).
+    /// `base_dim`: the dimension of the cached entry a delta would be
+    /// applied to, if any; a source that answers deltas may build the
+    /// bundle of a new generation from it instead of pulling (the delta,
+    /// or the full pull if there is none, is checked against it later).
     fn current(
         &self,
         collection: &str,
         seed: u64,
         rf: usize,
+        base_dim: Option<usize>,
     ) -> LResult<(RuLakeBundle, Option<Pulled>)>;
+    /// Whether [`Source::changes_since`] may answer (so a refresh asks it
+    /// before pulling everything).
+    fn has_deltas(&self) -> bool {
+        false
+    }
+    /// What changed in `collection` since generation `since`; `None` when
+    /// the source cannot tell (the lake pulls everything then).
+    fn changes_since(&self, _collection: &str, _since: &Generation) -> LResult<Option<Delta>> {
+        Ok(None)
+    }
     /// All vectors of `collection`.
     fn pull(&self, collection: &str) -> LResult<Pulled>;
     /// Collection names, for diagnostics.
@@ -377,6 +449,7 @@ impl Source for LocalSource {
         collection: &str,
         seed: u64,
         rf: usize,
+        _base_dim: Option<usize>,
     ) -> LResult<(RuLakeBundle, Option<Pulled>)> {
         let b = self
             .inner
@@ -635,6 +708,7 @@ impl Source for FsSource {
         collection: &str,
         seed: u64,
         rf: usize,
+        _base_dim: Option<usize>,
     ) -> LResult<(RuLakeBundle, Option<Pulled>)> {
         let path = self.path_of(collection)?;
         let mut f = File::open(&path)
@@ -769,9 +843,9 @@ mod tests {
         let dir = tmpdir("gen");
         let sdk = FsSource::new("fs", &dir).unwrap();
         sdk.write("c", "c.ruvec", &[1], &[1.0, 2.0], 2).unwrap();
-        let (a, _) = sdk.current("c", 1, 2).unwrap();
+        let (a, _) = sdk.current("c", 1, 2, None).unwrap();
         sdk.write("c", "c.ruvec", &[1], &[1.0, 3.0], 2).unwrap();
-        let (b, _) = sdk.current("c", 1, 2).unwrap();
+        let (b, _) = sdk.current("c", 1, 2, None).unwrap();
         assert_ne!(a.rvf_witness, b.rvf_witness);
     }
 

@@ -53,7 +53,7 @@ from ._native import (
 )
 from ._parquet import ParquetBackend
 from ._postgres import PostgresBackend
-from ._types import BackendStats, CacheStats, Consistency, LakeHit, RefreshResult
+from ._types import BackendStats, CacheStats, Changes, Consistency, LakeHit, RefreshResult
 
 MAX_DIM: int = _native.MAX_DIM
 MAX_RERANK_FACTOR: int = _native.MAX_RERANK_FACTOR
@@ -68,6 +68,7 @@ __all__ = [
     "Bundle",
     "CacheMissError",
     "CacheStats",
+    "Changes",
     "Consistency",
     "DimensionMismatch",
     "FsBackend",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, List, Tuple, Union
+from typing import TYPE_CHECKING, List, Optional, Tuple, Union
 
 if TYPE_CHECKING:
     import numpy.typing as npt
+
+    from ._types import Changes
 
 
 class BackendAdapter(abc.ABC):
@@ -17,6 +19,8 @@ class BackendAdapter(abc.ABC):
     GIL only for the call). It asks :meth:`generation` on every coherence
     check and calls :meth:`pull` only when the generation moved (or the
     entry was dropped): return a new generation whenever the data changes.
+    Override :meth:`changes_since` too, and a moved generation costs the
+    change instead of the collection (an incremental refresh).
     An exception raised here reaches the caller as ``BackendError`` naming
     the backend, with your exception as ``__cause__``; a ``BaseException``
     that is not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``)
@@ -53,6 +57,25 @@ class BackendAdapter(abc.ABC):
     def generation(self, collection: str) -> Union[int, str]:
         """Return a token that changes whenever ``collection``'s data does
         (a version number, a snapshot id, an ETag)."""
+
+    def changes_since(self, collection: str, generation: Union[int, str]) -> Optional[Changes]:
+        """Return what changed in ``collection`` since ``generation`` (a
+        token your :meth:`generation` returned earlier) as a
+        :class:`~ruvector_lake.Changes`, or ``None`` when you cannot tell
+        (the default; then the lake pulls the whole collection).
+
+        The lake calls this instead of :meth:`pull` when the generation of
+        a collection it holds moved on: it removes ``removed_ids`` and
+        replaces or adds ``upserted_ids`` in its cached index, encoding only
+        those rows, and labels the entry with the returned ``generation``.
+        The result must equal a fresh :meth:`pull` at that generation (same
+        ids and vectors), or the cache serves data the store never had.
+        What you return is checked (ids unique and at most ``MAX_ID``,
+        vectors finite with the cached dimension, no id both upserted and
+        removed, sizes bounded); a violation is a ``BackendError`` naming
+        the backend.
+        """
+        return None
 
     def data_ref(self, collection: str) -> str:
         """Return the URI of ``collection``'s data, part of its bundle's

@@ -42,6 +42,17 @@ class ParquetBackend(BackendAdapter):
     path inside it as ``root`` (``"bucket/prefix"``); the generation is then
     built from each object's size and modification time (no inode).
 
+    **No incremental refresh** (``changes_since`` is the base class's
+    ``None``): a Parquet file is immutable and a change is a new file, with
+    no record of which rows differ. Telling them apart means reading the
+    whole new file and comparing every row with the old data (which this
+    backend does not keep), i.e. the full read a pull costs; only the
+    encoding would be saved. A moved generation therefore re-pulls the
+    collection. For cheap refreshes, keep changing data in a store with a
+    change log (``PostgresBackend``) or write a ``BackendAdapter`` whose
+    ``changes_since`` reads your own log (e.g. Delta Lake's or Iceberg's
+    change feed).
+
     Needs the ``parquet`` extra: ``pip install 'ruvector-lake[parquet]'``.
 
     Args:

@@ -6,7 +6,7 @@ import struct
 import threading
 import urllib.parse
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Generator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Generator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -14,12 +14,23 @@ from ruvector_common.errors import BackendError
 
 from ._adapter import BackendAdapter
 from ._stores import optional_import
+from ._types import Changes
 
 if TYPE_CHECKING:
     from ._stores import Ids, Vectors
 
 GENERATIONS_TABLE = "ruvector_generations"
 """The table holding one change counter per table (see :meth:`PostgresBackend.install_change_counter`)."""
+
+CHANGES_TABLE = "ruvector_changes"
+"""The change log: ``(table_name, generation, id, op)`` for every row a
+committed statement wrote (see :meth:`PostgresBackend.changes_since`)."""
+
+_TRIGGERS = (
+    ("ruvector_changes_ins", "INSERT", "REFERENCING NEW TABLE AS new_rows"),
+    ("ruvector_changes_upd", "UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+    ("ruvector_changes_del", "DELETE", "REFERENCING OLD TABLE AS old_rows"),
+)
 
 _CHUNK_ROWS = 8192
 
@@ -35,15 +46,32 @@ class PostgresBackend(BackendAdapter):
     binary ``COPY`` in one repeatable-read transaction, ``8192`` rows at a
     time, into one preallocated ``(n, dim)`` float32 array.
 
-    **Generations.** :meth:`install_change_counter` creates (once) the small
-    table ``ruvector_generations(table_name, generation)`` and a
-    statement-level trigger on the table that increments its row on every
-    ``INSERT``, ``UPDATE``, ``DELETE`` and ``TRUNCATE``. The increment is
-    part of the writing transaction, so the counter moves exactly when that
-    transaction commits (never for a rolled-back one) and concurrent writers
-    are serialised on the counter row: no committed change is missed.
-    :meth:`generation` reads the counter; a table without one is a
-    ``BackendError`` that names the method to call.
+    **Generations and the change log.** :meth:`install_change_counter`
+    creates (once) the small table ``ruvector_generations(table_name,
+    generation, log_floor)``, the change log ``ruvector_changes(table_name,
+    generation, id, op)`` and statement-level triggers on the table: every
+    ``INSERT``, ``UPDATE`` or ``DELETE`` statement increments the table's
+    counter and logs the ids it wrote under the new counter value (from its
+    transition tables: one set-based insert per statement, no per-row
+    trigger); a ``TRUNCATE`` increments it and moves ``log_floor`` up to it
+    (the log cannot list what a truncate removed). The increment and the
+    log rows are part of the writing transaction, so they become visible
+    exactly when it commits (never for a rolled-back one).
+
+    *Why no committed change is missed.* The increment updates the
+    counter's row, and the row lock it takes is held until the writer
+    commits or rolls back, so writers of one table are serialised on it:
+    a transaction that takes counter value ``g`` commits before any other
+    takes ``g + 1``. Values are therefore committed in counter order, and
+    any snapshot that shows the counter at ``G`` shows every log row of
+    generation ``G`` or less and none above (a sequence would not do: its
+    values are handed out outside transactions, so a reader could see
+    ``g + 1`` committed while ``g`` is still in flight, and skip it for
+    good). :meth:`generation` reads the counter; a table without one is a
+    ``BackendError`` that names the method to call. :meth:`changes_since`
+    reads the counter and the log in one repeatable-read snapshot.
+    The price: writers of one table wait for each other's commit (they
+    would for a ``PRIMARY KEY`` anyway when they touch the same rows).
 
     Connections are opened with ``connect_timeout`` (seconds) and every
     statement runs under ``statement_timeout`` (milliseconds); up to
@@ -193,47 +221,122 @@ class PostgresBackend(BackendAdapter):
     # -- change counter --------------------------------------------------------
 
     def install_change_counter(self, table: str) -> int:
-        """Create ``ruvector_generations`` (if absent) and a trigger on
-        ``table`` that increments the table's counter on every committed
-        ``INSERT``/``UPDATE``/``DELETE``/``TRUNCATE``; return the current
-        counter. Idempotent. Needs the right to create tables and triggers.
+        """Create ``ruvector_generations`` and ``ruvector_changes`` (if
+        absent) and the triggers on ``table`` that increment its counter and
+        log the ids of every committed ``INSERT``/``UPDATE``/``DELETE``
+        (``TRUNCATE`` increments it and restarts the log); return the
+        current counter. Idempotent (a table set up by an earlier version,
+        counter only, gains its log from now on). Needs the right to create
+        tables, functions and triggers.
 
         The counter row is keyed by the table's ``regclass`` text
-        (``schema.table`` outside the search path).
+        (``schema.table`` outside the search path). The log reaches back to
+        the counter value at installation (``log_floor``): a lake holding an
+        older generation pulls in full once.
         """
         sql = self._sql
         ident = self._ident(table)
+        g, c = GENERATIONS_TABLE, CHANGES_TABLE
+        bump = (
+            f"INSERT INTO {g} (table_name, generation) VALUES (TG_RELID::regclass::text, 1)"
+            f" ON CONFLICT (table_name) DO UPDATE SET generation = {g}.generation + 1"
+            " RETURNING generation INTO gen;"
+        )
         with self._connection() as conn:
             with conn.transaction(), conn.cursor() as cur:
                 oid = self._regclass(cur, table)
                 cur.execute(
-                    f"CREATE TABLE IF NOT EXISTS {GENERATIONS_TABLE} ("
+                    f"CREATE TABLE IF NOT EXISTS {g} ("
                     " table_name text PRIMARY KEY, generation bigint NOT NULL DEFAULT 0)"
                 )
+                cur.execute(f"ALTER TABLE {g} ADD COLUMN IF NOT EXISTS log_floor bigint")
                 cur.execute(
-                    f"CREATE OR REPLACE FUNCTION {GENERATIONS_TABLE}_bump() RETURNS trigger LANGUAGE plpgsql AS $$"
-                    f" BEGIN INSERT INTO {GENERATIONS_TABLE} (table_name, generation)"
-                    " VALUES (TG_RELID::regclass::text, 1)"
-                    " ON CONFLICT (table_name) DO UPDATE SET generation = "
-                    f"{GENERATIONS_TABLE}.generation + 1; RETURN NULL; END $$"
+                    f"CREATE TABLE IF NOT EXISTS {c} ("
+                    ' table_name text NOT NULL, generation bigint NOT NULL, id bigint NOT NULL, op "char" NOT NULL)'
+                )
+                cur.execute(f"CREATE INDEX IF NOT EXISTS {c}_at ON {c} (table_name, generation)")
+                # Statement-level, from the transition tables; the id column
+                # is the trigger's argument.
+                cur.execute(
+                    f"CREATE OR REPLACE FUNCTION {c}_log() RETURNS trigger LANGUAGE plpgsql AS $$"
+                    f" DECLARE gen bigint; key text := TG_RELID::regclass::text; BEGIN {bump}"
+                    " IF TG_OP = 'INSERT' THEN"
+                    f" EXECUTE format('INSERT INTO {c} SELECT $1, $2, %I, ''i'' FROM new_rows', TG_ARGV[0])"
+                    " USING key, gen;"
+                    " ELSIF TG_OP = 'UPDATE' THEN"
+                    f" EXECUTE format('INSERT INTO {c} SELECT $1, $2, %I, ''u'' FROM new_rows', TG_ARGV[0])"
+                    " USING key, gen;"
+                    f" EXECUTE format('INSERT INTO {c} SELECT $1, $2, o.%1$I, ''d'' FROM old_rows o"
+                    " WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.%1$I = o.%1$I)', TG_ARGV[0])"
+                    " USING key, gen;"
+                    " ELSE"
+                    f" EXECUTE format('INSERT INTO {c} SELECT $1, $2, %I, ''d'' FROM old_rows', TG_ARGV[0])"
+                    " USING key, gen;"
+                    " END IF; RETURN NULL; END $$"
+                )
+                cur.execute(
+                    f"CREATE OR REPLACE FUNCTION {c}_truncated() RETURNS trigger LANGUAGE plpgsql AS $$"
+                    f" DECLARE gen bigint; BEGIN {bump}"
+                    f" UPDATE {g} SET log_floor = gen WHERE table_name = TG_RELID::regclass::text;"
+                    f" DELETE FROM {c} WHERE table_name = TG_RELID::regclass::text; RETURN NULL; END $$"
                 )
                 cur.execute("SELECT %s::oid::regclass::text", (oid,))
                 key = cur.fetchone()[0]
                 cur.execute(
-                    f"INSERT INTO {GENERATIONS_TABLE} (table_name, generation) VALUES (%s, 0)"
-                    " ON CONFLICT (table_name) DO NOTHING",
+                    f"INSERT INTO {g} (table_name, generation) VALUES (%s, 0) ON CONFLICT (table_name) DO NOTHING",
                     (key,),
                 )
-                trigger = sql.Identifier(f"{GENERATIONS_TABLE}_bump")
+                # The log starts now (CREATE TRIGGER below locks out writers
+                # until this transaction commits).
+                cur.execute(
+                    f"UPDATE {g} SET log_floor = generation WHERE table_name = %s AND log_floor IS NULL", (key,)
+                )
+                # The counter-only trigger of earlier versions.
+                cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(f"{g}_bump"), ident))
+                for name, event, referencing in _TRIGGERS:
+                    trigger = sql.Identifier(name)
+                    cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trigger, ident))
+                    cur.execute(
+                        sql.SQL(
+                            "CREATE TRIGGER {} AFTER " + event + " ON {} " + referencing + " FOR EACH STATEMENT"
+                            " EXECUTE FUNCTION {}({})"
+                        ).format(trigger, ident, sql.Identifier(f"{c}_log"), sql.Literal(self._id_column))
+                    )
+                trigger = sql.Identifier(f"{c}_truncate")
                 cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(trigger, ident))
                 cur.execute(
-                    sql.SQL(
-                        "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {}"
-                        " FOR EACH STATEMENT EXECUTE FUNCTION {}()"
-                    ).format(trigger, ident, sql.Identifier(f"{GENERATIONS_TABLE}_bump"))
+                    sql.SQL("CREATE TRIGGER {} AFTER TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()").format(
+                        trigger, ident, sql.Identifier(f"{c}_truncated")
+                    )
                 )
-                cur.execute(f"SELECT generation FROM {GENERATIONS_TABLE} WHERE table_name = %s", (key,))
+                cur.execute(f"SELECT generation FROM {g} WHERE table_name = %s", (key,))
                 return int(cur.fetchone()[0])
+
+    def trim_change_log(self, table: str, through: Optional[int] = None) -> int:
+        """Delete the log rows of ``table`` up to generation ``through``
+        (default: the current counter) and return how many went. The log
+        then reaches back to ``through`` only: a lake holding an older
+        generation pulls the table in full once (``changes_since`` returns
+        ``None``). Run it periodically (e.g. daily) to bound the log."""
+        g, c = GENERATIONS_TABLE, CHANGES_TABLE
+        if through is not None and (isinstance(through, bool) or not isinstance(through, int) or through < 0):
+            raise ValueError(f"through must be an int of 0 or more, got {through!r}")
+        with self._connection() as conn:
+            with conn.transaction(), conn.cursor() as cur:
+                oid = self._regclass(cur, table)
+                cur.execute(
+                    f"SELECT table_name, generation FROM {g} WHERE table_name = %s::oid::regclass::text FOR UPDATE",
+                    (oid,),
+                )
+                row = cur.fetchone()
+                if row is None:
+                    raise self._fail(table, f"no change counter for table {table!r}: call install_change_counter first")
+                key, current = row[0], int(row[1])
+                upto = current if through is None else min(through, current)
+                cur.execute(f"DELETE FROM {c} WHERE table_name = %s AND generation <= %s", (key, upto))
+                deleted = int(cur.rowcount)
+                cur.execute(f"UPDATE {g} SET log_floor = GREATEST(log_floor, %s) WHERE table_name = %s", (upto, key))
+                return deleted
 
     def generation(self, collection: str) -> int:
         """The table's committed change counter (see :meth:`install_change_counter`)."""
@@ -257,6 +360,69 @@ class PostgresBackend(BackendAdapter):
                 f"no change counter for table {collection!r}: call install_change_counter({collection!r}) once",
             )
         return int(row[0])
+
+    def changes_since(self, collection: str, generation: Union[int, str]) -> Optional[Changes]:
+        """What changed in the table since counter value ``generation``, from
+        the change log (see the class docstring), read in one
+        repeatable-read snapshot: the ids logged after ``generation``, split
+        into those the table holds now (upserted, with their current
+        vectors, read with binary COPY) and those it does not (removed),
+        and the counter in that snapshot. ``None`` (the lake then pulls in
+        full) when the table has no log, the log no longer reaches back to
+        ``generation`` (trimmed, truncated, installed later) or
+        ``generation`` is not one of this counter's values."""
+        if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+            return None
+        sql = self._sql
+        ident = self._ident(collection)
+        g, c = GENERATIONS_TABLE, CHANGES_TABLE
+        with self._connection() as conn:
+            conn.isolation_level = self._pg.IsolationLevel.REPEATABLE_READ
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    oid = self._regclass(cur, collection)
+                    cur.execute("SELECT to_regclass(%s)::oid, to_regclass(%s)::oid", (g, c))
+                    if None in cur.fetchone():
+                        return None
+                    cur.execute(
+                        f"SELECT table_name, generation, log_floor FROM {g} WHERE table_name = %s::oid::regclass::text",
+                        (oid,),
+                    )
+                    row = cur.fetchone()
+                    if row is None or row[2] is None:
+                        return None
+                    key, current, floor = row[0], int(row[1]), int(row[2])
+                    if generation < floor or generation > current:
+                        return None
+                    empty_ids = np.empty(0, dtype=np.uint64)
+                    if generation == current:
+                        return Changes(empty_ids, np.empty((0, 0), dtype=np.float32), empty_ids, current)
+                    cur.execute(
+                        f"SELECT DISTINCT id FROM {c} WHERE table_name = %s AND generation > %s", (key, generation)
+                    )
+                    changed = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
+                    if changed.size and int(changed.min()) < 0:
+                        raise self._fail(collection, f"ids must be 0 or more, got {int(changed.min())}")
+                    _, kind = self._columns(cur, collection, oid)
+                    idc = sql.Identifier(self._id_column)
+                    logged = sql.SQL("SELECT id FROM {} WHERE table_name = {} AND generation > {}").format(
+                        sql.Identifier(c), sql.Literal(key), sql.Literal(generation)
+                    )
+                    cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} IN ({})").format(ident, idc, logged))
+                    n = int(cur.fetchone()[0])
+                    if n == 0:
+                        ids, vectors = empty_ids, np.empty((0, 0), dtype=np.float32)
+                    else:
+                        vec = sql.Identifier(self._vector_column)
+                        vexpr = vec if kind == "bytea" else sql.SQL("{}::real[]").format(vec)
+                        query = sql.SQL(
+                            "COPY (SELECT {}::int8, {} FROM {} WHERE {} IN ({})) TO STDOUT (FORMAT BINARY)"
+                        ).format(idc, vexpr, ident, idc, logged)
+                        ids, vectors = self._copy(cur, query, collection, n, kind)
+                    removed = np.setdiff1d(changed.astype(np.uint64), ids, assume_unique=False)
+                    return Changes(ids, vectors, removed, current)
+            finally:
+                conn.isolation_level = None
 
     def data_ref(self, collection: str) -> str:
         """``postgresql://host:port/dbname/table#id,vector`` (no credentials;
@@ -480,4 +646,4 @@ class PostgresBackend(BackendAdapter):
         raise self._fail(collection, why or "truncated COPY stream")
 
 
-__all__ = ["GENERATIONS_TABLE", "PostgresBackend"]
+__all__ = ["CHANGES_TABLE", "GENERATIONS_TABLE", "PostgresBackend"]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional, Union
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 
 class Consistency(enum.Enum):
@@ -75,12 +78,43 @@ class CacheStats(NamedTuple):
     """Duration of the latest build, in milliseconds."""
     entries: int
     """Entries cached now."""
+    refreshes: int = 0
+    """Entries built by applying a backend's ``changes_since`` delta to the
+    previous entry (an incremental refresh) instead of a full pull."""
+    total_refresh_ms: float = 0.0
+    """Time spent applying deltas, in milliseconds."""
+    last_refresh_ms: float = 0.0
+    """Duration of the latest delta refresh, in milliseconds."""
 
     @property
     def hit_rate(self) -> Optional[float]:
         """``hits / (hits + misses)``, or ``None`` before the first search."""
         total = self.hits + self.misses
         return None if total == 0 else self.hits / total
+
+
+class Changes(NamedTuple):
+    """What ``BackendAdapter.changes_since`` returns: what changed in a
+    collection since a generation.
+
+    ``upserted_ids`` (``n`` unique ids) are the rows inserted or updated
+    since then, with their current vectors ``upserted_vectors`` (an
+    ``(n, dim)`` float32 array; any empty array when ``n`` is 0);
+    ``removed_ids`` the ids deleted since then (ids the lake does not hold
+    are ignored; an id may not be both upserted and removed);
+    ``generation`` the collection's generation after these changes, exactly
+    the token ``generation()`` returns for that state.
+
+    >>> import numpy as np
+    >>> c = Changes(np.array([7], dtype=np.uint64), np.ones((1, 4), np.float32), [3], 12)
+    >>> c.generation
+    12
+    """
+
+    upserted_ids: npt.ArrayLike
+    upserted_vectors: npt.ArrayLike
+    removed_ids: npt.ArrayLike
+    generation: Union[int, str]
 
 
 class BackendStats(NamedTuple):
@@ -99,4 +133,4 @@ class BackendStats(NamedTuple):
         return None if total == 0 else self.hits / total
 
 
-__all__ = ["BackendStats", "CacheStats", "Consistency", "LakeHit", "RefreshResult"]
+__all__ = ["BackendStats", "CacheStats", "Changes", "Consistency", "LakeHit", "RefreshResult"]

@@ -144,6 +144,9 @@ _COMPONENTS: dict[str, _Component] = {
             "LakeSession",
             "CacheStats",
             "BackendStats",
+            "Changes",
+            "ParquetBackend",
+            "PostgresBackend",
         ),
     ),
     "embed": _Component(
@@ -338,11 +341,14 @@ if _typing.TYPE_CHECKING:
     from ruvector_lake import BackendStats as BackendStats
     from ruvector_lake import Bundle as Bundle
     from ruvector_lake import CacheStats as CacheStats
+    from ruvector_lake import Changes as Changes
     from ruvector_lake import Consistency as Consistency
     from ruvector_lake import FsBackend as FsBackend
     from ruvector_lake import LakeHit as LakeHit
     from ruvector_lake import LakeSession as LakeSession
     from ruvector_lake import LocalBackend as LocalBackend
+    from ruvector_lake import ParquetBackend as ParquetBackend
+    from ruvector_lake import PostgresBackend as PostgresBackend
     from ruvector_lake import RefreshResult as RefreshResult
     from ruvector_lake import RuLake as RuLake
     from ruvector_lake import RuLakeBuilder as RuLakeBuilder
