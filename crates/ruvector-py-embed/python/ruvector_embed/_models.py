@@ -117,6 +117,13 @@ class ModelSpec:
     prompts: Mapping[str, str] = field(default_factory=dict)
 
 
+#: The note of every listed model whose files no one here could check: said
+#: once, so the entries cannot drift apart.
+_UNVERIFIED = (
+    "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
+    "them), so it loads unverified from local sources and is never downloaded"
+)
+
 KNOWN_MODELS: Dict[str, ModelSpec] = {
     "all-MiniLM-L6-v2": ModelSpec(
         name="all-MiniLM-L6-v2",
@@ -145,10 +152,7 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="cls",
         normalize=True,
         max_seq_length=512,
-        note=(
-            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
-            "them), so it loads unverified from local sources and is never downloaded"
-        ),
+        note=_UNVERIFIED,
         dim=384,
         languages=("en",),
         # The retrieval instruction of the model card, for short queries
@@ -162,9 +166,9 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="mean",
         normalize=False,
         max_seq_length=128,
-        note=(
-            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
-            "them), so it loads unverified from local sources and is never downloaded. A 12-layer BERT encoder "
+        note=_UNVERIFIED
+        + (
+            ". A 12-layer BERT encoder "
             '(config.json model_type "bert", absolute positions) with XLM-RoBERTa\'s SentencePiece (Unigram) '
             "vocabulary of 250,037 tokens"
         ),
@@ -230,9 +234,9 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="mean",
         normalize=True,
         max_seq_length=512,
-        note=(
-            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
-            "them), so it loads unverified from local sources and is never downloaded. A 12-layer BERT encoder "
+        note=_UNVERIFIED
+        + (
+            ". A 12-layer BERT encoder "
             "(Multilingual-MiniLM; architecture as published, not checked here: the encoder family is read "
             "from config.json model_type on load) with XLM-RoBERTa's SentencePiece vocabulary and languages "
             "(about 100, listed as 'mul')"
@@ -250,11 +254,8 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="mean",
         normalize=True,
         max_seq_length=512,
-        note=(
-            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
-            "them), so it loads unverified from local sources and is never downloaded. XLM-RoBERTa base "
-            "(config.json model_type \"xlm-roberta\"; languages about 100, listed as 'mul')"
-        ),
+        note=_UNVERIFIED
+        + (". XLM-RoBERTa base (config.json model_type \"xlm-roberta\"; languages about 100, listed as 'mul')"),
         architecture="xlm-roberta",
         dim=768,
         languages=("mul",),
@@ -267,9 +268,9 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="mean",
         normalize=False,
         max_seq_length=128,
-        note=(
-            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
-            "them), so it loads unverified from local sources and is never downloaded. Despite the name an "
+        note=_UNVERIFIED
+        + (
+            ". Despite the name an "
             'XLM-RoBERTa base encoder (config.json model_type "xlm-roberta"), trained to match '
             "paraphrase-mpnet-base-v2 in 50+ languages (listed as 'mul')"
         ),
@@ -284,10 +285,7 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="mean",
         normalize=True,
         max_seq_length=384,
-        note=(
-            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
-            "them), so it loads unverified from local sources and is never downloaded"
-        ),
+        note=_UNVERIFIED,
         architecture="mpnet",
         dim=768,
         languages=("en",),
