@@ -152,7 +152,9 @@ def mpnet_tokenizer(minilm: Path, out: Path) -> None:
     }
     (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
     (out / "tokenizer_config.json").write_text(
-        json.dumps({**specials, "do_lower_case": True, "model_max_length": 512}, indent=2)
+        json.dumps(
+            {**specials, "do_lower_case": True, "model_max_length": 512, "tokenizer_class": "MPNetTokenizer"}, indent=2
+        )
     )
 
 
@@ -205,7 +207,11 @@ def unigram_tokenizer(out: Path, size: int) -> None:
         "mask_token": "<mask>",
     }
     (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
-    (out / "tokenizer_config.json").write_text(json.dumps({**specials, "model_max_length": 512}, indent=2))
+    # As the real folder says: without it transformers picks the tokenizer
+    # of config.json's model_type (BERT's WordPiece) and maps every word
+    # to <unk>.
+    config = {**specials, "model_max_length": 512, "tokenizer_class": "XLMRobertaTokenizer"}
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
 
 def export_onnx(folder: Path, arch: str) -> None:
