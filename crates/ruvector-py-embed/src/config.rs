@@ -43,7 +43,9 @@ pub enum Arch {
     /// BERT: absolute positions from 0, token type embeddings.
     Bert,
     /// XLM-RoBERTa: BERT layers, positions counted from `pad_token_id + 1`,
-    /// one token type.
+    /// one token type. Also RoBERTa (`model_type` `"roberta"`): the same
+    /// network and tensor names, only the vocabulary differs (byte-level BPE
+    /// instead of SentencePiece), and that lives in `tokenizer.json`.
     XlmRoberta,
     /// MPNet: positions counted from 2 (padding index 1), no token types,
     /// a relative position bias shared by every layer.
@@ -55,7 +57,7 @@ pub enum Arch {
 }
 
 /// The `model_type` values accepted, in the order error messages list them.
-pub const MODEL_TYPES: [&str; 4] = ["bert", "xlm-roberta", "mpnet", "nomic_bert"];
+pub const MODEL_TYPES: [&str; 5] = ["bert", "roberta", "xlm-roberta", "mpnet", "nomic_bert"];
 
 impl Arch {
     /// The `model_type` of `config.json`.
@@ -240,7 +242,7 @@ impl BertConfig {
             "; these are the encoder families this embedder runs",
         )?;
         let arch = match v.get("model_type").and_then(Value::as_str) {
-            Some("xlm-roberta") => Arch::XlmRoberta,
+            Some("xlm-roberta" | "roberta") => Arch::XlmRoberta,
             Some("mpnet") => Arch::MpNet,
             Some("nomic_bert") => return nomic_from_json(v, file),
             _ => Arch::Bert,
@@ -776,8 +778,19 @@ mod tests {
             "max_position_embeddings": 32});
         let e = BertConfig::from_json(&v, "c").unwrap_err().to_string();
         assert!(e.contains("not a multiple"), "{e}");
-        let v = serde_json::json!({"model_type": "roberta"});
-        assert!(BertConfig::from_json(&v, "c").is_err());
+        let v = serde_json::json!({"model_type": "albert"});
+        let e = BertConfig::from_json(&v, "c").unwrap_err().to_string();
+        assert!(e.contains("got \"albert\""), "{e}");
+        // RoBERTa is XLM-RoBERTa's network: positions after pad_token_id.
+        let mut v = minilm();
+        v["model_type"] = serde_json::json!("roberta");
+        v["pad_token_id"] = serde_json::json!(1);
+        v["max_position_embeddings"] = serde_json::json!(514);
+        let c = BertConfig::from_json(&v, "c").unwrap();
+        assert_eq!(
+            (c.arch, c.pad_id, c.max_tokens()),
+            (Arch::XlmRoberta, 1, 512)
+        );
     }
 
     fn minilm() -> Value {
@@ -885,7 +898,7 @@ mod tests {
             (
                 "model_type",
                 serde_json::json!(["bert"]),
-                "model_type must be one of \"bert\", \"xlm-roberta\", \"mpnet\"",
+                "model_type must be one of \"bert\", \"roberta\", \"xlm-roberta\", \"mpnet\"",
             ),
             (
                 "position_embedding_type",

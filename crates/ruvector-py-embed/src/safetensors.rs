@@ -4,10 +4,15 @@
 //! against the file before it is read; tensors come out as f32.
 
 use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 
-use crate::files::Opened;
+use crate::files::{OpenFile, Opened};
+
+/// Bytes read from a file at a time while a tensor is converted.
+const READ_CHUNK: usize = 1 << 20;
 
 /// Largest JSON header accepted (a BERT checkpoint's is about 20 KB; this
 /// leaves room for tens of thousands of tensors while keeping the parsed
@@ -22,12 +27,18 @@ struct Entry {
     end: usize,
 }
 
-/// A parsed checkpoint held in memory.
+/// A parsed checkpoint: its header, and its tensor data either in memory
+/// (a file read whole to check its digest) or still in the opened file,
+/// read tensor by tensor in [`READ_CHUNK`] pieces as each is converted, so
+/// that loading never holds the file's bytes and the converted weights at
+/// once (peak: the weights plus one chunk, not twice the weights).
 pub struct SafeTensors {
     file: String,
+    /// The whole file (`Memory`), or its header only (`File`).
     data: Vec<u8>,
     body: usize,
     entries: HashMap<String, Entry>,
+    rest: Option<Mutex<OpenFile>>,
 }
 
 fn bad(file: &str, msg: impl std::fmt::Display) -> Error {
@@ -164,6 +175,7 @@ impl SafeTensors {
             data,
             body,
             entries,
+            rest: None,
         })
     }
 
@@ -195,19 +207,50 @@ impl SafeTensors {
         }
         let body_len = f.size - 8 - n;
         let entries = parse_entries(file, &data[8..], body_len)?;
-        let mut st = Self {
+        let st = Self {
             file: file.to_string(),
             data,
             body: 8 + n as usize,
             entries,
+            rest: Some(Mutex::new(f)),
         };
         check(&st)?;
-        st.data.reserve_exact(body_len as usize);
-        f.read_rest(&mut st.data)?;
-        if st.data.len() as u64 != f.size {
-            return Err(changed());
-        }
         Ok(st)
+    }
+
+    /// Calls `f` on the bytes of `e` in order: one slice from memory, or
+    /// [`READ_CHUNK`]-byte pieces (a multiple of every dtype's width) read
+    /// from the file.
+    fn chunks(&self, e: &Entry, mut f: impl FnMut(&[u8])) -> Result<()> {
+        let Some(rest) = &self.rest else {
+            // parse() checked that the range lies in the data.
+            f(&self.data[self.body + e.start..self.body + e.end]);
+            return Ok(());
+        };
+        let mut open = rest.lock().map_err(|_| {
+            bad(
+                &self.file,
+                "the file reader was poisoned by an earlier panic",
+            )
+        })?;
+        let failed = |err: std::io::Error| {
+            if err.kind() == std::io::ErrorKind::UnexpectedEof {
+                bad(&self.file, "the file changed while it was read")
+            } else {
+                bad(&self.file, format!("cannot read tensor data: {err}"))
+            }
+        };
+        let at = (self.body + e.start) as u64;
+        open.file.seek(SeekFrom::Start(at)).map_err(failed)?;
+        let mut buf = vec![0u8; READ_CHUNK.min(e.end - e.start)];
+        let mut left = e.end - e.start;
+        while left > 0 {
+            let n = left.min(READ_CHUNK);
+            open.file.read_exact(&mut buf[..n]).map_err(failed)?;
+            f(&buf[..n]);
+            left -= n;
+        }
+        Ok(())
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -313,23 +356,27 @@ impl SafeTensors {
         needs: &str,
     ) -> Result<Vec<f32>> {
         let e = self.entry(name, shape, missing, needs)?;
-        // parse() checked that the range lies in the data and holds exactly
-        // shape × dtype bytes.
-        let bytes = &self.data[self.body + e.start..self.body + e.end];
-        let out: Vec<f32> = match e.dtype.as_str() {
-            "F32" => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            "BF16" => bytes
-                .chunks_exact(2)
-                .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
-                .collect(),
-            _ => bytes
-                .chunks_exact(2)
-                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-        };
+        // parse_entries() checked that the range lies in the data and holds
+        // exactly shape × dtype bytes.
+        let width = if e.dtype == "F32" { 4 } else { 2 };
+        let mut out: Vec<f32> = Vec::with_capacity((e.end - e.start) / width);
+        self.chunks(e, |bytes| match e.dtype.as_str() {
+            "F32" => out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            ),
+            "BF16" => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)),
+            ),
+            _ => out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))),
+            ),
+        })?;
         if element_count(shape) != Some(out.len() as u64) {
             return Err(Error::Embed(format!(
                 "{}: tensor {name} holds {} values, but shape {shape:?} needs {}",
@@ -496,6 +543,13 @@ mod tests {
         })
         .unwrap();
         assert_eq!(st.f32("w", &[2]).unwrap(), vec![1.0, 2.0]);
+        // Tensor data is read when a tensor is converted, not at open: a
+        // file cut short in between is named as changed.
+        let st = open(&|_| Ok(())).unwrap();
+        std::fs::write(dir.join("m.safetensors"), file(header, &body[..4])).unwrap();
+        let e = st.f32("w", &[2]).unwrap_err().to_string();
+        assert!(e.contains("changed while it was read"), "{e}");
+        std::fs::write(dir.join("m.safetensors"), file(header, &body)).unwrap();
         let e = open(&|st| st.check("w", &[3])).err().unwrap().to_string();
         assert!(e.contains("has shape [2]"), "{e}");
         // Truncated data and a short file.

@@ -102,7 +102,7 @@ class ModelSpec:
     #: ``(importable package, sub-folder)`` pairs that ship the folder.
     packages: Tuple[Tuple[str, str], ...] = ()
     note: str = ""
-    #: The network: ``"bert"``, ``"xlm-roberta"``, ``"mpnet"``, ``"nomic_bert"`` (text) or
+    #: The network: ``"bert"``, ``"roberta"``, ``"xlm-roberta"``, ``"mpnet"``, ``"nomic_bert"`` (text) or
     #: ``"mobilenet_v3_small"`` (image).
     architecture: str = "bert"
     #: Length of the embeddings.
@@ -116,6 +116,19 @@ class ModelSpec:
     #: ``config_sentence_transformers.json`` declares none.
     prompts: Mapping[str, str] = field(default_factory=dict)
 
+
+#: The note of every listed model whose files no one here could check: said
+#: once, so the entries cannot drift apart.
+_UNVERIFIED = (
+    "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
+    "them), so it loads unverified from local sources and is never downloaded"
+)
+
+#: What nomic-embed-text-v1 and v1.5 share in their note.
+_NOMIC_NOTE = (
+    _UNVERIFIED + "; NomicBert (rotary positions, SwiGLU), exact against transformers' NomicBertModel on "
+    "random weights; prefix texts with its task prompts (prompt_name='query' / 'document')"
+)
 
 #: nomic-embed-text's task prefixes (its ``config_sentence_transformers.json``).
 _NOMIC_PROMPTS: Mapping[str, str] = {
@@ -153,10 +166,7 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="cls",
         normalize=True,
         max_seq_length=512,
-        note=(
-            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
-            "them), so it loads unverified from local sources and is never downloaded"
-        ),
+        note=_UNVERIFIED,
         dim=384,
         languages=("en",),
         # The retrieval instruction of the model card, for short queries
@@ -170,9 +180,9 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="mean",
         normalize=False,
         max_seq_length=128,
-        note=(
-            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
-            "them), so it loads unverified from local sources and is never downloaded. A 12-layer BERT encoder "
+        note=_UNVERIFIED
+        + (
+            ". A 12-layer BERT encoder "
             '(config.json model_type "bert", absolute positions) with XLM-RoBERTa\'s SentencePiece (Unigram) '
             "vocabulary of 250,037 tokens"
         ),
@@ -238,9 +248,9 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="mean",
         normalize=True,
         max_seq_length=512,
-        note=(
-            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
-            "them), so it loads unverified from local sources and is never downloaded. A 12-layer BERT encoder "
+        note=_UNVERIFIED
+        + (
+            ". A 12-layer BERT encoder "
             "(Multilingual-MiniLM; architecture as published, not checked here: the encoder family is read "
             "from config.json model_type on load) with XLM-RoBERTa's SentencePiece vocabulary and languages "
             "(about 100, listed as 'mul')"
@@ -258,11 +268,8 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="mean",
         normalize=True,
         max_seq_length=512,
-        note=(
-            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
-            "them), so it loads unverified from local sources and is never downloaded. XLM-RoBERTa base "
-            "(config.json model_type \"xlm-roberta\"; languages about 100, listed as 'mul')"
-        ),
+        note=_UNVERIFIED
+        + (". XLM-RoBERTa base (config.json model_type \"xlm-roberta\"; languages about 100, listed as 'mul')"),
         architecture="xlm-roberta",
         dim=768,
         languages=("mul",),
@@ -275,9 +282,9 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="mean",
         normalize=False,
         max_seq_length=128,
-        note=(
-            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
-            "them), so it loads unverified from local sources and is never downloaded. Despite the name an "
+        note=_UNVERIFIED
+        + (
+            ". Despite the name an "
             'XLM-RoBERTa base encoder (config.json model_type "xlm-roberta"), trained to match '
             "paraphrase-mpnet-base-v2 in 50+ languages (listed as 'mul')"
         ),
@@ -292,10 +299,7 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="mean",
         normalize=True,
         max_seq_length=384,
-        note=(
-            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
-            "them), so it loads unverified from local sources and is never downloaded"
-        ),
+        note=_UNVERIFIED,
         architecture="mpnet",
         dim=768,
         languages=("en",),
@@ -307,12 +311,7 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="mean",
         normalize=True,
         max_seq_length=8192,
-        note=(
-            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
-            "them), so it loads unverified from local sources and is never downloaded; NomicBert (rotary "
-            "positions, SwiGLU), exact against transformers' NomicBertModel on random weights; prefix texts "
-            "with its task prompts (prompt_name='query' / 'document')"
-        ),
+        note=_NOMIC_NOTE,
         architecture="nomic_bert",
         dim=768,
         languages=("en",),
@@ -325,12 +324,7 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         pooling="mean",
         normalize=True,
         max_seq_length=8192,
-        note=(
-            "digests not pinned, unverified: no copy of its files could be checked here (no PyPI package ships "
-            "them), so it loads unverified from local sources and is never downloaded; NomicBert (rotary "
-            "positions, SwiGLU), exact against transformers' NomicBertModel on random weights; prefix texts "
-            "with its task prompts (prompt_name='query' / 'document')"
-        ),
+        note=_NOMIC_NOTE,
         architecture="nomic_bert",
         dim=768,
         languages=("en",),
@@ -393,7 +387,7 @@ class ModelInfo:
     name: str
     #: ``"text"`` or ``"image"``.
     kind: str
-    #: The network: ``"bert"``, ``"xlm-roberta"``, ``"mpnet"``, ``"nomic_bert"`` or
+    #: The network: ``"bert"``, ``"roberta"``, ``"xlm-roberta"``, ``"mpnet"``, ``"nomic_bert"`` or
     #: ``"mobilenet_v3_small"``.
     architecture: str
     #: Length of the embeddings.

@@ -5,13 +5,18 @@
 Needs PyTorch, ``transformers``, ``tokenizers``, ``sentencepiece`` and
 ``protobuf`` (the tests do not):
 
-    python tests/embed/data/arch-reference/make_arch_reference.py
+    python tests/embed/data/arch-reference/make_arch_reference.py [FOLDER ...]
+
+(no FOLDER: all of them; ``xlm-roberta`` and ``bert-unigram`` share one
+tokenizer, so they are rebuilt together).
 
 For each architecture (and for BERT with a Unigram vocabulary, the shape of
 paraphrase-multilingual-MiniLM-L12-v2 and multilingual-e5-small) it trains a tiny tokenizer of the model's kind on the
 sentences below (XLM-RoBERTa: SentencePiece Unigram with the ``nmt_nfkc``
 character map, as the real one;
-MPNet: lower-casing WordPiece with ``<s> … </s>``), builds the transformers
+MPNet: lower-casing WordPiece with ``<s> … </s>``; RoBERTa: byte-level BPE
+with ``RobertaProcessing``, as roberta-base and the sentence models built on
+it ship), builds the transformers
 model from a small config with seeded random weights (scaled up from the
 default initialisation so that every tensor moves the output), and writes a
 sentence-transformers folder (``config.json``, ``model.safetensors``,
@@ -35,7 +40,16 @@ from typing import Any, Dict, List
 import numpy as np
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel, XLMRobertaConfig, XLMRobertaModel
+from transformers import (
+    BertConfig,
+    BertModel,
+    MPNetConfig,
+    MPNetModel,
+    RobertaConfig,
+    RobertaModel,
+    XLMRobertaConfig,
+    XLMRobertaModel,
+)
 
 HERE = Path(__file__).parent
 SEED = 20261203
@@ -104,6 +118,25 @@ def mpnet_tokenizer() -> Tokenizer:
     trainer = trainers.WordPieceTrainer(vocab_size=300, special_tokens=SPECIALS)
     tok.train_from_iterator(SENTENCES * 4, trainer)
     tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    return tok
+
+
+def roberta_tokenizer() -> Tokenizer:
+    """RoBERTa's tokenizer shape: byte-level BPE (no normalizer, no unknown
+    token: every byte has a symbol), ``<s>`` 0, ``<pad>`` 1, ``</s>`` 2,
+    ``<unk>`` 3, and the ``RobertaProcessing`` post-processor."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=500,
+        special_tokens=[*SPECIALS, "<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(SENTENCES * 4, trainer)
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", 2), ("<s>", 0), trim_offsets=True, add_prefix_space=False
+    )
     return tok
 
 
@@ -188,8 +221,8 @@ def reference(out: Path, model: torch.nn.Module, tok: Tokenizer, max_seq_length:
     return meta
 
 
-def main() -> None:
-    torch.manual_seed(SEED)
+def build_xlmr() -> None:
+    """``xlm-roberta`` and ``bert-unigram`` (one tokenizer for both)."""
     xtok = xlmr_tokenizer()
     xcfg = XLMRobertaConfig(
         vocab_size=xtok.get_vocab_size(),
@@ -229,6 +262,8 @@ def main() -> None:
     write_folder(out, bert, xtok, "mean", 128)
     reference(out, bert, xtok, 128)
 
+
+def build_mpnet() -> None:
     mtok = mpnet_tokenizer()
     mcfg = MPNetConfig(
         vocab_size=mtok.get_vocab_size(),
@@ -249,5 +284,46 @@ def main() -> None:
     assert longest > 200, f"the long text gives only {longest} tokens"
 
 
+def build_roberta() -> None:
+    """RoBERTa (roberta-base's shape in small: the sentence models built on
+    it, such as all-distilroberta-v1, have config.json model_type
+    "roberta" and a byte-level BPE tokenizer)."""
+    rtok = roberta_tokenizer()
+    rcfg = RobertaConfig(
+        vocab_size=rtok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=130,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        layer_norm_eps=1e-5,
+    )
+    roberta = RobertaModel(rcfg, add_pooling_layer=False)
+    scramble(roberta)
+    out = HERE / "roberta"
+    write_folder(out, roberta, rtok, "mean", 128)
+    meta = reference(out, roberta, rtok, 128)
+    assert len(meta["ids"][-1]) == 128, "the long text must be truncated"
+
+
+BUILDERS = {"xlm-roberta": build_xlmr, "bert-unigram": build_xlmr, "mpnet": build_mpnet, "roberta": build_roberta}
+
+
+def main(folders: List[str]) -> None:
+    torch.manual_seed(SEED)
+    done = set()
+    for name in folders or list(BUILDERS):
+        build = BUILDERS[name]
+        if build not in done:
+            done.add(build)
+            build()
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
