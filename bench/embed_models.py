@@ -98,6 +98,19 @@ MODELS: Dict[str, Dict[str, Any]] = {
 }
 
 
+#: The special tokens of the MPNet and XLM-RoBERTa vocabularies (the same
+#: names in both), as their special_tokens_map.json says.
+SPECIAL_TOKENS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "cls_token": "<s>",
+    "sep_token": "</s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "mask_token": "<mask>",
+}
+
+
 def st_files(out: Path, pooling: str, normalize: bool, max_seq_length: int, dim: int) -> None:
     """modules.json, 1_Pooling/config.json, sentence_bert_config.json."""
     modules = [
@@ -141,19 +154,11 @@ def mpnet_tokenizer(minilm: Path, out: Path) -> None:
     )
     tok.add_special_tokens(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     tok.save(str(out / "tokenizer.json"))
-    specials = {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "cls_token": "<s>",
-        "sep_token": "</s>",
-        "unk_token": "<unk>",
-        "pad_token": "<pad>",
-        "mask_token": "<mask>",
-    }
-    (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
+    (out / "special_tokens_map.json").write_text(json.dumps(SPECIAL_TOKENS, indent=2))
     (out / "tokenizer_config.json").write_text(
         json.dumps(
-            {**specials, "do_lower_case": True, "model_max_length": 512, "tokenizer_class": "MPNetTokenizer"}, indent=2
+            {**SPECIAL_TOKENS, "do_lower_case": True, "model_max_length": 512, "tokenizer_class": "MPNetTokenizer"},
+            indent=2,
         )
     )
 
@@ -197,20 +202,11 @@ def unigram_tokenizer(out: Path, size: int) -> None:
     assert [p for p, _ in vocab[:4]] == ["<s>", "<pad>", "</s>", "<unk>"]
     base["model"]["vocab"] = [[p, s] for p, s in vocab]
     (out / "tokenizer.json").write_text(json.dumps(base, ensure_ascii=False), encoding="utf-8")
-    specials = {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "cls_token": "<s>",
-        "sep_token": "</s>",
-        "unk_token": "<unk>",
-        "pad_token": "<pad>",
-        "mask_token": "<mask>",
-    }
-    (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
+    (out / "special_tokens_map.json").write_text(json.dumps(SPECIAL_TOKENS, indent=2))
     # As the real folder says: without it transformers picks the tokenizer
     # of config.json's model_type (BERT's WordPiece) and maps every word
     # to <unk>.
-    config = {**specials, "model_max_length": 512, "tokenizer_class": "XLMRobertaTokenizer"}
+    config = {**SPECIAL_TOKENS, "model_max_length": 512, "tokenizer_class": "XLMRobertaTokenizer"}
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
 

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from typing import Any, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 import numpy as np
 import pytest
@@ -102,6 +102,15 @@ def signed(ids: U64) -> U64:
     return out
 
 
+def _run_together(writer: Callable[[int], None], n: int) -> None:
+    """Runs ``writer(0) … writer(n - 1)`` on ``n`` threads at once and waits."""
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+
 @pytest.mark.parametrize("kind", ["real[]", "bytea", "double precision[]"])
 def test_search_equals_a_local_backend_with_the_same_data(dsn: str, kind: str) -> None:
     x, ids = clustered(20_000 if kind == "real[]" else 500, 16, seed=11), None
@@ -184,11 +193,7 @@ def test_concurrent_committed_writers_are_all_counted(dsn: str) -> None:
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    _run_together(writer, 4)
     assert not errors
     assert backend.generation("busy") == g0 + 40
 
@@ -439,11 +444,7 @@ def test_a_rolled_back_write_leaves_no_log_and_concurrent_writers_are_all_logged
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    _run_together(writer, 4)
     assert not errors
     changes = backend.changes_since("many", g0)
     assert changes is not None and changes.generation == g0 + 20

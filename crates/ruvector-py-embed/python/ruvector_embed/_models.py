@@ -138,6 +138,24 @@ _NOMIC_PROMPTS: Mapping[str, str] = {
     "clustering": "clustering: ",
 }
 
+
+def _nomic_spec(name: str) -> ModelSpec:
+    """nomic-embed-text v1 and v1.5: one shape, one note, one set of prompts."""
+    return ModelSpec(
+        name=name,
+        repo=f"nomic-ai/{name}",
+        kind="text",
+        pooling="mean",
+        normalize=True,
+        max_seq_length=8192,
+        note=_NOMIC_NOTE,
+        architecture="nomic_bert",
+        dim=768,
+        languages=("en",),
+        prompts=_NOMIC_PROMPTS,
+    )
+
+
 KNOWN_MODELS: Dict[str, ModelSpec] = {
     "all-MiniLM-L6-v2": ModelSpec(
         name="all-MiniLM-L6-v2",
@@ -304,32 +322,8 @@ KNOWN_MODELS: Dict[str, ModelSpec] = {
         dim=768,
         languages=("en",),
     ),
-    "nomic-embed-text-v1.5": ModelSpec(
-        name="nomic-embed-text-v1.5",
-        repo="nomic-ai/nomic-embed-text-v1.5",
-        kind="text",
-        pooling="mean",
-        normalize=True,
-        max_seq_length=8192,
-        note=_NOMIC_NOTE,
-        architecture="nomic_bert",
-        dim=768,
-        languages=("en",),
-        prompts=_NOMIC_PROMPTS,
-    ),
-    "nomic-embed-text-v1": ModelSpec(
-        name="nomic-embed-text-v1",
-        repo="nomic-ai/nomic-embed-text-v1",
-        kind="text",
-        pooling="mean",
-        normalize=True,
-        max_seq_length=8192,
-        note=_NOMIC_NOTE,
-        architecture="nomic_bert",
-        dim=768,
-        languages=("en",),
-        prompts=_NOMIC_PROMPTS,
-    ),
+    "nomic-embed-text-v1.5": _nomic_spec("nomic-embed-text-v1.5"),
+    "nomic-embed-text-v1": _nomic_spec("nomic-embed-text-v1"),
     "mobilenetv3-small": ModelSpec(
         name="mobilenetv3-small",
         repo="",

@@ -52,6 +52,25 @@ from transformers import (
 )
 
 HERE = Path(__file__).parent
+#: Every reference encoder's size: real vocabularies and tokenizers, tiny
+#: layers (the check is the architecture, not the scale).
+SMALL_ENCODER: Dict[str, int] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 64,
+}
+#: XLM-RoBERTa's and RoBERTa's shared settings: positions after the padding
+#: id, one token type, 128 tokens.
+ROBERTA_SHAPE: Dict[str, Any] = {
+    **SMALL_ENCODER,
+    "max_position_embeddings": 130,
+    "type_vocab_size": 1,
+    "pad_token_id": 1,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+    "layer_norm_eps": 1e-5,
+}
 SEED = 20261203
 
 #: Training text and test sentences (several scripts, for the multilingual model).
@@ -221,65 +240,47 @@ def reference(out: Path, model: torch.nn.Module, tok: Tokenizer, max_seq_length:
     return meta
 
 
+def write_reference(name: str, model: Any, tok: Tokenizer, max_len: int) -> Dict[str, Any]:
+    """Scrambles ``model``, writes it as the folder ``name`` (mean pooling,
+    ``max_len`` tokens) and its reference outputs; returns the metadata."""
+    scramble(model)
+    out = HERE / name
+    write_folder(out, model, tok, "mean", max_len)
+    return reference(out, model, tok, max_len)
+
+
 def build_xlmr() -> None:
     """``xlm-roberta`` and ``bert-unigram`` (one tokenizer for both)."""
     xtok = xlmr_tokenizer()
     xcfg = XLMRobertaConfig(
         vocab_size=xtok.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=130,
-        type_vocab_size=1,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        layer_norm_eps=1e-5,
+        **ROBERTA_SHAPE,
     )
-    xlmr = XLMRobertaModel(xcfg, add_pooling_layer=False)
-    scramble(xlmr)
-    out = HERE / "xlm-roberta"
-    write_folder(out, xlmr, xtok, "mean", 128)
-    reference(out, xlmr, xtok, 128)
+    write_reference("xlm-roberta", XLMRobertaModel(xcfg, add_pooling_layer=False), xtok, 128)
 
     # BERT layers with XLM-RoBERTa's kind of tokenizer: absolute positions
     # from 0 even though <pad> is token 1.
     bcfg = BertConfig(
         vocab_size=xtok.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
+        **SMALL_ENCODER,
         max_position_embeddings=128,
         type_vocab_size=2,
         pad_token_id=0,
         layer_norm_eps=1e-12,
     )
-    bert = BertModel(bcfg, add_pooling_layer=False)
-    scramble(bert)
-    out = HERE / "bert-unigram"
-    write_folder(out, bert, xtok, "mean", 128)
-    reference(out, bert, xtok, 128)
+    write_reference("bert-unigram", BertModel(bcfg, add_pooling_layer=False), xtok, 128)
 
 
 def build_mpnet() -> None:
     mtok = mpnet_tokenizer()
     mcfg = MPNetConfig(
         vocab_size=mtok.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
+        **SMALL_ENCODER,
         max_position_embeddings=322,
         relative_attention_num_buckets=32,
         layer_norm_eps=1e-5,
     )
-    mpnet = MPNetModel(mcfg, add_pooling_layer=False)
-    scramble(mpnet)
-    out = HERE / "mpnet"
-    write_folder(out, mpnet, mtok, "mean", 320)
-    meta = reference(out, mpnet, mtok, 320)
+    meta = write_reference("mpnet", MPNetModel(mcfg, add_pooling_layer=False), mtok, 320)
     longest = max(len(i) for i in meta["ids"])
     assert longest > 200, f"the long text gives only {longest} tokens"
 
@@ -291,22 +292,9 @@ def build_roberta() -> None:
     rtok = roberta_tokenizer()
     rcfg = RobertaConfig(
         vocab_size=rtok.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=130,
-        type_vocab_size=1,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        layer_norm_eps=1e-5,
+        **ROBERTA_SHAPE,
     )
-    roberta = RobertaModel(rcfg, add_pooling_layer=False)
-    scramble(roberta)
-    out = HERE / "roberta"
-    write_folder(out, roberta, rtok, "mean", 128)
-    meta = reference(out, roberta, rtok, 128)
+    meta = write_reference("roberta", RobertaModel(rcfg, add_pooling_layer=False), rtok, 128)
     assert len(meta["ids"][-1]) == 128, "the long text must be truncated"
 
 
