@@ -108,7 +108,8 @@ def test_layer_norm_eps_minus_one_is_refused_not_nan(minilm_dir: Path, tmp_path:
             "must be a relative path inside the model folder",
         ),
         ("modules.json", [{"type": 7, "path": ""}], "module 0: type must be a string, got 7"),
-        ("modules.json", [{"type": "sentence_transformers.models.Dense", "path": "2"}], "is not supported"),
+        ("modules.json", [{"type": "x.WeightedLayerPooling", "path": "2"}], "is not supported"),
+        ("modules.json", [{"type": "sentence_transformers.models.Dense", "path": "2"}], "got it before Pooling"),
         ("1_Pooling/config.json", {"pooling_mode_mean_tokens": "true"}, "pooling_mode_mean_tokens must be true or"),
         (
             "1_Pooling/config.json",

@@ -169,7 +169,7 @@ struct Scratch {
 }
 
 /// `y = x · Wᵀ + b` for `x` of shape `(t, k)`, `W` of shape `(n, k)`.
-fn linear(x: &[f32], t: usize, k: usize, w: &[f32], n: usize, b: &[f32], y: &mut [f32]) {
+pub(crate) fn linear(x: &[f32], t: usize, k: usize, w: &[f32], n: usize, b: &[f32], y: &mut [f32]) {
     debug_assert!(b.len() == n);
     for row in y[..t * n].chunks_exact_mut(n) {
         row.copy_from_slice(b);
@@ -906,6 +906,9 @@ impl Bert {
             let rows = &s.x[off * h..(off + l) * h];
             match pooling {
                 Pooling::Cls => dst.copy_from_slice(&rows[..h]),
+                // Sequences are unpadded and already truncated: the last
+                // row is the last token the model saw.
+                Pooling::LastToken => dst.copy_from_slice(&rows[(l - 1) * h..]),
                 Pooling::Mean => {
                     let mut acc = vec![0.0f64; h];
                     for r in rows.chunks_exact(h) {
@@ -919,19 +922,25 @@ impl Bert {
                 }
             }
             if normalize {
-                let norm = dst
-                    .iter()
-                    .map(|&v| f64::from(v) * f64::from(v))
-                    .sum::<f64>()
-                    .sqrt();
-                let inv = 1.0 / norm.max(1e-12);
-                for v in dst.iter_mut() {
-                    *v = (f64::from(*v) * inv) as f32;
-                }
+                l2_normalize(dst);
             }
             off += l;
         }
         Ok(())
+    }
+}
+
+/// Scales `row` to unit L2 norm (a zero row stays zero), as
+/// sentence-transformers' `Normalize` module does.
+pub(crate) fn l2_normalize(row: &mut [f32]) {
+    let norm = row
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt();
+    let inv = 1.0 / norm.max(1e-12);
+    for v in row.iter_mut() {
+        *v = (f64::from(*v) * inv) as f32;
     }
 }
 

@@ -1,7 +1,8 @@
 //! The model description read from a sentence-transformers folder:
 //! `config.json` (the BERT encoder), `sentence_bert_config.json` (sequence
-//! length, lower-casing), `modules.json` + `1_Pooling/config.json` (pooling
-//! and whether a `Normalize` module follows).
+//! length, lower-casing), `modules.json` + `1_Pooling/config.json` (pooling),
+//! the `Dense` modules after the pooling and whether a `Normalize` module
+//! follows.
 
 use serde_json::Value;
 
@@ -16,6 +17,9 @@ pub enum Pooling {
     Mean,
     /// The first token (`[CLS]`).
     Cls,
+    /// The last token of each text (after truncation: the end-of-text
+    /// token the tokenizer appends), as decoder-style embedders use.
+    LastToken,
 }
 
 impl Pooling {
@@ -23,6 +27,7 @@ impl Pooling {
         match self {
             Pooling::Mean => "mean",
             Pooling::Cls => "cls",
+            Pooling::LastToken => "lasttoken",
         }
     }
 
@@ -30,8 +35,9 @@ impl Pooling {
         match s {
             "mean" => Ok(Pooling::Mean),
             "cls" => Ok(Pooling::Cls),
+            "lasttoken" => Ok(Pooling::LastToken),
             other => Err(Error::invalid(format!(
-                "pooling must be \"mean\" or \"cls\", got {other:?}"
+                "pooling must be \"mean\", \"cls\" or \"lasttoken\", got {other:?}"
             ))),
         }
     }
@@ -105,6 +111,34 @@ pub struct BertConfig {
     pub nomic: Option<NomicConfig>,
 }
 
+/// The activation after a `Dense` module's linear map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Identity,
+    Tanh,
+}
+
+/// The activation classes accepted in a `Dense` config (sentence-transformers
+/// writes the full class path; the default, when absent, is `Tanh`).
+const ACTIVATIONS: [(&str, Activation); 4] = [
+    ("torch.nn.modules.activation.Tanh", Activation::Tanh),
+    ("torch.nn.modules.linear.Identity", Activation::Identity),
+    ("torch.nn.Tanh", Activation::Tanh),
+    ("torch.nn.Identity", Activation::Identity),
+];
+
+/// One sentence-transformers `Dense` module: `y = act(W x + b)` on the
+/// pooled embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseConfig {
+    /// The module folder inside the model folder (`""`: the folder itself).
+    pub path: String,
+    pub in_features: usize,
+    pub out_features: usize,
+    pub bias: bool,
+    pub activation: Activation,
+}
+
 /// Everything needed to run the model the way sentence-transformers does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
@@ -112,6 +146,8 @@ pub struct ModelConfig {
     pub max_seq_length: usize,
     pub do_lower_case: bool,
     pub pooling: Pooling,
+    /// The `Dense` modules after the pooling, in `modules.json` order.
+    pub dense: Vec<DenseConfig>,
     pub normalize: bool,
 }
 
@@ -138,6 +174,10 @@ pub mod limits {
     pub const INTERMEDIATE_PER_HIDDEN: u64 = 16;
     pub const POSITIONS: (u64, u64) = (2, 8192);
     pub const TYPE_VOCAB: (u64, u64) = (1, 1024);
+    /// Width of a `Dense` module's output.
+    pub const DENSE_FEATURES: (u64, u64) = (1, 16384);
+    /// `Dense` modules in one model.
+    pub const DENSE_MODULES: usize = 16;
     /// `layer_norm_eps` must lie in `(0, EPS_MAX]` (and stay above 0 as f32).
     pub const EPS_MAX: f64 = 1.0;
 }
@@ -648,6 +688,7 @@ impl ModelConfig {
         };
         let max_seq_length = st_max
             .or(defaults.max_seq_length)
+            .or(tokenizer_max_length(dir)?)
             .unwrap_or(bert.max_tokens())
             .min(bert.max_tokens());
         if max_seq_length < 2 {
@@ -657,6 +698,7 @@ impl ModelConfig {
         }
 
         let (mut pooling, mut normalize) = (defaults.pooling, defaults.normalize);
+        let mut dense: Vec<DenseConfig> = Vec::new();
         if let Some(modules) = dir.read_json_opt("modules.json")? {
             let mpath = dir.path("modules.json").display().to_string();
             let list = modules.as_array().ok_or_else(|| {
@@ -688,31 +730,64 @@ impl ModelConfig {
                 kinds.push((text("type")?, path));
             }
             normalize = kinds.iter().any(|(t, _)| t.ends_with(".Normalize"));
+            // The order sentence-transformers runs them in: Transformer,
+            // Pooling, any Dense modules, then Normalize.
+            let (mut pooled, mut normalized) = (false, false);
+            let mut width = bert.hidden;
             for (t, path) in &kinds {
                 let short = t.rsplit('.').next().unwrap_or("");
+                let config_rel = || {
+                    if path.is_empty() {
+                        "config.json".to_string()
+                    } else {
+                        format!("{path}/config.json")
+                    }
+                };
                 match short {
-                    "Transformer" | "Normalize" => {}
+                    "Transformer" => {}
+                    "Normalize" => normalized = true,
                     "Pooling" => {
-                        let rel = if path.is_empty() {
-                            "config.json".to_string()
-                        } else {
-                            format!("{path}/config.json")
-                        };
+                        let rel = config_rel();
                         let p = dir.read_json(&rel)?;
                         let file = dir.path(&rel).display().to_string();
                         pooling = pooling_from_json(&p, &file)?;
+                        pooled = true;
                         // Informational in sentence-transformers (the
                         // pooled width is the encoder's); checked for range.
-                        if p.get("word_embedding_dimension")
-                            .is_some_and(|x| !x.is_null())
-                        {
-                            int_field(&p, "word_embedding_dimension", &file, limits::HIDDEN, None)?;
+                        for key in ["word_embedding_dimension", "embedding_dimension"] {
+                            if p.get(key).is_some_and(|x| !x.is_null()) {
+                                int_field(&p, key, &file, limits::HIDDEN, None)?;
+                            }
                         }
+                    }
+                    "Dense" => {
+                        if !pooled || normalized {
+                            return Err(Error::Embed(format!(
+                                "{mpath}: the Dense module {path:?} must come after the Pooling \
+                                 module and before any Normalize module, got it {}",
+                                if pooled {
+                                    "after Normalize"
+                                } else {
+                                    "before Pooling"
+                                }
+                            )));
+                        }
+                        if dense.len() == limits::DENSE_MODULES {
+                            return Err(Error::Embed(format!(
+                                "{mpath}: at most {} Dense modules are supported, got more",
+                                limits::DENSE_MODULES
+                            )));
+                        }
+                        let rel = config_rel();
+                        let file = dir.path(&rel).display().to_string();
+                        let d = dense_from_json(&dir.read_json(&rel)?, &file, path, width)?;
+                        width = d.out_features;
+                        dense.push(d);
                     }
                     other => {
                         return Err(Error::Embed(format!(
                             "{mpath}: module {other:?} ({t}) is not supported; \
-                             supported: Transformer, Pooling, Normalize"
+                             supported: Transformer, Pooling, Dense, Normalize"
                         )))
                     }
                 }
@@ -723,9 +798,92 @@ impl ModelConfig {
             max_seq_length,
             do_lower_case,
             pooling,
+            dense,
             normalize,
         })
     }
+}
+
+/// `model_max_length` of `tokenizer_config.json`, where sentence-transformers
+/// 5 and later keep the sequence length they save (their
+/// `sentence_bert_config.json` has none). Tokenizers without a limit write
+/// a huge placeholder (about 1e30): anything that is not an integer of at
+/// most [`u32::MAX`] counts as no limit.
+fn tokenizer_max_length(dir: &ModelDir) -> Result<Option<usize>> {
+    let Some(v) = dir.read_json_opt("tokenizer_config.json")? else {
+        return Ok(None);
+    };
+    let n = v
+        .get("model_max_length")
+        .and_then(Value::as_u64)
+        .filter(|&n| n <= u64::from(u32::MAX));
+    match n {
+        None => Ok(None),
+        Some(n) if n >= 2 => Ok(usize::try_from(n).ok()),
+        Some(n) => Err(Error::Embed(format!(
+            "{}: model_max_length must leave room for the start and end tokens (at least 2), got {n}",
+            dir.path("tokenizer_config.json").display()
+        ))),
+    }
+}
+
+/// A `Dense` module's `config.json`; `width` is the embedding width that
+/// reaches it (the pooled width, or the previous Dense module's output).
+fn dense_from_json(v: &Value, file: &str, path: &str, width: usize) -> Result<DenseConfig> {
+    if !v.is_object() {
+        return Err(Error::Embed(format!(
+            "{file} must hold a JSON object, got {}",
+            shown(Some(v))
+        )));
+    }
+    let in_features = int_field(v, "in_features", file, limits::DENSE_FEATURES, None)?;
+    if in_features != width {
+        return Err(Error::Embed(format!(
+            "{file}: in_features must be the width of the embedding that reaches this module \
+             ({width}), got {in_features}"
+        )));
+    }
+    let out_features = int_field(v, "out_features", file, limits::DENSE_FEATURES, None)?;
+    let bias = bool_field(v, "bias", file, true)?;
+    if bool_field(v, "use_residual", file, false)? {
+        return Err(Error::Embed(format!(
+            "{file}: use_residual must be false (residual Dense modules are not supported), got true"
+        )));
+    }
+    for key in ["module_input_name", "module_output_name"] {
+        choice_field(
+            v,
+            key,
+            file,
+            &["sentence_embedding"],
+            " (only Dense modules on the sentence embedding are supported)",
+        )?;
+    }
+    let activation = match v.get("activation_function").filter(|x| !x.is_null()) {
+        None => Activation::Tanh,
+        Some(raw) => {
+            let found = raw
+                .as_str()
+                .and_then(|s| ACTIVATIONS.iter().find(|(name, _)| *name == s));
+            match found {
+                Some((_, a)) => *a,
+                None => {
+                    return Err(Error::Embed(format!(
+                        "{file}: activation_function must be \"torch.nn.modules.activation.Tanh\" \
+                         or \"torch.nn.modules.linear.Identity\", got {}",
+                        shown(Some(raw))
+                    )))
+                }
+            }
+        }
+    };
+    Ok(DenseConfig {
+        path: path.to_string(),
+        in_features,
+        out_features,
+        bias,
+        activation,
+    })
 }
 
 fn pooling_from_json(v: &Value, file: &str) -> Result<Pooling> {
@@ -734,6 +892,25 @@ fn pooling_from_json(v: &Value, file: &str) -> Result<Pooling> {
             "{file} must hold a JSON object, got {}",
             shown(Some(v))
         )));
+    }
+    // sentence-transformers 5.2 and later write one `pooling_mode` (a name,
+    // or a list of names whose outputs are concatenated); earlier releases
+    // one boolean per mode.
+    if let Some(raw) = v.get("pooling_mode").filter(|x| !x.is_null()) {
+        let name = match raw {
+            Value::String(s) => Some(s.as_str()),
+            Value::Array(a) if a.len() == 1 => a[0].as_str(),
+            _ => None,
+        };
+        return match name {
+            Some("mean") => Ok(Pooling::Mean),
+            Some("cls") => Ok(Pooling::Cls),
+            Some("lasttoken") => Ok(Pooling::LastToken),
+            _ => Err(Error::Embed(format!(
+                "{file}: pooling_mode must be one of \"mean\", \"cls\", \"lasttoken\", got {}",
+                shown(Some(raw))
+            ))),
+        };
     }
     let mut modes: Vec<&str> = Vec::new();
     for k in [
@@ -751,9 +928,10 @@ fn pooling_from_json(v: &Value, file: &str) -> Result<Pooling> {
     match modes.as_slice() {
         ["pooling_mode_cls_token"] => Ok(Pooling::Cls),
         ["pooling_mode_mean_tokens"] => Ok(Pooling::Mean),
+        ["pooling_mode_lasttoken"] => Ok(Pooling::LastToken),
         other => Err(Error::Embed(format!(
             "{file}: pooling {other:?} is not supported; supported: exactly one of \
-             pooling_mode_mean_tokens, pooling_mode_cls_token"
+             pooling_mode_mean_tokens, pooling_mode_cls_token, pooling_mode_lasttoken"
         ))),
     }
 }
@@ -769,6 +947,48 @@ mod tests {
         let v: Value =
             serde_json::json!({"pooling_mode_mean_tokens": true, "pooling_mode_max_tokens": true});
         assert!(pooling_from_json(&v, "f").is_err());
+    }
+
+    #[test]
+    fn pooling_mode_names_and_last_token() {
+        for (v, want) in [
+            (
+                serde_json::json!({"pooling_mode": "lasttoken"}),
+                Pooling::LastToken,
+            ),
+            (serde_json::json!({"pooling_mode": ["cls"]}), Pooling::Cls),
+            (serde_json::json!({"pooling_mode": "mean"}), Pooling::Mean),
+            (
+                serde_json::json!({"pooling_mode_lasttoken": true}),
+                Pooling::LastToken,
+            ),
+        ] {
+            assert_eq!(pooling_from_json(&v, "f").unwrap(), want);
+        }
+        for v in [
+            serde_json::json!({"pooling_mode": "max"}),
+            serde_json::json!({"pooling_mode": ["mean", "cls"]}),
+            serde_json::json!({"pooling_mode": []}),
+        ] {
+            assert!(pooling_from_json(&v, "f").is_err());
+        }
+        assert_eq!(Pooling::parse("lasttoken").unwrap().name(), "lasttoken");
+    }
+
+    #[test]
+    fn dense_defaults_follow_sentence_transformers() {
+        let v = serde_json::json!({"in_features": 8, "out_features": 4});
+        let d = dense_from_json(&v, "f", "2_Dense", 8).unwrap();
+        assert_eq!(
+            (d.bias, d.activation, d.out_features),
+            (true, Activation::Tanh, 4)
+        );
+        let v = serde_json::json!({"in_features": 8, "out_features": 4, "bias": false,
+            "activation_function": "torch.nn.modules.linear.Identity"});
+        let d = dense_from_json(&v, "f", "", 8).unwrap();
+        assert_eq!((d.bias, d.activation), (false, Activation::Identity));
+        let e = dense_from_json(&v, "f", "", 9).unwrap_err().to_string();
+        assert!(e.contains("(9), got 8"), "{e}");
     }
 
     #[test]

@@ -329,7 +329,7 @@ impl Embedder {
         self.model.cfg.max_seq_length
     }
 
-    /// ``"mean"`` or ``"cls"``.
+    /// ``"mean"``, ``"cls"`` or ``"lasttoken"``.
     #[getter]
     fn pooling(&self) -> &'static str {
         self.model.cfg.pooling.name()

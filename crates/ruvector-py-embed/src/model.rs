@@ -10,7 +10,8 @@ use ruvector_py_core::parallel;
 use crate::error::{Error, FromBase, Result};
 
 use crate::bert::Bert;
-use crate::config::{Arch, BertConfig, Defaults, ModelConfig, Pooling};
+use crate::bert::{l2_normalize, linear};
+use crate::config::{Activation, Arch, BertConfig, Defaults, DenseConfig, ModelConfig, Pooling};
 use crate::files::{ModelDir, MAX_TOKENIZER_BYTES};
 use crate::safetensors::SafeTensors;
 use crate::tokenize::TextTokenizer;
@@ -27,6 +28,82 @@ pub struct TextModel {
     pub cfg: ModelConfig,
     tok: TextTokenizer,
     bert: Bert,
+    dense: Vec<Dense>,
+}
+
+/// A loaded sentence-transformers `Dense` module.
+struct Dense {
+    cfg: DenseConfig,
+    /// `(out_features, in_features)`, row-major (`linear.weight`).
+    weight: Vec<f32>,
+    /// `linear.bias`, zeros when the module has none.
+    bias: Vec<f32>,
+}
+
+impl Dense {
+    /// Reads `model.safetensors` of the module folder: `linear.weight` and,
+    /// if the config asks for one, `linear.bias`, checked against the config.
+    fn load(dir: &ModelDir, cfg: &DenseConfig) -> Result<Self> {
+        let rel = if cfg.path.is_empty() {
+            "model.safetensors".to_string()
+        } else {
+            format!("{}/model.safetensors", cfg.path)
+        };
+        let file = dir.path(&rel).display().to_string();
+        if !dir.exists(&rel) {
+            let legacy = rel.replace("model.safetensors", "pytorch_model.bin");
+            let hint = if dir.exists(&legacy) {
+                " (the module has only pytorch_model.bin, a pickle this embedder does not load; \
+                 resave the model with a sentence-transformers release that writes safetensors)"
+            } else {
+                ""
+            };
+            return Err(Error::Embed(format!(
+                "weights file {file} of the Dense module is missing{hint}"
+            )));
+        }
+        let (n, k) = (cfg.out_features, cfg.in_features);
+        let w_shape = [n, k];
+        // Twice the float32 size (a float64 checkpoint) plus 1 MiB of header.
+        let limit = ((n as u64) * (k as u64 + 1)) * 8 + (1 << 20);
+        let model = "this Dense module's config.json";
+        let st = SafeTensors::open(&file, dir.open_limited(&rel, limit)?, |st| {
+            st.check("linear.weight", &w_shape)?;
+            if cfg.bias {
+                st.check("linear.bias", &[n])?;
+            } else if st.contains("linear.bias") {
+                return Err(Error::Embed(format!(
+                    "{file}: the checkpoint has a tensor linear.bias, but the module's config.json \
+                     says bias: false"
+                )));
+            }
+            Ok(())
+        })?;
+        let weight = st.f32_for("linear.weight", &w_shape, model)?;
+        let bias = if cfg.bias {
+            st.f32_for("linear.bias", &[n], model)?
+        } else {
+            vec![0.0; n]
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            weight,
+            bias,
+        })
+    }
+
+    /// Applies the module to `rows` rows of `x`, returning the new rows.
+    fn apply(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let (k, n) = (self.cfg.in_features, self.cfg.out_features);
+        let mut y = vec![0.0f32; rows * n];
+        linear(x, rows, k, &self.weight, n, &self.bias, &mut y);
+        if self.cfg.activation == Activation::Tanh {
+            for v in &mut y {
+                *v = v.tanh();
+            }
+        }
+        y
+    }
 }
 
 /// Tokens per chunk above which a chunk is split even on one thread (bounds
@@ -161,11 +238,26 @@ impl TextModel {
             }
         }
         let bert = Bert::load(&st, &cfg.bert).map_err(in_file)?;
-        Ok(Self { cfg, tok, bert })
+        let dense = cfg
+            .dense
+            .iter()
+            .map(|d| Dense::load(dir, d))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            cfg,
+            tok,
+            bert,
+            dense,
+        })
     }
 
+    /// Width of the embeddings: the last Dense module's output, else the
+    /// encoder's hidden size.
     pub fn dim(&self) -> usize {
-        self.cfg.bert.hidden
+        self.cfg
+            .dense
+            .last()
+            .map_or(self.cfg.bert.hidden, |d| d.out_features)
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -173,7 +265,12 @@ impl TextModel {
     }
 
     pub fn weight_bytes(&self) -> usize {
-        self.bert.weight_bytes()
+        let dense: usize = self
+            .dense
+            .iter()
+            .map(|d| 4 * (d.weight.len() + d.bias.len()))
+            .sum();
+        self.bert.weight_bytes() + dense
     }
 
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
@@ -201,9 +298,26 @@ impl TextModel {
         cancel: &Cancel,
     ) -> Result<Vec<f32>> {
         let dim = self.dim();
-        let mut out = vec![0.0f32; seqs.len() * dim];
-        self.bert
-            .embed_chunk(seqs, self.cfg.pooling, normalize, &mut out, cancel)?;
+        let out = if self.dense.is_empty() {
+            let mut out = vec![0.0f32; seqs.len() * dim];
+            self.bert
+                .embed_chunk(seqs, self.cfg.pooling, normalize, &mut out, cancel)?;
+            out
+        } else {
+            // Pooling, then the Dense modules in order, then Normalize.
+            let mut x = vec![0.0f32; seqs.len() * self.cfg.bert.hidden];
+            self.bert
+                .embed_chunk(seqs, self.cfg.pooling, false, &mut x, cancel)?;
+            for d in &self.dense {
+                x = d.apply(&x, seqs.len());
+            }
+            if normalize {
+                for row in x.chunks_exact_mut(dim) {
+                    l2_normalize(row);
+                }
+            }
+            x
+        };
         // One pass over the result: a broken model raises instead of
         // returning NaN.
         for (row, i) in out.chunks_exact(dim).zip(index) {

@@ -98,7 +98,7 @@ class Embedder:
         """Loads a known model (``"all-MiniLM-L6-v2"``, ``"all-mpnet-base-v2"``,
         ``"multilingual-e5-small"``, ...; see ``ruvector_embed.list_models()``) or a local folder, offline first
         (see ``ruvector_embed.resolve_model``), with the pinned digests of a
-        known model verified. ``pooling`` (``"mean"``/``"cls"``),
+        known model verified. ``pooling`` (``"mean"``/``"cls"``/``"lasttoken"``),
         ``normalize`` and ``max_seq_length`` override the folder's
         configuration; ``prompts`` (name -> text) and ``default_prompt_name``
         replace the prompts :meth:`encode` knows (by default those of the
@@ -240,7 +240,7 @@ class Embedder:
         """Tokens per text, special tokens included; longer texts are truncated."""
     @property
     def pooling(self) -> str:
-        """``"mean"`` or ``"cls"``."""
+        """``"mean"``, ``"cls"`` or ``"lasttoken"``."""
     @property
     def normalize(self) -> bool:
         """Whether embeddings have unit L2 norm."""
