@@ -11,6 +11,7 @@ and Normalize; and mean pooling with one Dense module, no Normalize.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any, Dict, List
@@ -224,3 +225,18 @@ def test_legacy_last_token_flag_is_read(tmp_path: Path) -> None:
     assert emb.pooling == "lasttoken"
     got = emb.encode(meta("lasttoken-dense")["texts"])
     np.testing.assert_allclose(got, reference("lasttoken-dense"), rtol=0, atol=MAX_ABS)
+
+
+def test_pickle_checks_the_dense_weights_too(tmp_path: Path) -> None:
+    folder = copy(tmp_path)
+    emb = rve.Embedder.from_pretrained(folder)
+    texts: List[str] = meta("lasttoken-dense")["texts"]
+    again = pickle.loads(pickle.dumps(emb))
+    assert again.dim == 16 and again.pooling == "lasttoken"
+    np.testing.assert_allclose(again.encode(texts), reference("lasttoken-dense"), rtol=0, atol=MAX_ABS)
+    state = pickle.dumps(emb)
+    data = bytearray((folder / "3_Dense" / "model.safetensors").read_bytes())
+    data[-1] ^= 0x40
+    (folder / "3_Dense" / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(EmbedError, match=r"3_Dense/model\.safetensors"):
+        pickle.loads(state)
