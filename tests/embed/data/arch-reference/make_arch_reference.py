@@ -130,6 +130,10 @@ def xlmr_tokenizer() -> Tokenizer:
 
 
 def mpnet_tokenizer() -> Tokenizer:
+    # The WordPiece trainer breaks ties between equally frequent merges in no
+    # fixed order, so a rerun may write another (equally valid) vocabulary and
+    # hence other reference ids and outputs: the folder is only ever
+    # rewritten whole, tokenizer and reference together.
     tok = Tokenizer(models.WordPiece(unk_token="<unk>"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
