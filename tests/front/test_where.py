@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import pathlib
-from typing import Any, Dict, List, Mapping, Tuple, cast
+from typing import Any, Dict, Iterable, List, Mapping, Tuple, cast
 
 import numpy as np
 import pytest
@@ -283,7 +283,7 @@ def _expected_fields(metas: Dict[int, Dict[str, Any]]) -> List[Tuple[Any, ...]]:
         for key, value in meta.items():
             if isinstance(value, (list, dict)):
                 rows.add((key, 0, 4, 0, doc))
-                elements = cast("List[Any]", value) if isinstance(value, list) else []
+                elements = cast("Iterable[Any]", value) if isinstance(value, list) else ()
                 for element in elements:
                     rows.add((key, 1, *kind_val(element), doc))
             else:

@@ -1017,23 +1017,23 @@ mod tests {
             }
             for q in x.chunks_exact(d).step_by(37) {
                 for k in [1, 10, 50] {
-                    let want: Vec<(u64, f32)> = theirs
-                        .search(q, k)
-                        .unwrap()
-                        .into_iter()
-                        .map(|r| (r.id as u64, r.score))
-                        .collect();
+                    let want: Vec<(u64, f32)> = crate_hits(theirs.search(q, k).unwrap());
                     assert_eq!(ours.search(q, k, SearchOpts::default()).unwrap(), want);
                 }
-                let want: Vec<(u64, f32)> = theirs
-                    .search_with_rerank(q, 10, 2)
-                    .unwrap()
-                    .into_iter()
-                    .map(|r| (r.id as u64, r.score))
-                    .collect();
+                let want: Vec<(u64, f32)> =
+                    crate_hits(theirs.search_with_rerank(q, 10, 2).unwrap());
                 assert_eq!(ours.search(q, 10, rf(2)).unwrap(), want);
             }
         }
+    }
+
+    /// The crate's hits as `(id, score)`, equal scores by ascending id as
+    /// this engine lists them (the crate leaves ties in heap order): every
+    /// id and score must still match bit for bit.
+    fn crate_hits(hits: Vec<ruvector_rabitq::SearchResult>) -> Vec<(u64, f32)> {
+        let mut v: Vec<(u64, f32)> = hits.into_iter().map(|r| (r.id as u64, r.score)).collect();
+        v.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        v
     }
 
     #[test]
@@ -1048,12 +1048,7 @@ mod tests {
             theirs.add(*id as usize, row.to_vec()).unwrap();
         }
         for q in x.chunks_exact(d).step_by(41) {
-            let want: Vec<(u64, f32)> = theirs
-                .search(q, 20)
-                .unwrap()
-                .into_iter()
-                .map(|r| (r.id as u64, r.score))
-                .collect();
+            let want: Vec<(u64, f32)> = crate_hits(theirs.search(q, 20).unwrap());
             assert_eq!(ours.search(q, 20, SearchOpts::default()).unwrap(), want);
         }
     }
@@ -1074,19 +1069,9 @@ mod tests {
             crate_asym.add(*id as usize, row.to_vec()).unwrap();
         }
         for q in x.chunks_exact(d).step_by(29) {
-            let f: Vec<(u64, f32)> = crate_flat
-                .search(q, 7)
-                .unwrap()
-                .into_iter()
-                .map(|r| (r.id as u64, r.score))
-                .collect();
+            let f: Vec<(u64, f32)> = crate_hits(crate_flat.search(q, 7).unwrap());
             assert_eq!(flat.search(q, 7, SearchOpts::default()).unwrap(), f);
-            let a: Vec<(u64, f32)> = crate_asym
-                .search(q, 7)
-                .unwrap()
-                .into_iter()
-                .map(|r| (r.id as u64, r.score))
-                .collect();
+            let a: Vec<(u64, f32)> = crate_hits(crate_asym.search(q, 7).unwrap());
             assert_eq!(asym.search(q, 7, SearchOpts::default()).unwrap(), a);
         }
     }
@@ -1106,12 +1091,7 @@ mod tests {
                     theirs.add(*id as usize, row.to_vec()).unwrap();
                 }
                 for q in x.chunks_exact(d).step_by(97) {
-                    let want: Vec<(u64, f32)> = theirs
-                        .search(q, 10)
-                        .unwrap()
-                        .into_iter()
-                        .map(|r| (r.id as u64, r.score))
-                        .collect();
+                    let want: Vec<(u64, f32)> = crate_hits(theirs.search(q, 10).unwrap());
                     let got = ours.search(q, 10, SearchOpts::default()).unwrap();
                     assert_eq!(got, want, "n {n} d {d} rf {rf}");
                 }
