@@ -893,6 +893,14 @@ fn pooling_from_json(v: &Value, file: &str) -> Result<Pooling> {
             shown(Some(v))
         )));
     }
+    // `include_prompt: false` pools without the prompt's tokens; pooling them
+    // anyway would give other vectors without a word, so it is refused.
+    if !bool_field(v, "include_prompt", file, true)? {
+        return Err(Error::Embed(format!(
+            "{file}: include_prompt false (pooling without the prompt's tokens) is not supported; \
+             expected true or absent, got false"
+        )));
+    }
     // sentence-transformers 5.2 and later write one `pooling_mode` (a name,
     // or a list of names whose outputs are concatenated); earlier releases
     // one boolean per mode.
@@ -973,6 +981,17 @@ mod tests {
             assert!(pooling_from_json(&v, "f").is_err());
         }
         assert_eq!(Pooling::parse("lasttoken").unwrap().name(), "lasttoken");
+    }
+
+    #[test]
+    fn include_prompt_false_is_refused_not_ignored() {
+        let ok = serde_json::json!({"pooling_mode": "mean", "include_prompt": true});
+        assert_eq!(pooling_from_json(&ok, "f").unwrap(), Pooling::Mean);
+        let v = serde_json::json!({"pooling_mode": "mean", "include_prompt": false});
+        let msg = pooling_from_json(&v, "f").unwrap_err().to_string();
+        assert!(msg.contains("include_prompt false"), "{msg}");
+        let v = serde_json::json!({"pooling_mode": "mean", "include_prompt": "no"});
+        assert!(pooling_from_json(&v, "f").is_err());
     }
 
     #[test]
