@@ -259,8 +259,10 @@ def bench(session: nox.Session) -> None:
     """Benchmark tables against faiss-cpu, hnswlib, usearch and ruvector 0.1.4.
 
     Index runs, each its own report: synthetic 100k x 128 (bench/results.md),
-    real MiniLM sentence embeddings 100k x 384 (bench/results-embeddings.md)
-    and 1M x 384 sampled around them (bench/results-1m.md); the embeddings
+    real MiniLM sentence embeddings 100k x 384 of WordNet glosses
+    (bench/results-embeddings.md) and of Debian package descriptions
+    (bench/results-debian.md), and 1M x 384 sampled around the WordNet
+    ones (bench/results-1m.md); the embeddings
     are computed once by the ruvector-embed wheel and cached in
     target/bench-data, and extra arguments go to these runs. Before them,
     gate G3: install and import times (bench/results-install.md). Then ruLake
@@ -299,6 +301,7 @@ def bench(session: nox.Session) -> None:
     runs = [
         ["--out", "bench/results.md"],
         ["--data", "wordnet", "--out", "bench/results-embeddings.md"],
+        ["--data", "debian", "--out", "bench/results-debian.md"],
         ["--data", "wordnet", "--n", "1000000", "--out", "bench/results-1m.md", "--timeout", "1800"],
     ]
     for run in runs:
