@@ -311,7 +311,7 @@ def test_a_mapped_load_checks_the_file_without_keeping_it_resident(tmp_path: Pat
         bad = bytearray(raw)
         bad[at] ^= 0x10
         path.write_bytes(bytes(bad))
-        with pytest.raises(rr.PersistError, match="checksum|corrupt"):
+        with pytest.raises(rr.PersistError, match=r"checksum|corrupt"):
             rr.IvfRabitqIndex.load(path, mmap=True)
 
 
