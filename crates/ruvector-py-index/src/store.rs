@@ -18,46 +18,73 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+/// A byte range of a read-only file map. Clones share the map, so the
+/// vectors and the IVF list codes of one file hold one mapping between them.
+#[derive(Clone)]
+pub struct MappedBytes {
+    map: Arc<memmap2::Mmap>,
+    offset: usize,
+    len: usize,
+}
+
+impl MappedBytes {
+    /// `len` bytes at `offset` of `map`; `None` when out of bounds.
+    pub fn new(map: Arc<memmap2::Mmap>, offset: usize, len: usize) -> Option<Self> {
+        (offset.checked_add(len)? <= map.len()).then_some(Self { map, offset, len })
+    }
+
+    /// `len` bytes at `start` of this range; `None` when out of bounds.
+    pub fn slice(&self, start: usize, len: usize) -> Option<Self> {
+        (start.checked_add(len)? <= self.len).then(|| Self {
+            map: Arc::clone(&self.map),
+            offset: self.offset + start,
+            len,
+        })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.map[self.offset..self.offset + self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// A read-only memory map of a file holding little-endian f32 values at a
 /// 4-byte aligned offset (the `.rbpx` v2 layout aligns them to 64).
 pub struct MappedF32 {
-    map: memmap2::Mmap,
-    offset: usize,
-    len: usize,
+    bytes: MappedBytes,
 }
 
 impl MappedF32 {
     /// `len` floats at byte `offset` of `map`; `None` when out of bounds,
     /// misaligned, or on a big-endian machine (where the bytes are not the
     /// native floats and must be copied instead).
-    pub fn new(map: memmap2::Mmap, offset: usize, len: usize) -> Option<Self> {
-        let end = offset.checked_add(len.checked_mul(4)?)?;
-        let aligned = (map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<f32>());
-        (cfg!(target_endian = "little") && end <= map.len() && aligned).then_some(Self {
-            map,
-            offset,
-            len,
-        })
-    }
-
-    /// The whole mapped file.
-    pub fn bytes(&self) -> &[u8] {
-        &self.map
+    pub fn new(map: Arc<memmap2::Mmap>, offset: usize, len: usize) -> Option<Self> {
+        let aligned = (map.as_ptr() as usize)
+            .checked_add(offset)?
+            .is_multiple_of(std::mem::align_of::<f32>());
+        let bytes = MappedBytes::new(map, offset, len.checked_mul(4)?)?;
+        (cfg!(target_endian = "little") && aligned).then_some(Self { bytes })
     }
 }
 
 impl AsRef<[f32]> for MappedF32 {
     fn as_ref(&self) -> &[f32] {
-        if self.len == 0 {
+        let bytes = self.bytes.as_bytes();
+        if bytes.is_empty() {
             return &[];
         }
         // SAFETY: `new` checked bounds, alignment and endianness; every bit
         // pattern is a valid f32; the map is read-only and lives as long as
         // `self`. (The file must not be truncated while mapped: the SDK's
         // saves replace a file by rename, never in place.)
-        unsafe {
-            std::slice::from_raw_parts(self.map.as_ptr().add(self.offset) as *const f32, self.len)
-        }
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const f32, bytes.len() / 4) }
     }
 }
 

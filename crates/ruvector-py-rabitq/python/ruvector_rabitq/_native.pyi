@@ -245,7 +245,8 @@ class _IndexBase:
     def mapped(self) -> bool:
         """Whether the vectors are mapped read-only from a file
         (``load(path, mmap=True)``). The first change to a mapped index copies
-        its vectors into memory ("copy first"); the file is never written."""
+        what it changes (its vectors, an IVF list's codes) into memory ("copy
+        first"); the file is never written."""
 
 @final
 class VectorIter:
@@ -303,7 +304,9 @@ class FlatF32Index(_IndexBase):
         """Loads a saved index; the peak memory of a load is about the index's
         size. ``mmap=True`` maps the vectors read-only from a version 2 file
         (processes that map one file share one copy; the whole file is checked
-        first; a version 1 file raises :class:`PersistError`)."""
+        first, then its pages are let go, so the vectors are not resident
+        until searches touch them; a version 1 file raises
+        :class:`PersistError`)."""
 
 @final
 class RabitqIndex(_IndexBase):
@@ -340,7 +343,9 @@ class RabitqIndex(_IndexBase):
         """Loads a saved index; the peak memory of a load is about the index's
         size. ``mmap=True`` maps the vectors read-only from a version 2 file
         (processes that map one file share one copy; the whole file is checked
-        first; a version 1 file raises :class:`PersistError`)."""
+        first, then its pages are let go, so the vectors are not resident
+        until searches touch them; a version 1 file raises
+        :class:`PersistError`)."""
 
 @final
 class RabitqPlusIndex(_IndexBase):
@@ -377,7 +382,9 @@ class RabitqPlusIndex(_IndexBase):
         """Loads a saved index; the peak memory of a load is about the index's
         size. ``mmap=True`` maps the vectors read-only from a version 2 file
         (processes that map one file share one copy; the whole file is checked
-        first; a version 1 file raises :class:`PersistError`)."""
+        first, then its pages are let go, so the vectors are not resident
+        until searches touch them; a version 1 file raises
+        :class:`PersistError`)."""
 
 @final
 class RabitqAsymIndex(_IndexBase):
@@ -413,7 +420,9 @@ class RabitqAsymIndex(_IndexBase):
         """Loads a saved index; the peak memory of a load is about the index's
         size. ``mmap=True`` maps the vectors read-only from a version 2 file
         (processes that map one file share one copy; the whole file is checked
-        first; a version 1 file raises :class:`PersistError`)."""
+        first, then its pages are let go, so the vectors are not resident
+        until searches touch them; a version 1 file raises
+        :class:`PersistError`)."""
 
 @final
 class IvfRabitqIndex(_IndexBase):
@@ -468,9 +477,12 @@ class IvfRabitqIndex(_IndexBase):
     @classmethod
     def load(cls, path: _Path, *, mmap: bool = False) -> IvfRabitqIndex:
         """Loads a saved index; the peak memory of a load is about the index's
-        size. ``mmap=True`` maps the vectors read-only from a version 2 file
-        (processes that map one file share one copy; the whole file is checked
-        first; a version 1 file raises :class:`PersistError`)."""
+        size. ``mmap=True`` maps the vectors and the lists' codes read-only
+        from a version 2 file (processes that map one file share one copy; the
+        whole file is checked first, then its pages are let go, so the index
+        is not resident until searches touch the probed lists and the reranked
+        rows; files saved before the codes were kept in the scan layout map the
+        vectors only; a version 1 file raises :class:`PersistError`)."""
     @property
     def nlist(self) -> Optional[int]:
         """Trained lists; before training the requested count, or ``None`` (about sqrt(n))."""
