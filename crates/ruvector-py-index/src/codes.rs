@@ -752,6 +752,34 @@ impl SymmetricCodes {
         self.norms.truncate(kept);
     }
 
+    /// Applies `plan` (see [`crate::engine::InPlacePlan`]) with the codes
+    /// `rows` of the new rows, as [`crate::store::Store::apply_in_place`]
+    /// does to the vectors: no re-encoding, only the moved and written rows
+    /// are touched.
+    pub fn apply_in_place(
+        &mut self,
+        plan: &crate::engine::InPlacePlan,
+        holes: &[usize],
+        rows: EncodedRows,
+    ) {
+        let w = self.n_words;
+        let f = plan.filled;
+        for (i, &h) in holes.iter().take(f).enumerate() {
+            self.packed[h * w..(h + 1) * w].copy_from_slice(&rows.packed[i * w..(i + 1) * w]);
+            self.norms[h] = rows.norms[i];
+        }
+        for &(from, to) in &plan.moves {
+            self.packed.copy_within(from * w..(from + 1) * w, to * w);
+            self.norms[to] = self.norms[from];
+        }
+        let keep = plan.len.min(self.norms.len());
+        self.packed.truncate(keep * w);
+        self.norms.truncate(keep);
+        self.packed.extend_from_slice(&rows.packed[f * w..]);
+        self.norms.extend_from_slice(&rows.norms[f..]);
+        debug_assert_eq!(self.norms.len(), plan.len);
+    }
+
     /// Gives back capacity not in use (after removals).
     pub fn shrink(&mut self) {
         self.packed.shrink_to_fit();

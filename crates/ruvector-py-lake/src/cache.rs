@@ -28,8 +28,8 @@
 //! stays even if the search that primed it is then cancelled (a cache fill
 //! changes no data: the next search would have primed the same entry).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -38,7 +38,7 @@ use ruvector_py_core::parallel;
 
 use crate::error::{Error, FromBase};
 pub use ruvector_py_index::engine::{Engine, MAX_RERANK_FACTOR};
-use ruvector_py_index::engine::{Kind, Params, Rotation, SearchOpts};
+use ruvector_py_index::engine::{InPlacePlan, Kind, Params, Rotation, SearchOpts};
 use ruvector_py_index::filter::{IdSet, RowFilter};
 use ruvector_py_index::metric::Metric;
 use ruvector_rulake::RuLakeBundle;
@@ -122,6 +122,7 @@ pub const IP_FLAT_MAX_ROWS: usize = 20_000;
 pub struct IdTable {
     slots: Vec<(u64, u32)>,
     shift: u32,
+    len: usize,
 }
 
 impl IdTable {
@@ -132,16 +133,83 @@ impl IdTable {
         let mut t = Self {
             slots: vec![(0, Self::EMPTY); cap],
             shift: 64 - cap.trailing_zeros(),
+            len: 0,
         };
-        let mask = cap - 1;
         for (r, &id) in ids.iter().enumerate() {
-            let mut i = t.home(id);
-            while t.slots[i].1 != Self::EMPTY {
-                i = (i + 1) & mask;
-            }
-            t.slots[i] = (id, r as u32);
+            t.insert(id, r);
         }
         t
+    }
+
+    /// Whether `n` ids keep the table at most half full.
+    fn fits(&self, n: usize) -> bool {
+        2 * n <= self.slots.len()
+    }
+
+    /// Adds `id` (not held) at `row`. The caller keeps the table at most
+    /// half full ([`IdTable::fits`]).
+    fn insert(&mut self, id: u64, row: usize) {
+        debug_assert!(self.get(id).is_none() && self.fits(self.len + 1));
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(id);
+        while self.slots[i].1 != Self::EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = (id, row as u32);
+        self.len += 1;
+    }
+
+    fn find(&self, id: u64) -> Option<usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(id);
+        loop {
+            let (k, r) = self.slots[i];
+            if r == Self::EMPTY {
+                return None;
+            }
+            if k == id {
+                return Some(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Points the held `id` at `row`.
+    fn set(&mut self, id: u64, row: usize) {
+        if let Some(i) = self.find(id) {
+            self.slots[i].1 = row as u32;
+        }
+    }
+
+    /// Removes `id` if held (backward-shift deletion: the probe runs of
+    /// the ids after it stay unbroken, no tombstones).
+    fn remove(&mut self, id: u64) {
+        let Some(mut hole) = self.find(id) else {
+            return;
+        };
+        let mask = self.slots.len() - 1;
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            let (k, r) = self.slots[j];
+            if r == Self::EMPTY {
+                break;
+            }
+            // The id at `j` may move back into the hole unless its home
+            // lies cyclically in `(hole, j]`.
+            let home = self.home(k);
+            let stays = if hole <= j {
+                hole < home && home <= j
+            } else {
+                hole < home || home <= j
+            };
+            if !stays {
+                self.slots[hole] = (k, r);
+                hole = j;
+            }
+        }
+        self.slots[hole] = (0, Self::EMPTY);
+        self.len -= 1;
     }
 
     #[inline]
@@ -151,18 +219,7 @@ impl IdTable {
 
     #[inline]
     fn get(&self, id: u64) -> Option<usize> {
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(id);
-        loop {
-            let (k, r) = self.slots[i];
-            if r == Self::EMPTY {
-                return None;
-            }
-            if k == id {
-                return Some(r as usize);
-            }
-            i = (i + 1) & mask;
-        }
+        self.find(id).map(|i| self.slots[i].1 as usize)
     }
 }
 
@@ -282,6 +339,104 @@ impl EntryData {
     }
 }
 
+/// An entry taken out of the cache for an in-place refresh (see
+/// [`Cache::refresh`]). [`Checkout::finish`] installs it under its new
+/// witness; dropped unfinished (an error, a panic) it goes back as it was
+/// if it was not touched, and is dropped otherwise (the next search
+/// primes). Either way the waiters are woken.
+struct Checkout<'a> {
+    cache: &'a Cache,
+    key: Key,
+    data: Option<Arc<EntryData>>,
+    /// The witness it had.
+    witness: String,
+    last_used: u64,
+    /// Whether the entry may have changed.
+    touched: bool,
+}
+
+impl Checkout<'_> {
+    fn finish(mut self, fill: Fill) -> Snapshot {
+        let data = self.data.take().expect("finished once");
+        let cache = self.cache;
+        let mut st = cache.lock();
+        // The old entry is gone, as when a pointer moves off its last key.
+        st.stats.invalidations += 1;
+        st.count(&self.key, |s| s.invalidations += 1);
+        let witness = data.bundle.rvf_witness.clone();
+        let snap = cache.install_locked(&mut st, &self.key, witness, data, fill);
+        st.refreshing.remove(&self.key);
+        drop(st);
+        cache.settled.notify_all();
+        snap
+    }
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        let Some(data) = self.data.take() else {
+            return;
+        };
+        let mut st = self.cache.lock();
+        if self.touched {
+            if st.pointers.get(&self.key) == Some(&self.witness) {
+                st.pointers.remove(&self.key);
+                st.last_checked.remove(&self.key);
+                st.stats.invalidations += 1;
+            }
+        } else {
+            st.entries.insert(
+                self.witness.clone(),
+                Slot {
+                    data,
+                    refcount: 1,
+                    last_used: self.last_used,
+                },
+            );
+        }
+        st.refreshing.remove(&self.key);
+        drop(st);
+        self.cache.settled.notify_all();
+    }
+}
+
+impl EntryData {
+    /// Applies an in-place plan to the ids by row (and the id table, if
+    /// built), as [`Engine::apply_delta_in_place`] did to the rows: the
+    /// ids of `holes` go, `upserted` take their places and the tail.
+    fn apply_ids(&mut self, holes: &[usize], upserted: &[u64], plan: &InPlacePlan) {
+        let n = self.ids.len();
+        let gone: Vec<u64> = holes.iter().map(|&h| self.ids[h]).collect();
+        for (&h, &id) in holes.iter().zip(&upserted[..plan.filled]) {
+            self.ids[h] = id;
+        }
+        for &(from, to) in &plan.moves {
+            self.ids[to] = self.ids[from];
+        }
+        self.ids.truncate(plan.len.min(n));
+        self.ids.extend_from_slice(&upserted[plan.filled..]);
+        let Some(table) = self.by_id.get_mut() else {
+            return;
+        };
+        if !table.fits(plan.len) {
+            self.by_id = OnceLock::new();
+            return;
+        }
+        for id in gone {
+            table.remove(id);
+        }
+        for &(_, to) in &plan.moves {
+            table.set(self.ids[to], to);
+        }
+        for (&h, &id) in holes.iter().zip(&upserted[..plan.filled]) {
+            table.insert(id, h);
+        }
+        for (j, &id) in upserted[plan.filled..].iter().enumerate() {
+            table.insert(id, n + j);
+        }
+    }
+}
+
 /// The outcome of [`Cache::lookup`].
 pub enum Lookup {
     /// The cache answers.
@@ -334,6 +489,10 @@ struct State {
     per_backend: HashMap<String, PerStats>,
     per_collection: HashMap<Key, PerStats>,
     tick: u64,
+    /// Keys whose entry is out of `entries` while a delta is applied to it
+    /// in place (see [`Cache::refresh`]); waited for by anyone who would
+    /// look at it.
+    refreshing: HashSet<Key>,
 }
 
 thread_local! {
@@ -462,6 +621,8 @@ pub struct Cache {
     cfg: Config,
     backends: RwLock<Vec<Arc<dyn Source>>>,
     state: Mutex<State>,
+    /// Signalled when an in-place refresh puts its entry back.
+    settled: Condvar,
 }
 
 /// Per-shard over-request of federated search (the crate's formula).
@@ -479,6 +640,7 @@ impl Cache {
             cfg,
             backends: RwLock::new(Vec::new()),
             state: Mutex::new(State::default()),
+            settled: Condvar::new(),
         }
     }
 
@@ -488,6 +650,17 @@ impl Cache {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state, once no in-place refresh of `key` is under way (it takes
+    /// the time of the change, not of the collection, and nothing it does
+    /// waits for anyone).
+    fn lock_settled(&self, key: &Key) -> MutexGuard<'_, State> {
+        let mut st = self.lock();
+        while st.refreshing.contains(key) {
+            st = self.settled.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st
     }
 
     pub fn register(&self, source: Arc<dyn Source>) -> LResult<()> {
@@ -558,7 +731,7 @@ impl Cache {
     /// its `pull` when the generation is new) but builds nothing.
     pub fn lookup(&self, key: &Key) -> LResult<Lookup> {
         {
-            let mut st = self.lock();
+            let mut st = self.lock_settled(key);
             if self.can_skip(&st, key) {
                 if let Some(s) = st.snapshot(key) {
                     st.count_hit(key);
@@ -570,7 +743,7 @@ impl Cache {
         // The entry a delta would start from: only for sources that answer
         // deltas, and only while it holds the same data ref.
         let base = if src.has_deltas() {
-            let st = self.lock();
+            let st = self.lock_settled(key);
             st.pointers
                 .get(key)
                 .and_then(|w| st.entries.get(w))
@@ -585,7 +758,7 @@ impl Cache {
             base.as_ref().map(|b| b.dim),
         )?;
         let witness = bundle.rvf_witness.clone();
-        let mut st = self.lock();
+        let mut st = self.lock_settled(key);
         if st.pointers.get(key) == Some(&witness) {
             if let Some(s) = st.snapshot(key) {
                 st.count_hit(key);
@@ -618,7 +791,8 @@ impl Cache {
             base,
         } = miss;
         cancel.check()?;
-        if let Some(base) = &base {
+        let had_base = base.is_some();
+        if let Some(base) = base {
             if let Some(delta) = src.changes_since(&key.1, &base.bundle.generation)? {
                 return self.refresh(key, base, &bundle.data_ref, delta, cancel);
             }
@@ -628,7 +802,7 @@ impl Cache {
             None => src.pull(&key.1)?,
         };
         cancel.check()?;
-        if base.is_some() && pulled.dim != bundle.dim {
+        if had_base && pulled.dim != bundle.dim {
             // The bundle's dimension was the previous entry's, assumed for
             // a delta that did not come: the pulled data says otherwise.
             bundle = RuLakeBundle::new(
@@ -655,17 +829,26 @@ impl Cache {
     }
 
     /// Applies `delta` (checked first) to `base`, `key`'s previous entry,
-    /// and installs the result under the bundle of the delta's generation:
-    /// the kept rows in their order, then the upserted ones. Only upserted
-    /// rows are encoded. Row order aside (which no result depends on but
-    /// exact ties), the entry equals a fresh prime of the same data: same
-    /// ids, vectors and codes, and the same bundle and witness, since those
-    /// depend only on the data ref, dimension, seed, rerank factor and
-    /// generation.
+    /// and installs the result under the bundle of the delta's generation.
+    /// Only upserted rows are encoded. Row order aside (which no result
+    /// depends on but exact ties), the entry equals a fresh prime of the
+    /// same data: same ids, vectors and codes, and the same bundle and
+    /// witness, since those depend only on the data ref, dimension, seed,
+    /// rerank factor and generation.
+    ///
+    /// When nothing but the cache holds `base` (no search, session or
+    /// other key has it), the delta is applied to it in place, in time
+    /// proportional to the delta (see [`Engine::apply_delta_in_place`]):
+    /// the entry leaves the cache while it changes, and anyone looking up
+    /// `key` meanwhile waits for it to come back under its new witness, so
+    /// no search sees a half-applied entry. Otherwise a new entry is built
+    /// from the kept rows (copied), the new ones last, and `base` stays as
+    /// its holders saw it. Everything that can fail or be cancelled
+    /// (checks, encoding) runs before the entry changes.
     pub fn refresh(
         &self,
         key: &Key,
-        base: &EntryData,
+        base: Arc<EntryData>,
         data_ref: &str,
         delta: Delta,
         cancel: &Cancel,
@@ -674,18 +857,16 @@ impl Cache {
         let dim = base.dim;
         check_delta(&key.0, &key.1, &delta, dim)?;
         let n = base.ids.len();
-        let mut keep = vec![true; n];
         let table = base.by_id.get_or_init(|| IdTable::new(&base.ids));
-        let mut dropped = 0usize;
-        for &id in delta.removed.iter().chain(&delta.upserted) {
-            if let Some(r) = table.get(id) {
-                if keep[r] {
-                    keep[r] = false;
-                    dropped += 1;
-                }
-            }
-        }
-        let total = n - dropped + delta.upserted.len();
+        let mut holes: Vec<usize> = delta
+            .removed
+            .iter()
+            .chain(&delta.upserted)
+            .filter_map(|&id| table.get(id))
+            .collect();
+        holes.sort_unstable();
+        holes.dedup();
+        let total = n - holes.len() + delta.upserted.len();
         if total > crate::source::MAX_COLLECTION_VECTORS {
             return Err(Error::Backend {
                 message: format!(
@@ -700,7 +881,48 @@ impl Cache {
             .into());
         }
         cancel.check()?;
-        let index = base.index.with_delta(&keep, &delta.data, cancel)?;
+        let Delta {
+            upserted,
+            data,
+            generation,
+            ..
+        } = delta;
+        let rows = base.index.prepare_delta(data, cancel)?;
+        let bundle = RuLakeBundle::new(
+            data_ref.to_string(),
+            dim,
+            self.cfg.rotation_seed,
+            self.cfg.rerank_factor,
+            generation,
+        );
+        cancel.check()?;
+        let base = match self.checkout(key, base) {
+            Ok(mut out) => {
+                cancel.commit()?;
+                out.touched = true;
+                let entry = Arc::get_mut(out.data.as_mut().expect("checked out"))
+                    .expect("nothing else holds a checked-out entry");
+                let plan = match entry.index.apply_delta_in_place(&holes, rows) {
+                    Ok(plan) => plan,
+                    Err(e) => {
+                        // Refused before anything changed: put it back.
+                        out.touched = false;
+                        return Err(e.into());
+                    }
+                };
+                entry.apply_ids(&holes, &upserted, &plan);
+                entry.others = Default::default();
+                entry.bundle = bundle;
+                let ms = start.elapsed().as_secs_f64() * 1000.0;
+                return Ok(out.finish(Fill::Refresh(ms)));
+            }
+            Err(base) => base,
+        };
+        let mut keep = vec![true; n];
+        for &h in &holes {
+            keep[h] = false;
+        }
+        let index = base.index.with_prepared_delta(&keep, rows)?;
         let mut ids = Vec::with_capacity(total);
         ids.extend(
             base.ids
@@ -709,14 +931,7 @@ impl Cache {
                 .filter(|(_, &k)| k)
                 .map(|(&id, _)| id),
         );
-        ids.extend_from_slice(&delta.upserted);
-        let bundle = RuLakeBundle::new(
-            data_ref.to_string(),
-            dim,
-            self.cfg.rotation_seed,
-            self.cfg.rerank_factor,
-            delta.generation,
-        );
+        ids.extend_from_slice(&upserted);
         let witness = bundle.rvf_witness.clone();
         cancel.check()?;
         let ms = start.elapsed().as_secs_f64() * 1000.0;
@@ -724,16 +939,61 @@ impl Cache {
         Ok(self.install(key, witness, data, Fill::Refresh(ms)))
     }
 
+    /// Takes `key`'s entry `base` out of the cache for an in-place change,
+    /// if nothing but the cache (one slot, `key`'s pointer) and `base`
+    /// itself holds it; gives `base` back otherwise. While it is out,
+    /// lookups of `key` wait (see [`Cache::lock_settled`]).
+    fn checkout(&self, key: &Key, base: Arc<EntryData>) -> Result<Checkout<'_>, Arc<EntryData>> {
+        let mut st = self.lock();
+        let w = base.bundle.rvf_witness.clone();
+        // Under the lock no new holder can appear: every other holder got
+        // its handle from the slot (under the lock) or from one of these.
+        let alone = st.pointers.get(key) == Some(&w)
+            && !st.refreshing.contains(key)
+            && st
+                .entries
+                .get(&w)
+                .is_some_and(|s| Arc::ptr_eq(&s.data, &base) && s.refcount == 1)
+            && Arc::strong_count(&base) == 2
+            && Arc::weak_count(&base) == 0;
+        if !alone {
+            return Err(base);
+        }
+        let slot = st.entries.remove(&w).expect("checked above");
+        st.refreshing.insert(key.clone());
+        let last_used = slot.last_used;
+        drop(slot);
+        Ok(Checkout {
+            cache: self,
+            key: key.clone(),
+            data: Some(base),
+            witness: w,
+            last_used,
+            touched: false,
+        })
+    }
+
     /// Installs a built entry (see [`Fill`]) and points `key` at it.
     pub fn install(&self, key: &Key, witness: String, data: EntryData, fill: Fill) -> Snapshot {
-        let mut st = self.lock();
+        let mut st = self.lock_settled(key);
+        self.install_locked(&mut st, key, witness, Arc::new(data), fill)
+    }
+
+    fn install_locked(
+        &self,
+        st: &mut State,
+        key: &Key,
+        witness: String,
+        data: Arc<EntryData>,
+        fill: Fill,
+    ) -> Snapshot {
         if st.entries.contains_key(&witness) {
             return st.point(key, &witness, !matches!(fill, Fill::Warm));
         }
         st.entries.insert(
             witness.clone(),
             Slot {
-                data: Arc::new(data),
+                data,
                 refcount: 0,
                 last_used: 0,
             },
@@ -761,7 +1021,7 @@ impl Cache {
 
     /// The cached entry of `key`, with no coherence check.
     pub fn cached(&self, key: &Key) -> Option<Snapshot> {
-        self.lock().snapshot(key)
+        self.lock_settled(key).snapshot(key)
     }
 
     pub fn witness_of(&self, key: &Key) -> Option<String> {
@@ -769,7 +1029,7 @@ impl Cache {
     }
 
     pub fn invalidate(&self, key: &Key) -> bool {
-        let mut st = self.lock();
+        let mut st = self.lock_settled(key);
         st.last_checked.remove(key);
         st.drop_pointer(key)
     }
