@@ -1756,6 +1756,245 @@ mod tests {
     }
 
     #[test]
+    fn the_id_table_follows_inserts_moves_and_removals() {
+        // Against a HashMap model, with ids that collide on their home
+        // slots (multiples of a power of two) and wrap around the table.
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |m: u64| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s % m
+        };
+        let ids: Vec<u64> = (0..300).map(|i| i * 1024 + (i % 3)).collect();
+        let mut t = IdTable::new(&ids);
+        let mut model: HashMap<u64, usize> =
+            ids.iter().enumerate().map(|(r, &id)| (id, r)).collect();
+        for step in 0..5000 {
+            let id = next(400) * 1024 + next(4);
+            match next(3) {
+                0 if !model.contains_key(&id) && t.fits(model.len() + 1) => {
+                    t.insert(id, step);
+                    model.insert(id, step);
+                }
+                1 => {
+                    t.remove(id);
+                    model.remove(&id);
+                }
+                _ if model.contains_key(&id) => {
+                    t.set(id, step);
+                    model.insert(id, step);
+                }
+                _ => {}
+            }
+            if step % 97 == 0 {
+                for probe in (0..400).flat_map(|i| (0..4).map(move |j| i * 1024 + j)) {
+                    assert_eq!(t.get(probe), model.get(&probe).copied(), "{probe}");
+                }
+                assert_eq!(t.len, model.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_delta_is_applied_in_place_unless_the_entry_is_held() {
+        let d = 8;
+        let src = Arc::new(Deltas {
+            inner: LocalSource::new("l").unwrap(),
+            next: Mutex::new(None),
+            asked: Mutex::new(Vec::new()),
+        });
+        let ids: Vec<u64> = (0..500).map(|i| 3 * i + 1).collect();
+        src.inner.upsert("c", &ids, &data(500, d, 5), d).unwrap();
+        let e = Cache::new(cfg(Consistency::Fresh, None));
+        e.register(src.clone()).unwrap();
+        let k_ = key("l", "c");
+        let q = data(1, d, 8);
+        // A filtered search builds the id table, which the refresh keeps.
+        let all: Vec<u64> = (0..2000).collect();
+        let filtered = Ask {
+            filter: Some(&all),
+            rf: Some(100),
+            ..Ask::default()
+        };
+        e.search_one(&k_, &q, 5, &filtered, &no()).unwrap();
+        let mut version = 0u64;
+        let mut change = |src: &Deltas, up: &[u64], gone: &[u64]| {
+            version += 1;
+            let rows = data(up.len(), d, 100 + version);
+            src.inner.upsert("c", up, &rows, d).unwrap();
+            src.inner.remove("c", gone).unwrap();
+            let now = src.current("c", 42, 20, None).unwrap().0;
+            *src.next.lock().unwrap() = Some(crate::source::Delta {
+                upserted: up.to_vec(),
+                data: rows,
+                dim: d,
+                removed: gone.to_vec(),
+                generation: now.generation.clone(),
+            });
+            now.rvf_witness
+        };
+        let same_as_fresh = |e: &Cache| {
+            let p = src.inner.pull("c").unwrap();
+            let fresh = Cache::new(cfg(Consistency::Fresh, None));
+            let plain = LocalSource::new("l").unwrap();
+            plain.upsert("c", &p.ids, &p.data, d).unwrap();
+            fresh.register(Arc::new(plain)).unwrap();
+            let snap = e.cached(&k_).unwrap();
+            let mut got = snap.data.ids.clone();
+            let mut want = p.ids.clone();
+            got.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(got, want);
+            for (r, &id) in snap.data.ids.iter().enumerate() {
+                let at = p.ids.iter().position(|&x| x == id).unwrap();
+                assert_eq!(
+                    snap.data.index.store().vector(r),
+                    &p.data[at * d..(at + 1) * d]
+                );
+            }
+            for q in data(5, d, 11).chunks(d) {
+                for ask in [Ask::default(), filtered] {
+                    let mut a = e.search_one(&k_, q, 20, &ask, &no()).unwrap();
+                    let mut b = fresh.search_one(&k_, q, 20, &ask, &no()).unwrap();
+                    a.sort_by(|x, y| x.1.total_cmp(&y.1).then(x.0.cmp(&y.0)));
+                    b.sort_by(|x, y| x.1.total_cmp(&y.1).then(x.0.cmp(&y.0)));
+                    assert_eq!(a, b);
+                }
+            }
+            Arc::as_ptr(&snap.data)
+        };
+        // Nothing else holds the entry: changed in place (same allocation),
+        // fewer rows, as many, more.
+        let before = Arc::as_ptr(&e.cached(&k_).unwrap().data);
+        let cases: [(Vec<u64>, Vec<u64>); 3] = [
+            (vec![1, 4, 9_000], (0..40).map(|i| 3 * i + 7).collect()),
+            (vec![10, 9_001, 9_002], vec![13, 16]),
+            ((9_100..9_180).collect(), vec![1_498, 19]),
+        ];
+        for (up, gone) in cases {
+            let w = change(&src, &up, &gone);
+            e.ensure(&k_, &no()).unwrap();
+            assert_eq!(e.witness_of(&k_).unwrap(), w);
+            assert_eq!(same_as_fresh(&e), before);
+        }
+        let s = e.stats();
+        assert_eq!((s.primes, s.refreshes, e.entry_count()), (1, 3, 1));
+        assert_eq!(s.invalidations, 3);
+        // A held snapshot (a session, a search under way) keeps its entry:
+        // the refresh builds a new one and the held one is unchanged.
+        let held = e.cached(&k_).unwrap();
+        let held_ids = held.data.ids.clone();
+        let w = change(&src, &[4, 9_500], &[22]);
+        e.ensure(&k_, &no()).unwrap();
+        assert_eq!(e.witness_of(&k_).unwrap(), w);
+        let after = same_as_fresh(&e);
+        assert_ne!(after, Arc::as_ptr(&held.data));
+        assert_eq!(held.data.ids, held_ids);
+        assert_ne!(held.data.bundle.rvf_witness, w);
+        drop(held);
+        // A bad delta leaves the entry as it was, in the cache.
+        src.inner.upsert("c", &[1], &data(1, d, 3), d).unwrap();
+        *src.next.lock().unwrap() = Some(crate::source::Delta {
+            upserted: vec![1, 1],
+            data: data(2, d, 3),
+            dim: d,
+            removed: vec![],
+            generation: ruvector_rulake::Generation::Num(1),
+        });
+        assert!(e.ensure(&k_, &no()).is_err());
+        assert_eq!(e.witness_of(&k_).unwrap(), w);
+        assert_eq!(Arc::as_ptr(&e.cached(&k_).unwrap().data), after);
+        // A cancelled refresh too.
+        let w2 = change(&src, &[7], &[]);
+        let c = Cancel::new();
+        c.cancel();
+        let Lookup::Miss(miss) = e.lookup(&k_).unwrap() else {
+            panic!("the generation moved");
+        };
+        assert!(e.prime(&k_, miss, &c).is_err());
+        assert_eq!(e.witness_of(&k_).unwrap(), w);
+        assert_eq!(Arc::as_ptr(&e.cached(&k_).unwrap().data), after);
+        e.ensure(&k_, &no()).unwrap();
+        assert_eq!(e.witness_of(&k_).unwrap(), w2);
+    }
+
+    #[test]
+    fn searches_during_in_place_refreshes_see_whole_entries() {
+        // Generation g holds ids 0..300 (g even) or 30..300 (g odd), every
+        // vector (g, g, g, g): a search at the origin that reranks every
+        // row answers distinct ids, all with score 4g², as many as
+        // generation g holds, whatever refresh runs meanwhile (odd
+        // generations remove rows, so refreshes move rows into holes).
+        let d = 4;
+        let n = 300usize;
+        let src = Arc::new(Deltas {
+            inner: LocalSource::new("l").unwrap(),
+            next: Mutex::new(None),
+            asked: Mutex::new(Vec::new()),
+        });
+        let ids: Vec<u64> = (0..n as u64).collect();
+        src.inner.upsert("c", &ids, &vec![0.0; n * d], d).unwrap();
+        let e = Arc::new(Cache::new(cfg(Consistency::Fresh, None)));
+        e.register(src.clone()).unwrap();
+        let k_ = key("l", "c");
+        e.ensure(&k_, &no()).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (e, stop, k_) = (Arc::clone(&e), Arc::clone(&stop), k_.clone());
+                std::thread::spawn(move || {
+                    let mut seen = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let snap = e.cached(&k_).expect("never missing");
+                        let ask = Ask {
+                            rf: Some(n),
+                            ..Ask::default()
+                        };
+                        let hits =
+                            Cache::search_snapshot(&snap, &[0.0; 4], n, &ask, &no()).unwrap();
+                        drop(snap);
+                        let g = (hits[0].1 / 4.0).sqrt().round() as u64;
+                        assert!(hits.iter().all(|h| h.1 == hits[0].1), "{hits:?}");
+                        let mut got: Vec<u64> = hits.iter().map(|h| h.0).collect();
+                        got.sort_unstable();
+                        let from = if g % 2 == 1 { 30 } else { 0 };
+                        assert_eq!(got, (from..n as u64).collect::<Vec<_>>(), "{g}");
+                        seen += 1;
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for g in 1..60u64 {
+            let from = if g % 2 == 1 { 30 } else { 0 };
+            let present: Vec<u64> = (from..n as u64).collect();
+            let removed: Vec<u64> = if g % 2 == 1 {
+                (0..30).collect()
+            } else {
+                vec![]
+            };
+            let rows = vec![g as f32; present.len() * d];
+            src.inner.upsert("c", &present, &rows, d).unwrap();
+            src.inner.remove("c", &removed).unwrap();
+            let now = src.current("c", 42, 20, None).unwrap().0;
+            *src.next.lock().unwrap() = Some(crate::source::Delta {
+                upserted: present,
+                data: rows,
+                dim: d,
+                removed,
+                generation: now.generation.clone(),
+            });
+            e.ensure(&k_, &no()).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            assert!(r.join().unwrap() > 0);
+        }
+        assert_eq!(e.stats().refreshes, 59);
+    }
+
+    #[test]
     fn empty_collection_gives_no_hits() {
         let e = Cache::new(cfg(Consistency::Fresh, None));
         let src = LocalSource::new("l").unwrap();
