@@ -452,6 +452,47 @@ impl Engine {
         validate::check_rows(data, dim, what, matrix)
     }
 
+    /// A new index holding the rows `data` (checked here) with the dense
+    /// ids `0..n`, as an add of them to an empty index would build it, but
+    /// taking `data` as its buffer of kept vectors instead of copying it
+    /// (where the kind keeps vectors as given: not for `cosine`, whose rows
+    /// are stored normalized, nor for kinds without kept vectors, which add
+    /// as usual). `cancel` is checked while it encodes.
+    pub fn from_rows(params: Params, data: Vec<f32>, cancel: &Cancel) -> Result<Engine> {
+        let mut e = Engine::new(params)?;
+        let dim = params.dim;
+        let n = data.len() / dim;
+        let ids: Vec<u64> = (0..n as u64).collect();
+        let owned = e.store.keeps_vectors()
+            && params.metric != Metric::Cosine
+            && !matches!(e.codes, Codes::Ivf(_));
+        if !owned {
+            e.add_with(&ids, &data, "vectors", true, cancel)?;
+            return Ok(e);
+        }
+        if data.len() != n * dim {
+            return Err(Error::invalid(format!(
+                "got {} values for rows of dimension {dim}",
+                data.len()
+            )));
+        }
+        if n > MAX_VECTORS {
+            return Err(Error::invalid(format!(
+                "an index holds at most {MAX_VECTORS} vectors, got {n}"
+            )));
+        }
+        validate::check_rows(&data, dim, "vectors", true)?;
+        cancel.check()?;
+        let pending = e.prepare(&data, cancel)?;
+        cancel.commit()?;
+        if let (Codes::Symmetric(codes), Pending::Symmetric(rows)) = (&mut e.codes, pending) {
+            codes.append(rows);
+        }
+        e.store
+            .restore(&ids, Backing::Owned(std::sync::Arc::new(data)));
+        Ok(e)
+    }
+
     /// Adds rows. All checks run first, so a failure changes nothing.
     pub fn add(&mut self, ids: &[u64], data: &[f32]) -> Result<()> {
         self.add_named(ids, data, "vectors", true)
@@ -1228,6 +1269,51 @@ mod tests {
         let mut sparse = Engine::new(params(Kind::Plus, d, 4, Rotation::Haar)).unwrap();
         sparse.add(&[3, 9], &data(2, d, 1)).unwrap();
         assert!(sparse.prepare_delta(data(1, d, 2), &Cancel::new()).is_err());
+    }
+
+    #[test]
+    fn from_rows_equals_an_add_and_keeps_the_buffer() {
+        let d = 16;
+        let x = data(700, d, 4);
+        for (kind, metric) in [
+            (Kind::Plus, Metric::L2),
+            (Kind::Flat, Metric::L2),
+            (Kind::Plus, Metric::Cosine),
+            (Kind::Rabitq, Metric::L2),
+            (Kind::Ivf, Metric::L2),
+        ] {
+            let p = Params {
+                metric,
+                nlist: if kind == Kind::Ivf { 8 } else { 0 },
+                nprobe: if kind == Kind::Ivf { 2 } else { 0 },
+                ..params(kind, d, 4, Rotation::Haar)
+            };
+            let buf = x.clone();
+            let at = buf.as_ptr();
+            let e = Engine::from_rows(p, buf, &Cancel::new()).unwrap();
+            let mut want = Engine::new(p).unwrap();
+            want.add(&(0..700).collect::<Vec<_>>(), &x).unwrap();
+            assert!(e.same_as(&want), "{kind:?} {metric:?}");
+            if let (Codes::Symmetric(a), Codes::Symmetric(b)) = (&e.codes, &want.codes) {
+                assert!(a.same_codes(b));
+            }
+            let q = &x[5 * d..6 * d];
+            assert_eq!(
+                e.search(q, 10, SearchOpts::default()).unwrap(),
+                want.search(q, 10, SearchOpts::default()).unwrap()
+            );
+            if matches!((kind, metric), (Kind::Plus | Kind::Flat, Metric::L2)) {
+                assert_eq!(e.store.vectors().as_ptr(), at, "{kind:?}: no copy");
+            }
+        }
+        let p = params(Kind::Plus, d, 4, Rotation::Haar);
+        assert!(Engine::from_rows(p, vec![1.0; d + 1], &Cancel::new()).is_err());
+        let mut nan = x.clone();
+        nan[3] = f32::NAN;
+        assert!(Engine::from_rows(p, nan, &Cancel::new()).is_err());
+        let c = Cancel::new();
+        c.cancel();
+        assert!(Engine::from_rows(p, x, &c).is_err());
     }
 
     fn params(kind: Kind, dim: usize, rf: usize, rotation: Rotation) -> Params {

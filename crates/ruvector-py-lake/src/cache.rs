@@ -610,6 +610,21 @@ pub fn index_params(dim: usize, seed: u64, rf: usize) -> Params {
 
 /// Builds an entry's index (ids are row positions), with the pool,
 /// checking `cancel` between chunks.
+/// [`build_index`] taking the pulled rows as the index's buffer (no copy).
+pub fn build_index_from(
+    data: Vec<f32>,
+    dim: usize,
+    seed: u64,
+    rf: usize,
+    cancel: &Cancel,
+) -> LResult<Engine> {
+    Ok(Engine::from_rows(
+        index_params(dim, seed, rf),
+        data,
+        cancel,
+    )?)
+}
+
 pub fn build_index(p: &Pulled, seed: u64, rf: usize, cancel: &Cancel) -> LResult<Engine> {
     let mut idx = Engine::new(index_params(p.dim, seed, rf))?;
     let rows: Vec<u64> = (0..p.ids.len() as u64).collect();
@@ -816,15 +831,19 @@ impl Cache {
         let witness = bundle.rvf_witness.clone();
         check_pulled(&key.0, &key.1, &pulled, bundle.dim)?;
         let start = Instant::now();
-        let index = build_index(
-            &pulled,
+        let Pulled { ids, data, dim } = pulled;
+        // The pulled rows become the index's buffer: one copy of the
+        // collection in memory, not two.
+        let index = build_index_from(
+            data,
+            dim,
             self.cfg.rotation_seed,
             self.cfg.rerank_factor,
             cancel,
         )?;
         let ms = start.elapsed().as_secs_f64() * 1000.0;
         cancel.check()?;
-        let data = EntryData::new(index, pulled.ids, pulled.dim, bundle);
+        let data = EntryData::new(index, ids, dim, bundle);
         Ok(self.install(key, witness, data, Fill::Prime(ms)))
     }
 
