@@ -382,3 +382,66 @@ def test_async_pulls_leave_the_loop_free_and_prime_within_the_bound() -> None:
     assert 2 <= state["peak"] <= bound, (state, info)
     # Blocking pulls on the loop would stall it for 8 x 0.2 s in a row.
     assert worst_gap < 0.5, worst_gap
+
+
+def test_searches_during_refreshes_see_whole_generations() -> None:
+    """Searches in several threads while a writer moves the store on:
+    generation g holds ids 0..120 (g even) or 20..120 (g odd), every vector
+    all g, so each answer (every row reranked: exact) must be one whole
+    generation: its ids, all with score DIM * g**2. Refreshes run both in
+    place (nothing else holds the entry) and by copy (a search holds it);
+    odd generations remove rows, so in-place refreshes move rows."""
+    n = 120
+    lock = threading.Lock()
+
+    class Generations(LoggedStore):
+        def write(self, g: int) -> None:
+            with lock:
+                self.gen += 1
+                for rid in range(n):
+                    if g % 2 == 1 and rid < 20:
+                        self.rows.pop(rid, None)
+                    else:
+                        self.rows[rid] = np.full(DIM, g, np.float32)
+                    self.log.append((self.gen, rid))
+
+        def arrays(self) -> Tuple[U64, F32]:
+            with lock:
+                return super().arrays()
+
+        def changes_since(self, collection: str, generation: Union[int, str]) -> Optional[rl.Changes]:
+            with lock:
+                return super().changes_since(collection, generation)
+
+    store = Generations()
+    store.write(0)
+    lake = rl.RuLake(rerank_factor=n)
+    lake.register_backend(store)
+    zero = np.zeros(DIM, np.float32)
+    assert len(lake.search_one("ref", "c", zero, n)) == n
+    stop = threading.Event()
+    seen: List[int] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            hits = lake.search_one("ref", "c", zero, n)
+            g = round(float(np.sqrt(hits[0].score / DIM)))
+            assert all(h.score == hits[0].score for h in hits), hits
+            assert sorted(h.id for h in hits) == list(range(20 if g % 2 else 0, n)), g
+            seen.append(g)
+
+    def writer() -> None:
+        try:
+            for g in range(1, 40):
+                store.write(g)
+                time.sleep(0.002)
+        finally:
+            stop.set()
+
+    from .conftest import run_threads
+
+    assert run_threads([reader, reader, writer]) == []
+    assert len(seen) > 0
+    assert lake.search_one("ref", "c", zero, 1)[0].score == DIM * 39**2
+    stats = lake.cache_stats()
+    assert stats.refreshes > 0 and store.pulls == 1

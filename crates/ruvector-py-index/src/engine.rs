@@ -195,6 +195,69 @@ enum Pending {
     Ivf(PendingRows),
 }
 
+/// The rows of a delta, checked and encoded by [`Engine::prepare_delta`]
+/// but not yet part of any index.
+pub struct DeltaRows {
+    dim: usize,
+    data: Vec<f32>,
+    codes: Option<EncodedRows>,
+}
+
+impl DeltaRows {
+    fn len(&self, dim: usize) -> usize {
+        self.data.len() / dim
+    }
+}
+
+/// Where the rows go when a delta of `m` new rows with sorted `holes` is
+/// applied in place to `n` rows (see [`Engine::apply_delta_in_place`]):
+/// new row `i < min(m, holes)` is written at `holes[i]`; new rows beyond
+/// the holes are appended from row `n` on; holes beyond the new rows that
+/// lie below the final length `len` are filled with the rows `moves` says,
+/// `(from, to)` in order, and the rows from `len` on are dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InPlacePlan {
+    /// How many new rows take the places of holes.
+    pub filled: usize,
+    /// Rows moved from the tail into holes, `(from, to)`.
+    pub moves: Vec<(usize, usize)>,
+    /// Rows after the change.
+    pub len: usize,
+}
+
+impl InPlacePlan {
+    /// The plan for `n` rows, `holes` (strictly ascending, below `n`) and
+    /// `m` new rows.
+    pub fn new(n: usize, holes: &[usize], m: usize) -> Self {
+        let f = holes.len();
+        let filled = f.min(m);
+        let len = n - f + m;
+        let mut moves = Vec::new();
+        if m < f {
+            // Open holes, ascending; those below `len` take the rows of
+            // `len..n` that are not holes themselves, last row first.
+            let open = &holes[m..];
+            let mut targets = open.iter().copied().filter(|&h| h < len);
+            let mut open_tail = open.iter().rev().copied().peekable();
+            for from in (len..n).rev() {
+                while open_tail.peek().is_some_and(|&h| h > from) {
+                    open_tail.next();
+                }
+                if open_tail.peek() == Some(&from) {
+                    open_tail.next();
+                    continue;
+                }
+                let to = targets
+                    .next()
+                    .expect("as many open holes below len as rows above");
+                moves.push((from, to));
+            }
+            debug_assert!(targets.next().is_none());
+        }
+        Self { filled, moves, len }
+    }
+}
+
 pub struct Engine {
     params: Params,
     store: Store,
@@ -389,6 +452,47 @@ impl Engine {
         validate::check_rows(data, dim, what, matrix)
     }
 
+    /// A new index holding the rows `data` (checked here) with the dense
+    /// ids `0..n`, as an add of them to an empty index would build it, but
+    /// taking `data` as its buffer of kept vectors instead of copying it
+    /// (where the kind keeps vectors as given: not for `cosine`, whose rows
+    /// are stored normalized, nor for kinds without kept vectors, which add
+    /// as usual). `cancel` is checked while it encodes.
+    pub fn from_rows(params: Params, data: Vec<f32>, cancel: &Cancel) -> Result<Engine> {
+        let mut e = Engine::new(params)?;
+        let dim = params.dim;
+        let n = data.len() / dim;
+        let ids: Vec<u64> = (0..n as u64).collect();
+        let owned = e.store.keeps_vectors()
+            && params.metric != Metric::Cosine
+            && !matches!(e.codes, Codes::Ivf(_));
+        if !owned {
+            e.add_with(&ids, &data, "vectors", true, cancel)?;
+            return Ok(e);
+        }
+        if data.len() != n * dim {
+            return Err(Error::invalid(format!(
+                "got {} values for rows of dimension {dim}",
+                data.len()
+            )));
+        }
+        if n > MAX_VECTORS {
+            return Err(Error::invalid(format!(
+                "an index holds at most {MAX_VECTORS} vectors, got {n}"
+            )));
+        }
+        validate::check_rows(&data, dim, "vectors", true)?;
+        cancel.check()?;
+        let pending = e.prepare(&data, cancel)?;
+        cancel.commit()?;
+        if let (Codes::Symmetric(codes), Pending::Symmetric(rows)) = (&mut e.codes, pending) {
+            codes.append(rows);
+        }
+        e.store
+            .restore(&ids, Backing::Owned(std::sync::Arc::new(data)));
+        Ok(e)
+    }
+
     /// Adds rows. All checks run first, so a failure changes nothing.
     pub fn add(&mut self, ids: &[u64], data: &[f32]) -> Result<()> {
         self.add_named(ids, data, "vectors", true)
@@ -558,33 +662,23 @@ impl Engine {
         Ok(held)
     }
 
-    /// A new index (same parameters) holding the rows of this one whose
-    /// `keep` entry is true, in order, then the rows `data`, with the dense
-    /// ids `0..n` (row positions): what the lake's delta refresh builds.
-    /// Only `data` is encoded; kept rows and their codes are copied (a few
-    /// long copies), and the encoder (rotation) is shared. This index does
-    /// not change. Needs dense ids (`0..len`, as the lake's entries have)
-    /// and a kind that keeps its vectors and has no IVF lists (`FlatF32`,
-    /// `RabitqPlus`); `keep.len()` must equal `len()`.
-    pub fn with_delta(&self, keep: &[bool], data: &[f32], cancel: &Cancel) -> Result<Engine> {
+    /// Checks and encodes the rows of a delta (see [`Engine::with_delta`]
+    /// and [`Engine::apply_delta_in_place`]) without changing this index,
+    /// checking `cancel` while it encodes. Needs dense ids (`0..len`, as the
+    /// lake's entries have) and a kind that keeps its vectors and has no
+    /// IVF lists (`FlatF32`, `RabitqPlus`). Takes the rows by value: they
+    /// become the index's own (normalized first for `cosine`).
+    pub fn prepare_delta(&self, data: Vec<f32>, cancel: &Cancel) -> Result<DeltaRows> {
         let dim = self.params.dim;
-        if keep.len() != self.len() {
-            return Err(Error::invalid(format!(
-                "keep has {} entries for an index of {} rows",
-                keep.len(),
-                self.len()
-            )));
-        }
         if !self.store.keeps_vectors() || matches!(self.codes, Codes::Ivf(_)) {
             return Err(Error::invalid(format!(
                 "{} cannot be derived with a delta",
                 self.params.kind.class_name()
             )));
         }
-        let dense = (0..self.len()).all(|p| self.store.id_at(p) == p as u64);
-        if !dense {
+        if !self.dense() {
             return Err(Error::invalid(
-                "with_delta needs an index whose ids are its row positions",
+                "a delta needs an index whose ids are its row positions",
             ));
         }
         if !data.len().is_multiple_of(dim) {
@@ -593,32 +687,78 @@ impl Engine {
                 data.len()
             )));
         }
+        validate::check_rows(&data, dim, "vectors", true)?;
+        cancel.check()?;
+        let data = if self.params.metric == Metric::Cosine {
+            metric::normalized_rows(&data, dim, "vectors")?
+        } else {
+            data
+        };
+        let codes = match &self.codes {
+            Codes::Symmetric(c) => Some(c.encode_rows(&data, cancel)?),
+            _ => None,
+        };
+        cancel.check()?;
+        Ok(DeltaRows { dim, data, codes })
+    }
+
+    /// Whether the ids are the row positions `0..len`.
+    fn dense(&self) -> bool {
+        self.store.is_dense()
+    }
+
+    /// A new index (same parameters) holding the rows of this one whose
+    /// `keep` entry is true, in order, then the rows `data`, with the dense
+    /// ids `0..n` (row positions): what the lake's delta refresh builds when
+    /// the entry is shared. Only `data` is encoded; kept rows and their
+    /// codes are copied (a few long copies), and the encoder (rotation) is
+    /// shared. This index does not change. Requirements as for
+    /// [`Engine::prepare_delta`]; `keep.len()` must equal `len()`.
+    pub fn with_delta(&self, keep: &[bool], data: &[f32], cancel: &Cancel) -> Result<Engine> {
+        let rows = self.prepare_delta(data.to_vec(), cancel)?;
+        self.with_prepared_delta(keep, rows)
+    }
+
+    /// [`Engine::with_delta`] with rows from [`Engine::prepare_delta`].
+    pub fn with_prepared_delta(&self, keep: &[bool], rows: DeltaRows) -> Result<Engine> {
+        let dim = self.params.dim;
+        if keep.len() != self.len() {
+            return Err(Error::invalid(format!(
+                "keep has {} entries for an index of {} rows",
+                keep.len(),
+                self.len()
+            )));
+        }
         let kept = keep.iter().filter(|&&k| k).count();
-        let total = kept + data.len() / dim;
+        let total = kept + rows.len(dim);
         if total > MAX_VECTORS {
             return Err(Error::invalid(format!(
                 "an index holds at most {MAX_VECTORS} vectors, got {total}"
             )));
         }
-        validate::check_rows(data, dim, "vectors", true)?;
-        cancel.check()?;
-        let mut unit = Vec::new();
-        let data = self.stored_rows(data, "vectors", &mut unit)?;
-        let codes = match &self.codes {
-            Codes::None => Codes::None,
-            Codes::Symmetric(c) => {
-                let rows = c.encode_rows(data, cancel)?;
-                Codes::Symmetric(Box::new(c.derive(keep, rows)))
+        if rows.dim != dim {
+            return Err(Error::invalid(
+                "the delta's rows were not prepared by this index",
+            ));
+        }
+        let DeltaRows {
+            data, codes: new, ..
+        } = rows;
+        let codes = match (&self.codes, new) {
+            (Codes::Symmetric(c), Some(new)) => Codes::Symmetric(Box::new(c.derive(keep, new))),
+            (Codes::None, None) => Codes::None,
+            _ => {
+                return Err(Error::invalid(
+                    "the delta's rows were not prepared by this index",
+                ))
             }
-            Codes::Ivf(_) => unreachable!("refused above"),
         };
-        cancel.check()?;
         let old = self.store.vectors();
         let mut vectors = Vec::with_capacity(total * dim);
         crate::codes::for_kept_runs(keep, |from, to| {
             vectors.extend_from_slice(&old[from * dim..to * dim]);
         });
-        vectors.extend_from_slice(data);
+        vectors.extend_from_slice(&data);
         let ids: Vec<u64> = (0..total as u64).collect();
         let mut store = Store::new(dim, true);
         store.restore(&ids, Backing::Owned(std::sync::Arc::new(vectors)));
@@ -627,6 +767,63 @@ impl Engine {
             store,
             codes,
         })
+    }
+
+    /// Applies a delta to this index in place, in time proportional to the
+    /// delta, not the index: the rows `holes` (strictly ascending, each
+    /// below `len()`: removed and replaced rows) are given up, and `rows`
+    /// (from [`Engine::prepare_delta`] on this index) take their places as
+    /// [`InPlacePlan`] says: the first holes get the new rows in order, new
+    /// rows beyond the holes are appended, holes beyond the new rows are
+    /// filled by moving the last rows into them. Ids stay the dense row
+    /// positions. Only the moved and written rows are touched; a buffer
+    /// shared with a NumPy view or mapped from a file is copied first, as
+    /// any change does. Everything is checked before anything changes; the
+    /// returned plan is what happened (for whoever maps rows to ids).
+    pub fn apply_delta_in_place(
+        &mut self,
+        holes: &[usize],
+        rows: DeltaRows,
+    ) -> Result<InPlacePlan> {
+        let dim = self.params.dim;
+        let n = self.len();
+        if !holes.windows(2).all(|w| w[0] < w[1]) || holes.last().is_some_and(|&h| h >= n) {
+            return Err(Error::invalid(format!(
+                "holes must be strictly ascending rows below {n}"
+            )));
+        }
+        if !self.dense() || !self.store.keeps_vectors() {
+            return Err(Error::invalid(
+                "a delta needs an index whose ids are its row positions",
+            ));
+        }
+        let m = rows.len(dim);
+        let total = n - holes.len() + m;
+        if total > MAX_VECTORS {
+            return Err(Error::invalid(format!(
+                "an index holds at most {MAX_VECTORS} vectors, got {total}"
+            )));
+        }
+        let plan = InPlacePlan::new(n, holes, m);
+        if rows.dim != dim {
+            return Err(Error::invalid(
+                "the delta's rows were not prepared by this index",
+            ));
+        }
+        let DeltaRows {
+            data, codes: new, ..
+        } = rows;
+        match (&mut self.codes, new) {
+            (Codes::Symmetric(c), Some(new)) => c.apply_in_place(&plan, holes, new),
+            (Codes::None, None) => {}
+            _ => {
+                return Err(Error::invalid(
+                    "the delta's rows were not prepared by this index",
+                ))
+            }
+        }
+        self.store.apply_in_place(&plan, holes, &data);
+        Ok(plan)
     }
 
     /// [`Engine::upsert_with`] without cancellation.
@@ -974,6 +1171,149 @@ mod tests {
             nan[5] = f32::NAN;
             assert!(base.with_delta(&keep, &nan, &Cancel::new()).is_err());
         }
+    }
+
+    #[test]
+    fn a_delta_in_place_holds_the_kept_and_new_rows_with_their_codes() {
+        let d = 24;
+        // Row i is tagged by its first coordinate (old rows i, new rows
+        // 1000 + j), so where every row went can be read back.
+        let tagged = |n: usize, first: f32, seed: u64| -> Vec<f32> {
+            let mut x = data(n, d, seed);
+            for (i, row) in x.chunks_exact_mut(d).enumerate() {
+                row[0] = first + i as f32;
+            }
+            x
+        };
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |m: usize| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % m as u64) as usize
+        };
+        let cases: Vec<(usize, Vec<usize>, usize)> = vec![
+            (10, vec![], 0),
+            (10, vec![], 3),
+            (10, vec![0, 9], 0),
+            (10, vec![7, 8, 9], 1),
+            (10, (0..10).collect(), 0),
+            (10, (0..10).collect(), 4),
+            (10, vec![1, 3], 2),
+            (10, vec![0, 5], 6),
+            (1, vec![0], 0),
+        ];
+        let random: Vec<(usize, Vec<usize>, usize)> = (0..40)
+            .map(|_| {
+                let n = 1 + next(300);
+                let mut holes: Vec<usize> = (0..n).filter(|_| next(5) == 0).collect();
+                holes.dedup();
+                (n, holes, next(80))
+            })
+            .collect();
+        for kind in [Kind::Plus, Kind::Flat] {
+            for (n, holes, m) in cases.iter().chain(&random) {
+                let (n, m) = (*n, *m);
+                let x = tagged(n, 0.0, 3);
+                let fresh_rows = tagged(m, 1000.0, 9);
+                let p = params(kind, d, 4, Rotation::Haar);
+                let mut e = Engine::new(p).unwrap();
+                e.add(&(0..n as u64).collect::<Vec<_>>(), &x).unwrap();
+                let rows = e.prepare_delta(fresh_rows.clone(), &Cancel::new()).unwrap();
+                let plan = e.apply_delta_in_place(holes, rows).unwrap();
+                assert_eq!(plan, InPlacePlan::new(n, holes, m));
+                assert_eq!(e.len(), n - holes.len() + m);
+                // Every kept old row and every new row exactly once.
+                let mut tags: Vec<i64> = e
+                    .store
+                    .vectors()
+                    .chunks_exact(d)
+                    .map(|r| r[0] as i64)
+                    .collect();
+                let mut want: Vec<i64> = (0..n as i64)
+                    .filter(|i| !holes.contains(&(*i as usize)))
+                    .chain((0..m as i64).map(|j| 1000 + j))
+                    .collect();
+                for (pos, &t) in tags.iter().enumerate() {
+                    let src = if t >= 1000 {
+                        &fresh_rows[(t as usize - 1000) * d..][..d]
+                    } else {
+                        &x[t as usize * d..][..d]
+                    };
+                    assert_eq!(e.store.vector(pos), src);
+                }
+                tags.sort_unstable();
+                want.sort_unstable();
+                assert_eq!(tags, want, "{n} {holes:?} {m}");
+                // The codes are those of a fresh build of the same rows.
+                let mut fresh = Engine::new(p).unwrap();
+                let all: Vec<u64> = (0..e.len() as u64).collect();
+                fresh.add(&all, e.store.vectors()).unwrap();
+                assert!(e.same_as(&fresh));
+                if let (Codes::Symmetric(a), Codes::Symmetric(b)) = (&e.codes, &fresh.codes) {
+                    assert!(a.same_codes(b), "{n} {holes:?} {m}");
+                }
+            }
+        }
+        // Bad holes and foreign rows are refused and change nothing.
+        let mut e = Engine::new(params(Kind::Plus, d, 4, Rotation::Haar)).unwrap();
+        e.add(&(0..5).collect::<Vec<_>>(), &data(5, d, 1)).unwrap();
+        for holes in [vec![2, 1], vec![1, 1], vec![5]] {
+            let rows = e.prepare_delta(data(1, d, 2), &Cancel::new()).unwrap();
+            assert!(e.apply_delta_in_place(&holes, rows).is_err());
+            assert_eq!(e.len(), 5);
+        }
+        let flat = Engine::new(params(Kind::Flat, d, 1, Rotation::Haar)).unwrap();
+        let foreign = flat.prepare_delta(data(1, d, 2), &Cancel::new()).unwrap();
+        assert!(e.apply_delta_in_place(&[0], foreign).is_err());
+        let mut sparse = Engine::new(params(Kind::Plus, d, 4, Rotation::Haar)).unwrap();
+        sparse.add(&[3, 9], &data(2, d, 1)).unwrap();
+        assert!(sparse.prepare_delta(data(1, d, 2), &Cancel::new()).is_err());
+    }
+
+    #[test]
+    fn from_rows_equals_an_add_and_keeps_the_buffer() {
+        let d = 16;
+        let x = data(700, d, 4);
+        for (kind, metric) in [
+            (Kind::Plus, Metric::L2),
+            (Kind::Flat, Metric::L2),
+            (Kind::Plus, Metric::Cosine),
+            (Kind::Rabitq, Metric::L2),
+            (Kind::Ivf, Metric::L2),
+        ] {
+            let p = Params {
+                metric,
+                nlist: if kind == Kind::Ivf { 8 } else { 0 },
+                nprobe: if kind == Kind::Ivf { 2 } else { 0 },
+                ..params(kind, d, 4, Rotation::Haar)
+            };
+            let buf = x.clone();
+            let at = buf.as_ptr();
+            let e = Engine::from_rows(p, buf, &Cancel::new()).unwrap();
+            let mut want = Engine::new(p).unwrap();
+            want.add(&(0..700).collect::<Vec<_>>(), &x).unwrap();
+            assert!(e.same_as(&want), "{kind:?} {metric:?}");
+            if let (Codes::Symmetric(a), Codes::Symmetric(b)) = (&e.codes, &want.codes) {
+                assert!(a.same_codes(b));
+            }
+            let q = &x[5 * d..6 * d];
+            assert_eq!(
+                e.search(q, 10, SearchOpts::default()).unwrap(),
+                want.search(q, 10, SearchOpts::default()).unwrap()
+            );
+            if matches!((kind, metric), (Kind::Plus | Kind::Flat, Metric::L2)) {
+                assert_eq!(e.store.vectors().as_ptr(), at, "{kind:?}: no copy");
+            }
+        }
+        let p = params(Kind::Plus, d, 4, Rotation::Haar);
+        assert!(Engine::from_rows(p, vec![1.0; d + 1], &Cancel::new()).is_err());
+        let mut nan = x.clone();
+        nan[3] = f32::NAN;
+        assert!(Engine::from_rows(p, nan, &Cancel::new()).is_err());
+        let c = Cancel::new();
+        c.cancel();
+        assert!(Engine::from_rows(p, x, &c).is_err());
     }
 
     fn params(kind: Kind, dim: usize, rf: usize, rotation: Rotation) -> Params {

@@ -14,6 +14,7 @@
 //! to a mapped index costs one copy of its vectors and makes them private
 //! to the process; the file is never modified.
 
+use crate::engine::InPlacePlan;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -375,6 +376,36 @@ impl Store {
             }
             v.truncate(kept * d);
         }
+    }
+
+    /// Whether the ids are the row positions `0..len`.
+    pub fn is_dense(&self) -> bool {
+        match &self.ids {
+            Ids::Dense(_) => true,
+            Ids::Sparse { ids, .. } => ids.iter().enumerate().all(|(p, &id)| id == p as u64),
+        }
+    }
+
+    /// Applies `plan` (see [`InPlacePlan`]) to a store with dense ids that
+    /// keeps its vectors: the first `plan.filled` rows of `data` overwrite
+    /// the rows `holes`, the rest are appended, `plan.moves` fill the open
+    /// holes, and the store ends with `plan.len` rows and ids `0..len`.
+    /// Touches only those rows (a shared or mapped buffer is copied first).
+    pub fn apply_in_place(&mut self, plan: &InPlacePlan, holes: &[usize], data: &[f32]) {
+        debug_assert!(self.keep_vectors && self.is_dense());
+        let d = self.dim;
+        let v = self.vectors_mut();
+        let (fill, rest) = data.split_at(plan.filled * d);
+        for (&h, row) in holes.iter().zip(fill.chunks_exact(d)) {
+            v[h * d..(h + 1) * d].copy_from_slice(row);
+        }
+        for &(from, to) in &plan.moves {
+            v.copy_within(from * d..(from + 1) * d, to * d);
+        }
+        v.truncate(plan.len.min(v.len() / d) * d);
+        v.extend_from_slice(rest);
+        debug_assert_eq!(v.len(), plan.len * d);
+        self.ids = Ids::Dense(plan.len);
     }
 
     /// Gives back capacity not in use (after removals).

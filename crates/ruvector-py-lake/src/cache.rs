@@ -28,8 +28,8 @@
 //! stays even if the search that primed it is then cancelled (a cache fill
 //! changes no data: the next search would have primed the same entry).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -38,7 +38,7 @@ use ruvector_py_core::parallel;
 
 use crate::error::{Error, FromBase};
 pub use ruvector_py_index::engine::{Engine, MAX_RERANK_FACTOR};
-use ruvector_py_index::engine::{Kind, Params, Rotation, SearchOpts};
+use ruvector_py_index::engine::{InPlacePlan, Kind, Params, Rotation, SearchOpts};
 use ruvector_py_index::filter::{IdSet, RowFilter};
 use ruvector_py_index::metric::Metric;
 use ruvector_rulake::RuLakeBundle;
@@ -122,6 +122,7 @@ pub const IP_FLAT_MAX_ROWS: usize = 20_000;
 pub struct IdTable {
     slots: Vec<(u64, u32)>,
     shift: u32,
+    len: usize,
 }
 
 impl IdTable {
@@ -132,16 +133,83 @@ impl IdTable {
         let mut t = Self {
             slots: vec![(0, Self::EMPTY); cap],
             shift: 64 - cap.trailing_zeros(),
+            len: 0,
         };
-        let mask = cap - 1;
         for (r, &id) in ids.iter().enumerate() {
-            let mut i = t.home(id);
-            while t.slots[i].1 != Self::EMPTY {
-                i = (i + 1) & mask;
-            }
-            t.slots[i] = (id, r as u32);
+            t.insert(id, r);
         }
         t
+    }
+
+    /// Whether `n` ids keep the table at most half full.
+    fn fits(&self, n: usize) -> bool {
+        2 * n <= self.slots.len()
+    }
+
+    /// Adds `id` (not held) at `row`. The caller keeps the table at most
+    /// half full ([`IdTable::fits`]).
+    fn insert(&mut self, id: u64, row: usize) {
+        debug_assert!(self.get(id).is_none() && self.fits(self.len + 1));
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(id);
+        while self.slots[i].1 != Self::EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = (id, row as u32);
+        self.len += 1;
+    }
+
+    fn find(&self, id: u64) -> Option<usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(id);
+        loop {
+            let (k, r) = self.slots[i];
+            if r == Self::EMPTY {
+                return None;
+            }
+            if k == id {
+                return Some(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Points the held `id` at `row`.
+    fn set(&mut self, id: u64, row: usize) {
+        if let Some(i) = self.find(id) {
+            self.slots[i].1 = row as u32;
+        }
+    }
+
+    /// Removes `id` if held (backward-shift deletion: the probe runs of
+    /// the ids after it stay unbroken, no tombstones).
+    fn remove(&mut self, id: u64) {
+        let Some(mut hole) = self.find(id) else {
+            return;
+        };
+        let mask = self.slots.len() - 1;
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            let (k, r) = self.slots[j];
+            if r == Self::EMPTY {
+                break;
+            }
+            // The id at `j` may move back into the hole unless its home
+            // lies cyclically in `(hole, j]`.
+            let home = self.home(k);
+            let stays = if hole <= j {
+                hole < home && home <= j
+            } else {
+                hole < home || home <= j
+            };
+            if !stays {
+                self.slots[hole] = (k, r);
+                hole = j;
+            }
+        }
+        self.slots[hole] = (0, Self::EMPTY);
+        self.len -= 1;
     }
 
     #[inline]
@@ -151,18 +219,7 @@ impl IdTable {
 
     #[inline]
     fn get(&self, id: u64) -> Option<usize> {
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(id);
-        loop {
-            let (k, r) = self.slots[i];
-            if r == Self::EMPTY {
-                return None;
-            }
-            if k == id {
-                return Some(r as usize);
-            }
-            i = (i + 1) & mask;
-        }
+        self.find(id).map(|i| self.slots[i].1 as usize)
     }
 }
 
@@ -282,6 +339,104 @@ impl EntryData {
     }
 }
 
+/// An entry taken out of the cache for an in-place refresh (see
+/// [`Cache::refresh`]). [`Checkout::finish`] installs it under its new
+/// witness; dropped unfinished (an error, a panic) it goes back as it was
+/// if it was not touched, and is dropped otherwise (the next search
+/// primes). Either way the waiters are woken.
+struct Checkout<'a> {
+    cache: &'a Cache,
+    key: Key,
+    data: Option<Arc<EntryData>>,
+    /// The witness it had.
+    witness: String,
+    last_used: u64,
+    /// Whether the entry may have changed.
+    touched: bool,
+}
+
+impl Checkout<'_> {
+    fn finish(mut self, fill: Fill) -> Snapshot {
+        let data = self.data.take().expect("finished once");
+        let cache = self.cache;
+        let mut st = cache.lock();
+        // The old entry is gone, as when a pointer moves off its last key.
+        st.stats.invalidations += 1;
+        st.count(&self.key, |s| s.invalidations += 1);
+        let witness = data.bundle.rvf_witness.clone();
+        let snap = cache.install_locked(&mut st, &self.key, witness, data, fill);
+        st.refreshing.remove(&self.key);
+        drop(st);
+        cache.settled.notify_all();
+        snap
+    }
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        let Some(data) = self.data.take() else {
+            return;
+        };
+        let mut st = self.cache.lock();
+        if self.touched {
+            if st.pointers.get(&self.key) == Some(&self.witness) {
+                st.pointers.remove(&self.key);
+                st.last_checked.remove(&self.key);
+                st.stats.invalidations += 1;
+            }
+        } else {
+            st.entries.insert(
+                self.witness.clone(),
+                Slot {
+                    data,
+                    refcount: 1,
+                    last_used: self.last_used,
+                },
+            );
+        }
+        st.refreshing.remove(&self.key);
+        drop(st);
+        self.cache.settled.notify_all();
+    }
+}
+
+impl EntryData {
+    /// Applies an in-place plan to the ids by row (and the id table, if
+    /// built), as [`Engine::apply_delta_in_place`] did to the rows: the
+    /// ids of `holes` go, `upserted` take their places and the tail.
+    fn apply_ids(&mut self, holes: &[usize], upserted: &[u64], plan: &InPlacePlan) {
+        let n = self.ids.len();
+        let gone: Vec<u64> = holes.iter().map(|&h| self.ids[h]).collect();
+        for (&h, &id) in holes.iter().zip(&upserted[..plan.filled]) {
+            self.ids[h] = id;
+        }
+        for &(from, to) in &plan.moves {
+            self.ids[to] = self.ids[from];
+        }
+        self.ids.truncate(plan.len.min(n));
+        self.ids.extend_from_slice(&upserted[plan.filled..]);
+        let Some(table) = self.by_id.get_mut() else {
+            return;
+        };
+        if !table.fits(plan.len) {
+            self.by_id = OnceLock::new();
+            return;
+        }
+        for id in gone {
+            table.remove(id);
+        }
+        for &(_, to) in &plan.moves {
+            table.set(self.ids[to], to);
+        }
+        for (&h, &id) in holes.iter().zip(&upserted[..plan.filled]) {
+            table.insert(id, h);
+        }
+        for (j, &id) in upserted[plan.filled..].iter().enumerate() {
+            table.insert(id, n + j);
+        }
+    }
+}
+
 /// The outcome of [`Cache::lookup`].
 pub enum Lookup {
     /// The cache answers.
@@ -334,6 +489,10 @@ struct State {
     per_backend: HashMap<String, PerStats>,
     per_collection: HashMap<Key, PerStats>,
     tick: u64,
+    /// Keys whose entry is out of `entries` while a delta is applied to it
+    /// in place (see [`Cache::refresh`]); waited for by anyone who would
+    /// look at it.
+    refreshing: HashSet<Key>,
 }
 
 thread_local! {
@@ -451,6 +610,21 @@ pub fn index_params(dim: usize, seed: u64, rf: usize) -> Params {
 
 /// Builds an entry's index (ids are row positions), with the pool,
 /// checking `cancel` between chunks.
+/// [`build_index`] taking the pulled rows as the index's buffer (no copy).
+pub fn build_index_from(
+    data: Vec<f32>,
+    dim: usize,
+    seed: u64,
+    rf: usize,
+    cancel: &Cancel,
+) -> LResult<Engine> {
+    Ok(Engine::from_rows(
+        index_params(dim, seed, rf),
+        data,
+        cancel,
+    )?)
+}
+
 pub fn build_index(p: &Pulled, seed: u64, rf: usize, cancel: &Cancel) -> LResult<Engine> {
     let mut idx = Engine::new(index_params(p.dim, seed, rf))?;
     let rows: Vec<u64> = (0..p.ids.len() as u64).collect();
@@ -462,6 +636,8 @@ pub struct Cache {
     cfg: Config,
     backends: RwLock<Vec<Arc<dyn Source>>>,
     state: Mutex<State>,
+    /// Signalled when an in-place refresh puts its entry back.
+    settled: Condvar,
 }
 
 /// Per-shard over-request of federated search (the crate's formula).
@@ -479,6 +655,7 @@ impl Cache {
             cfg,
             backends: RwLock::new(Vec::new()),
             state: Mutex::new(State::default()),
+            settled: Condvar::new(),
         }
     }
 
@@ -488,6 +665,17 @@ impl Cache {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state, once no in-place refresh of `key` is under way (it takes
+    /// the time of the change, not of the collection, and nothing it does
+    /// waits for anyone).
+    fn lock_settled(&self, key: &Key) -> MutexGuard<'_, State> {
+        let mut st = self.lock();
+        while st.refreshing.contains(key) {
+            st = self.settled.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st
     }
 
     pub fn register(&self, source: Arc<dyn Source>) -> LResult<()> {
@@ -558,7 +746,7 @@ impl Cache {
     /// its `pull` when the generation is new) but builds nothing.
     pub fn lookup(&self, key: &Key) -> LResult<Lookup> {
         {
-            let mut st = self.lock();
+            let mut st = self.lock_settled(key);
             if self.can_skip(&st, key) {
                 if let Some(s) = st.snapshot(key) {
                     st.count_hit(key);
@@ -570,7 +758,7 @@ impl Cache {
         // The entry a delta would start from: only for sources that answer
         // deltas, and only while it holds the same data ref.
         let base = if src.has_deltas() {
-            let st = self.lock();
+            let st = self.lock_settled(key);
             st.pointers
                 .get(key)
                 .and_then(|w| st.entries.get(w))
@@ -585,7 +773,7 @@ impl Cache {
             base.as_ref().map(|b| b.dim),
         )?;
         let witness = bundle.rvf_witness.clone();
-        let mut st = self.lock();
+        let mut st = self.lock_settled(key);
         if st.pointers.get(key) == Some(&witness) {
             if let Some(s) = st.snapshot(key) {
                 st.count_hit(key);
@@ -618,7 +806,8 @@ impl Cache {
             base,
         } = miss;
         cancel.check()?;
-        if let Some(base) = &base {
+        let had_base = base.is_some();
+        if let Some(base) = base {
             if let Some(delta) = src.changes_since(&key.1, &base.bundle.generation)? {
                 return self.refresh(key, base, &bundle.data_ref, delta, cancel);
             }
@@ -628,7 +817,7 @@ impl Cache {
             None => src.pull(&key.1)?,
         };
         cancel.check()?;
-        if base.is_some() && pulled.dim != bundle.dim {
+        if had_base && pulled.dim != bundle.dim {
             // The bundle's dimension was the previous entry's, assumed for
             // a delta that did not come: the pulled data says otherwise.
             bundle = RuLakeBundle::new(
@@ -642,30 +831,43 @@ impl Cache {
         let witness = bundle.rvf_witness.clone();
         check_pulled(&key.0, &key.1, &pulled, bundle.dim)?;
         let start = Instant::now();
-        let index = build_index(
-            &pulled,
+        let Pulled { ids, data, dim } = pulled;
+        // The pulled rows become the index's buffer: one copy of the
+        // collection in memory, not two.
+        let index = build_index_from(
+            data,
+            dim,
             self.cfg.rotation_seed,
             self.cfg.rerank_factor,
             cancel,
         )?;
         let ms = start.elapsed().as_secs_f64() * 1000.0;
         cancel.check()?;
-        let data = EntryData::new(index, pulled.ids, pulled.dim, bundle);
+        let data = EntryData::new(index, ids, dim, bundle);
         Ok(self.install(key, witness, data, Fill::Prime(ms)))
     }
 
     /// Applies `delta` (checked first) to `base`, `key`'s previous entry,
-    /// and installs the result under the bundle of the delta's generation:
-    /// the kept rows in their order, then the upserted ones. Only upserted
-    /// rows are encoded. Row order aside (which no result depends on but
-    /// exact ties), the entry equals a fresh prime of the same data: same
-    /// ids, vectors and codes, and the same bundle and witness, since those
-    /// depend only on the data ref, dimension, seed, rerank factor and
-    /// generation.
+    /// and installs the result under the bundle of the delta's generation.
+    /// Only upserted rows are encoded. Row order aside (which no result
+    /// depends on but exact ties), the entry equals a fresh prime of the
+    /// same data: same ids, vectors and codes, and the same bundle and
+    /// witness, since those depend only on the data ref, dimension, seed,
+    /// rerank factor and generation.
+    ///
+    /// When nothing but the cache holds `base` (no search, session or
+    /// other key has it), the delta is applied to it in place, in time
+    /// proportional to the delta (see [`Engine::apply_delta_in_place`]):
+    /// the entry leaves the cache while it changes, and anyone looking up
+    /// `key` meanwhile waits for it to come back under its new witness, so
+    /// no search sees a half-applied entry. Otherwise a new entry is built
+    /// from the kept rows (copied), the new ones last, and `base` stays as
+    /// its holders saw it. Everything that can fail or be cancelled
+    /// (checks, encoding) runs before the entry changes.
     pub fn refresh(
         &self,
         key: &Key,
-        base: &EntryData,
+        base: Arc<EntryData>,
         data_ref: &str,
         delta: Delta,
         cancel: &Cancel,
@@ -674,18 +876,16 @@ impl Cache {
         let dim = base.dim;
         check_delta(&key.0, &key.1, &delta, dim)?;
         let n = base.ids.len();
-        let mut keep = vec![true; n];
         let table = base.by_id.get_or_init(|| IdTable::new(&base.ids));
-        let mut dropped = 0usize;
-        for &id in delta.removed.iter().chain(&delta.upserted) {
-            if let Some(r) = table.get(id) {
-                if keep[r] {
-                    keep[r] = false;
-                    dropped += 1;
-                }
-            }
-        }
-        let total = n - dropped + delta.upserted.len();
+        let mut holes: Vec<usize> = delta
+            .removed
+            .iter()
+            .chain(&delta.upserted)
+            .filter_map(|&id| table.get(id))
+            .collect();
+        holes.sort_unstable();
+        holes.dedup();
+        let total = n - holes.len() + delta.upserted.len();
         if total > crate::source::MAX_COLLECTION_VECTORS {
             return Err(Error::Backend {
                 message: format!(
@@ -700,7 +900,48 @@ impl Cache {
             .into());
         }
         cancel.check()?;
-        let index = base.index.with_delta(&keep, &delta.data, cancel)?;
+        let Delta {
+            upserted,
+            data,
+            generation,
+            ..
+        } = delta;
+        let rows = base.index.prepare_delta(data, cancel)?;
+        let bundle = RuLakeBundle::new(
+            data_ref.to_string(),
+            dim,
+            self.cfg.rotation_seed,
+            self.cfg.rerank_factor,
+            generation,
+        );
+        cancel.check()?;
+        let base = match self.checkout(key, base) {
+            Ok(mut out) => {
+                cancel.commit()?;
+                out.touched = true;
+                let entry = Arc::get_mut(out.data.as_mut().expect("checked out"))
+                    .expect("nothing else holds a checked-out entry");
+                let plan = match entry.index.apply_delta_in_place(&holes, rows) {
+                    Ok(plan) => plan,
+                    Err(e) => {
+                        // Refused before anything changed: put it back.
+                        out.touched = false;
+                        return Err(e.into());
+                    }
+                };
+                entry.apply_ids(&holes, &upserted, &plan);
+                entry.others = Default::default();
+                entry.bundle = bundle;
+                let ms = start.elapsed().as_secs_f64() * 1000.0;
+                return Ok(out.finish(Fill::Refresh(ms)));
+            }
+            Err(base) => base,
+        };
+        let mut keep = vec![true; n];
+        for &h in &holes {
+            keep[h] = false;
+        }
+        let index = base.index.with_prepared_delta(&keep, rows)?;
         let mut ids = Vec::with_capacity(total);
         ids.extend(
             base.ids
@@ -709,14 +950,7 @@ impl Cache {
                 .filter(|(_, &k)| k)
                 .map(|(&id, _)| id),
         );
-        ids.extend_from_slice(&delta.upserted);
-        let bundle = RuLakeBundle::new(
-            data_ref.to_string(),
-            dim,
-            self.cfg.rotation_seed,
-            self.cfg.rerank_factor,
-            delta.generation,
-        );
+        ids.extend_from_slice(&upserted);
         let witness = bundle.rvf_witness.clone();
         cancel.check()?;
         let ms = start.elapsed().as_secs_f64() * 1000.0;
@@ -724,16 +958,61 @@ impl Cache {
         Ok(self.install(key, witness, data, Fill::Refresh(ms)))
     }
 
+    /// Takes `key`'s entry `base` out of the cache for an in-place change,
+    /// if nothing but the cache (one slot, `key`'s pointer) and `base`
+    /// itself holds it; gives `base` back otherwise. While it is out,
+    /// lookups of `key` wait (see [`Cache::lock_settled`]).
+    fn checkout(&self, key: &Key, base: Arc<EntryData>) -> Result<Checkout<'_>, Arc<EntryData>> {
+        let mut st = self.lock();
+        let w = base.bundle.rvf_witness.clone();
+        // Under the lock no new holder can appear: every other holder got
+        // its handle from the slot (under the lock) or from one of these.
+        let alone = st.pointers.get(key) == Some(&w)
+            && !st.refreshing.contains(key)
+            && st
+                .entries
+                .get(&w)
+                .is_some_and(|s| Arc::ptr_eq(&s.data, &base) && s.refcount == 1)
+            && Arc::strong_count(&base) == 2
+            && Arc::weak_count(&base) == 0;
+        if !alone {
+            return Err(base);
+        }
+        let slot = st.entries.remove(&w).expect("checked above");
+        st.refreshing.insert(key.clone());
+        let last_used = slot.last_used;
+        drop(slot);
+        Ok(Checkout {
+            cache: self,
+            key: key.clone(),
+            data: Some(base),
+            witness: w,
+            last_used,
+            touched: false,
+        })
+    }
+
     /// Installs a built entry (see [`Fill`]) and points `key` at it.
     pub fn install(&self, key: &Key, witness: String, data: EntryData, fill: Fill) -> Snapshot {
-        let mut st = self.lock();
+        let mut st = self.lock_settled(key);
+        self.install_locked(&mut st, key, witness, Arc::new(data), fill)
+    }
+
+    fn install_locked(
+        &self,
+        st: &mut State,
+        key: &Key,
+        witness: String,
+        data: Arc<EntryData>,
+        fill: Fill,
+    ) -> Snapshot {
         if st.entries.contains_key(&witness) {
             return st.point(key, &witness, !matches!(fill, Fill::Warm));
         }
         st.entries.insert(
             witness.clone(),
             Slot {
-                data: Arc::new(data),
+                data,
                 refcount: 0,
                 last_used: 0,
             },
@@ -761,7 +1040,7 @@ impl Cache {
 
     /// The cached entry of `key`, with no coherence check.
     pub fn cached(&self, key: &Key) -> Option<Snapshot> {
-        self.lock().snapshot(key)
+        self.lock_settled(key).snapshot(key)
     }
 
     pub fn witness_of(&self, key: &Key) -> Option<String> {
@@ -769,7 +1048,7 @@ impl Cache {
     }
 
     pub fn invalidate(&self, key: &Key) -> bool {
-        let mut st = self.lock();
+        let mut st = self.lock_settled(key);
         st.last_checked.remove(key);
         st.drop_pointer(key)
     }
@@ -1493,6 +1772,245 @@ mod tests {
         let err = e.ensure(&k_, &no()).err().unwrap();
         assert!(matches!(err.err(), Error::Backend { backend, .. } if backend == "l"));
         assert_eq!(e.witness_of(&k_).unwrap(), now.rvf_witness);
+    }
+
+    #[test]
+    fn the_id_table_follows_inserts_moves_and_removals() {
+        // Against a HashMap model, with ids that collide on their home
+        // slots (multiples of a power of two) and wrap around the table.
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |m: u64| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s % m
+        };
+        let ids: Vec<u64> = (0..300).map(|i| i * 1024 + (i % 3)).collect();
+        let mut t = IdTable::new(&ids);
+        let mut model: HashMap<u64, usize> =
+            ids.iter().enumerate().map(|(r, &id)| (id, r)).collect();
+        for step in 0..5000 {
+            let id = next(400) * 1024 + next(4);
+            match next(3) {
+                0 if !model.contains_key(&id) && t.fits(model.len() + 1) => {
+                    t.insert(id, step);
+                    model.insert(id, step);
+                }
+                1 => {
+                    t.remove(id);
+                    model.remove(&id);
+                }
+                _ if model.contains_key(&id) => {
+                    t.set(id, step);
+                    model.insert(id, step);
+                }
+                _ => {}
+            }
+            if step % 97 == 0 {
+                for probe in (0..400).flat_map(|i| (0..4).map(move |j| i * 1024 + j)) {
+                    assert_eq!(t.get(probe), model.get(&probe).copied(), "{probe}");
+                }
+                assert_eq!(t.len, model.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_delta_is_applied_in_place_unless_the_entry_is_held() {
+        let d = 8;
+        let src = Arc::new(Deltas {
+            inner: LocalSource::new("l").unwrap(),
+            next: Mutex::new(None),
+            asked: Mutex::new(Vec::new()),
+        });
+        let ids: Vec<u64> = (0..500).map(|i| 3 * i + 1).collect();
+        src.inner.upsert("c", &ids, &data(500, d, 5), d).unwrap();
+        let e = Cache::new(cfg(Consistency::Fresh, None));
+        e.register(src.clone()).unwrap();
+        let k_ = key("l", "c");
+        let q = data(1, d, 8);
+        // A filtered search builds the id table, which the refresh keeps.
+        let all: Vec<u64> = (0..2000).collect();
+        let filtered = Ask {
+            filter: Some(&all),
+            rf: Some(100),
+            ..Ask::default()
+        };
+        e.search_one(&k_, &q, 5, &filtered, &no()).unwrap();
+        let mut version = 0u64;
+        let mut change = |src: &Deltas, up: &[u64], gone: &[u64]| {
+            version += 1;
+            let rows = data(up.len(), d, 100 + version);
+            src.inner.upsert("c", up, &rows, d).unwrap();
+            src.inner.remove("c", gone).unwrap();
+            let now = src.current("c", 42, 20, None).unwrap().0;
+            *src.next.lock().unwrap() = Some(crate::source::Delta {
+                upserted: up.to_vec(),
+                data: rows,
+                dim: d,
+                removed: gone.to_vec(),
+                generation: now.generation.clone(),
+            });
+            now.rvf_witness
+        };
+        let same_as_fresh = |e: &Cache| {
+            let p = src.inner.pull("c").unwrap();
+            let fresh = Cache::new(cfg(Consistency::Fresh, None));
+            let plain = LocalSource::new("l").unwrap();
+            plain.upsert("c", &p.ids, &p.data, d).unwrap();
+            fresh.register(Arc::new(plain)).unwrap();
+            let snap = e.cached(&k_).unwrap();
+            let mut got = snap.data.ids.clone();
+            let mut want = p.ids.clone();
+            got.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(got, want);
+            for (r, &id) in snap.data.ids.iter().enumerate() {
+                let at = p.ids.iter().position(|&x| x == id).unwrap();
+                assert_eq!(
+                    snap.data.index.store().vector(r),
+                    &p.data[at * d..(at + 1) * d]
+                );
+            }
+            for q in data(5, d, 11).chunks(d) {
+                for ask in [Ask::default(), filtered] {
+                    let mut a = e.search_one(&k_, q, 20, &ask, &no()).unwrap();
+                    let mut b = fresh.search_one(&k_, q, 20, &ask, &no()).unwrap();
+                    a.sort_by(|x, y| x.1.total_cmp(&y.1).then(x.0.cmp(&y.0)));
+                    b.sort_by(|x, y| x.1.total_cmp(&y.1).then(x.0.cmp(&y.0)));
+                    assert_eq!(a, b);
+                }
+            }
+            Arc::as_ptr(&snap.data)
+        };
+        // Nothing else holds the entry: changed in place (same allocation),
+        // fewer rows, as many, more.
+        let before = Arc::as_ptr(&e.cached(&k_).unwrap().data);
+        let cases: [(Vec<u64>, Vec<u64>); 3] = [
+            (vec![1, 4, 9_000], (0..40).map(|i| 3 * i + 7).collect()),
+            (vec![10, 9_001, 9_002], vec![13, 16]),
+            ((9_100..9_180).collect(), vec![1_498, 19]),
+        ];
+        for (up, gone) in cases {
+            let w = change(&src, &up, &gone);
+            e.ensure(&k_, &no()).unwrap();
+            assert_eq!(e.witness_of(&k_).unwrap(), w);
+            assert_eq!(same_as_fresh(&e), before);
+        }
+        let s = e.stats();
+        assert_eq!((s.primes, s.refreshes, e.entry_count()), (1, 3, 1));
+        assert_eq!(s.invalidations, 3);
+        // A held snapshot (a session, a search under way) keeps its entry:
+        // the refresh builds a new one and the held one is unchanged.
+        let held = e.cached(&k_).unwrap();
+        let held_ids = held.data.ids.clone();
+        let w = change(&src, &[4, 9_500], &[22]);
+        e.ensure(&k_, &no()).unwrap();
+        assert_eq!(e.witness_of(&k_).unwrap(), w);
+        let after = same_as_fresh(&e);
+        assert_ne!(after, Arc::as_ptr(&held.data));
+        assert_eq!(held.data.ids, held_ids);
+        assert_ne!(held.data.bundle.rvf_witness, w);
+        drop(held);
+        // A bad delta leaves the entry as it was, in the cache.
+        src.inner.upsert("c", &[1], &data(1, d, 3), d).unwrap();
+        *src.next.lock().unwrap() = Some(crate::source::Delta {
+            upserted: vec![1, 1],
+            data: data(2, d, 3),
+            dim: d,
+            removed: vec![],
+            generation: ruvector_rulake::Generation::Num(1),
+        });
+        assert!(e.ensure(&k_, &no()).is_err());
+        assert_eq!(e.witness_of(&k_).unwrap(), w);
+        assert_eq!(Arc::as_ptr(&e.cached(&k_).unwrap().data), after);
+        // A cancelled refresh too.
+        let w2 = change(&src, &[7], &[]);
+        let c = Cancel::new();
+        c.cancel();
+        let Lookup::Miss(miss) = e.lookup(&k_).unwrap() else {
+            panic!("the generation moved");
+        };
+        assert!(e.prime(&k_, miss, &c).is_err());
+        assert_eq!(e.witness_of(&k_).unwrap(), w);
+        assert_eq!(Arc::as_ptr(&e.cached(&k_).unwrap().data), after);
+        e.ensure(&k_, &no()).unwrap();
+        assert_eq!(e.witness_of(&k_).unwrap(), w2);
+    }
+
+    #[test]
+    fn searches_during_in_place_refreshes_see_whole_entries() {
+        // Generation g holds ids 0..300 (g even) or 30..300 (g odd), every
+        // vector (g, g, g, g): a search at the origin that reranks every
+        // row answers distinct ids, all with score 4g², as many as
+        // generation g holds, whatever refresh runs meanwhile (odd
+        // generations remove rows, so refreshes move rows into holes).
+        let d = 4;
+        let n = 300usize;
+        let src = Arc::new(Deltas {
+            inner: LocalSource::new("l").unwrap(),
+            next: Mutex::new(None),
+            asked: Mutex::new(Vec::new()),
+        });
+        let ids: Vec<u64> = (0..n as u64).collect();
+        src.inner.upsert("c", &ids, &vec![0.0; n * d], d).unwrap();
+        let e = Arc::new(Cache::new(cfg(Consistency::Fresh, None)));
+        e.register(src.clone()).unwrap();
+        let k_ = key("l", "c");
+        e.ensure(&k_, &no()).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (e, stop, k_) = (Arc::clone(&e), Arc::clone(&stop), k_.clone());
+                std::thread::spawn(move || {
+                    let mut seen = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let snap = e.cached(&k_).expect("never missing");
+                        let ask = Ask {
+                            rf: Some(n),
+                            ..Ask::default()
+                        };
+                        let hits =
+                            Cache::search_snapshot(&snap, &[0.0; 4], n, &ask, &no()).unwrap();
+                        drop(snap);
+                        let g = (hits[0].1 / 4.0).sqrt().round() as u64;
+                        assert!(hits.iter().all(|h| h.1 == hits[0].1), "{hits:?}");
+                        let mut got: Vec<u64> = hits.iter().map(|h| h.0).collect();
+                        got.sort_unstable();
+                        let from = if g % 2 == 1 { 30 } else { 0 };
+                        assert_eq!(got, (from..n as u64).collect::<Vec<_>>(), "{g}");
+                        seen += 1;
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for g in 1..60u64 {
+            let from = if g % 2 == 1 { 30 } else { 0 };
+            let present: Vec<u64> = (from..n as u64).collect();
+            let removed: Vec<u64> = if g % 2 == 1 {
+                (0..30).collect()
+            } else {
+                vec![]
+            };
+            let rows = vec![g as f32; present.len() * d];
+            src.inner.upsert("c", &present, &rows, d).unwrap();
+            src.inner.remove("c", &removed).unwrap();
+            let now = src.current("c", 42, 20, None).unwrap().0;
+            *src.next.lock().unwrap() = Some(crate::source::Delta {
+                upserted: present,
+                data: rows,
+                dim: d,
+                removed,
+                generation: now.generation.clone(),
+            });
+            e.ensure(&k_, &no()).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            assert!(r.join().unwrap() > 0);
+        }
+        assert_eq!(e.stats().refreshes, 59);
     }
 
     #[test]

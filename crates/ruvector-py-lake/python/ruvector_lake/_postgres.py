@@ -594,7 +594,17 @@ class PostgresBackend(BackendAdapter):
                             raise self._fail(collection, f"ids must be 0 or more, got {int(chunk_ids.min())}")
                         ids[row : row + m] = chunk_ids
                         assert out is not None
-                        out[row : row + m] = rows["v"][:m] if kind == "bytea" else rows["v"]["x"][:m]
+                        got = out[row : row + m]
+                        got[...] = rows["v"][:m] if kind == "bytea" else rows["v"]["x"][:m]
+                        # Checked chunk by chunk: a whole-table mask would
+                        # cost a byte per value at once.
+                        if not np.isfinite(got).all():
+                            bad_row = int(np.flatnonzero(~np.isfinite(got).all(axis=1))[0])
+                            raise self._fail(
+                                collection,
+                                f"vectors must be finite, got NaN or infinity (id {int(chunk_ids[bad_row])})",
+                            )
+                        del got
                         row += m
                         pos += m * size
                         del chunk_ids
@@ -635,9 +645,6 @@ class PostgresBackend(BackendAdapter):
             raise self._fail(collection, "the table has no rows: the dimension of its vectors is unknown")
         if row != n:
             raise self._fail(collection, f"expected {n} rows, read {row}")
-        if not np.isfinite(out).all():
-            bad_row = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
-            raise self._fail(collection, f"vectors must be finite, got NaN or infinity (id {int(ids[bad_row])})")
         return ids, out
 
     def _stop_at(self, collection: str, buf: bytearray, pos: int, dim: int, kind: str) -> None:
