@@ -33,8 +33,8 @@
 use std::io::Write;
 
 use miniz_oxide::deflate::core::{
-    compress, create_comp_flags_from_zip_params, CompressionStrategy, CompressorOxide,
-    TDEFLFlush, TDEFLStatus,
+    compress, create_comp_flags_from_zip_params, CompressionStrategy, CompressorOxide, TDEFLFlush,
+    TDEFLStatus,
 };
 use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
@@ -133,11 +133,10 @@ fn encode_block(rows: &[f32]) -> ([u32; 4], Vec<u8>) {
 /// Compresses `vectors` (rows of `dim` values), blocks in parallel on
 /// `pool` when given.
 pub fn encode(vectors: &[f32], dim: usize, pool: Option<&rayon::ThreadPool>) -> Encoded {
-    assert!(dim > 0 && vectors.len() % dim == 0, "whole rows");
+    assert!(dim > 0 && vectors.len().is_multiple_of(dim), "whole rows");
     let r = rows_per_block(dim);
-    let work = || -> Vec<([u32; 4], Vec<u8>)> {
-        vectors.par_chunks(r * dim).map(encode_block).collect()
-    };
+    let work =
+        || -> Vec<([u32; 4], Vec<u8>)> { vectors.par_chunks(r * dim).map(encode_block).collect() };
     let blocks = match pool {
         Some(pool) => pool.install(work),
         None => work(),
@@ -369,7 +368,9 @@ mod tests {
             1.0,
         ];
         for dim in [1, 3, 7, 11] {
-            let v: Vec<f32> = (0..dim * 37).map(|i| specials[i % specials.len()]).collect();
+            let v: Vec<f32> = (0..dim * 37)
+                .map(|i| specials[i % specials.len()])
+                .collect();
             round_trip(&v, dim);
         }
     }
