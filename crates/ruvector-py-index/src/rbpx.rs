@@ -544,7 +544,25 @@ enum Source<'a> {
 pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
     let shown = path.display().to_string();
     let file = File::open(path).map_err(|e| Error::persist(&shown, format!("cannot open: {e}")))?;
+    if compressed_file(&file) {
+        // Decoded from a private, populated map of the file (no copy of
+        // the compressed bytes; the map goes once the vectors are decoded).
+        // SAFETY: as in `load_mapped`; only read, as bytes.
+        if let Ok(map) = unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+            return load_from(Source::Bytes(&map), shown, expected);
+        }
+    }
     load_from(Source::File(file), shown, expected)
+}
+
+/// Whether `file` starts with a version 2 header whose flags say
+/// compressed vectors (then it is decoded, not streamed).
+fn compressed_file(file: &File) -> bool {
+    let mut h = [0u8; 36];
+    let mut f = file;
+    let ok = f.read_exact(&mut h).is_ok();
+    let rewound = f.seek(SeekFrom::Start(0)).is_ok();
+    ok && rewound && &h[..8] == SDK_MAGIC && read_u32(&h, 8) == VERSION2 && h[35] & FLAG2_VZIP != 0
 }
 
 /// [`load`] with the vectors mapped read-only from the file (version 2
@@ -610,18 +628,22 @@ fn load_from(source: Source<'_>, shown: String, expected: Option<Kind>) -> Resul
         )
     };
     let mut loaded = match source {
-        Source::File(f) if is_v2 => {
-            load_v2(BufReader::with_capacity(1 << 20, f), len, &shown, None)?
-        }
+        Source::File(f) if is_v2 => load_v2(
+            BufReader::with_capacity(1 << 20, f),
+            len,
+            &shown,
+            None,
+            None,
+        )?,
         Source::File(f) => load_v1(f, len, &shown)?,
-        Source::Bytes(b) if is_v2 => load_v2(std::io::Cursor::new(b), len, &shown, None)?,
+        Source::Bytes(b) if is_v2 => load_v2(std::io::Cursor::new(b), len, &shown, None, Some(b))?,
         Source::Bytes(b) => load_v1(std::io::Cursor::new(b), len, &shown)?,
         Source::Mapped(m) if is_v2 => {
             // SAFETY of the borrow: `m` moves into the result only after
             // the reader over it is done.
             let bytes: &[u8] = &m;
             let bytes: &[u8] = unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
-            load_v2(std::io::Cursor::new(bytes), len, &shown, Some(m))?
+            load_v2(std::io::Cursor::new(bytes), len, &shown, Some(m), None)?
         }
         Source::Mapped(_) => {
             return Err(fail(
@@ -889,12 +911,14 @@ fn load_v1<R: Read + Seek>(file: R, file_len: u64, shown: &str) -> Result<Loaded
 
 /// Reads a version 2 file (see the module docs) after its first 12 bytes
 /// said so. `map`: the vectors stay in this map (they are read for the CRC
-/// only) instead of being copied.
+/// only) instead of being copied. `whole`: the file's bytes when `r` reads
+/// from memory, so compressed vectors are decoded in place, not copied.
 fn load_v2<R: Read + Seek>(
     mut r: R,
     len: u64,
     shown: &str,
     map: Option<memmap2::Mmap>,
+    whole: Option<&[u8]>,
 ) -> Result<Loaded> {
     let fail = |msg: String| Error::persist(shown, msg);
     let io = |e: std::io::Error| Error::persist(shown, format!("cannot read: {e}"));
@@ -1046,13 +1070,20 @@ fn load_v2<R: Read + Seek>(
     let mut owned: Vec<f32> = Vec::new();
     // Compressed vectors: read (the size matched the header), decoded
     // once the CRC has checked them.
-    let mut packed_raw: Vec<u8> = Vec::new();
-    if vzip {
-        packed_raw = vec![0u8; vlen as usize];
-        for chunk in packed_raw.chunks_mut(1 << 24) {
+    let mut packed_raw: std::borrow::Cow<'_, [u8]> = std::borrow::Cow::Borrowed(&[]);
+    if let (true, Some(whole)) = (vzip, whole) {
+        // In place (the size was checked against the header).
+        let section = &whole[vstart as usize..(vstart + vlen) as usize];
+        crc.update(section);
+        r.seek(SeekFrom::Current(vlen as i64)).map_err(io)?;
+        packed_raw = std::borrow::Cow::Borrowed(section);
+    } else if vzip {
+        let mut owned_raw = vec![0u8; vlen as usize];
+        for chunk in owned_raw.chunks_mut(1 << 24) {
             r.read_exact(chunk).map_err(io)?;
             crc.update(chunk);
         }
+        packed_raw = std::borrow::Cow::Owned(owned_raw);
     } else if let Some(m) = map.as_ref().filter(|_| cfg!(target_endian = "little")) {
         // Checked in place (the size was checked against the header).
         crc.update(&m[vstart as usize..(vstart + vlen) as usize]);
