@@ -21,7 +21,7 @@
 //! | 4, 4, 4, 4 | IVF nlist setting, nprobe setting, trained lists, code words per row (codes or IVF lists; else 0) |
 //! | 8 | with bit 4: bytes of the compressed vectors section (at most `8 + 16·n + 4·n·dim`); else 0 |
 //! | 4 | reserved, 0 |
-//! | then, each starting at a multiple of 64 (zero padding) | vectors `n·dim` f32 (kinds that keep them), or with bit 4 the compressed section of [`crate::vzip`] (a block table, then byte planes stored or deflated) · ids `n` u64 (absent when they are `0..n`) · IVF centroids `lists·dim` f32 · IVF list of every row `n` u32 · codes (kinds without vectors) `n·words` u64 · norms `n` f32 · IVF list codes `n·words` u64, in row order · their estimator terms `n` offsets then `n` slopes, f32 · IVF list radii `lists` f32 |
+//! | then, each starting at a multiple of 64 (zero padding) | vectors `n·dim` f32 (kinds that keep them), or with bit 4 the compressed section of [`crate::vzip`] (a block table, then byte planes stored or packed) · ids `n` u64 (absent when they are `0..n`) · IVF centroids `lists·dim` f32 · IVF list of every row `n` u32 · codes (kinds without vectors) `n·words` u64 · norms `n` f32 · IVF list codes `n·words` u64, in row order · their estimator terms `n` offsets then `n` slopes, f32 · IVF list radii `lists` f32 |
 //!
 //! With the IVF lists kept (bit 3, every file written since it exists) a
 //! load installs the lists as saved — no rotation, no encoding — after
@@ -35,7 +35,7 @@
 //! | 16, at a multiple of 64 | CRC-32 of every byte before it, u32 0, `b"RVPYTRL2"` |
 //!
 //! Bit 4 (`save(path, compress=True)`) is set only for kinds that keep
-//! vectors: their section is about 0.84 of the float32 bytes for
+//! vectors: their section is about 0.85 of the float32 bytes for
 //! embeddings, every value kept bit for bit. A load reads the section, checks
 //! the CRC, then decodes its blocks in parallel straight into the buffer
 //! the index keeps; such a file cannot be mapped (`mmap=True` names the

@@ -746,7 +746,7 @@ impl IndexBase {
     /// index, and that one with `crate_format=False`, in the SDK's version 2
     /// layout, which `load(path, mmap=True)` can map. `compress=True`
     /// writes version 2 with the float32 vectors compressed losslessly
-    /// (about 0.84 of their bytes for embeddings, every bit kept; the
+    /// (about 0.85 of their bytes for embeddings, every bit kept; the
     /// crate cannot read it and `load` needs `mmap=False`); a kind that
     /// keeps no vectors has nothing to compress and is written as usual.
     #[pyo3(signature = (path, *, crate_format=true, compress=false))]

@@ -221,7 +221,7 @@ class _IndexBase:
         version 2 layout, the one ``load(path, mmap=True)`` can map.
 
         ``compress=True`` writes version 2 with the float32 vectors
-        compressed losslessly (about 0.84 of their bytes for embeddings,
+        compressed losslessly (about 0.85 of their bytes for embeddings,
         every bit kept, decoded in parallel on load); such a file loads
         only without ``mmap=True`` (else :class:`PersistError` says so) and
         the crate cannot read it. A kind that keeps no vectors has nothing

@@ -292,7 +292,7 @@ class IndexAdapter:
         return bool(getattr(self.index, "keeps_vectors", True))
 
     def save(self, path: str) -> None:
-        """Saves atomically, the vectors compressed losslessly (about 0.84 of
+        """Saves atomically, the vectors compressed losslessly (about 0.85 of
         their float32 bytes for embeddings); with a wheel before
         ``compress=``, in the layout :meth:`load` can map."""
         assert self.index is not None
