@@ -303,12 +303,13 @@ def test_a_compressed_file_cannot_be_mapped(data: Data, tmp_path: Path) -> None:
         assert not back.mapped and results(back, q) == results(idx, q)
 
 
+_COMPRESSED_CLASSES: List[Any] = [rr.FlatF32Index, rr.RabitqPlusIndex, rr.IvfRabitqIndex]
 _COMPRESSED = {
     cls.__name__: cls.build(
         np.random.default_rng(3).standard_normal((40, 12)).astype(np.float32),
         **({"nlist": 3} if cls is rr.IvfRabitqIndex else {}),
     )
-    for cls in (rr.FlatF32Index, rr.RabitqPlusIndex, rr.IvfRabitqIndex)
+    for cls in _COMPRESSED_CLASSES
 }
 
 
