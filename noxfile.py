@@ -259,13 +259,16 @@ def bench(session: nox.Session) -> None:
     """Benchmark tables against faiss-cpu, hnswlib, usearch and ruvector 0.1.4.
 
     Index runs, each its own report: synthetic 100k x 128 (bench/results.md),
-    real MiniLM sentence embeddings 100k x 384 (bench/results-embeddings.md)
-    and 1M x 384 sampled around them (bench/results-1m.md); the embeddings
+    real MiniLM sentence embeddings 100k x 384 of WordNet glosses
+    (bench/results-embeddings.md) and of Debian package descriptions
+    (bench/results-debian.md), and 1M x 384 sampled around the WordNet
+    ones (bench/results-1m.md); the embeddings
     are computed once by the ruvector-embed wheel and cached in
     target/bench-data, and extra arguments go to these runs. Before them,
     gate G3: install and import times (bench/results-install.md). Then ruLake
     (bench/results-lake.md), metrics (bench/results-metric.md), filtered search
-    and churn (bench/results-changes.md), Parquet and PostgreSQL stores
+    and churn (bench/results-changes.md), memory-lean search next to hnswlib
+    (bench/results-memory.md), Parquet and PostgreSQL stores
     (bench/results-stores.md), index persistence
     (bench/results-persist.md), gate G2 (bench/results-g2.md), sharded
     indexes on a local Ray cluster (bench/results-ray.md), embeddings vs
@@ -299,6 +302,7 @@ def bench(session: nox.Session) -> None:
     runs = [
         ["--out", "bench/results.md"],
         ["--data", "wordnet", "--out", "bench/results-embeddings.md"],
+        ["--data", "debian", "--out", "bench/results-debian.md"],
         ["--data", "wordnet", "--n", "1000000", "--out", "bench/results-1m.md", "--timeout", "1800"],
     ]
     for run in runs:
@@ -318,6 +322,10 @@ def bench(session: nox.Session) -> None:
         "--out",
         "bench/results-changes.md",
     )
+    # Memory-lean search (issue 16): IvfRabitqIndex loaded with mmap=True
+    # next to hnswlib M=32 at the same recall on the real embeddings: RSS
+    # after load and after 1,000 queries, warm and cold page cache.
+    session.run("python", "bench/index_memory_bench.py", *data, "--out", "bench/results-memory.md")
     session.run("python", "bench/lake_bench.py", "--out", "bench/results-lake.md")
     # ruLake over real stores (issue 18): Parquet and a throwaway PostgreSQL
     # cluster, 1M x 384, cold prime next to pyarrow / psycopg alone.

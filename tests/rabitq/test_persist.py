@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -122,7 +123,11 @@ def test_round_trip_gives_an_equal_index_with_bit_identical_results(
     idx.save(path)
     back = type(idx).load(path)
     assert back == idx
-    assert repr(back) == repr(idx)
+    # The same repr but for memory_bytes: a loaded IVF index holds its list
+    # codes exactly (installed as saved), a built one may hold growth slack.
+    without_memory = re.compile(r", memory_bytes=\d+")
+    assert without_memory.sub("", repr(back)) == without_memory.sub("", repr(idx))
+    assert 0 < back.memory_bytes <= idx.memory_bytes
     assert (back.seed, back.rotation, back.rerank_factor, back.keeps_vectors) == (
         idx.seed,
         idx.rotation,

@@ -371,6 +371,46 @@ def test_mapped_index_searches_the_same_and_copies_before_a_change(data: Data, t
         assert mapped[10**6].tolist() == x[0].tolist()
 
 
+def _rss_file_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_a_mapped_load_checks_the_file_without_keeping_it_resident(tmp_path: Path) -> None:
+    n, dim = 50_000, 128  # a 26 MB file: vectors, and list codes in the scan layout
+    rng = np.random.default_rng(12)
+    centres = rng.standard_normal((64, dim)).astype(np.float32) * 3
+    x = (centres[rng.integers(0, 64, n)] + rng.standard_normal((n, dim))).astype(np.float32)
+    q = x[rng.choice(n, 50, replace=False)] + 0.1
+    path = tmp_path / "lean.rbpx"
+    rr.IvfRabitqIndex.build(x, nlist=200, nprobe=16).save(path)
+    file_kb = path.stat().st_size // 1024
+    assert file_kb > 25_000
+    plain = rr.IvfRabitqIndex.load(path)
+    before = _rss_file_kb()
+    mapped = rr.IvfRabitqIndex.load(path, mmap=True)
+    grown = _rss_file_kb() - before
+    # The load read every byte (CRC, every value checked), then let go of the
+    # pages: the file stays in the shared page cache, not in this process.
+    assert mapped.mapped and grown < file_kb * 0.05, (grown, file_kb)
+    assert results(mapped, q) == results(plain, q)
+    assert mapped == plain
+    # A search touches the probed lists' codes and the reranked rows only.
+    touched = _rss_file_kb() - before
+    assert touched < file_kb, (touched, file_kb)
+    # Damaged after the save: refused before use, mapped or not.
+    raw = bytearray(path.read_bytes())
+    for at in (100, len(raw) // 2, len(raw) - 40):
+        bad = bytearray(raw)
+        bad[at] ^= 0x10
+        path.write_bytes(bytes(bad))
+        with pytest.raises(rr.PersistError, match=r"checksum|corrupt"):
+            rr.IvfRabitqIndex.load(path, mmap=True)
+
+
 def test_a_mapped_index_survives_the_file_being_replaced(data: Data, tmp_path: Path) -> None:
     x, q = data
     path = tmp_path / "x.rbpx"

@@ -16,25 +16,138 @@
 //! other architectures (aarch64 included) the portable kernel runs: a NEON
 //! kernel is not written yet.
 
+use crate::store::MappedBytes;
+
 /// Vectors per block.
 pub const BLOCK: usize = 32;
+
+/// The bytes of a [`BlockCodes`]: owned, or (`load(path, mmap=True)`) a
+/// range of a read-only file map, in the same layout. A mapped range is
+/// never written: the first change copies it into owned memory.
+#[derive(Clone)]
+pub enum CodeBytes {
+    Owned(Vec<u8>),
+    Mapped(MappedBytes),
+}
+
+impl CodeBytes {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            CodeBytes::Owned(v) => v,
+            CodeBytes::Mapped(m) => m.as_bytes(),
+        }
+    }
+}
+
+impl Default for CodeBytes {
+    fn default() -> Self {
+        CodeBytes::Owned(Vec::new())
+    }
+}
+
+impl PartialEq for CodeBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for CodeBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self {
+            CodeBytes::Owned(_) => "owned",
+            CodeBytes::Mapped(_) => "mapped",
+        };
+        write!(f, "CodeBytes({} bytes, {how})", self.as_bytes().len())
+    }
+}
 
 /// Blocked 4-bit codes of a growing list of vectors.
 #[derive(Default, Clone)]
 pub struct BlockCodes {
+    /// Bits per vector (dimensions).
+    dim: usize,
     /// Groups per vector, rounded up to a multiple of four (the AVX-512
     /// kernel reads four groups per 64-byte load, the AVX2 kernel two).
     groups: usize,
     len: usize,
-    data: Vec<u8>,
+    data: CodeBytes,
+}
+
+/// Bytes of one block of [`BLOCK`] vectors of `dim` bits: a multiple of 64.
+pub fn block_bytes_for(dim: usize) -> usize {
+    groups_for(dim) * 16
 }
 
 impl BlockCodes {
     pub fn new(dim: usize) -> Self {
         Self {
+            dim,
             groups: groups_for(dim),
             len: 0,
-            data: Vec::new(),
+            data: CodeBytes::default(),
+        }
+    }
+
+    /// `len` vectors of `dim` bits whose blocks are `data` (as
+    /// [`BlockCodes::blocks`] gave them); `None` when the size does not fit.
+    pub fn from_blocks(dim: usize, len: usize, data: CodeBytes) -> Option<Self> {
+        let codes = Self {
+            data,
+            len,
+            ..Self::new(dim)
+        };
+        (codes.data.as_bytes().len() == len.div_ceil(BLOCK) * codes.block_bytes()).then_some(codes)
+    }
+
+    /// The blocks, in the layout the scan reads (whole blocks; the slots
+    /// of the last block past `len` are zero).
+    pub fn blocks(&self) -> &[u8] {
+        self.data.as_bytes()
+    }
+
+    /// Whether the blocks are a range of a file map.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.data, CodeBytes::Mapped(_))
+    }
+
+    /// Whether every bit that is no vector's code is zero: bits past `dim`
+    /// and the unused slots of the last block (what [`BlockCodes::push`]
+    /// leaves; a file's blocks are checked against it).
+    pub fn padding_is_zero(&self) -> bool {
+        let (bb, used) = (self.block_bytes(), self.dim.div_ceil(4));
+        let data = self.data.as_bytes();
+        // Low bits of a nibble that hold dimensions in the last used group.
+        let part = match self.dim % 4 {
+            0 => 0xFu8,
+            r => (1u8 << r) - 1,
+        };
+        let keep = part | (part << 4);
+        let blocks_ok = data.chunks_exact(bb).all(|block| {
+            block[used * 16..].iter().all(|&b| b == 0)
+                && (used == 0
+                    || block[(used - 1) * 16..used * 16]
+                        .iter()
+                        .all(|&b| b & !keep == 0))
+        });
+        let tail = self.len % BLOCK;
+        let tail_ok = tail == 0
+            || data[data.len() - bb..].chunks_exact(16).all(|group| {
+                (tail..BLOCK).all(|j| {
+                    let (byte, shift) = (j % 16, if j < 16 { 0 } else { 4 });
+                    (group[byte] >> shift) & 0xF == 0
+                })
+            });
+        blocks_ok && tail_ok
+    }
+
+    /// The owned bytes, copying a mapped range first ("copy first").
+    fn owned(&mut self) -> &mut Vec<u8> {
+        if let CodeBytes::Mapped(m) = &self.data {
+            self.data = CodeBytes::Owned(m.as_bytes().to_vec());
+        }
+        match &mut self.data {
+            CodeBytes::Owned(v) => v,
+            CodeBytes::Mapped(_) => unreachable!("copied above"),
         }
     }
 
@@ -53,16 +166,17 @@ impl BlockCodes {
     /// Appends one vector given as sign bits (bit `i` of word `i / 64` is
     /// dimension `i`; bits past the dimension are 0).
     pub fn push(&mut self, bits: &[u64]) {
-        let j = self.len % BLOCK;
+        let (j, bb, groups) = (self.len % BLOCK, self.block_bytes(), self.groups);
+        let data = self.owned();
         if j == 0 {
-            self.data.resize(self.data.len() + self.block_bytes(), 0);
+            data.resize(data.len() + bb, 0);
         }
-        let block = self.data.len() - self.block_bytes();
+        let block = data.len() - bb;
         let (byte, shift) = (j % 16, if j < 16 { 0 } else { 4 });
-        for g in 0..self.groups {
+        for g in 0..groups {
             let word = bits.get(g / 16).copied().unwrap_or(0);
             let nibble = ((word >> ((g % 16) * 4)) & 0xF) as u8;
-            self.data[block + g * 16 + byte] |= nibble << shift;
+            data[block + g * 16 + byte] |= nibble << shift;
         }
         self.len += 1;
     }
@@ -74,8 +188,9 @@ impl BlockCodes {
         out.fill(0);
         let block = i / BLOCK * self.block_bytes();
         let (byte, shift) = (i % 16, if i % BLOCK < 16 { 0 } else { 4 });
+        let data = self.data.as_bytes();
         for g in 0..self.groups.min(out.len() * 16) {
-            let nibble = u64::from((self.data[block + g * 16 + byte] >> shift) & 0xF);
+            let nibble = u64::from((data[block + g * 16 + byte] >> shift) & 0xF);
             out[g / 16] |= nibble << ((g % 16) * 4);
         }
     }
@@ -84,33 +199,43 @@ impl BlockCodes {
     /// from the start (`keep.len() == self.len()`).
     pub fn retain(&mut self, keep: &[bool]) {
         debug_assert_eq!(keep.len(), self.len);
-        let bb = self.block_bytes();
+        let (bb, groups) = (self.block_bytes(), self.groups);
         let old = std::mem::take(&mut self.data);
+        let old = old.as_bytes();
         let n = self.len;
-        self.len = 0;
+        let mut kept = 0;
+        let data = self.owned();
         for i in (0..n).filter(|&i| keep[i]) {
             let (src, sbyte, sshift) = (i / BLOCK * bb, i % 16, if i % BLOCK < 16 { 0 } else { 4 });
-            let j = self.len % BLOCK;
+            let j = kept % BLOCK;
             if j == 0 {
-                self.data.resize(self.data.len() + bb, 0);
+                data.resize(data.len() + bb, 0);
             }
-            let dst = self.data.len() - bb;
+            let dst = data.len() - bb;
             let (dbyte, dshift) = (j % 16, if j < 16 { 0 } else { 4 });
-            for g in 0..self.groups {
+            for g in 0..groups {
                 let nibble = (old[src + g * 16 + sbyte] >> sshift) & 0xF;
-                self.data[dst + g * 16 + dbyte] |= nibble << dshift;
+                data[dst + g * 16 + dbyte] |= nibble << dshift;
             }
-            self.len += 1;
+            kept += 1;
         }
+        self.len = kept;
     }
 
     /// Gives back capacity not in use.
     pub fn shrink(&mut self) {
-        self.data.shrink_to_fit();
+        // A mapped range has no spare capacity to give back.
+        if let CodeBytes::Owned(v) = &mut self.data {
+            v.shrink_to_fit();
+        }
     }
 
+    /// Bytes held (a mapped range counts its length, as mapped vectors do).
     pub fn memory_bytes(&self) -> usize {
-        self.data.capacity()
+        match &self.data {
+            CodeBytes::Owned(v) => v.capacity(),
+            CodeBytes::Mapped(m) => m.len(),
+        }
     }
 
     /// `S` of every vector (see the module docs), in order, into `out`.
@@ -118,7 +243,7 @@ impl BlockCodes {
         debug_assert_eq!(lut.groups, self.groups);
         out.clear();
         out.resize(self.len.div_ceil(BLOCK) * BLOCK, 0);
-        scan_blocks(&self.data, self.block_bytes(), &lut.table, out);
+        scan_blocks(self.data.as_bytes(), self.block_bytes(), &lut.table, out);
         out.truncate(self.len);
     }
 }
@@ -372,10 +497,55 @@ mod tests {
                 .filter(|(_, &k)| k)
                 .for_each(|(v, _)| want.push(v));
             assert_eq!(
-                (codes.len, &codes.data),
-                (want.len, &want.data),
+                (codes.len, codes.blocks()),
+                (want.len, want.blocks()),
                 "dim {dim}"
             );
+        }
+    }
+
+    #[test]
+    fn blocks_round_trip_and_padding_bits_are_found() {
+        let mut rng = SplitMix64::new(3);
+        for (dim, n) in [(7usize, 33usize), (24, 40), (100, 64), (384, 45)] {
+            let mut codes = BlockCodes::new(dim);
+            (0..n).for_each(|_| codes.push(&random_bits(&mut rng, dim)));
+            assert!(codes.padding_is_zero(), "dim {dim}");
+            let blocks = codes.blocks().to_vec();
+            assert_eq!(blocks.len(), n.div_ceil(BLOCK) * block_bytes_for(dim));
+            assert!(
+                BlockCodes::from_blocks(dim, n + 32, CodeBytes::Owned(blocks.clone())).is_none()
+            );
+            let back = BlockCodes::from_blocks(dim, n, CodeBytes::Owned(blocks.clone())).unwrap();
+            let (mut a, mut b) = (vec![0u64; dim.div_ceil(64)], vec![0u64; dim.div_ceil(64)]);
+            for i in 0..n {
+                codes.bits_of(i, &mut a);
+                back.bits_of(i, &mut b);
+                assert_eq!(a, b);
+            }
+            // Every bit of the blocks: set, is it a vector's bit or padding?
+            for at in 0..blocks.len() {
+                for bit in 0..8 {
+                    let mut forged = blocks.clone();
+                    forged[at] |= 1 << bit;
+                    if forged == blocks {
+                        continue;
+                    }
+                    let (block, g, byte) = (
+                        at / block_bytes_for(dim),
+                        at % block_bytes_for(dim) / 16,
+                        at % 16,
+                    );
+                    let slot = block * BLOCK + byte + if bit >= 4 { 16 } else { 0 };
+                    let in_code = 4 * g + bit % 4 < dim && slot < n;
+                    let f = BlockCodes::from_blocks(dim, n, CodeBytes::Owned(forged)).unwrap();
+                    assert_eq!(
+                        f.padding_is_zero(),
+                        in_code,
+                        "dim {dim}, byte {at}, bit {bit}"
+                    );
+                }
+            }
         }
     }
 
@@ -411,7 +581,7 @@ mod tests {
             assert_eq!(fast.len(), 75);
             let mut slow = vec![0u32; codes.len().div_ceil(BLOCK) * BLOCK];
             for (block, sums) in codes
-                .data
+                .blocks()
                 .chunks_exact(codes.block_bytes())
                 .zip(slow.chunks_exact_mut(BLOCK))
             {

@@ -30,7 +30,7 @@ use ruvector_py_core::interrupt::Cancel;
 use ruvector_py_core::{parallel, Error, Result};
 use ruvector_rabitq::RandomRotationKind;
 
-use crate::fastscan::{BlockCodes, QueryLut};
+use crate::fastscan::{block_bytes_for, BlockCodes, CodeBytes, QueryLut, BLOCK};
 use crate::filter::RowFilter;
 use crate::metric::Metric;
 use crate::rotation::Rotator;
@@ -112,19 +112,35 @@ pub struct IvfCodes {
     seed: u64,
 }
 
-/// An IVF index's lists as a file keeps them: per store row (in row order)
-/// its code and estimator terms, per list its radius. A load installs them
-/// as they are, without rotating or encoding a vector; lists hold their
-/// rows in ascending row order (adds append, removals keep the order), so
-/// the labels give every row's place back.
+/// An IVF index's lists as a file keeps them: their codes, per store row
+/// (in row order) its estimator terms, per list its radius. A load installs
+/// them as they are, without rotating or encoding a vector; lists hold
+/// their rows in ascending row order (adds append, removals keep the
+/// order), so the labels give every row's place back.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SavedLists {
-    /// `n × code_words` sign words of the rotated residuals.
-    pub bits: Vec<u64>,
+    pub codes: SavedCodes,
     pub offsets: Vec<f32>,
     pub slopes: Vec<f32>,
     /// Per list, `‖x − c‖` bound (see `IvfCodes::radii`).
     pub radii: Vec<f32>,
+}
+
+/// The lists' codes in a file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SavedCodes {
+    /// `n × code_words` sign words of the rotated residuals, in row order
+    /// (files written before the scan layout was saved).
+    Rows(Vec<u64>),
+    /// Every list's blocks as the scan reads them ([`BlockCodes::blocks`]),
+    /// list after list: installed without re-packing, or kept mapped.
+    Blocked(CodeBytes),
+}
+
+impl Default for SavedCodes {
+    fn default() -> Self {
+        SavedCodes::Rows(Vec::new())
+    }
 }
 
 /// Query-side scratch reused across searches on a thread.
@@ -197,21 +213,66 @@ impl IvfCodes {
         self.rdim.div_ceil(64)
     }
 
-    /// The lists in the form a file keeps them ([`SavedLists`]).
+    /// Bytes of one block of a list's codes (see [`crate::fastscan`]).
+    pub fn block_bytes(&self) -> usize {
+        block_bytes_for(self.rdim)
+    }
+
+    /// Blocks of all the lists (what [`SavedCodes::Blocked`] holds).
+    pub fn blocks(&self) -> usize {
+        self.lists
+            .iter()
+            .map(|l| l.codes.len().div_ceil(BLOCK))
+            .sum()
+    }
+
+    /// Whether the lists' codes are ranges of a file map.
+    pub fn is_mapped(&self) -> bool {
+        self.lists.iter().any(|l| l.codes.is_mapped())
+    }
+
+    /// The lists in the form a file keeps them ([`SavedLists`]), codes in
+    /// the scan layout.
     pub fn saved_lists(&self) -> SavedLists {
+        let mut blocks = Vec::with_capacity(self.blocks() * self.block_bytes());
+        for list in &self.lists {
+            blocks.extend_from_slice(list.codes.blocks());
+        }
+        SavedLists {
+            codes: SavedCodes::Blocked(CodeBytes::Owned(blocks)),
+            ..self.saved_terms()
+        }
+    }
+
+    /// [`IvfCodes::saved_lists`] with the codes in row order (the layout
+    /// of files written before the scan layout was saved).
+    pub fn saved_lists_by_row(&self) -> SavedLists {
         let (n, w) = (self.labels.len(), self.code_words());
+        let mut bits = vec![0; n * w];
+        for list in &self.lists {
+            for (j, &row) in list.rows.iter().enumerate() {
+                let r = row as usize;
+                list.codes.bits_of(j, &mut bits[r * w..(r + 1) * w]);
+            }
+        }
+        SavedLists {
+            codes: SavedCodes::Rows(bits),
+            ..self.saved_terms()
+        }
+    }
+
+    fn saved_terms(&self) -> SavedLists {
+        let n = self.labels.len();
         let mut saved = SavedLists {
-            bits: vec![0; n * w],
+            codes: SavedCodes::default(),
             offsets: vec![0.0; n],
             slopes: vec![0.0; n],
             radii: self.radii.clone(),
         };
         for list in &self.lists {
             for (j, &row) in list.rows.iter().enumerate() {
-                let r = row as usize;
-                list.codes.bits_of(j, &mut saved.bits[r * w..(r + 1) * w]);
-                saved.offsets[r] = list.offsets[j];
-                saved.slopes[r] = list.slopes[j];
+                saved.offsets[row as usize] = list.offsets[j];
+                saved.slopes[row as usize] = list.slopes[j];
             }
         }
         saved
@@ -220,23 +281,36 @@ impl IvfCodes {
     /// Fills the lists, just set by [`IvfCodes::set_centroids`], from a
     /// file: row `i` goes to list `labels[i]` (checked by the caller) with
     /// its saved code and terms. Lengths, finite terms and zero bits past
-    /// the rotated length are checked; the codes themselves are trusted as
-    /// the vectors are (the file's CRC covers both, and every hit is
+    /// the rotated length (and, in the scan layout, in the unused slots of
+    /// a list's last block) are checked; the codes themselves are trusted
+    /// as the vectors are (the file's CRC covers both, and every hit is
     /// reranked by its exact vector, so a forged code can cost recall but
-    /// never give a wrong score).
+    /// never give a wrong score). Codes in the scan layout become the
+    /// lists' blocks as they are: copied once, or (mapped) not at all.
     pub fn install_lists(&mut self, labels: &[u32], saved: SavedLists) -> Result<()> {
-        let (n, w) = (labels.len(), self.code_words());
+        let (n, w, nlist) = (labels.len(), self.code_words(), self.lists.len());
         if !self.labels.is_empty() {
             return Err(Error::invalid("install_lists needs empty lists"));
         }
-        if saved.bits.len() != n * w
+        let sizes = {
+            let mut sizes = vec![0usize; nlist];
+            labels.iter().for_each(|&l| sizes[l as usize] += 1);
+            sizes
+        };
+        let code_len = match &saved.codes {
+            SavedCodes::Rows(bits) => bits.len() == n * w,
+            SavedCodes::Blocked(b) => {
+                let blocks: usize = sizes.iter().map(|s| s.div_ceil(BLOCK)).sum();
+                b.as_bytes().len() == blocks * self.block_bytes()
+            }
+        };
+        if !code_len
             || saved.offsets.len() != n
             || saved.slopes.len() != n
-            || saved.radii.len() != self.lists.len()
+            || saved.radii.len() != nlist
         {
             return Err(Error::invalid(format!(
-                "the saved lists do not fit {n} rows of {w} code words in {} lists",
-                self.lists.len()
+                "the saved lists do not fit {n} rows of {w} code words in {nlist} lists"
             )));
         }
         let terms = saved.offsets.iter().chain(&saved.slopes);
@@ -247,18 +321,46 @@ impl IvfCodes {
                 "the saved list terms must be finite (slopes and radii not negative)",
             ));
         }
-        if !self.rdim.is_multiple_of(64) {
-            let past = !((1u64 << (self.rdim % 64)) - 1);
-            if saved.bits.chunks_exact(w).any(|row| row[w - 1] & past != 0) {
-                return Err(Error::invalid(
-                    "a saved code has bits past the rotated length",
-                ));
+        let past_length = || Error::invalid("a saved code has bits past the rotated length");
+        match saved.codes {
+            SavedCodes::Rows(bits) => {
+                if !self.rdim.is_multiple_of(64) {
+                    let past = !((1u64 << (self.rdim % 64)) - 1);
+                    if bits.chunks_exact(w).any(|row| row[w - 1] & past != 0) {
+                        return Err(past_length());
+                    }
+                }
+                for (i, &l) in labels.iter().enumerate() {
+                    self.lists[l as usize].codes.push(&bits[i * w..(i + 1) * w]);
+                }
+            }
+            SavedCodes::Blocked(bytes) => {
+                let mut codes = Vec::with_capacity(nlist);
+                let mut at = 0;
+                for &size in &sizes {
+                    let len = size.div_ceil(BLOCK) * self.block_bytes();
+                    let part = match &bytes {
+                        CodeBytes::Owned(v) => CodeBytes::Owned(v[at..at + len].to_vec()),
+                        CodeBytes::Mapped(m) => {
+                            CodeBytes::Mapped(m.slice(at, len).expect("length checked above"))
+                        }
+                    };
+                    at += len;
+                    let c = BlockCodes::from_blocks(self.rdim, size, part)
+                        .expect("length checked above");
+                    if !c.padding_is_zero() {
+                        return Err(past_length());
+                    }
+                    codes.push(c);
+                }
+                for (list, c) in self.lists.iter_mut().zip(codes) {
+                    list.codes = c;
+                }
             }
         }
         for (i, &l) in labels.iter().enumerate() {
             let list = &mut self.lists[l as usize];
             list.rows.push(i as u32);
-            list.codes.push(&saved.bits[i * w..(i + 1) * w]);
             list.offsets.push(saved.offsets[i]);
             list.slopes.push(saved.slopes[i]);
         }

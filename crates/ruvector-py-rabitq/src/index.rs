@@ -858,7 +858,8 @@ impl IndexBase {
     }
 
     /// Whether the vectors are mapped read-only from a file
-    /// (`load(path, mmap=True)`); the first change copies them into memory.
+    /// (`load(path, mmap=True)`); the first change copies what it changes
+    /// (the vectors, an IVF list's codes) into memory.
     #[getter]
     fn mapped(&self, py: Python<'_>) -> bool {
         self.read_py(py).is_mapped()
@@ -1275,8 +1276,10 @@ macro_rules! index_class {
             /// `str` or `os.PathLike[str]`). Streams: the peak memory is
             /// the index's size. `mmap=True` maps the vectors read-only
             /// from a version 2 file instead (processes share one copy; the
-            /// file is checked first; the first change copies them; a file
-            /// saved with `compress=True` cannot be mapped: `PersistError`).
+            /// whole file is checked first, then its pages are let go, so
+            /// the index is not resident until searches touch it; the
+            /// first change copies them; a file saved with `compress=True`
+            /// cannot be mapped: `PersistError`).
             #[classmethod]
             #[pyo3(signature = (path, *, mmap=false))]
             fn load(cls: &Bound<'_, pyo3::types::PyType>, path: &Bound<'_, PyAny>, mmap: bool) -> PyResult<Py<$name>> {
@@ -1378,7 +1381,9 @@ impl IvfRabitqIndex {
 
     /// Loads an index saved by `save` (lists and all; nothing is retrained)
     /// from `path` (a `str` or `os.PathLike[str]`); `mmap=True` maps the
-    /// vectors read-only (see `RabitqPlusIndex.load`).
+    /// vectors and the lists' codes read-only (see `RabitqPlusIndex.load`;
+    /// files saved before the codes were kept in the scan layout map the
+    /// vectors only).
     #[classmethod]
     #[pyo3(signature = (path, *, mmap=false))]
     fn load(

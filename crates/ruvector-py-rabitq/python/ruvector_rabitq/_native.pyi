@@ -254,7 +254,8 @@ class _IndexBase:
     def mapped(self) -> bool:
         """Whether the vectors are mapped read-only from a file
         (``load(path, mmap=True)``). The first change to a mapped index copies
-        its vectors into memory ("copy first"); the file is never written."""
+        what it changes (its vectors, an IVF list's codes) into memory ("copy
+        first"); the file is never written."""
 
 @final
 class VectorIter:
@@ -312,8 +313,9 @@ class FlatF32Index(_IndexBase):
         """Loads a saved index; the peak memory of a load is about the index's
         size. ``mmap=True`` maps the vectors read-only from a version 2 file
         (processes that map one file share one copy; the whole file is checked
-        first; a version 1 file, or one saved with ``compress=True``, raises
-        :class:`PersistError`)."""
+        first, then its pages are let go, so the vectors are not resident
+        until searches touch them; a version 1 file, or one saved with
+        ``compress=True``, raises :class:`PersistError`)."""
 
 @final
 class RabitqIndex(_IndexBase):
@@ -350,8 +352,9 @@ class RabitqIndex(_IndexBase):
         """Loads a saved index; the peak memory of a load is about the index's
         size. ``mmap=True`` maps the vectors read-only from a version 2 file
         (processes that map one file share one copy; the whole file is checked
-        first; a version 1 file, or one saved with ``compress=True``, raises
-        :class:`PersistError`)."""
+        first, then its pages are let go, so the vectors are not resident
+        until searches touch them; a version 1 file, or one saved with
+        ``compress=True``, raises :class:`PersistError`)."""
 
 @final
 class RabitqPlusIndex(_IndexBase):
@@ -388,8 +391,9 @@ class RabitqPlusIndex(_IndexBase):
         """Loads a saved index; the peak memory of a load is about the index's
         size. ``mmap=True`` maps the vectors read-only from a version 2 file
         (processes that map one file share one copy; the whole file is checked
-        first; a version 1 file, or one saved with ``compress=True``, raises
-        :class:`PersistError`)."""
+        first, then its pages are let go, so the vectors are not resident
+        until searches touch them; a version 1 file, or one saved with
+        ``compress=True``, raises :class:`PersistError`)."""
 
 @final
 class RabitqAsymIndex(_IndexBase):
@@ -425,8 +429,9 @@ class RabitqAsymIndex(_IndexBase):
         """Loads a saved index; the peak memory of a load is about the index's
         size. ``mmap=True`` maps the vectors read-only from a version 2 file
         (processes that map one file share one copy; the whole file is checked
-        first; a version 1 file, or one saved with ``compress=True``, raises
-        :class:`PersistError`)."""
+        first, then its pages are let go, so the vectors are not resident
+        until searches touch them; a version 1 file, or one saved with
+        ``compress=True``, raises :class:`PersistError`)."""
 
 @final
 class IvfRabitqIndex(_IndexBase):
@@ -481,10 +486,13 @@ class IvfRabitqIndex(_IndexBase):
     @classmethod
     def load(cls, path: _Path, *, mmap: bool = False) -> IvfRabitqIndex:
         """Loads a saved index; the peak memory of a load is about the index's
-        size. ``mmap=True`` maps the vectors read-only from a version 2 file
-        (processes that map one file share one copy; the whole file is checked
-        first; a version 1 file, or one saved with ``compress=True``, raises
-        :class:`PersistError`)."""
+        size. ``mmap=True`` maps the vectors and the lists' codes read-only
+        from a version 2 file (processes that map one file share one copy; the
+        whole file is checked first, then its pages are let go, so the index
+        is not resident until searches touch the probed lists and the reranked
+        rows; files saved before the codes were kept in the scan layout map the
+        vectors only; a version 1 file, or one saved with ``compress=True``,
+        raises :class:`PersistError`)."""
     @property
     def nlist(self) -> Optional[int]:
         """Trained lists; before training the requested count, or ``None`` (about sqrt(n))."""
