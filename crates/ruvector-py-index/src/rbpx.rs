@@ -643,10 +643,6 @@ fn compressed_file(file: &File) -> bool {
     ok && rewound && &h[..8] == SDK_MAGIC && read_u32(&h, 8) == VERSION2 && h[35] & FLAG2_VZIP != 0
 }
 
-/// [`load`] with the vectors mapped read-only from the file (version 2
-/// files only), so processes that map one file share one copy. The whole
-/// file is checked (size, CRC, every value) before it is used.
-
 /// [`load`] with the vectors and the IVF list codes mapped read-only from
 /// the file (version 2 files only), so processes that map one file share
 /// one copy. The whole file is checked (size, CRC, every value) before it
