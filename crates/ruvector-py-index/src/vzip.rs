@@ -13,10 +13,8 @@
 //! near-random and are stored. The section is ~0.854 of the raw vectors
 //! and decoding is a table look-up per value plus an interleave. (A
 //! Huffman code, Huffman-only DEFLATE, reached 0.835 against an entropy
-//! bound of ~0.83, but its plane took 2-3x as long to decode: a 100k ×
-//! 384 collection opened and answered in 0.50-0.62 s instead of
-//! 0.42-0.47 s, on a loaded 2-core machine.) Every value is kept bit for
-//! bit (NaN payloads, -0.0, denormals).
+//! bound of ~0.83, but its plane took 2-3x as long to decode.) Every value
+//! is kept bit for bit (NaN payloads, -0.0, denormals).
 //!
 //! ## Section layout
 //!
