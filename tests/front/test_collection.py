@@ -196,6 +196,56 @@ def test_reopen_answers_exactly_as_before(tmp_path: pathlib.Path) -> None:
     again.close()
 
 
+def _index_file(path: pathlib.Path) -> pathlib.Path:
+    (found,) = path.glob("index.*.rbpx")
+    return found
+
+
+def test_the_index_file_is_compressed_and_reopens_identically(tmp_path: pathlib.Path) -> None:
+    import ruvector_rabitq as rr
+
+    path = tmp_path / "p"
+    vectors = random_vectors(400, seed=9)
+    with ruvector.Collection.open(path, embedder=None, index="ivf", index_params={"nlist": 8, "nprobe": 8}) as coll:
+        coll.add(vectors=vectors, metadata=[{"i": i % 3} for i in range(400)])
+        queries = random_vectors(7, seed=10)
+        before = coll.query(queries, k=5)
+        filtered = coll.query(queries, k=5, where={"i": 1})
+    raw = _index_file(path).read_bytes()
+    assert raw[:8] == b"rvpx0001" and raw[35] & 16, "saved with compress=True"
+    plain = len(rr.IvfRabitqIndex.from_bytes(raw).to_bytes())
+    assert len(raw) < plain
+    with ruvector.Collection.open(path) as again:
+        assert again.query(queries, k=5) == before
+        assert again.query(queries, k=5, where={"i": 1}) == filtered
+
+
+def test_a_directory_with_an_uncompressed_index_keeps_opening(tmp_path: pathlib.Path) -> None:
+    import sqlite3
+
+    import ruvector_rabitq as rr
+
+    path = tmp_path / "old"
+    vectors = random_vectors(300, seed=4)
+    with ruvector.Collection.open(path, embedder=None, index="flat") as coll:
+        coll.add(vectors=vectors)
+        queries = random_vectors(5, seed=5)
+        before = coll.query(queries, k=4)
+    # As an earlier release left it: the same index, saved uncompressed,
+    # and the store recording that file's size.
+    file = _index_file(path)
+    rr.FlatF32Index.load(file).save(file, crate_format=False)
+    assert not file.read_bytes()[35] & 16
+    conn = sqlite3.connect(path / "ruvector.sqlite")
+    conn.execute(
+        "UPDATE meta SET value = json_set(value, '$.bytes', ?) WHERE key = 'index_state'", (file.stat().st_size,)
+    )
+    conn.commit()
+    conn.close()
+    with ruvector.Collection.open(path) as again:
+        assert again.query(queries, k=4) == before
+
+
 def test_reopen_checks_options(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "p"
     ruvector.Collection.open(path, embedder=None, metric="l2", dim=4).close()

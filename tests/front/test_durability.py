@@ -316,14 +316,18 @@ def test_each_vector_is_stored_once(tmp_path: pathlib.Path) -> None:
     assert _pending(path) == 0
     assert _free_pages(path) == 0  # the pages the vectors took went back to the file system
     [index_file] = _index_files(path)
-    # The store holds ids and metadata; the vectors (204 x 16 float32) are in the index file.
-    assert index_file.stat().st_size >= 204 * DIM * 4
+    # The store holds ids and metadata; the vectors (204 x 16 float32) are in
+    # the index file, compressed: their three low byte planes (near-random
+    # mantissa bits) alone take 204 x 16 x 3 bytes.
+    raw = index_file.read_bytes()
+    assert raw[:8] == b"rvpx0001" and raw[35] & 16  # saved with compress=True
+    assert 204 * DIM * 3 <= len(raw) < 204 * DIM * 4 + 1024
     again = ruvector.Collection.open(path, read_only=True)
     assert not _loaded(again)  # not mapped by the open
     np.testing.assert_array_equal(again.get([903], include_vectors=True)[0].vector, vectors[3] * 3)
     adapter = again._core.adapter  # pyright: ignore[reportPrivateUsage]
     assert adapter is not None and adapter.index is not None
-    assert adapter.index.mapped is True  # mapped, not read
+    assert adapter.index.mapped is False  # compressed: read and decoded, not mapped
     assert single_hits(again.query(np.asarray(vectors[3] * 3), k=1))[0].id == 903
     again.close()
 

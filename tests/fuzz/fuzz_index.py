@@ -12,7 +12,10 @@ is a finding. :func:`seeds` gives a valid file per target to mutate from.
 * ``rbpx-crate`` — the Rust crate's layout (``rbpx0001``, no trailer) and
   the SDK's crate-magic files (``rbpx0001`` + trailer), as
   ``RabitqPlusIndex``;
-* ``rbpx-ivf`` — ``IvfRabitqIndex`` files (IVF block before the trailer).
+* ``rbpx-ivf`` — ``IvfRabitqIndex`` files (IVF block before the trailer);
+* ``rbpx-vzip`` — files saved with ``compress=True`` (flag bit 4: a block
+  table and packed byte planes instead of the vectors), loaded with every
+  class.
 
 Use with any byte fuzzer (atheris: ``atheris.Setup(sys.argv,
 targets()["rbpx-sdk"]); atheris.Fuzz()``), or stand-alone::
@@ -93,6 +96,7 @@ def targets() -> Dict[str, Target]:
         "rbpx-sdk": _load_with(CLASSES),
         "rbpx-crate": _load_with([rr.RabitqPlusIndex]),
         "rbpx-ivf": _load_with([rr.IvfRabitqIndex]),
+        "rbpx-vzip": _load_with(CLASSES),
     }
 
 
@@ -103,11 +107,11 @@ def _rows(n: int, dim: int, seed: int) -> npt.NDArray[np.float32]:
 def seeds() -> Dict[str, List[bytes]]:
     """Valid files to start from, per target (small, so mutations land often
     in headers and trailers)."""
-    out: Dict[str, List[bytes]] = {"rbpx-sdk": [], "rbpx-crate": [], "rbpx-ivf": []}
+    out: Dict[str, List[bytes]] = {"rbpx-sdk": [], "rbpx-crate": [], "rbpx-ivf": [], "rbpx-vzip": []}
     path = _workdir() / "seed.rbpx"
 
-    def saved(idx: Any) -> bytes:
-        idx.save(path)
+    def saved(idx: Any, compress: bool = False) -> bytes:
+        idx.save(path, compress=compress)
         return path.read_bytes()
 
     for dim in (1, 3, 8):
@@ -124,6 +128,14 @@ def seeds() -> Dict[str, List[bytes]]:
             saved(rr.IvfRabitqIndex.build(x, np.arange(5) + 2**40, nlist=3, rotation="haar")),
         ]
     out["rbpx-crate"].append(saved(rr.RabitqPlusIndex(2048)))  # a large claim, no rows
+    for n, dim in ((5, 3), (40, 8)):
+        x = _rows(n, dim, n)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)  # unit rows: the exponent plane packs
+        out["rbpx-vzip"] += [
+            saved(rr.FlatF32Index.build(x, np.arange(n) + 2**40), compress=True),
+            saved(rr.RabitqPlusIndex.build(x, rotation="hadamard"), compress=True),
+            saved(rr.IvfRabitqIndex.build(x, nlist=2), compress=True),
+        ]
     return out
 
 

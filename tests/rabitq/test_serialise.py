@@ -244,6 +244,102 @@ def test_codes_only_kinds_save_and_load_now(data: Data, build_codes_only: Builde
     assert back == idx and results(back, q) == results(idx, q)
 
 
+# ── compressed files (save(compress=True)) ──────────────────────────────────
+
+
+def _compressed_flag(raw: bytes) -> bool:
+    return bool(V2_HEADER.unpack_from(raw)[9] & 16)
+
+
+@pytest.mark.parametrize("ids", ["dense", "sparse"])
+def test_every_kind_round_trips_compressed(build_any: Builder, data: Data, index_dir: Path, ids: str) -> None:
+    x, q = data
+    idx = build_any(x, None if ids == "dense" else sparse_ids(len(x)))
+    want = results(idx, q)
+    path = index_dir / "c.rbpx"
+    idx.save(path, compress=True)  # crate_format=True (the default) gives way
+    raw = path.read_bytes()
+    assert raw[:12] == b"rvpx0001" + struct.pack("<I", 2)
+    assert struct.unpack_from("<I", raw, len(raw) - 16)[0] == zlib.crc32(raw[:-16])
+    keeps = idx.keeps_vectors
+    assert _compressed_flag(raw) == keeps
+    if keeps:
+        assert len(raw) < len(idx.to_bytes())
+    else:  # nothing to compress: the plain layout
+        assert raw == idx.to_bytes()
+    for back in (type(idx).load(path), type(idx).from_bytes(raw), rr._native._IndexBase.from_bytes(raw)):  # pyright: ignore[reportPrivateUsage]
+        assert type(back) is type(idx) and back == idx
+        assert back.ids.tolist() == idx.ids.tolist()
+        assert results(back, q) == want
+        assert back.to_bytes() == idx.to_bytes()  # to_bytes stays uncompressed
+        if keeps:
+            np.testing.assert_array_equal(np.asarray(back), np.asarray(idx))
+
+
+def test_compressed_vectors_come_back_bit_for_bit(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((700, 37)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    bits = x.view(np.uint32)
+    bits[0, :4] = [0x80000000, 0x00000001, 0x807FFFFF, 0x00400000]  # -0.0 and denormals
+    path = tmp_path / "bits.rbpx"
+    idx = rr.FlatF32Index.build(x)
+    idx.save(path, compress=True)
+    plain = len(idx.to_bytes())
+    assert path.stat().st_size < 0.9 * plain
+    back = rr.FlatF32Index.load(path)
+    np.testing.assert_array_equal(np.asarray(back).view(np.uint32), bits)
+
+
+def test_a_compressed_file_cannot_be_mapped(data: Data, tmp_path: Path) -> None:
+    x, q = data
+    for idx in (rr.FlatF32Index.build(x), rr.IvfRabitqIndex.build(x, nlist=8)):
+        path = tmp_path / f"{type(idx).__name__}.rbpx"
+        idx.save(path, compress=True)
+        kind: Any = type(idx)
+        with pytest.raises(rr.PersistError, match=r"saved with compress=True.*load it without mmap=True"):
+            kind.load(path, mmap=True)
+        back = kind.load(path)
+        assert not back.mapped and results(back, q) == results(idx, q)
+
+
+_COMPRESSED_CLASSES: List[Any] = [rr.FlatF32Index, rr.RabitqPlusIndex, rr.IvfRabitqIndex]
+_COMPRESSED = {
+    cls.__name__: cls.build(
+        np.random.default_rng(3).standard_normal((40, 12)).astype(np.float32),
+        **({"nlist": 3} if cls is rr.IvfRabitqIndex else {}),
+    )
+    for cls in _COMPRESSED_CLASSES
+}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(_COMPRESSED)),
+    at=st.integers(min_value=0),
+    value=st.integers(min_value=1, max_value=255),
+    cut=st.integers(min_value=0),
+    mode=st.sampled_from(["change", "cut", "both"]),
+)
+def test_any_change_or_truncation_of_a_compressed_file_is_a_persist_error(
+    tmp_path_factory: pytest.TempPathFactory, name: str, at: int, value: int, cut: int, mode: str
+) -> None:
+    path = tmp_path_factory.mktemp("vzip") / "c.rbpx"
+    _COMPRESSED[name].save(path, compress=True)
+    good = path.read_bytes()
+    assert _compressed_flag(good)
+    bad = bytearray(good)
+    if mode in ("change", "both"):
+        bad[at % len(bad)] ^= value
+    if mode in ("cut", "both"):
+        bad = bad[: cut % len(bad)]
+    path.write_bytes(bytes(bad))
+    with pytest.raises(rr.PersistError):
+        getattr(rr, name).load(path)
+    with pytest.raises(rr.PersistError):
+        getattr(rr, name).from_bytes(bytes(bad))
+
+
 # ── memory-mapped loading ───────────────────────────────────────────────────
 
 

@@ -25,3 +25,4 @@ pub mod rbpx;
 pub mod rotation;
 pub mod store;
 pub mod topk;
+pub mod vzip;

@@ -17,11 +17,11 @@
 //! | 8 | `b"rvpx0001"` |
 //! | 4 | version, 2 |
 //! | 4, 8, 4, 4 | dim, seed, rerank factor, n |
-//! | 1 each | kind (codes below), rotation (0 Haar, 1 Hadamard), metric (`Metric::code`), flags (bit 0 ids, bit 1 vectors, bit 2 codes, bit 3 IVF lists, bit 5 IVF list codes in the scan layout) |
+//! | 1 each | kind (codes below), rotation (0 Haar, 1 Hadamard), metric (`Metric::code`), flags (bit 0 ids, bit 1 vectors, bit 2 codes, bit 3 IVF lists, bit 4 compressed vectors, bit 5 IVF list codes in the scan layout) |
 //! | 4, 4, 4, 4 | IVF nlist setting, nprobe setting, trained lists, code words per row (codes or IVF lists; else 0) |
 //! | 4 | IVF list code blocks (bit 5; else 0) |
-//! | 8 | reserved, 0 |
-//! | then, each starting at a multiple of 64 (zero padding) | vectors `n·dim` f32 (kinds that keep them) · ids `n` u64 (absent when they are `0..n`) · IVF centroids `lists·dim` f32 · IVF list of every row `n` u32 · codes (kinds without vectors) `n·words` u64 · norms `n` f32 · IVF list codes (below) · their estimator terms `n` offsets then `n` slopes, f32, in row order · IVF list radii `lists` f32 |
+//! | 8 | with bit 4: bytes of the compressed vectors section (at most `8 + 16·n + 4·n·dim`); else 0 |
+//! | then, each starting at a multiple of 64 (zero padding) | vectors `n·dim` f32 (kinds that keep them), or with bit 4 the compressed section of [`crate::vzip`] (a block table, then byte planes stored or packed) · ids `n` u64 (absent when they are `0..n`) · IVF centroids `lists·dim` f32 · IVF list of every row `n` u32 · codes (kinds without vectors) `n·words` u64 · norms `n` f32 · IVF list codes (below) · their estimator terms `n` offsets then `n` slopes, f32, in row order · IVF list radii `lists` f32 |
 //! | 16, at a multiple of 64 | CRC-32 of every byte before it, u32 0, `b"RVPYTRL2"` |
 //!
 //! The IVF list codes, with bit 5 (every file written since it exists):
@@ -40,6 +40,14 @@
 //! trusted as the vectors are: the CRC covers both, and every hit is
 //! reranked by its exact vector, so a forged code can cost recall but never
 //! give a wrong score.
+//!
+//! Bit 4 (`save(path, compress=True)`) is set only for kinds that keep
+//! vectors: their section is about 0.85 of the float32 bytes for
+//! embeddings, every value kept bit for bit. A load reads the section, checks
+//! the CRC, then decodes its blocks in parallel straight into the buffer
+//! the index keeps; such a file cannot be mapped (`mmap=True` names the
+//! reason). Every length in the section is bounded by the header and must
+//! add up exactly (see [`crate::vzip`]). `to_bytes` never compresses.
 //!
 //! The size is a function of the header, and must match exactly; the CRC
 //! is checked before anything is used. All values little-endian.
@@ -137,12 +145,16 @@ const FLAG2_VECTORS: u8 = 2;
 const FLAG2_CODES: u8 = 4;
 /// IVF: the lists' codes and terms, so a load encodes nothing.
 const FLAG2_LISTS: u8 = 8;
+/// The vectors section is compressed (`save(path, compress=True)`, see
+/// [`crate::vzip`]); its length is the header's u64 at bytes 56..64.
+const FLAG2_VZIP: u8 = 16;
 /// IVF: the lists' codes in the scan layout (list after list, in blocks),
 /// so a load maps or copies them as they are; their block count is in
 /// header bytes 52..56. Without it (files written before): in row order.
 const FLAG2_BLOCKED: u8 = 32;
 /// Every flag a version 2 file may set.
-const FLAGS2_KNOWN: u8 = FLAG2_IDS | FLAG2_VECTORS | FLAG2_CODES | FLAG2_LISTS | FLAG2_BLOCKED;
+const FLAGS2_KNOWN: u8 =
+    FLAG2_IDS | FLAG2_VECTORS | FLAG2_CODES | FLAG2_LISTS | FLAG2_VZIP | FLAG2_BLOCKED;
 const HEADER_LEN: u64 = 32;
 const TRAILER_LEN: u64 = 16;
 const FLAG_IDS64: u8 = 1;
@@ -247,16 +259,20 @@ struct Layout2 {
     blocks: u64,
     /// Bytes of one such block (from the rotated length).
     block_bytes: u64,
+    /// Bytes of the compressed vectors section (flag [`FLAG2_VZIP`]).
+    packed: u64,
 }
 
 impl Layout2 {
-    fn of(engine: &Engine) -> Self {
-        Self::of_with(engine, true)
+    /// The layout of `engine`, its vectors compressed into `packed` bytes
+    /// when given (and kept).
+    fn of(engine: &Engine, packed: Option<u64>) -> Self {
+        Self::of_with(engine, true, packed)
     }
 
     /// `blocked = false`: the lists' codes in row order, as files written
     /// before the scan layout (kept for tests of those files).
-    fn of_with(engine: &Engine, blocked: bool) -> Self {
+    fn of_with(engine: &Engine, blocked: bool, packed: Option<u64>) -> Self {
         let store = engine.store();
         let n = store.len() as u64;
         let sparse = store
@@ -271,6 +287,10 @@ impl Layout2 {
         }
         if store.keeps_vectors() {
             flags |= FLAG2_VECTORS;
+        }
+        let packed = packed.filter(|_| store.keeps_vectors());
+        if packed.is_some() {
+            flags |= FLAG2_VZIP;
         }
         if codes.is_some() {
             flags |= FLAG2_CODES;
@@ -294,6 +314,7 @@ impl Layout2 {
             flags,
             blocks: ivf.filter(|_| blocked).map_or(0, |ivf| ivf.blocks() as u64),
             block_bytes: ivf.map_or(0, |ivf| ivf.block_bytes() as u64),
+            packed: packed.unwrap_or(0),
         }
     }
 
@@ -302,7 +323,9 @@ impl Layout2 {
     fn sections(&self) -> [(u64, u64); 9] {
         let has = |f: u8| self.flags & f != 0;
         let lens = [
-            if has(FLAG2_VECTORS) {
+            if has(FLAG2_VZIP) {
+                self.packed
+            } else if has(FLAG2_VECTORS) {
                 4 * self.n * self.dim
             } else {
                 0
@@ -346,7 +369,7 @@ impl Layout2 {
 
 /// Bytes of `engine` in the version 2 layout (what [`to_bytes`] returns).
 pub fn encoded_len(engine: &Engine) -> u64 {
-    Layout2::of(engine).total()
+    Layout2::of(engine, None).total()
 }
 
 fn f32_bytes(v: &[f32]) -> std::borrow::Cow<'_, [u8]> {
@@ -360,12 +383,26 @@ fn f32_bytes(v: &[f32]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
-/// Writes the version 2 layout.
-fn write_v2<W: Write>(engine: &Engine, w: W) -> std::io::Result<W> {
-    write_v2_with(engine, w, Layout2::of(engine))
+/// Writes the version 2 layout; `packed`: the vectors compressed.
+fn write_v2<W: Write>(
+    engine: &Engine,
+    w: W,
+    packed: Option<&crate::vzip::Encoded>,
+) -> std::io::Result<W> {
+    write_v2_with(
+        engine,
+        w,
+        Layout2::of(engine, packed.map(|e| e.len())),
+        packed,
+    )
 }
 
-fn write_v2_with<W: Write>(engine: &Engine, w: W, layout: Layout2) -> std::io::Result<W> {
+fn write_v2_with<W: Write>(
+    engine: &Engine,
+    w: W,
+    layout: Layout2,
+    packed: Option<&crate::vzip::Encoded>,
+) -> std::io::Result<W> {
     let p = engine.params();
     let store = engine.store();
     let mut w = CrcWriter::new(w);
@@ -390,6 +427,7 @@ fn write_v2_with<W: Write>(engine: &Engine, w: W, layout: Layout2) -> std::io::R
     ] {
         h.extend_from_slice(&(v as u32).to_le_bytes());
     }
+    h.extend_from_slice(&layout.packed.to_le_bytes());
     h.resize(HEADER2_LEN as usize, 0);
     w.write_all(&h)?;
     let mut at = HEADER2_LEN;
@@ -403,7 +441,11 @@ fn write_v2_with<W: Write>(engine: &Engine, w: W, layout: Layout2) -> std::io::R
         *at = start + len;
         std::io::Result::Ok(())
     };
-    if layout.flags & FLAG2_VECTORS != 0 {
+    if let Some(packed) = packed.filter(|_| layout.flags & FLAG2_VZIP != 0) {
+        w.write_all(&zeros[..(sections[0].0 - at) as usize])?;
+        packed.write_to(&mut w)?;
+        at = sections[0].0 + sections[0].1;
+    } else if layout.flags & FLAG2_VECTORS != 0 {
         // In blocks, so a big-endian machine converts a block at a time.
         w.write_all(&zeros[..(sections[0].0 - at) as usize])?;
         for block in store.vectors().chunks(1 << 18) {
@@ -453,7 +495,7 @@ fn write_v2_with<W: Write>(engine: &Engine, w: W, layout: Layout2) -> std::io::R
 /// The index in the version 2 layout, in memory.
 pub fn to_bytes(engine: &Engine) -> Vec<u8> {
     let mut out = Vec::with_capacity(encoded_len(engine) as usize);
-    write_v2(engine, &mut out).expect("writing to memory");
+    write_v2(engine, &mut out, None).expect("writing to memory");
     out
 }
 
@@ -467,7 +509,7 @@ pub fn write_bytes(engine: &Engine, out: &mut [u8]) -> Result<()> {
             out.len()
         )));
     }
-    let mut rest = write_v2(engine, &mut *out)
+    let mut rest = write_v2(engine, &mut *out, None)
         .map_err(|e| Error::persist("<bytes>", format!("cannot write: {e}")))?;
     debug_assert!(rest.is_empty());
     let _ = rest.flush();
@@ -478,26 +520,38 @@ pub fn write_bytes(engine: &Engine, out: &mut [u8]) -> Result<()> {
 /// complete new one, never a partial write. The crate's layout (version 1)
 /// when `crate_format` and the crate can read the index, else version 2.
 pub fn save(engine: &Engine, path: &Path) -> Result<()> {
-    save_as(engine, path, true)
+    save_as(engine, path, true, false)
 }
 
 /// [`save`], choosing the layout: `crate_format = false` always writes
-/// version 2 (the layout `mmap=True` can map).
-pub fn save_as(engine: &Engine, path: &Path, crate_format: bool) -> Result<()> {
+/// version 2 (the layout `mmap=True` can map); `compress = true` writes
+/// version 2 with the vectors compressed losslessly (flag bit 4, see
+/// [`crate::vzip`]; a kind that keeps no vectors has nothing to compress
+/// and is written as without it), which only a load without a map reads.
+pub fn save_as(engine: &Engine, path: &Path, crate_format: bool, compress: bool) -> Result<()> {
     let io = |e: std::io::Error| Error::persist(path.display(), format!("cannot write: {e}"));
     if path.file_name().is_none() {
         return Err(Error::persist(path.display(), "the path names no file"));
     }
-    let v1 = crate_format && crate_readable(engine);
+    let store = engine.store();
+    let packed = (compress && store.keeps_vectors()).then(|| {
+        let pool = ruvector_py_core::parallel::pool().ok();
+        crate::vzip::encode(store.vectors(), engine.params().dim, pool.as_deref())
+    });
+    let v1 = !compress && crate_format && crate_readable(engine);
     write_atomic(
         path,
         |w| {
             if v1 {
                 write_v1(engine, w).map(drop)
             } else {
-                write_v2(engine, std::io::BufWriter::with_capacity(1 << 20, w))
-                    .and_then(|b| b.into_inner().map_err(|e| e.into_error()))
-                    .map(drop)
+                write_v2(
+                    engine,
+                    std::io::BufWriter::with_capacity(1 << 20, w),
+                    packed.as_ref(),
+                )
+                .and_then(|b| b.into_inner().map_err(|e| e.into_error()))
+                .map(drop)
             }
         },
         |_| Ok(()),
@@ -568,7 +622,25 @@ enum Source<'a> {
 pub fn load(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
     let shown = path.display().to_string();
     let file = File::open(path).map_err(|e| Error::persist(&shown, format!("cannot open: {e}")))?;
+    if compressed_file(&file) {
+        // Decoded from a private, populated map of the file (no copy of
+        // the compressed bytes; the map goes once the vectors are decoded).
+        // SAFETY: as in `load_mapped`; only read, as bytes.
+        if let Ok(map) = unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+            return load_from(Source::Bytes(&map), shown, expected);
+        }
+    }
     load_from(Source::File(file), shown, expected)
+}
+
+/// Whether `file` starts with a version 2 header whose flags say
+/// compressed vectors (then it is decoded, not streamed).
+fn compressed_file(file: &File) -> bool {
+    let mut h = [0u8; 36];
+    let mut f = file;
+    let ok = f.read_exact(&mut h).is_ok();
+    let rewound = f.seek(SeekFrom::Start(0)).is_ok();
+    ok && rewound && &h[..8] == SDK_MAGIC && read_u32(&h, 8) == VERSION2 && h[35] & FLAG2_VZIP != 0
 }
 
 /// [`load`] with the vectors and the IVF list codes mapped read-only from
@@ -638,18 +710,22 @@ fn load_from(source: Source<'_>, shown: String, expected: Option<Kind>) -> Resul
         )
     };
     let mut loaded = match source {
-        Source::File(f) if is_v2 => {
-            load_v2(BufReader::with_capacity(1 << 20, f), len, &shown, None)?
-        }
+        Source::File(f) if is_v2 => load_v2(
+            BufReader::with_capacity(1 << 20, f),
+            len,
+            &shown,
+            None,
+            None,
+        )?,
         Source::File(f) => load_v1(f, len, &shown)?,
-        Source::Bytes(b) if is_v2 => load_v2(std::io::Cursor::new(b), len, &shown, None)?,
+        Source::Bytes(b) if is_v2 => load_v2(std::io::Cursor::new(b), len, &shown, None, Some(b))?,
         Source::Bytes(b) => load_v1(std::io::Cursor::new(b), len, &shown)?,
         Source::Mapped(m) if is_v2 => {
             // SAFETY of the borrow: `m` moves into the result only after
             // the reader over it is done.
             let bytes: &[u8] = &m;
             let bytes: &[u8] = unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
-            load_v2(std::io::Cursor::new(bytes), len, &shown, Some(m))?
+            load_v2(std::io::Cursor::new(bytes), len, &shown, Some(m), None)?
         }
         Source::Mapped(_) => {
             return Err(fail(
@@ -920,11 +996,14 @@ fn load_v1<R: Read + Seek>(file: R, file_len: u64, shown: &str) -> Result<Loaded
 /// said so. `map`: the vectors and the IVF list codes in the scan layout
 /// stay in this map (they are read for the CRC only) instead of being
 /// copied.
+/// `whole`: the file's bytes when `r` reads from memory, so compressed
+/// vectors are decoded in place, not copied.
 fn load_v2<R: Read + Seek>(
     mut r: R,
     len: u64,
     shown: &str,
     map: Option<Arc<memmap2::Mmap>>,
+    whole: Option<&[u8]>,
 ) -> Result<Loaded> {
     let fail = |msg: String| Error::persist(shown, msg);
     let io = |e: std::io::Error| Error::persist(shown, format!("cannot read: {e}"));
@@ -963,8 +1042,18 @@ fn load_v2<R: Read + Seek>(
         read_u32(&h, 48) as u64,
         read_u32(&h, 52) as u64,
     );
-    if h[56..].iter().any(|&b| b != 0) || flags & !FLAGS2_KNOWN != 0 {
+    let packed = u64::from_le_bytes(h[56..64].try_into().expect("8 bytes"));
+    let vzip = flags & FLAG2_VZIP != 0;
+    if flags & !FLAGS2_KNOWN != 0 || (!vzip && packed != 0) {
         return Err(fail("corrupt header: reserved bits are set".into()));
+    }
+    if vzip && map.is_some() {
+        return Err(fail(
+            "cannot be mapped: it was saved with compress=True (its vectors are compressed, \
+             not stored as they are); load it without mmap=True, or save it with \
+             save(path, crate_format=False) to map it"
+                .into(),
+        ));
     }
     if dim == 0 || dim > ruvector_py_core::validate::MAX_DIM as u64 {
         return Err(fail(format!(
@@ -1017,8 +1106,13 @@ fn load_v2<R: Read + Seek>(
     } else {
         blocks == 0
     };
+    // The compressed section: its head, one table row per row of vectors
+    // at most, and no plane longer than stored as it is.
+    let packed_max = crate::vzip::HEAD_LEN + 16 * n + 4 * n * dim;
     if ((flags & FLAG2_VECTORS != 0) != keeps)
         || ((flags & FLAG2_CODES != 0) == keeps)
+        || (vzip && !keeps)
+        || packed > packed_max
         || words != want_words
         || !lists_ok
         || !blocks_ok
@@ -1037,6 +1131,7 @@ fn load_v2<R: Read + Seek>(
         flags,
         blocks,
         block_bytes: block_bytes_for(rotated as usize) as u64,
+        packed,
     };
     // Sizes are bounded (n ≤ 1e8, dim ≤ 8192, lists ≤ 65536): no overflow.
     if len != layout.total() {
@@ -1070,7 +1165,23 @@ fn load_v2<R: Read + Seek>(
     let (vstart, vlen) = sections[0];
     pad(&mut r, &mut crc, vstart, &mut at)?;
     let mut owned: Vec<f32> = Vec::new();
-    if let Some(m) = map.as_ref().filter(|_| cfg!(target_endian = "little")) {
+    // Compressed vectors: read (the size matched the header), decoded
+    // once the CRC has checked them.
+    let mut packed_raw: std::borrow::Cow<'_, [u8]> = std::borrow::Cow::Borrowed(&[]);
+    if let (true, Some(whole)) = (vzip, whole) {
+        // In place (the size was checked against the header).
+        let section = &whole[vstart as usize..(vstart + vlen) as usize];
+        crc.update(section);
+        r.seek(SeekFrom::Current(vlen as i64)).map_err(io)?;
+        packed_raw = std::borrow::Cow::Borrowed(section);
+    } else if vzip {
+        let mut owned_raw = vec![0u8; vlen as usize];
+        for chunk in owned_raw.chunks_mut(1 << 24) {
+            r.read_exact(chunk).map_err(io)?;
+            crc.update(chunk);
+        }
+        packed_raw = std::borrow::Cow::Owned(owned_raw);
+    } else if let Some(m) = map.as_ref().filter(|_| cfg!(target_endian = "little")) {
         // Checked in place (the size was checked against the header).
         crc.update(&m[vstart as usize..(vstart + vlen) as usize]);
         r.seek(SeekFrom::Current(vlen as i64)).map_err(io)?;
@@ -1136,6 +1247,15 @@ fn load_v2<R: Read + Seek>(
         return Err(fail(format!(
             "checksum mismatch: the file says CRC-32 {stored:08x}, its bytes give {actual:08x}; the file is corrupt"
         )));
+    }
+    if vzip {
+        // Straight into the buffer the index keeps, blocks in parallel.
+        let values = n_us * dim as usize;
+        owned = vec![0f32; values];
+        let pool = ruvector_py_core::parallel::pool().ok();
+        crate::vzip::decode(&packed_raw, n_us, dim as usize, &mut owned, pool.as_deref())
+            .map_err(|e| fail(format!("corrupt compressed vectors: {e}")))?;
+        drop(packed_raw);
     }
     let u32s = |b: &[u8]| -> Vec<u32> {
         b.chunks_exact(4)
@@ -1604,7 +1724,7 @@ mod tests {
                     assert!(back.same_as(&e), "{kind:?} {metric:?} {ids:?}");
                     assert_eq!(back.params().metric, metric);
                     let path = tmp(&format!("v2-{kind:?}-{rf}-{metric:?}-{}", ids.len()));
-                    save_as(&e, &path, false).unwrap();
+                    save_as(&e, &path, false, false).unwrap();
                     assert_eq!(fs::read(&path).unwrap(), bytes);
                     for loaded in [load(&path, Some(kind)), load_mapped(&path, Some(kind))] {
                         let back = rebuild(loaded.unwrap(), &Cancel::new()).unwrap();
@@ -1621,6 +1741,131 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn compressed_round_trips_every_kind_and_refuses_a_map() {
+        for (kind, rotation, rf) in [
+            (Kind::Flat, Rotation::Haar, 1),
+            (Kind::Rabitq, Rotation::Hadamard, 1),
+            (Kind::Plus, Rotation::Haar, 4),
+            (Kind::Asym, Rotation::Haar, 3),
+            (Kind::Ivf, Rotation::Hadamard, 5),
+        ] {
+            for ids in [vec![], vec![0u64], vec![9, 4, 1 << 20]] {
+                let e = engine_full(kind, rotation, rf, Metric::Cosine, &ids);
+                let path = tmp(&format!("vzip-{kind:?}-{}", ids.len()));
+                // crate_format=True is overridden: compressed is version 2.
+                save_as(&e, &path, true, true).unwrap();
+                let bytes = fs::read(&path).unwrap();
+                assert_eq!(&bytes[..8], SDK_MAGIC);
+                let keeps = e.store().keeps_vectors();
+                assert_eq!(bytes[35] & FLAG2_VZIP != 0, keeps, "{kind:?}");
+                if !keeps {
+                    // Nothing to compress: the plain layout, byte for byte.
+                    assert_eq!(bytes, to_bytes(&e));
+                }
+                for loaded in [load(&path, Some(kind)), from_bytes(&bytes, Some(kind))] {
+                    let back = rebuild(loaded.unwrap(), &Cancel::new()).unwrap();
+                    assert!(back.same_as(&e), "{kind:?} {ids:?}");
+                    if !ids.is_empty() {
+                        let q = [0.3f32, -0.1, 0.2, 0.9, 0.0];
+                        let opts = crate::engine::SearchOpts::default();
+                        assert_eq!(
+                            back.search(&q, 2, opts).unwrap(),
+                            e.search(&q, 2, opts).unwrap()
+                        );
+                    }
+                }
+                let mapped = load_mapped(&path, Some(kind));
+                if keeps {
+                    let msg = mapped
+                        .err()
+                        .expect("a compressed file is not mapped")
+                        .to_string();
+                    assert!(
+                        msg.contains("saved with compress=True")
+                            && msg.contains("without mmap=True"),
+                        "{msg}"
+                    );
+                } else {
+                    assert!(mapped.unwrap().checked);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn compressed_files_shrink_embeddings_and_keep_every_bit() {
+        // Unit-norm rows (the sign/exponent plane compresses), plus NaN
+        // payloads, -0.0 and denormals kept bit for bit by a Flat index.
+        let dim = 64;
+        let n = 3000;
+        let mut e = Engine::new(Params {
+            kind: Kind::Flat,
+            dim,
+            seed: 1,
+            rerank_factor: 1,
+            rotation: Rotation::Haar,
+            nlist: 0,
+            nprobe: 0,
+            metric: Metric::L2,
+        })
+        .unwrap();
+        let mut data: Vec<f32> = (0..n * dim)
+            .map(|i| ((i as f32 * 0.618).sin() * 0.2) / (dim as f32).sqrt())
+            .collect();
+        data[3] = -0.0;
+        data[4] = f32::from_bits(7);
+        data[5] = f32::from_bits(0x8000_0001);
+        let ids: Vec<u64> = (0..n as u64).collect();
+        e.add(&ids, &data).unwrap();
+        let path = tmp("vzip-shrink");
+        save_as(&e, &path, false, true).unwrap();
+        let packed = fs::metadata(&path).unwrap().len();
+        let plain = encoded_len(&e);
+        assert!(packed * 100 < plain * 90, "{packed} vs {plain}");
+        let back = rebuild(load(&path, None).unwrap(), &Cancel::new()).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(back.store().vectors()), bits(&data));
+    }
+
+    /// Every truncation and many single-byte changes of a compressed file
+    /// are refused with an error (never a panic, never a different index);
+    /// also with the CRC made right again, so that the section's own
+    /// checks (lengths, exact streams) are what refuses.
+    #[test]
+    fn damaged_compressed_files_are_refused() {
+        let e = churned_ivf(Metric::Cosine, Rotation::Haar);
+        let path = tmp("vzip-damaged");
+        save_as(&e, &path, false, true).unwrap();
+        let good = fs::read(&path).unwrap();
+        assert!(from_bytes(&good, None).is_ok());
+        for cut in (0..good.len()).step_by(7).chain([good.len() - 1]) {
+            assert!(from_bytes(&good[..cut], None).is_err(), "cut {cut}");
+        }
+        let mut s = 0x9E37_79B9_u64;
+        let mut refused_resealed = 0;
+        for i in 0..good.len() - TRAILER_LEN as usize {
+            if i % 3 != 0 && i > 4096 {
+                continue;
+            }
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let mut bad = good.clone();
+            bad[i] ^= (s as u8) | 1;
+            assert!(from_bytes(&bad, None).is_err(), "byte {i}");
+            // With a matching CRC, a change in the header or the section
+            // is refused or loads some index, but never panics.
+            match from_bytes(&resealed(bad), None) {
+                Err(_) => refused_resealed += 1,
+                Ok(l) => {
+                    let _ = rebuild(l, &Cancel::new());
+                }
+            }
+        }
+        assert!(refused_resealed > 100, "{refused_resealed}");
     }
 
     /// `bytes` (a version 2 file) with its CRC made right again.
@@ -1702,7 +1947,7 @@ mod tests {
             f
         };
         let bytes = to_bytes(&fresh);
-        let mut layout = Layout2::of(&fresh);
+        let mut layout = Layout2::of(&fresh, None);
         layout.flags &= !(FLAG2_LISTS | FLAG2_BLOCKED);
         layout.words = 0;
         layout.blocks = 0;
@@ -1722,14 +1967,14 @@ mod tests {
     /// The layout of files written before the lists' codes were saved in
     /// the scan layout: codes in row order, no block count.
     fn rows_layout_bytes(e: &Engine) -> Vec<u8> {
-        write_v2_with(e, Vec::new(), Layout2::of_with(e, false)).unwrap()
+        write_v2_with(e, Vec::new(), Layout2::of_with(e, false, None), None).unwrap()
     }
 
     #[test]
     fn forged_list_terms_and_codes_are_refused_before_use() {
         let e = churned_ivf(Metric::L2, Rotation::Haar);
         let bytes = rows_layout_bytes(&e);
-        let layout = Layout2::of_with(&e, false);
+        let layout = Layout2::of_with(&e, false, None);
         let [.., (bits_at, _), (terms_at, _), (radii_at, _)] = layout.sections();
         let forge = |at: u64, value: &[u8]| {
             let mut b = bytes.clone();
@@ -1760,7 +2005,7 @@ mod tests {
         // dim 24, Haar: 6 groups of 4 bits used of 8, 128 bytes a block.
         let e = churned_ivf(Metric::L2, Rotation::Haar);
         let bytes = to_bytes(&e);
-        let layout = Layout2::of(&e);
+        let layout = Layout2::of(&e, None);
         assert_eq!(layout.block_bytes, 128);
         let (blocks_at, blocks_len) = layout.sections()[6];
         assert_eq!(blocks_len, layout.blocks * 128);
@@ -1890,7 +2135,7 @@ mod tests {
         assert_eq!(&fs::read(&path).unwrap()[..8], CRATE_MAGIC);
         let err = load_mapped(&path, None).err().unwrap().to_string();
         assert!(err.contains("crate_format=False"), "{err}");
-        save_as(&crate_file, &path, false).unwrap();
+        save_as(&crate_file, &path, false, false).unwrap();
         assert!(rebuild(load_mapped(&path, None).unwrap(), &Cancel::new())
             .unwrap()
             .is_mapped());

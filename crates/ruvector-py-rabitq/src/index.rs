@@ -744,17 +744,31 @@ impl IndexBase {
     /// rotation and metric `"l2"` is written in the Rust crate's layout
     /// (which the crate reads) unless `crate_format=False`; every other
     /// index, and that one with `crate_format=False`, in the SDK's version 2
-    /// layout, which `load(path, mmap=True)` can map.
-    #[pyo3(signature = (path, *, crate_format=true))]
-    fn save(&self, py: Python<'_>, path: &Bound<'_, PyAny>, crate_format: bool) -> PyResult<()> {
+    /// layout, which `load(path, mmap=True)` can map. `compress=True`
+    /// writes version 2 with the float32 vectors compressed losslessly
+    /// (about 0.85 of their bytes for embeddings, every bit kept; the
+    /// crate cannot read it and `load` needs `mmap=False`); a kind that
+    /// keeps no vectors has nothing to compress and is written as usual.
+    #[pyo3(signature = (path, *, crate_format=true, compress=false))]
+    fn save(
+        &self,
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+        crate_format: bool,
+        compress: bool,
+    ) -> PyResult<()> {
         let path = path_arg(path, "path")?;
-        Ok(py.detach(|| catch_panic(|| rbpx::save_as(&self.read(), &path, crate_format)))?)
+        Ok(py.detach(|| {
+            catch_panic(|| rbpx::save_as(&self.read(), &path, crate_format, compress))
+        })?)
     }
 
     // ── serialisation (to_bytes / from_bytes, pickle, copy) ────────────────
 
     /// The index as bytes (the `.rbpx` version 2 layout, CRC-checked), for
-    /// `from_bytes`. One copy of the index, written with the GIL released.
+    /// `from_bytes`. One copy of the index, written with the GIL released;
+    /// never compressed (`from_bytes` also reads the bytes of a file saved
+    /// with `compress=True`).
     fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
         let engine = self.read_py(py);
         let len = rbpx::encoded_len(&engine) as usize;
@@ -1264,7 +1278,8 @@ macro_rules! index_class {
             /// from a version 2 file instead (processes share one copy; the
             /// whole file is checked first, then its pages are let go, so
             /// the index is not resident until searches touch it; the
-            /// first change copies them).
+            /// first change copies them; a file saved with `compress=True`
+            /// cannot be mapped: `PersistError`).
             #[classmethod]
             #[pyo3(signature = (path, *, mmap=false))]
             fn load(cls: &Bound<'_, pyo3::types::PyType>, path: &Bound<'_, PyAny>, mmap: bool) -> PyResult<Py<$name>> {

@@ -211,18 +211,27 @@ class _IndexBase:
         """``numpy.asarray(idx)``: the read-only ``(n, dim)`` matrix, no copy."""
     def __eq__(self, other: object, /) -> bool: ...
     def __ne__(self, other: object, /) -> bool: ...
-    def save(self, path: _Path, *, crate_format: bool = True) -> None:
+    def save(self, path: _Path, *, crate_format: bool = True, compress: bool = False) -> None:
         """Saves atomically (temp file, fsync, rename); removes the temporaries
         that killed saves of the same file left behind.
 
         A RabitqPlusIndex with the Haar rotation and metric ``"l2"`` is
         written in the Rust crate's layout (which the crate reads) unless
         ``crate_format=False``; everything else in the SDK's ``.rbpx``
-        version 2 layout, the one ``load(path, mmap=True)`` can map."""
+        version 2 layout, the one ``load(path, mmap=True)`` can map.
+
+        ``compress=True`` writes version 2 with the float32 vectors
+        compressed losslessly (about 0.85 of their bytes for embeddings,
+        every bit kept, decoded in parallel on load); such a file loads
+        only without ``mmap=True`` (else :class:`PersistError` says so) and
+        the crate cannot read it. A kind that keeps no vectors has nothing
+        to compress and is written as usual."""
     # ── serialisation ────────────────────────────────────────────────────
     def to_bytes(self) -> bytes:
         """The index as bytes (the ``.rbpx`` version 2 layout, CRC-checked),
-        for :meth:`from_bytes`: one copy, written with the GIL released."""
+        for :meth:`from_bytes`: one copy, written with the GIL released.
+        Never compressed (:meth:`from_bytes` also reads the bytes of a file
+        saved with ``compress=True``)."""
     @classmethod
     def from_bytes(cls: type[_Self], data: Any) -> _Self:
         """An index from :meth:`to_bytes` output, given as any C-contiguous
@@ -305,8 +314,8 @@ class FlatF32Index(_IndexBase):
         size. ``mmap=True`` maps the vectors read-only from a version 2 file
         (processes that map one file share one copy; the whole file is checked
         first, then its pages are let go, so the vectors are not resident
-        until searches touch them; a version 1 file raises
-        :class:`PersistError`)."""
+        until searches touch them; a version 1 file, or one saved with
+        ``compress=True``, raises :class:`PersistError`)."""
 
 @final
 class RabitqIndex(_IndexBase):
@@ -344,8 +353,8 @@ class RabitqIndex(_IndexBase):
         size. ``mmap=True`` maps the vectors read-only from a version 2 file
         (processes that map one file share one copy; the whole file is checked
         first, then its pages are let go, so the vectors are not resident
-        until searches touch them; a version 1 file raises
-        :class:`PersistError`)."""
+        until searches touch them; a version 1 file, or one saved with
+        ``compress=True``, raises :class:`PersistError`)."""
 
 @final
 class RabitqPlusIndex(_IndexBase):
@@ -383,8 +392,8 @@ class RabitqPlusIndex(_IndexBase):
         size. ``mmap=True`` maps the vectors read-only from a version 2 file
         (processes that map one file share one copy; the whole file is checked
         first, then its pages are let go, so the vectors are not resident
-        until searches touch them; a version 1 file raises
-        :class:`PersistError`)."""
+        until searches touch them; a version 1 file, or one saved with
+        ``compress=True``, raises :class:`PersistError`)."""
 
 @final
 class RabitqAsymIndex(_IndexBase):
@@ -421,8 +430,8 @@ class RabitqAsymIndex(_IndexBase):
         size. ``mmap=True`` maps the vectors read-only from a version 2 file
         (processes that map one file share one copy; the whole file is checked
         first, then its pages are let go, so the vectors are not resident
-        until searches touch them; a version 1 file raises
-        :class:`PersistError`)."""
+        until searches touch them; a version 1 file, or one saved with
+        ``compress=True``, raises :class:`PersistError`)."""
 
 @final
 class IvfRabitqIndex(_IndexBase):
@@ -482,7 +491,8 @@ class IvfRabitqIndex(_IndexBase):
         whole file is checked first, then its pages are let go, so the index
         is not resident until searches touch the probed lists and the reranked
         rows; files saved before the codes were kept in the scan layout map the
-        vectors only; a version 1 file raises :class:`PersistError`)."""
+        vectors only; a version 1 file, or one saved with ``compress=True``,
+        raises :class:`PersistError`)."""
     @property
     def nlist(self) -> Optional[int]:
         """Trained lists; before training the requested count, or ``None`` (about sqrt(n))."""

@@ -13,10 +13,12 @@ index file, or, when it changed since that save, in the store's
 ``pending`` table (until the next save moves it into a new file, written
 atomically before the store points at it). The index file records the
 store generation it reflects, the store logs which documents changed
-since, and the first call that needs the index maps the file and replays
+since, and the first call that needs the index loads the file and replays
 those changes (opening reads only SQLite, and checks that the file is there
 at the size it was saved with; its checksum is verified when it is
-mapped). So a process
+loaded). The file is saved with its vectors compressed losslessly (about
+0.85 of their bytes), so it is read and decoded, not mapped; a file saved
+by an earlier release (uncompressed) is mapped. So a process
 killed at any point loses at most the call in flight and never leaves a
 directory that opens wrong. A file lost or damaged by other means is
 rebuilt from the store's vectors and the texts re-embedded, or named in a
@@ -597,7 +599,7 @@ class CollectionCore:
         self.filter_cache.clear()
 
     def defer_index(self) -> bool:
-        """At open: leaves the saved index file unmapped until a call needs
+        """At open: leaves the saved index file unread until a call needs
         it, when the file the store names is there at the size it was saved
         with (a missing or truncated file is handled at once, by
         :meth:`load_index`). Tells whether it deferred."""
@@ -771,7 +773,8 @@ class CollectionCore:
                 pass
 
     def load_index(self) -> bool:
-        """Loads (maps) the saved index and replays the changes since from
+        """Loads the saved index (decoded, or mapped when saved uncompressed)
+        and replays the changes since from
         the store; tells whether the in-memory index differs from the file.
         A missing, damaged or disagreeing file is rebuilt from what the
         store holds (its vectors, or its texts re-embedded); when neither
@@ -1056,7 +1059,7 @@ class Collection:
 
         Raises:
             PersistError: Another writer holds the directory, or its files
-                cannot be read. The index file is mapped by the first call
+                cannot be read. The index file is loaded by the first call
                 that needs it (a query, a write, vectors read back): a file
                 damaged without changing its size is found then, and that
                 call raises (or rebuilds it from the store, as here).
