@@ -220,6 +220,31 @@ def test_the_index_file_is_compressed_and_reopens_identically(tmp_path: pathlib.
         assert again.query(queries, k=5, where={"i": 1}) == filtered
 
 
+def test_compress_false_keeps_the_index_file_mappable_and_can_change(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "p"
+    vectors = random_vectors(400, seed=11)
+    queries = random_vectors(6, seed=12)
+    with ruvector.Collection.open(path, embedder=None, index="ivf", compress=False) as coll:
+        coll.add(vectors=vectors)
+        before = coll.query(queries, k=5)
+    assert not _index_file(path).read_bytes()[35] & 16, "saved uncompressed"
+    with ruvector.Collection.open(path, read_only=True) as again:  # the choice is remembered
+        assert again.query(queries, k=5) == before
+        adapter = again._core.adapter  # pyright: ignore[reportPrivateUsage]
+        assert adapter is not None and adapter.index is not None
+        assert adapter.index.mapped is True
+    with pytest.raises(InvalidArgument, match="read_only"):
+        ruvector.Collection.open(path, read_only=True, compress=True)
+    with ruvector.Collection.open(path, compress=True) as coll:  # applies from the next save
+        coll.add(vectors=random_vectors(3, seed=13))
+        after = coll.query(queries, k=5)
+    assert _index_file(path).read_bytes()[35] & 16, "saved compressed"
+    with ruvector.Collection.open(path) as again:
+        assert again.query(queries, k=5) == after
+    with pytest.raises(InvalidArgument, match="compress must be True or False, got 'yes'"):
+        ruvector.Collection.open(tmp_path / "q", compress="yes")  # type: ignore[arg-type]
+
+
 def test_a_directory_with_an_uncompressed_index_keeps_opening(tmp_path: pathlib.Path) -> None:
     import sqlite3
 

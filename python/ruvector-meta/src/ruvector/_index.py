@@ -291,13 +291,14 @@ class IndexAdapter:
             return False
         return bool(getattr(self.index, "keeps_vectors", True))
 
-    def save(self, path: str) -> None:
+    def save(self, path: str, compress: bool = True) -> None:
         """Saves atomically, the vectors compressed losslessly (about 0.85 of
-        their float32 bytes for embeddings); with a wheel before
-        ``compress=``, in the layout :meth:`load` can map."""
+        their float32 bytes for embeddings) unless ``compress`` is false;
+        uncompressed (or with a wheel before ``compress=``) in the layout
+        :meth:`load` can map."""
         assert self.index is not None
         try:
-            self.index.save(path, crate_format=False, compress=True)
+            self.index.save(path, crate_format=False, compress=compress)
         except TypeError:  # a wheel before compress=
             try:
                 self.index.save(path, crate_format=False)
