@@ -925,7 +925,7 @@ def configure(
     index: Any,
     index_params: Optional[Mapping[str, Any]],
     recall_target: Optional[float],
-    compress: Optional[bool] = None,
+    compress: object = None,
 ) -> None:
     """Checks the options of :meth:`Collection.open` (or of a 0.1.4 in-memory
     collection), writes them into a new store or compares them with an
