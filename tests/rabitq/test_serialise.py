@@ -19,7 +19,7 @@ import sys
 import textwrap
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -419,6 +419,86 @@ def test_a_mapped_index_survives_the_file_being_replaced(data: Data, tmp_path: P
     want = results(rr.FlatF32Index.build(x), q)
     rr.FlatF32Index.build(x[:10]).save(path)  # atomic rename: the mapped inode stays
     assert results(mapped, q) == want
+
+
+# ── memory-lean loading (load(path, lean=True)) ─────────────────────────────
+
+
+def _clustered(n: int, dim: int, seed: int) -> npt.NDArray[np.float32]:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((64, dim)).astype(np.float32) * 3
+    return (centres[rng.integers(0, 64, n)] + rng.standard_normal((n, dim))).astype(np.float32)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_a_lean_index_ranks_like_the_mapped_one_with_exact_scores_and_never_maps_the_vectors_in(
+    metric: Literal["l2", "ip", "cosine"], tmp_path: Path
+) -> None:
+    n, dim = 40_000, 128  # 20 MB of vectors
+    x = _clustered(n, dim, 21)
+    q = x[np.random.default_rng(5).choice(n, 300, replace=False)] + 0.05
+    path = tmp_path / "lean.rbpx"
+    rr.IvfRabitqIndex.build(x, nlist=160, nprobe=12, metric=metric).save(path)
+    vectors_kb = x.nbytes // 1024
+    plain = rr.IvfRabitqIndex.load(path)
+    before = _rss_file_kb()
+    lean = rr.IvfRabitqIndex.load(path, lean=True)
+    assert lean.lean and lean.mapped and not plain.lean
+    got_ids, got_scores = results(lean, q)
+    want_ids, want_scores = results(plain, q)
+    # The same candidates, ranked again by 8-bit rows whose best 2k are read
+    # exactly: the hits are the plain index's, with the same exact scores.
+    same = sum(len(set(a) & set(b)) for a, b in zip(got_ids, want_ids))
+    assert same >= 0.99 * 10 * len(q), same
+    compared = 0
+    for row, (ids, scores) in enumerate(zip(got_ids, got_scores)):
+        plain_of = dict(zip(want_ids[row], want_scores[row]))
+        for i, s in zip(ids, scores):
+            if i in plain_of:  # a hit both return: the same score, to the bit
+                assert s == plain_of[i]
+                compared += 1
+    assert compared == same
+    # Single queries and filters too (an exact filtered top-k below 2,048
+    # allowed rows, from the 8-bit rows and the file).
+    allowed = np.arange(0, n, 37)
+    for v in q[:40]:
+        a = [(h.id, h.score) for h in lean.search(v, k=5, filter=allowed)]
+        b = [(h.id, h.score) for h in plain.search(v, k=5, filter=allowed)]
+        assert [h[0] for h in a] == [h[0] for h in b] and a == b
+    # Thousands of searches later the float32 rows were read, never mapped
+    # in: only the probed lists' codes are file pages in this process.
+    for _ in range(5):
+        lean.search_batch(q, 10)
+    touched = _rss_file_kb() - before
+    assert touched < 0.15 * vectors_kb, (touched, vectors_kb)
+    assert lean == plain  # (compares every vector: maps them all in)
+    # The first change makes it an ordinary index, with the change in it.
+    lean.add(10**9, x[1])
+    plain.add(10**9, x[1])
+    assert (lean.lean, lean.mapped) == (False, False) and lean == plain
+    assert results(lean, q[:20]) == results(plain, q[:20])
+
+
+def test_a_lean_index_reads_the_file_it_loaded_and_needs_one_it_can_map(data: Data, tmp_path: Path) -> None:
+    x, q = data
+    path = tmp_path / "x.rbpx"
+    idx = rr.IvfRabitqIndex.build(x, nlist=8)
+    idx.save(path)
+    lean = rr.IvfRabitqIndex.load(path, lean=True, mmap=False)  # lean implies mmap
+    assert lean.lean and lean.mapped
+    want = results(lean, q)
+    rr.IvfRabitqIndex.build(x[::-1].copy(), nlist=8).save(path)  # replaced by rename
+    assert results(lean, q) == want
+    # The other kinds keep their load(path, mmap=...) only.
+    with pytest.raises(TypeError, match="lean"):
+        rr.FlatF32Index.load(path, lean=True)  # type: ignore[call-arg]
+    # Compressed vectors cannot be mapped, so not read by row either.
+    idx.save(path, compress=True)
+    with pytest.raises(rr.PersistError, match=r"cannot be mapped: it was saved with compress=True"):
+        rr.IvfRabitqIndex.load(path, lean=True)
+    copied = copy.deepcopy(lean)
+    assert not copied.lean and results(copied, q) == want
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux smaps_rollup")

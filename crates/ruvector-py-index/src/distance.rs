@@ -33,6 +33,42 @@ macro_rules! dispatch {
 dispatch!(dot, dot_portable, dot_avx2);
 dispatch!(sq_l2, sq_l2_portable, sq_l2_avx2);
 
+/// `Σᵢ wᵢ·cᵢ`: weights times 8-bit codes (see `lean.rs`), with the same
+/// partial sums as [`dot`].
+#[inline]
+pub fn dot_u8(w: &[f32], c: &[u8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { dot_u8_avx2(w, c) };
+        }
+    }
+    dot_u8_portable(w, c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_u8_avx2(w: &[f32], c: &[u8]) -> f32 {
+    dot_u8_portable(w, c)
+}
+
+#[inline(always)]
+fn dot_u8_portable(w: &[f32], c: &[u8]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (wc, cc) = (w.chunks_exact(LANES), c.chunks_exact(LANES));
+    let (wr, cr) = (wc.remainder(), cc.remainder());
+    for (x, y) in wc.zip(cc) {
+        for i in 0..LANES {
+            acc[i] += x[i] * f32::from(y[i]);
+        }
+    }
+    for (i, (x, y)) in wr.iter().zip(cr).enumerate() {
+        acc[i] += x * f32::from(*y);
+    }
+    fold(acc)
+}
+
 /// `(‖x‖², ‖x‖₁, Σᵢ sign(xᵢ)·cᵢ)` with `sign(0) = −1`: the terms a RaBitQ
 /// code of the residual `x` needs (see `ivf.rs`).
 #[inline]
@@ -141,6 +177,10 @@ mod tests {
             assert!((sq_l2(&a, &b) - l).abs() < 1e-4);
             assert_eq!(dot(&a, &b).to_bits(), dot_portable(&a, &b).to_bits());
             assert_eq!(sq_l2(&a, &b).to_bits(), sq_l2_portable(&a, &b).to_bits());
+            let c: Vec<u8> = (0..n).map(|i| (i * 37 % 256) as u8).collect();
+            let du: f32 = a.iter().zip(&c).map(|(x, y)| x * f32::from(*y)).sum();
+            assert!((dot_u8(&a, &c) - du).abs() < 1e-2);
+            assert_eq!(dot_u8(&a, &c).to_bits(), dot_u8_portable(&a, &c).to_bits());
             let (sq, l1, g) = residual_terms(&a, &b);
             let want_g: f32 = a
                 .iter()

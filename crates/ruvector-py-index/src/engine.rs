@@ -858,7 +858,7 @@ impl Engine {
         } else {
             query
         };
-        let mut hits = self.search_costs(query, k, opts);
+        let mut hits = self.search_costs(query, k, opts)?;
         for hit in &mut hits {
             hit.1 = metric.score(hit.1);
         }
@@ -866,12 +866,12 @@ impl Engine {
     }
 
     /// [`Engine::search`] in costs (lower is better), ascending.
-    fn search_costs(&self, query: &[f32], k: usize, opts: SearchOpts) -> Vec<(u64, f32)> {
+    fn search_costs(&self, query: &[f32], k: usize, opts: SearchOpts) -> Result<Vec<(u64, f32)>> {
         let n = self.store.len();
         let filter = opts.filter;
         let k = k.min(filter.map_or(n, RowFilter::count));
         if k == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let rf = opts.rerank_factor.unwrap_or(self.params.rerank_factor);
         let metric = self.params.metric;
@@ -885,10 +885,10 @@ impl Engine {
             if self.params.kind == Kind::Flat
                 || (self.params.kind != Kind::Ivf && rf > 1 && f.count() <= k.saturating_mul(rf))
             {
-                return ivf::exact_rows(&self.store, query, k, f.rows(), metric);
+                return Ok(ivf::exact_rows(&self.store, query, k, f.rows(), metric));
             }
         }
-        match &self.codes {
+        Ok(match &self.codes {
             Codes::None if metric != Metric::L2 => self.flat_scan_ip(query, k),
             Codes::None => {
                 // The crate's serial sums, several rows at a time, and the
@@ -915,11 +915,11 @@ impl Engine {
             }
             Codes::Symmetric(codes) if self.params.kind == Kind::Asym => {
                 if !self.store.keeps_vectors() || rf <= 1 {
-                    return codes
+                    return Ok(codes
                         .scan_asym_topk(&self.store, query, k, filter)
                         .into_iter()
                         .map(|(_, id, score)| (id, estimate(score)))
-                        .collect();
+                        .collect());
                 }
                 let candidates = k.saturating_mul(rf).max(k).min(n);
                 let cand = codes.scan_asym_topk(&self.store, query, candidates, filter);
@@ -945,9 +945,9 @@ impl Engine {
             }
             Codes::Ivf(ivf) => {
                 let nprobe = opts.nprobe.unwrap_or_else(|| self.effective_nprobe());
-                ivf.search_filtered(&self.store, query, k, rf, nprobe, filter)
+                return ivf.search_filtered(&self.store, query, k, rf, nprobe, filter);
             }
-        }
+        })
     }
 
     /// Exact scan by negated inner product (`ip`, and `cosine` over unit
@@ -1096,6 +1096,43 @@ impl Engine {
         }
         self.store.restore(ids, vectors);
         Ok(())
+    }
+
+    /// Makes a mapped IVF index lean (see [`crate::lean`]): builds the 8-bit
+    /// copy of its vectors, whose float32 rows searches then read from
+    /// `file` at byte `offset` (the file they are mapped from). `source`
+    /// names the file in errors.
+    pub fn make_lean(
+        &mut self,
+        file: std::sync::Arc<std::fs::File>,
+        offset: u64,
+        source: &str,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        if self.params.kind != Kind::Ivf || !self.store.is_mapped() {
+            return Err(Error::invalid(format!(
+                "lean loading needs an IvfRabitqIndex whose vectors are mapped from its file, got a {}{}",
+                self.params.kind.class_name(),
+                if self.store.is_mapped() { "" } else { " with its vectors in memory" }
+            )));
+        }
+        let lean = crate::lean::LeanVectors::build(
+            self.store.vectors(),
+            self.params.dim,
+            file,
+            offset,
+            source,
+            cancel,
+        )?;
+        self.store.set_lean(lean);
+        Ok(())
+    }
+
+    /// Whether searches rerank with a resident 8-bit copy and read the
+    /// float32 rows from the file (`load(path, lean=True)`, until the
+    /// first change).
+    pub fn is_lean(&self) -> bool {
+        self.store.lean().is_some()
     }
 
     /// Whether the kept vectors are a read-only map of a file.

@@ -647,7 +647,7 @@ impl IvfCodes {
         k: usize,
         rerank_factor: usize,
         nprobe: usize,
-    ) -> Vec<(u64, f32)> {
+    ) -> Result<Vec<(u64, f32)>> {
         self.search_filtered(store, query, k, rerank_factor, nprobe, None)
     }
 
@@ -667,6 +667,10 @@ impl IvfCodes {
     ///   rows were seen (or every list was visited); those candidates (twice
     ///   the unfiltered count: allowed rows far from the query, as a
     ///   clustered filter gives, have the coarsest estimates) are reranked.
+    ///
+    /// A lean store ([`Store::lean`]) reranks by its 8-bit rows and reads
+    /// only the best of them exactly (see [`crate::lean`]); reading them
+    /// can fail (`PersistError`), nothing else here can.
     pub fn search_filtered(
         &self,
         store: &Store,
@@ -675,10 +679,10 @@ impl IvfCodes {
         rerank_factor: usize,
         nprobe: usize,
         filter: Option<&RowFilter>,
-    ) -> Vec<(u64, f32)> {
+    ) -> Result<Vec<(u64, f32)>> {
         let nlist = self.nlist();
         if nlist == 0 || k == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let mut want = k.saturating_mul(rerank_factor.max(1)).max(k);
         let mut nprobe = nprobe.clamp(1, nlist);
@@ -686,10 +690,17 @@ impl IvfCodes {
         if let Some(f) = filter {
             let m = f.count();
             if m == 0 {
-                return Vec::new();
+                return Ok(Vec::new());
             }
             if m <= EXACT_FILTER_ROWS.max(want) {
-                return exact_rows(store, query, k, f.rows(), self.metric);
+                if let Some(lean) = store.lean() {
+                    let rows = f.rows().iter().copied();
+                    let id_at = |r| store.id_at(r);
+                    return lean.rerank(query, self.metric, rows, k, id_at, |x| {
+                        exact_cost(self.metric, query, x)
+                    });
+                }
+                return Ok(exact_rows(store, query, k, f.rows(), self.metric));
             }
             let s = m as f64 / store.len().max(1) as f64;
             nprobe = ((nprobe as f64 / s.sqrt()).ceil() as usize).clamp(1, nlist);
@@ -762,11 +773,26 @@ impl IvfCodes {
             s.q_rot = q_rot;
             let keep = want.min(s.cand.len());
             if keep == 0 {
-                return Vec::new();
+                return Ok(Vec::new());
             }
             if keep < s.cand.len() {
                 s.cand
                     .select_nth_unstable_by(keep - 1, |a, b| a.0.total_cmp(&b.0));
+            }
+            if let Some(lean) = store.lean() {
+                let rows = s.cand[..keep].iter().map(|&(_, row)| row);
+                let metric = self.metric;
+                return lean.rerank(
+                    query,
+                    metric,
+                    rows,
+                    k,
+                    |r| store.id_at(r),
+                    |x| match metric {
+                        Metric::L2 => distance::sq_l2(query, x),
+                        Metric::Ip | Metric::Cosine => -distance::dot(query, x),
+                    },
+                );
             }
             // The rerank reads `keep` vectors at random rows: fetch a few
             // ahead so the memory latency overlaps the arithmetic.
@@ -788,7 +814,7 @@ impl IvfCodes {
                 };
                 top.push(store.id_at(row), cost);
             }
-            top.into_sorted()
+            Ok(top.into_sorted())
         })
     }
 
@@ -916,6 +942,14 @@ pub fn exact_rows(
     top.into_sorted()
 }
 
+/// The cost [`exact_rows`] gives row `x`.
+fn exact_cost(metric: Metric, query: &[f32], x: &[f32]) -> f32 {
+    match metric {
+        Metric::L2 => crate::topk::sq_l2(query, x),
+        Metric::Ip | Metric::Cosine => -distance::dot(query, x),
+    }
+}
+
 /// One query's state while its lists are scanned.
 struct ListScan<'f> {
     lut: QueryLut,
@@ -997,6 +1031,7 @@ mod tests {
             for q in data.chunks_exact(d).step_by(53) {
                 let got: Vec<u64> = ivf
                     .search(&store, q, 5, n, 12)
+                    .unwrap()
                     .into_iter()
                     .map(|h| h.0)
                     .collect();
@@ -1015,6 +1050,7 @@ mod tests {
         for q in &queries {
             let got: Vec<u64> = ivf
                 .search(&store, q, 10, 5, 40)
+                .unwrap()
                 .into_iter()
                 .map(|h| h.0)
                 .collect();
@@ -1036,7 +1072,7 @@ mod tests {
         let q = &data[..d];
         // rerank_factor large enough to return every row, with exact scores;
         // the estimates themselves are checked through the candidate order.
-        let all = ivf.search(&store, q, n, 1, 1);
+        let all = ivf.search(&store, q, n, 1, 1).unwrap();
         assert_eq!(all.len(), n);
         let mut q_rot = vec![0.0; ivf.rdim];
         ivf.rotation().apply(q, &mut q_rot);
@@ -1073,7 +1109,10 @@ mod tests {
         // 16 dimensions give coarse 1-bit estimates: rerank generously.
         for i in [600usize, 750, 899] {
             let q = &data[i * d..(i + 1) * d];
-            assert_eq!(ivf.search(&store, q, 1, 50, 10)[0], (i as u64, 0.0));
+            assert_eq!(
+                ivf.search(&store, q, 1, 50, 10).unwrap()[0],
+                (i as u64, 0.0)
+            );
         }
     }
 }

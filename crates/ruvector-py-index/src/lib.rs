@@ -9,6 +9,7 @@
 //!   kept vectors;
 //! * [`ivf`], [`kmeans`], [`fastscan`], [`rotation`], [`distance`] — the
 //!   IVF index;
+//! * [`lean`] — the 8-bit resident copy behind memory-lean loading;
 //! * [`metric`] — the distance an index ranks by; [`filter`] — the ids a
 //!   filtered search may return;
 //! * [`rbpx`] — `.rbpx` files, checked and atomic.
@@ -20,6 +21,7 @@ pub mod fastscan;
 pub mod filter;
 pub mod ivf;
 pub mod kmeans;
+pub mod lean;
 pub mod metric;
 pub mod rbpx;
 pub mod rotation;

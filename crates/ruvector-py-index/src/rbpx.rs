@@ -650,6 +650,13 @@ fn compressed_file(file: &File) -> bool {
 /// (they stay in the shared page cache), so a mapped index is not resident
 /// until searches touch it.
 pub fn load_mapped(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
+    load_mapped_with_file(path, expected).map(|(loaded, _)| loaded)
+}
+
+/// [`load_mapped`], also handing back the open file the map was made from
+/// (for [`rebuild_lean`], which reads rows from that very file: the path
+/// could name another file by then).
+pub fn load_mapped_with_file(path: &Path, expected: Option<Kind>) -> Result<(Loaded, File)> {
     let shown = path.display().to_string();
     let fail = |m: String| Error::persist(&shown, m);
     let file = File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
@@ -669,7 +676,8 @@ pub fn load_mapped(path: &Path, expected: Option<Kind>) -> Result<Loaded> {
     // released after the checks (`release_checked_pages`).
     let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
         .map_err(|e| fail(format!("cannot map: {e}")))?;
-    load_from(Source::Mapped(Arc::new(map)), shown, expected)
+    let loaded = load_from(Source::Mapped(Arc::new(map)), shown, expected)?;
+    Ok((loaded, file))
 }
 
 /// Reads an index from bytes produced by [`to_bytes`] (or a whole file).
@@ -1382,6 +1390,18 @@ pub fn snapshot(engine: &Engine) -> Loaded {
 /// `cancel` is checked between chunks of the work. The vectors become the
 /// index's buffer as they are (no copy; mapped ones stay mapped).
 pub fn rebuild(loaded: Loaded, cancel: &Cancel) -> Result<Engine> {
+    rebuild_with(loaded, None, cancel)
+}
+
+/// [`rebuild`] of an IVF index loaded by [`load_mapped_with_file`], made
+/// lean (see [`crate::lean`]): an 8-bit copy of the vectors in memory, the
+/// float32 rows read from `file` when a search needs them. The file's
+/// vectors must be mapped (version 2, not compressed).
+pub fn rebuild_lean(loaded: Loaded, file: File, cancel: &Cancel) -> Result<Engine> {
+    rebuild_with(loaded, Some(file), cancel)
+}
+
+fn rebuild_with(loaded: Loaded, lean: Option<File>, cancel: &Cancel) -> Result<Engine> {
     let shown = loaded.source;
     let map = loaded.map;
     let mut engine =
@@ -1392,6 +1412,21 @@ pub fn rebuild(loaded: Loaded, cancel: &Cancel) -> Result<Engine> {
             Error::Interrupted => e,
             e => Error::persist(&shown, format!("invalid contents: {e}")),
         })?;
+    if let Some(file) = lean {
+        // Built from the mapped vectors while the checks' pages are still
+        // in, before they are released.
+        let at = match &map {
+            Some((_, vectors)) if engine.is_mapped() => vectors.start as u64,
+            _ => {
+                return Err(Error::persist(
+                    &shown,
+                    "lean=True needs vectors it can map: a version 2 file saved without \
+                     compress=True (save the index again with save(path))",
+                ))
+            }
+        };
+        engine.make_lean(Arc::new(file), at, &shown, cancel)?;
+    }
     if let Some((map, vectors)) = map {
         release_checked_pages(&map, vectors);
     }
@@ -2085,6 +2120,91 @@ mod tests {
             }
             assert_eq!(fs::read(&path).unwrap(), before);
         }
+    }
+
+    #[test]
+    fn lean_ivf_matches_the_mapped_one_with_exact_scores_until_a_change() {
+        // Distinct rows (no ties, whose order would depend on the order
+        // candidates are scored in).
+        let distinct = |metric| {
+            let (dim, n) = (24, 900);
+            let mut e = Engine::new(Params {
+                kind: Kind::Ivf,
+                dim,
+                seed: 5,
+                rerank_factor: 4,
+                rotation: Rotation::Haar,
+                nlist: 12,
+                nprobe: 3,
+                metric,
+            })
+            .unwrap();
+            let data: Vec<f32> = (0..n * dim)
+                .map(|i| ((i as f32 * 0.731).sin() + (i as f32 * 0.0173).cos()) * 0.9)
+                .collect();
+            let ids: Vec<u64> = (0..n as u64).map(|i| i * 5 + 2).collect();
+            e.add(&ids, &data).unwrap();
+            let gone: Vec<u64> = ids.iter().copied().step_by(7).collect();
+            assert_eq!(e.remove(&gone), gone.len());
+            e
+        };
+        for metric in [Metric::L2, Metric::Ip, Metric::Cosine] {
+            let e = distinct(metric);
+            let path = tmp(&format!("lean-ivf-{metric:?}"));
+            save(&e, &path).unwrap();
+            let (loaded, file) = load_mapped_with_file(&path, Some(Kind::Ivf)).unwrap();
+            let mut lean = rebuild_lean(loaded, file, &Cancel::new()).unwrap();
+            assert!(lean.is_lean() && lean.is_mapped() && lean.same_as(&e));
+            // Replacing the file by rename (as the SDK's saves do) does not
+            // change what the lean index reads: it keeps the file it mapped.
+            let other = churned_ivf(Metric::L2, Rotation::Hadamard);
+            let next = path.with_extension("next");
+            save(&other, &next).unwrap();
+            fs::rename(&next, &path).unwrap();
+            let opts = crate::engine::SearchOpts::default();
+            let allowed: Vec<u64> = e.store().ids().iter().copied().step_by(3).collect();
+            let filter = e.row_filter(&crate::filter::IdSet::new(&allowed));
+            let lean_filter = lean.row_filter(&crate::filter::IdSet::new(&allowed));
+            for i in 0..8 {
+                let q: [f32; 24] = std::array::from_fn(|j| ((i * 24 + j) as f32 * 0.37).sin());
+                // The same candidates reranked: the 8-bit ranking's best
+                // 16 hold the exact best 7 here, so hits and scores agree.
+                assert_eq!(
+                    lean.search(&q, 7, opts).unwrap(),
+                    e.search(&q, 7, opts).unwrap()
+                );
+                let f = crate::engine::SearchOpts {
+                    filter: Some(&filter),
+                    ..opts
+                };
+                let lf = crate::engine::SearchOpts {
+                    filter: Some(&lean_filter),
+                    ..opts
+                };
+                assert_eq!(lean.search(&q, 5, lf).unwrap(), e.search(&q, 5, f).unwrap());
+            }
+            // The first change makes it an ordinary in-memory index.
+            let mut e = e;
+            for x in [&mut lean, &mut e] {
+                x.add(&[1 << 30], &[0.5f32; 24]).unwrap();
+            }
+            assert!(!lean.is_lean() && !lean.is_mapped() && lean.same_as(&e));
+            let q = [0.45f32; 24];
+            assert_eq!(
+                lean.search(&q, 9, opts).unwrap(),
+                e.search(&q, 9, opts).unwrap()
+            );
+        }
+        // A compressed file cannot be mapped, so not made lean either.
+        let e = churned_ivf(Metric::L2, Rotation::Haar);
+        let path = tmp("lean-compressed");
+        save_as(&e, &path, false, true).unwrap();
+        let err = load_mapped_with_file(&path, Some(Kind::Ivf))
+            .and_then(|(l, f)| rebuild_lean(l, f, &Cancel::new()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("x.rbpx"), "{err}");
     }
 
     #[test]

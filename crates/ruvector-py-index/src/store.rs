@@ -15,6 +15,7 @@
 //! to the process; the file is never modified.
 
 use crate::engine::InPlacePlan;
+use crate::lean::LeanVectors;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -133,6 +134,10 @@ pub struct Store {
     keep_vectors: bool,
     ids: Ids,
     vectors: Backing,
+    /// `load(path, lean=True)`: the resident 8-bit copy searches rerank
+    /// with (the mapped vectors are then only read from the file). Dropped
+    /// by the first change to the vectors.
+    lean: Option<LeanVectors>,
     /// CRC-32 of every id and row added, in order: lets indexes that keep no
     /// vectors still be compared for equality.
     fingerprint: u32,
@@ -145,6 +150,7 @@ impl Store {
             keep_vectors,
             ids: Ids::Dense(0),
             vectors: Backing::Owned(Arc::new(Vec::new())),
+            lean: None,
             fingerprint: 0,
         }
     }
@@ -243,6 +249,8 @@ impl Store {
     /// a mapped buffer is copied into owned memory first (copy first: the
     /// file is never written, and the index's vectors become private).
     fn vectors_mut(&mut self) -> &mut Vec<f32> {
+        // The 8-bit copy would no longer match: the index stops being lean.
+        self.lean = None;
         if let Backing::Mapped(m) = &self.vectors {
             let owned = (**m).as_ref().to_vec();
             self.vectors = Backing::Owned(Arc::new(owned));
@@ -251,6 +259,16 @@ impl Store {
             Backing::Owned(v) => Arc::make_mut(v),
             Backing::Mapped(_) => unreachable!("copied above"),
         }
+    }
+
+    /// The resident 8-bit copy of a lean index (see [`LeanVectors`]).
+    pub fn lean(&self) -> Option<&LeanVectors> {
+        self.lean.as_ref()
+    }
+
+    /// Makes searches rerank with `lean` (built from these vectors).
+    pub fn set_lean(&mut self, lean: LeanVectors) {
+        self.lean = Some(lean);
     }
 
     /// Fills an empty store from a saved file: `vectors` (owned or mapped)
@@ -435,7 +453,7 @@ impl Store {
             Backing::Owned(v) => v.capacity(),
             Backing::Mapped(m) => (**m).as_ref().len(),
         };
-        ids + vectors * 4
+        ids + vectors * 4 + self.lean.as_ref().map_or(0, LeanVectors::memory_bytes)
     }
 }
 

@@ -1212,9 +1212,15 @@ fn load_base(
     path: &Bound<'_, PyAny>,
     kind: Kind,
     mmap: bool,
+    lean: bool,
 ) -> PyResult<IndexBase> {
     let path = path_arg(path, "path")?;
     let engine = long_call(py, usize::MAX, |cancel| {
+        if lean {
+            let (loaded, file) = rbpx::load_mapped_with_file(&path, Some(kind))?;
+            cancel.check()?;
+            return rbpx::rebuild_lean(loaded, file, cancel);
+        }
         let loaded = if mmap {
             rbpx::load_mapped(&path, Some(kind))?
         } else {
@@ -1284,7 +1290,7 @@ macro_rules! index_class {
             #[pyo3(signature = (path, *, mmap=false))]
             fn load(cls: &Bound<'_, pyo3::types::PyType>, path: &Bound<'_, PyAny>, mmap: bool) -> PyResult<Py<$name>> {
                 let py = cls.py();
-                let base = load_base(py, path, $kind, mmap)?;
+                let base = load_base(py, path, $kind, mmap, false)?;
                 Py::new(py, PyClassInitializer::from(base).add_subclass($name))
             }
         }
@@ -1384,15 +1390,24 @@ impl IvfRabitqIndex {
     /// vectors and the lists' codes read-only (see `RabitqPlusIndex.load`;
     /// files saved before the codes were kept in the scan layout map the
     /// vectors only).
+    ///
+    /// `lean=True` (implies `mmap=True`) keeps the float32 vectors out of
+    /// memory altogether: an 8-bit copy (a quarter of their size) ranks
+    /// each search's candidates, and only the best `2·k` (at least 16)
+    /// rows are read from the file and scored exactly, so scores stay
+    /// exact and resident memory stays near a quarter of the vectors
+    /// whatever the searches touch. The first change (`add`, `remove`,
+    /// ...) makes it an ordinary index (`lean` turns `False`).
     #[classmethod]
-    #[pyo3(signature = (path, *, mmap=false))]
+    #[pyo3(signature = (path, *, mmap=false, lean=false))]
     fn load(
         cls: &Bound<'_, pyo3::types::PyType>,
         path: &Bound<'_, PyAny>,
         mmap: bool,
+        lean: bool,
     ) -> PyResult<Py<IvfRabitqIndex>> {
         let py = cls.py();
-        let base = load_base(py, path, Kind::Ivf, mmap)?;
+        let base = load_base(py, path, Kind::Ivf, mmap, lean)?;
         Py::new(
             py,
             PyClassInitializer::from(base).add_subclass(IvfRabitqIndex),
@@ -1408,6 +1423,14 @@ impl IvfRabitqIndex {
             Some(n) => Some(n),
             None => Some(engine.params().nlist).filter(|&n| n > 0),
         }
+    }
+
+    /// Whether searches rank candidates by a resident 8-bit copy and read
+    /// the float32 rows from the file (`load(path, lean=True)`, until the
+    /// first change).
+    #[getter]
+    fn lean(slf: &Bound<'_, Self>) -> bool {
+        slf.as_super().get().read_py(slf.py()).is_lean()
     }
 
     /// Lists visited per query (default: 1/8 of the lists, at least 8).

@@ -484,7 +484,7 @@ class IvfRabitqIndex(_IndexBase):
         metric: Optional[_Metric] = None,
     ) -> IvfRabitqIndex: ...
     @classmethod
-    def load(cls, path: _Path, *, mmap: bool = False) -> IvfRabitqIndex:
+    def load(cls, path: _Path, *, mmap: bool = False, lean: bool = False) -> IvfRabitqIndex:
         """Loads a saved index; the peak memory of a load is about the index's
         size. ``mmap=True`` maps the vectors and the lists' codes read-only
         from a version 2 file (processes that map one file share one copy; the
@@ -492,7 +492,30 @@ class IvfRabitqIndex(_IndexBase):
         is not resident until searches touch the probed lists and the reranked
         rows; files saved before the codes were kept in the scan layout map the
         vectors only; a version 1 file, or one saved with ``compress=True``,
-        raises :class:`PersistError`)."""
+        raises :class:`PersistError`).
+
+        ``lean=True`` (implies ``mmap=True``) keeps the float32 vectors out of
+        memory altogether: an 8-bit copy of them (a quarter of their size)
+        ranks each search's candidates again, and only the best ``2·k`` (at
+        least 16) rows are read from the file (``pread``, so they never become
+        resident) and scored exactly. Scores stay exact, and resident memory
+        stays near a quarter of the vectors plus the list codes however many
+        searches run. The first change (``add``, ``remove``, ``upsert``) makes
+        it an ordinary in-memory index (:attr:`lean` turns ``False``).
+
+        >>> import numpy as np, tempfile, os, ruvector_rabitq as rr
+        >>> x = np.random.default_rng(0).standard_normal((2000, 32), dtype=np.float32)
+        >>> path = os.path.join(tempfile.mkdtemp(), "ivf.rbpx")
+        >>> rr.IvfRabitqIndex.build(x).save(path)
+        >>> lean = rr.IvfRabitqIndex.load(path, lean=True)
+        >>> lean.lean, lean.search(x[7], k=1)[0].id
+        (True, 7)
+        """
+    @property
+    def lean(self) -> bool:
+        """Whether searches rank candidates by a resident 8-bit copy and read
+        the float32 rows from the file (``load(path, lean=True)``, until the
+        first change)."""
     @property
     def nlist(self) -> Optional[int]:
         """Trained lists; before training the requested count, or ``None`` (about sqrt(n))."""
