@@ -326,6 +326,8 @@ def bench(session: nox.Session) -> None:
     # next to hnswlib M=32 at the same recall on the real embeddings: RSS
     # after load and after 1,000 queries, warm and cold page cache.
     session.run("python", "bench/index_memory_bench.py", *data, "--out", "bench/results-memory.md")
+    # Rows lean=True reads per search (a replay of its rule in NumPy).
+    session.run("python", "bench/lean_reads.py", *data)
     session.run("python", "bench/lake_bench.py", "--out", "bench/results-lake.md")
     # ruLake over real stores (issue 18): Parquet and a throwaway PostgreSQL
     # cluster, 1M x 384, cold prime next to pyarrow / psycopg alone.

@@ -91,6 +91,13 @@ impl TopK {
         }
     }
 
+    /// The worst score kept once `k` are held (`None` before).
+    pub fn worst(&self) -> Option<f32> {
+        (self.heap.len() >= self.k)
+            .then(|| self.heap.peek().map(|e| e.score))
+            .flatten()
+    }
+
     /// `(id, score)` pairs, ascending by score; equal scores by id, so every
     /// search path (single, batch, filtered, sharded) lists ties alike.
     pub fn into_sorted(self) -> Vec<(u64, f32)> {

@@ -496,12 +496,15 @@ class IvfRabitqIndex(_IndexBase):
 
         ``lean=True`` (implies ``mmap=True``) keeps the float32 vectors out of
         memory altogether: an 8-bit copy of them (a quarter of their size)
-        ranks each search's candidates again, and only the best ``2·k`` (at
-        least 16) rows are read from the file (``pread``, so they never become
-        resident) and scored exactly. Scores stay exact, and resident memory
-        stays near a quarter of the vectors plus the list codes however many
-        searches run. The first change (``add``, ``remove``, ``upsert``) makes
-        it an ordinary in-memory index (:attr:`lean` turns ``False``).
+        orders each search's candidates, whose float32 rows are then read from
+        the file in that order (``pread``, so they never become resident) and
+        scored exactly until the 8-bit error bound proves that no unread
+        candidate can enter the top ``k`` (about ``1.3·k`` reads on real
+        embeddings). The hits and their exact scores are those of
+        ``mmap=True`` (ties aside), and resident memory stays near a quarter
+        of the vectors plus the list codes however many searches run. The
+        first change (``add``, ``remove``, ``upsert``) makes it an ordinary
+        in-memory index (:attr:`lean` turns ``False``).
 
         >>> import numpy as np, tempfile, os, ruvector_rabitq as rr
         >>> x = np.random.default_rng(0).standard_normal((2000, 32), dtype=np.float32)
