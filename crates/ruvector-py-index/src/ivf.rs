@@ -696,9 +696,10 @@ impl IvfCodes {
                 if let Some(lean) = store.lean() {
                     let rows = f.rows().iter().copied();
                     let id_at = |r| store.id_at(r);
-                    return lean.rerank(query, self.metric, rows, k, id_at, |x| {
+                    let hits = lean.rerank(query, self.metric, rows, k, id_at, |x| {
                         exact_cost(self.metric, query, x)
-                    });
+                    })?;
+                    return Ok(hits.0);
                 }
                 return Ok(exact_rows(store, query, k, f.rows(), self.metric));
             }
@@ -782,7 +783,7 @@ impl IvfCodes {
             if let Some(lean) = store.lean() {
                 let rows = s.cand[..keep].iter().map(|&(_, row)| row);
                 let metric = self.metric;
-                return lean.rerank(
+                let hits = lean.rerank(
                     query,
                     metric,
                     rows,
@@ -792,7 +793,8 @@ impl IvfCodes {
                         Metric::L2 => distance::sq_l2(query, x),
                         Metric::Ip | Metric::Cosine => -distance::dot(query, x),
                     },
-                );
+                )?;
+                return Ok(hits.0);
             }
             // The rerank reads `keep` vectors at random rows: fetch a few
             // ahead so the memory latency overlaps the arithmetic.

@@ -156,25 +156,11 @@ impl LeanVectors {
     /// The top-`k` `(id, cost)` among `rows` by `exact_cost` (of a
     /// float32 row: squared L2, or the negated inner product for `ip` and
     /// `cosine`, as `metric` says), ascending, exactly as scoring every row
-    /// by `exact_cost` would give (ties aside): rows are read from the file
-    /// in the order of their 8-bit estimates until the bound proves no
-    /// unread row can enter the top `k` (see the module's notes). `id_at`
-    /// maps a row to its id.
+    /// by `exact_cost` would give (ties aside), and how many rows it read:
+    /// rows are read from the file in the order of their 8-bit estimates
+    /// until the bound proves no unread row can enter the top `k` (see the
+    /// module's notes). `id_at` maps a row to its id.
     pub fn rerank(
-        &self,
-        query: &[f32],
-        metric: Metric,
-        rows: impl ExactSizeIterator<Item = u32>,
-        k: usize,
-        id_at: impl Fn(usize) -> u64,
-        exact_cost: impl Fn(&[f32]) -> f32,
-    ) -> Result<Vec<(u64, f32)>> {
-        self.rerank_counted(query, metric, rows, k, id_at, exact_cost)
-            .map(|(hits, _)| hits)
-    }
-
-    /// [`LeanVectors::rerank`] and how many rows it read from the file.
-    fn rerank_counted(
         &self,
         query: &[f32],
         metric: Metric,
@@ -380,7 +366,7 @@ mod tests {
                     .collect();
                 for k in [1, 10, 50] {
                     let (got, read) = lean
-                        .rerank_counted(
+                        .rerank(
                             &q,
                             metric,
                             0..n as u32,
@@ -426,7 +412,8 @@ mod tests {
                 |r| 1000 + r as u64,
                 |x| distance::sq_l2(q, x),
             )
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(got[0], (1005, 0.0));
         assert_eq!(got.len(), 2);
         let none: [u32; 0] = [];
@@ -440,6 +427,7 @@ mod tests {
                 |_| 0.0
             )
             .unwrap()
+            .0
             .is_empty());
     }
 
