@@ -46,6 +46,9 @@ def _case(case: str, where: str, n: int, dim: int) -> Dict[str, Any]:
         col = pq.read_table(f"{where}/docs.parquet", columns=["id", "embedding"]).column("embedding")
         x = np.concatenate([c.flatten().to_numpy().reshape(len(c), -1) for c in col.chunks])
         assert x.shape == (n, dim)
+    elif case == "parquet-pull":
+        _, x = rl.ParquetBackend("b", where).pull("docs")
+        assert x.shape == (n, dim)
     elif case in ("parquet-prime", "postgres-prime", "index-build"):
         lake = rl.RuLake()
         if case == "parquet-prime":
@@ -168,6 +171,12 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results-stores.md")
     ap.add_argument("--only", choices=["refresh"], help="only the PostgreSQL refresh measurement")
     ap.add_argument("--fractions", default="", help="refresh fractions, e.g. 0.001,0.01 (default: 0.001,0.01,0.1)")
+    ap.add_argument(
+        "--row-group-rows",
+        type=int,
+        default=65_536,
+        help="rows per Parquet row group of the written file (writers such as Spark and DuckDB keep groups small)",
+    )
     ap.add_argument("--case")
     ap.add_argument("--where", default="")
     args = ap.parse_args()
@@ -187,11 +196,13 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="rvpq")
     if not only_refresh:
         vectors = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), dim)
-        pq.write_table(pa.table({"id": ids, "embedding": vectors}), f"{root}/docs.parquet")
+        pq.write_table(
+            pa.table({"id": ids, "embedding": vectors}), f"{root}/docs.parquet", row_group_size=args.row_group_rows
+        )
         del vectors
     results: Dict[str, Dict[str, Any]] = {} if only_refresh else {"index-build": _run("index-build", "", n, dim)}
     refresh: Optional[Dict[str, Any]] = None
-    for case in () if only_refresh else ("parquet-bare", "parquet-prime"):
+    for case in () if only_refresh else ("parquet-bare", "parquet-pull", "parquet-prime"):
         results[case] = _run(case, root, n, dim)
     shutil.rmtree(root, ignore_errors=True)
     bindir = _pg_bin()
@@ -231,6 +242,7 @@ def main() -> None:
     labels = {
         "index-build": "index build alone (arrays already in memory)",
         "parquet-bare": "pyarrow alone: read_table -> NumPy (n, dim)",
+        "parquet-pull": "ParquetBackend pull alone -> NumPy (n, dim)",
         "parquet-prime": "ParquetBackend cold prime (pull + encode)",
         "postgres-bare": "psycopg alone: binary COPY transfer, not decoded",
         "postgres-prime": "PostgresBackend cold prime (pull + encode)",

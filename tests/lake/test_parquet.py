@@ -173,6 +173,26 @@ def test_bad_files_are_backend_errors(tmp_path: Path, case: str, needle: str) ->
     assert through.value.backend == "pq"
 
 
+def test_faults_in_a_later_row_group_name_their_row(tmp_path: Path) -> None:
+    # Read batch by batch: a fault past the first batch still names its row
+    # in the whole collection, and nothing is returned.
+    x, ids = clustered(300, 4, seed=9), sparse_ids(300, seed=9)
+    x[250, 2] = np.inf
+    pq.write_table(fixed_table(ids, x), tmp_path / "docs.parquet", row_group_size=64)
+    backend = rl.ParquetBackend("pq", tmp_path)
+    with pytest.raises(rl.BackendError, match=rf"finite.*row 250 \(id {int(ids[250])}\)"):
+        backend.pull("docs")
+    rows = [row.tolist() for row in x[:200]]
+    rows[170] = rows[170][:3]
+    pq.write_table(list_table(ids[:200], rows), tmp_path / "docs.parquet", row_group_size=64)
+    with pytest.raises(rl.BackendError, match=r"ragged vectors: expected 4 values per row, got 3"):
+        backend.pull("docs")
+    empty = pa.table({"id": pa.array([], type=pa.uint64()), "embedding": pa.array([], type=pa.list_(pa.float32(), 4))})
+    pq.write_table(empty, tmp_path / "docs.parquet")
+    got_ids, got_x = backend.pull("docs")
+    assert got_ids.shape == (0,) and got_x.shape == (0, 4)
+
+
 def test_missing_collection_and_root(tmp_path: Path) -> None:
     two = np.ones((2, 2), dtype=np.float32)
     pq.write_table(fixed_table(np.arange(2, dtype=np.uint64), two), tmp_path / "a.parquet")
