@@ -118,11 +118,12 @@ def test_ivf_shards_save_load_mmap_and_kill_recovers(tmp_path: pathlib.Path) -> 
     info = loaded.info()[1]
     assert info["restarted"] is True and info["pid"] != pid and info["len"] == loaded.info()[1]["len"]
     # a shard that is gone for good: a clear error, or a partial answer on request
+    # (the timeout bounds the live shard's answer: generous, for a loaded machine)
     ray.kill(loaded.actors[0], no_restart=True)
     with pytest.raises(ShardUnavailable, match=r"1 of 2 shards did not answer .*shard 0") as caught:
-        loaded.search_batch(Q, 10, timeout=2)
+        loaded.search_batch(Q, 10, timeout=6)
     assert caught.value.shards == [0]
-    part_ids, _ = loaded.search_batch(Q, 10, timeout=2, allow_partial=True)
+    part_ids, _ = loaded.search_batch(Q, 10, timeout=6, allow_partial=True)
     assert loaded.missing_shards == [0]
     assert set(part_ids.ravel().tolist()) <= set(IDS[shard_of(IDS, 2) == 1].tolist())
     loaded.shutdown()
