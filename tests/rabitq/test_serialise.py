@@ -493,6 +493,24 @@ def test_a_lean_index_reads_the_file_it_loaded_and_needs_one_it_can_map(data: Da
     assert not copied.lean and results(copied, q) == want
 
 
+def test_a_damaged_file_is_refused_by_a_lean_load(data: Data, tmp_path: Path) -> None:
+    x, _ = data
+    path = tmp_path / "x.rbpx"
+    rr.IvfRabitqIndex.build(x, nlist=8).save(path)
+    raw = path.read_bytes()
+    for at in (100, len(raw) // 2, len(raw) - 40):
+        bad = bytearray(raw)
+        bad[at] ^= 0x10
+        path.write_bytes(bytes(bad))
+        with pytest.raises(rr.PersistError, match=r"checksum|corrupt"):
+            rr.IvfRabitqIndex.load(path, lean=True)
+    path.write_bytes(raw[: len(raw) // 3])
+    with pytest.raises(rr.PersistError):
+        rr.IvfRabitqIndex.load(path, lean=True)
+    with pytest.raises(TypeError):
+        rr.IvfRabitqIndex.load(path, lean="yes")  # type: ignore[arg-type]
+
+
 @pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux smaps_rollup")
 def test_two_processes_share_one_mapped_copy(tmp_path: Path) -> None:
     n, dim = 40_000, 256  # 41 MB of vectors
