@@ -69,6 +69,122 @@ fn dot_u8_portable(w: &[f32], c: &[u8]) -> f32 {
     fold(acc)
 }
 
+/// Rows per block of [`RowBlocks`]: one AVX2 register of lanes.
+pub const BLOCK_ROWS: usize = 8;
+
+/// Rows (the IVF centroids) stored dimension-major in blocks of
+/// [`BLOCK_ROWS`]: for block `b` and dimension `j`, the `j`-th components of
+/// rows `8b..8b+8` side by side (the last block padded with zero rows).
+/// Squared distances from one query to every row then need one broadcast
+/// component per dimension and no horizontal sum: about 3× faster than
+/// [`sq_l2`] row by row for a few hundred 384-dimensional rows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RowBlocks {
+    dim: usize,
+    rows: usize,
+    data: Vec<f32>,
+}
+
+impl RowBlocks {
+    /// `rows` holds `rows.len() / dim` rows of `dim` components.
+    pub fn new(rows: &[f32], dim: usize) -> Self {
+        let n = rows.len().checked_div(dim).unwrap_or(0);
+        let mut data = vec![0.0f32; n.div_ceil(BLOCK_ROWS) * BLOCK_ROWS * dim];
+        for (r, row) in rows.chunks_exact(dim.max(1)).take(n).enumerate() {
+            let block = &mut data[r / BLOCK_ROWS * BLOCK_ROWS * dim..][..BLOCK_ROWS * dim];
+            for (j, &x) in row.iter().enumerate() {
+                block[j * BLOCK_ROWS + r % BLOCK_ROWS] = x;
+            }
+        }
+        Self { dim, rows: n, data }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.data.capacity() * 4
+    }
+
+    /// `out[r] = Σⱼ (qⱼ − xᵣⱼ)²` for every row `r`, each sum in dimension
+    /// order (so the same bits on every CPU: no FMA, no reordering; the
+    /// order differs from [`sq_l2`]'s partial sums). `out` is resized to
+    /// [`RowBlocks::rows`].
+    pub fn sq_l2_into(&self, query: &[f32], out: &mut Vec<f32>) {
+        debug_assert_eq!(query.len(), self.dim);
+        out.clear();
+        out.resize(self.data.len() / self.dim.max(1), 0.0);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                unsafe { blocks_sq_l2_avx2(query, &self.data, out) };
+                out.truncate(self.rows);
+                return;
+            }
+        }
+        blocks_sq_l2_portable(query, &self.data, out);
+        out.truncate(self.rows);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn blocks_sq_l2_avx2(q: &[f32], data: &[f32], out: &mut [f32]) {
+    blocks_sq_l2_portable(q, data, out)
+}
+
+/// Four blocks at a time (four independent sums per lane, so the adds do
+/// not wait on one another), then the rest one by one.
+#[inline(always)]
+fn blocks_sq_l2_portable(q: &[f32], data: &[f32], out: &mut [f32]) {
+    const B: usize = BLOCK_ROWS;
+    let stride = q.len() * B;
+    if stride == 0 {
+        return;
+    }
+    let mut quads = data.chunks_exact(4 * stride);
+    let mut outs = out.chunks_exact_mut(4 * B);
+    for (quad, o) in (&mut quads).zip(&mut outs) {
+        let (b0, rest) = quad.split_at(stride);
+        let (b1, rest) = rest.split_at(stride);
+        let (b2, b3) = rest.split_at(stride);
+        let mut acc = [[0.0f32; B]; 4];
+        for ((((&x, c0), c1), c2), c3) in q
+            .iter()
+            .zip(b0.chunks_exact(B))
+            .zip(b1.chunks_exact(B))
+            .zip(b2.chunks_exact(B))
+            .zip(b3.chunks_exact(B))
+        {
+            for (a, c) in acc.iter_mut().zip([c0, c1, c2, c3]) {
+                for i in 0..B {
+                    let t = x - c[i];
+                    a[i] += t * t;
+                }
+            }
+        }
+        for (o, a) in o.chunks_exact_mut(B).zip(&acc) {
+            o.copy_from_slice(a);
+        }
+    }
+    for (block, o) in quads
+        .remainder()
+        .chunks_exact(stride)
+        .zip(outs.into_remainder().chunks_exact_mut(B))
+    {
+        let mut acc = [0.0f32; B];
+        for (&x, c) in q.iter().zip(block.chunks_exact(B)) {
+            for i in 0..B {
+                let t = x - c[i];
+                acc[i] += t * t;
+            }
+        }
+        o.copy_from_slice(&acc);
+    }
+}
+
 /// `(‖x‖², ‖x‖₁, Σᵢ sign(xᵢ)·cᵢ)` with `sign(0) = −1`: the terms a RaBitQ
 /// code of the residual `x` needs (see `ivf.rs`).
 #[inline]
@@ -165,6 +281,37 @@ fn sq_l2_portable(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_blocks_give_each_rows_serial_sum() {
+        for (n, d) in [
+            (0usize, 5usize),
+            (1, 1),
+            (7, 3),
+            (8, 384),
+            (33, 17),
+            (70, 384),
+        ] {
+            let rows: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.37).sin()).collect();
+            let q: Vec<f32> = (0..d).map(|i| (i as f32 * 0.11).cos()).collect();
+            let blocks = RowBlocks::new(&rows, d);
+            assert_eq!(blocks.rows(), n);
+            let mut out = vec![1.0; 3];
+            blocks.sq_l2_into(&q, &mut out);
+            assert_eq!(out.len(), n);
+            let mut portable = vec![0.0; n.div_ceil(BLOCK_ROWS) * BLOCK_ROWS];
+            blocks_sq_l2_portable(&q, &blocks.data, &mut portable);
+            for (r, row) in rows.chunks_exact(d).enumerate() {
+                // The definition: one serial sum in dimension order.
+                let want = q
+                    .iter()
+                    .zip(row)
+                    .fold(0.0f32, |a, (x, y)| a + (x - y) * (x - y));
+                assert_eq!(out[r].to_bits(), want.to_bits(), "n {n}, d {d}, row {r}");
+                assert_eq!(portable[r].to_bits(), want.to_bits());
+            }
+        }
+    }
 
     #[test]
     fn kernels_match_the_plain_sums_and_each_other() {

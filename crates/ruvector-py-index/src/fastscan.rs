@@ -264,7 +264,91 @@ pub struct QueryLut {
 
 impl QueryLut {
     /// Tables for `q` (length `dim`).
+    ///
+    /// Built group-major in the transposed layout (entry `v` of every group
+    /// side by side), so each step is one vector operation over the groups
+    /// instead of a 16-entry serial chain per group, and rounded without a
+    /// libm call: a few µs less per query than the plain loops
+    /// ([`QueryLut::reference`], which the tests compare it with bit for
+    /// bit) at 512 dimensions.
     pub fn new(q: &[f32]) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                return unsafe { Self::new_avx2(q) };
+            }
+        }
+        Self::new_portable(q)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn new_avx2(q: &[f32]) -> Self {
+        Self::new_portable(q)
+    }
+
+    /// Same operations on the same operands as [`QueryLut::reference`]
+    /// (each entry the sum of its parent entry and one component; min, max
+    /// and the division are exact), so the same bits on every CPU.
+    #[inline(always)]
+    fn new_portable(q: &[f32]) -> Self {
+        let groups = groups_for(q.len());
+        // sums[v * groups + g]: entry v of group g; component j of every
+        // group first, as the rows the recurrence adds.
+        let mut sums = vec![0.0f32; 16 * groups];
+        let mut comps = vec![0.0f32; 4 * groups];
+        for (i, &x) in q.iter().enumerate() {
+            comps[(i % 4) * groups + i / 4] = x;
+        }
+        for v in 1..16usize {
+            let (done, rest) = sums.split_at_mut(v * groups);
+            let parent = &done[(v & (v - 1)) * groups..][..groups];
+            let comp = &comps[v.trailing_zeros() as usize * groups..][..groups];
+            for ((t, &p), &c) in rest[..groups].iter_mut().zip(parent).zip(comp) {
+                *t = p + c;
+            }
+        }
+        let mut lo = vec![f32::INFINITY; groups];
+        let mut hi = vec![f32::NEG_INFINITY; groups];
+        for row in sums.chunks_exact(groups) {
+            for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(row) {
+                // `min`/`max` in the reference's order (a select, not a
+                // masked store, which is slow on some CPUs).
+                *l = l.min(x);
+                *h = h.max(x);
+            }
+        }
+        // In group order, as the reference adds them.
+        let base = lo.iter().fold(0.0f32, |b, &l| b + l);
+        let width = lo.iter().zip(&hi).fold(0.0f32, |w, (&l, &h)| w.max(h - l));
+        let delta = if width > 0.0 { width / 255.0 } else { 1.0 };
+        let mut levels = vec![0u8; 16 * groups];
+        for (out, row) in levels
+            .chunks_exact_mut(groups)
+            .zip(sums.chunks_exact(groups))
+        {
+            for ((o, &x), &l) in out.iter_mut().zip(row).zip(&lo) {
+                *o = round_level((x - l) / delta);
+            }
+        }
+        let mut table = vec![0u8; groups * 16];
+        for (g, entries) in table.chunks_exact_mut(16).enumerate() {
+            for (v, e) in entries.iter_mut().enumerate() {
+                *e = levels[v * groups + g];
+            }
+        }
+        Self {
+            groups,
+            table,
+            base,
+            delta,
+        }
+    }
+
+    /// The tables by the definition, one group at a time (the test oracle).
+    #[cfg(test)]
+    fn reference(q: &[f32]) -> Self {
         let groups = groups_for(q.len());
         let mut exact = vec![0.0f32; groups * 16];
         let (mut base, mut width) = (0.0f32, 0.0f32);
@@ -298,6 +382,20 @@ impl QueryLut {
             delta,
         }
     }
+}
+
+/// `x.round().clamp(0, 255) as u8` (a table level), without the libm call
+/// that keeps `round` from vectorising: truncate, then add one when the
+/// exact fraction is at least a half (ties away from zero, as `round`).
+/// NaN gives 0, as the cast does.
+#[inline(always)]
+fn round_level(x: f32) -> u8 {
+    let x = if x >= 0.0 { x.min(255.0) } else { 0.0 };
+    // SAFETY: 0 <= x <= 255 here (NaN became 0), so the truncation is
+    // representable; the checked `as` cast does not vectorise.
+    let whole: i32 = unsafe { x.to_int_unchecked() };
+    let up = i32::from(x - whole as f32 >= 0.5);
+    (whole + up).min(255) as u8
 }
 
 /// Every block of `data` (whole blocks), the CPU feature test made once.
@@ -561,6 +659,62 @@ mod tests {
                 codes.bits_of(i, &mut out);
                 assert_eq!(&out, v, "dim {dim}, vector {i}");
             }
+        }
+    }
+
+    #[test]
+    fn tables_equal_the_reference_bit_for_bit() {
+        let mut rng = SplitMix64::new(21);
+        for dim in [1usize, 3, 4, 7, 64, 100, 384, 511, 2500] {
+            for scale in [1e-3f32, 1.0, 1e3] {
+                let mut q: Vec<f32> = (0..dim)
+                    .map(|_| (rng.below(20_000) as f32 / 10_000.0 - 1.0) * scale)
+                    .collect();
+                // Exact zeros and repeated values: ties in min/max and
+                // entries that land on half a step.
+                if dim > 8 {
+                    q[1] = 0.0;
+                    q[5] = -0.0;
+                    q[6] = q[2];
+                }
+                let (fast, slow) = (QueryLut::new(&q), QueryLut::reference(&q));
+                assert_eq!(fast.table, slow.table, "dim {dim}, scale {scale}");
+                assert_eq!(fast.base.to_bits(), slow.base.to_bits(), "dim {dim}");
+                assert_eq!(fast.delta.to_bits(), slow.delta.to_bits(), "dim {dim}");
+                let portable = QueryLut::new_portable(&q);
+                assert_eq!(portable.table, slow.table, "portable, dim {dim}");
+            }
+        }
+        // An all-zero query: one level, step 1.
+        let zero = QueryLut::new(&[0.0; 16]);
+        assert!(zero.table.iter().all(|&t| t == 0));
+        assert_eq!(zero.delta, 1.0);
+    }
+
+    #[test]
+    fn levels_round_half_away_from_zero_like_round() {
+        for x in [
+            f32::NAN,
+            -1.0,
+            -0.0,
+            0.0f32,
+            0.49999997,
+            0.5,
+            0.50000006,
+            1.5,
+            2.5,
+            254.49998,
+            254.5,
+            255.0,
+            255.00002,
+            300.0,
+        ] {
+            assert_eq!(round_level(x), x.round().clamp(0.0, 255.0) as u8, "{x}");
+        }
+        let mut rng = SplitMix64::new(5);
+        for _ in 0..100_000 {
+            let x = rng.below(1 << 24) as f32 / 65_536.0;
+            assert_eq!(round_level(x), x.round().clamp(0.0, 255.0) as u8, "{x}");
         }
     }
 

@@ -30,6 +30,7 @@ use ruvector_py_core::interrupt::Cancel;
 use ruvector_py_core::{parallel, Error, Result};
 use ruvector_rabitq::RandomRotationKind;
 
+use crate::distance::RowBlocks;
 use crate::fastscan::{block_bytes_for, BlockCodes, CodeBytes, QueryLut, BLOCK};
 use crate::filter::RowFilter;
 use crate::metric::Metric;
@@ -99,6 +100,9 @@ pub struct IvfCodes {
     rotation: OnceLock<Rotator>,
     /// `nlist × dim`, empty until trained.
     centroids: Vec<f32>,
+    /// The centroids again, dimension-major in blocks of eight lists: the
+    /// layout that ranks the lists for a query fastest.
+    centroid_blocks: RowBlocks,
     /// The centroids rotated (`nlist × rdim`), so a query is rotated once,
     /// not once per list.
     rot_centroids: Vec<f32>,
@@ -148,6 +152,8 @@ impl Default for SavedCodes {
 struct Scratch {
     q_rot: Vec<f32>,
     centroid_dist: Vec<(f32, u32)>,
+    /// Squared distance to each centroid, in list order.
+    to_centroids: Vec<f32>,
     sums: Vec<u32>,
     est: Vec<f32>,
     cand: Vec<(f32, u32)>,
@@ -171,6 +177,7 @@ impl IvfCodes {
             kind,
             rotation: OnceLock::new(),
             centroids: Vec::new(),
+            centroid_blocks: RowBlocks::default(),
             rot_centroids: Vec::new(),
             lists: Vec::new(),
             labels: Vec::new(),
@@ -394,6 +401,7 @@ impl IvfCodes {
         let nlist = centroids.len() / self.dim;
         self.lists = (0..nlist).map(|_| List::new(self.rdim)).collect();
         self.radii = vec![0.0; nlist];
+        self.centroid_blocks = RowBlocks::new(&centroids, self.dim);
         self.centroids = centroids;
         self.rot_centroids = rot;
         self.labels.clear();
@@ -729,12 +737,15 @@ impl IvfCodes {
                             }),
                     );
                 }
-                Metric::L2 | Metric::Cosine => s.centroid_dist.extend(
-                    self.centroids
-                        .chunks_exact(d)
-                        .enumerate()
-                        .map(|(i, c)| (distance::sq_l2(query, c), i as u32)),
-                ),
+                Metric::L2 | Metric::Cosine => {
+                    self.centroid_blocks.sq_l2_into(query, &mut s.to_centroids);
+                    s.centroid_dist.extend(
+                        s.to_centroids
+                            .iter()
+                            .enumerate()
+                            .map(|(i, &dist)| (dist, i as u32)),
+                    );
+                }
             }
             if nprobe < nlist {
                 s.centroid_dist
@@ -873,7 +884,7 @@ impl IvfCodes {
         self.labels.shrink_to_fit();
     }
 
-    /// Codes, norms, factors, row numbers, labels, centroids (both copies)
+    /// Codes, norms, factors, row numbers, labels, centroids (all three copies)
     /// and the rotation (the crate's Haar rotation keeps two copies).
     pub fn memory_bytes(&self) -> usize {
         let rotation = self.rotation.get().map_or(0, Rotator::memory_bytes);
@@ -892,6 +903,7 @@ impl IvfCodes {
             + lists
             + (self.labels.capacity() + self.radii.capacity()) * 4
             + (self.centroids.capacity() + self.rot_centroids.capacity()) * 4
+            + self.centroid_blocks.memory_bytes()
     }
 }
 
