@@ -253,3 +253,27 @@ def test_the_default_rotation_is_the_exact_padded_hadamard() -> None:
     idx = rr.IvfRabitqIndex.build(x, nlist=2, nprobe=2)
     assert idx.search(x[7], 1)[0] == rr.SearchHit(7, 0.0)
     assert rr.IvfRabitqIndex(rr.MAX_DIM).dim == rr.MAX_DIM
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_a_large_batch_scanned_list_by_list_equals_single_searches(
+    corpus: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]], metric: str
+) -> None:
+    # search_batch scans each probed list once for a group of up to 128
+    # queries; 300 queries make several groups. Every row is stored twice
+    # (ties in estimates and exact scores), and nprobe=1 over 64 lists
+    # sometimes finds fewer than k candidates and must visit more lists.
+    x, q = corpus
+    twice = np.concatenate([x[:1500], x[:1500]])
+    idx = rr.IvfRabitqIndex.build(twice, nlist=64, metric=metric)
+    queries = np.concatenate([q, x[:240] + 0.01]).astype(np.float32)
+    assert queries.shape[0] == 300
+    for nprobe, rerank_factor in [(1, 1), (4, 5), (16, 20)]:
+        ids, scores = idx.search_batch(queries, 10, nprobe=nprobe, rerank_factor=rerank_factor)
+        for row, query in enumerate(queries):
+            hits = idx.search(query, 10, nprobe=nprobe, rerank_factor=rerank_factor)
+            assert ids[row].tolist() == [h.id for h in hits], (metric, nprobe, row)
+            np.testing.assert_array_equal(scores[row], np.array([h.score for h in hits], np.float32))
+    # Ties are listed by id, as everywhere.
+    ids, _ = idx.search_batch(twice[:200], 2, nprobe=8)
+    assert all(sorted(pair) == pair.tolist() for pair in ids)

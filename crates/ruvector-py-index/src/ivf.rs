@@ -154,11 +154,26 @@ struct Scratch {
     centroid_dist: Vec<(f32, u32)>,
     /// Squared distance to each centroid, in list order.
     to_centroids: Vec<f32>,
+    bufs: ScanBufs,
+    cand: Vec<(f32, u32)>,
+}
+
+/// What one list scan writes and the next reuses.
+#[derive(Default)]
+struct ScanBufs {
     sums: Vec<u32>,
     est: Vec<f32>,
-    cand: Vec<(f32, u32)>,
     /// Per group of 16 rows of a list: which the filter allows.
     allowed: Vec<u32>,
+}
+
+/// The order candidates are kept and reranked in: estimate, then row, a
+/// total order, so the candidates and hits of a query do not depend on the
+/// order its lists were scanned in (one query's nearest first, or a batch's
+/// list by list).
+#[inline]
+fn by_estimate(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
+    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
 }
 
 thread_local! {
@@ -577,12 +592,20 @@ impl IvfCodes {
         Ok(())
     }
 
-    /// Appends the estimates of list `l` below the running bound to
-    /// `s.cand`, cutting the buffer back when it grows large.
+    /// Appends the estimates of list `l` up to the running bound to
+    /// `cand`, cutting it back to the best `want` (by [`by_estimate`]) when
+    /// it grows large.
     ///
     /// `q_sq` is `‖q − c‖²` of the list's centroid, which the rotation (an
     /// isometry) keeps as `‖Pq − Pc‖²`.
-    fn scan_list_into(&self, l: usize, q_sq: f32, scan: &mut ListScan, s: &mut Scratch) {
+    fn scan_list_into(
+        &self,
+        l: usize,
+        q_sq: f32,
+        scan: &mut ListScan,
+        s: &mut ScanBufs,
+        cand: &mut Vec<(f32, u32)>,
+    ) {
         let list = &self.lists[l];
         if list.rows.is_empty() {
             return;
@@ -621,13 +644,13 @@ impl IvfCodes {
             let mut mask = est
                 .iter()
                 .enumerate()
-                .fold(0u32, |m, (i, &e)| m | (u32::from(e < bound) << i));
+                .fold(0u32, |m, (i, &e)| m | (u32::from(e <= bound) << i));
             if scan.filter.is_some() {
                 mask &= s.allowed[c];
             }
             while mask != 0 {
                 let i = mask.trailing_zeros() as usize;
-                s.cand.push((est[i], rows[i]));
+                cand.push((est[i], rows[i]));
                 mask &= mask - 1;
             }
         }
@@ -635,11 +658,12 @@ impl IvfCodes {
         // kept: once the buffer holds a few times `want`, cut it back and
         // skip everything above the bound from then on.
         let want = scan.want;
-        if s.cand.len() >= 4 * want.max(64) {
-            s.cand
-                .select_nth_unstable_by(want - 1, |a, b| a.0.total_cmp(&b.0));
-            s.cand.truncate(want);
-            scan.bound = s.cand.iter().fold(f32::NEG_INFINITY, |m, c| m.max(c.0));
+        if cand.len() >= 4 * want.max(64) {
+            cand.select_nth_unstable_by(want - 1, by_estimate);
+            cand.truncate(want);
+            // Ties with the worst kept are still admitted: the next cut
+            // orders them by row.
+            scan.bound = cand.iter().fold(f32::NEG_INFINITY, |m, c| m.max(c.0));
         }
     }
 
@@ -718,117 +742,217 @@ impl IvfCodes {
             // coarsest estimates: rerank twice the candidates.
             want = want.saturating_mul(2);
         }
-        let d = self.dim;
         SCRATCH.with(|cell| {
             let s = &mut *cell.borrow_mut();
-            // Lists in the order to visit: nearest centroids first, or for
-            // inner product the highest bound on any product in the list.
-            s.centroid_dist.clear();
-            match self.metric {
-                Metric::Ip => {
-                    let q_norm = distance::dot(query, query).sqrt();
-                    s.centroid_dist.extend(
-                        self.centroids
-                            .chunks_exact(d)
-                            .zip(&self.radii)
-                            .enumerate()
-                            .map(|(i, (c, &r))| {
-                                (-(distance::dot(query, c) + q_norm * r), i as u32)
-                            }),
-                    );
-                }
-                Metric::L2 | Metric::Cosine => {
-                    self.centroid_blocks.sq_l2_into(query, &mut s.to_centroids);
-                    s.centroid_dist.extend(
-                        s.to_centroids
-                            .iter()
-                            .enumerate()
-                            .map(|(i, &dist)| (dist, i as u32)),
-                    );
-                }
-            }
+            self.list_order(query, &mut s.centroid_dist, &mut s.to_centroids);
             if nprobe < nlist {
                 s.centroid_dist
                     .select_nth_unstable_by(nprobe - 1, |a, b| a.0.total_cmp(&b.0));
             }
             s.q_rot.resize(self.rdim, 0.0);
-            let mut q_rot = std::mem::take(&mut s.q_rot);
-            self.rotation().apply(query, &mut q_rot);
-            let mut scan = ListScan::new(&q_rot, want, filter);
+            self.rotation().apply(query, &mut s.q_rot);
+            let mut scan = ListScan::new(&s.q_rot, want, filter);
             s.cand.clear();
-            for i in 0..nprobe {
-                let (key, l) = s.centroid_dist[i];
+            for &(key, l) in &s.centroid_dist[..nprobe] {
                 let q_sq = self.query_to_centroid(query, key, l);
-                self.scan_list_into(l as usize, q_sq, &mut scan, s);
+                self.scan_list_into(l as usize, q_sq, &mut scan, &mut s.bufs, &mut s.cand);
             }
-            // Fewer than k vectors in the probed lists: go on to the next
-            // nearest lists, so a search always returns k results. With a
-            // filter, also until enough allowed rows (and lists holding
-            // them) were seen.
-            let more = |scan: &ListScan, s: &Scratch| {
-                s.cand.len() < k
-                    || (scan.filter.is_some()
-                        && (scan.allowed_seen < want || scan.useful_lists < min_useful))
-            };
-            if more(&scan, s) && nprobe < nlist {
-                let rest = &mut s.centroid_dist[nprobe..];
-                rest.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-                let mut i = nprobe;
-                while more(&scan, s) && i < nlist {
-                    let (key, l) = s.centroid_dist[i];
-                    let q_sq = self.query_to_centroid(query, key, l);
-                    self.scan_list_into(l as usize, q_sq, &mut scan, s);
-                    i += 1;
-                }
-            }
-            let want = scan.want;
-            s.q_rot = q_rot;
-            let keep = want.min(s.cand.len());
-            if keep == 0 {
-                return Ok(Vec::new());
-            }
-            if keep < s.cand.len() {
-                s.cand
-                    .select_nth_unstable_by(keep - 1, |a, b| a.0.total_cmp(&b.0));
-            }
-            if let Some(lean) = store.lean() {
-                let rows = s.cand[..keep].iter().map(|&(_, row)| row);
-                let metric = self.metric;
-                let hits = lean.rerank(
-                    query,
-                    metric,
-                    rows,
-                    k,
-                    |r| store.id_at(r),
-                    |x| match metric {
-                        Metric::L2 => distance::sq_l2(query, x),
-                        Metric::Ip | Metric::Cosine => -distance::dot(query, x),
-                    },
-                )?;
-                return Ok(hits.0);
-            }
-            // The rerank reads `keep` vectors at random rows: fetch a few
-            // ahead so the memory latency overlaps the arithmetic.
-            const AHEAD: usize = 6;
-            let cand = &s.cand[..keep];
-            for &(_, row) in cand.iter().take(AHEAD) {
-                store.prefetch(row as usize);
-            }
-            let mut top = TopK::new(k.min(keep));
-            for (i, &(_, row)) in cand.iter().enumerate() {
-                if let Some(&(_, next)) = cand.get(i + AHEAD) {
-                    store.prefetch(next as usize);
-                }
-                let row = row as usize;
-                let x = store.vector(row);
-                let cost = match self.metric {
-                    Metric::L2 => distance::sq_l2(query, x),
-                    Metric::Ip | Metric::Cosine => -distance::dot(query, x),
-                };
-                top.push(store.id_at(row), cost);
-            }
-            Ok(top.into_sorted())
+            let order = &mut s.centroid_dist;
+            self.scan_more(
+                query,
+                k,
+                min_useful,
+                nprobe,
+                order,
+                &mut scan,
+                &mut s.bufs,
+                &mut s.cand,
+            );
+            self.rerank(store, query, k, scan.want, &mut s.cand)
         })
+    }
+
+    /// Every list as `(key, list)`, the key ordering the visits (smaller
+    /// first): the squared distance to the centroid, or for inner product
+    /// minus the highest product any row of the list can have.
+    fn list_order(&self, query: &[f32], order: &mut Vec<(f32, u32)>, to_centroids: &mut Vec<f32>) {
+        order.clear();
+        match self.metric {
+            Metric::Ip => {
+                let q_norm = distance::dot(query, query).sqrt();
+                order.extend(
+                    self.centroids
+                        .chunks_exact(self.dim)
+                        .zip(&self.radii)
+                        .enumerate()
+                        .map(|(i, (c, &r))| (-(distance::dot(query, c) + q_norm * r), i as u32)),
+                );
+            }
+            Metric::L2 | Metric::Cosine => {
+                self.centroid_blocks.sq_l2_into(query, to_centroids);
+                order.extend(
+                    to_centroids
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &dist)| (dist, i as u32)),
+                );
+            }
+        }
+    }
+
+    /// After the first `nprobe` lists of `order` (selected, not sorted):
+    /// fewer than `k` candidates go on to the next nearest lists, so a
+    /// search always returns `k` results. With a filter, also until enough
+    /// allowed rows (and at least `min_useful` lists holding them) were seen.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_more(
+        &self,
+        query: &[f32],
+        k: usize,
+        min_useful: usize,
+        nprobe: usize,
+        order: &mut [(f32, u32)],
+        scan: &mut ListScan,
+        bufs: &mut ScanBufs,
+        cand: &mut Vec<(f32, u32)>,
+    ) {
+        let more = |scan: &ListScan, cand: &Vec<(f32, u32)>| {
+            cand.len() < k
+                || (scan.filter.is_some()
+                    && (scan.allowed_seen < scan.want || scan.useful_lists < min_useful))
+        };
+        if !more(scan, cand) || nprobe >= order.len() {
+            return;
+        }
+        let rest = &mut order[nprobe..];
+        rest.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        for &(key, l) in rest.iter() {
+            if !more(scan, cand) {
+                break;
+            }
+            let q_sq = self.query_to_centroid(query, key, l);
+            self.scan_list_into(l as usize, q_sq, scan, bufs, cand);
+        }
+    }
+
+    /// The `k` best of the `want` best candidates (by [`by_estimate`]) by
+    /// exact cost. A lean store ranks them by its 8-bit rows and reads
+    /// only the best exactly (see [`crate::lean`]).
+    fn rerank(
+        &self,
+        store: &Store,
+        query: &[f32],
+        k: usize,
+        want: usize,
+        cand: &mut Vec<(f32, u32)>,
+    ) -> Result<Vec<(u64, f32)>> {
+        let keep = want.min(cand.len());
+        if keep == 0 {
+            return Ok(Vec::new());
+        }
+        if keep < cand.len() {
+            cand.select_nth_unstable_by(keep - 1, by_estimate);
+            cand.truncate(keep);
+        }
+        // One order whatever order the lists were scanned in: exact ties
+        // at the k-th place keep the same candidate.
+        cand.sort_unstable_by(by_estimate);
+        let metric = self.metric;
+        let cost = |x: &[f32]| match metric {
+            Metric::L2 => distance::sq_l2(query, x),
+            Metric::Ip | Metric::Cosine => -distance::dot(query, x),
+        };
+        if let Some(lean) = store.lean() {
+            let rows = cand.iter().map(|&(_, row)| row);
+            return Ok(lean
+                .rerank(query, metric, rows, k, |r| store.id_at(r), cost)?
+                .0);
+        }
+        // The rerank reads `keep` vectors at random rows: fetch a few
+        // ahead so the memory latency overlaps the arithmetic.
+        const AHEAD: usize = 6;
+        for &(_, row) in cand.iter().take(AHEAD) {
+            store.prefetch(row as usize);
+        }
+        let mut top = TopK::new(k.min(keep));
+        for (i, &(_, row)) in cand.iter().enumerate() {
+            if let Some(&(_, next)) = cand.get(i + AHEAD) {
+                store.prefetch(next as usize);
+            }
+            let row = row as usize;
+            top.push(store.id_at(row), cost(store.vector(row)));
+        }
+        Ok(top.into_sorted())
+    }
+
+    /// [`IvfCodes::search`] for each row of `queries` (`nq × dim`), list
+    /// by list: every list probed by any of the queries is scanned for all
+    /// of them in turn while its codes are in cache, instead of once per
+    /// query from memory. The hits are those of one `search` per row (the
+    /// same lists, the same candidates whatever the order: see
+    /// [`by_estimate`]). A lean store searches row by row.
+    pub fn search_group(
+        &self,
+        store: &Store,
+        queries: &[f32],
+        k: usize,
+        rerank_factor: usize,
+        nprobe: usize,
+    ) -> Result<Vec<Vec<(u64, f32)>>> {
+        let (nlist, d) = (self.nlist(), self.dim);
+        if nlist == 0 || k == 0 || store.lean().is_some() || queries.len() <= d {
+            return queries
+                .chunks_exact(d)
+                .map(|q| self.search(store, q, k, rerank_factor, nprobe))
+                .collect();
+        }
+        let want = k.saturating_mul(rerank_factor.max(1)).max(k);
+        let nprobe = nprobe.clamp(1, nlist);
+        let mut to_centroids = Vec::new();
+        let mut q_rot = vec![0.0f32; self.rdim];
+        let mut orders = Vec::with_capacity(queries.len() / d);
+        let mut scans = Vec::with_capacity(queries.len() / d);
+        for query in queries.chunks_exact(d) {
+            let mut order = Vec::with_capacity(nlist);
+            self.list_order(query, &mut order, &mut to_centroids);
+            if nprobe < nlist {
+                order.select_nth_unstable_by(nprobe - 1, |a, b| a.0.total_cmp(&b.0));
+            }
+            self.rotation().apply(query, &mut q_rot);
+            scans.push(ListScan::new(&q_rot, want, None));
+            orders.push(order);
+        }
+        // Every (list, query, key) visit, list by list.
+        let mut visits: Vec<(u32, u32, f32)> = orders
+            .iter()
+            .enumerate()
+            .flat_map(|(qi, order)| {
+                order[..nprobe]
+                    .iter()
+                    .map(move |&(key, l)| (l, qi as u32, key))
+            })
+            .collect();
+        visits.sort_unstable_by_key(|&(l, qi, _)| (l, qi));
+        let mut bufs = ScanBufs::default();
+        let mut cands: Vec<Vec<(f32, u32)>> = vec![Vec::new(); orders.len()];
+        for &(l, qi, key) in &visits {
+            let qi = qi as usize;
+            let query = &queries[qi * d..(qi + 1) * d];
+            let q_sq = self.query_to_centroid(query, key, l);
+            self.scan_list_into(l as usize, q_sq, &mut scans[qi], &mut bufs, &mut cands[qi]);
+        }
+        let mut hits = Vec::with_capacity(orders.len());
+        for (qi, ((order, scan), cand)) in orders
+            .iter_mut()
+            .zip(&mut scans)
+            .zip(&mut cands)
+            .enumerate()
+        {
+            let query = &queries[qi * d..(qi + 1) * d];
+            self.scan_more(query, k, 0, nprobe, order, scan, &mut bufs, cand);
+            hits.push(self.rerank(store, query, k, scan.want, cand)?);
+        }
+        Ok(hits)
     }
 
     /// `‖q − c‖²` of list `l`, whose ordering key is `key`: the key itself
@@ -1030,6 +1154,45 @@ mod tests {
         let mut store = Store::new(d, true);
         store.append(&(0..n as u64).collect::<Vec<_>>(), data);
         (ivf, store)
+    }
+
+    #[test]
+    fn a_group_search_equals_one_search_per_query() {
+        let d = 24;
+        // Every row twice (exact ties in estimates and costs) and a few
+        // hundred rows in many lists, so that nprobe 1 must go on to more
+        // lists to find k candidates.
+        let half = clustered(400, d, 3);
+        let data: Vec<f32> = half.iter().chain(&half).copied().collect();
+        let queries: Vec<f32> = clustered(40, d, 8);
+        for metric in [Metric::L2, Metric::Ip] {
+            for kind in [
+                RandomRotationKind::HadamardSigned,
+                RandomRotationKind::HaarDense,
+            ] {
+                let n = data.len() / d;
+                let mut ivf = IvfCodes::new(d, 42, kind).with_metric(metric);
+                ivf.add_rows(&data, 64, 0).unwrap();
+                let mut store = Store::new(d, true);
+                store.append(&(0..n as u64).collect::<Vec<_>>(), &data);
+                for (k, rf, nprobe) in [(10, 1, 1), (10, 5, 4), (3, 20, 64), (50, 2, 8)] {
+                    let group = ivf.search_group(&store, &queries, k, rf, nprobe).unwrap();
+                    assert_eq!(group.len(), 40);
+                    for (q, hits) in queries.chunks_exact(d).zip(&group) {
+                        let one = ivf.search(&store, q, k, rf, nprobe).unwrap();
+                        assert_eq!(hits.len(), k);
+                        let bits = |h: &[(u64, f32)]| -> Vec<(u64, u32)> {
+                            h.iter().map(|&(id, c)| (id, c.to_bits())).collect()
+                        };
+                        assert_eq!(
+                            bits(hits),
+                            bits(&one),
+                            "{metric:?} k {k} rf {rf} nprobe {nprobe}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

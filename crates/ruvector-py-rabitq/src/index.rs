@@ -241,15 +241,27 @@ impl IndexBase {
         };
         let mut ids = vec![-1i64; nq * k];
         let mut scores = vec![engine.params().metric.pad_score(); nq * k];
+        // Rows go in groups (an IVF index scans each probed list once per
+        // group), as many groups as threads at least, at most GROUP rows
+        // each so that Ctrl-C is seen between groups.
+        const GROUP: usize = 128;
+        let threads = if nq > 1 {
+            parallel::pool()?.current_num_threads()
+        } else {
+            1
+        };
+        let group = nq.div_ceil(threads.max(1)).clamp(1, GROUP);
         let mut run = || {
-            ids.par_chunks_mut(k)
-                .zip(scores.par_chunks_mut(k))
-                .zip(queries.par_chunks(dim))
+            ids.par_chunks_mut(k * group)
+                .zip(scores.par_chunks_mut(k * group))
+                .zip(queries.par_chunks(dim * group))
                 .try_for_each(|((ids, scores), q)| -> Result<()> {
                     cancel.check()?;
-                    for (i, (id, score)) in engine.search(q, k, opts)?.into_iter().enumerate() {
-                        ids[i] = id as i64;
-                        scores[i] = score;
+                    for (row, hits) in engine.search_group(q, k, opts)?.into_iter().enumerate() {
+                        for (i, (id, score)) in hits.into_iter().enumerate() {
+                            ids[row * k + i] = id as i64;
+                            scores[row * k + i] = score;
+                        }
                     }
                     Ok(())
                 })
