@@ -1339,7 +1339,9 @@ index_class!(
 /// Recall rises with `nprobe` and `rerank_factor`. Its default rotation is
 /// `"hadamard"`: the SDK's randomised Hadamard transform on the vector padded
 /// to a power of two, exactly orthogonal for any dimension; `"haar"` is the
-/// crate's dense rotation.
+/// crate's dense rotation. `search_batch` scans each probed list once for a
+/// group of up to 128 queries while its codes are in cache (the hits of one
+/// `search` per row, for less time per query).
 ///
 /// >>> index = IvfRabitqIndex.build(vectors, nlist=256, nprobe=16)
 /// >>> index.nprobe = 32          # more recall, more time

@@ -450,7 +450,10 @@ class IvfRabitqIndex(_IndexBase):
     two, keeping every padded coordinate, so it is exactly orthogonal for
     any ``dim`` (the crate's Hadamard truncates and is not); ``"haar"`` is
     the crate's dense ``dim x dim`` rotation (slower to apply, ``dim`` <=
-    2048).
+    2048). :meth:`search_batch` scans each probed list once for a group of
+    up to 128 queries while its codes are in cache, so a batch costs less
+    per query than single searches; its hits are those of one
+    :meth:`search` per row.
 
     >>> import numpy as np, ruvector_rabitq as rr
     >>> x = np.random.default_rng(0).standard_normal((5000, 32), dtype=np.float32)
