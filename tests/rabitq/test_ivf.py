@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, cast
+from typing import TYPE_CHECKING, Any, List, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -257,7 +257,7 @@ def test_the_default_rotation_is_the_exact_padded_hadamard() -> None:
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
 def test_a_large_batch_scanned_list_by_list_equals_single_searches(
-    corpus: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]], metric: str
+    corpus: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]], metric: Literal["l2", "ip", "cosine"]
 ) -> None:
     # search_batch scans each probed list once for a group of up to 128
     # queries; 300 queries make several groups. Every row is stored twice
