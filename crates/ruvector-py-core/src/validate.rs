@@ -29,7 +29,35 @@ pub fn check_dim(dim: usize) -> Result<()> {
 /// positions read `what[row, col]` or `what[col]`.
 pub fn check_rows(data: &[f32], dim: usize, what: &str, matrix: bool) -> Result<()> {
     debug_assert!(dim > 0 && data.len().is_multiple_of(dim));
-    for (row, chunk) in data.chunks_exact(dim).enumerate() {
+    // A large block is checked in parallel; the error reported is still the
+    // first bad row's (`find_first`), as a serial pass would give.
+    const PARALLEL_VALUES: usize = 1 << 20;
+    if data.len() >= PARALLEL_VALUES {
+        if let Ok(pool) = crate::parallel::pool() {
+            use rayon::prelude::*;
+            let rows = (PARALLEL_VALUES / 4 / dim).max(1);
+            return pool.install(|| {
+                data.par_chunks(rows * dim)
+                    .enumerate()
+                    .map(|(i, block)| check_rows_from(block, dim, i * rows, what, matrix))
+                    .find_first(Result::is_err)
+                    .unwrap_or(Ok(()))
+            });
+        }
+    }
+    check_rows_from(data, dim, 0, what, matrix)
+}
+
+/// [`check_rows`] on rows numbered from `first_row`, serially.
+fn check_rows_from(
+    data: &[f32],
+    dim: usize,
+    first_row: usize,
+    what: &str,
+    matrix: bool,
+) -> Result<()> {
+    for (i, chunk) in data.chunks_exact(dim).enumerate() {
+        let row = first_row + i;
         // The f64 sum of f32 squares is finite whenever every value is
         // (it cannot overflow for any realistic row length), so one
         // branch-free, vectorised pass per row checks both; a second pass
@@ -209,6 +237,24 @@ mod tests {
             .to_string();
         assert!(e.starts_with("query has squared L2 norm 1.000e38"), "{e}");
         assert!(check_rows(&[1e17, 1e17], 2, "q", false).is_ok());
+    }
+
+    #[test]
+    fn a_large_block_names_its_first_bad_row() {
+        // Large enough to be checked in parallel blocks; bad rows in a
+        // late block and an early one: the early one is named.
+        let dim = 16;
+        let mut data = vec![0.5f32; 300_000 * dim];
+        assert!(check_rows(&data, dim, "vectors", true).is_ok());
+        data[290_000 * dim + 3] = f32::NAN;
+        data[70_001 * dim + 5] = f32::INFINITY;
+        let e = check_rows(&data, dim, "vectors", true)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "vectors must hold only finite values, got inf at vectors[70001, 5]"
+        );
     }
 
     #[test]

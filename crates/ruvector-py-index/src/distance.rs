@@ -227,6 +227,56 @@ fn residual_terms_portable(x: &[f32], c: &[f32]) -> (f32, f32, f32) {
     (sq, l1, g)
 }
 
+/// The sign bits of `x`, 64 to a word: bit `i % 64` of word `i / 64` is
+/// set when `x[i] > 0` (so 0, −0 and NaN give 0).
+#[inline]
+pub fn sign_words(x: &[f32]) -> Vec<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { sign_words_avx2(x) };
+        }
+    }
+    x.chunks(64).map(sign_word).collect()
+}
+
+#[inline(always)]
+fn sign_word(xs: &[f32]) -> u64 {
+    xs.iter()
+        .enumerate()
+        .fold(0u64, |w, (i, &x)| w | (u64::from(x > 0.0) << i))
+}
+
+/// [`sign_words`] eight lanes at a time: one compare and one movemask per
+/// eight bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sign_words_avx2(x: &[f32]) -> Vec<u64> {
+    use std::arch::x86_64::*;
+    let zero = _mm256_setzero_ps();
+    x.chunks(64)
+        .map(|xs| {
+            let eights = xs.chunks_exact(8);
+            let tail = eights.remainder();
+            let mut w = 0u64;
+            let mut at = 0;
+            for e in eights {
+                // SAFETY: `e` holds 8 floats; an unaligned load.
+                let v = unsafe { _mm256_loadu_ps(e.as_ptr()) };
+                let m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, zero));
+                w |= (m as u32 as u64) << at;
+                at += 8;
+            }
+            if tail.is_empty() {
+                w
+            } else {
+                w | (sign_word(tail) << at)
+            }
+        })
+        .collect()
+}
+
 /// Lanes of independent partial sums: four AVX2 registers' worth, so the
 /// adds are not serialised on one register's latency.
 const LANES: usize = 32;
@@ -281,6 +331,28 @@ fn sq_l2_portable(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_words_set_a_bit_for_each_positive_value() {
+        let mut rng = crate::kmeans::SplitMix64::new(4);
+        for n in [0usize, 1, 7, 8, 63, 64, 65, 100, 384, 512] {
+            let x: Vec<f32> = (0..n)
+                .map(|_| match rng.below(5) {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => rng.below(2001) as f32 - 1000.0,
+                })
+                .collect();
+            let want: Vec<u64> = (0..n.div_ceil(64))
+                .map(|w| {
+                    (0..64.min(n - 64 * w))
+                        .filter(|&i| x[64 * w + i] > 0.0)
+                        .fold(0u64, |acc, i| acc | 1 << i)
+                })
+                .collect();
+            assert_eq!(sign_words(&x), want, "n = {n}");
+        }
+    }
 
     #[test]
     fn row_blocks_give_each_rows_serial_sum() {

@@ -166,17 +166,19 @@ impl BlockCodes {
     /// Appends one vector given as sign bits (bit `i` of word `i / 64` is
     /// dimension `i`; bits past the dimension are 0).
     pub fn push(&mut self, bits: &[u64]) {
-        let (j, bb, groups) = (self.len % BLOCK, self.block_bytes(), self.groups);
+        let (j, bb) = (self.len % BLOCK, self.block_bytes());
         let data = self.owned();
         if j == 0 {
             data.resize(data.len() + bb, 0);
         }
         let block = data.len() - bb;
         let (byte, shift) = (j % 16, if j < 16 { 0 } else { 4 });
-        for g in 0..groups {
-            let word = bits.get(g / 16).copied().unwrap_or(0);
-            let nibble = ((word >> ((g % 16) * 4)) & 0xF) as u8;
-            data[block + g * 16 + byte] |= nibble << shift;
+        // A word of bits fills sixteen groups of 16 bytes; groups past the
+        // words (padding) stay 0.
+        for (word, groups) in bits.iter().zip(data[block..].chunks_mut(16 * 16)) {
+            for (g, group) in groups.chunks_exact_mut(16).enumerate() {
+                group[byte] |= (((word >> (4 * g)) & 0xF) as u8) << shift;
+            }
         }
         self.len += 1;
     }

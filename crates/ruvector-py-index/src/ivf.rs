@@ -380,6 +380,11 @@ impl IvfCodes {
                 }
             }
         }
+        for (list, &size) in self.lists.iter_mut().zip(&sizes) {
+            list.rows.reserve_exact(size);
+            list.offsets.reserve_exact(size);
+            list.slopes.reserve_exact(size);
+        }
         for (i, &l) in labels.iter().enumerate() {
             let list = &mut self.lists[l as usize];
             list.rows.push(i as u32);
@@ -458,14 +463,7 @@ impl IvfCodes {
             *x -= ci;
         }
         let (sq, l1, g) = distance::residual_terms(rotated, c);
-        let bits = rotated
-            .chunks(64)
-            .map(|xs| {
-                xs.iter()
-                    .enumerate()
-                    .fold(0u64, |w, (i, &x)| w | (u64::from(x > 0.0) << i))
-            })
-            .collect();
+        let bits = distance::sign_words(rotated);
         let f = if l1 > 0.0 { sq / l1 } else { 0.0 };
         Encoded {
             bits,
@@ -514,16 +512,46 @@ impl IvfCodes {
         Ok(blocks.into_iter().flatten().collect())
     }
 
-    /// Appends encoded rows (store rows `first_row..`) to their lists.
+    /// Appends encoded rows (store rows `first_row..`) to their lists: the
+    /// lists are independent, so many rows fill them in parallel, each in
+    /// row order.
     fn append(&mut self, encoded: Vec<Encoded>, labels: &[u32], first_row: usize) {
-        for (i, (e, &l)) in encoded.into_iter().zip(labels).enumerate() {
-            let list = &mut self.lists[l as usize];
-            list.rows.push((first_row + i) as u32);
-            list.codes.push(&e.bits);
-            list.offsets.push(e.offset);
-            list.slopes.push(e.slope);
-            let radius = &mut self.radii[l as usize];
-            *radius = radius.max(e.radius);
+        let mut members = vec![Vec::new(); self.lists.len()];
+        for (i, &l) in labels.iter().enumerate() {
+            members[l as usize].push(i);
+        }
+        let fill = |((list, radius), members): ((&mut List, &mut f32), &Vec<usize>)| {
+            list.rows.reserve(members.len());
+            list.offsets.reserve(members.len());
+            list.slopes.reserve(members.len());
+            for &i in members {
+                let e = &encoded[i];
+                list.rows.push((first_row + i) as u32);
+                list.codes.push(&e.bits);
+                list.offsets.push(e.offset);
+                list.slopes.push(e.slope);
+                *radius = radius.max(e.radius);
+            }
+        };
+        let pool = if labels.len() >= PARALLEL_MIN_ROWS {
+            parallel::pool().ok()
+        } else {
+            None
+        };
+        match pool {
+            Some(pool) => pool.install(|| {
+                self.lists
+                    .par_iter_mut()
+                    .zip(self.radii.par_iter_mut())
+                    .zip(members.par_iter())
+                    .for_each(fill)
+            }),
+            _ => self
+                .lists
+                .iter_mut()
+                .zip(self.radii.iter_mut())
+                .zip(members.iter())
+                .for_each(fill),
         }
         self.labels.extend_from_slice(labels);
     }

@@ -12,8 +12,10 @@
 //! * [`lean`] — the 8-bit resident copy behind memory-lean loading;
 //! * [`metric`] — the distance an index ranks by; [`filter`] — the ids a
 //!   filtered search may return;
-//! * [`rbpx`] — `.rbpx` files, checked and atomic.
+//! * [`rbpx`] — `.rbpx` files, checked and atomic; [`bigbuf`] — large
+//!   buffers on huge pages, filled in parallel.
 
+pub mod bigbuf;
 pub mod codes;
 pub mod distance;
 pub mod engine;

@@ -296,7 +296,7 @@ impl Store {
         debug_assert_eq!(data.len(), new_ids.len() * self.dim);
         self.append_ids(new_ids);
         if self.keep_vectors {
-            self.vectors_mut().extend_from_slice(data);
+            crate::bigbuf::extend_large(self.vectors_mut(), data);
         } else {
             self.fold_fingerprint(new_ids, data);
         }
