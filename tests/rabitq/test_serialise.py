@@ -19,7 +19,7 @@ import sys
 import textwrap
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Literal, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -379,6 +379,19 @@ def _rss_file_kb() -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def assert_damage_refused(path: Path, load: Callable[[], object]) -> None:
+    """Flips a bit near the start, in the middle and near the end of the
+    file at ``path``: ``load()`` must refuse each damaged copy with a
+    ``PersistError`` naming a checksum or corruption."""
+    raw = path.read_bytes()
+    for at in (100, len(raw) // 2, len(raw) - 40):
+        bad = bytearray(raw)
+        bad[at] ^= 0x10
+        path.write_bytes(bytes(bad))
+        with pytest.raises(rr.PersistError, match=r"checksum|corrupt"):
+            load()
+
+
 def test_a_mapped_load_checks_the_file_without_keeping_it_resident(tmp_path: Path) -> None:
     n, dim = 50_000, 128  # a 26 MB file: vectors, and list codes in the scan layout
     rng = np.random.default_rng(12)
@@ -402,13 +415,7 @@ def test_a_mapped_load_checks_the_file_without_keeping_it_resident(tmp_path: Pat
     touched = _rss_file_kb() - before
     assert touched < file_kb, (touched, file_kb)
     # Damaged after the save: refused before use, mapped or not.
-    raw = bytearray(path.read_bytes())
-    for at in (100, len(raw) // 2, len(raw) - 40):
-        bad = bytearray(raw)
-        bad[at] ^= 0x10
-        path.write_bytes(bytes(bad))
-        with pytest.raises(rr.PersistError, match=r"checksum|corrupt"):
-            rr.IvfRabitqIndex.load(path, mmap=True)
+    assert_damage_refused(path, lambda: rr.IvfRabitqIndex.load(path, mmap=True))
 
 
 def test_a_mapped_index_survives_the_file_being_replaced(data: Data, tmp_path: Path) -> None:
@@ -498,12 +505,7 @@ def test_a_damaged_file_is_refused_by_a_lean_load(data: Data, tmp_path: Path) ->
     path = tmp_path / "x.rbpx"
     rr.IvfRabitqIndex.build(x, nlist=8).save(path)
     raw = path.read_bytes()
-    for at in (100, len(raw) // 2, len(raw) - 40):
-        bad = bytearray(raw)
-        bad[at] ^= 0x10
-        path.write_bytes(bytes(bad))
-        with pytest.raises(rr.PersistError, match=r"checksum|corrupt"):
-            rr.IvfRabitqIndex.load(path, lean=True)
+    assert_damage_refused(path, lambda: rr.IvfRabitqIndex.load(path, lean=True))
     path.write_bytes(raw[: len(raw) // 3])
     with pytest.raises(rr.PersistError):
         rr.IvfRabitqIndex.load(path, lean=True)
