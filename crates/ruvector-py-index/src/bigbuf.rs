@@ -4,7 +4,9 @@
 //! search's rerank then misses the TLB on nearly every row it reads.
 //!
 //! So a large buffer is advised to use transparent huge pages (Linux; a
-//! no-op elsewhere and where THP is `never`) and filled in parallel.
+//! no-op elsewhere and where THP is `never`) before its first write, and
+//! filled in parallel when it is a copy. Builds, adds, loads and copies
+//! of an index all go through here.
 
 use rayon::prelude::*;
 
@@ -48,6 +50,13 @@ pub fn extend_large(v: &mut Vec<f32>, data: &[f32]) {
     unsafe { v.set_len(v.len() + data.len()) };
 }
 
+/// A copy of `data` made by [`extend_large`].
+pub fn copy_large(data: &[f32]) -> Vec<f32> {
+    let mut v = Vec::new();
+    extend_large(&mut v, data);
+    v
+}
+
 /// Asks the kernel to back the allocation of `v` with transparent huge
 /// pages if it is large. Advice only: nothing changes if it is refused.
 pub fn advise_huge_pages(v: &Vec<f32>) {
@@ -83,6 +92,7 @@ mod tests {
             assert_eq!(v.len(), start + add);
             assert!(v[..start].iter().enumerate().all(|(i, &x)| x == i as f32));
             assert_eq!(&v[start..], &data[..]);
+            assert_eq!(copy_large(&data), data);
         }
     }
 }

@@ -902,6 +902,7 @@ fn load_v1<R: Read + Seek>(file: R, file_len: u64, shown: &str) -> Result<Loaded
     let n = n as usize;
     let mut ids = Vec::with_capacity(n);
     let mut vectors = Vec::with_capacity(n * dim);
+    crate::bigbuf::advise_huge_pages(&vectors);
     let mut row = vec![0u8; 4 + 4 * dim];
     for _ in 0..n {
         r.read_exact(&mut row)
@@ -1195,6 +1196,7 @@ fn load_v2<R: Read + Seek>(
         r.seek(SeekFrom::Current(vlen as i64)).map_err(io)?;
     } else {
         owned = vec![0f32; (vlen / 4) as usize];
+        crate::bigbuf::advise_huge_pages(&owned);
         {
             // SAFETY: the f32 buffer viewed as its bytes (any bytes are a
             // valid f32; u8 has no alignment).
@@ -1260,6 +1262,7 @@ fn load_v2<R: Read + Seek>(
         // Straight into the buffer the index keeps, blocks in parallel.
         let values = n_us * dim as usize;
         owned = vec![0f32; values];
+        crate::bigbuf::advise_huge_pages(&owned);
         let pool = ruvector_py_core::parallel::pool().ok();
         crate::vzip::decode(&packed_raw, n_us, dim as usize, &mut owned, pool.as_deref())
             .map_err(|e| fail(format!("corrupt compressed vectors: {e}")))?;
@@ -1363,7 +1366,7 @@ pub fn snapshot(engine: &Engine) -> Loaded {
         params: *engine.params(),
         ids: store.ids().into_owned(),
         vectors: Backing::Owned(Arc::new(if keeps {
-            store.vectors().to_vec()
+            crate::bigbuf::copy_large(store.vectors())
         } else {
             Vec::new()
         })),

@@ -252,7 +252,7 @@ impl Store {
         // The 8-bit copy would no longer match: the index stops being lean.
         self.lean = None;
         if let Backing::Mapped(m) = &self.vectors {
-            let owned = (**m).as_ref().to_vec();
+            let owned = crate::bigbuf::copy_large((**m).as_ref());
             self.vectors = Backing::Owned(Arc::new(owned));
         }
         match &mut self.vectors {
