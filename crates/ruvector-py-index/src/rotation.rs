@@ -124,8 +124,9 @@ impl Rotator {
         }
     }
 
-    /// The Hadamard transform of every row; compiled twice (baseline and
-    /// AVX2, identical results: no FMA, no reordering).
+    /// The Hadamard transform of every row, portable (baseline build);
+    /// `hadamard_rows_avx2` gives the same bits (no FMA, the
+    /// same sums and differences).
     fn hadamard_rows(&self, dim: usize, data: &[f32], out: &mut [f32]) {
         let p = self.out_dim();
         for (row, o) in data.chunks_exact(dim).zip(out.chunks_exact_mut(p)) {
@@ -133,6 +134,7 @@ impl Rotator {
         }
     }
 
+    /// [`Rotator::hadamard_rows`] with the AVX2 transform.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn hadamard_rows_avx2(&self, dim: usize, data: &[f32], out: &mut [f32]) {
@@ -157,9 +159,9 @@ fn mul(x: &mut [f32], signs: &[f32]) {
     x.iter_mut().zip(signs).for_each(|(x, &s)| *x *= s);
 }
 
-/// Unnormalised fast Walsh–Hadamard transform (length a power of two).
 /// The unnormalised fast Walsh–Hadamard transform, in place (`x.len()` a
-/// power of two).
+/// power of two); its first three stages within each run of 8 in scalar
+/// registers.
 #[inline(always)]
 fn fwht(x: &mut [f32]) {
     if x.len() < 8 {
