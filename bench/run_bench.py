@@ -142,15 +142,21 @@ def build_tasks(quick: bool, nq: int, n: int) -> list[dict]:
             {"lib": "ours", "label": label, "params": {"cls": cls, "build_kwargs": kwargs}, "configs": [label], **extra}
         )
 
-    # The IVF index tuned (nprobe) to both targets, at its default rerank and
-    # at a larger one for data whose 1-bit estimates are coarse.
-    for rf in (10, 40):
+    # The IVF index tuned (nprobe) to every target: its defaults (spilled
+    # lists, rerank 10), a smaller rerank (spilled lists find the neighbours
+    # in fewer lists, so fewer candidates need an exact score), and one copy
+    # of every vector (spill=False) to show what spilling buys.
+    for label, rf, spill in (
+        ("IvfRabitqIndex", 10, True),
+        ("IvfRabitqIndex-rerank5", 5, True),
+        ("IvfRabitqIndex-nospill", 10, False),
+    ):
         tasks.append(
             {
                 "lib": "ours",
-                "label": "IvfRabitqIndex" if rf == 10 else f"IvfRabitqIndex-rerank{rf}",
-                "params": {"cls": "IvfRabitqIndex", "build_kwargs": {"seed": 42, "rerank_factor": rf}},
-                "configs": tuned(f"IvfRabitqIndex nlist=√n rerank={rf}"),
+                "label": label,
+                "params": {"cls": "IvfRabitqIndex", "build_kwargs": {"seed": 42, "rerank_factor": rf, "spill": spill}},
+                "configs": tuned(f"IvfRabitqIndex nlist=√n rerank={rf}" + ("" if spill else " spill=False")),
                 "targets": list(LEVELS),
             }
         )

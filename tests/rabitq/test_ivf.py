@@ -48,7 +48,7 @@ def test_recall_rises_with_nprobe_and_probing_everything_is_exact(
 ) -> None:
     x, q = corpus
     truth = exact_top(x, q, 10)
-    idx = rr.IvfRabitqIndex.build(x, nlist=64, seed=1)
+    idx = rr.IvfRabitqIndex.build(x, nlist=64, seed=1, spill=False)
     found = {p: idx.search_batch(q, 10, nprobe=p)[0] for p in [1, 4, 16, 64]}
     recalls = [recall(found[p], truth) for p in [1, 4, 16, 64]]
     # More lists find more true neighbours, until the k·rerank_factor best
@@ -60,6 +60,67 @@ def test_recall_rises_with_nprobe_and_probing_everything_is_exact(
     np.testing.assert_array_equal(ids, truth)
     want = ((x[truth] - q[:, None, :]).astype(np.float64) ** 2).sum(axis=2)
     np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-4)
+
+
+def test_spilled_lists_find_more_neighbours_in_as_many_lists(
+    corpus: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+) -> None:
+    x, q = corpus
+    truth = exact_top(x, q, 10)
+    one = rr.IvfRabitqIndex.build(x, nlist=64, seed=1, spill=False)
+    two = rr.IvfRabitqIndex.build(x, nlist=64, seed=1)
+    assert (one.spill, two.spill) == (False, True)
+    # Every vector sits in its nearest list and in one other.
+    assert int(one.list_sizes.sum()) == len(x)
+    assert int(two.list_sizes.sum()) == 2 * len(x)
+    for nprobe, gain in [(1, 0.02), (2, 0.02), (4, 0.0)]:
+        r1 = recall(one.search_batch(q, 10, nprobe=nprobe)[0], truth)
+        r2 = recall(two.search_batch(q, 10, nprobe=nprobe)[0], truth)
+        assert r2 > r1 + gain, (nprobe, r1, r2)
+    # A vector seen in two lists is one hit; everything probed is exact.
+    ids, scores = two.search_batch(q, 10, nprobe=64, rerank_factor=400)
+    np.testing.assert_array_equal(ids, truth)
+    for nprobe in [1, 3, 64]:
+        ids, _ = two.search_batch(q, 10, nprobe=nprobe)
+        assert all(len(set(row)) == 10 for row in ids.tolist())
+        assert [[h.id for h in two.search(v, 10, nprobe=nprobe)] for v in q] == ids.tolist()
+
+
+def test_spill_defaults_by_metric_and_takes_only_a_bool() -> None:
+    x = np.random.default_rng(4).standard_normal((300, 16)).astype(np.float32)
+    for metric, default in [("l2", True), ("cosine", True), ("ip", False)]:
+        assert rr.IvfRabitqIndex(16, metric=metric).spill is default
+        assert rr.IvfRabitqIndex.build(x, metric=metric, spill=False).spill is False
+    with pytest.raises(rr.InvalidArgument, match='spill=True needs metric "l2" or "cosine", got "ip"'):
+        rr.IvfRabitqIndex(16, metric="ip", spill=True)
+    for bad, name in [(1, "int"), ("yes", "str"), (np.bool_(True), "bool")]:
+        with pytest.raises(rr.InvalidArgument, match=f"spill must be a bool, got {name}"):
+            rr.IvfRabitqIndex.build(x, spill=bad)
+
+
+@pytest.mark.parametrize("load", ["plain", "mmap", "lean", "bytes"])
+def test_a_saved_spilled_index_keeps_both_lists_of_every_row(
+    corpus: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]], load: str, tmp_path: Path
+) -> None:
+    x, q = corpus
+    idx = rr.IvfRabitqIndex.build(x, nlist=24, nprobe=3, seed=2)
+    idx.remove(list(range(0, 400, 3)))  # removals keep both entries of a row in step
+    idx.add_batch(q[:10] + 0.01, ids=np.arange(9000, 9010))
+    path = tmp_path / "spill.rbpx"
+    idx.save(path)
+    if load == "bytes":
+        back = rr.IvfRabitqIndex.from_bytes(idx.to_bytes())
+    else:
+        back = rr.IvfRabitqIndex.load(path, mmap=load == "mmap", lean=load == "lean")
+    assert back.spill and back == idx
+    np.testing.assert_array_equal(back.list_sizes, idx.list_sizes)
+    assert int(back.list_sizes.sum()) == 2 * len(idx)
+    for a, b in zip(idx.search_batch(q, 10), back.search_batch(q, 10)):
+        np.testing.assert_array_equal(a, b)
+    # Saved without spilling, the flag stays off.
+    plain = rr.IvfRabitqIndex.build(x, nlist=24, spill=False)
+    plain.save(path)
+    assert rr.IvfRabitqIndex.load(path).spill is False
 
 
 def test_default_settings_give_high_recall(
@@ -126,11 +187,12 @@ def test_an_empty_index_trains_on_its_first_batch_and_later_adds_join_the_lists(
     with pytest.raises(rr.EmptyIndex):
         idx.search(x[0], 1)
     idx.add_batch(x[:3000])
-    assert idx.nlist == 16 and int(idx.list_sizes.sum()) == 3000
+    # Spilled: every vector in two lists.
+    assert idx.nlist == 16 and int(idx.list_sizes.sum()) == 2 * 3000
     idx.add(5000, x[3000])
     idx.add_batch(x[3001:], ids=np.arange(6000, 6999))
     assert idx.nlist == 16, "trained once"
-    assert int(idx.list_sizes.sum()) == len(idx) == 4000
+    assert int(idx.list_sizes.sum()) == 2 * len(idx) == 2 * 4000
     assert idx.search(x[3000], 1)[0] == rr.SearchHit(5000, 0.0)
     assert idx.search(x[3500], 1)[0] == rr.SearchHit(6499, 0.0)
     assert rr.IvfRabitqIndex(8).nlist is None, "chosen from the first batch"
@@ -148,7 +210,7 @@ def test_k_results_even_when_the_probed_lists_hold_fewer() -> None:
     # but k=5 must still give 5 results, taken from the next list.
     x = np.concatenate([np.zeros((3, 4)), np.full((3, 4), 100.0)]).astype(np.float32)
     x += np.arange(24, dtype=np.float32).reshape(6, 4) * 1e-3
-    idx = rr.IvfRabitqIndex.build(x, nlist=2, nprobe=1)
+    idx = rr.IvfRabitqIndex.build(x, nlist=2, nprobe=1, spill=False)
     assert sorted(idx.list_sizes.tolist()) == [3, 3]
     hits = idx.search(x[0], 5)
     assert len(hits) == 5 and [h.id for h in hits[:3]] == [0, 1, 2]
@@ -212,15 +274,17 @@ def test_an_ivf_file_whose_lists_count_lies_is_refused(tmp_path: Path) -> None:
     nprobe=st.integers(1, 40),
     k=st.integers(1, 15),
     seed=st.integers(0, 2**32),
+    spill=st.booleans(),
 )
 def test_any_shape_gives_k_distinct_ids_with_exact_ascending_scores(
-    n: int, dim: int, nlist: int, nprobe: int, k: int, seed: int
+    n: int, dim: int, nlist: int, nprobe: int, k: int, seed: int, spill: bool
 ) -> None:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, dim)).astype(np.float32)
-    idx = rr.IvfRabitqIndex.build(x, nlist=nlist, nprobe=nprobe, seed=seed)
+    idx = rr.IvfRabitqIndex.build(x, nlist=nlist, nprobe=nprobe, seed=seed, spill=spill)
     assert idx.nlist == min(nlist, n)
-    assert int(idx.list_sizes.sum()) == n
+    # Spilling puts every vector in a second list once there are two.
+    assert int(idx.list_sizes.sum()) == n * (2 if spill and idx.nlist >= 2 else 1)
     q = rng.standard_normal(dim).astype(np.float32)
     k = min(k, n)
     hits = idx.search(q, k)

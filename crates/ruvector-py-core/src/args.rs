@@ -49,6 +49,19 @@ pub fn int_in_range(obj: &Bound<'_, PyAny>, name: &str, lo: i128, hi: i128) -> P
     Ok(value)
 }
 
+/// Reads `obj` as a Python `bool` (not any truthy object: `spill=1` or
+/// `spill="no"` is `InvalidArgument` naming `name` and the type).
+pub fn bool_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<bool> {
+    obj.cast::<PyBool>().map(|b| b.is_true()).map_err(|_| {
+        let got = obj
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        Error::invalid(format!("{name} must be a bool, got {got}")).into()
+    })
+}
+
 /// Reads `obj` as a Python `str` holding valid Unicode, naming `name` in
 /// errors: not a `str` is `InvalidArgument` naming the type, and a lone
 /// surrogate (such as `"\ud800"`, which has no UTF-8 form) is

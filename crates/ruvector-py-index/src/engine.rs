@@ -114,6 +114,9 @@ pub struct Params {
     pub nprobe: usize,
     /// What the index ranks by (see [`Metric`]).
     pub metric: Metric,
+    /// IVF only (false elsewhere): every row also kept in a second list
+    /// (see [`crate::kmeans::assign_with_spill`]).
+    pub spill: bool,
 }
 
 impl Params {
@@ -131,6 +134,19 @@ impl Params {
                  got \"ip\"; inner-product search (MIPS) needs FlatF32Index or IvfRabitqIndex",
                 self.kind.class_name()
             )));
+        }
+        if self.spill && self.kind != Kind::Ivf {
+            return Err(Error::invalid(format!(
+                "{} has no lists; spill applies to IvfRabitqIndex",
+                self.kind.class_name()
+            )));
+        }
+        if self.spill && self.metric == Metric::Ip {
+            return Err(Error::invalid(
+                "spill=True needs metric \"l2\" or \"cosine\", got \"ip\": inner-product lists \
+                 are ordered by the largest distance any of their rows has from the centroid, \
+                 which second copies of rows would loosen",
+            ));
         }
         if self.kind == Kind::Asym && self.rotation != Rotation::Haar {
             return Err(Error::invalid(
@@ -276,7 +292,8 @@ impl Engine {
             )),
             Kind::Ivf => Codes::Ivf(Box::new(
                 IvfCodes::new(params.dim, params.seed, params.rotation.upstream())
-                    .with_metric(params.metric),
+                    .with_metric(params.metric)
+                    .with_spill(params.spill),
             )),
         };
         Ok(Self {
@@ -1407,6 +1424,7 @@ mod tests {
             nlist: 0,
             nprobe: 0,
             metric: Metric::L2,
+            spill: kind == Kind::Ivf,
         }
     }
 
@@ -1582,6 +1600,8 @@ mod tests {
         };
         Params {
             metric,
+            // Spilled lists need the l2 list order (see `Params::check`).
+            spill: kind == Kind::Ivf && metric != Metric::Ip,
             ..params(kind, dim, rf, rotation)
         }
     }
@@ -1758,7 +1778,9 @@ mod tests {
             }
             if let Some(ivf) = e.ivf() {
                 assert_eq!(ivf.labels().len(), e.len());
-                assert_eq!(ivf.list_sizes().iter().sum::<usize>(), e.len());
+                // Every row in its list and (spilling) one other.
+                assert_eq!(ivf.spill_labels().len(), e.len());
+                assert_eq!(ivf.list_sizes().iter().sum::<usize>(), 2 * e.len());
                 // Every list probed, every candidate reranked: exact.
                 let opts = SearchOpts {
                     rerank_factor: Some(1024),

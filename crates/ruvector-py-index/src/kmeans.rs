@@ -76,15 +76,54 @@ fn sq_norms(m: &[f32], dim: usize) -> Vec<f32> {
 /// current rayon pool. Ties go to the lower centroid index. `cancel` is
 /// checked before every block of rows.
 pub fn assign(data: &[f32], dim: usize, centroids: &[f32], cancel: &Cancel) -> Result<Vec<u32>> {
+    Ok(assign_with_spill(data, dim, centroids, false, cancel)?.0)
+}
+
+/// Weight of the orthogonality term of the spill choice (SOAR's λ).
+const SPILL_LAMBDA: f32 = 1.0;
+/// Nearest centroids a row's spill list is chosen among when there are
+/// too many lists for their Gram matrix.
+const SPILL_CANDIDATES: usize = 16;
+/// Up to this many lists the spill choice reads the centroids' products
+/// from their Gram matrix (64 MiB at most) and weighs every list.
+const SPILL_GRAM_MAX_LISTS: usize = 4096;
+
+/// [`assign`], and with `spill` (and at least two centroids) a second list
+/// for every row: among its [`SPILL_CANDIDATES`] nearest other centroids
+/// `c'`, the one minimising `‖x − c'‖² + λ·⟨r, x − c'⟩²/‖r‖²` with
+/// `r = x − c` the residual to its nearest centroid `c` (the spilled
+/// assignment of SOAR, Sun et al., NeurIPS 2023). The second term
+/// penalises a `c'` that leaves a residual parallel to `r`: a query that
+/// the first list's residual hides (large `⟨q − c, r⟩`) is then likely to
+/// find the row in the second. Without `spill` the second vector is empty.
+pub fn assign_with_spill(
+    data: &[f32],
+    dim: usize,
+    centroids: &[f32],
+    spill: bool,
+    cancel: &Cancel,
+) -> Result<(Vec<u32>, Vec<u32>)> {
     let nlist = centroids.len() / dim;
+    let spill = spill && nlist >= 2;
     let c_norms = sq_norms(centroids, dim);
-    let mut out = vec![0u32; data.len() / dim];
+    let gram = (spill && nlist <= SPILL_GRAM_MAX_LISTS).then(|| gram(centroids, dim));
+    let n = data.len() / dim;
+    let mut out = vec![0u32; n];
+    let mut second = vec![0u32; if spill { n } else { 0 }];
+    let second_blocks: Vec<&mut [u32]> = if spill {
+        second.chunks_mut(ASSIGN_BLOCK).collect()
+    } else {
+        (0..n.div_ceil(ASSIGN_BLOCK)).map(|_| &mut [][..]).collect()
+    };
     out.par_chunks_mut(ASSIGN_BLOCK)
+        .zip(second_blocks.into_par_iter())
         .zip(data.par_chunks(ASSIGN_BLOCK * dim))
-        .try_for_each(|(out, rows)| -> Result<()> {
+        // One score buffer per worker, not per block: a fresh allocation
+        // this size is a fresh mapping, whose pages fault in zeroed.
+        .try_for_each_init(Vec::new, |ip, ((out, second), rows)| -> Result<()> {
             cancel.check()?;
             let m = rows.len() / dim;
-            let mut ip = vec![0.0f32; m * nlist];
+            ip.resize(m * nlist, 0.0);
             // SAFETY: the strides describe `rows` (m×dim, row-major),
             // `centroids` read as its transpose (dim×nlist) and `ip`
             // (m×nlist, row-major); all three buffers have exactly those sizes.
@@ -106,7 +145,9 @@ pub fn assign(data: &[f32], dim: usize, centroids: &[f32], cancel: &Cancel) -> R
                     1,
                 );
             }
-            for (slot, scores) in out.iter_mut().zip(ip.chunks_exact(nlist)) {
+            let mut near: Vec<(f32, u32)> = Vec::with_capacity(SPILL_CANDIDATES + 1);
+            let mut cost: Vec<f32> = Vec::with_capacity(nlist);
+            for (i, (slot, scores)) in out.iter_mut().zip(ip.chunks_exact(nlist)).enumerate() {
                 let mut best = (f32::INFINITY, 0u32);
                 for (c, (&s, &cn)) in scores.iter().zip(&c_norms).enumerate() {
                     let d = cn - 2.0 * s;
@@ -115,10 +156,128 @@ pub fn assign(data: &[f32], dim: usize, centroids: &[f32], cancel: &Cancel) -> R
                     }
                 }
                 *slot = best.1;
+                if spill {
+                    let x = &rows[i * dim..(i + 1) * dim];
+                    second[i] = match &gram {
+                        Some(g) => spill_list_gram(x, scores, &c_norms, g, best.1, &mut cost),
+                        None => spill_list(x, scores, &c_norms, centroids, best.1, &mut near),
+                    };
+                }
             }
             Ok(())
         })?;
-    Ok(out)
+    Ok((out, second))
+}
+
+/// `C·Cᵀ` of the `nlist × dim` centroids, row-major.
+fn gram(centroids: &[f32], dim: usize) -> Vec<f32> {
+    let nlist = centroids.len() / dim;
+    let mut g = vec![0.0f32; nlist * nlist];
+    // SAFETY: `centroids` is nlist×dim row-major, read as its transpose
+    // (dim×nlist) for the right operand; `g` is nlist×nlist row-major.
+    unsafe {
+        matrixmultiply::sgemm(
+            nlist,
+            dim,
+            nlist,
+            1.0,
+            centroids.as_ptr(),
+            dim as isize,
+            1,
+            centroids.as_ptr(),
+            1,
+            dim as isize,
+            0.0,
+            g.as_mut_ptr(),
+            nlist as isize,
+            1,
+        );
+    }
+    g
+}
+
+/// [`spill_list`] over every list, the centroids' products read from
+/// their Gram matrix `gram`.
+/// `cost` is scratch.
+fn spill_list_gram(
+    x: &[f32],
+    scores: &[f32],
+    c_norms: &[f32],
+    gram: &[f32],
+    first: u32,
+    cost: &mut Vec<f32>,
+) -> u32 {
+    let nlist = scores.len();
+    let f = first as usize;
+    let x_sq = dot(x, x);
+    let r_sq = x_sq - 2.0 * scores[f] + c_norms[f];
+    let g = &gram[f * nlist..(f + 1) * nlist];
+    // Without a residual (the row is its centroid) only the distance counts.
+    let weight = if r_sq > f32::EPSILON * x_sq.max(1.0) {
+        SPILL_LAMBDA / r_sq
+    } else {
+        0.0
+    };
+    let base = x_sq - scores[f];
+    // Every cost first (a loop that vectorises), then the arg-min.
+    cost.clear();
+    cost.extend(scores.iter().zip(c_norms).zip(g).map(|((&s, &cn), &cc)| {
+        let along = base - s + cc;
+        cn - 2.0 * s + weight * along * along
+    }));
+    cost[f] = f32::INFINITY;
+    let mut best = (f32::INFINITY, u32::from(f == 0));
+    for (j, &c) in cost.iter().enumerate() {
+        if c < best.0 {
+            best = (c, j as u32);
+        }
+    }
+    best.1
+}
+
+/// The spill list of row `x` (see [`assign_with_spill`]), whose nearest
+/// centroid is `first` and whose products with every centroid are
+/// `scores`; `near` is scratch.
+fn spill_list(
+    x: &[f32],
+    scores: &[f32],
+    c_norms: &[f32],
+    centroids: &[f32],
+    first: u32,
+    near: &mut Vec<(f32, u32)>,
+) -> u32 {
+    let dim = x.len();
+    // The nearest other centroids by `‖c‖² − 2⟨x, c⟩`, kept sorted.
+    near.clear();
+    for (c, (&s, &cn)) in scores.iter().zip(c_norms).enumerate() {
+        let d = cn - 2.0 * s;
+        if c as u32 == first || (near.len() == SPILL_CANDIDATES && d >= near[near.len() - 1].0) {
+            continue;
+        }
+        let at = near.partition_point(|e| e.0 <= d);
+        near.insert(at, (d, c as u32));
+        near.truncate(SPILL_CANDIDATES);
+    }
+    let f = first as usize;
+    let x_sq = dot(x, x);
+    // ‖r‖² = ‖x‖² − 2⟨x, c⟩ + ‖c‖².
+    let r_sq = x_sq - 2.0 * scores[f] + c_norms[f];
+    if r_sq <= f32::EPSILON * x_sq.max(1.0) {
+        return near[0].1;
+    }
+    let c = &centroids[f * dim..(f + 1) * dim];
+    let x_c = scores[f];
+    let mut best = (f32::INFINITY, near[0].1);
+    for &(d, c2) in near.iter() {
+        let j = c2 as usize;
+        // ⟨x − c, x − c'⟩ = ‖x‖² − ⟨x, c'⟩ − ⟨x, c⟩ + ⟨c, c'⟩.
+        let along = x_sq - scores[j] - x_c + dot(c, &centroids[j * dim..(j + 1) * dim]);
+        let cost = d + SPILL_LAMBDA * along * along / r_sq;
+        if cost < best.0 {
+            best = (cost, c2);
+        }
+    }
+    best.1
 }
 
 /// Trains `nlist` centroids (`1 ≤ nlist ≤ rows`) on at most

@@ -17,11 +17,11 @@
 //! | 8 | `b"rvpx0001"` |
 //! | 4 | version, 2 |
 //! | 4, 8, 4, 4 | dim, seed, rerank factor, n |
-//! | 1 each | kind (codes below), rotation (0 Haar, 1 Hadamard), metric (`Metric::code`), flags (bit 0 ids, bit 1 vectors, bit 2 codes, bit 3 IVF lists, bit 4 compressed vectors, bit 5 IVF list codes in the scan layout) |
+//! | 1 each | kind (codes below), rotation (0 Haar, 1 Hadamard), metric (`Metric::code`), flags (bit 0 ids, bit 1 vectors, bit 2 codes, bit 3 IVF lists, bit 4 compressed vectors, bit 5 IVF list codes in the scan layout, bit 6 IVF spill: every row also in a second list) |
 //! | 4, 4, 4, 4 | IVF nlist setting, nprobe setting, trained lists, code words per row (codes or IVF lists; else 0) |
 //! | 4 | IVF list code blocks (bit 5; else 0) |
 //! | 8 | with bit 4: bytes of the compressed vectors section (at most `8 + 16·n + 4·n·dim`); else 0 |
-//! | then, each starting at a multiple of 64 (zero padding) | vectors `n·dim` f32 (kinds that keep them), or with bit 4 the compressed section of [`crate::vzip`] (a block table, then byte planes stored or packed) · ids `n` u64 (absent when they are `0..n`) · IVF centroids `lists·dim` f32 · IVF list of every row `n` u32 · codes (kinds without vectors) `n·words` u64 · norms `n` f32 · IVF list codes (below) · their estimator terms `n` offsets then `n` slopes, f32, in row order · IVF list radii `lists` f32 |
+//! | then, each starting at a multiple of 64 (zero padding) | vectors `n·dim` f32 (kinds that keep them), or with bit 4 the compressed section of [`crate::vzip`] (a block table, then byte planes stored or packed) · ids `n` u64 (absent when they are `0..n`) · IVF centroids `lists·dim` f32 · IVF list of every row `n` u32 · codes (kinds without vectors) `n·words` u64 · norms `n` f32 · IVF list codes (below) · their estimator terms `n` offsets then `n` slopes, f32, in row order · IVF list radii `lists` f32 · with bit 6, the lists (bit 3) and two lists or more: the second list of every row `n` u32, and its terms there, `n` offsets then `n` slopes, f32, in row order |
 //! | 16, at a multiple of 64 | CRC-32 of every byte before it, u32 0, `b"RVPYTRL2"` |
 //!
 //! The IVF list codes, with bit 5 (every file written since it exists):
@@ -30,7 +30,8 @@
 //! 64), list after list, each list's rows in ascending row order, the
 //! slots of a list's last block past its rows zero; the header gives the
 //! block count, so the size is still a function of the header, and the
-//! labels must give the same count. Without bit 5 (files written before):
+//! labels (and spill labels, each naming another list than the row's
+//! label) must give the same count. Without bit 5 (files written before):
 //! `n·words` u64 in row order, copied into the blocks on load.
 //!
 //! With the IVF lists kept (bit 3) a load installs the lists as saved — no
@@ -152,9 +153,18 @@ const FLAG2_VZIP: u8 = 16;
 /// so a load maps or copies them as they are; their block count is in
 /// header bytes 52..56. Without it (files written before): in row order.
 const FLAG2_BLOCKED: u8 = 32;
+/// IVF: rows are also kept in a second list (`spill=True`). With the
+/// lists (bit 3, in the scan layout) and two lists or more, the file also
+/// holds every row's second list and its terms there.
+const FLAG2_SPILL: u8 = 64;
 /// Every flag a version 2 file may set.
-const FLAGS2_KNOWN: u8 =
-    FLAG2_IDS | FLAG2_VECTORS | FLAG2_CODES | FLAG2_LISTS | FLAG2_VZIP | FLAG2_BLOCKED;
+const FLAGS2_KNOWN: u8 = FLAG2_IDS
+    | FLAG2_VECTORS
+    | FLAG2_CODES
+    | FLAG2_LISTS
+    | FLAG2_VZIP
+    | FLAG2_BLOCKED
+    | FLAG2_SPILL;
 const HEADER_LEN: u64 = 32;
 const TRAILER_LEN: u64 = 16;
 const FLAG_IDS64: u8 = 1;
@@ -302,6 +312,9 @@ impl Layout2 {
         if ivf.is_some() && blocked {
             flags |= FLAG2_BLOCKED;
         }
+        if engine.params().spill {
+            flags |= FLAG2_SPILL;
+        }
         Self {
             n,
             dim: engine.params().dim as u64,
@@ -318,10 +331,18 @@ impl Layout2 {
         }
     }
 
-    /// `(offset, bytes)` of: vectors, ids, centroids, labels, codes, norms,
-    /// list codes, list terms (offsets then slopes), list radii.
-    fn sections(&self) -> [(u64, u64); 9] {
+    /// Whether the file holds spill lists (see [`FLAG2_SPILL`]).
+    fn spilled(&self) -> bool {
         let has = |f: u8| self.flags & f != 0;
+        has(FLAG2_SPILL) && has(FLAG2_LISTS) && self.lists >= 2
+    }
+
+    /// `(offset, bytes)` of: vectors, ids, centroids, labels, codes, norms,
+    /// list codes, list terms (offsets then slopes), list radii, spill
+    /// labels, spill terms (offsets then slopes).
+    fn sections(&self) -> [(u64, u64); 11] {
+        let has = |f: u8| self.flags & f != 0;
+        let spilled = self.spilled();
         let lens = [
             if has(FLAG2_VZIP) {
                 self.packed
@@ -348,6 +369,8 @@ impl Layout2 {
             },
             if has(FLAG2_LISTS) { 8 * self.n } else { 0 },
             if has(FLAG2_LISTS) { 4 * self.lists } else { 0 },
+            if spilled { 4 * self.n } else { 0 },
+            if spilled { 8 * self.n } else { 0 },
         ];
         let mut at = HEADER2_LEN;
         lens.map(|len| {
@@ -482,6 +505,13 @@ fn write_v2_with<W: Write>(
         terms.extend_from_slice(&saved.slopes);
         section(&mut w, &mut at, 7, &f32_bytes(&terms))?;
         section(&mut w, &mut at, 8, &f32_bytes(&saved.radii))?;
+        if layout.spilled() {
+            let spill: Vec<u8> = saved.spill.iter().flat_map(|x| x.to_le_bytes()).collect();
+            section(&mut w, &mut at, 9, &spill)?;
+            let mut terms = saved.spill_offsets;
+            terms.extend_from_slice(&saved.spill_slopes);
+            section(&mut w, &mut at, 10, &f32_bytes(&terms))?;
+        }
     }
     w.write_all(&zeros[..(layout.trailer_at() - at) as usize])?;
     let crc = w.crc.clone().finalize();
@@ -987,6 +1017,7 @@ fn load_v1<R: Read + Seek>(file: R, file_len: u64, shown: &str) -> Result<Loaded
             nlist: ivf_header.map_or(0, |h| h.1),
             nprobe: ivf_header.map_or(0, |h| h.2),
             metric: Metric::L2,
+            spill: false,
         },
         ids,
         vectors: Backing::Owned(Arc::new(vectors)),
@@ -1084,6 +1115,7 @@ fn load_v2<R: Read + Seek>(
         nlist,
         nprobe,
         metric,
+        spill: flags & FLAG2_SPILL != 0,
     };
     params
         .check()
@@ -1110,10 +1142,13 @@ fn load_v2<R: Read + Seek>(
         lists == 0 && !has_lists
     };
     // Every block holds a row, every list with rows at least one block.
+    // A row is in two lists at most (spilling), which must be saved in
+    // the scan layout.
+    let spill = flags & FLAG2_SPILL != 0;
     let blocks_ok = if blocked {
-        has_lists && blocks <= n && blocks >= lists.min(1)
+        has_lists && blocks <= n * (1 + u64::from(spill)) && blocks >= lists.min(1)
     } else {
-        blocks == 0
+        blocks == 0 && !(spill && has_lists && lists >= 2)
     };
     // The compressed section: its head, one table row per row of vectors
     // at most, and no plane longer than stored as it is.
@@ -1246,6 +1281,8 @@ fn load_v2<R: Read + Seek>(
     };
     let list_terms_raw = read_section(&mut r, &mut crc, 7, &mut at)?;
     let radii_raw = read_section(&mut r, &mut crc, 8, &mut at)?;
+    let spill_raw = read_section(&mut r, &mut crc, 9, &mut at)?;
+    let spill_terms_raw = read_section(&mut r, &mut crc, 10, &mut at)?;
     pad(&mut r, &mut crc, layout.trailer_at(), &mut at)?;
     let mut t = [0u8; TRAILER_LEN as usize];
     r.read_exact(&mut t).map_err(io)?;
@@ -1309,7 +1346,12 @@ fn load_v2<R: Read + Seek>(
     let lists = has_lists.then(|| {
         let mut offsets = f32s(&list_terms_raw);
         let slopes = offsets.split_off(n_us);
+        let mut spill_offsets = f32s(&spill_terms_raw);
+        let spill_slopes = spill_offsets.split_off(spill_offsets.len() / 2);
         crate::ivf::SavedLists {
+            spill: u32s(&spill_raw),
+            spill_offsets,
+            spill_slopes,
             codes: match mapped_blocks.take() {
                 Some(m) => SavedCodes::Blocked(CodeBytes::Mapped(m)),
                 None if blocked => SavedCodes::Blocked(CodeBytes::Owned(list_bits_raw)),
@@ -1469,6 +1511,16 @@ mod tests {
     }
 
     fn engine_dim(kind: Kind, rotation: Rotation, ids: &[u64], dim: usize) -> Engine {
+        engine_spill(kind, rotation, ids, dim, kind == Kind::Ivf)
+    }
+
+    fn engine_spill(
+        kind: Kind,
+        rotation: Rotation,
+        ids: &[u64],
+        dim: usize,
+        spill: bool,
+    ) -> Engine {
         let mut e = Engine::new(Params {
             kind,
             dim,
@@ -1478,6 +1530,7 @@ mod tests {
             nlist: 0,
             nprobe: 0,
             metric: Metric::L2,
+            spill,
         })
         .unwrap();
         let data: Vec<f32> = (0..ids.len() * dim)
@@ -1732,6 +1785,7 @@ mod tests {
             nlist: 0,
             nprobe: 0,
             metric,
+            spill: kind == Kind::Ivf && metric != Metric::Ip,
         })
         .unwrap();
         let data: Vec<f32> = (0..ids.len() * dim)
@@ -1848,6 +1902,7 @@ mod tests {
             nlist: 0,
             nprobe: 0,
             metric: Metric::L2,
+            spill: false,
         })
         .unwrap();
         let mut data: Vec<f32> = (0..n * dim)
@@ -1915,6 +1970,10 @@ mod tests {
     }
 
     fn churned_ivf(metric: Metric, rotation: Rotation) -> Engine {
+        churned_ivf_with(metric, rotation, false)
+    }
+
+    fn churned_ivf_with(metric: Metric, rotation: Rotation, spill: bool) -> Engine {
         let (dim, n) = (24, 600);
         let mut e = Engine::new(Params {
             kind: Kind::Ivf,
@@ -1925,6 +1984,7 @@ mod tests {
             nlist: 12,
             nprobe: 3,
             metric,
+            spill,
         })
         .unwrap();
         let data: Vec<f32> = (0..n * dim)
@@ -2013,7 +2073,8 @@ mod tests {
         let e = churned_ivf(Metric::L2, Rotation::Haar);
         let bytes = rows_layout_bytes(&e);
         let layout = Layout2::of_with(&e, false, None);
-        let [.., (bits_at, _), (terms_at, _), (radii_at, _)] = layout.sections();
+        let sections = layout.sections();
+        let [(bits_at, _), (terms_at, _), (radii_at, _)] = [sections[6], sections[7], sections[8]];
         let forge = |at: u64, value: &[u8]| {
             let mut b = bytes.clone();
             b[at as usize..at as usize + value.len()].copy_from_slice(value);
@@ -2036,6 +2097,50 @@ mod tests {
             let err = rebuild(loaded, &Cancel::new()).err().expect("refused");
             assert!(err.to_string().contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn spilled_lists_load_as_saved_and_forged_spill_entries_are_refused() {
+        let e = churned_ivf_with(Metric::L2, Rotation::Hadamard, true);
+        let ivf = e.ivf().unwrap();
+        assert_eq!(ivf.spill_labels().len(), e.len());
+        let bytes = to_bytes(&e);
+        assert_eq!(bytes[35] & FLAG2_SPILL, FLAG2_SPILL);
+        let back = rebuild(from_bytes(&bytes, Some(Kind::Ivf)).unwrap(), &Cancel::new()).unwrap();
+        assert!(back.same_as(&e));
+        assert!(back.params().spill);
+        let layout = Layout2::of(&e, None);
+        let sections = layout.sections();
+        let [(spill_at, spill_len), (terms_at, terms_len)] = [sections[9], sections[10]];
+        assert_eq!((spill_len, terms_len), (4 * layout.n, 8 * layout.n));
+        let forge = |at: u64, value: &[u8]| {
+            let mut b = bytes.clone();
+            b[at as usize..at as usize + value.len()].copy_from_slice(value);
+            resealed(b)
+        };
+        let own = ivf.labels()[0];
+        for (bad, needle) in [
+            (forge(spill_at, &own.to_le_bytes()), "spills to list"),
+            (forge(spill_at + 4, &12u32.to_le_bytes()), "of the 12 lists"),
+            (forge(terms_at, &f32::NAN.to_le_bytes()), "finite"),
+            (
+                forge(terms_at + 4 * layout.n, &(-1.0f32).to_le_bytes()),
+                "not negative",
+            ),
+        ] {
+            let loaded = from_bytes(&bad, Some(Kind::Ivf)).unwrap();
+            let err = rebuild(loaded, &Cancel::new()).err().expect("refused");
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+        // The flag on a kind without lists is a corrupt header.
+        let flat = engine_dim(Kind::Plus, Rotation::Haar, &[1, 2], 4);
+        let mut b = to_bytes(&flat);
+        b[35] |= FLAG2_SPILL;
+        let err = from_bytes(&resealed(b), Some(Kind::Plus))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("spill applies to IvfRabitqIndex"), "{err}");
     }
 
     #[test]
@@ -2140,6 +2245,7 @@ mod tests {
                 nlist: 12,
                 nprobe: 3,
                 metric,
+                spill: false,
             })
             .unwrap();
             let data: Vec<f32> = (0..n * dim)
@@ -2272,7 +2378,8 @@ mod tests {
             (Kind::Asym, Rotation::Haar, vec![7, 8]),
             (Kind::Ivf, Rotation::Hadamard, vec![5, 9, 11]),
         ] {
-            let e = engine_dim(kind, rotation, &ids, 3);
+            // Version 1 files never held spill lists.
+            let e = engine_spill(kind, rotation, &ids, 3, false);
             let v1 = write_v1(&e, Vec::new()).unwrap();
             assert_eq!(read_u32(&v1, 8), VERSION);
             let path = tmp(&format!("v1-{kind:?}"));

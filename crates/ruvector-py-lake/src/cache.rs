@@ -322,6 +322,9 @@ impl EntryData {
                 main.rerank_factor
             },
             metric,
+            // Spilling doubles the lists' codes to visit fewer lists:
+            // the cache's inner-product index keeps the lean default.
+            spill: false,
             ..*main
         })?;
         let rows: Vec<u64> = (0..n as u64).collect();
@@ -605,6 +608,7 @@ pub fn index_params(dim: usize, seed: u64, rf: usize) -> Params {
         nlist: 0,
         nprobe: 0,
         metric: Metric::L2,
+        spill: false,
     }
 }
 
