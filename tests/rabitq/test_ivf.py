@@ -80,6 +80,8 @@ def test_spilled_lists_find_more_neighbours_in_as_many_lists(
     # A vector seen in two lists is one hit; everything probed is exact.
     ids, scores = two.search_batch(q, 10, nprobe=64, rerank_factor=400)
     np.testing.assert_array_equal(ids, truth)
+    want = ((x[truth] - q[:, None, :]).astype(np.float64) ** 2).sum(axis=2)
+    np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-4)
     for nprobe in [1, 3, 64]:
         ids, _ = two.search_batch(q, 10, nprobe=nprobe)
         assert all(len(set(row)) == 10 for row in ids.tolist())
