@@ -748,6 +748,20 @@ def issue16_section(report: list[dict]) -> list[str]:
             f"| {p:.2f}{TIMES} | {a:,.0f} | {b:,.0f} ({LIB_TITLES[peer_q['lib']]} {peer_q['config']}) "
             f"| {q:.2f}{TIMES} | {'**PASS**' if ok else '**FAIL**'} |"
         )
+    faiss_rq = next((r for r in report if r.get("label") == "faiss-rabitq" and not r.get("error")), None)
+    builds = [
+        (r["config"].split(" (~")[0], r["build_s"])
+        for label in ("IvfRabitqIndex", "IvfRabitqIndex-nospill")
+        for r in report
+        if r.get("label") == label and not r.get("error")
+    ]
+    builds = list(dict.fromkeys(builds))
+    if faiss_rq and builds:
+        f = faiss_rq["build_s"]
+        head = f"Build (target ≤ 2{TIMES} faiss `IndexRaBitQ`, {f:.2f} s on this run; each in a fresh process):"
+        out += ["", head, ""]
+        for config, b in builds:
+            out.append(f"- {config}: {b:.2f} s = {b / f:.2f}{TIMES} → {'**PASS**' if b <= 2 * f else '**FAIL**'}")
     return out
 
 
