@@ -35,6 +35,19 @@ def recall(found: npt.NDArray[np.int64], truth: npt.NDArray[np.int64]) -> float:
     return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found.tolist(), truth.tolist())]))
 
 
+def assert_brute_force(
+    ids: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float32],
+    x: npt.NDArray[np.float32],
+    q: npt.NDArray[np.float32],
+    truth: npt.NDArray[np.int64],
+) -> None:
+    """The hits are the exact top ``k`` with their exact squared L2 scores."""
+    np.testing.assert_array_equal(ids, truth)
+    want = ((x[truth] - q[:, None, :]).astype(np.float64) ** 2).sum(axis=2)
+    np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def corpus(clustered: Clustered) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """4,000 rows in 64 dimensions around 40 overlapping clusters, and 60
@@ -57,9 +70,7 @@ def test_recall_rises_with_nprobe_and_probing_everything_is_exact(
     assert recalls[0] < 0.9 < min(recalls[2:]), recalls
     # Every list probed and every vector reranked: exactly the brute force.
     ids, scores = idx.search_batch(q, 10, nprobe=64, rerank_factor=400)
-    np.testing.assert_array_equal(ids, truth)
-    want = ((x[truth] - q[:, None, :]).astype(np.float64) ** 2).sum(axis=2)
-    np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-4)
+    assert_brute_force(ids, scores, x, q, truth)
 
 
 def test_spilled_lists_find_more_neighbours_in_as_many_lists(
@@ -79,9 +90,7 @@ def test_spilled_lists_find_more_neighbours_in_as_many_lists(
         assert r2 > r1 + gain, (nprobe, r1, r2)
     # A vector seen in two lists is one hit; everything probed is exact.
     ids, scores = two.search_batch(q, 10, nprobe=64, rerank_factor=400)
-    np.testing.assert_array_equal(ids, truth)
-    want = ((x[truth] - q[:, None, :]).astype(np.float64) ** 2).sum(axis=2)
-    np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-4)
+    assert_brute_force(ids, scores, x, q, truth)
     for nprobe in [1, 3, 64]:
         ids, _ = two.search_batch(q, 10, nprobe=nprobe)
         assert all(len(set(row)) == 10 for row in ids.tolist())
@@ -90,12 +99,14 @@ def test_spilled_lists_find_more_neighbours_in_as_many_lists(
 
 def test_spill_defaults_by_metric_and_takes_only_a_bool() -> None:
     x = np.random.default_rng(4).standard_normal((300, 16)).astype(np.float32)
-    for metric, default in [("l2", True), ("cosine", True), ("ip", False)]:
+    cases: List[tuple[Literal["l2", "ip", "cosine"], bool]] = [("l2", True), ("cosine", True), ("ip", False)]
+    for metric, default in cases:
         assert rr.IvfRabitqIndex(16, metric=metric).spill is default
         assert rr.IvfRabitqIndex.build(x, metric=metric, spill=False).spill is False
     with pytest.raises(rr.InvalidArgument, match='spill=True needs metric "l2" or "cosine", got "ip"'):
         rr.IvfRabitqIndex(16, metric="ip", spill=True)
-    for bad, name in [(1, "int"), ("yes", "str"), (np.bool_(True), "bool")]:
+    bads: List[tuple[Any, str]] = [(1, "int"), ("yes", "str"), (np.bool_(True), "bool_?")]
+    for bad, name in bads:
         with pytest.raises(rr.InvalidArgument, match=f"spill must be a bool, got {name}"):
             rr.IvfRabitqIndex.build(x, spill=bad)
 
