@@ -89,8 +89,9 @@ const SPILL_CANDIDATES: usize = 16;
 const SPILL_GRAM_MAX_LISTS: usize = 4096;
 
 /// [`assign`], and with `spill` (and at least two centroids) a second list
-/// for every row: among its [`SPILL_CANDIDATES`] nearest other centroids
-/// `c'`, the one minimising `‖x − c'‖² + λ·⟨r, x − c'⟩²/‖r‖²` with
+/// for every row: among the other centroids `c'` (every one up to
+/// [`SPILL_GRAM_MAX_LISTS`] lists, else its [`SPILL_CANDIDATES`] nearest),
+/// the one minimising `‖x − c'‖² + λ·⟨r, x − c'⟩²/‖r‖²` with
 /// `r = x − c` the residual to its nearest centroid `c` (the spilled
 /// assignment of SOAR, Sun et al., NeurIPS 2023). The second term
 /// penalises a `c'` that leaves a residual parallel to `r`: a query that
@@ -439,6 +440,50 @@ mod tests {
             let d: Vec<f32> = cents.chunks_exact(dim).map(|c| sq_l2(row, c)).collect();
             let min = d.iter().copied().fold(f32::INFINITY, f32::min);
             assert!(d[l as usize] <= min * (1.0 + 1e-4) + 1e-3);
+        }
+    }
+
+    #[test]
+    fn both_spill_choices_pick_the_same_list_when_they_weigh_the_same_lists() {
+        // 17 lists: the Gram path weighs the 16 others, as the path for
+        // many lists does, so the two must agree row by row; and each
+        // choice is the arg-min of SOAR's cost computed directly.
+        let dim = 13;
+        let mut rng = SplitMix64::new(9);
+        let data: Vec<f32> = (0..500 * dim)
+            .map(|_| rng.below(2000) as f32 / 100.0)
+            .collect();
+        let cents: Vec<f32> = data[..17 * dim].to_vec();
+        let (first, second) = assign_with_spill(&data, dim, &cents, true, &Cancel::new()).unwrap();
+        let norms = sq_norms(&cents, dim);
+        let g = gram(&cents, dim);
+        let (mut near, mut cost) = (Vec::new(), Vec::new());
+        for ((x, &f), &s) in data.chunks_exact(dim).zip(&first).zip(&second) {
+            assert_ne!(f, s);
+            let scores: Vec<f32> = cents.chunks_exact(dim).map(|c| dot(x, c)).collect();
+            let by_gram = spill_list_gram(x, &scores, &norms, &g, f, &mut cost);
+            let by_near = spill_list(x, &scores, &norms, &cents, f, &mut near);
+            assert_eq!(by_gram, by_near);
+            let c = &cents[f as usize * dim..(f as usize + 1) * dim];
+            let r: Vec<f32> = x.iter().zip(c).map(|(a, b)| a - b).collect();
+            if dot(&r, &r) == 0.0 {
+                continue; // a row that is its centroid: distance alone
+            }
+            let soar = |j: usize| {
+                let cj = &cents[j * dim..(j + 1) * dim];
+                let xr: Vec<f32> = x.iter().zip(cj).map(|(a, b)| a - b).collect();
+                let along = dot(&r, &xr);
+                dot(&xr, &xr) + SPILL_LAMBDA * along * along / dot(&r, &r)
+            };
+            let best = (0..17)
+                .filter(|&j| j != f as usize)
+                .map(soar)
+                .fold(f32::INFINITY, f32::min);
+            assert!(
+                soar(s as usize) <= best * (1.0 + 1e-3) + 1e-2,
+                "{} vs {best}",
+                soar(s as usize)
+            );
         }
     }
 }
