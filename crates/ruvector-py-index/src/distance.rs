@@ -185,96 +185,62 @@ fn blocks_sq_l2_portable(q: &[f32], data: &[f32], out: &mut [f32]) {
     }
 }
 
-/// `(‖x‖², ‖x‖₁, Σᵢ sign(xᵢ)·cᵢ)` with `sign(0) = −1`: the terms a RaBitQ
-/// code of the residual `x` needs (see `ivf.rs`).
+/// The RaBitQ code of the residual `r = x − c` (see `ivf.rs`) in one
+/// pass: its sign bits appended to `words`, 64 to a word (bit `i % 64` of
+/// word `i / 64` set when `rᵢ > 0`, so 0, −0 and NaN give 0), and
+/// `(‖r‖², ‖r‖₁, Σᵢ sign(rᵢ)·cᵢ)` with `sign(0) = −1`.
 #[inline]
-pub fn residual_terms(x: &[f32], c: &[f32]) -> (f32, f32, f32) {
+pub fn residual_code(x: &[f32], c: &[f32], words: &mut Vec<u64>) -> (f32, f32, f32) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { residual_terms_avx2(x, c) };
+            return unsafe { residual_code_avx2(x, c, words) };
         }
     }
-    residual_terms_portable(x, c)
+    residual_code_portable(x, c, words)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn residual_terms_avx2(x: &[f32], c: &[f32]) -> (f32, f32, f32) {
-    residual_terms_portable(x, c)
+unsafe fn residual_code_avx2(x: &[f32], c: &[f32], words: &mut Vec<u64>) -> (f32, f32, f32) {
+    residual_code_portable(x, c, words)
 }
 
+/// Eight lanes of partial sums, folded in a fixed order: both builds give
+/// the same bits.
 #[inline(always)]
-fn residual_terms_portable(x: &[f32], c: &[f32]) -> (f32, f32, f32) {
+fn residual_code_portable(x: &[f32], c: &[f32], words: &mut Vec<u64>) -> (f32, f32, f32) {
+    debug_assert_eq!(x.len(), c.len());
     let (mut sq, mut l1, mut g) = ([0.0f32; 8], [0.0f32; 8], [0.0f32; 8]);
     let (xc, cc) = (x.chunks_exact(8), c.chunks_exact(8));
     let (xr, cr) = (xc.remainder(), cc.remainder());
-    for (xs, cs) in xc.zip(cc) {
+    let first_word = words.len();
+    words.resize(first_word + x.len().div_ceil(64), 0);
+    let out = &mut words[first_word..];
+    for (j, (xs, cs)) in xc.zip(cc).enumerate() {
+        let mut mask = 0u64;
         for i in 0..8 {
-            sq[i] += xs[i] * xs[i];
-            l1[i] += xs[i].abs();
-            g[i] += if xs[i] > 0.0 { cs[i] } else { -cs[i] };
+            let r = xs[i] - cs[i];
+            sq[i] += r * r;
+            l1[i] += r.abs();
+            g[i] += if r > 0.0 { cs[i] } else { -cs[i] };
+            mask |= u64::from(r > 0.0) << i;
         }
+        out[j / 8] |= mask << (8 * (j % 8));
     }
     let fold = |a: [f32; 8]| (a[0] + a[4]) + (a[1] + a[5]) + (a[2] + a[6]) + (a[3] + a[7]);
     let (mut sq, mut l1, mut g) = (fold(sq), fold(l1), fold(g));
-    for (&xi, &ci) in xr.iter().zip(cr) {
-        sq += xi * xi;
-        l1 += xi.abs();
-        g += if xi > 0.0 { ci } else { -ci };
+    let tail = x.len() - xr.len();
+    for (i, (&xi, &ci)) in xr.iter().zip(cr).enumerate() {
+        let r = xi - ci;
+        sq += r * r;
+        l1 += r.abs();
+        g += if r > 0.0 { ci } else { -ci };
+        let at = tail + i;
+        out[at / 64] |= u64::from(r > 0.0) << (at % 64);
     }
     (sq, l1, g)
-}
-
-/// The sign bits of `x`, 64 to a word: bit `i % 64` of word `i / 64` is
-/// set when `x[i] > 0` (so 0, −0 and NaN give 0).
-#[inline]
-pub fn sign_words(x: &[f32]) -> Vec<u64> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { sign_words_avx2(x) };
-        }
-    }
-    x.chunks(64).map(sign_word).collect()
-}
-
-#[inline(always)]
-fn sign_word(xs: &[f32]) -> u64 {
-    xs.iter()
-        .enumerate()
-        .fold(0u64, |w, (i, &x)| w | (u64::from(x > 0.0) << i))
-}
-
-/// [`sign_words`] eight lanes at a time: one compare and one movemask per
-/// eight bits.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn sign_words_avx2(x: &[f32]) -> Vec<u64> {
-    use std::arch::x86_64::*;
-    let zero = _mm256_setzero_ps();
-    x.chunks(64)
-        .map(|xs| {
-            let eights = xs.chunks_exact(8);
-            let tail = eights.remainder();
-            let mut w = 0u64;
-            let mut at = 0;
-            for e in eights {
-                // SAFETY: `e` holds 8 floats; an unaligned load.
-                let v = unsafe { _mm256_loadu_ps(e.as_ptr()) };
-                let m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, zero));
-                w |= (m as u32 as u64) << at;
-                at += 8;
-            }
-            if tail.is_empty() {
-                w
-            } else {
-                w | (sign_word(tail) << at)
-            }
-        })
-        .collect()
 }
 
 /// Lanes of independent partial sums: four AVX2 registers' worth, so the
@@ -333,24 +299,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sign_words_set_a_bit_for_each_positive_value() {
+    fn residual_codes_match_their_definition_in_both_builds() {
         let mut rng = crate::kmeans::SplitMix64::new(4);
         for n in [0usize, 1, 7, 8, 63, 64, 65, 100, 384, 512] {
-            let x: Vec<f32> = (0..n)
-                .map(|_| match rng.below(5) {
-                    0 => 0.0,
-                    1 => -0.0,
-                    _ => rng.below(2001) as f32 - 1000.0,
-                })
+            // Zeros of both signs and ties between x and c: the sign of a
+            // zero residual is −1 and its bit is 0.
+            let mut value = || match rng.below(5) {
+                0 => 0.0,
+                1 => -0.0,
+                _ => (rng.below(2001) as f32 - 1000.0) * 0.01,
+            };
+            let x: Vec<f32> = (0..n).map(|_| value()).collect();
+            let c: Vec<f32> = (0..n)
+                .map(|i| if i % 7 == 0 { x[i] } else { value() })
                 .collect();
-            let want: Vec<u64> = (0..n.div_ceil(64))
+            let r: Vec<f32> = x.iter().zip(&c).map(|(a, b)| a - b).collect();
+            let want_bits: Vec<u64> = (0..n.div_ceil(64))
                 .map(|w| {
                     (0..64.min(n - 64 * w))
-                        .filter(|&i| x[64 * w + i] > 0.0)
+                        .filter(|&i| r[64 * w + i] > 0.0)
                         .fold(0u64, |acc, i| acc | 1 << i)
                 })
                 .collect();
-            assert_eq!(sign_words(&x), want, "n = {n}");
+            // Appended after what `words` already holds.
+            let mut words = vec![7u64];
+            let (sq, l1, g) = residual_code(&x, &c, &mut words);
+            assert_eq!(words[0], 7);
+            assert_eq!(&words[1..], &want_bits[..], "n = {n}");
+            let want_g: f32 = r
+                .iter()
+                .zip(&c)
+                .map(|(r, c)| if *r > 0.0 { *c } else { -*c })
+                .sum();
+            assert!((sq - dot(&r, &r)).abs() <= 1e-3 * sq.max(1.0));
+            assert!((l1 - r.iter().map(|v| v.abs()).sum::<f32>()).abs() <= 1e-3 * l1.max(1.0));
+            assert!((g - want_g).abs() <= 1e-3 * l1.max(1.0) * 10.0);
+            let mut portable = Vec::new();
+            let terms = residual_code_portable(&x, &c, &mut portable);
+            assert_eq!(portable, want_bits);
+            assert_eq!(
+                (terms.0.to_bits(), terms.1.to_bits(), terms.2.to_bits()),
+                (sq.to_bits(), l1.to_bits(), g.to_bits())
+            );
         }
     }
 
@@ -400,16 +390,6 @@ mod tests {
             let du: f32 = a.iter().zip(&c).map(|(x, y)| x * f32::from(*y)).sum();
             assert!((dot_u8(&a, &c) - du).abs() < 1e-2);
             assert_eq!(dot_u8(&a, &c).to_bits(), dot_u8_portable(&a, &c).to_bits());
-            let (sq, l1, g) = residual_terms(&a, &b);
-            let want_g: f32 = a
-                .iter()
-                .zip(&b)
-                .map(|(x, c)| if *x > 0.0 { *c } else { -*c })
-                .sum();
-            assert!((sq - dot(&a, &a)).abs() < 1e-4);
-            assert!((l1 - a.iter().map(|x| x.abs()).sum::<f32>()).abs() < 1e-4);
-            assert!((g - want_g).abs() < 1e-4);
-            assert_eq!(residual_terms_portable(&a, &b).2.to_bits(), g.to_bits());
         }
     }
 }

@@ -73,13 +73,41 @@ impl List {
     }
 }
 
-/// A vector's code and its two estimator terms.
-struct Encoded {
+/// Codes of rows and their estimator terms, one flat buffer a field (no
+/// allocation per row).
+#[derive(Default)]
+struct EncodedRows {
+    /// Sign words, `words` a row.
     bits: Vec<u64>,
-    offset: f32,
-    slope: f32,
-    /// `‖x − c‖`, the row's distance to its list's centroid.
-    radius: f32,
+    words: usize,
+    offsets: Vec<f32>,
+    slopes: Vec<f32>,
+    /// `‖x − c‖`, each row's distance to its list's centroid.
+    radii: Vec<f32>,
+}
+
+impl EncodedRows {
+    fn with_capacity(words: usize, rows: usize) -> Self {
+        EncodedRows {
+            bits: Vec::with_capacity(words * rows),
+            words,
+            offsets: Vec::with_capacity(rows),
+            slopes: Vec::with_capacity(rows),
+            radii: Vec::with_capacity(rows),
+        }
+    }
+
+    fn bits(&self, i: usize) -> &[u64] {
+        &self.bits[i * self.words..(i + 1) * self.words]
+    }
+
+    /// Moves the rows of `other` after these.
+    fn append(&mut self, other: &mut EncodedRows) {
+        self.bits.append(&mut other.bits);
+        self.offsets.append(&mut other.offsets);
+        self.slopes.append(&mut other.slopes);
+        self.radii.append(&mut other.radii);
+    }
 }
 
 /// Rows prepared for an add and not yet visible: the lists trained by a
@@ -89,9 +117,9 @@ pub struct PendingRows {
     /// `(centroids, rotated centroids)` when this add trains the lists.
     trained: Option<(Vec<f32>, Vec<f32>)>,
     labels: Vec<u32>,
-    encoded: Vec<Encoded>,
+    encoded: EncodedRows,
     spill: Vec<u32>,
-    spill_encoded: Vec<Encoded>,
+    spill_encoded: EncodedRows,
 }
 
 pub struct IvfCodes {
@@ -590,30 +618,21 @@ impl IvfCodes {
         Ok(self.assign_to(data, &self.centroids, &Cancel::new())?.0)
     }
 
-    /// The code and estimator terms of a rotated row in list `l`, whose
-    /// rotated centroid is row `l` of `rot_centroids`.
-    fn encode(&self, rotated: &mut [f32], l: usize, rot_centroids: &[f32]) -> Encoded {
+    /// Appends the code and estimator terms of a rotated row `x` in list
+    /// `l`, whose rotated centroid is row `l` of `rot_centroids`, to `out`.
+    fn encode(&self, x: &[f32], l: usize, rot_centroids: &[f32], out: &mut EncodedRows) {
         let r = self.rdim;
         let c = &rot_centroids[l * r..(l + 1) * r];
         // ‖x‖² (the rotation is an isometry), for inner-product lists.
         let x_sq = match self.metric {
-            Metric::Ip => distance::dot(rotated, rotated),
+            Metric::Ip => distance::dot(x, x),
             Metric::L2 | Metric::Cosine => 0.0,
         };
-        // Branch-free passes (the sign of a residual is a coin flip, so a
-        // branch on it mispredicts half the time).
-        for (x, &ci) in rotated.iter_mut().zip(c) {
-            *x -= ci;
-        }
-        let (sq, l1, g) = distance::residual_terms(rotated, c);
-        let bits = distance::sign_words(rotated);
+        let (sq, l1, g) = distance::residual_code(x, c, &mut out.bits);
         let f = if l1 > 0.0 { sq / l1 } else { 0.0 };
-        Encoded {
-            bits,
-            offset: sq + 2.0 * f * g - x_sq,
-            slope: 2.0 * f,
-            radius: sq.sqrt(),
-        }
+        out.offsets.push(sq + 2.0 * f * g - x_sq);
+        out.slopes.push(2.0 * f);
+        out.radii.push(sq.sqrt());
     }
 
     /// Encodes rows for the lists given by `labels`, and for those given
@@ -627,55 +646,51 @@ impl IvfCodes {
         spill: &[u32],
         rot_centroids: &[f32],
         cancel: &Cancel,
-    ) -> Result<(Vec<Encoded>, Vec<Encoded>)> {
+    ) -> Result<(EncodedRows, EncodedRows)> {
         const CHUNK: usize = 256;
         let (d, r) = (self.dim, self.rdim);
+        let words = r.div_ceil(64);
         let rotation = self.rotation();
-        let enc = |(i, (rows, labels)): (usize, (&[f32], &[u32]))| {
+        let enc = |rotated: &mut Vec<f32>,
+                   (i, (rows, labels)): (usize, (&[f32], &[u32]))|
+         -> Result<(EncodedRows, EncodedRows)> {
             cancel.check()?;
-            let mut rotated = vec![0.0f32; labels.len() * r];
-            rotation.apply_rows(rows, &mut rotated);
-            let spilled: Vec<Encoded> = match spill.get(i * CHUNK..i * CHUNK + labels.len()) {
-                Some(spill) if !spill.is_empty() => {
-                    let mut copy = vec![0.0f32; r];
-                    rotated
-                        .chunks_exact(r)
-                        .zip(spill)
-                        .map(|(x, &l)| {
-                            copy.copy_from_slice(x);
-                            self.encode(&mut copy, l as usize, rot_centroids)
-                        })
-                        .collect()
+            rotated.resize(labels.len() * r, 0.0);
+            rotation.apply_rows(rows, rotated);
+            let mut first = EncodedRows::with_capacity(words, labels.len());
+            for (x, &l) in rotated.chunks_exact(r).zip(labels) {
+                self.encode(x, l as usize, rot_centroids, &mut first);
+            }
+            let mut spilled = EncodedRows::with_capacity(words, 0);
+            if let Some(spill) = spill.get(i * CHUNK..i * CHUNK + labels.len()) {
+                spilled = EncodedRows::with_capacity(words, spill.len());
+                for (x, &l) in rotated.chunks_exact(r).zip(spill) {
+                    self.encode(x, l as usize, rot_centroids, &mut spilled);
                 }
-                _ => Vec::new(),
-            };
-            let first: Vec<Encoded> = rotated
-                .chunks_exact_mut(r)
-                .zip(labels)
-                .map(|(x, &l)| self.encode(x, l as usize, rot_centroids))
-                .collect();
+            }
             Ok((first, spilled))
         };
-        let blocks: Vec<(Vec<Encoded>, Vec<Encoded>)> = if labels.len() >= PARALLEL_MIN_ROWS {
+        let blocks: Vec<(EncodedRows, EncodedRows)> = if labels.len() >= PARALLEL_MIN_ROWS {
             parallel::pool()?.install(|| {
                 data.par_chunks(CHUNK * d)
                     .zip(labels.par_chunks(CHUNK))
                     .enumerate()
-                    .map(enc)
+                    .map_init(Vec::new, enc)
                     .collect::<Result<_>>()
             })?
         } else {
+            let mut rotated = Vec::new();
             data.chunks(CHUNK * d)
                 .zip(labels.chunks(CHUNK))
                 .enumerate()
-                .map(enc)
+                .map(|b| enc(&mut rotated, b))
                 .collect::<Result<_>>()?
         };
-        let (mut first, mut spilled) = (Vec::with_capacity(labels.len()), Vec::new());
-        spilled.reserve(spill.len());
-        for (a, b) in blocks {
-            first.extend(a);
-            spilled.extend(b);
+        let mut first = EncodedRows::with_capacity(words, labels.len());
+        let mut spilled = EncodedRows::with_capacity(words, spill.len());
+        for (mut a, mut b) in blocks {
+            first.append(&mut a);
+            spilled.append(&mut b);
         }
         Ok((first, spilled))
     }
@@ -704,16 +719,12 @@ impl IvfCodes {
             list.offsets.reserve(members.len());
             list.slopes.reserve(members.len());
             for &(i, spilled) in members {
-                let e = if spilled {
-                    &spill_encoded[i]
-                } else {
-                    &encoded[i]
-                };
+                let e = if spilled { &spill_encoded } else { &encoded };
                 list.rows.push((first_row + i) as u32);
-                list.codes.push(&e.bits);
-                list.offsets.push(e.offset);
-                list.slopes.push(e.slope);
-                *radius = radius.max(e.radius);
+                list.codes.push(e.bits(i));
+                list.offsets.push(e.offsets[i]);
+                list.slopes.push(e.slopes[i]);
+                *radius = radius.max(e.radii[i]);
             }
         };
         let pool = if labels.len() >= PARALLEL_MIN_ROWS {
@@ -778,9 +789,9 @@ impl IvfCodes {
             return Ok(PendingRows {
                 trained: None,
                 labels: Vec::new(),
-                encoded: Vec::new(),
+                encoded: EncodedRows::default(),
                 spill: Vec::new(),
-                spill_encoded: Vec::new(),
+                spill_encoded: EncodedRows::default(),
             });
         }
         let trained = if self.is_trained() {

@@ -17,9 +17,12 @@ use crate::distance::dot;
 const ASSIGN_BLOCK: usize = 256;
 /// Training rows per centroid (faiss uses up to 256; k-means over more
 /// points moves centroids very little for the recall it buys).
-pub const TRAIN_ROWS_PER_LIST: usize = 24;
-/// Lloyd iterations.
-pub const ITERATIONS: usize = 6;
+pub const TRAIN_ROWS_PER_LIST: usize = 32;
+/// Lloyd iterations. Measured on two real 100k × 384 corpora (mean recall
+/// at fixed `nprobe` over three seeds): 3 iterations over 32 rows a list
+/// partition as well as 6 over 24, for two thirds of the work; more rows
+/// help more than more iterations.
+pub const ITERATIONS: usize = 3;
 
 /// A small, seedable generator (SplitMix64): the sample and the repairs
 /// must not depend on a crate's RNG algorithm changing between versions.
