@@ -151,20 +151,16 @@ pub fn assign_with_spill(
             }
             let mut near: Vec<(f32, u32)> = Vec::with_capacity(SPILL_CANDIDATES + 1);
             let mut cost: Vec<f32> = Vec::with_capacity(nlist);
+            let mut dist: Vec<f32> = Vec::with_capacity(nlist);
             for (i, (slot, scores)) in out.iter_mut().zip(ip.chunks_exact(nlist)).enumerate() {
-                let mut best = (f32::INFINITY, 0u32);
-                for (c, (&s, &cn)) in scores.iter().zip(&c_norms).enumerate() {
-                    let d = cn - 2.0 * s;
-                    if d < best.0 {
-                        best = (d, c as u32);
-                    }
-                }
-                *slot = best.1;
+                dist.clear();
+                dist.extend(scores.iter().zip(&c_norms).map(|(&s, &cn)| cn - 2.0 * s));
+                *slot = first_min(&dist) as u32;
                 if spill {
                     let x = &rows[i * dim..(i + 1) * dim];
                     second[i] = match &gram {
-                        Some(g) => spill_list_gram(x, scores, &c_norms, g, best.1, &mut cost),
-                        None => spill_list(x, scores, &c_norms, centroids, best.1, &mut near),
+                        Some(g) => spill_list_gram(x, scores, &c_norms, g, *slot, &mut cost),
+                        None => spill_list(x, scores, &c_norms, centroids, *slot, &mut near),
                     };
                 }
             }
@@ -230,13 +226,27 @@ fn spill_list_gram(
         cn - 2.0 * s + weight * along * along
     }));
     cost[f] = f32::INFINITY;
-    let mut best = (f32::INFINITY, u32::from(f == 0));
-    for (j, &c) in cost.iter().enumerate() {
-        if c < best.0 {
-            best = (c, j as u32);
+    match first_min(cost) {
+        // Every other cost NaN (overflowing rows): any other list.
+        j if j == f => u32::from(f == 0),
+        j => j as u32,
+    }
+}
+
+/// Index of the first smallest value of `v` (0 when `v` is empty or
+/// all NaN), NaNs skipped: a vectorised minimum, then its position.
+fn first_min(v: &[f32]) -> usize {
+    let mut lanes = [f32::INFINITY; 8];
+    let chunks = v.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            // `x < m` is false for NaN: NaNs never become the minimum.
+            *m = if x < *m { x } else { *m };
         }
     }
-    best.1
+    let min = lanes.iter().chain(tail).fold(f32::INFINITY, |m, &x| if x < m { x } else { m });
+    v.iter().position(|&x| x == min).unwrap_or(0)
 }
 
 /// The spill list of row `x` (see [`assign_with_spill`]), whose nearest
@@ -428,6 +438,23 @@ mod tests {
         let cancelled = Cancel::new();
         cancelled.cancel();
         assert!(train(&data, dim, n, 7, &cancelled).is_err());
+    }
+
+    #[test]
+    fn first_min_is_the_first_smallest_and_skips_nan() {
+        assert_eq!(first_min(&[]), 0);
+        assert_eq!(first_min(&[f32::NAN; 11]), 0);
+        for n in [1usize, 7, 8, 9, 16, 17, 40] {
+            for at in 0..n {
+                let mut v: Vec<f32> = (0..n).map(|i| 10.0 + (i % 5) as f32).collect();
+                v[at] = 1.0;
+                assert_eq!(first_min(&v), at);
+                // A tie goes to the first; NaNs never win.
+                v[n - 1] = 1.0;
+                v[0] = if at == 0 { 1.0 } else { f32::NAN };
+                assert_eq!(first_min(&v), at);
+            }
+        }
     }
 
     #[test]
