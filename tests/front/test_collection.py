@@ -361,7 +361,8 @@ def test_auto_index_switches_at_the_recommended_size(tmp_path: pathlib.Path) -> 
     adapter = coll._core.adapter  # pyright: ignore[reportPrivateUsage]
     assert adapter is not None
     params = adapter.params
-    assert (params["nlist"], params["nprobe"]) == (round((FLAT_MAX_N + 1) ** 0.5), 24)
+    # cosine: spilled lists, 20 probed at 0.95 (one copy, ip, would need 24).
+    assert (params["nlist"], params["nprobe"]) == (round((FLAT_MAX_N + 1) ** 0.5), 20)
     assert single_hits(coll.query(np.asarray(vectors[7]), k=1))[0].id == 7
     coll.delete([0])  # back to the flat size: exact again
     assert coll.index_kind == "FlatF32Index"
@@ -373,8 +374,15 @@ def test_a_named_ivf_index_is_sized_for_the_recall_target(tmp_path: pathlib.Path
     coll.add(vectors=random_vectors(6_400, 16, seed=3))
     adapter = coll._core.adapter  # pyright: ignore[reportPrivateUsage]
     assert adapter is not None and adapter.index is not None
-    assert (adapter.params["nlist"], adapter.params["nprobe"]) == (80, 24)  # sqrt(n) lists, 24 probed at 0.95
+    assert (adapter.params["nlist"], adapter.params["nprobe"]) == (80, 20)  # sqrt(n) lists, 20 probed at 0.95
     coll.close()
+    ip = ruvector.Collection.open(tmp_path / "ip", embedder=None, dim=16, index="ivf", metric="ip")
+    ip.add(vectors=random_vectors(6_400, 16, seed=3))
+    adapter = ip._core.adapter  # pyright: ignore[reportPrivateUsage]
+    assert adapter is not None and adapter.index is not None
+    # One copy a vector under ip: the one-copy steps, and no metric twice.
+    assert (adapter.params["nlist"], adapter.params["nprobe"], "metric" in adapter.params) == (80, 24, False)
+    ip.close()
     tuned = ruvector.Collection.open(tmp_path / "t", embedder=None, dim=16, index="ivf", index_params={"nprobe": 5})
     tuned.add(vectors=random_vectors(400, 16, seed=3))
     adapter = tuned._core.adapter  # pyright: ignore[reportPrivateUsage]

@@ -84,7 +84,8 @@ def test_spilled_lists_find_more_neighbours_in_as_many_lists(
     # Every vector sits in its nearest list and in one other.
     assert int(one.list_sizes.sum()) == len(x)
     assert int(two.list_sizes.sum()) == 2 * len(x)
-    for nprobe, gain in [(1, 0.02), (2, 0.02), (4, 0.0)]:
+    # (Gains over six build seeds: 0.11-0.18, 0.015-0.028 and 0.002-0.012.)
+    for nprobe, gain in [(1, 0.08), (2, 0.01), (4, 0.0)]:
         r1 = recall(one.search_batch(q, 10, nprobe=nprobe)[0], truth)
         r2 = recall(two.search_batch(q, 10, nprobe=nprobe)[0], truth)
         assert r2 > r1 + gain, (nprobe, r1, r2)

@@ -47,25 +47,48 @@ def test_large_collections_get_ivf_with_an_nprobe_that_grows_with_the_target() -
     assert {r.params["nlist"] for r in recs} == {1000}  # sqrt(n)
     probes = [r.params["nprobe"] for r in recs]
     assert probes == sorted(probes) and probes[0] < probes[-1] <= 1000
-    assert rr.recommend(BIG, 384, 0.95).params == {"nlist": 1000, "nprobe": 100, "rerank_factor": 10}
+    assert rr.recommend(BIG, 384, 0.95).params == {"nlist": 1000, "nprobe": 40, "rerank_factor": 10}
     assert rr.recommend(5_001, 384).index == "IvfRabitqIndex"
 
 
 @pytest.mark.parametrize(
-    "n, target, nprobe",
+    "n, target, metric, nprobe",
     [
-        (5_001, 0.95, 24),  # 71 lists: the floor, not 10 % of them (8)
-        (20_000, 0.95, 24),
-        (20_000, 0.98, 48),
-        (20_000, 0.99, 80),
-        (5_001, 0.99, 71),  # capped at nlist
-        (100_000, 0.95, 32),  # 316 lists: the share takes over
-        (BIG, 0.85, 40),
+        # Spilled lists (l2, cosine).
+        (5_001, 0.95, "l2", 20),  # 71 lists: the floor, not 4 % of them (3)
+        (20_000, 0.95, "cosine", 20),
+        (20_000, 0.98, "l2", 40),
+        (20_000, 0.99, "l2", 60),
+        (5_001, 0.995, "l2", 71),  # capped at nlist
+        (BIG, 0.95, "l2", 40),  # 1,000 lists: the share takes over
+        (BIG, 0.85, "l2", 20),
+        # One copy (ip): more lists for the same target.
+        (5_001, 0.95, "ip", 24),
+        (20_000, 0.99, "ip", 80),
+        (100_000, 0.95, "ip", 32),
+        (BIG, 0.85, "ip", 40),
     ],
 )
-def test_nprobe_has_a_floor_for_small_collections(n: int, target: float, nprobe: int) -> None:
-    rec = rr.recommend(n, 384, target)
+def test_nprobe_has_a_floor_for_small_collections(n: int, target: float, metric: str, nprobe: int) -> None:
+    rec = rr.recommend(n, 384, target, metric=metric)
     assert (rec.index, rec.params["nlist"], rec.params["nprobe"]) == ("IvfRabitqIndex", round(math.sqrt(n)), nprobe)
+    assert rec.params.get("metric", "l2") == metric
+
+
+def test_the_metric_is_checked_and_passed_to_build(clustered: Clustered) -> None:
+    for bad in ["euclidean", "L2", "", 2, None]:
+        with pytest.raises(rr.InvalidArgument, match="metric must be one of l2, cosine, ip"):
+            rr.recommend(BIG, 384, metric=bad)  # type: ignore[arg-type]
+    # ip keeps one copy a vector: a smaller estimate, and no codes-only
+    # index (RabitqIndex ranks by L2 only).
+    assert rr.recommend(BIG, 384, metric="ip").memory_bytes < rr.recommend(BIG, 384).memory_bytes
+    assert rr.recommend(BIG, 384, 0.2, metric="ip").index == "IvfRabitqIndex"
+    assert rr.recommend(10, 8, metric="cosine").params == {"metric": "cosine"}
+    x = clustered(6_000, 32, seed=4)
+    for metric in ["l2", "cosine", "ip"]:
+        index = rr.recommend(len(x), 32, metric=metric).build(x)
+        assert isinstance(index, rr.IvfRabitqIndex)
+        assert (index.metric, index.spill) == (metric, metric != "ip")
 
 
 def test_the_switch_to_ivf_keeps_recall_and_is_faster_than_the_flat_scan(clustered: Clustered) -> None:
@@ -162,7 +185,7 @@ def test_numpy_integers_and_floats_are_accepted() -> None:
     target: Any
     for target in [np.float32(0.9), np.float16(0.9)]:
         rec = rr.recommend(BIG, 128, target)
-        assert (rec.index, rec.params) == ("IvfRabitqIndex", {"nlist": 1000, "nprobe": 100, "rerank_factor": 10})
+        assert (rec.index, rec.params) == ("IvfRabitqIndex", {"nlist": 1000, "nprobe": 40, "rerank_factor": 10})
 
 
 @pytest.mark.parametrize(

@@ -598,7 +598,11 @@ impl IvfCodes {
         let n = data.len() / self.dim;
         let nlist = nlist.clamp(1, n.max(1));
         let (dim, seed) = (self.dim, self.seed);
-        parallel::pool()?.install(|| kmeans::train(data, dim, nlist, seed, cancel))
+        let training = match self.metric {
+            Metric::Ip => kmeans::RADIUS_TRAINING,
+            Metric::L2 | Metric::Cosine => kmeans::DISTANCE_TRAINING,
+        };
+        parallel::pool()?.install(|| kmeans::train(data, dim, nlist, seed, training, cancel))
     }
 
     /// Nearest list of every row among `centroids`, and (spilling) its

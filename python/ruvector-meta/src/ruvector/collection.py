@@ -343,6 +343,12 @@ def stack_vectors(records: Sequence[Record], dim: int) -> npt.NDArray[np.float32
     return np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
 
 
+def _without_metric(params: Dict[str, Any]) -> Dict[str, Any]:
+    """``recommend()``'s parameters without ``metric``: a collection's index
+    is given its metric on its own."""
+    return {k: v for k, v in params.items() if k != "metric"}
+
+
 def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -562,6 +568,9 @@ class CollectionCore:
         params = dict(self.config["index_params"] or {})
         dim = int(self.config["dim"] or 1)
         target = float(self.config["recall_target"])
+        # The collection's metric picks the measured steps (spilled lists
+        # for l2 and cosine, one copy for ip); the index gets it separately.
+        metric = str(self.config["metric"])
         if kind == "IvfRabitqIndex":
             # An IVF index asked for by name gets the lists and probes that
             # reach the recall target too (as recommend() sizes them for a
@@ -569,19 +578,19 @@ class CollectionCore:
             import importlib
 
             flat_max = int(getattr(importlib.import_module("ruvector_rabitq._recommend"), "FLAT_MAX_N", 0))
-            rec = _recommend(max(n, flat_max + 1, 1), dim, target)
+            rec = _recommend(max(n, flat_max + 1, 1), dim, target, metric=metric)
             if rec.index == "IvfRabitqIndex":
                 nlist = max(1, round(max(n, 1) ** 0.5))
-                sized = {**rec.params, "nlist": nlist, "nprobe": min(nlist, int(rec.params["nprobe"]))}
+                sized = {**_without_metric(rec.params), "nlist": nlist, "nprobe": min(nlist, int(rec.params["nprobe"]))}
                 sized.setdefault("seed", 42)
                 sized.update(params)
                 return kind, sized
             return kind, params
         if kind != "auto":
             return kind, params
-        rec = _recommend(max(n, 1), dim, target)
+        rec = _recommend(max(n, 1), dim, target, metric=metric)
         chosen = rec.index if rec.index in ("FlatF32Index", "IvfRabitqIndex") else "IvfRabitqIndex"
-        merged = dict(rec.params) if chosen == rec.index else {}
+        merged = _without_metric(rec.params) if chosen == rec.index else {}
         if chosen == "IvfRabitqIndex":
             merged.setdefault("seed", 42)
             merged.update(params)
