@@ -213,7 +213,11 @@ unsafe fn residual_code_avx2(x: &[f32], c: &[f32], words: &mut Vec<u64>) -> (f32
     let first_word = words.len();
     words.resize(first_word + x.len().div_ceil(64), 0);
     let out = &mut words[first_word..];
-    let (mut sq, mut l1, mut g) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+    let (mut sq, mut l1, mut g) = (
+        _mm256_setzero_ps(),
+        _mm256_setzero_ps(),
+        _mm256_setzero_ps(),
+    );
     let zero = _mm256_setzero_ps();
     let sign = _mm256_set1_ps(-0.0);
     for j in 0..eights {

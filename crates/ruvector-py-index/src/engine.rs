@@ -208,7 +208,7 @@ enum Codes {
 enum Pending {
     None,
     Symmetric(EncodedRows),
-    Ivf(PendingRows),
+    Ivf(Box<PendingRows>),
 }
 
 /// The rows of a delta, checked and encoded by [`Engine::prepare_delta`]
@@ -563,7 +563,11 @@ impl Engine {
         Ok(match &self.codes {
             Codes::None => Pending::None,
             Codes::Symmetric(codes) => Pending::Symmetric(codes.encode_rows(data, cancel)?),
-            Codes::Ivf(ivf) => Pending::Ivf(ivf.prepare_rows(data, self.params.nlist, cancel)?),
+            Codes::Ivf(ivf) => Pending::Ivf(Box::new(ivf.prepare_rows(
+                data,
+                self.params.nlist,
+                cancel,
+            )?)),
         })
     }
 
@@ -572,7 +576,7 @@ impl Engine {
         let first_row = self.store.len();
         match (&mut self.codes, pending) {
             (Codes::Symmetric(codes), Pending::Symmetric(rows)) => codes.append(rows),
-            (Codes::Ivf(ivf), Pending::Ivf(rows)) => ivf.apply(rows, first_row),
+            (Codes::Ivf(ivf), Pending::Ivf(rows)) => ivf.apply(*rows, first_row),
             _ => {}
         }
         self.store.append(ids, data);

@@ -262,7 +262,10 @@ fn first_min(v: &[f32]) -> usize {
             *m = if x < *m { x } else { *m };
         }
     }
-    let min = lanes.iter().chain(tail).fold(f32::INFINITY, |m, &x| if x < m { x } else { m });
+    let min = lanes
+        .iter()
+        .chain(tail)
+        .fold(f32::INFINITY, |m, &x| if x < m { x } else { m });
     v.iter().position(|&x| x == min).unwrap_or(0)
 }
 
@@ -453,7 +456,10 @@ mod tests {
         let b = train(&data, dim, n, 7, DISTANCE_TRAINING, &no).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), n * dim);
-        assert_eq!(train(&data, dim, 1, 7, DISTANCE_TRAINING, &no).unwrap(), mean_of(&data, dim));
+        assert_eq!(
+            train(&data, dim, 1, 7, DISTANCE_TRAINING, &no).unwrap(),
+            mean_of(&data, dim)
+        );
         let cancelled = Cancel::new();
         cancelled.cancel();
         assert!(train(&data, dim, n, 7, DISTANCE_TRAINING, &cancelled).is_err());
