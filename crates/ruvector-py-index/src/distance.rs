@@ -242,17 +242,7 @@ unsafe fn residual_code_avx2(x: &[f32], c: &[f32], words: &mut Vec<u64>) -> (f32
         unsafe { _mm256_storeu_ps(a.as_mut_ptr(), v) };
         a
     };
-    let fold = |a: [f32; 8]| (a[0] + a[4]) + (a[1] + a[5]) + (a[2] + a[6]) + (a[3] + a[7]);
-    let (mut sq, mut l1, mut g) = (fold(lanes(sq)), fold(lanes(l1)), fold(lanes(g)));
-    for at in eights * 8..x.len() {
-        let (xi, ci) = (x[at], c[at]);
-        let r = xi - ci;
-        sq += r * r;
-        l1 += r.abs();
-        g += if r > 0.0 { ci } else { -ci };
-        out[at / 64] |= u64::from(r > 0.0) << (at % 64);
-    }
-    (sq, l1, g)
+    residual_tail([lanes(sq), lanes(l1), lanes(g)], x, c, eights * 8, out)
 }
 
 /// Eight lanes of partial sums, folded in a fixed order: both builds give
@@ -262,7 +252,7 @@ fn residual_code_portable(x: &[f32], c: &[f32], words: &mut Vec<u64>) -> (f32, f
     debug_assert_eq!(x.len(), c.len());
     let (mut sq, mut l1, mut g) = ([0.0f32; 8], [0.0f32; 8], [0.0f32; 8]);
     let (xc, cc) = (x.chunks_exact(8), c.chunks_exact(8));
-    let (xr, cr) = (xc.remainder(), cc.remainder());
+    let xr = xc.remainder();
     let first_word = words.len();
     words.resize(first_word + x.len().div_ceil(64), 0);
     let out = &mut words[first_word..];
@@ -277,15 +267,29 @@ fn residual_code_portable(x: &[f32], c: &[f32], words: &mut Vec<u64>) -> (f32, f
         }
         out[j / 8] |= mask << (8 * (j % 8));
     }
+    residual_tail([sq, l1, g], x, c, x.len() - xr.len(), out)
+}
+
+/// The end of a residual code, shared by both builds: folds the eight
+/// lanes of `(‖r‖², ‖r‖₁, Σ sign(r)·c)` in a fixed order, then adds the
+/// coordinates from `from` on (fewer than eight) and sets their bits.
+#[inline(always)]
+fn residual_tail(
+    lanes: [[f32; 8]; 3],
+    x: &[f32],
+    c: &[f32],
+    from: usize,
+    out: &mut [u64],
+) -> (f32, f32, f32) {
     let fold = |a: [f32; 8]| (a[0] + a[4]) + (a[1] + a[5]) + (a[2] + a[6]) + (a[3] + a[7]);
+    let [sq, l1, g] = lanes;
     let (mut sq, mut l1, mut g) = (fold(sq), fold(l1), fold(g));
-    let tail = x.len() - xr.len();
-    for (i, (&xi, &ci)) in xr.iter().zip(cr).enumerate() {
+    for at in from..x.len() {
+        let (xi, ci) = (x[at], c[at]);
         let r = xi - ci;
         sq += r * r;
         l1 += r.abs();
         g += if r > 0.0 { ci } else { -ci };
-        let at = tail + i;
         out[at / 64] |= u64::from(r > 0.0) << (at % 64);
     }
     (sq, l1, g)

@@ -665,12 +665,13 @@ impl IvfCodes {
             for (x, &l) in rotated.chunks_exact(r).zip(labels) {
                 self.encode(x, l as usize, rot_centroids, &mut first);
             }
-            let mut spilled = EncodedRows::with_capacity(words, 0);
-            if let Some(spill) = spill.get(i * CHUNK..i * CHUNK + labels.len()) {
-                spilled = EncodedRows::with_capacity(words, spill.len());
-                for (x, &l) in rotated.chunks_exact(r).zip(spill) {
-                    self.encode(x, l as usize, rot_centroids, &mut spilled);
-                }
+            // Without spilling `spill` is empty, and so is this block's share.
+            let spill = spill
+                .get(i * CHUNK..i * CHUNK + labels.len())
+                .unwrap_or(&[]);
+            let mut spilled = EncodedRows::with_capacity(words, spill.len());
+            for (x, &l) in rotated.chunks_exact(r).zip(spill) {
+                self.encode(x, l as usize, rot_centroids, &mut spilled);
             }
             Ok((first, spilled))
         };
