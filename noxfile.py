@@ -5,6 +5,7 @@
 * ``nox -s demo``       — build the wheels and run the quickstart example.
 * ``nox -s bench``      — benchmark table (writes bench/results.md).
 * ``nox -s fuzz``       — mutation fuzzing of every format the SDK reads.
+* ``nox -s aarch64``    — the engine's Rust tests for aarch64 under qemu.
 
 Wheels are built once per run into ``dist/`` (release profile, shared
 ``target/``) and installed by explicit path into fresh virtualenvs, so the
@@ -149,6 +150,30 @@ def rust(session: nox.Session) -> None:
     session.run("cargo", "test", "--locked", "-p", "ruvector-py-index", "--lib", external=True)
     crates = ["ruvector-py-core", "ruvector-py-index", *(Path(c).name for c in NATIVE)]
     session.run("cargo", "test", "--locked", *(a for c in crates for a in ("-p", c)), "--lib", external=True)
+
+
+@nox.session(python=False)
+def aarch64(session: nox.Session) -> None:
+    """The engine's Rust unit tests built for aarch64 and run under qemu-user
+    on an x86_64 machine: the NEON kernels (src/lanes.rs) checked against
+    the scalar references. Not a default session: it needs rustup's
+    aarch64 target (from rustup's own server, not a package registry) and
+    Debian's cross linker and qemu; CI runs the same tests natively on an
+    arm64 runner (.github/workflows/ci.yml)."""
+    triple = "aarch64-unknown-linux-gnu"
+    session.run("rustup", "target", "add", triple, external=True)
+    if not (shutil.which("aarch64-linux-gnu-gcc") and shutil.which("qemu-aarch64")):
+        if shutil.which("apt-get") is None or os.geteuid() != 0:
+            session.error("install gcc-aarch64-linux-gnu and qemu-user")
+        session.run("apt-get", "update", "-q", external=True)
+        packages = ["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "qemu-user"]
+        session.run("apt-get", "install", "-y", "-q", "--no-install-recommends", *packages, external=True)
+    env = {
+        "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER": "aarch64-linux-gnu-gcc",
+        "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER": "qemu-aarch64 -L /usr/aarch64-linux-gnu",
+    }
+    test = ["cargo", "test", "--locked", "--release", "--target", triple, "-p", "ruvector-py-index", "--lib"]
+    session.run(*test, env=env, external=True)
 
 
 @nox.session(requires=["build"])

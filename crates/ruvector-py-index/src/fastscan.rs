@@ -11,11 +11,12 @@
 //! Codes are stored in blocks of [`BLOCK`] vectors: for every group 16
 //! bytes, byte `j` holding the 4-bit pattern of vector `j` in its low nibble
 //! and of vector `j + 16` in its high nibble. The AVX-512BW kernel (four
-//! groups per shuffle), the AVX2 kernel (two) and the portable one compute
-//! the same integers, so results do not depend on the CPU (tested). On
-//! other architectures (aarch64 included) the portable kernel runs: a NEON
-//! kernel is not written yet.
+//! groups per shuffle), the AVX2 kernel (two), the 128-bit kernel written
+//! once against [`crate::lanes`] (NEON on aarch64, SSSE3 on x86_64 without
+//! AVX2) and the scalar reference compute the same integers, so results do
+//! not depend on the CPU (tested).
 
+use crate::lanes::Lanes;
 use crate::store::MappedBytes;
 
 /// Vectors per block.
@@ -415,8 +416,22 @@ fn scan_blocks(data: &[u8], block_bytes: usize, table: &[u8], sums: &mut [u32]) 
             unsafe { scan_blocks_avx2(data, block_bytes, table, sums) };
             return;
         }
+        if std::is_x86_feature_detected!("ssse3") {
+            // SAFETY: the CPU has SSSE3 (checked just above); sizes as above.
+            unsafe { scan_blocks_ssse3(data, block_bytes, table, sums) };
+            return;
+        }
     }
-    scan_blocks_with(data, block_bytes, table, sums, scan_block_portable);
+    // SAFETY: NEON is part of every aarch64 target; sizes as above.
+    #[cfg(target_arch = "aarch64")]
+    scan_blocks_with(data, block_bytes, table, sums, |b, t, o| unsafe {
+        scan_block_lanes::<crate::lanes::Neon>(b, t, o)
+    });
+    // SAFETY: plain arrays need no CPU feature; sizes as above.
+    #[cfg(not(target_arch = "aarch64"))]
+    scan_blocks_with(data, block_bytes, table, sums, |b, t, o| unsafe {
+        scan_block_lanes::<crate::lanes::Portable>(b, t, o)
+    });
 }
 
 /// Runs `kernel` on each block: `block_bytes` bytes of codes to 32 sums.
@@ -454,7 +469,59 @@ unsafe fn scan_blocks_avx2(data: &[u8], block_bytes: usize, table: &[u8], sums: 
     })
 }
 
-/// The reference kernel: the same sums as the SIMD one.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+unsafe fn scan_blocks_ssse3(data: &[u8], block_bytes: usize, table: &[u8], sums: &mut [u32]) {
+    // SAFETY (inner): same features as this function; sizes per block.
+    scan_blocks_with(data, block_bytes, table, sums, |b, t, o| unsafe {
+        scan_block_lanes::<crate::lanes::Ssse3>(b, t, o)
+    })
+}
+
+/// One block's sums in 128-bit lanes, whatever the backend: per group, the
+/// table entries of the vectors' low nibbles (vectors 0..16) and high
+/// nibbles (16..32), widened into four u16 accumulators of eight vectors
+/// each, flushed into u32 totals every 257 groups (257 · 255 = 65535, so a
+/// word never wraps).
+///
+/// # Safety
+/// `block` holds whole 16-byte groups, `table` at least as many bytes, and
+/// the CPU has `L`'s features.
+#[inline(always)]
+unsafe fn scan_block_lanes<L: Lanes>(block: &[u8], table: &[u8], sums: &mut [u32]) {
+    const FLUSH: usize = u16::MAX as usize / u8::MAX as usize;
+    let groups = block.len() / 16;
+    debug_assert!(table.len() >= 16 * groups && sums.len() == BLOCK);
+    let mut total = [0u32; BLOCK];
+    let mut g = 0;
+    while g < groups {
+        let run = (groups - g).min(FLUSH);
+        // SAFETY: the caller's features; every group read is below `groups`.
+        unsafe {
+            let mut acc = [L::zero(); 4];
+            for i in g..g + run {
+                let codes = L::load(block.as_ptr().add(16 * i));
+                let lut = L::load(table.as_ptr().add(16 * i));
+                let low = L::lookup(lut, L::low_nibbles(codes));
+                let high = L::lookup(lut, L::high_nibbles(codes));
+                acc[0] = L::add_low(acc[0], low);
+                acc[1] = L::add_high(acc[1], low);
+                acc[2] = L::add_low(acc[2], high);
+                acc[3] = L::add_high(acc[3], high);
+            }
+            for (eight, a) in total.chunks_exact_mut(8).zip(acc) {
+                for (t, w) in eight.iter_mut().zip(L::words(a)) {
+                    *t += u32::from(w);
+                }
+            }
+        }
+        g += run;
+    }
+    sums.copy_from_slice(&total);
+}
+
+/// The reference kernel, one table entry at a time: the sums every other
+/// kernel must give (the tests' oracle).
 pub fn scan_block_portable(block: &[u8], table: &[u8], sums: &mut [u32]) {
     sums.iter_mut().for_each(|s| *s = 0);
     for (codes, lut) in block.chunks_exact(16).zip(table.chunks_exact(16)) {
@@ -754,7 +821,23 @@ mod tests {
                         unsafe { scan_block_avx512(block, &lut.table, &mut simd) };
                         assert_eq!(&simd[..], &sums[..], "avx512, dim {dim}");
                     }
+                    if std::is_x86_feature_detected!("ssse3") {
+                        unsafe { scan_blocks_ssse3(block, block.len(), &lut.table, &mut simd) };
+                        assert_eq!(&simd[..], &sums[..], "ssse3 lanes, dim {dim}");
+                    }
                 }
+                #[cfg(target_arch = "aarch64")]
+                {
+                    let mut simd = [0u32; BLOCK];
+                    unsafe { scan_block_lanes::<crate::lanes::Neon>(block, &lut.table, &mut simd) };
+                    assert_eq!(&simd[..], &sums[..], "neon lanes, dim {dim}");
+                }
+                // The shared 128-bit kernel on plain arrays (any CPU).
+                let mut lanes = [0u32; BLOCK];
+                unsafe {
+                    scan_block_lanes::<crate::lanes::Portable>(block, &lut.table, &mut lanes)
+                };
+                assert_eq!(&lanes[..], &sums[..], "portable lanes, dim {dim}");
             }
             assert_eq!(&fast[..], &slow[..75], "dim {dim}");
             for (v, &s) in vecs.iter().zip(&fast) {

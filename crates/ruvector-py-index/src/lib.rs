@@ -8,7 +8,8 @@
 //!   vectorised; [`topk`] — the crate's top-k rules; [`store`] — ids and
 //!   kept vectors;
 //! * [`ivf`], [`kmeans`], [`fastscan`], [`rotation`], [`distance`] — the
-//!   IVF index;
+//!   IVF index; [`lanes`] — the 128-bit SIMD layer its NEON kernel is
+//!   written in;
 //! * [`lean`] — the 8-bit resident copy behind memory-lean loading;
 //! * [`metric`] — the distance an index ranks by; [`filter`] — the ids a
 //!   filtered search may return;
@@ -23,6 +24,7 @@ pub mod fastscan;
 pub mod filter;
 pub mod ivf;
 pub mod kmeans;
+pub mod lanes;
 pub mod lean;
 pub mod metric;
 pub mod rbpx;
