@@ -235,43 +235,36 @@ def tune_setting(
     return best[1], best[2]
 
 
-def search(args: argparse.Namespace) -> None:
-    import ruvector_rabitq as rr
-
+def measure(
+    args: argparse.Namespace,
+    search_one: Callable[[np.ndarray, int, int], List[int]],
+    search_batch: Callable[[np.ndarray, int, int], np.ndarray],
+    set_threads: Callable[[int], None],
+) -> Dict[str, Any]:
+    """One index's search figures, the same way for every index: the
+    setting tuned on the tuning queries, then the evaluation queries one at
+    a time on one thread and as one batch (``search_batch(queries, nprobe,
+    rf)``, ids padded with -1) on two, and RSS after."""
     queries = np.load(args.dir / "queries.npy")
-    tune = np.load(args.dir / "tune.npy")
     truth = np.load(args.dir / "truth.npy")
-    tune_truth = np.load(args.dir / "tune-truth.npy")
-    rr.set_num_threads(2)
-    before = status()
-    t0 = time.perf_counter()
-    index = rr.IvfRabitqIndex.load(args.dir / "index.rbpx", lean=True)
-    load_s = time.perf_counter() - t0
-    loaded = status()
-    rr.set_num_threads(1)
-
-    def search_one(v: np.ndarray, nprobe: int, rf: int) -> List[int]:
-        return [h.id for h in index.search(v, K, nprobe=nprobe, rerank_factor=rf)]
-
-    setting, tune_recall = tune_setting(search_one, tune, tune_truth, args.target)
+    tune = np.load(args.dir / "tune.npy")
+    set_threads(1)
+    setting, tune_recall = tune_setting(search_one, tune, np.load(args.dir / "tune-truth.npy"), args.target)
+    nprobe, rf = setting["nprobe"], setting["rerank_factor"]
     found = np.full((len(queries), K), -1, np.int64)
     lat: List[float] = []
     for i, v in enumerate(queries):
         t = time.perf_counter()
-        hits = index.search(v, K, **setting)
+        hits = search_one(v, nprobe, rf)
         lat.append(time.perf_counter() - t)
-        found[i, : len(hits)] = [h.id for h in hits]
+        found[i, : len(hits)] = hits
     ms = np.array(lat) * 1e3
-    rr.set_num_threads(2)
+    set_threads(2)
     t = time.perf_counter()
-    ids, _ = index.search_batch(queries, K, **setting)
+    ids = search_batch(queries, nprobe, rf)
     batch_s = time.perf_counter() - t
-    after = status()
-    info = dict(
-        load_s=load_s,
-        before=before,
-        loaded=loaded,
-        after=after,
+    return dict(
+        after=status(),
         setting=setting,
         tune_recall=tune_recall,
         recall=recall(found, truth),
@@ -279,8 +272,27 @@ def search(args: argparse.Namespace) -> None:
         p50=float(np.percentile(ms, 50)),
         p99=float(np.percentile(ms, 99)),
         qps=len(queries) / batch_s,
-        lean=bool(index.lean),
     )
+
+
+def search(args: argparse.Namespace) -> None:
+    import ruvector_rabitq as rr
+
+    rr.set_num_threads(2)
+    before = status()
+    t0 = time.perf_counter()
+    index = rr.IvfRabitqIndex.load(args.dir / "index.rbpx", lean=True)
+    load_s = time.perf_counter() - t0
+    loaded = status()
+
+    def search_one(v: np.ndarray, nprobe: int, rf: int) -> List[int]:
+        return [h.id for h in index.search(v, K, nprobe=nprobe, rerank_factor=rf)]
+
+    def search_batch(queries: np.ndarray, nprobe: int, rf: int) -> np.ndarray:
+        return np.asarray(index.search_batch(queries, K, nprobe=nprobe, rerank_factor=rf)[0])
+
+    figures = measure(args, search_one, search_batch, rr.set_num_threads)
+    info = dict(load_s=load_s, before=before, loaded=loaded, lean=bool(index.lean), **figures)
     (args.dir / "search.json").write_text(json.dumps(info))
     print(json.dumps(info), file=sys.stderr)
 
@@ -341,10 +353,6 @@ def faiss_search(args: argparse.Namespace) -> None:
     """faiss's candidates reranked with the float32 rows read from disk."""
     import faiss
 
-    queries = np.load(args.dir / "queries.npy")
-    tune = np.load(args.dir / "tune.npy")
-    truth = np.load(args.dir / "truth.npy")
-    tune_truth = np.load(args.dir / "tune-truth.npy")
     before = status()
     t0 = time.perf_counter()
     index = faiss.read_index(str(faiss_file(args, "index")))
@@ -363,44 +371,37 @@ def faiss_search(args: argparse.Namespace) -> None:
         _, found = index.search(v[None, :], K * rf)
         return refine(v, found[0])
 
-    faiss.omp_set_num_threads(1)
-    setting, tune_recall = tune_setting(search_one, tune, tune_truth, args.target)
-    nprobe, rf = setting["nprobe"], setting["rerank_factor"]
-    found = np.full((len(queries), K), -1, np.int64)
-    lat: List[float] = []
-    for i, v in enumerate(queries):
-        t = time.perf_counter()
-        hits = search_one(v, nprobe, rf)
-        lat.append(time.perf_counter() - t)
-        found[i, : len(hits)] = hits
-    ms = np.array(lat) * 1e3
-    faiss.omp_set_num_threads(2)
-    t = time.perf_counter()
-    _, cands = index.search(queries, K * rf)
-    batch = [refine(v, c) for v, c in zip(queries, cands)]
-    batch_s = time.perf_counter() - t
-    batch_ids = np.array([b + [-1] * (K - len(b)) for b in batch])
-    info = dict(
-        load_s=load_s,
-        before=before,
-        loaded=loaded,
-        after=status(),
-        setting={"nprobe": nprobe, "k_factor": rf},
-        tune_recall=tune_recall,
-        recall=recall(found, truth),
-        batch_recall=recall(batch_ids, truth),
-        p50=float(np.percentile(ms, 50)),
-        p99=float(np.percentile(ms, 99)),
-        qps=len(queries) / batch_s,
-    )
+    def search_batch(queries: np.ndarray, nprobe: int, rf: int) -> np.ndarray:
+        ivf.nprobe = nprobe
+        _, candidates = index.search(queries, K * rf)
+        hits = [refine(v, c) for v, c in zip(queries, candidates)]
+        return np.array([h + [-1] * (K - len(h)) for h in hits])
+
+    figures = measure(args, search_one, search_batch, faiss.omp_set_num_threads)
+    # faiss's name for the rerank factor.
+    figures["setting"] = {"nprobe": figures["setting"]["nprobe"], "k_factor": figures["setting"]["rerank_factor"]}
+    info = dict(load_s=load_s, before=before, loaded=loaded, **figures)
     faiss_file(args, "search.json").write_text(json.dumps(info))
     print(json.dumps(info), file=sys.stderr)
+
+
+def search_lines(args: argparse.Namespace, s: Dict[str, Any], batch: str) -> List[str]:
+    """The table rows of one index's ``measure`` figures."""
+    setting = ", ".join(f"{k} {v}" for k, v in s["setting"].items())
+    return [
+        f"| setting (fastest reaching recall {args.target} on the tuning queries) | {setting} "
+        f"(tuning recall {s['tune_recall']:.3f}) |",
+        f"| {args.queries:,} queries one at a time, 1 thread | recall@10 {s['recall']:.4f}, "
+        f"p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms |",
+        f"| the same as {batch} | {s['qps']:,.0f} QPS, recall@10 {s['batch_recall']:.4f} |",
+        f"| RSS after the queries | {gb(s['after']['VmRSS'])} ({gb(s['after']['RssAnon'])} private, "
+        f"{gb(s['after']['RssFile'])} file pages) |",
+    ]
 
 
 def report(args: argparse.Namespace) -> str:
     b = json.loads((args.dir / "build.json").read_text())
     s = json.loads((args.dir / "search.json").read_text())
-    setting = ", ".join(f"{k} {v}" for k, v in s["setting"].items())
     return "\n".join(
         [
             f"# {b['n']:,} x 384 on one machine (issue 16)",
@@ -421,13 +422,7 @@ def report(args: argparse.Namespace) -> str:
             f"| save | {b['save_s']:.0f} s, {gb(b['file_bytes'])} |",
             f"| `load(path, lean=True)`, fresh process | {s['load_s']:.0f} s, RSS {gb(s['loaded']['VmRSS'])} "
             f"({gb(s['loaded']['RssAnon'])} private) |",
-            f"| setting (fastest reaching recall {args.target} on the tuning queries) | {setting} "
-            f"(tuning recall {s['tune_recall']:.3f}) |",
-            f"| {args.queries:,} queries one at a time, 1 thread | recall@10 {s['recall']:.4f}, "
-            f"p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms |",
-            f"| the same as one batch, 2 threads | {s['qps']:,.0f} QPS, recall@10 {s['batch_recall']:.4f} |",
-            f"| RSS after the queries | {gb(s['after']['VmRSS'])} ({gb(s['after']['RssAnon'])} private, "
-            f"{gb(s['after']['RssFile'])} file pages) |",
+            *search_lines(args, s, "one batch, 2 threads"),
             "",
             *faiss_report(args, s),
         ]
@@ -446,7 +441,6 @@ def faiss_report(args: argparse.Namespace, ours: Dict[str, Any]) -> List[str]:
         b = json.loads(faiss_file(args, "build.json").read_text())
         s = json.loads(faiss_file(args, "search.json").read_text())
         rows.append((b["factory"], b, s))
-        setting = ", ".join(f"{k} {v}" for k, v in s["setting"].items())
         out += [
             f"## faiss {b['version']} `{b['factory']}`, refine from the rows on disk",
             "",
@@ -458,14 +452,7 @@ def faiss_report(args: argparse.Namespace, ours: Dict[str, Any]) -> List[str]:
             f"peak RSS {gb(b['peak_rss'])} |",
             f"| save | {b['save_s']:.0f} s, {gb(b['file_bytes'])} (plus the rows file for the refine) |",
             f"| `read_index`, fresh process | {s['load_s']:.0f} s, RSS {gb(s['loaded']['VmRSS'])} |",
-            f"| setting (fastest reaching recall {args.target} on the tuning queries) | {setting} "
-            f"(tuning recall {s['tune_recall']:.3f}) |",
-            f"| {args.queries:,} queries one at a time, 1 thread | recall@10 {s['recall']:.4f}, "
-            f"p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms |",
-            f"| the same as one batch, 2 threads (refine in a Python loop) | {s['qps']:,.0f} QPS, "
-            f"recall@10 {s['batch_recall']:.4f} |",
-            f"| RSS after the queries | {gb(s['after']['VmRSS'])} ({gb(s['after']['RssAnon'])} private, "
-            f"{gb(s['after']['RssFile'])} file pages) |",
+            *search_lines(args, s, "one batch, 2 threads (refine in a Python loop)"),
             "",
         ]
     if rows:
