@@ -320,7 +320,8 @@ def faiss_build(args: argparse.Namespace) -> None:
     want = FAISS_TRAIN_ROWS_PER_LIST * ivf.nlist
     keep = max(1, args.n // want)
     t0 = time.perf_counter()
-    sample = np.concatenate([c[::keep] for c in read_row_chunks(rows_path, args.chunk)])[:want]
+    # Copies: a strided view would keep its whole chunk alive.
+    sample = np.concatenate([c[::keep].copy() for c in read_row_chunks(rows_path, args.chunk)])[:want]
     index.train(sample)
     train_s = time.perf_counter() - t0
     del sample
@@ -460,15 +461,24 @@ def faiss_report(args: argparse.Namespace, ours: Dict[str, Any]) -> List[str]:
         out += [
             "## Side by side (ratios ours / faiss)",
             "",
-            "| faiss | build | p50 | p99 | batch QPS | RSS after the queries |",
-            "|---|---:|---:|---:|---:|---:|",
+            "RSS after the queries counts the file pages each search mapped: the kernel maps up to 64 KiB "
+            "around every row read from a file (fault-around), so a refine that reads many rows from disk "
+            "shows most of the file as resident (clean, shared and reclaimable); private memory is what "
+            "the index itself holds.",
+            "",
+            "| faiss | build | p50 | p99 | batch QPS | private memory after the queries | RSS after the queries |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for factory, b, s in rows:
-            out.append(
-                f"| `{factory}` | {b_ours['build_s'] / b['build_s']:.2f}{TIMES} | {ours['p50'] / s['p50']:.2f}{TIMES} "
-                f"| {ours['p99'] / s['p99']:.2f}{TIMES} | {ours['qps'] / s['qps']:.2f}{TIMES} "
-                f"| {ours['after']['VmRSS'] / s['after']['VmRSS']:.2f}{TIMES} |"
-            )
+            ratios = [
+                b_ours["build_s"] / b["build_s"],
+                ours["p50"] / s["p50"],
+                ours["p99"] / s["p99"],
+                ours["qps"] / s["qps"],
+                ours["after"]["RssAnon"] / s["after"]["RssAnon"],
+                ours["after"]["VmRSS"] / s["after"]["VmRSS"],
+            ]
+            out.append(f"| `{factory}` | " + " | ".join(f"{r:.2f}{TIMES}" for r in ratios) + " |")
         out.append("")
     return out
 
