@@ -354,7 +354,7 @@ def bench(session: nox.Session) -> None:
     # Rows lean=True reads per search (a replay of its rule in NumPy).
     session.run("python", "bench/lean_reads.py", *data)
     # 10M x 384 on one machine (issue 16), next to faiss's IVF-RaBitQ
-    # FastScan with refine from the rows on disk: ~18 GB of RAM and 32 GB of
+    # FastScan with refine from the rows on disk: ~21 GB of RAM and 33 GB of
     # disk under target/, about 30 minutes.
     scale = ["--tune", "300", "--faiss", "IVF{nlist},RaBitQfs", "--out", "bench/results-10m.md"]
     session.run("python", "bench/scale_bench.py", *data, *scale)

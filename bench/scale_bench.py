@@ -32,8 +32,8 @@ RAM), tuned on the same grid as ours (``nprobe``, ``k_factor`` for
 ``rerank_factor``).
 
 Issue 16's 10M targets: build <= 10 minutes, p99 < 10 ms at recall@10 >=
-0.95, resident memory < 6 GB. Needs ~18 GB of RAM for the build (the index
-holds every float32 row while it builds) and the file's size (15.5 GB) on
+0.95, resident memory < 6 GB. Needs ~21 GB of RAM for the build (the index
+holds every float32 row while it builds) and the file's size (16.9 GB) on
 disk, plus the rows file (15.4 GB) with ``--faiss``.
 
 Usage::
