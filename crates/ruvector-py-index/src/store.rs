@@ -183,20 +183,31 @@ impl Store {
     /// on architectures without a prefetch instruction here).
     #[inline(always)]
     pub fn prefetch(&self, pos: usize) {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         if let Some(v) = self.vectors().get(pos * self.dim..(pos + 1) * self.dim) {
             for line in v.chunks(16) {
                 // SAFETY: prefetching is a hint that never faults, and the
                 // pointer is inside `v`. SSE is in the x86_64 baseline.
+                #[cfg(target_arch = "x86_64")]
                 unsafe {
                     std::arch::x86_64::_mm_prefetch(
                         line.as_ptr() as *const i8,
                         std::arch::x86_64::_MM_HINT_T0,
                     )
                 };
+                // SAFETY: as above; `prfm` (its intrinsic is unstable) only
+                // reads the address and touches no register or flag.
+                #[cfg(target_arch = "aarch64")]
+                unsafe {
+                    std::arch::asm!(
+                        "prfm pldl1keep, [{line}]",
+                        line = in(reg) line.as_ptr(),
+                        options(nostack, readonly, preserves_flags)
+                    )
+                };
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         let _ = pos;
     }
 
