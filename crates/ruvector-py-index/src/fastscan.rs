@@ -540,12 +540,13 @@ unsafe fn scan_block_avx2(block: &[u8], table: &[u8], sums: &mut [u32]) {
     let pairs = block.len() / 32;
     let low4 = _mm256_set1_epi8(0x0F);
     // u16 accumulators: even/odd bytes of vectors 0..16 and 16..32; lane 0
-    // collects even groups, lane 1 odd groups. Flushed to u32 before an
-    // accumulator could pass 65535 (each step adds at most 255).
-    let mut total = [0u32; BLOCK];
+    // collects even groups, lane 1 odd groups. Flushed into u32 totals
+    // every 128 pairs, so that even the two lanes' sum (at most
+    // 256 · 255 = 65280) fits a word.
+    let mut total = [_mm256_setzero_si256(); 4];
     let mut p = 0;
     while p < pairs {
-        let run = (pairs - p).min(256);
+        let run = (pairs - p).min(128);
         let (mut a_even, mut a_odd, mut b_even, mut b_odd) = (
             _mm256_setzero_si256(),
             _mm256_setzero_si256(),
@@ -569,22 +570,26 @@ unsafe fn scan_block_avx2(block: &[u8], table: &[u8], sums: &mut [u32]) {
         }
         a_even = _mm256_sub_epi16(a_even, _mm256_slli_epi16(a_odd, 8));
         b_even = _mm256_sub_epi16(b_even, _mm256_slli_epi16(b_odd, 8));
-        let mut buf = [0u16; 16];
-        for (acc, first, step) in [
-            (a_even, 0, 2),
-            (a_odd, 1, 2),
-            (b_even, 16, 2),
-            (b_odd, 17, 2),
-        ] {
-            _mm256_storeu_si256(buf.as_mut_ptr() as *mut __m256i, acc);
-            for t in 0..8 {
-                // lane 0 (even groups) + lane 1 (odd groups) of the same vector
-                total[first + step * t] += buf[t] as u32 + buf[t + 8] as u32;
+        // Each vector's two lanes (even + odd groups) added, then even and
+        // odd vectors interleaved back into order and widened to u32.
+        let halves =
+            |v: __m256i| _mm_add_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        for (half, (even, odd)) in [(a_even, a_odd), (b_even, b_odd)].into_iter().enumerate() {
+            let (even, odd) = (halves(even), halves(odd));
+            for (j, words) in [_mm_unpacklo_epi16(even, odd), _mm_unpackhi_epi16(even, odd)]
+                .into_iter()
+                .enumerate()
+            {
+                let t = &mut total[2 * half + j];
+                *t = _mm256_add_epi32(*t, _mm256_cvtepu16_epi32(words));
             }
         }
         p += run;
     }
-    sums.copy_from_slice(&total);
+    for (eight, t) in sums.chunks_exact_mut(8).zip(total) {
+        // SAFETY: `sums` holds BLOCK = 4 · 8 words.
+        _mm256_storeu_si256(eight.as_mut_ptr() as *mut __m256i, t);
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
