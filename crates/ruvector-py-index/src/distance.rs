@@ -8,6 +8,8 @@
 //! and picked at run time; neither uses FMA or reassociates, so both give
 //! bit-identical results and an index is the same on every x86-64 CPU.
 
+use crate::intdot::{self, PackedRows, RowPairs};
+
 macro_rules! dispatch {
     ($name:ident, $portable:ident, $avx2:ident) => {
         #[inline]
@@ -69,119 +71,58 @@ fn dot_u8_portable(w: &[f32], c: &[u8]) -> f32 {
     fold(acc)
 }
 
-/// Rows per block of [`RowBlocks`]: one AVX2 register of lanes.
-pub const BLOCK_ROWS: usize = 8;
-
-/// Rows (the IVF centroids) stored dimension-major in blocks of
-/// [`BLOCK_ROWS`]: for block `b` and dimension `j`, the `j`-th components of
-/// rows `8b..8b+8` side by side (the last block padded with zero rows).
-/// Squared distances from one query to every row then need one broadcast
-/// component per dimension and no horizontal sum: about 3× faster than
-/// [`sq_l2`] row by row for a few hundred 384-dimensional rows.
+/// The IVF centroids, kept for ranking them against a query:
+/// `‖q‖² + ‖c‖² − 2·⟨q, c⟩` with the product from [`crate::intdot`]'s
+/// 16-bit integers, so the same bits and order on every CPU.
+///
+/// Half the bytes of `f32` rows, and one multiply-add per two components:
+/// ranking a few hundred 384-dimensional centroids, read from L3 once the
+/// list scans have evicted them, takes about half the time. Only lists
+/// nearly tied with another can swap places; the distance a list scan
+/// needs (`‖q − c‖²` of a visited list) is computed exactly elsewhere.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct RowBlocks {
-    dim: usize,
-    rows: usize,
-    data: Vec<f32>,
+pub struct CentroidScores {
+    packed: PackedRows,
+    sq_norms: Vec<f32>,
 }
 
-impl RowBlocks {
-    /// `rows` holds `rows.len() / dim` rows of `dim` components.
+impl CentroidScores {
+    /// `rows` holds `rows.len() / dim` rows of `dim` finite components.
     pub fn new(rows: &[f32], dim: usize) -> Self {
-        let n = rows.len().checked_div(dim).unwrap_or(0);
-        let mut data = vec![0.0f32; n.div_ceil(BLOCK_ROWS) * BLOCK_ROWS * dim];
-        for (r, row) in rows.chunks_exact(dim.max(1)).take(n).enumerate() {
-            let block = &mut data[r / BLOCK_ROWS * BLOCK_ROWS * dim..][..BLOCK_ROWS * dim];
-            for (j, &x) in row.iter().enumerate() {
-                block[j * BLOCK_ROWS + r % BLOCK_ROWS] = x;
-            }
+        Self {
+            packed: PackedRows::new(rows, dim),
+            sq_norms: rows.chunks_exact(dim.max(1)).map(|c| dot(c, c)).collect(),
         }
-        Self { dim, rows: n, data }
     }
 
     pub fn rows(&self) -> usize {
-        self.rows
+        self.packed.rows()
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.data.capacity() * 4
+        self.packed.memory_bytes() + self.sq_norms.capacity() * 4
     }
 
-    /// `out[r] = Σⱼ (qⱼ − xᵣⱼ)²` for every row `r`, each sum in dimension
-    /// order (so the same bits on every CPU: no FMA, no reordering; the
-    /// order differs from [`sq_l2`]'s partial sums). `out` is resized to
-    /// [`RowBlocks::rows`].
-    pub fn sq_l2_into(&self, query: &[f32], out: &mut Vec<f32>) {
-        debug_assert_eq!(query.len(), self.dim);
+    /// `out[r] ≈ ‖q − xᵣ‖²` for every row `r` (see the type), resized to
+    /// [`CentroidScores::rows`]. `q_pairs` and `dots` are scratch.
+    pub fn sq_l2_into(
+        &self,
+        query: &[f32],
+        q_pairs: &mut RowPairs,
+        dots: &mut Vec<i32>,
+        out: &mut Vec<f32>,
+    ) {
+        q_pairs.fill(query, &self.packed);
+        intdot::dots(q_pairs, &self.packed, dots);
+        let q_sq = dot(query, query);
+        let two_scales = 2.0 * q_pairs.scale(0) * self.packed.scale();
         out.clear();
-        out.resize(self.data.len() / self.dim.max(1), 0.0);
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2 (checked just above).
-                unsafe { blocks_sq_l2_avx2(query, &self.data, out) };
-                out.truncate(self.rows);
-                return;
-            }
-        }
-        blocks_sq_l2_portable(query, &self.data, out);
-        out.truncate(self.rows);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn blocks_sq_l2_avx2(q: &[f32], data: &[f32], out: &mut [f32]) {
-    blocks_sq_l2_portable(q, data, out)
-}
-
-/// Four blocks at a time (four independent sums per lane, so the adds do
-/// not wait on one another), then the rest one by one.
-#[inline(always)]
-fn blocks_sq_l2_portable(q: &[f32], data: &[f32], out: &mut [f32]) {
-    const B: usize = BLOCK_ROWS;
-    let stride = q.len() * B;
-    if stride == 0 {
-        return;
-    }
-    let mut quads = data.chunks_exact(4 * stride);
-    let mut outs = out.chunks_exact_mut(4 * B);
-    for (quad, o) in (&mut quads).zip(&mut outs) {
-        let (b0, rest) = quad.split_at(stride);
-        let (b1, rest) = rest.split_at(stride);
-        let (b2, b3) = rest.split_at(stride);
-        let mut acc = [[0.0f32; B]; 4];
-        for ((((&x, c0), c1), c2), c3) in q
-            .iter()
-            .zip(b0.chunks_exact(B))
-            .zip(b1.chunks_exact(B))
-            .zip(b2.chunks_exact(B))
-            .zip(b3.chunks_exact(B))
-        {
-            for (a, c) in acc.iter_mut().zip([c0, c1, c2, c3]) {
-                for i in 0..B {
-                    let t = x - c[i];
-                    a[i] += t * t;
-                }
-            }
-        }
-        for (o, a) in o.chunks_exact_mut(B).zip(&acc) {
-            o.copy_from_slice(a);
-        }
-    }
-    for (block, o) in quads
-        .remainder()
-        .chunks_exact(stride)
-        .zip(outs.into_remainder().chunks_exact_mut(B))
-    {
-        let mut acc = [0.0f32; B];
-        for (&x, c) in q.iter().zip(block.chunks_exact(B)) {
-            for i in 0..B {
-                let t = x - c[i];
-                acc[i] += t * t;
-            }
-        }
-        o.copy_from_slice(&acc);
+        out.extend(
+            self.sq_norms
+                .iter()
+                .zip(dots.iter())
+                .map(|(&c_sq, &d)| q_sq + c_sq - two_scales * d as f32),
+        );
     }
 }
 
@@ -397,32 +338,29 @@ mod tests {
     }
 
     #[test]
-    fn row_blocks_give_each_rows_serial_sum() {
-        for (n, d) in [
-            (0usize, 5usize),
-            (1, 1),
-            (7, 3),
-            (8, 384),
-            (33, 17),
-            (70, 384),
-        ] {
+    fn centroid_scores_are_close_to_the_distances() {
+        for (n, d) in [(0usize, 5usize), (1, 1), (7, 3), (70, 384), (9, 4097)] {
             let rows: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.37).sin()).collect();
-            let q: Vec<f32> = (0..d).map(|i| (i as f32 * 0.11).cos()).collect();
-            let blocks = RowBlocks::new(&rows, d);
-            assert_eq!(blocks.rows(), n);
+            let q: Vec<f32> = (0..d).map(|i| (i as f32 * 0.11).cos() * 0.5).collect();
+            let scores = CentroidScores::new(&rows, d);
+            assert_eq!(scores.rows(), n);
             let mut out = vec![1.0; 3];
-            blocks.sq_l2_into(&q, &mut out);
+            scores.sq_l2_into(&q, &mut RowPairs::default(), &mut Vec::new(), &mut out);
             assert_eq!(out.len(), n);
-            let mut portable = vec![0.0; n.div_ceil(BLOCK_ROWS) * BLOCK_ROWS];
-            blocks_sq_l2_portable(&q, &blocks.data, &mut portable);
             for (r, row) in rows.chunks_exact(d).enumerate() {
-                // The definition: one serial sum in dimension order.
-                let want = q
+                let exact: f64 = q
                     .iter()
                     .zip(row)
-                    .fold(0.0f32, |a, (x, y)| a + (x - y) * (x - y));
-                assert_eq!(out[r].to_bits(), want.to_bits(), "n {n}, d {d}, row {r}");
-                assert_eq!(portable[r].to_bits(), want.to_bits());
+                    .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+                    .sum();
+                // Each component rounds by half a step of `1/limit` of its
+                // row's largest; summed over `d` that is ~1e-3 here.
+                let tol = 2e-3 * (d as f64 / 384.0).max(1.0) * exact.max(1.0);
+                assert!(
+                    (f64::from(out[r]) - exact).abs() < tol,
+                    "n {n}, d {d}: {} vs {exact}",
+                    out[r]
+                );
             }
         }
     }

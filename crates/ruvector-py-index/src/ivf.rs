@@ -30,9 +30,10 @@ use ruvector_py_core::interrupt::Cancel;
 use ruvector_py_core::{parallel, Error, Result};
 use ruvector_rabitq::RandomRotationKind;
 
-use crate::distance::RowBlocks;
+use crate::distance::CentroidScores;
 use crate::fastscan::{block_bytes_for, BlockCodes, CodeBytes, QueryLut, BLOCK};
 use crate::filter::RowFilter;
+use crate::intdot::RowPairs;
 use crate::metric::Metric;
 use crate::rotation::Rotator;
 use crate::store::Store;
@@ -133,7 +134,7 @@ pub struct IvfCodes {
     centroids: Vec<f32>,
     /// The centroids again, dimension-major in blocks of eight lists: the
     /// layout that ranks the lists for a query fastest.
-    centroid_blocks: RowBlocks,
+    centroid_scores: CentroidScores,
     /// The centroids rotated (`nlist × rdim`), so a query is rotated once,
     /// not once per list.
     rot_centroids: Vec<f32>,
@@ -195,10 +196,18 @@ impl Default for SavedCodes {
 struct Scratch {
     q_rot: Vec<f32>,
     centroid_dist: Vec<(f32, u32)>,
-    /// Squared distance to each centroid, in list order.
-    to_centroids: Vec<f32>,
+    ranking: RankScratch,
     bufs: ScanBufs,
     cand: Vec<(f32, u32)>,
+}
+
+/// Buffers of [`IvfCodes::list_order`].
+#[derive(Default)]
+struct RankScratch {
+    q_pairs: RowPairs,
+    dots: Vec<i32>,
+    /// Squared distance to each centroid, in list order.
+    to_centroids: Vec<f32>,
 }
 
 /// Rows a rerank has taken, one bit a row: clear between searches (only
@@ -240,9 +249,78 @@ impl SeenRows {
 struct ScanBufs {
     sums: Vec<u32>,
     est: Vec<f32>,
+    /// Per group of 16 rows of a list: whose estimate is within the bound.
+    below: Vec<u32>,
+    /// A copy of a list's estimates to select a bound in.
+    pick: Vec<f32>,
     /// Per group of 16 rows of a list: which the filter allows.
     allowed: Vec<u32>,
     seen: SeenRows,
+}
+
+/// The per-list and per-query terms of a list's distance estimates.
+#[derive(Clone, Copy)]
+struct EstimateTerms {
+    /// `‖q − c‖²` of the list.
+    q_sq: f32,
+    /// `⟨s, Pq⟩ ≈ shift + step·S` (see [`ListScan`]).
+    shift: f32,
+    step: f32,
+}
+
+avx2_twin! {
+    /// Every row's estimate `offset + ‖q − c‖² − slope·⟨s, Pq⟩` from its
+    /// scan sum.
+    fn estimate_rows(
+        sums: &[u32],
+        offsets: &[f32],
+        slopes: &[f32],
+        t: EstimateTerms,
+        est: &mut Vec<f32>,
+    ) = estimate_rows_portable / estimate_rows_avx2
+}
+
+#[inline(always)]
+fn estimate_rows_portable(
+    sums: &[u32],
+    offsets: &[f32],
+    slopes: &[f32],
+    t: EstimateTerms,
+    est: &mut Vec<f32>,
+) {
+    let n = offsets.len().min(slopes.len()).min(sums.len());
+    est.clear();
+    est.extend(
+        sums[..n]
+            .iter()
+            .zip(&offsets[..n])
+            .zip(&slopes[..n])
+            .map(|((&sum, &off), &slope)| off + t.q_sq - slope * (t.shift + t.step * sum as f32)),
+    );
+}
+
+avx2_twin! {
+    /// Per group of 16 estimates, the mask of those `<= bound` (a SIMD
+    /// compare per group rather than a branch per row).
+    fn mask_below(est: &[f32], bound: f32, below: &mut Vec<u32>) = mask_below_portable / mask_below_avx2
+}
+
+#[inline(always)]
+fn mask_below_portable(est: &[f32], bound: f32, below: &mut Vec<u32>) {
+    let mask_of = |e: &[f32]| {
+        e.iter()
+            .enumerate()
+            .fold(0u32, |m, (i, &x)| m | (u32::from(x <= bound) << i))
+    };
+    below.clear();
+    let mut sixteens = est.chunks_exact(16);
+    below.extend((&mut sixteens).map(|e| {
+        let e: &[f32; 16] = e.try_into().expect("chunks of 16");
+        mask_of(e)
+    }));
+    if !sixteens.remainder().is_empty() {
+        below.push(mask_of(sixteens.remainder()));
+    }
 }
 
 /// The order candidates are kept and reranked in: estimate, then row, a
@@ -270,7 +348,7 @@ impl IvfCodes {
             kind,
             rotation: OnceLock::new(),
             centroids: Vec::new(),
-            centroid_blocks: RowBlocks::default(),
+            centroid_scores: CentroidScores::default(),
             rot_centroids: Vec::new(),
             lists: Vec::new(),
             labels: Vec::new(),
@@ -585,7 +663,7 @@ impl IvfCodes {
         let nlist = centroids.len() / self.dim;
         self.lists = (0..nlist).map(|_| List::new(self.rdim)).collect();
         self.radii = vec![0.0; nlist];
-        self.centroid_blocks = RowBlocks::new(&centroids, self.dim);
+        self.centroid_scores = CentroidScores::new(&centroids, self.dim);
         self.centroids = centroids;
         self.rot_centroids = rot;
         self.labels.clear();
@@ -874,27 +952,37 @@ impl IvfCodes {
             scan.useful_lists += 1;
         }
         list.codes.scan(&scan.lut, &mut s.sums);
-        let (shift, step) = (scan.shift, scan.step);
-        // Two passes: the estimates vectorise on their own; the filter after.
-        s.est.clear();
-        s.est.extend(
-            s.sums
-                .iter()
-                .zip(&list.offsets)
-                .zip(&list.slopes)
-                .map(|((&sum, &off), &slope)| off + q_sq - slope * (shift + step * sum as f32)),
-        );
-        // The bound rejects most rows: test 16 at a time as a bit mask (a
-        // SIMD compare) and visit only the set bits.
-        let bound = scan.bound;
-        for (c, (est, rows)) in s.est.chunks(16).zip(list.rows.chunks(16)).enumerate() {
-            let mut mask = est
-                .iter()
-                .enumerate()
-                .fold(0u32, |m, (i, &e)| m | (u32::from(e <= bound) << i));
-            if scan.filter.is_some() {
-                mask &= s.allowed[c];
-            }
+        let terms = EstimateTerms {
+            q_sq,
+            shift: scan.shift,
+            step: scan.step,
+        };
+        estimate_rows(&s.sums, &list.offsets, &list.slopes, terms, &mut s.est);
+        // The first list scanned (no bound yet) sets one from its own
+        // estimates: a row above its `keep`-th best is beaten by `keep` rows
+        // already, so it is never pushed (and never cut back out later).
+        if scan.bound == f32::INFINITY && scan.filter.is_none() && s.est.len() > scan.keep {
+            s.pick.clear();
+            s.pick.extend_from_slice(&s.est);
+            let (_, &mut kth, _) = s.pick.select_nth_unstable_by(scan.keep - 1, f32::total_cmp);
+            scan.bound = kth;
+        }
+        mask_below(&s.est, scan.bound, &mut s.below);
+        if scan.filter.is_some() {
+            s.below
+                .iter_mut()
+                .zip(&s.allowed)
+                .for_each(|(m, a)| *m &= a);
+        }
+        let pushes: u32 = s.below.iter().map(|m| m.count_ones()).sum();
+        cand.reserve(pushes as usize);
+        for ((&mask, est), rows) in s
+            .below
+            .iter()
+            .zip(s.est.chunks(16))
+            .zip(list.rows.chunks(16))
+        {
+            let mut mask = mask;
             while mask != 0 {
                 let i = mask.trailing_zeros() as usize;
                 cand.push((est[i], rows[i]));
@@ -991,7 +1079,7 @@ impl IvfCodes {
         }
         SCRATCH.with(|cell| {
             let s = &mut *cell.borrow_mut();
-            self.list_order(query, &mut s.centroid_dist, &mut s.to_centroids);
+            self.list_order(query, &mut s.centroid_dist, &mut s.ranking);
             if nprobe < nlist {
                 s.centroid_dist
                     .select_nth_unstable_by(nprobe - 1, |a, b| a.0.total_cmp(&b.0));
@@ -1000,8 +1088,8 @@ impl IvfCodes {
             self.rotation().apply(query, &mut s.q_rot);
             let mut scan = ListScan::new(&s.q_rot, want, self.spilled(), filter);
             s.cand.clear();
-            for &(key, l) in &s.centroid_dist[..nprobe] {
-                let q_sq = self.query_to_centroid(query, key, l);
+            for &(_, l) in &s.centroid_dist[..nprobe] {
+                let q_sq = self.query_to_centroid(query, l);
                 self.scan_list_into(l as usize, q_sq, &mut scan, &mut s.bufs, &mut s.cand);
             }
             let order = &mut s.centroid_dist;
@@ -1029,9 +1117,10 @@ impl IvfCodes {
     }
 
     /// Every list as `(key, list)`, the key ordering the visits (smaller
-    /// first): the squared distance to the centroid, or for inner product
-    /// minus the highest product any row of the list can have.
-    fn list_order(&self, query: &[f32], order: &mut Vec<(f32, u32)>, to_centroids: &mut Vec<f32>) {
+    /// first): the squared distance to the centroid (to ~1e-4, see
+    /// [`CentroidScores`]), or for inner product minus the highest product
+    /// any row of the list can have.
+    fn list_order(&self, query: &[f32], order: &mut Vec<(f32, u32)>, scratch: &mut RankScratch) {
         order.clear();
         match self.metric {
             Metric::Ip => {
@@ -1045,9 +1134,15 @@ impl IvfCodes {
                 );
             }
             Metric::L2 | Metric::Cosine => {
-                self.centroid_blocks.sq_l2_into(query, to_centroids);
+                self.centroid_scores.sq_l2_into(
+                    query,
+                    &mut scratch.q_pairs,
+                    &mut scratch.dots,
+                    &mut scratch.to_centroids,
+                );
                 order.extend(
-                    to_centroids
+                    scratch
+                        .to_centroids
                         .iter()
                         .enumerate()
                         .map(|(i, &dist)| (dist, i as u32)),
@@ -1085,11 +1180,11 @@ impl IvfCodes {
         }
         let rest = &mut order[nprobe..];
         rest.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-        for &(key, l) in rest.iter() {
+        for &(_, l) in rest.iter() {
             if !more(scan, cand) {
                 break;
             }
-            let q_sq = self.query_to_centroid(query, key, l);
+            let q_sq = self.query_to_centroid(query, l);
             self.scan_list_into(l as usize, q_sq, scan, bufs, cand);
         }
     }
@@ -1177,13 +1272,13 @@ impl IvfCodes {
         }
         let want = k.saturating_mul(rerank_factor.max(1)).max(k);
         let nprobe = nprobe.clamp(1, nlist);
-        let mut to_centroids = Vec::new();
+        let mut ranking = RankScratch::default();
         let mut q_rot = vec![0.0f32; self.rdim];
         let mut orders = Vec::with_capacity(queries.len() / d);
         let mut scans = Vec::with_capacity(queries.len() / d);
         for query in queries.chunks_exact(d) {
             let mut order = Vec::with_capacity(nlist);
-            self.list_order(query, &mut order, &mut to_centroids);
+            self.list_order(query, &mut order, &mut ranking);
             if nprobe < nlist {
                 order.select_nth_unstable_by(nprobe - 1, |a, b| a.0.total_cmp(&b.0));
             }
@@ -1191,23 +1286,19 @@ impl IvfCodes {
             scans.push(ListScan::new(&q_rot, want, self.spilled(), None));
             orders.push(order);
         }
-        // Every (list, query, key) visit, list by list.
-        let mut visits: Vec<(u32, u32, f32)> = orders
+        // Every (list, query) visit, list by list.
+        let mut visits: Vec<(u32, u32)> = orders
             .iter()
             .enumerate()
-            .flat_map(|(qi, order)| {
-                order[..nprobe]
-                    .iter()
-                    .map(move |&(key, l)| (l, qi as u32, key))
-            })
+            .flat_map(|(qi, order)| order[..nprobe].iter().map(move |&(_, l)| (l, qi as u32)))
             .collect();
-        visits.sort_unstable_by_key(|&(l, qi, _)| (l, qi));
+        visits.sort_unstable();
         let mut bufs = ScanBufs::default();
         let mut cands: Vec<Vec<(f32, u32)>> = vec![Vec::new(); orders.len()];
-        for &(l, qi, key) in &visits {
+        for &(l, qi) in &visits {
             let qi = qi as usize;
             let query = &queries[qi * d..(qi + 1) * d];
-            let q_sq = self.query_to_centroid(query, key, l);
+            let q_sq = self.query_to_centroid(query, l);
             self.scan_list_into(l as usize, q_sq, &mut scans[qi], &mut bufs, &mut cands[qi]);
         }
         let mut hits = Vec::with_capacity(orders.len());
@@ -1224,18 +1315,13 @@ impl IvfCodes {
         Ok(hits)
     }
 
-    /// `‖q − c‖²` of list `l`, whose ordering key is `key`: the key itself
-    /// except for inner-product lists, ordered by another key.
+    /// `‖q − c‖²` of list `l`, exactly (its ordering key is only close:
+    /// see [`CentroidScores`], or another key for inner-product lists).
     #[inline]
-    fn query_to_centroid(&self, query: &[f32], key: f32, l: u32) -> f32 {
-        match self.metric {
-            Metric::Ip => {
-                let d = self.dim;
-                let l = l as usize;
-                distance::sq_l2(query, &self.centroids[l * d..(l + 1) * d])
-            }
-            Metric::L2 | Metric::Cosine => key,
-        }
+    fn query_to_centroid(&self, query: &[f32], l: u32) -> f32 {
+        let d = self.dim;
+        let l = l as usize;
+        distance::sq_l2(query, &self.centroids[l * d..(l + 1) * d])
     }
 
     /// Removes the store rows whose `keep` entry is false (`keep` indexed
@@ -1300,7 +1386,7 @@ impl IvfCodes {
             + lists
             + (self.labels.capacity() + self.spill.capacity() + self.radii.capacity()) * 4
             + (self.centroids.capacity() + self.rot_centroids.capacity()) * 4
-            + self.centroid_blocks.memory_bytes()
+            + self.centroid_scores.memory_bytes()
     }
 }
 
