@@ -395,37 +395,13 @@ mod tests {
     #[test]
     fn zero_nan_and_huge_components_do_not_overflow() {
         let d = 6;
-        let b = [
-            0.0f32,
-            1e30,
-            -1e30,
-            f32::MAX,
-            3.0,
-            -3.0,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-        ];
+        // Two rows each: one with extremes, one of zeros.
+        let with_zeros = |row: [f32; 6]| [row, [0.0; 6]].concat();
+        let b = with_zeros([0.0, 1e30, -1e30, f32::MAX, 3.0, -3.0]);
         let packed = PackedRows::new(&b, d);
         let mut rows = RowPairs::default();
         rows.fill(
-            &[
-                f32::NAN,
-                1.0,
-                -1.0,
-                0.0,
-                f32::INFINITY,
-                2.0,
-                0.0,
-                0.0,
-                0.0,
-                0.0,
-                0.0,
-                0.0,
-            ],
+            &with_zeros([f32::NAN, 1.0, -1.0, 0.0, f32::INFINITY, 2.0]),
             &packed,
         );
         let mut got = Vec::new();
