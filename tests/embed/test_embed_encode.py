@@ -488,6 +488,10 @@ def test_rows_can_be_kept_as_a_list(tiny: rve.Embedder) -> None:
 #: argv[1]: model folder. SIGINT 0.5 s into an encode() of a long generator.
 INTERRUPTED_ENCODE = r"""
 import os, signal, sys, threading, time
+# Ctrl-C raises KeyboardInterrupt here even when the test run started with
+# SIGINT ignored (a background job of a non-interactive shell): a child
+# inherits an ignored SIGINT, and Python then installs no handler for it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 import ruvector_embed as rve
 

@@ -18,6 +18,15 @@ from embed_helpers import run_child
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
+#: Restores Python's own SIGINT handler in a child.
+SIGINT_HANDLER = """
+# Ctrl-C raises KeyboardInterrupt here even when the test run started with
+# SIGINT ignored (a background job of a non-interactive shell): a child
+# inherits an ignored SIGINT, and Python then installs no handler for it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+"""
+
+
 def child(setup: str, call: str, after: str) -> str:
     """A child script: ``setup``, then ``call`` with SIGINT sent 0.5 s in
     (prints ``INTERRUPTED <seconds>``, or ``FINISHED``/``OTHER``), then
@@ -38,8 +47,12 @@ except BaseException as e:
     print("OTHER", type(e).__name__, e)
     raise SystemExit(0)
 """
-    return "import os, signal, sys, threading, time\nimport numpy as np\nimport ruvector_embed as rve\n" + (
-        setup + interrupted + after
+    return (
+        "import os, signal, sys, threading, time\nimport numpy as np\nimport ruvector_embed as rve\n"
+        + SIGINT_HANDLER
+        + setup
+        + interrupted
+        + after
     )
 
 

@@ -35,7 +35,11 @@ BOUND = 4.0
 SIGNAL_AFTER = 0.4
 
 CHILD = """
-import json, sys, time
+import json, signal, sys, time
+# Ctrl-C raises KeyboardInterrupt here even when the test run started with
+# SIGINT ignored (a background job of a non-interactive shell): a child
+# inherits an ignored SIGINT, and Python then installs no handler for it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 import ruvector_rabitq as rr
 rng = np.random.default_rng(0)
