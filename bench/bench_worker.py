@@ -32,7 +32,10 @@ from bench_data import recall_at_k
 # ef / expansion values tried (ascending) when tuning a graph index to a recall target.
 EF_GRID = [10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512, 640, 768, 1024, 1536, 2048]
 # nprobe values tried when tuning an IVF index (lists visited per query).
-NPROBE_GRID = [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 256, 320, 384, 512]
+NPROBE_GRID = [
+    *(1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64),
+    *(80, 96, 112, 128, 160, 192, 256, 320, 384, 512),
+]
 # Refine factors tried for faiss's refined flat RaBitQ indexes.
 K_FACTOR_GRID = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 32, 50, 100]
 
