@@ -132,8 +132,8 @@ pub struct IvfCodes {
     rotation: OnceLock<Rotator>,
     /// `nlist × dim`, empty until trained.
     centroids: Vec<f32>,
-    /// The centroids again, dimension-major in blocks of eight lists: the
-    /// layout that ranks the lists for a query fastest.
+    /// The centroids again, rounded to 16-bit integers and packed for
+    /// `pmaddwd`: what ranks the lists for a query (see [`CentroidScores`]).
     centroid_scores: CentroidScores,
     /// The centroids rotated (`nlist × rdim`), so a query is rotated once,
     /// not once per list.
