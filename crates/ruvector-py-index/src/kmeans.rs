@@ -262,23 +262,104 @@ fn spill_list_gram(
     }
 }
 
-/// Index of the first smallest value of `v` (0 when `v` is empty or
-/// all NaN), NaNs skipped: a vectorised minimum, then its position.
+/// Index of the first smallest value of `v` (0 when `v` is empty or all
+/// NaN), NaNs skipped, in one pass: lanes keep their smallest value and
+/// the first index it was met at, then the lanes' best wins, ties to the
+/// lowest index (what a plain scan with `<` gives).
 fn first_min(v: &[f32]) -> usize {
-    let mut lanes = [f32::INFINITY; 8];
-    let chunks = v.chunks_exact(8);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (m, &x) in lanes.iter_mut().zip(c) {
-            // `x < m` is false for NaN: NaNs never become the minimum.
-            *m = if x < *m { x } else { *m };
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { first_min_avx2(v) };
         }
     }
-    let min = lanes
-        .iter()
-        .chain(tail)
-        .fold(f32::INFINITY, |m, &x| if x < m { x } else { m });
-    v.iter().position(|&x| x == min).unwrap_or(0)
+    first_min_portable(v)
+}
+
+/// Lanes of the scans below; their indices are kept as floats, exact
+/// below 2²⁴ (the scans are over lists, at most `ivf::MAX_NLIST` = 2¹⁶).
+const MIN_LANES: usize = 16;
+
+/// The best of per-lane minima `best` met at indices `at` (negative: none
+/// met), then of `tail`, whose values follow every lane's.
+fn first_of_lanes(
+    best: &[f32; MIN_LANES],
+    at: &[f32; MIN_LANES],
+    tail: &[f32],
+    base: usize,
+) -> usize {
+    let (mut min, mut pos) = (f32::INFINITY, usize::MAX);
+    for (&m, &i) in best.iter().zip(at) {
+        if i >= 0.0 && (m < min || (m == min && (i as usize) < pos)) {
+            (min, pos) = (m, i as usize);
+        }
+    }
+    for (i, &x) in tail.iter().enumerate() {
+        // `x < min` is false for NaN: NaNs never become the minimum.
+        if x < min {
+            (min, pos) = (x, base + i);
+        }
+    }
+    if pos == usize::MAX {
+        0
+    } else {
+        pos
+    }
+}
+
+fn first_min_portable(v: &[f32]) -> usize {
+    let mut best = [f32::INFINITY; MIN_LANES];
+    let mut at = [-1.0f32; MIN_LANES];
+    let chunks = v.chunks_exact(MIN_LANES);
+    let tail = chunks.remainder();
+    for (k, c) in chunks.enumerate() {
+        for (j, ((m, i), &x)) in best.iter_mut().zip(&mut at).zip(c).enumerate() {
+            // A later equal value never replaces an earlier one.
+            if x < *m {
+                (*m, *i) = (x, (k * MIN_LANES + j) as f32);
+            }
+        }
+    }
+    first_of_lanes(&best, &at, tail, v.len() - tail.len())
+}
+
+/// [`first_min_portable`] in two registers of eight lanes (two
+/// independent chains of compare and blend).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn first_min_avx2(v: &[f32]) -> usize {
+    use std::arch::x86_64::*;
+    let chunks = v.chunks_exact(MIN_LANES);
+    let tail = chunks.remainder();
+    let mut best = [f32::INFINITY; MIN_LANES];
+    let mut at = [-1.0f32; MIN_LANES];
+    // SAFETY: loads and stores of sixteen floats from whole chunks and
+    // the sixteen-lane arrays.
+    unsafe {
+        let (mut b0, mut b1) = (_mm256_set1_ps(f32::INFINITY), _mm256_set1_ps(f32::INFINITY));
+        let (mut a0, mut a1) = (_mm256_set1_ps(-1.0), _mm256_set1_ps(-1.0));
+        let mut i0 = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+        let mut i1 = _mm256_add_ps(i0, _mm256_set1_ps(8.0));
+        let step = _mm256_set1_ps(MIN_LANES as f32);
+        for c in chunks {
+            let x0 = _mm256_loadu_ps(c.as_ptr());
+            let x1 = _mm256_loadu_ps(c.as_ptr().add(8));
+            let t0 = _mm256_cmp_ps::<_CMP_LT_OQ>(x0, b0);
+            let t1 = _mm256_cmp_ps::<_CMP_LT_OQ>(x1, b1);
+            b0 = _mm256_blendv_ps(b0, x0, t0);
+            b1 = _mm256_blendv_ps(b1, x1, t1);
+            a0 = _mm256_blendv_ps(a0, i0, t0);
+            a1 = _mm256_blendv_ps(a1, i1, t1);
+            i0 = _mm256_add_ps(i0, step);
+            i1 = _mm256_add_ps(i1, step);
+        }
+        _mm256_storeu_ps(best.as_mut_ptr(), b0);
+        _mm256_storeu_ps(best.as_mut_ptr().add(8), b1);
+        _mm256_storeu_ps(at.as_mut_ptr(), a0);
+        _mm256_storeu_ps(at.as_mut_ptr().add(8), a1);
+    }
+    first_of_lanes(&best, &at, tail, v.len() - tail.len())
 }
 
 /// The spill list of row `x` (see [`assign_with_spill`]), whose nearest
@@ -481,15 +562,22 @@ mod tests {
     fn first_min_is_the_first_smallest_and_skips_nan() {
         assert_eq!(first_min(&[]), 0);
         assert_eq!(first_min(&[f32::NAN; 11]), 0);
+        // Equal values (±0 too) in different lanes: the first index.
+        let mut z = vec![1.0f32; 24];
+        (z[19], z[5], z[10]) = (0.0, -0.0, 0.0);
+        assert_eq!(first_min(&z), 5);
+        assert_eq!(first_min_portable(&z), 5);
         for n in [1usize, 7, 8, 9, 16, 17, 40] {
             for at in 0..n {
                 let mut v: Vec<f32> = (0..n).map(|i| 10.0 + (i % 5) as f32).collect();
                 v[at] = 1.0;
                 assert_eq!(first_min(&v), at);
+                assert_eq!(first_min_portable(&v), at);
                 // A tie goes to the first; NaNs never win.
                 v[n - 1] = 1.0;
                 v[0] = if at == 0 { 1.0 } else { f32::NAN };
                 assert_eq!(first_min(&v), at);
+                assert_eq!(first_min_portable(&v), at);
             }
         }
     }
