@@ -79,8 +79,9 @@ def status() -> Dict[str, int]:
     return got
 
 
-def gb(b: float) -> str:
-    return f"{b / 2**30:.2f} GB"
+def gib(b: float) -> str:
+    """Bytes in GiB (2³⁰ bytes; the 6 GB target is 5.59 GiB)."""
+    return f"{b / 2**30:.2f} GiB"
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
@@ -183,7 +184,7 @@ def build(args: argparse.Namespace) -> None:
         generated += chunk
         print(
             f"  {generated:,} rows: build {build_s:.0f} s, wall {time.perf_counter() - t_all:.0f} s, "
-            f"RSS {gb(status()['VmRSS'])}",
+            f"RSS {gib(status()['VmRSS'])}",
             file=sys.stderr,
         )
     if on_disk is not None:
@@ -331,7 +332,7 @@ def faiss_build(args: argparse.Namespace) -> None:
         index.add(rows)
         add_s += time.perf_counter() - t
         added += len(rows)
-        print(f"  faiss {added:,} rows: add {add_s:.0f} s, RSS {gb(status()['VmRSS'])}", file=sys.stderr)
+        print(f"  faiss {added:,} rows: add {add_s:.0f} s, RSS {gib(status()['VmRSS'])}", file=sys.stderr)
     lists = np.array([ivf.get_list_size(i) for i in range(ivf.nlist)])
     t0 = time.perf_counter()
     faiss.write_index(index, str(faiss_file(args, "index")))
@@ -395,8 +396,8 @@ def search_lines(args: argparse.Namespace, s: Dict[str, Any], batch: str) -> Lis
         f"| {args.queries:,} queries one at a time, 1 thread | recall@10 {s['recall']:.4f}, "
         f"p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms |",
         f"| the same as {batch} | {s['qps']:,.0f} QPS, recall@10 {s['batch_recall']:.4f} |",
-        f"| RSS after the queries | {gb(s['after']['VmRSS'])} ({gb(s['after']['RssAnon'])} private, "
-        f"{gb(s['after']['RssFile'])} file pages) |",
+        f"| RSS after the queries | {gib(s['after']['VmRSS'])} ({gib(s['after']['RssAnon'])} private, "
+        f"{gib(s['after']['RssFile'])} file pages) |",
     ]
 
 
@@ -419,10 +420,10 @@ def report(args: argparse.Namespace) -> str:
             f"| build ({'spilled lists' if b.get('spill') else 'one copy a row'}, add in chunks of "
             f"{args.chunk:,}, 2 threads) | {b['build_s']:.0f} s, "
             f"{b['nlist']:,} lists (min / median / max rows {b['lists'][0]:,} / {b['lists'][1]:,} / "
-            f"{b['lists'][2]:,}), peak RSS {gb(b['peak_rss'])} |",
-            f"| save | {b['save_s']:.0f} s, {gb(b['file_bytes'])} |",
-            f"| `load(path, lean=True)`, fresh process | {s['load_s']:.0f} s, RSS {gb(s['loaded']['VmRSS'])} "
-            f"({gb(s['loaded']['RssAnon'])} private) |",
+            f"{b['lists'][2]:,}), peak RSS {gib(b['peak_rss'])} |",
+            f"| save | {b['save_s']:.0f} s, {gib(b['file_bytes'])} |",
+            f"| `load(path, lean=True)`, fresh process | {s['load_s']:.0f} s, RSS {gib(s['loaded']['VmRSS'])} "
+            f"({gib(s['loaded']['RssAnon'])} private) |",
             *search_lines(args, s, "one batch, 2 threads"),
             "",
             *faiss_report(args, s),
@@ -450,9 +451,9 @@ def faiss_report(args: argparse.Namespace, ours: Dict[str, Any]) -> List[str]:
             f"| build (train on {FAISS_TRAIN_ROWS_PER_LIST} rows a list, {FAISS_TRAIN_ITERATIONS} iterations: "
             f"{b['train_s']:.0f} s; add in chunks of {args.chunk:,}; 2 threads) | {b['build_s']:.0f} s "
             f"(lists min / median / max {b['lists'][0]:,} / {b['lists'][1]:,} / {b['lists'][2]:,}), "
-            f"peak RSS {gb(b['peak_rss'])} |",
-            f"| save | {b['save_s']:.0f} s, {gb(b['file_bytes'])} (plus the rows file for the refine) |",
-            f"| `read_index`, fresh process | {s['load_s']:.0f} s, RSS {gb(s['loaded']['VmRSS'])} |",
+            f"peak RSS {gib(b['peak_rss'])} |",
+            f"| save | {b['save_s']:.0f} s, {gib(b['file_bytes'])} (plus the rows file for the refine) |",
+            f"| `read_index`, fresh process | {s['load_s']:.0f} s, RSS {gib(s['loaded']['VmRSS'])} |",
             *search_lines(args, s, "one batch, 2 threads (refine in a Python loop)"),
             "",
         ]
