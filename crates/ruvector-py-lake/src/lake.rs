@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 
 use numpy::{PyArray1, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyString, PyTuple};
 use ruvector_py_core::args::int_in_range;
 use ruvector_py_core::arrays::{matrix_f32, text_arg, vector_f32};
 use ruvector_py_core::interrupt::Cancel;
+use ruvector_py_core::py_modules::named_tuples;
 use ruvector_py_core::{runtime, validate};
 
 use crate::error::{Error, FromBase};
@@ -35,13 +36,13 @@ use ruvector_py_index::metric::Metric;
 
 type Hits = Vec<(Key, u64, f32)>;
 
+/// The hits as a list of `LakeHit(id, score, backend, collection)`.
 fn hits_to_list(py: Python<'_>, hits: Hits) -> PyResult<Py<PyAny>> {
     let cls = LAKE_HIT.get(py)?;
-    let list = PyList::empty(py);
-    for ((b, c), id, score) in hits {
-        list.append(cls.call1((id, score, b, c))?)?;
-    }
-    Ok(list.into_any().unbind())
+    let rows = hits
+        .into_iter()
+        .map(|((b, c), id, score)| (id, score, b, c));
+    Ok(named_tuples(&cls, rows)?.into_any().unbind())
 }
 
 fn one_to_hits(key: &Key, hits: Vec<(u64, f32)>) -> Hits {

@@ -8,13 +8,13 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
-use pyo3::types::PyList;
 use rayon::prelude::*;
 
 use ruvector_py_core::args::{bool_arg, int_in_range};
 use ruvector_py_core::arrays::{self, ids_u64, matrix_f32, path_arg, readonly_view, vector_f32};
 use ruvector_py_core::errors::py as pyerr;
 use ruvector_py_core::interrupt::{self, catch_panic, Cancel};
+use ruvector_py_core::py_modules::named_tuples;
 use ruvector_py_core::{parallel, runtime, validate};
 
 use ruvector_py_index::engine::{Engine, Kind, Params, Rotation, SearchOpts, MAX_RERANK_FACTOR};
@@ -26,13 +26,10 @@ use ruvector_py_index::rbpx;
 use crate::error::{Error, Result};
 use crate::py_modules::SEARCH_HIT;
 
+/// The hits as a list of `SearchHit(id, score)`.
 fn hits_to_list(py: Python<'_>, hits: Vec<(u64, f32)>) -> PyResult<Py<PyAny>> {
     let cls = SEARCH_HIT.get(py)?;
-    let list = PyList::empty(py);
-    for (id, score) in hits {
-        list.append(cls.call1((id, score))?)?;
-    }
-    Ok(list.into_any().unbind())
+    Ok(named_tuples(&cls, hits)?.into_any().unbind())
 }
 
 /// `(ids, squared L2 scores, k)` of a batch search, rows ascending.
