@@ -164,6 +164,15 @@ impl BlockCodes {
         self.groups * 16
     }
 
+    /// Room for `additional` more vectors without growing the blocks'
+    /// buffer again (a list filled one vector at a time would otherwise
+    /// copy its blocks at every doubling).
+    pub fn reserve(&mut self, additional: usize) {
+        let bytes = (self.len + additional).div_ceil(BLOCK) * self.block_bytes();
+        let data = self.owned();
+        data.reserve(bytes.saturating_sub(data.len()));
+    }
+
     /// Appends one vector given as sign bits (bit `i` of word `i / 64` is
     /// dimension `i`; bits past the dimension are 0).
     pub fn push(&mut self, bits: &[u64]) {

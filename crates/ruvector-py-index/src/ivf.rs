@@ -799,6 +799,7 @@ impl IvfCodes {
         }
         let fill = |((list, radius), members): ((&mut List, &mut f32), &Vec<(usize, bool)>)| {
             list.rows.reserve(members.len());
+            list.codes.reserve(members.len());
             list.offsets.reserve(members.len());
             list.slopes.reserve(members.len());
             for &(i, spilled) in members {
