@@ -25,11 +25,13 @@ def lake_of(n: int, dim: int, seed: int = 0) -> Tuple[rl.RuLake, F32, U64]:
     return lake, x, ids
 
 
-def run(coro: Coroutine[Any, Any, Any], use_uvloop: bool = False) -> Any:
+def run(main: Callable[[], Coroutine[Any, Any, Any]], use_uvloop: bool = False) -> Any:
+    """Runs ``main()`` on asyncio or uvloop; the coroutine is made only once
+    the loop exists (a skip for a missing uvloop leaves none unawaited)."""
     if use_uvloop:
         uvloop = pytest.importorskip("uvloop")
-        return uvloop.run(coro)
-    return asyncio.run(coro)
+        return uvloop.run(main())
+    return asyncio.run(main())
 
 
 @pytest.mark.parametrize("use_uvloop", [False, True], ids=["asyncio", "uvloop"])
@@ -54,7 +56,7 @@ def test_async_results_equal_sync(use_uvloop: bool) -> None:
         many = await asyncio.gather(*(lake.search_one_async("hot", "docs", x[i], k=3) for i in range(50)))
         assert [m[0].score for m in many] == [0.0] * 50
 
-    run(main(), use_uvloop)
+    run(main, use_uvloop)
 
 
 def test_async_errors_are_raised_in_the_awaiting_task() -> None:
@@ -66,7 +68,7 @@ def test_async_errors_are_raised_in_the_awaiting_task() -> None:
         with pytest.raises(rl.DimensionMismatch):
             await lake.search_one_async("hot", "docs", np.ones(3, dtype=np.float32))
 
-    run(main())
+    run(main)
     # Argument errors are raised at call time, before a coroutine exists.
     with pytest.raises(rl.InvalidArgument):
         asyncio.run(lake.search_one_async("hot", "docs", x[0], k=0))
@@ -88,7 +90,7 @@ def test_adapter_error_chained_through_async() -> None:
             await lake.search_one_async("broken", "docs", np.ones(4, dtype=np.float32))
         assert isinstance(info.value.__cause__, RuntimeError)
 
-    run(main())
+    run(main)
 
 
 def test_cancel_an_awaitable_blocked_in_an_adapter() -> None:
@@ -119,7 +121,7 @@ def test_cancel_an_awaitable_blocked_in_an_adapter() -> None:
         hits = await lake.search_one_async("slow", "c", np.ones(2, dtype=np.float32), k=2)
         assert len(hits) == 2
 
-    run(main())
+    run(main)
 
 
 def _time(fn: Callable[[], Any]) -> float:
