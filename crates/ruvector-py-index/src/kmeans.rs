@@ -282,27 +282,25 @@ fn first_min(v: &[f32]) -> usize {
 const MIN_LANES: usize = 16;
 
 /// The best of per-lane minima `best` met at indices `at` (negative: none
-/// met), then of `tail`, whose values follow every lane's.
-fn first_of_lanes(
-    best: &[f32; MIN_LANES],
-    at: &[f32; MIN_LANES],
-    tail: &[f32],
-    base: usize,
-) -> usize {
+/// met) over the whole chunks of `v`, then of the tail of `v`, whose
+/// values follow every lane's. With nothing below +∞ (only +∞ and NaN),
+/// the first +∞, as a plain scan gives.
+fn first_of_lanes(best: &[f32; MIN_LANES], at: &[f32; MIN_LANES], v: &[f32]) -> usize {
+    let base = v.len() - v.len() % MIN_LANES;
     let (mut min, mut pos) = (f32::INFINITY, usize::MAX);
     for (&m, &i) in best.iter().zip(at) {
         if i >= 0.0 && (m < min || (m == min && (i as usize) < pos)) {
             (min, pos) = (m, i as usize);
         }
     }
-    for (i, &x) in tail.iter().enumerate() {
+    for (i, &x) in v[base..].iter().enumerate() {
         // `x < min` is false for NaN: NaNs never become the minimum.
         if x < min {
             (min, pos) = (x, base + i);
         }
     }
     if pos == usize::MAX {
-        0
+        v.iter().position(|&x| x == f32::INFINITY).unwrap_or(0)
     } else {
         pos
     }
@@ -312,7 +310,6 @@ fn first_min_portable(v: &[f32]) -> usize {
     let mut best = [f32::INFINITY; MIN_LANES];
     let mut at = [-1.0f32; MIN_LANES];
     let chunks = v.chunks_exact(MIN_LANES);
-    let tail = chunks.remainder();
     for (k, c) in chunks.enumerate() {
         for (j, ((m, i), &x)) in best.iter_mut().zip(&mut at).zip(c).enumerate() {
             // A later equal value never replaces an earlier one.
@@ -321,7 +318,7 @@ fn first_min_portable(v: &[f32]) -> usize {
             }
         }
     }
-    first_of_lanes(&best, &at, tail, v.len() - tail.len())
+    first_of_lanes(&best, &at, v)
 }
 
 /// [`first_min_portable`] in two registers of eight lanes (two
@@ -331,7 +328,6 @@ fn first_min_portable(v: &[f32]) -> usize {
 unsafe fn first_min_avx2(v: &[f32]) -> usize {
     use std::arch::x86_64::*;
     let chunks = v.chunks_exact(MIN_LANES);
-    let tail = chunks.remainder();
     let mut best = [f32::INFINITY; MIN_LANES];
     let mut at = [-1.0f32; MIN_LANES];
     // SAFETY: loads and stores of sixteen floats from whole chunks and
@@ -359,7 +355,7 @@ unsafe fn first_min_avx2(v: &[f32]) -> usize {
         _mm256_storeu_ps(at.as_mut_ptr(), a0);
         _mm256_storeu_ps(at.as_mut_ptr().add(8), a1);
     }
-    first_of_lanes(&best, &at, tail, v.len() - tail.len())
+    first_of_lanes(&best, &at, v)
 }
 
 /// The spill list of row `x` (see [`assign_with_spill`]), whose nearest
@@ -567,6 +563,17 @@ mod tests {
         (z[19], z[5], z[10]) = (0.0, -0.0, 0.0);
         assert_eq!(first_min(&z), 5);
         assert_eq!(first_min_portable(&z), 5);
+        // Nothing below +∞: the first +∞, NaNs still skipped.
+        let inf = f32::INFINITY;
+        for (v, want) in [
+            (vec![f32::NAN, inf, inf], 1),
+            (vec![inf; 20], 0),
+            ([vec![f32::NAN; 17], vec![inf]].concat(), 17),
+            ([vec![f32::NAN; 5], vec![inf; 30]].concat(), 5),
+        ] {
+            assert_eq!(first_min(&v), want, "{v:?}");
+            assert_eq!(first_min_portable(&v), want, "{v:?}");
+        }
         for n in [1usize, 7, 8, 9, 16, 17, 40] {
             for at in 0..n {
                 let mut v: Vec<f32> = (0..n).map(|i| 10.0 + (i % 5) as f32).collect();
@@ -579,6 +586,35 @@ mod tests {
                 assert_eq!(first_min(&v), at);
                 assert_eq!(first_min_portable(&v), at);
             }
+        }
+    }
+
+    #[test]
+    fn first_min_matches_a_plain_scan_on_random_vectors() {
+        // The definition: the smallest by `<` (NaNs never win), then the
+        // first value equal to it; 0 when there is none.
+        let plain = |v: &[f32]| {
+            let min = v
+                .iter()
+                .fold(f32::INFINITY, |m, &x| if x < m { x } else { m });
+            v.iter().position(|&x| x == min).unwrap_or(0)
+        };
+        let values = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            2.5,
+        ];
+        let mut rng = SplitMix64::new(17);
+        for _ in 0..5_000 {
+            let n = rng.below(70);
+            let v: Vec<f32> = (0..n).map(|_| values[rng.below(values.len())]).collect();
+            assert_eq!(first_min(&v), plain(&v), "{v:?}");
+            assert_eq!(first_min_portable(&v), plain(&v), "{v:?}");
         }
     }
 
