@@ -166,8 +166,12 @@ impl BlockCodes {
 
     /// Room for `additional` more vectors without growing the blocks'
     /// buffer again (a list filled one vector at a time would otherwise
-    /// copy its blocks at every doubling).
+    /// copy its blocks at every doubling). Nothing to add, nothing done:
+    /// mapped blocks stay mapped until a vector is added to them.
     pub fn reserve(&mut self, additional: usize) {
+        if additional == 0 {
+            return;
+        }
         let bytes = (self.len + additional).div_ceil(BLOCK) * self.block_bytes();
         let data = self.owned();
         data.reserve(bytes.saturating_sub(data.len()));

@@ -2216,6 +2216,10 @@ mod tests {
             let row = [0.125f32; 24];
             for x in [&mut back, &mut plain] {
                 x.add(&[1 << 20], &row).unwrap();
+            }
+            // An add copies only the lists it adds to: the others stay mapped.
+            assert!(back.ivf().unwrap().is_mapped());
+            for x in [&mut back, &mut plain] {
                 assert_eq!(x.remove(&[4, 7]), 2);
             }
             assert!(!back.is_mapped());
