@@ -421,11 +421,12 @@ pub fn train(
     let n_train = n.min(nlist * training.rows_per_list);
     let mut picks = sample_indices(n, n_train, &mut rng);
     picks.sort_unstable(); // sequential reads; the order does not matter
-    let sample: Vec<f32> = picks
-        .iter()
-        .flat_map(|&i| &data[i * dim..(i + 1) * dim])
-        .copied()
-        .collect();
+                           // Sized up front: collected from a flat map (no size hint), the sample
+                           // grew by doubling, each growth a copy of what it held.
+    let mut sample: Vec<f32> = Vec::with_capacity(n_train * dim);
+    for &i in &picks {
+        sample.extend_from_slice(&data[i * dim..(i + 1) * dim]);
+    }
     // Initial centroids: distinct sampled rows.
     let mut centroids: Vec<f32> = sample_indices(n_train, nlist, &mut rng)
         .into_iter()
@@ -437,26 +438,7 @@ pub fn train(
     for _ in 0..training.iterations {
         cancel.check()?;
         let labels = assign(&sample, dim, &centroids, cancel)?;
-        let mut sums = vec![0.0f64; nlist * dim];
-        let mut counts = vec![0usize; nlist];
-        for (row, &l) in sample.chunks_exact(dim).zip(&labels) {
-            let l = l as usize;
-            counts[l] += 1;
-            for (s, &x) in sums[l * dim..(l + 1) * dim].iter_mut().zip(row) {
-                *s += x as f64;
-            }
-        }
-        for c in 0..nlist {
-            if counts[c] > 0 {
-                let inv = 1.0 / counts[c] as f64;
-                for (dst, &s) in centroids[c * dim..(c + 1) * dim]
-                    .iter_mut()
-                    .zip(&sums[c * dim..(c + 1) * dim])
-                {
-                    *dst = (s * inv) as f32;
-                }
-            }
-        }
+        let mut counts = update_means(&sample, dim, &labels, &mut centroids);
         // Empty clusters: split the largest one (copy its centroid with a
         // small symmetric perturbation), as faiss does.
         for c in 0..nlist {
@@ -482,6 +464,54 @@ pub fn train(
         }
     }
     Ok(centroids)
+}
+
+/// Moves every centroid with members to the mean of its rows (`labels`
+/// give each row of `rows` its centroid) and returns the member counts.
+/// Centroids are independent, so they are summed in parallel, each over
+/// its rows in row order in f64: the same bits on any number of threads.
+fn update_means(rows: &[f32], dim: usize, labels: &[u32], centroids: &mut [f32]) -> Vec<usize> {
+    let nlist = centroids.len() / dim;
+    // Members of each centroid in row order: a counting sort of `labels`.
+    let mut counts = vec![0usize; nlist];
+    for &l in labels {
+        counts[l as usize] += 1;
+    }
+    let mut starts = Vec::with_capacity(nlist + 1);
+    starts.push(0usize);
+    for &c in &counts {
+        starts.push(starts[starts.len() - 1] + c);
+    }
+    let mut members = vec![0u32; labels.len()];
+    let mut next = starts[..nlist].to_vec();
+    for (i, &l) in labels.iter().enumerate() {
+        members[next[l as usize]] = i as u32;
+        next[l as usize] += 1;
+    }
+    centroids
+        .par_chunks_mut(dim)
+        .zip(starts.par_windows(2))
+        .for_each_init(
+            || vec![0.0f64; dim],
+            |sums, (centroid, span)| {
+                let own = &members[span[0]..span[1]];
+                if own.is_empty() {
+                    return;
+                }
+                sums.fill(0.0);
+                for &i in own {
+                    let row = &rows[i as usize * dim..(i as usize + 1) * dim];
+                    for (s, &x) in sums.iter_mut().zip(row) {
+                        *s += x as f64;
+                    }
+                }
+                let inv = 1.0 / own.len() as f64;
+                for (dst, &s) in centroid.iter_mut().zip(sums.iter()) {
+                    *dst = (s * inv) as f32;
+                }
+            },
+        );
+    counts
 }
 
 fn mean_of(rows: &[f32], dim: usize) -> Vec<f32> {
@@ -513,6 +543,46 @@ mod tests {
             }
         }
         (data, centres)
+    }
+
+    #[test]
+    fn means_match_a_serial_f64_sum_bit_for_bit_on_any_pool() {
+        let (dim, nlist) = (7, 5);
+        let mut rng = SplitMix64::new(11);
+        let rows: Vec<f32> = (0..300 * dim)
+            .map(|_| rng.below(1 << 20) as f32 / 3.7 - 1e5)
+            .collect();
+        // Centroid 3 gets no rows and must keep its value.
+        let labels: Vec<u32> = (0..300).map(|_| [0, 1, 2, 4][rng.below(4)]).collect();
+        let start: Vec<f32> = (0..nlist * dim).map(|i| i as f32).collect();
+        let mut want = start.clone();
+        let mut want_counts = vec![0usize; nlist];
+        for c in 0..nlist {
+            let mut sums = vec![0.0f64; dim];
+            for (row, &l) in rows.chunks_exact(dim).zip(&labels) {
+                if l as usize == c {
+                    want_counts[c] += 1;
+                    sums.iter_mut().zip(row).for_each(|(s, &x)| *s += x as f64);
+                }
+            }
+            if want_counts[c] > 0 {
+                for (w, s) in want[c * dim..(c + 1) * dim].iter_mut().zip(&sums) {
+                    *w = (s * (1.0 / want_counts[c] as f64)) as f32;
+                }
+            }
+        }
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut got = start.clone();
+            let counts = pool.install(|| update_means(&rows, dim, &labels, &mut got));
+            assert_eq!(counts, want_counts);
+            assert_eq!(counts[3], 0);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{threads} threads");
+        }
     }
 
     #[test]
