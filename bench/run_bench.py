@@ -320,12 +320,13 @@ def run_all(
     quick: bool,
     timeout: float,
     rv014: tuple[Optional[dict], str],
+    warm_up: bool = True,
 ) -> list[dict]:
     """Returns report rows: dicts with lib, config and measurements or error."""
     report: list[dict] = []
     common = {"data_dir": str(data_dir), "k": K, "warmup": 100, "batch_min_s": 0.5 if quick else 1.0}
     first = next((t for t in tasks if not only or t["lib"] in only), None)
-    if first is not None and first["lib"] != "ruvector014":
+    if warm_up and first is not None and first["lib"] != "ruvector014":
         # The first worker of a run measured slow (the identical default
         # IVF build: 0.78 s, then 0.54 s in the next process; p50 up to
         # 1.8x): one untimed run of it first, its results dropped.
@@ -388,6 +389,49 @@ def run_all(
                 f"p50={row.get('p50_ms', float('nan')):.3f} ms build={row['build_s']:.2f} s"
             )
     return report
+
+
+#: Measurements that are the median over rounds (`--rounds`); `qps` per thread count too.
+ROUND_MEDIANS = ("build_s", "build_first_s", "p50_ms", "p99_ms", "mean_ms", "python_loop_qps", "rss_delta_mb")
+
+
+def round_key(row: dict) -> tuple:
+    """What a row measures, the same in every round: a tuned row by its
+    recall target (its knob can differ between rounds when a build is not
+    deterministic), any other by its configuration."""
+    target = row.get("tuned_target")
+    return (row["lib"], row.get("label"), target if target is not None else row["config"])
+
+
+def merge_rounds(rounds: list[list[dict]]) -> list[dict]:
+    """One report from several runs of the same tasks: each row of the
+    first round with the median of every timing over the rounds that
+    measured it (`rounds` counts them). A tuned row keeps the first
+    round's knob and recall, and lists every round's configuration when
+    they differ."""
+    if len(rounds) == 1:
+        return rounds[0]
+    index = [{round_key(r): r for r in rows if not r.get("error")} for rows in rounds]
+    merged = []
+    for row in rounds[0]:
+        if row.get("error"):
+            merged.append(row)
+            continue
+        same = [i[round_key(row)] for i in index if round_key(row) in i]
+        out = {**row, "rounds": len(same)}
+        for field in ROUND_MEDIANS:
+            values = [r[field] for r in same if r.get(field) is not None]
+            if values:
+                out[field] = float(np.median(values))
+        out["qps"] = {}
+        for t, v in row.get("qps", {}).items():
+            values = [r["qps"][t] for r in same if r.get("qps", {}).get(t) is not None]
+            out["qps"][t] = float(np.median(values)) if values else v
+        configs = list(dict.fromkeys(r["config"] for r in same))
+        if len(configs) > 1:
+            out.setdefault("notes", []).append("configuration by round: " + " / ".join(configs))
+        merged.append(out)
+    return merged
 
 
 # ───────────────────────────── other measurements ─────────────────────────────
@@ -1016,6 +1060,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="where the corpora and their embeddings are cached (default target/bench-data)",
     )
     ap.add_argument("--queries", type=int, default=1000, help="evaluation queries (default 1000)")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every configuration this many times, one round after another, and report medians",
+    )
     ap.add_argument("--wheels-dir", help="list the size of every .whl in this directory")
     ap.add_argument(
         "--rust-bench",
@@ -1085,7 +1135,13 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         info = ours_info() if (not only or "ours" in only) else {"error": "skipped (--only)"}
         rv014 = locate_ruvector014(args.ruvector014_dir)
-        report = run_all(build_tasks(args.quick, args.queries, n), workdir, workdir, only, args.quick, timeout, rv014)
+        tasks = build_tasks(args.quick, args.queries, n)
+        rounds = []
+        for r in range(args.rounds):
+            if args.rounds > 1:
+                log(f"round {r + 1} of {args.rounds}")
+            rounds.append(run_all(tasks, workdir, workdir, only, args.quick, timeout, rv014, warm_up=r == 0))
+        report = merge_rounds(rounds)
 
         rust: dict = {"error": "skipped (--only)"}
         if not only or "ours" in only:
@@ -1100,7 +1156,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         md = ["# RuVector Python SDK benchmark: `ruvector-rabitq` vs peers", ""]
         md += [
             f"- Mode: **{'quick' if args.quick else 'full'}**, data **{args.data}** — n={n:,}, d={dim}, "
-            f"{args.queries:,} evaluation queries, k={K}",
+            f"{args.queries:,} evaluation queries, k={K}"
+            + (f", {args.rounds} rounds (medians)" if args.rounds > 1 else ""),
             f"- Date (UTC): {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M')}; total harness time "
             f"{total_s / 60:.1f} min",
             f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
@@ -1153,6 +1210,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             "the index (default thread count of each library = all cores; ours with "
             "`RUVECTOR_NUM_THREADS=2`), so builds and memory figures do not disturb each other. "
             "The first configuration also runs once before, untimed (a run's first process measured slow).",
+            "- `--rounds N` (N > 1): the whole list of configurations runs N times, one round after "
+            "another (so slow spells of the machine fall on every library alike), and every timing is "
+            "the median over the rounds; a tuned row is matched across rounds by its recall target.",
             "- **build s**: wall time of the build call(s) (for faiss RaBitQ this includes `train`). A build "
             f"under {REPEAT_BUILDS_UNDER_S:.0f} s is run {BUILD_REPEATS} times in its process, for every "
             "library, and the median given: one short build swings ±25 % here, and a process's first build "
@@ -1183,6 +1243,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         tn = tuning_notes(report)
         if tn:
             md += ["", "### Tuning sweeps (value → recall@10 on tuning queries)", "", *tn]
+        noted = [r for r in report if r.get("notes")]
+        if noted:
+            md += ["", "### Notes", ""] + [
+                f"- {LIB_TITLES[r['lib']]} {r['config']}: {'; '.join(r['notes'])}" for r in noted
+            ]
         failed = [r for r in report if r.get("error")]
         if failed:
             md += ["", "### Not run", ""] + [f"- {LIB_TITLES[r['lib']]} {r['config']}: {r['error']}" for r in failed]
