@@ -467,50 +467,31 @@ pub fn train(
 }
 
 /// Moves every centroid with members to the mean of its rows (`labels`
-/// give each row of `rows` its centroid) and returns the member counts.
-/// Centroids are independent, so they are summed in parallel, each over
-/// its rows in row order in f64: the same bits on any number of threads.
+/// give each row of `rows` its centroid), summed in row order in f64, and
+/// returns the member counts.
 fn update_means(rows: &[f32], dim: usize, labels: &[u32], centroids: &mut [f32]) -> Vec<usize> {
     let nlist = centroids.len() / dim;
-    // Members of each centroid in row order: a counting sort of `labels`.
+    let mut sums = vec![0.0f64; nlist * dim];
     let mut counts = vec![0usize; nlist];
-    for &l in labels {
-        counts[l as usize] += 1;
+    for (row, &l) in rows.chunks_exact(dim).zip(labels) {
+        let l = l as usize;
+        counts[l] += 1;
+        for (s, &x) in sums[l * dim..(l + 1) * dim].iter_mut().zip(row) {
+            *s += x as f64;
+        }
     }
-    let mut starts = Vec::with_capacity(nlist + 1);
-    starts.push(0usize);
-    for &c in &counts {
-        starts.push(starts[starts.len() - 1] + c);
+    for (c, (centroid, sums)) in centroids
+        .chunks_exact_mut(dim)
+        .zip(sums.chunks_exact(dim))
+        .enumerate()
+    {
+        if counts[c] > 0 {
+            let inv = 1.0 / counts[c] as f64;
+            for (dst, &s) in centroid.iter_mut().zip(sums) {
+                *dst = (s * inv) as f32;
+            }
+        }
     }
-    let mut members = vec![0u32; labels.len()];
-    let mut next = starts[..nlist].to_vec();
-    for (i, &l) in labels.iter().enumerate() {
-        members[next[l as usize]] = i as u32;
-        next[l as usize] += 1;
-    }
-    centroids
-        .par_chunks_mut(dim)
-        .zip(starts.par_windows(2))
-        .for_each_init(
-            || vec![0.0f64; dim],
-            |sums, (centroid, span)| {
-                let own = &members[span[0]..span[1]];
-                if own.is_empty() {
-                    return;
-                }
-                sums.fill(0.0);
-                for &i in own {
-                    let row = &rows[i as usize * dim..(i as usize + 1) * dim];
-                    for (s, &x) in sums.iter_mut().zip(row) {
-                        *s += x as f64;
-                    }
-                }
-                let inv = 1.0 / own.len() as f64;
-                for (dst, &s) in centroid.iter_mut().zip(sums.iter()) {
-                    *dst = (s * inv) as f32;
-                }
-            },
-        );
     counts
 }
 
@@ -546,7 +527,7 @@ mod tests {
     }
 
     #[test]
-    fn means_match_a_serial_f64_sum_bit_for_bit_on_any_pool() {
+    fn means_are_the_f64_mean_of_each_centroids_rows_bit_for_bit() {
         let (dim, nlist) = (7, 5);
         let mut rng = SplitMix64::new(11);
         let rows: Vec<f32> = (0..300 * dim)
@@ -571,18 +552,12 @@ mod tests {
                 }
             }
         }
-        for threads in [1, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let mut got = start.clone();
-            let counts = pool.install(|| update_means(&rows, dim, &labels, &mut got));
-            assert_eq!(counts, want_counts);
-            assert_eq!(counts[3], 0);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got), bits(&want), "{threads} threads");
-        }
+        let mut got = start.clone();
+        let counts = update_means(&rows, dim, &labels, &mut got);
+        assert_eq!(counts, want_counts);
+        assert_eq!(counts[3], 0);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want));
     }
 
     #[test]
