@@ -420,9 +420,10 @@ pub fn train(
     let mut rng = SplitMix64::new(seed ^ 0x1f5_c0de);
     let n_train = n.min(nlist * training.rows_per_list);
     let mut picks = sample_indices(n, n_train, &mut rng);
-    picks.sort_unstable(); // sequential reads; the order does not matter
-                           // Sized up front: collected from a flat map (no size hint), the sample
-                           // grew by doubling, each growth a copy of what it held.
+    // Sequential reads; the order does not matter.
+    picks.sort_unstable();
+    // Sized up front: collected from a flat map (no size hint), the sample
+    // grew by doubling, each growth a copy of what it held.
     let mut sample: Vec<f32> = Vec::with_capacity(n_train * dim);
     for &i in &picks {
         sample.extend_from_slice(&data[i * dim..(i + 1) * dim]);
