@@ -15,6 +15,11 @@ const LARGE_BYTES: usize = 8 << 20;
 /// Values per parallel copy task (4 MiB).
 const COPY_CHUNK: usize = 1 << 20;
 
+/// Whether `data` is large enough to be advised and copied in parallel.
+pub fn is_large(data: &[f32]) -> bool {
+    std::mem::size_of_val(data) >= LARGE_BYTES
+}
+
 /// Appends `data` to `v` (a plain `extend_from_slice` for small data): a
 /// large reservation is advised to use huge pages and the copy runs on the
 /// wheel's pool.
@@ -25,7 +30,7 @@ pub fn extend_large(v: &mut Vec<f32>, data: &[f32]) {
         advise_huge_pages(v);
     }
     // Small data never starts the pool (threads start on first real need).
-    let pool = if data.len() * 4 >= LARGE_BYTES {
+    let pool = if is_large(data) {
         ruvector_py_core::parallel::pool().ok()
     } else {
         None

@@ -204,6 +204,13 @@ enum Codes {
     Ivf(Box<IvfCodes>),
 }
 
+/// How an add's rows reach the store: as the buffer of an empty store, or
+/// appended (copied) to what it holds.
+enum StoredRows<'a> {
+    Buffer(Vec<f32>),
+    Appended(&'a [f32]),
+}
+
 /// Codes computed for an add, not yet part of the index.
 enum Pending {
     None,
@@ -534,12 +541,55 @@ impl Engine {
     ) -> Result<()> {
         self.check_add(ids, data, what, matrix)?;
         cancel.check()?;
-        let mut unit = Vec::new();
-        let data = self.stored_rows(data, what, &mut unit)?;
-        let pending = self.prepare(data, cancel)?;
+        // The first rows of a store that keeps vectors become its buffer:
+        // for `cosine` the unit rows as they are, else a copy of `data`
+        // made alongside the encoding.
+        let first_rows = self.store.is_empty() && self.store.keeps_vectors();
+        let unit = match self.params.metric {
+            Metric::Cosine => Some(metric::normalized_rows(data, self.params.dim, what)?),
+            Metric::L2 | Metric::Ip => None,
+        };
+        let rows = unit.as_deref().unwrap_or(data);
+        let (pending, copy) = match first_rows && unit.is_none() {
+            true => self.prepare_with_copy(rows, cancel)?,
+            false => (self.prepare(rows, cancel)?, None),
+        };
         cancel.commit()?;
-        self.append_prepared(ids, data, pending);
+        let unit_kept;
+        let stored = match (copy, unit) {
+            (Some(copy), _) => StoredRows::Buffer(copy),
+            (None, Some(unit)) if first_rows => StoredRows::Buffer(unit),
+            (None, unit) => {
+                unit_kept = unit;
+                StoredRows::Appended(unit_kept.as_deref().unwrap_or(data))
+            }
+        };
+        self.append_prepared(ids, pending, stored);
         Ok(())
+    }
+
+    /// [`Engine::prepare`], and a copy of `data` to be the buffer of an
+    /// empty store, made alongside the encoding. A fresh buffer of many MB
+    /// costs a page fault for each of its pages, which a VM can make ten
+    /// times as slow as the copy itself; made at the same time as the
+    /// encoding, it fills the moments the encoding leaves a core idle
+    /// (k-means's serial steps, the ends of parallel loops).
+    fn prepare_with_copy(
+        &self,
+        data: &[f32],
+        cancel: &Cancel,
+    ) -> Result<(Pending, Option<Vec<f32>>)> {
+        if !crate::bigbuf::is_large(data) {
+            return Ok((self.prepare(data, cancel)?, Some(data.to_vec())));
+        }
+        let pool = ruvector_py_core::parallel::pool()?;
+        let (pending, copy) = pool.install(|| {
+            rayon::join(
+                || self.prepare(data, cancel),
+                || crate::bigbuf::copy_large(data),
+            )
+        });
+        Ok((pending?, Some(copy)))
     }
 
     /// The rows as the index stores them: unit rows for `cosine` (a zero
@@ -572,14 +622,19 @@ impl Engine {
     }
 
     /// Makes prepared rows part of the index (cannot fail).
-    fn append_prepared(&mut self, ids: &[u64], data: &[f32], pending: Pending) {
+    fn append_prepared(&mut self, ids: &[u64], pending: Pending, stored: StoredRows<'_>) {
         let first_row = self.store.len();
         match (&mut self.codes, pending) {
             (Codes::Symmetric(codes), Pending::Symmetric(rows)) => codes.append(rows),
             (Codes::Ivf(ivf), Pending::Ivf(rows)) => ivf.apply(*rows, first_row),
             _ => {}
         }
-        self.store.append(ids, data);
+        match stored {
+            StoredRows::Buffer(rows) => self
+                .store
+                .restore(ids, Backing::Owned(std::sync::Arc::new(rows))),
+            StoredRows::Appended(rows) => self.store.append(ids, rows),
+        }
     }
 
     /// The first id of `n` default ids (an add without ids): `len()` as
@@ -679,7 +734,7 @@ impl Engine {
         let pending = self.prepare(data, cancel)?;
         cancel.commit()?;
         self.remove(ids);
-        self.append_prepared(ids, data, pending);
+        self.append_prepared(ids, pending, StoredRows::Appended(data));
         Ok(held)
     }
 
@@ -1594,6 +1649,40 @@ mod tests {
                 .unwrap();
             assert_eq!(e.len(), 3000);
         }
+    }
+
+    #[test]
+    fn a_first_add_fills_the_store_with_its_rows_and_later_adds_append() {
+        // 40,000 × 64 floats (10 MB) take the path that copies alongside
+        // the encoding; 300 rows the small one.
+        for (kind, n, d) in [(Kind::Flat, 40_000, 64), (Kind::Ivf, 300, 16)] {
+            let x = data(n, d, 9);
+            assert_eq!(crate::bigbuf::is_large(&x), n == 40_000);
+            let mut e = Engine::new(params(kind, d, 3, Rotation::Hadamard)).unwrap();
+            let cancel = Cancel::new();
+            cancel.cancel();
+            let r = e.add_with(&ids(n), &x, "vectors", true, &cancel);
+            assert_eq!(r, Err(Error::Interrupted));
+            assert_eq!((e.len(), e.store().vectors().len()), (0, 0));
+            e.add(&ids(n / 2), &x[..n / 2 * d]).unwrap();
+            assert_eq!(e.store().vectors(), &x[..n / 2 * d], "{kind:?}");
+            e.add(&ids(n)[n / 2..], &x[n / 2 * d..]).unwrap();
+            assert_eq!(e.store().vectors(), &x[..], "{kind:?}");
+            let q = &x[5 * d..6 * d];
+            assert_eq!(
+                e.search(q, 1, SearchOpts::default()).unwrap()[0].0,
+                ids(6)[5]
+            );
+        }
+        // Cosine stores the unit rows, the first add's own buffer.
+        let (n, d) = (50, 8);
+        let x = scaled(n, d, 3);
+        let mut e = Engine::new(with_metric(Kind::Flat, d, 3, Metric::Cosine)).unwrap();
+        e.add(&ids(n), &x).unwrap();
+        let unit = metric::normalized_rows(&x, d, "vectors").unwrap();
+        assert_eq!(e.store().vectors(), &unit[..]);
+        e.add(&[1000], &x[..d]).unwrap();
+        assert_eq!(&e.store().vectors()[n * d..], &unit[..d]);
     }
 
     fn with_metric(kind: Kind, dim: usize, rf: usize, metric: Metric) -> Params {
