@@ -1,8 +1,8 @@
 """Installing the built wheels the way users and the slim images do.
 
 * each component's installed size (``pip install --no-deps``, so NumPy and
-  ruvector-common are not counted) stays within its budget: rabitq and lake
-  2 MiB, embed and a2a 5 MiB;
+  ruvector-common are not counted) stays within its budget: rabitq 2 MiB,
+  lake 2.25 MiB, embed and a2a 5 MiB;
 * the ``pip install`` line of every Dockerfile in ``docs/docker`` works in a
   fresh virtualenv from the wheels of ``dist/`` (``--no-index``: never a
   release from PyPI), and the smoke workload (``smoke.py``: a real search,
@@ -24,7 +24,9 @@ from conftest import DIST, NATIVE, PACKAGES, ROOT, SMOKE, Package, make_venv, wh
 MB = 1 << 20
 BUDGET = {
     "ruvector-rabitq": 2 * MB,
-    "ruvector-lake": 2 * MB,
+    # The lake links the whole index engine and its own stores and glue:
+    # 2.00 MiB installed when its budget was 2 MiB (see CHANGELOG).
+    "ruvector-lake": 9 * MB // 4,
     "ruvector-embed": 5 * MB,
     "ruvector-a2a": 5 * MB,
     # The pure packages are small; a budget keeps them so.
