@@ -293,7 +293,7 @@ def bench(session: nox.Session) -> None:
     gate G3: install and import times (bench/results-install.md). Then ruLake
     (bench/results-lake.md), metrics (bench/results-metric.md), filtered search
     and churn (bench/results-changes.md), memory-lean search next to hnswlib
-    (bench/results-memory.md), Parquet and PostgreSQL stores
+    (bench/results-memory.md, results-memory-debian.md), Parquet and PostgreSQL stores
     (bench/results-stores.md), index persistence
     (bench/results-persist.md), gate G2 (bench/results-g2.md), sharded
     indexes on a local Ray cluster (bench/results-ray.md), embeddings vs
@@ -353,6 +353,8 @@ def bench(session: nox.Session) -> None:
     # next to hnswlib M=32 at the same recall on the real embeddings: RSS
     # after load and after 1,000 queries, warm and cold page cache.
     session.run("python", "bench/index_memory_bench.py", *data, "--out", "bench/results-memory.md")
+    memory_debian = ["--data", "debian", "--out", "bench/results-memory-debian.md"]
+    session.run("python", "bench/index_memory_bench.py", *data, *memory_debian)
     # Rows lean=True reads per search (a replay of its rule in NumPy).
     session.run("python", "bench/lean_reads.py", *data)
     # 10M x 384 on one machine (issue 16), next to faiss's IVF-RaBitQ

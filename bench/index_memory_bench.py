@@ -44,9 +44,10 @@ Ratios are against hnswlib's RSS after the queries, both for the whole
 process and for the growth over the process before the load (what the index
 itself costs). Issue 16's target: recall@10 >= 0.95 at <= 0.4x hnswlib.
 
-Usage (what ``nox -s bench`` runs)::
+Usage (what ``nox -s bench`` runs, on both real corpora)::
 
     python bench/index_memory_bench.py --cache target/bench-data --out bench/results-memory.md
+    python bench/index_memory_bench.py --cache target/bench-data --data debian --out bench/results-memory-debian.md
 """
 
 from __future__ import annotations
@@ -218,6 +219,7 @@ def mb(x: Optional[float]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=HERE.parent / "target" / "bench-data")
+    ap.add_argument("--data", choices=corpus.CORPORA, default="wordnet", help="which real corpus (bench/corpus.py)")
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=500)
@@ -229,7 +231,7 @@ def main() -> None:
 
     import ruvector_rabitq as rr
 
-    x, about = corpus.embeddings(args.cache, log=lambda m: print(m, file=sys.stderr))
+    x, about = corpus.embeddings(args.cache, log=lambda m: print(m, file=sys.stderr), name=args.data)
     base, queries, tune, about_split = corpus.split(x, args.n, args.queries, args.tune)
     truth = ground_truth(base, queries, K)
     tune_truth = ground_truth(base, tune, K)
