@@ -545,10 +545,7 @@ impl Engine {
         // for `cosine` the unit rows as they are, else a copy of `data`
         // made alongside the encoding.
         let first_rows = self.store.is_empty() && self.store.keeps_vectors();
-        let unit = match self.params.metric {
-            Metric::Cosine => Some(metric::normalized_rows(data, self.params.dim, what)?),
-            Metric::L2 | Metric::Ip => None,
-        };
+        let unit = self.unit_rows(data, what)?;
         let rows = unit.as_deref().unwrap_or(data);
         let (pending, copy) = match first_rows && unit.is_none() {
             true => self.prepare_with_copy(rows, cancel)?,
@@ -592,19 +589,12 @@ impl Engine {
         Ok((pending?, Some(copy)))
     }
 
-    /// The rows as the index stores them: unit rows for `cosine` (a zero
-    /// row is refused, naming it), else `data` itself.
-    fn stored_rows<'d>(
-        &self,
-        data: &'d [f32],
-        what: &str,
-        unit: &'d mut Vec<f32>,
-    ) -> Result<&'d [f32]> {
-        if self.params.metric == Metric::Cosine {
-            *unit = metric::normalized_rows(data, self.params.dim, what)?;
-            Ok(&unit[..])
-        } else {
-            Ok(data)
+    /// The unit rows a `cosine` index stores in place of `data` (a zero row
+    /// is refused, naming it); `None` for the metrics that store `data`.
+    fn unit_rows(&self, data: &[f32], what: &str) -> Result<Option<Vec<f32>>> {
+        match self.params.metric {
+            Metric::Cosine => Ok(Some(metric::normalized_rows(data, self.params.dim, what)?)),
+            Metric::L2 | Metric::Ip => Ok(None),
         }
     }
 
@@ -729,8 +719,8 @@ impl Engine {
         }
         validate::check_rows(data, dim, what, matrix)?;
         cancel.check()?;
-        let mut unit = Vec::new();
-        let data = self.stored_rows(data, what, &mut unit)?;
+        let unit = self.unit_rows(data, what)?;
+        let data = unit.as_deref().unwrap_or(data);
         let pending = self.prepare(data, cancel)?;
         cancel.commit()?;
         self.remove(ids);
